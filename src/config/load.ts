@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.js';
+
+/** The package root: the embedded defaults (fixtures/ad/corp.ldif) are found relative to it. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export class ConfigError extends Error {}
+
+export interface LoadedConfig extends Config {
+  /** The file read, or undefined for the embedded defaults. */
+  source?: string;
+}
+
+function formatIssues(issues: z.core.$ZodIssue[], file: string): string {
+  return issues
+    .map((i) => {
+      const key = i.path.length ? i.path.join('.') : '(top level)';
+      return `${file}: ${key}: ${i.message}`;
+    })
+    .join('\n');
+}
+
+/** Resolves the relative file paths of a config against the directory of the file that named them. */
+function resolvePaths(cfg: Config, base: string): Config {
+  const abs = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(base, p));
+  return {
+    ...cfg,
+    dataDir: abs(cfg.dataDir)!,
+    directory: {
+      ...cfg.directory,
+      file: abs(cfg.directory.file),
+      bindPasswordFile: abs(cfg.directory.bindPasswordFile),
+      tls: { ...cfg.directory.tls, caFile: abs(cfg.directory.tls.caFile) },
+    },
+  };
+}
+
+export function parseConfig(data: unknown, file = '(config)', base = process.cwd()): LoadedConfig {
+  const result = configSchema.safeParse(data ?? {});
+  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, file));
+  return { ...resolvePaths(result.data, base), source: file };
+}
+
+/**
+ * `--config FILE`, else `POSTERN_CONFIG`, else the embedded defaults: the LDIF directory of fixtures/ad and data
+ * under ./var, so `npm start` works on a fresh machine with no AD.
+ */
+export function loadConfig(file?: string): LoadedConfig {
+  const path = file ?? process.env.POSTERN_CONFIG;
+  if (!path) {
+    const cfg = parseConfig({}, '(embedded defaults)', PACKAGE_ROOT);
+    // dataDir of the embedded defaults is relative to where the admin runs postern, like any tool's ./var.
+    return { ...cfg, dataDir: resolve(process.cwd(), 'var'), source: undefined };
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid YAML: ${(err as Error).message}`);
+  }
+  return parseConfig(data, path, dirname(resolve(path)));
+}

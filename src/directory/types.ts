@@ -1,0 +1,76 @@
+/**
+ * The Directory contract (DESIGN.md §3): one interface, backends behind it (ldap/, ldif/), a cache in front.
+ * Entries are already mapped by the AD rules in ./mapping.ts, so no caller ever looks at raw LDAP attributes.
+ */
+
+export interface UserEntry {
+  kind: 'user';
+  dn: string;
+  /** sAMAccountName as stored in AD; compare case-insensitively (use `loginKey`). */
+  login: string;
+  userPrincipalName?: string;
+  displayName?: string;
+  /** The primary address: `SMTP:` proxyAddress, else `mail`, else the first address. Lower-cased. */
+  primaryAddress?: string;
+  /** Every address this user receives mail for, lower-cased, primary first. */
+  addresses: string[];
+  /** userAccountControl ACCOUNTDISABLE (0x2) is off. */
+  disabled: boolean;
+  /** accountExpires is in the past. */
+  expired: boolean;
+  /** msDS-User-Account-Control-Computed UF_LOCKOUT (0x10). */
+  locked: boolean;
+  /** pwdLastSet = 0: the user must change the password at next logon. */
+  mustChangePassword: boolean;
+  /** Receives mail: not disabled and not expired (locked and must-change still receive). */
+  enabled: boolean;
+  /** May log in: enabled, not locked, not must-change. */
+  canLogin: boolean;
+  /** DNs of groups this user is a direct member of (nested expansion is `Directory.groupsOf`). */
+  memberOf: string[];
+}
+
+export interface GroupEntry {
+  kind: 'group';
+  dn: string;
+  /** sAMAccountName of the group (falls back to cn); any case, compare with `loginKey`. */
+  name: string;
+  primaryAddress?: string;
+  addresses: string[];
+  /** Groups with a `mail` attribute are mail-enabled (distribution list or shared folder). */
+  mailEnabled: boolean;
+}
+
+export type DirectoryEntry = UserEntry | GroupEntry;
+
+export type PasswordCheck = 'ok' | 'invalid';
+
+export interface DirectoryHealth {
+  backend: 'ldap' | 'ldif';
+  servers: { url: string; up: boolean; downUntil?: string; lastError?: string }[];
+}
+
+export interface Directory {
+  /** User or group owning this address (any case). Disabled entries are returned, with their flags. */
+  findAddress(address: string): Promise<DirectoryEntry | null>;
+  /** By sAMAccountName, userPrincipalName or primary mail, case-insensitive. */
+  findLogin(login: string): Promise<UserEntry | null>;
+  /** A group by its name (sAMAccountName or cn), any case. */
+  findGroup(name: string): Promise<GroupEntry | null>;
+  /** Users in the group, nested membership expanded, each once. Includes disabled users: callers filter. */
+  members(group: GroupEntry): Promise<UserEntry[]>;
+  /** Groups the user belongs to, nested membership expanded. */
+  groupsOf(user: UserEntry): Promise<GroupEntry[]>;
+  /** Every user / group of the directory (paged for LDAP): for admin pages and the CLI. */
+  listUsers(): Promise<UserEntry[]>;
+  listGroups(): Promise<GroupEntry[]>;
+  /** Checks the password against AD. Throws TempFailure when AD is unreachable. Never called with "". */
+  verifyPassword(user: UserEntry, password: string): Promise<PasswordCheck>;
+  health(): Promise<DirectoryHealth>;
+  close(): Promise<void>;
+}
+
+/** Logins, group names and addresses are compared case-insensitively everywhere. */
+export function loginKey(name: string): string {
+  return name.normalize('NFC').toLowerCase();
+}
