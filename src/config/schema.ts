@@ -84,7 +84,10 @@ export const authSchema = z
     masterSeparator: z.string().min(1).max(4).default('*').describe('In "john*admin", the separator'),
     masterLogin: z.string().min(1).default('admin').describe('The master account (its password opens any mailbox)'),
   })
-  .strict();
+  .strict()
+  .superRefine((a, ctx) => {
+    if (a.method === 'kerberos' && !a.realm) ctx.addIssue({ code: 'custom', path: ['realm'], message: 'required when method is kerberos' });
+  });
 
 export const configSchema = z
   .object({

@@ -1,0 +1,119 @@
+/**
+ * The one login check used by SMTP AUTH, IMAP, POP3 and the admin API (DESIGN.md §3, the seed's Mailboxes page).
+ *
+ * Order matters: empty password → refused before anything reaches AD (an empty simple bind is an anonymous bind
+ * and succeeds, RFC 4513 §5.1.2); the login is looked up with an escaped filter, so `*` or `a)(|(x=*` match
+ * nobody; accounts that cannot log in are refused without a bind (no bad-password count on a locked account);
+ * AD unreachable → `tempfail`, never "wrong password". Every failure answers after the failure delay.
+ */
+import type { AuthConfig } from '../config/schema.js';
+import type { Directory, UserEntry } from '../directory/types.js';
+import { loginKey } from '../directory/types.js';
+import { TempFailure } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { FailureDelay } from './failure-delay.js';
+import { kerberosCheck } from './kerberos.js';
+
+export type AuthResult =
+  | { status: 'ok'; user: UserEntry; master?: UserEntry }
+  /** Unknown login or wrong password: protocols must not tell the two apart. */
+  | { status: 'invalid' }
+  /** Right or unchecked password, but the account may not log in now. Protocols answer as for `invalid`. */
+  | { status: 'disabled'; user: UserEntry; reason: 'disabled' | 'expired' | 'locked' | 'must-change-password' }
+  | { status: 'tempfail'; message: string };
+
+export interface AuthContext {
+  /** Client IP address: the failure delay grows per address. */
+  client: string;
+  protocol: string;
+}
+
+export interface AuthenticatorOptions {
+  directory: Directory;
+  config: AuthConfig;
+  /** The runtime switch `mailbox.masterUser` (off by default), read at every login. */
+  masterUserEnabled: () => boolean;
+  log: Logger;
+  /** Overrides config.failureDelayMs (the CLI `auth test` answers at once). */
+  failureDelay?: FailureDelay;
+}
+
+function denyReason(u: UserEntry): 'disabled' | 'expired' | 'locked' | 'must-change-password' | null {
+  if (u.disabled) return 'disabled';
+  if (u.expired) return 'expired';
+  if (u.locked) return 'locked';
+  if (u.mustChangePassword) return 'must-change-password';
+  return null;
+}
+
+export class Authenticator {
+  readonly delay: FailureDelay;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: AuthenticatorOptions) {
+    this.delay =
+      opts.failureDelay ?? new FailureDelay({ baseMs: opts.config.failureDelayMs, maxMs: opts.config.failureDelayMaxMs });
+    this.log = opts.log.child({ component: 'auth' });
+  }
+
+  async authenticate(login: string, password: string, ctx: AuthContext): Promise<AuthResult> {
+    const result = await this.check(login, password, ctx);
+    const logFields = { login, client: ctx.client, protocol: ctx.protocol, result: result.status };
+    if (result.status === 'ok') {
+      this.delay.succeed(ctx.client);
+      if (result.master) this.log.info({ ...logFields, master: result.master.login, user: result.user.login }, `master ${result.master.login} as user ${result.user.login}`);
+      else this.log.info({ ...logFields, user: result.user.login }, 'login ok');
+      return result;
+    }
+    if (result.status === 'tempfail') {
+      this.log.warn({ ...logFields, err: result.message }, 'login temporarily failed');
+      return result;
+    }
+    const waited = await this.delay.fail(ctx.client);
+    this.log.info({ ...logFields, ...(result.status === 'disabled' ? { reason: result.reason } : {}), delayMs: waited }, 'login failed');
+    return result;
+  }
+
+  private async check(login: string, password: string, ctx: AuthContext): Promise<AuthResult> {
+    if (password === '' || login.trim() === '' || login.includes('\0') || password.includes('\0')) return { status: 'invalid' };
+    try {
+      const sep = this.opts.config.masterSeparator;
+      const at = login.lastIndexOf(sep);
+      if (this.opts.masterUserEnabled() && at > 0 && at < login.length - sep.length) {
+        return await this.checkMaster(login.slice(0, at), login.slice(at + sep.length), password);
+      }
+      const user = await this.opts.directory.findLogin(login);
+      if (!user) return { status: 'invalid' };
+      const reason = denyReason(user);
+      if (reason) return { status: 'disabled', user, reason };
+      return (await this.verify(user, password)) === 'ok' ? { status: 'ok', user } : { status: 'invalid' };
+    } catch (err) {
+      if (err instanceof TempFailure) return { status: 'tempfail', message: err.message };
+      throw err;
+    }
+  }
+
+  /** "john*admin" with admin's password opens john's mailbox (the seed's "Admin can log in as another user"). */
+  private async checkMaster(targetLogin: string, masterLogin: string, password: string): Promise<AuthResult> {
+    if (loginKey(masterLogin) !== loginKey(this.opts.config.masterLogin)) return { status: 'invalid' };
+    const master = await this.opts.directory.findLogin(masterLogin);
+    const target = await this.opts.directory.findLogin(targetLogin);
+    if (!master || !target) return { status: 'invalid' };
+    // The master cannot log in "as itself" through the master syntax.
+    if (master.dn.toLowerCase() === target.dn.toLowerCase()) return { status: 'invalid' };
+    const masterDenied = denyReason(master);
+    if (masterDenied) return { status: 'disabled', user: master, reason: masterDenied };
+    // The target must exist and be enabled; a locked or must-change target is still a mailbox the admin may open.
+    if (!target.enabled) return { status: 'disabled', user: target, reason: target.disabled ? 'disabled' : 'expired' };
+    return (await this.verify(master, password)) === 'ok' ? { status: 'ok', user: target, master } : { status: 'invalid' };
+  }
+
+  private verify(user: UserEntry, password: string) {
+    const cfg = this.opts.config;
+    if (cfg.method === 'kerberos') {
+      const realm = cfg.realm!;
+      return kerberosCheck(user.login, password, cfg.service ?? `krbtgt/${realm}`, realm);
+    }
+    return this.opts.directory.verifyPassword(user, password);
+  }
+}
