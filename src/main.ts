@@ -2,6 +2,11 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from './config/load.js';
 import { makeContext, type CliIo } from './cli/context.js';
 import { registerConfigCommands } from './cli/config.js';
+import { registerDomainCommands } from './cli/domain.js';
+import { registerAddressCommands } from './cli/address.js';
+import { registerUserCommands } from './cli/user.js';
+import { registerSettingsCommands } from './cli/settings.js';
+import { registerDirectoryCommands } from './cli/directory.js';
 import { EXIT } from './lib/errors.js';
 
 /**
@@ -23,6 +28,11 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
     code = c;
   };
   registerConfigCommands(program, ctx, setCode);
+  registerDomainCommands(program, ctx, setCode);
+  registerAddressCommands(program, ctx, setCode);
+  registerUserCommands(program, ctx, setCode);
+  registerSettingsCommands(program, ctx, setCode);
+  registerDirectoryCommands(program, ctx, setCode);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { configJsonSchema } from '../config/schema.js';
+import { configReferenceMarkdown } from '../config/reference.js';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 
@@ -20,5 +21,11 @@ export function registerConfigCommands(program: Command, ctx: CliContext, setCod
     .description('print the JSON Schema of the configuration file')
     .action(() => {
       ctx.out(JSON.stringify(configJsonSchema(), null, 2));
+    });
+  config
+    .command('reference')
+    .description('print the configuration reference as a Markdown table (the README section)')
+    .action(() => {
+      ctx.out(configReferenceMarkdown());
     });
 }

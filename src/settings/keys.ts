@@ -1,0 +1,481 @@
+/**
+ * The registry of key/value runtime settings (DESIGN.md §7): one entry per seed setting, named after the seed's
+ * page, with its type (a zod schema), its default and a description. The seed's default is used where the seed
+ * states one; where it is silent the choice is said in the description.
+ *
+ * Adding a key is adding an entry here: no migration is needed, values are stored as JSON in the `settings` table.
+ */
+import { z } from 'zod';
+import { SettingsError } from './errors.js';
+import {
+  normalizeAddress,
+  normalizeAddressOrDomain,
+  normalizeDomain,
+  normalizeExtension,
+  normalizeHost,
+  normalizeNetwork,
+} from './validate.js';
+
+/** How a value is typed on the command line (see parseSettingText). */
+export type SettingKind = 'boolean' | 'integer' | 'number' | 'string' | 'enum' | 'list';
+
+/** The seed's pages, for grouping in the CLI, the API and the web page. */
+export type SettingPage = 'Mailboxes' | 'Messages' | 'Filter' | 'SMTP access';
+
+export interface SettingDef<S extends z.ZodType = z.ZodType> {
+  kind: SettingKind;
+  page: SettingPage;
+  schema: S;
+  default: z.output<S>;
+  description: string;
+  /** What a valid value looks like, for error messages ("expected …"). */
+  expect: string;
+  /** Never printed by get/list (the smarthost password). */
+  secret?: boolean;
+  /** `null` is a valid value ("not set"); an empty string on the command line means null. */
+  nullable?: boolean;
+}
+
+/** Wraps a normaliser that throws SettingsError into a zod transform, so its message becomes the issue. */
+function normalized(fn: (s: string) => string) {
+  return z.string().transform((s, ctx) => {
+    try {
+      return fn(s);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof SettingsError ? err.message : String(err) });
+      return z.NEVER;
+    }
+  });
+}
+
+/** A list whose entries are normalised and de-duplicated, order kept. */
+function list(fn: (s: string) => string) {
+  return z.array(normalized(fn)).transform((items) => [...new Set(items)]);
+}
+
+/** A value or null; '' also means null, so `postern settings set smtp.heloHost ''` clears it. */
+function orNull<S extends z.ZodType>(schema: S) {
+  return z.preprocess((v) => (v === '' ? null : v), schema.nullable());
+}
+
+const bool = z.boolean();
+const count = (max = Number.MAX_SAFE_INTEGER) => z.number().int().min(0).max(max);
+
+function def<S extends z.ZodType>(
+  page: SettingPage,
+  kind: SettingKind,
+  schema: S,
+  dflt: z.output<S>,
+  expect: string,
+  description: string,
+  extra: Pick<SettingDef, 'secret' | 'nullable'> = {},
+): SettingDef<S> {
+  return { page, kind, schema, default: dflt, expect, description, ...extra };
+}
+
+const YES_NO = 'yes or no';
+
+export const SETTING_DEFS = {
+  // --- Email > Mailboxes -------------------------------------------------------------------------------------
+  'mailbox.imap': def('Mailboxes', 'boolean', bool, true, YES_NO, 'Users can read their mailbox over IMAP (143, 993).'),
+  'mailbox.pop3': def('Mailboxes', 'boolean', bool, true, YES_NO, 'Users can read their mailbox over POP3 (110, 995).'),
+  'mailbox.allowUnencrypted': def(
+    'Mailboxes',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Allow logins and mail on unencrypted connections (no STARTTLS). The seed requires STARTTLS by default; do not enable in production.',
+  ),
+  'mailbox.quotaMB': def(
+    'Mailboxes',
+    'integer',
+    count(),
+    0,
+    'a whole number of megabytes, 0 for no quota',
+    'Mailbox quota in MB for every user; 0 = no quota. A user can have a custom quota (postern user set LOGIN --quota MB).',
+  ),
+  'mailbox.moveSpamToJunk': def(
+    'Mailboxes',
+    'boolean',
+    bool,
+    true,
+    YES_NO,
+    'Deliver messages marked as spam into the Junk folder (also what lets users train the spam filter by moving mail in and out of Junk). Default yes (seed silent).',
+  ),
+  'mailbox.spamRetentionDays': def(
+    'Mailboxes',
+    'integer',
+    count(),
+    15,
+    'a whole number of days, 0 to keep spam forever',
+    'Spam in the Junk folder is expunged after this many days ("Hold for"); 0 = never. Default 15 days. A user can have a custom retention (postern user set LOGIN --spam-retention DAYS).',
+  ),
+  'mailbox.masterUser': def(
+    'Mailboxes',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Admin can log in as another user ("john*admin" with the admin password; see auth.masterLogin and auth.masterSeparator in the config file).',
+  ),
+  'mailbox.deletedToTrash': def(
+    'Mailboxes',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Move messages flagged \\Deleted into Trash instead of leaving them in place (for Outlook, which only marks them).',
+  ),
+
+  // --- Email > Messages --------------------------------------------------------------------------------------
+  'queue.maxMessageSizeMB': def(
+    'Messages',
+    'integer',
+    count(10240).min(1),
+    20,
+    'a whole number of megabytes from 1 to 10240',
+    'Queue message max size: larger messages are refused at SMTP time (SIZE, RFC 1870). Default 20 MB (seed silent).',
+  ),
+  'queue.lifetimeHours': def(
+    'Messages',
+    'integer',
+    count(24 * 90).min(1),
+    96,
+    'a whole number of hours from 1 to 2160',
+    'Queue message lifetime: how long a message that cannot be delivered is retried before it bounces. Default 96 hours (the seed: 4 days).',
+  ),
+  'queue.alwaysBcc': def(
+    'Messages',
+    'string',
+    orNull(normalized(normalizeAddress)),
+    null,
+    'an address, or empty for none',
+    'Always send a hidden copy (Bcc) of every message, incoming and outgoing, to this address. Empty = off. May be against privacy laws in some countries.',
+    { nullable: true },
+  ),
+  'smarthost.enabled': def(
+    'Messages',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Send all outgoing mail through the smarthost (smarthost.host) instead of to the recipients\' MX. Not recommended unless blacklisted or port 25 is blocked.',
+  ),
+  'smarthost.host': def(
+    'Messages',
+    'string',
+    orNull(normalized((s) => normalizeHost(s, 'smarthost host'))),
+    null,
+    'a host name or IP address',
+    'Smarthost name or address (required when smarthost.enabled).',
+    { nullable: true },
+  ),
+  'smarthost.port': def('Messages', 'integer', count(65535).min(1), 587, 'a port from 1 to 65535', 'Smarthost port. Default 587 (submission).'),
+  'smarthost.username': def(
+    'Messages',
+    'string',
+    orNull(z.string().max(256)),
+    null,
+    'a user name, or empty for none',
+    'User name for SMTP AUTH at the smarthost; empty = no authentication.',
+    { nullable: true },
+  ),
+  'smarthost.password': def(
+    'Messages',
+    'string',
+    orNull(z.string().max(1024)),
+    null,
+    'a password, or empty for none',
+    'Password for SMTP AUTH at the smarthost. Stored in settings.db (mode 0600); never printed.',
+    { nullable: true, secret: true },
+  ),
+  'smarthost.tls': def(
+    'Messages',
+    'enum',
+    z.enum(['starttls', 'tls', 'none']),
+    'starttls',
+    'one of starttls, tls, none',
+    'Encryption to the smarthost: starttls (required STARTTLS, usually port 587), tls (implicit TLS, usually port 465) or none. Default starttls.',
+  ),
+
+  // --- Email > Filter ----------------------------------------------------------------------------------------
+  'filter.attachments.executables': def(
+    'Filter',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Refuse messages with executable attachments, recognised by content not name. Default no (seed silent).',
+  ),
+  'filter.attachments.archives': def(
+    'Filter',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Refuse messages with archive attachments (zip, rar, 7z, …), recognised by content. Default no (seed silent).',
+  ),
+  'filter.attachments.custom': def(
+    'Filter',
+    'list',
+    list(normalizeExtension),
+    [],
+    'a comma-separated list of file extensions',
+    'Refuse messages with attachments of these file extensions (e.g. iso,img). Default none.',
+  ),
+  'filter.attachments.officeAsArchive': def(
+    'Filter',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Treat Office documents (docx, xlsx, odt, …), which are zip files inside, as archives. Default no, so blocking archives does not block documents (the seed warns they may be).',
+  ),
+  'filter.antivirus': def('Filter', 'boolean', bool, true, YES_NO, 'Scan messages with ClamAV. Default yes.'),
+  'filter.antivirus.action': def(
+    'Filter',
+    'enum',
+    z.enum(['reject', 'discard']),
+    'reject',
+    'one of reject, discard',
+    'What happens to an infected message: reject (refused during the SMTP session, so the sender learns it without a bounce) or discard (accepted and dropped, as the seed describes). Default reject. Antivirus applies even to allow-listed senders.',
+  ),
+  'filter.spam': def('Filter', 'boolean', bool, true, YES_NO, 'Score messages with SpamAssassin. Default yes.'),
+  'filter.spam.threshold': def(
+    'Filter',
+    'number',
+    z.number().min(-100).max(1000),
+    5,
+    'a number',
+    'Spam threshold: at this score a message is marked as spam (X-Spam-Flag: YES). Default 5 (SpamAssassin\'s).',
+  ),
+  'filter.spam.denyThreshold': def(
+    'Filter',
+    'number',
+    z.number().min(-100).max(1000),
+    15,
+    'a number',
+    'Deny message spam threshold: at this score a message is refused. Must not be below filter.spam.threshold. Default 15.',
+  ),
+  'filter.spam.subjectPrefix': def(
+    'Filter',
+    'string',
+    z.string().max(64).regex(/^[^\r\n]*$/, 'no line breaks'),
+    '',
+    'text without line breaks, or empty for none',
+    'Prefix added to the Subject of spam messages, e.g. "***SPAM*** ". Empty = the subject is left alone (default).',
+  ),
+  'filter.spam.maxScanSizeKB': def(
+    'Filter',
+    'integer',
+    count(100 * 1024).min(1),
+    500,
+    'a whole number of kilobytes',
+    'Messages larger than this are not sent to SpamAssassin (spammers rarely send large mail, and scanning it is slow). Default 500 KB (spamc\'s default; seed silent).',
+  ),
+  'filter.lists.allowFrom': def(
+    'Filter',
+    'list',
+    list(normalizeAddressOrDomain),
+    [],
+    'a comma-separated list of addresses or domains',
+    'Allow from: mail from these senders (addresses or whole domains) skips the spam checks. Antivirus still applies.',
+  ),
+  'filter.lists.allowTo': def(
+    'Filter',
+    'list',
+    list(normalizeAddressOrDomain),
+    [],
+    'a comma-separated list of addresses or domains',
+    'Allow to: mail to these recipients (addresses or whole domains) skips the spam checks. Antivirus still applies.',
+  ),
+  'filter.lists.blockFrom': def(
+    'Filter',
+    'list',
+    list(normalizeAddressOrDomain),
+    [],
+    'a comma-separated list of addresses or domains',
+    'Block from: mail from these senders (addresses or whole domains) is refused.',
+  ),
+  'filter.dnsbl.zones': def(
+    'Filter',
+    'list',
+    list((s) => normalizeDomain(s, 'DNSBL zone')),
+    [],
+    'a comma-separated list of DNS zones',
+    'DNS blocklists the connecting server is checked against (e.g. zen.spamhaus.org). Default none (seed silent: a public list needs its own agreement).',
+  ),
+  'filter.dmarc.rejectOnPolicy': def(
+    'Filter',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Refuse mail failing DMARC when the sender domain publishes p=reject. Default no (seed silent).',
+  ),
+
+  // --- Email > SMTP access -----------------------------------------------------------------------------------
+  'smtp.relayFrom': def(
+    'SMTP access',
+    'list',
+    list(normalizeNetwork),
+    [],
+    'a comma-separated list of IP addresses or CIDR networks',
+    'Allow relay from IP addresses: these clients (printers, scanners) may send to any address on port 25 without authentication. Default none.',
+  ),
+  'smtp.trustedNetworks': def(
+    'SMTP access',
+    'list',
+    list(normalizeNetwork),
+    [],
+    'a comma-separated list of IP addresses or CIDR networks',
+    'The local network: clients here may write to "local network only" addresses. Loopback is always trusted; authenticated users always count as local. Default none (seed silent).',
+  ),
+  'smtp.authOnPort25': def(
+    'SMTP access',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Offer SMTP AUTH on port 25 too (clients should use 587/465). Default no.',
+  ),
+  'smtp.heloHost': def(
+    'SMTP access',
+    'string',
+    orNull(normalized((s) => normalizeDomain(s, 'HELO host'))),
+    null,
+    'a fully qualified host name, or empty for the configured hostname',
+    'Name sent in HELO/EHLO when relaying to other servers, when the host name is not registered in public DNS. Empty = the config file\'s hostname.',
+    { nullable: true },
+  ),
+  'smtp.rejectInvalidHelo': def(
+    'SMTP access',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'On port 25, refuse clients whose HELO is not a fully qualified domain name (RFC 1123) resolvable in DNS. Default no (seed silent).',
+  ),
+  'smtp.senderMustMatchLogin': def(
+    'SMTP access',
+    'boolean',
+    bool,
+    true,
+    YES_NO,
+    'An authenticated user may only use their own addresses (and those of their groups and pseudonyms) as MAIL FROM. Default yes.',
+  ),
+};
+
+export type SettingKey = keyof typeof SETTING_DEFS;
+export type SettingValue<K extends SettingKey> = z.output<(typeof SETTING_DEFS)[K]['schema']>;
+export type SettingValues = { [K in SettingKey]: SettingValue<K> };
+
+export const SETTING_KEYS = Object.keys(SETTING_DEFS) as SettingKey[];
+
+export function isSettingKey(key: string): key is SettingKey {
+  return Object.prototype.hasOwnProperty.call(SETTING_DEFS, key);
+}
+
+export function settingDef<K extends SettingKey>(key: K): SettingDef<(typeof SETTING_DEFS)[K]['schema']> {
+  return SETTING_DEFS[key] as SettingDef<(typeof SETTING_DEFS)[K]['schema']>;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** Throws SettingsError('unknown-key'), suggesting near spellings, else the keys of the same group. */
+export function assertSettingKey(key: string): asserts key is SettingKey {
+  if (isSettingKey(key)) return;
+  const needle = key.toLowerCase();
+  let near = SETTING_KEYS.filter((k) => editDistance(k.toLowerCase(), needle) <= 2);
+  if (!near.length) near = SETTING_KEYS.filter((k) => needle.length >= 3 && k.toLowerCase().includes(needle));
+  if (!near.length) near = SETTING_KEYS.filter((k) => k.startsWith(needle.split('.')[0] + '.'));
+  const hint = near.length ? `; did you mean ${near.slice(0, 8).join(', ')}?` : '; see postern settings list';
+  throw new SettingsError('unknown-key', `unknown setting ${JSON.stringify(key)}${hint}`, key);
+}
+
+/**
+ * Rules between keys, checked when one of `keys` changes. Checking only on change means a database edited into an
+ * inconsistent state does not block unrelated changes.
+ */
+export interface CrossCheck {
+  keys: SettingKey[];
+  check(v: SettingValues): string | null;
+}
+
+export const CROSS_CHECKS: CrossCheck[] = [
+  {
+    keys: ['smarthost.enabled', 'smarthost.host'],
+    check: (v) => (v['smarthost.enabled'] && !v['smarthost.host'] ? 'smarthost.enabled needs smarthost.host: set the host first' : null),
+  },
+  {
+    keys: ['filter.spam.threshold', 'filter.spam.denyThreshold'],
+    check: (v) =>
+      v['filter.spam.threshold'] > v['filter.spam.denyThreshold']
+        ? `filter.spam.threshold (${v['filter.spam.threshold']}) must not be above filter.spam.denyThreshold (${v['filter.spam.denyThreshold']}); set both at once with: postern settings set filter.spam.threshold X filter.spam.denyThreshold Y`
+        : null,
+  },
+];
+
+const TRUE_WORDS = new Set(['yes', 'y', 'true', 'on', 'enabled', 'enable', '1']);
+const FALSE_WORDS = new Set(['no', 'n', 'false', 'off', 'disabled', 'disable', '0']);
+
+/**
+ * Turns command-line text into a value for `key` (validation is the schema's job, afterwards):
+ * booleans yes/no/true/false/on/off/enabled/disabled/1/0; numbers; lists comma- or newline-separated or a JSON
+ * array; strings as typed (a JSON-quoted string is unquoted, so leading/trailing spaces can be given).
+ */
+export function parseSettingText(key: SettingKey, text: string): unknown {
+  const d = SETTING_DEFS[key] as SettingDef;
+  const t = text.trim();
+  switch (d.kind) {
+    case 'boolean': {
+      const w = t.toLowerCase();
+      if (TRUE_WORDS.has(w)) return true;
+      if (FALSE_WORDS.has(w)) return false;
+      throw new SettingsError('invalid', `${key}: ${JSON.stringify(text)} is not ${d.expect} (also true/false, on/off, enabled/disabled)`, key);
+    }
+    case 'integer':
+    case 'number': {
+      const n = t === '' ? NaN : Number(t);
+      if (!Number.isFinite(n)) throw new SettingsError('invalid', `${key}: ${JSON.stringify(text)} is not a number; expected ${d.expect}`, key);
+      return n;
+    }
+    case 'list': {
+      if (t.startsWith('[')) {
+        try {
+          return JSON.parse(t) as unknown;
+        } catch {
+          throw new SettingsError('invalid', `${key}: ${JSON.stringify(text)} is not a valid JSON array; expected ${d.expect}`, key);
+        }
+      }
+      return t
+        .split(/[,\n]/)
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+    }
+    case 'enum':
+      return t.toLowerCase();
+    case 'string': {
+      if (t.length >= 2 && t.startsWith('"') && t.endsWith('"')) {
+        try {
+          return JSON.parse(t) as unknown;
+        } catch {
+          /* not JSON: taken as typed */
+        }
+      }
+      if (d.nullable && t === '') return null;
+      return text;
+    }
+  }
+}

@@ -1,0 +1,282 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../../src/main.ts';
+import { PACKAGE_ROOT } from '../../../src/config/load.ts';
+import { openSettings } from '../../../src/settings/store.ts';
+
+let root: string;
+let dataDir: string;
+let savedConfig: string | undefined;
+
+before(() => {
+  root = mkdtempSync(join(tmpdir(), 'postern-cli-'));
+  dataDir = join(root, 'data');
+  const config = join(root, 'postern.yaml');
+  writeFileSync(
+    config,
+    `dataDir: ${JSON.stringify(dataDir)}\ndirectory:\n  type: ldif\n  file: ${JSON.stringify(join(PACKAGE_ROOT, 'fixtures/ad/corp.ldif'))}\n`,
+  );
+  savedConfig = process.env.POSTERN_CONFIG;
+  process.env.POSTERN_CONFIG = config;
+});
+
+after(() => {
+  if (savedConfig === undefined) delete process.env.POSTERN_CONFIG;
+  else process.env.POSTERN_CONFIG = savedConfig;
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), stdin: async () => 'Disclaimer from stdin\n' });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('domain add / list / set / remove', async () => {
+  let r = await run('domain', 'add', 'Corp.Example', '--bcc', 'archive@corp.example');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /added domain corp\.example: delivered to local mailboxes/);
+  assert.match(r.out, /always Bcc: archive@corp\.example/);
+
+  const disclaimer = join(root, 'disclaimer.md');
+  writeFileSync(disclaimer, 'This email is **confidential**.\n');
+  r = await run('domain', 'add', 'partner.example', '--relay', 'mx.partner.example:2525', '--disclaimer', disclaimer);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /relayed to mx\.partner\.example:2525/);
+
+  r = await run('domain', 'add', 'corp.example');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /already exists/);
+  r = await run('domain', 'add', 'not_a_domain');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /fully qualified domain name/);
+  r = await run('domain', 'add', 'x.example', '--disclaimer', join(root, 'missing.md'));
+  assert.equal(r.code, 1);
+  assert.match(r.err, /cannot read the disclaimer file/);
+
+  r = await run('domain', 'list');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^DOMAIN\s+TYPE\s+NEXT HOP\s+BCC\s+DISCLAIMER$/m);
+  assert.match(r.out, /^corp\.example\s+local\s+-\s+archive@corp\.example\s+-$/m);
+  assert.match(r.out, /^partner\.example\s+relay\s+mx\.partner\.example:2525\s+-\s+yes$/m);
+  r = await run('domain', 'list', '--json');
+  const list = JSON.parse(r.out) as { name: string; disclaimer: string | null }[];
+  assert.deepEqual(list.map((d) => d.name), ['corp.example', 'partner.example']);
+  assert.equal(list[1].disclaimer, 'This email is **confidential**.\n');
+
+  r = await run('domain', 'set', 'corp.example', '--no-bcc', '--disclaimer', '-');
+  assert.equal(r.code, 0, r.err);
+  r = await run('domain', 'show', 'corp.example', '--json');
+  assert.deepEqual(JSON.parse(r.out), { name: 'corp.example', type: 'local', nexthop: null, bcc: null, disclaimer: 'Disclaimer from stdin\n' });
+  r = await run('domain', 'set', 'corp.example', '--no-disclaimer');
+  assert.equal(r.code, 0);
+  r = await run('domain', 'set', 'corp.example');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /nothing to change/);
+  r = await run('domain', 'set', 'nowhere.example', '--no-bcc');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /no domain nowhere\.example/);
+
+  r = await run('domain', 'remove', 'partner.example');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /removed domain partner\.example; mail already received is kept/);
+  r = await run('domain', 'remove', 'partner.example');
+  assert.equal(r.code, 1);
+});
+
+test('address add / list / remove', async () => {
+  await run('domain', 'add', 'addr.example');
+  await run('domain', 'add', 'other.example');
+  let r = await run('address', 'add', 'Info', '--group', 'Sales');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /added info@\* → group Sales/);
+  r = await run('address', 'add', 'info@addr.example', '--user', 'JSmith', '--local-network-only');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /added info@addr\.example → user JSmith \(local network only\)/);
+  r = await run('address', 'add', 'help', '--user', 'ann', '--domains', 'addr.example,other.example');
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out.split('\n').length, 2);
+
+  r = await run('address', 'add', 'x', '--user', 'a', '--group', 'b');
+  assert.equal(r.code, 64);
+  r = await run('address', 'add', 'x');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /exactly one of --user LOGIN or --group NAME/);
+  r = await run('address', 'add', 'x@addr.example', '--user', 'a', '--domains', 'other.example');
+  assert.equal(r.code, 64);
+  r = await run('address', 'add', 'x%y', '--user', 'a');
+  assert.equal(r.code, 64);
+  r = await run('address', 'add', 'x@unknown.example', '--user', 'a');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /not configured/);
+  r = await run('address', 'add', 'INFO@addr.example', '--user', 'b');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /already exists/);
+
+  r = await run('address', 'list');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^help@addr\.example\s+user ann\s+no$/m);
+  assert.match(r.out, /^info@\*\s+group Sales\s+no$/m);
+  assert.match(r.out, /^info@addr\.example\s+user JSmith\s+yes$/m);
+  r = await run('address', 'list', '--json');
+  const list = JSON.parse(r.out) as { address: string; active: boolean }[];
+  assert.deepEqual(list.map((p) => p.address), ['help@addr.example', 'help@other.example', 'info@*', 'info@addr.example']);
+
+  // What the server sees.
+  const s = openSettings(dataDir);
+  try {
+    assert.equal(s.findPseudonym('info@other.example')?.target.name, 'Sales');
+    assert.equal(s.findPseudonym('INFO@ADDR.EXAMPLE')?.target.name, 'JSmith');
+  } finally {
+    s.close();
+  }
+
+  r = await run('address', 'remove', 'help@other.example');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /removed help@other\.example/);
+  r = await run('address', 'remove', 'info@*');
+  assert.equal(r.code, 0);
+  assert.doesNotMatch(r.out, /addr\.example/);
+  r = await run('address', 'remove', 'info');
+  assert.match(r.out, /removed info@addr\.example/);
+  r = await run('address', 'remove', 'info');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /no address info/);
+});
+
+test('user set / show / list', async () => {
+  let r = await run('user', 'set', 'JSmith', '--quota', '500', '--forward', 'john@elsewhere.example', '--keep-copy');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /quota: 500 MB \(custom\)/);
+  assert.match(r.out, /forward: john@elsewhere\.example, keeping a copy here/);
+  r = await run('user', 'show', 'jsmith', '--json');
+  const shown = JSON.parse(r.out) as Record<string, unknown>;
+  assert.equal(shown.quotaMB, 500);
+  assert.equal(shown.login, 'JSmith');
+  assert.equal(shown.spamRetentionDays, 15);
+  assert.equal(shown.keepCopy, true);
+
+  r = await run('user', 'set', 'jsmith', '--spam-retention', '30', '--no-forward');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /spam retention: 30 days \(custom\)/);
+  assert.match(r.out, /forward: no/);
+  r = await run('user', 'list');
+  assert.match(r.out, /user jsmith/);
+
+  r = await run('user', 'set', 'jsmith', '--quota', 'lots');
+  assert.equal(r.code, 64);
+  r = await run('user', 'set', 'jsmith');
+  assert.equal(r.code, 64);
+  r = await run('user', 'set', 'jsmith', '--keep-copy');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /forward/);
+  r = await run('user', 'set', 'jsmith', '--forward', 'not-an-address');
+  assert.equal(r.code, 64);
+  r = await run('user', 'show', '*');
+  assert.equal(r.code, 64);
+
+  r = await run('user', 'set', 'jsmith', '--quota', 'default', '--spam-retention', 'default');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /quota: none \(mailbox\.quotaMB\)/);
+  r = await run('user', 'list', '--json');
+  assert.deepEqual(JSON.parse(r.out), []);
+});
+
+test('settings get / set / unset / list', async () => {
+  let r = await run('settings', 'get', 'mailbox.imap');
+  assert.equal(r.code, 0);
+  assert.equal(r.out, 'true');
+
+  r = await run('settings', 'set', 'mailbox.imap', 'no');
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, 'mailbox.imap = false');
+  r = await run('settings', 'get', 'mailbox.imap');
+  assert.equal(r.out, 'false');
+
+  r = await run('settings', 'set', 'smtp.relayFrom', '192.168.1.20, 10.0.0.0/24');
+  assert.equal(r.code, 0, r.err);
+  r = await run('settings', 'get', 'smtp.relayFrom');
+  assert.equal(r.out, '192.168.1.20,10.0.0.0/24');
+  r = await run('settings', 'get', 'smtp.relayFrom', '--json');
+  assert.deepEqual(JSON.parse(r.out), ['192.168.1.20', '10.0.0.0/24']);
+
+  // A negative number is a value, not an option; several pairs are checked together.
+  r = await run('settings', 'set', 'filter.spam.threshold', '-2');
+  assert.equal(r.code, 0, r.err);
+  r = await run('settings', 'set', 'filter.spam.denyThreshold', '40', 'filter.spam.threshold', '30');
+  assert.equal(r.code, 0, r.err);
+  r = await run('settings', 'set', 'filter.spam.threshold', '50');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /denyThreshold/);
+  r = await run('settings', 'set', 'mailbox.imap');
+  assert.equal(r.code, 64);
+  r = await run('settings', 'set', 'mailbox.imap', 'yes', 'mailbox.pop3');
+  assert.equal(r.code, 64);
+
+  r = await run('settings', 'set', 'mailbox.quotaMB', 'lots');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /mailbox\.quotaMB/);
+  r = await run('settings', 'set', 'smtp.relayFrom', '10.0.0.0/33');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /smtp\.relayFrom.*prefix length/);
+  r = await run('settings', 'get', 'mailbox.imapp');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /unknown setting "mailbox\.imapp"; did you mean mailbox\.imap\?/);
+
+  r = await run('settings', 'set', 'smarthost.password', 's3cret');
+  assert.equal(r.code, 0);
+  assert.doesNotMatch(r.out, /s3cret/);
+  r = await run('settings', 'get', 'smarthost.password');
+  assert.equal(r.out, '***');
+  r = await run('settings', 'get', 'smarthost.password', '--reveal');
+  assert.equal(r.out, 's3cret');
+
+  r = await run('settings', 'get');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^mailbox\.imap\s+= false$/m);
+  assert.match(r.out, /^mailbox\.pop3\s+= true\s+\(default\)$/m);
+  assert.match(r.out, /^smarthost\.password\s+= \*\*\*$/m);
+  assert.doesNotMatch(r.out, /s3cret/);
+  r = await run('settings', 'get', '--json');
+  const all = JSON.parse(r.out) as Record<string, unknown>;
+  assert.equal(all['mailbox.imap'], false);
+  assert.equal(all['queue.lifetimeHours'], 96);
+  assert.equal(all['smarthost.password'], '***');
+
+  r = await run('settings', 'list');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^# Mailboxes$/m);
+  assert.match(r.out, /^mailbox\.imap = false {2}\(default true\)$/m);
+  assert.match(r.out, /^queue\.lifetimeHours = 96 {2}\(default\)$/m);
+  assert.match(r.out, /4 days/);
+  assert.doesNotMatch(r.out, /s3cret/);
+  r = await run('settings', 'list', '--json');
+  const entries = JSON.parse(r.out) as { key: string; value: unknown; default: unknown; description: string }[];
+  assert.equal(entries.find((e) => e.key === 'smarthost.password')?.value, '***');
+
+  r = await run('settings', 'unset', 'mailbox.imap');
+  assert.equal(r.code, 0);
+  assert.equal(r.out, 'mailbox.imap = true (default)');
+  r = await run('settings', 'get', 'mailbox.imap');
+  assert.equal(r.out, 'true');
+  r = await run('settings', 'unset', 'nope');
+  assert.equal(r.code, 64);
+});
+
+test('a configuration error exits 78 and no database is opened for --help', async () => {
+  const saved = process.env.POSTERN_CONFIG;
+  process.env.POSTERN_CONFIG = join(root, 'missing.yaml');
+  try {
+    const r = await run('settings', 'get', 'mailbox.imap');
+    assert.equal(r.code, 78);
+    assert.match(r.err, /cannot read/);
+    const help = await run('settings', '--help');
+    assert.equal(help.code, 0);
+  } finally {
+    process.env.POSTERN_CONFIG = saved;
+  }
+});
