@@ -36,6 +36,7 @@ function resolvePaths(cfg: Config, base: string): Config {
       bindPasswordFile: abs(cfg.directory.bindPasswordFile),
       tls: { ...cfg.directory.tls, caFile: abs(cfg.directory.tls.caFile) },
     },
+    tls: { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) },
   };
 }
 

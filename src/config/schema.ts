@@ -89,12 +89,76 @@ export const authSchema = z
     if (a.method === 'kerberos' && !a.realm) ctx.addIssue({ code: 'custom', path: ['realm'], message: 'required when method is kerberos' });
   });
 
+const listener = (port: number, what: string) =>
+  z
+    .object({
+      port: z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
+      host: z.string().optional().describe('Address to listen on; default all addresses'),
+    })
+    .strict();
+
+/**
+ * Listeners default to unprivileged ports so that `npm start` works without root; a production config sets the
+ * IANA ports (25, 587, 465, 143, 993, 110, 995). `false` leaves a listener out.
+ */
+export const listenersSchema = z
+  .object({
+    smtp: z.union([listener(2525, 'SMTP for other servers (production: 25)'), z.literal(false)]).prefault({}),
+    submission: z.union([listener(2587, 'Submission with STARTTLS (production: 587)'), z.literal(false)]).prefault({}),
+    smtps: z.union([listener(2465, 'Submission with implicit TLS (production: 465)'), z.literal(false)]).prefault({}),
+  })
+  .strict();
+
+export const smtpLimitsSchema = z
+  .object({
+    maxRecipients: z.number().int().min(1).default(1000).describe('Recipients per message (RFC 5321 §4.5.3.1.8 asks for at least 100)'),
+    maxClients: z.number().int().min(1).default(500).describe('SMTP connections at once, all listeners together'),
+    maxLineLength: z.number().int().min(1000).default(4096).describe('Longest command line (RFC 5321 §4.5.3.1.4: at least 512)'),
+    errorLimit: z.number().int().min(1).default(10).describe('Errors in one session before it is disconnected (Postfix smtpd_hard_error_limit)'),
+    socketTimeoutSeconds: z.number().int().min(10).default(300).describe('Idle time before a session is closed (RFC 5321 §4.5.3.2.7: 5 minutes)'),
+  })
+  .strict();
+
+export const queueSchema = z
+  .object({
+    retryMinSeconds: z.number().min(0.01).default(300).describe('First retry after a temporary failure (Postfix minimal_backoff_time)'),
+    retryMaxSeconds: z.number().min(0.01).default(4000).describe('Longest wait between retries (Postfix maximal_backoff_time)'),
+    concurrency: z.number().int().min(1).default(20).describe('Deliveries at once'),
+    scanIntervalSeconds: z.number().min(0.05).default(5).describe('How often the spool is re-read for changes made by the CLI'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     hostname: z.string().optional().describe('FQDN used in greetings and Received; default: the system host name'),
     dataDir: z.string().default('./var').describe('settings.db, queue/ and mail/ live here'),
     directory: directorySchema.prefault({ type: 'ldif', file: 'fixtures/ad/corp.ldif' }),
     auth: authSchema.prefault({}),
+    tls: z
+      .object({
+        cert: z.string().optional().describe('PEM certificate chain for SMTP/IMAP/POP3 TLS'),
+        key: z.string().optional().describe('PEM private key; when cert/key are absent a self-signed pair is made in dataDir/tls'),
+      })
+      .strict()
+      .prefault({}),
+    listeners: listenersSchema.prefault({}),
+    smtp: smtpLimitsSchema.prefault({}),
+    queue: queueSchema.prefault({}),
+    delivery: z
+      .object({
+        remotePort: z.number().int().min(1).max(65535).default(25).describe('Port of remote MX hosts (tests point it at a loopback server)'),
+        connectTimeoutSeconds: z.number().min(0.1).default(30),
+        hopLimit: z.number().int().min(5).default(50).describe('Received headers beyond which a message is looping (Postfix hopcount_limit)'),
+      })
+      .strict()
+      .prefault({}),
+    dns: z
+      .object({
+        servers: z.array(z.string()).optional().describe('Resolvers (ip or ip:port) for MX and DNSBL lookups; default the system ones'),
+        timeoutMs: z.number().int().min(100).default(5000),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()

@@ -1,0 +1,55 @@
+/**
+ * The queue contract (DESIGN.md §3 "Queue"): the spool on disk is the truth. A message is two files in
+ * `${dataDir}/queue/`: `<id>.eml` (the message, CRLF, never changed) and `<id>.json` (this envelope, rewritten
+ * atomically as delivery proceeds). The envelope appearing is the commit point.
+ */
+
+export type RecipientState = 'pending' | 'delivered' | 'failed';
+
+export interface QueueRecipient {
+  /** The address as given in RCPT TO (lower-cased). */
+  address: string;
+  /** For a recipient added by expansion (list member, Bcc, forward): the RCPT TO address it came from. */
+  parent?: string;
+  /** Why it was added: rcpt (the client named it), bcc, forward, keep-copy, list, shared. */
+  origin?: 'rcpt' | 'bcc' | 'forward' | 'list' | 'shared';
+  /**
+   * Where it goes, decided once at expansion so that a retry never delivers twice: a user's or a group's mailbox,
+   * or a remote address (MX, relay next hop or smarthost). Absent until expanded.
+   */
+  route?: { kind: 'user'; login: string } | { kind: 'shared'; group: string } | { kind: 'remote'; nexthop?: string };
+  state: RecipientState;
+  attempts: number;
+  /** Last reply or error, e.g. "452 4.2.2 mailbox full". */
+  lastResult?: string;
+  /** RFC 3463 status for DSNs, e.g. "5.1.1". */
+  status?: string;
+  /** Remote MTA that answered, for DSNs. */
+  remoteMta?: string;
+  deliveredAt?: string;
+  /** Bcc copies are never named in DSNs. */
+  hidden?: boolean;
+}
+
+export interface QueueEnvelope {
+  id: string;
+  /** MAIL FROM; '' is the null reverse-path `<>` (no DSN is ever sent to it). */
+  from: string;
+  recipients: QueueRecipient[];
+  /** ISO time the message was accepted. */
+  receivedAt: string;
+  /** Who sent it: for logs, Received and policy decisions made at delivery time. */
+  client: { address: string; helo?: string; user?: string; listener: 'smtp' | 'submission' | 'smtps' | 'local' };
+  size: number;
+  attempts: number;
+  /** ISO time of the next delivery attempt. */
+  nextAttemptAt: string;
+  lastAttemptAt?: string;
+  /** Spam verdict from the filters (a later issue): delivery files marked messages into Junk. */
+  spam?: boolean;
+}
+
+/** What a delivery agent reports for one recipient. */
+export type DeliveryResult =
+  | { recipient: string; outcome: 'delivered'; detail?: string; remoteMta?: string }
+  | { recipient: string; outcome: 'tempfail' | 'bounce'; code: number; status: string; detail: string; remoteMta?: string };
