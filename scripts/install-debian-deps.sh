@@ -4,7 +4,7 @@
 #   tests: samba (AD DC), ldap-utils, krb5-user; later tiers add clamav-daemon, spamd, dovecot for benchmarks
 set -euo pipefail
 BUILD=(libkrb5-dev python3 make g++)
-TEST=(samba samba-dsdb-modules ldap-utils krb5-user)
+TEST=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils krb5-user openssl)
 want=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")

@@ -12,24 +12,26 @@ export class TempFailure extends Error {
   }
 }
 
-/** An SMTP reply carried as an error, the way smtp-server hooks expect (`responseCode`). */
+/**
+ * An SMTP reply carried as an error, the way smtp-server hooks expect (`responseCode`, and `message` sent after
+ * the code). The message starts with the RFC 3463 enhanced status code: "5.1.1 <x@y>: Recipient address rejected".
+ */
 export class SmtpError extends Error {
   readonly code: number;
   readonly enhanced: string;
   readonly temporary: boolean;
-  constructor(code: number, enhanced: string, message: string) {
-    super(message);
+  /** The reply text without the enhanced code. */
+  readonly text: string;
+  constructor(code: number, enhanced: string, text: string) {
+    super(`${enhanced} ${text}`);
     this.name = 'SmtpError';
     this.code = code;
     this.enhanced = enhanced;
+    this.text = text;
     this.temporary = code >= 400 && code < 500;
   }
   get responseCode(): number {
     return this.code;
-  }
-  /** Reply text as sent on the wire: "5.1.1 message". */
-  get reply(): string {
-    return `${this.enhanced} ${this.message}`;
   }
 }
 

@@ -61,7 +61,8 @@ export class LdapDirectory implements Directory {
       url,
       timeout: this.cfg.timeoutMs,
       connectTimeout: this.cfg.connectTimeoutMs,
-      tlsOptions: this.tlsOptions,
+      // Only for ldaps://. Given for an ldap:// URL, ldapts upsets the later StartTLS (the DC resets the connection).
+      ...(url.startsWith('ldaps://') ? { tlsOptions: this.tlsOptions } : {}),
       strictDN: false,
     });
   }

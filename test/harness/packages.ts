@@ -1,0 +1,118 @@
+/**
+ * Makes sure the Debian packages the integration tests need are installed (DESIGN.md §5): installs them when running
+ * as root, otherwise fails with a message naming what is missing.
+ */
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, rmSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export interface DebianPackage {
+  /** A program the package installs, looked up on PATH and in the sbin directories. */
+  binary: string;
+  /** Debian package name; several may be given separated by spaces (all are installed together). */
+  package: string;
+}
+
+/**
+ * What a Samba AD DC needs on a fresh Debian 12 with --no-install-recommends (checked in a minbase debootstrap):
+ * `samba` alone cannot provision. samba-ad-provision holds the schema files provision reads, samba-dsdb-modules the
+ * ldb modules of sam.ldb, and samba-vfs-modules the acl_xattr/xattr_tdb/dfs_samba4 modules that provision loads to
+ * set the sysvol ACLs. winbind is NOT needed: the harness runs only the ldap and kdc services.
+ * ldap-utils and krb5-user are for the tests and for debugging (ldapsearch, kinit).
+ */
+export const SAMBA_PACKAGES: DebianPackage[] = [
+  { binary: 'samba', package: 'samba samba-ad-provision samba-dsdb-modules samba-vfs-modules' },
+  { binary: 'samba-tool', package: 'samba-common-bin' },
+  { binary: 'ldapsearch', package: 'ldap-utils' },
+  { binary: 'kinit', package: 'krb5-user' },
+];
+
+/** Files that must exist besides the binaries: samba installs fine without its recommends but cannot provision. */
+const SAMBA_DATA_FILES: { file: string; package: string }[] = [
+  { file: '/usr/share/samba/setup/provision.ldif', package: 'samba-ad-provision' },
+  { file: '/usr/lib/x86_64-linux-gnu/samba/ldb/samldb.so', package: 'samba-dsdb-modules' },
+  { file: '/usr/lib/x86_64-linux-gnu/samba/vfs/acl_xattr.so', package: 'samba-vfs-modules' },
+];
+
+export function findBinary(name: string): string | null {
+  const dirs = new Set([...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']);
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+function exists(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The multiarch library path differs off amd64; check the data files only where we know the layout. */
+function missingSambaData(pkgs: DebianPackage[]): string[] {
+  if (!pkgs.some((p) => p.binary === 'samba') || !exists('/usr/lib/x86_64-linux-gnu')) return [];
+  return SAMBA_DATA_FILES.filter((f) => !exists(f.file)).map((f) => f.package);
+}
+
+let aptUpdated = false;
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) {
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
+    throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status ?? r.signal}):\n${out}`);
+  }
+}
+
+/**
+ * For each binary not found, installs its package(s) with apt-get when running as root; otherwise throws an error
+ * that names every missing package and the command to install them.
+ */
+export async function ensureDebianPackages(pkgs: DebianPackage[], log: (msg: string) => void = () => {}): Promise<void> {
+  const missing = new Set<string>();
+  for (const p of pkgs) {
+    if (!findBinary(p.binary)) for (const name of p.package.split(/\s+/).filter(Boolean)) missing.add(name);
+  }
+  for (const name of missingSambaData(pkgs)) missing.add(name);
+  if (missing.size === 0) return;
+  const list = [...missing];
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot || !findBinary('apt-get')) {
+    throw new Error(
+      `missing Debian packages: ${list.join(' ')}\n` +
+        `install them with: apt-get install -y --no-install-recommends ${list.join(' ')}` +
+        (isRoot ? ' (apt-get not found)' : ' (run as root and the tests install them)'),
+    );
+  }
+  log(`installing Debian packages: ${list.join(' ')}`);
+  if (!aptUpdated) {
+    run('apt-get', ['update']);
+    aptUpdated = true;
+  }
+  // Installing samba (or clamav-daemon, spamd) would start its system daemons on every interface (smbd on 445,
+  // nmbd); the tests start their own, loopback-only. policy-rc.d exit 101 tells invoke-rc.d not to start anything.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !exists(policy);
+  if (ownPolicy) writeFileSync(policy, '#!/bin/sh\n# written by postern test/harness/packages.ts during apt-get install\nexit 101\n', { mode: 0o755 });
+  try {
+    run('apt-get', ['install', '-y', '--no-install-recommends', ...list]);
+  } finally {
+    if (ownPolicy) rmSync(policy, { force: true });
+  }
+  const still = pkgs.filter((p) => !findBinary(p.binary)).map((p) => p.binary);
+  if (still.length > 0) throw new Error(`installed ${list.join(' ')} but still missing: ${still.join(' ')}`);
+}

@@ -1,0 +1,286 @@
+/**
+ * `npm test`: the test driver and global setup (Node 20's test runner has none).
+ *
+ *   node --import tsx test/run.ts [FILTER...] [--node-test-option...]
+ *
+ * Finds every *.test.ts under test/unit, test/protocol and test/integration. A FILTER that names a file or a
+ * directory selects it; any other word selects the test files whose path contains it. Arguments starting with
+ * "-" go to `node --test` unchanged (e.g. --test-name-pattern=lockout, --test-only).
+ *
+ * When an integration test is selected it first ensures the Debian packages (installing them as root), then
+ * starts two Samba AD DCs side by side, each in its own temp dir and loopback address:
+ *   AD  (POSTERN_TEST_AD_*)  CORP.EXAMPLE / CORP on 127.0.0.1, loaded from fixtures/ad/corp.ldif
+ *   AD2 (POSTERN_TEST_AD2_*) ACME.TEST / ACME on 127.0.0.2, loaded from fixtures/ad/other.ldif
+ * AD2 is the DC tests may stop mid-run ("the DC went away"): controlTestDc('stop' | 'start') in
+ * test/harness/samba.ts. Test files run concurrently, so AD2 is only for the tests written for that; every other
+ * test uses AD. A test that stops AD2 starts it again before it ends.
+ *
+ * Environment given to the tests (set only when the DCs run). For AD, and the same names with AD2 for AD2:
+ *   POSTERN_TEST_AD_URL             ldaps://127.0.0.1:636
+ *   POSTERN_TEST_AD_LDAP_URL        ldap://127.0.0.1:389 (plain LDAP: simple binds are refused, strong auth required)
+ *   POSTERN_TEST_AD_HOST            127.0.0.1
+ *   POSTERN_TEST_AD_BASE            DC=corp,DC=example
+ *   POSTERN_TEST_AD_REALM           CORP.EXAMPLE
+ *   POSTERN_TEST_AD_DOMAIN          CORP (NetBIOS)
+ *   POSTERN_TEST_AD_CA              PEM file of the CA of the LDAPS certificate. The certificate names
+ *                                   IP:<host> and DNS:<servername>, so `tlsOptions: { ca }` verifies it as is.
+ *   POSTERN_TEST_AD_TLS_SERVERNAME  dc.corp.example (the certificate's DNS name)
+ *   POSTERN_TEST_AD_ADMIN_DN        CN=Administrator,CN=Users,DC=corp,DC=example
+ *   POSTERN_TEST_AD_ADMIN_PASSWORD  its password
+ *   POSTERN_TEST_AD_BIND_DN         the service account of the fixture (svc-mail / svc-postern)
+ *   POSTERN_TEST_AD_BIND_PASSWORD   its password
+ *   POSTERN_TEST_AD_LDIF            absolute path of the LDIF loaded into it
+ *   POSTERN_TEST_AD_DIR             the DC's directory (samba.log is there)
+ *   POSTERN_TEST_KRB5_CONF          krb5.conf for CORP.EXAMPLE (kdc = 127.0.0.1); use as KRB5_CONFIG
+ *   POSTERN_TEST_AD2_KRB5_CONF      krb5.conf for ACME.TEST (kdc = 127.0.0.2)
+ *   POSTERN_TEST_DC_CONTROL         http://127.0.0.1:PORT; POST /ad2/stop, POST /ad2/start, GET /ad2/status
+ *
+ * Driver settings:
+ *   POSTERN_TEST_KEEP_DC=1           leave the DCs' dirs after the run (they are printed) for debugging
+ *   POSTERN_TEST_SKIP_INTEGRATION=1  do not run test/integration (e.g. not root and no Samba)
+ *
+ * Exits with the test runner's exit code.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadLdif } from '../fixtures/ad/load.js';
+import { ensureDebianPackages, SAMBA_PACKAGES } from './harness/packages.js';
+import { killAllSamba, startSambaDc, type SambaDc } from './harness/samba.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TIERS = ['test/unit', 'test/protocol', 'test/integration'];
+const INTEGRATION_DIR = join(root, 'test', 'integration') + sep;
+
+/** The Administrator password of the test DCs (provision wants a complex one). */
+const DC_ADMIN_PASSWORD = 'Samba!Adm1n-2026';
+
+interface DcSpec {
+  prefix: 'AD' | 'AD2';
+  realm: string;
+  domain: string;
+  host: string;
+  ldif: string;
+  bindDN: (base: string) => string;
+  bindPassword: string;
+}
+
+const DCS: DcSpec[] = [
+  {
+    prefix: 'AD',
+    realm: 'CORP.EXAMPLE',
+    domain: 'CORP',
+    host: '127.0.0.1',
+    ldif: join(root, 'fixtures', 'ad', 'corp.ldif'),
+    bindDN: (base) => `CN=svc-mail,OU=Service Accounts,OU=Staff,${base}`,
+    bindPassword: 'Svc!Mail2026',
+  },
+  {
+    prefix: 'AD2',
+    realm: 'ACME.TEST',
+    domain: 'ACME',
+    host: '127.0.0.2',
+    ldif: join(root, 'fixtures', 'ad', 'other.ldif'),
+    bindDN: (base) => `CN=svc-postern,OU=Services,OU=HQ,${base}`,
+    bindPassword: 'Svc!Acme2026',
+  },
+];
+
+const say = (msg: string) => process.stderr.write(`[test/run] ${msg}\n`);
+
+/** Exit code of the signal that interrupted the run (130 SIGINT, 143 SIGTERM); 0 if none. */
+let interrupted = 0;
+
+function findTests(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const ent of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, ent.name);
+    if (ent.isDirectory()) out.push(...findTests(p));
+    else if (ent.isFile() && ent.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out;
+}
+
+function selectTests(all: string[], filters: string[]): string[] {
+  if (filters.length === 0) return all;
+  const picked = new Set<string>();
+  for (const f of filters) {
+    const abs = resolve(f);
+    let matched: string[];
+    if (existsSync(abs) && statSync(abs).isDirectory()) matched = all.filter((t) => t.startsWith(abs + sep));
+    else if (existsSync(abs)) matched = all.filter((t) => t === abs);
+    else matched = all.filter((t) => relative(root, t).includes(f));
+    if (matched.length === 0) say(`no test file matches "${f}"`);
+    for (const m of matched) picked.add(m);
+  }
+  return all.filter((t) => picked.has(t));
+}
+
+async function startDc(spec: DcSpec): Promise<{ dc: SambaDc; env: Record<string, string> }> {
+  const t0 = Date.now();
+  const dc = await startSambaDc({ realm: spec.realm, domain: spec.domain, adminPassword: DC_ADMIN_PASSWORD, host: spec.host });
+  try {
+    const t1 = Date.now();
+    await loadLdif({
+      url: dc.ldapsUrl,
+      bindDN: dc.adminDN,
+      password: dc.adminPassword,
+      ldifFile: spec.ldif,
+      baseDN: dc.baseDN,
+      caFile: dc.caFile,
+      servername: dc.caFile ? undefined : dc.tlsServername,
+    });
+    const loadMs = Date.now() - t1;
+    say(
+      `${spec.prefix} ${spec.realm} on ${spec.host}: provision ${dc.timings.provisionMs} ms, start ${dc.timings.startMs} ms, ` +
+        `load ${loadMs} ms, total ${Date.now() - t0} ms (${dc.dir})`,
+    );
+  } catch (err) {
+    await dc.destroy();
+    throw err;
+  }
+  const p = `POSTERN_TEST_${spec.prefix}`;
+  const env: Record<string, string> = {
+    [`${p}_URL`]: dc.ldapsUrl,
+    [`${p}_LDAP_URL`]: dc.ldapUrl,
+    [`${p}_HOST`]: dc.host,
+    [`${p}_BASE`]: dc.baseDN,
+    [`${p}_REALM`]: dc.realm,
+    [`${p}_DOMAIN`]: dc.domain,
+    [`${p}_TLS_SERVERNAME`]: dc.tlsServername,
+    [`${p}_ADMIN_DN`]: dc.adminDN,
+    [`${p}_ADMIN_PASSWORD`]: dc.adminPassword,
+    [`${p}_BIND_DN`]: spec.bindDN(dc.baseDN),
+    [`${p}_BIND_PASSWORD`]: spec.bindPassword,
+    [`${p}_LDIF`]: spec.ldif,
+    [`${p}_DIR`]: dc.dir,
+    [spec.prefix === 'AD' ? 'POSTERN_TEST_KRB5_CONF' : 'POSTERN_TEST_AD2_KRB5_CONF']: dc.krb5Conf,
+  };
+  if (dc.caFile) env[`${p}_CA`] = dc.caFile;
+  return { dc, env };
+}
+
+/** Lets test processes stop and start AD2 (they are not the DC's parent). Operations are serialised. */
+function startControlServer(dcs: Map<string, SambaDc>): Promise<{ server: Server; url: string }> {
+  let chain: Promise<unknown> = Promise.resolve();
+  const server = createServer((req, res) => {
+    const m = /^\/(ad2)\/(stop|start|status)$/.exec(req.url ?? '');
+    const dc = m ? dcs.get(m[1]) : undefined;
+    if (!m || !dc) {
+      res.writeHead(404).end('unknown DC or action (only ad2 can be controlled)\n');
+      return;
+    }
+    if (m[2] === 'status') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ running: dc.running }));
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.writeHead(405).end('POST\n');
+      return;
+    }
+    const op = chain.then(() => (m[2] === 'stop' ? dc.stop() : dc.start()));
+    chain = op.catch(() => {});
+    op.then(
+      () => res.writeHead(200).end('ok\n'),
+      (err: unknown) => res.writeHead(500).end(`${(err as Error).message}\n`),
+    );
+  });
+  return new Promise((resolveServer, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address();
+      if (!addr || typeof addr === 'string') return reject(new Error('control server has no port'));
+      resolveServer({ server, url: `http://127.0.0.1:${addr.port}` });
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  const passthrough = args.filter((a) => a.startsWith('-'));
+  const filters = args.filter((a) => !a.startsWith('-'));
+  let files = selectTests(TIERS.flatMap((t) => findTests(join(root, t))).sort(), filters);
+  if (process.env.POSTERN_TEST_SKIP_INTEGRATION === '1') {
+    const before = files.length;
+    files = files.filter((f) => !f.startsWith(INTEGRATION_DIR));
+    if (before !== files.length) say(`POSTERN_TEST_SKIP_INTEGRATION=1: skipping ${before - files.length} integration test file(s)`);
+  }
+  if (files.length === 0) {
+    say(filters.length ? 'no test files selected' : 'no test files found');
+    return filters.length ? 1 : 0;
+  }
+
+  const dcs: SambaDc[] = [];
+  let control: Server | undefined;
+  let child: ChildProcess | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      control?.close();
+      if (process.env.POSTERN_TEST_KEEP_DC === '1') {
+        await Promise.all(dcs.map((dc) => dc.stop()));
+        for (const dc of dcs) say(`kept ${dc.realm} in ${dc.dir} (POSTERN_TEST_KEEP_DC=1)`);
+      } else {
+        await Promise.all(dcs.map((dc) => dc.destroy().catch((err: unknown) => say(`destroy ${dc.realm}: ${(err as Error).message}`))));
+      }
+    })());
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) {
+      say(`${sig} again: exiting without cleanup`);
+      killAllSamba('SIGKILL');
+      process.exit(interrupted);
+    }
+    interrupted = sig === 'SIGINT' ? 130 : 143;
+    say(`${sig}: stopping (again to force)`);
+    // The test runner ends, a DC being provisioned fails and removes its dir; main()'s finally destroys the rest.
+    child?.kill(sig);
+    killAllSamba();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const env: Record<string, string> = {};
+    if (files.some((f) => f.startsWith(INTEGRATION_DIR))) {
+      await ensureDebianPackages(SAMBA_PACKAGES, say);
+      const t0 = Date.now();
+      const started = await Promise.allSettled(DCS.map((spec) => startDc(spec)));
+      for (const s of started) if (s.status === 'fulfilled') dcs.push(s.value.dc);
+      const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (failed) throw failed.reason;
+      for (const s of started) if (s.status === 'fulfilled') Object.assign(env, s.value.env);
+      say(`Samba DCs ready in ${Date.now() - t0} ms`);
+      const ctl = await startControlServer(new Map([['ad2', dcs[1]]]));
+      control = ctl.server;
+      env.POSTERN_TEST_DC_CONTROL = ctl.url;
+    }
+    if (interrupted) return interrupted;
+    const code = await new Promise<number>((resolveCode) => {
+      child = spawn(
+        process.execPath,
+        ['--import', 'tsx', '--test', '--test-reporter=spec', ...passthrough, ...files.map((f) => relative(root, f))],
+        { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } },
+      );
+      child.on('exit', (c, signal) => resolveCode(c ?? (signal ? 128 + 2 : 1)));
+      child.on('error', (err) => {
+        say(`cannot start node --test: ${err.message}`);
+        resolveCode(1);
+      });
+    });
+    return interrupted || code;
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (interrupted) process.exit(interrupted);
+    say(`setup failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);
