@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parseConfig, PACKAGE_ROOT } from '../../../src/config/load.ts';
+import { configJsonSchema } from '../../../src/config/schema.ts';
+import { configReferenceMarkdown, REFERENCE_END, REFERENCE_START } from '../../../src/config/reference.ts';
+import { writeConfig } from '../../helpers/cli.ts';
+
+test('schema/config.schema.json matches the zod schema (regenerate with npm run schema)', () => {
+  const onDisk = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schema/config.schema.json'), 'utf8'));
+  assert.deepEqual(onDisk, JSON.parse(JSON.stringify(configJsonSchema())));
+});
+
+test('the README configuration reference matches the schema (regenerate with npm run docs)', () => {
+  const readme = readFileSync(join(PACKAGE_ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf(REFERENCE_START);
+  const end = readme.indexOf(REFERENCE_END);
+  assert.ok(start >= 0 && end > start, 'README has the reference markers');
+  assert.equal(readme.slice(start + REFERENCE_START.length, end).trim(), configReferenceMarkdown().trim());
+});
+
+test('the embedded defaults: LDIF directory from fixtures/ad, unprivileged ports, ./var', () => {
+  const saved = process.env.POSTERN_CONFIG;
+  delete process.env.POSTERN_CONFIG;
+  try {
+    const cfg = loadConfig();
+    assert.equal(cfg.directory.type, 'ldif');
+    assert.equal(cfg.directory.file, join(PACKAGE_ROOT, 'fixtures/ad/corp.ldif'));
+    assert.equal(cfg.dataDir, join(process.cwd(), 'var'));
+    assert.equal(cfg.listeners.smtp && cfg.listeners.smtp.port, 2525);
+    assert.equal(cfg.auth.failureDelayMs, 2000);
+  } finally {
+    if (saved !== undefined) process.env.POSTERN_CONFIG = saved;
+  }
+});
+
+test('a bad file names the key and what was expected', () => {
+  assert.throws(() => parseConfig({ directory: { type: 'ldap', urls: 'ldaps://dc1' } }, 'x.yaml'), (err: Error) => {
+    assert.ok(err instanceof ConfigError);
+    assert.match(err.message, /x\.yaml: directory\.urls: .*array/i);
+    return true;
+  });
+  assert.throws(() => parseConfig({ directory: { type: 'ldap', urls: ['ldaps://dc1'] } }, 'x.yaml'), /directory\.baseDN: required when type is ldap/);
+  assert.throws(() => parseConfig({ directry: {} }, 'x.yaml'), /x\.yaml: .*directry/);
+  assert.throws(() => parseConfig({ auth: { method: 'kerberos' } }, 'x.yaml'), /auth\.realm: required when method is kerberos/);
+  assert.throws(() => parseConfig({ directory: { type: 'ldif', file: 'a.ldif', cache: { ttlSeconds: -1 } } }, 'x.yaml'), /directory\.cache\.ttlSeconds/);
+});
+
+test('relative paths are resolved against the directory of the config file', () => {
+  const { file, dataDir } = writeConfig({ directory: { type: 'ldif', file: 'corp.ldif' } });
+  const cfg = loadConfig(file);
+  assert.equal(cfg.directory.file, join(dataDir, 'corp.ldif'));
+});
+
+test('a file that is not YAML or cannot be read is a clear error', () => {
+  assert.throws(() => loadConfig('/nonexistent/postern.yaml'), /\/nonexistent\/postern\.yaml: cannot read/);
+});
