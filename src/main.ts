@@ -7,6 +7,8 @@ import { registerAddressCommands } from './cli/address.js';
 import { registerUserCommands } from './cli/user.js';
 import { registerSettingsCommands } from './cli/settings.js';
 import { registerDirectoryCommands } from './cli/directory.js';
+import { registerServeCommands } from './cli/serve.js';
+import { registerQueueCommands } from './cli/queue.js';
 import { EXIT } from './lib/errors.js';
 
 /**
@@ -33,6 +35,8 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   registerUserCommands(program, ctx, setCode);
   registerSettingsCommands(program, ctx, setCode);
   registerDirectoryCommands(program, ctx, setCode);
+  registerServeCommands(program, ctx, setCode);
+  registerQueueCommands(program, ctx, setCode);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { createLogger } from '../lib/logger.js';
+import { startServer } from '../server.js';
+import type { CliContext } from './context.js';
+
+export function registerServeCommands(program: Command, ctx: CliContext, setCode: (c: number) => void): void {
+  program
+    .command('serve')
+    .description('run the mail server (SMTP listeners, queue, delivery) until SIGINT/SIGTERM')
+    .action(async () => {
+      const config = ctx.config();
+      const log = createLogger(process.env.POSTERN_LOG_LEVEL ?? config.log.level);
+      const server = await startServer(config, log);
+      const { settings } = server.core;
+      if (!config.source && settings.listDomains().length === 0) {
+        // Embedded defaults on a fresh machine: the fixture company's mail domains, so a first message can arrive.
+        for (const name of ['example.com', 'example.org']) settings.addDomain({ name, type: 'local' });
+      }
+      const p = server.ports;
+      ctx.out(`postern is running as ${server.hostname} (${config.source ?? 'embedded defaults'}), data in ${config.dataDir}`);
+      for (const l of server.smtp.listeners) ctx.out(`  ${l.role.padEnd(10)} ${l.host}:${l.port}`);
+      ctx.out(`  TLS certificate: ${server.tls.source}${server.tls.selfSigned ? ' (self-signed)' : ''}`);
+      ctx.out(`  directory: ${config.directory.type === 'ldif' ? `LDIF ${config.directory.file}` : config.directory.urls?.join(', ')}`);
+      ctx.out(`  mail domains: ${settings.listDomains().map((d) => d.name).join(', ') || '(none: postern domain add NAME)'}`);
+      if (!config.source) {
+        const inbox = join(server.store.maildirPath({ kind: 'user', login: 'john.smith' }), 'new');
+        ctx.out('');
+        ctx.out('Send a first message (from another terminal):');
+        if (p.smtp) ctx.out(`  swaks --server 127.0.0.1 --port ${p.smtp} --from someone@elsewhere.example --to john@example.com`);
+        if (p.submission) {
+          ctx.out(`  or as a user, on submission with STARTTLS and AUTH (password Corp!Passw0rd, see fixtures/ad/README.md):`);
+          ctx.out(`  swaks --server 127.0.0.1 --port ${p.submission} -tls --auth-user john.smith --auth-password 'Corp!Passw0rd' --from john@example.com --to anna@example.com`);
+        }
+        ctx.out(`Read it: ls ${inbox} (Maildir; IMAP and POP3 come with a later release)`);
+      }
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          log.info({ signal: sig }, 'shutting down');
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await server.close();
+      setCode(0);
+    });
+}

@@ -1,0 +1,243 @@
+/**
+ * The delivery agent the queue scheduler calls for each attempt (DESIGN.md §3 "Queue" → "delivery" → "store").
+ *
+ * First, recipients not yet routed are expanded through the resolver, once: list members, shared folders, Bcc
+ * copies, forwards (with or without a kept copy), relay domains and remote addresses. The route is stored in the
+ * envelope, so a retry delivers only what is still pending and a member reached through two paths gets one copy.
+ * Then local copies go into the Maildir store and remote ones out through RemoteDelivery, each recipient getting
+ * its own final or temporary state.
+ */
+import { TempFailure } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Resolver } from '../resolver/resolver.js';
+import type { Settings } from '../settings/store.js';
+import type { MailStore, MailboxOwner } from '../store/types.js';
+import { QuotaExceeded } from '../store/types.js';
+import type { DeliveryResult, QueueEnvelope, QueueRecipient } from '../queue/types.js';
+import type { RemoteDelivery } from './remote.js';
+
+export interface AgentOptions {
+  resolver: Resolver;
+  settings: Settings;
+  store: MailStore;
+  remote: Pick<RemoteDelivery, 'send'>;
+  hostname: string;
+  /** Received fields beyond which a message is looping (config delivery.hopLimit). */
+  hopLimit: number;
+  log: Logger;
+}
+
+/** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
+const MAX_DEPTH = 8;
+/** Recipients one message may grow to through expansion. */
+const MAX_RECIPIENTS = 5000;
+
+/** The header section of a message, as text. */
+function headerOf(message: Buffer): string {
+  const end = message.indexOf('\r\n\r\n');
+  return message.subarray(0, end < 0 ? message.length : end).toString('latin1');
+}
+
+function routeKey(r: QueueRecipient): string | null {
+  if (!r.route) return null;
+  switch (r.route.kind) {
+    case 'user':
+      return `user:${r.route.login.toLowerCase()}`;
+    case 'shared':
+      return `shared:${r.route.group.toLowerCase()}`;
+    case 'remote':
+      return `remote:${r.address}`;
+  }
+}
+
+function fail(r: QueueRecipient, code: number, status: string, text: string): void {
+  r.state = 'failed';
+  r.status = status;
+  r.lastResult = `${code} ${status} ${text}`;
+}
+
+export class LocalRemoteAgent {
+  private readonly log: Logger;
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log.child({ component: 'delivery' });
+  }
+
+  async deliver(envelope: QueueEnvelope, message: Buffer): Promise<QueueRecipient[]> {
+    const recipients = envelope.recipients.map((r) => ({ ...r }));
+    const log = this.log.child({ queueId: envelope.id });
+    await this.expand(recipients, log);
+    const header = headerOf(message);
+    const hops = (header.match(/^Received:/gim) ?? []).length;
+    for (const r of recipients) {
+      if (r.state !== 'pending' || !r.route || r.route.kind === 'remote') continue;
+      r.attempts++;
+      await this.deliverLocal(envelope, message, header, hops, r, log);
+    }
+    await this.deliverRemote(envelope, message, recipients, log);
+    return recipients;
+  }
+
+  /** Resolves every pending recipient without a route; adds children for lists, Bcc and forwards. */
+  private async expand(recipients: QueueRecipient[], log: Logger): Promise<void> {
+    const seen = new Set<string>();
+    for (const r of recipients) {
+      const k = routeKey(r);
+      if (k) seen.add(k);
+    }
+    const byAddress = new Map(recipients.map((r) => [r.address, r]));
+    const depth = (r: QueueRecipient): number => {
+      let d = 0;
+      for (let p = r.parent ? byAddress.get(r.parent) : undefined; p && d <= MAX_DEPTH; p = p.parent ? byAddress.get(p.parent) : undefined) d++;
+      return d;
+    };
+    const bccAdded = new Set(recipients.filter((r) => r.origin === 'bcc').map((r) => r.address));
+    const add = (child: QueueRecipient) => {
+      if (recipients.length >= MAX_RECIPIENTS) return;
+      recipients.push(child);
+      if (!byAddress.has(child.address)) byAddress.set(child.address, child);
+    };
+
+    for (let i = 0; i < recipients.length; i++) {
+      const r = recipients[i];
+      if (r.state !== 'pending' || r.route) continue;
+      if (depth(r) > MAX_DEPTH) {
+        fail(r, 554, '5.4.6', 'Too many levels of expansion: mail forwarding loop');
+        continue;
+      }
+      let res;
+      try {
+        res = await this.opts.resolver.resolve(r.address);
+      } catch (err) {
+        if (!(err instanceof TempFailure)) throw err;
+        r.lastResult = '451 4.4.3 Directory temporarily unavailable';
+        log.warn({ to: r.address, err: err.message }, 'recipient not expanded: directory unavailable');
+        continue;
+      }
+      // A Bcc copy does not bring further Bcc copies (no loop through the archive address).
+      if (r.origin !== 'bcc') {
+        for (const b of res.bcc) {
+          if (bccAdded.has(b) || b === r.address) continue;
+          bccAdded.add(b);
+          add({ address: b, parent: r.address, origin: 'bcc', hidden: true, state: 'pending', attempts: 0 });
+        }
+      }
+      const route = (k: QueueRecipient['route']) => {
+        r.route = k;
+        const key = routeKey(r)!;
+        if (seen.has(key)) {
+          r.state = 'delivered';
+          r.lastResult = '250 2.0.0 duplicate: delivered once';
+        }
+        seen.add(key);
+      };
+      switch (res.kind) {
+        case 'mailbox':
+          if (res.forward) {
+            add({ address: res.forward.address.toLowerCase(), parent: r.address, origin: 'forward', state: 'pending', attempts: 0, hidden: r.hidden });
+            if (!res.forward.keepCopy) {
+              r.state = 'delivered';
+              r.lastResult = `250 2.1.5 forwarded to ${res.forward.address}`;
+              r.route = { kind: 'user', login: res.user.login };
+              break;
+            }
+          }
+          route({ kind: 'user', login: res.user.login });
+          break;
+        case 'list':
+          for (const m of res.members) {
+            add(
+              m.primaryAddress
+                ? { address: m.primaryAddress, parent: r.address, origin: 'list', state: 'pending', attempts: 0, hidden: r.hidden }
+                : { address: m.login.toLowerCase(), parent: r.address, origin: 'list', route: { kind: 'user', login: m.login }, state: 'pending', attempts: 0, hidden: r.hidden },
+            );
+          }
+          r.state = 'delivered';
+          r.lastResult = `250 2.1.5 expanded to ${res.members.length} members of ${res.group.name}`;
+          log.info({ to: r.address, list: res.group.name, members: res.members.length }, 'distribution list expanded');
+          break;
+        case 'shared':
+          route({ kind: 'shared', group: res.group.name });
+          break;
+        case 'relay':
+          route({ kind: 'remote', nexthop: res.nexthop });
+          break;
+        case 'external':
+          route({ kind: 'remote' });
+          break;
+        case 'invalid':
+          if (res.reason === 'disabled') fail(r, 550, '5.2.1', 'Mailbox disabled');
+          else if (res.reason === 'syntax') fail(r, 553, '5.1.3', 'Bad recipient address syntax');
+          else fail(r, 550, '5.1.1', 'User unknown');
+          break;
+      }
+    }
+  }
+
+  private async deliverLocal(envelope: QueueEnvelope, message: Buffer, header: string, hops: number, r: QueueRecipient, log: Logger): Promise<void> {
+    const route = r.route as Exclude<QueueRecipient['route'], { kind: 'remote' } | undefined>;
+    const owner: MailboxOwner = route.kind === 'user' ? { kind: 'user', login: route.login } : { kind: 'shared', group: route.group };
+    if (hops >= this.opts.hopLimit) {
+      return fail(r, 554, '5.4.6', `Too many hops (${hops} Received fields): mail loop`);
+    }
+    // RFC 9228 §4 / Postfix local(8): our own Delivered-To for this address already in the message means a loop.
+    const deliveredTo = new RegExp(`^Delivered-To:[ \\t]*<?${r.address.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}>?[ \\t]*$`, 'im');
+    if (deliveredTo.test(header)) {
+      return fail(r, 554, '5.4.6', `mail forwarding loop for ${r.address}`);
+    }
+    const quotaMB = route.kind === 'user' ? this.opts.settings.effectiveUser(route.login).quotaMB : this.opts.settings.get('mailbox.quotaMB');
+    const folder = envelope.spam && this.opts.settings.get('mailbox.moveSpamToJunk') ? 'Junk' : 'INBOX';
+    const prefix = `Return-Path: <${envelope.from}>\r\nDelivered-To: ${r.address}\r\n`;
+    try {
+      const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix });
+      r.state = 'delivered';
+      r.deliveredAt = new Date().toISOString();
+      r.lastResult = `250 2.0.0 delivered to ${route.kind === 'user' ? 'mailbox' : 'shared folder'} ${route.kind === 'user' ? route.login : route.group} (${folder})`;
+      log.info({ to: r.address, [route.kind === 'user' ? 'login' : 'group']: route.kind === 'user' ? route.login : route.group, folder, size: d.size, result: 'delivered' }, `delivered to ${r.address}`);
+    } catch (err) {
+      if (err instanceof QuotaExceeded) {
+        fail(r, 552, '5.2.2', `Mailbox full: ${err.message}`);
+        log.info({ to: r.address, result: 'bounced', reason: 'quota' }, 'mailbox over quota');
+        return;
+      }
+      r.lastResult = `451 4.3.0 Local delivery failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      r.status = '4.3.0';
+      log.error({ to: r.address, err }, 'local delivery failed, will retry');
+    }
+  }
+
+  private async deliverRemote(envelope: QueueEnvelope, message: Buffer, recipients: QueueRecipient[], log: Logger): Promise<void> {
+    const groups = new Map<string, QueueRecipient[]>();
+    for (const r of recipients) {
+      if (r.state !== 'pending' || r.route?.kind !== 'remote') continue;
+      const key = r.route.nexthop ? `nexthop:${r.route.nexthop}` : `domain:${r.address.slice(r.address.lastIndexOf('@') + 1)}`;
+      const list = groups.get(key) ?? [];
+      list.push(r);
+      groups.set(key, list);
+    }
+    for (const [key, group] of groups) {
+      const nexthop = key.startsWith('nexthop:') ? key.slice('nexthop:'.length) : undefined;
+      let results: DeliveryResult[];
+      try {
+        results = await this.opts.remote.send({ queueId: envelope.id, from: envelope.from, recipients: group.map((r) => r.address), message, nexthop });
+      } catch (err) {
+        log.error({ err, relay: key }, 'remote delivery failed, will retry');
+        results = group.map((r) => ({ recipient: r.address, outcome: 'tempfail', code: 451, status: '4.4.0', detail: (err as Error).message }));
+      }
+      for (const r of group) {
+        r.attempts++;
+        const res = results.find((x) => x.recipient === r.address);
+        if (!res) continue;
+        r.remoteMta = res.remoteMta ?? r.remoteMta;
+        if (res.outcome === 'delivered') {
+          r.state = 'delivered';
+          r.deliveredAt = new Date().toISOString();
+          r.lastResult = res.detail ?? '250 2.0.0 Ok';
+        } else {
+          r.status = res.status;
+          r.lastResult = res.detail.startsWith(String(res.code)) ? res.detail : `${res.code} ${res.status} ${res.detail}`;
+          if (res.outcome === 'bounce') r.state = 'failed';
+        }
+      }
+    }
+  }
+}

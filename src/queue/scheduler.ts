@@ -1,0 +1,413 @@
+/**
+ * The queue manager (Postfix's qmgr): decides when each queued message is tried, hands it to the delivery agent,
+ * writes the outcome back to the spool, retries temporary failures with a growing delay until the queue lifetime,
+ * and returns what failed to the sender in a DSN.
+ *
+ * The spool is the truth (STYLE.md): in memory the scheduler keeps only each message's id and due time, and it
+ * reads the envelope from disk before every attempt. It re-reads the spool every scanIntervalSeconds, so what the
+ * CLI does to the files (flush: nextAttemptAt = now; delete: the files go) reaches a running server without any
+ * other channel, and any file may vanish at any step.
+ *
+ * Delivery is at-least-once (DESIGN.md §3): a crash, or a CLI command racing an attempt, may repeat a delivery,
+ * never lose one.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../lib/logger.js';
+import { buildDsn, failedRecipients } from './dsn.js';
+import { retryDelayMs, type QueueConfig } from './retry.js';
+import { NotQueuedError, type Spool } from './spool.js';
+import type { QueueEnvelope, QueueRecipient } from './types.js';
+
+/** Delivers one message; returns the recipient list with states set (it may add expanded recipients). */
+export interface DeliveryAgent {
+  deliver(envelope: QueueEnvelope, message: Buffer): Promise<QueueRecipient[]>;
+}
+
+/** What the scheduler reads from the runtime settings (src/settings/store.ts `Settings` fits). */
+export interface QueueSettings {
+  get(key: 'queue.lifetimeHours'): number;
+}
+
+export interface SchedulerOptions {
+  spool: Spool;
+  settings: QueueSettings;
+  config: QueueConfig;
+  /** Our FQDN, for DSNs. */
+  hostname: string;
+  log: Logger;
+  agent: DeliveryAgent;
+  /**
+   * The queue lifetime in milliseconds, asked at each decision. Default: queue.lifetimeHours from the settings,
+   * which only holds whole hours (1 to 2160); tests pass a few hundred milliseconds here.
+   */
+  lifetimeMs?: () => number;
+}
+
+export interface FinishedEvent {
+  id: string;
+  /** done: every recipient reached a final state and the message was removed; vanished: deleted by someone else. */
+  reason: 'done' | 'vanished';
+  /** The final envelope (reason done). */
+  envelope?: QueueEnvelope;
+  /** The queue id of the DSN sent to the sender, if one was. */
+  dsnId?: string;
+}
+
+export interface AttemptEvent {
+  id: string;
+  /** The envelope as written after the attempt (pending recipients remain; nextAttemptAt is set). */
+  envelope: QueueEnvelope;
+}
+
+interface Entry {
+  id: string;
+  /** Epoch ms of the next attempt. */
+  due: number;
+  running: boolean;
+  /** Sequence number of the last local change, so that a scan read before it does not undo it. */
+  touched: number;
+  /** A flush arrived during an attempt: try again right after it. */
+  flushAgain: boolean;
+}
+
+const TIMER_MAX = 2 ** 31 - 1;
+
+function time(iso: string | undefined, fallback: number): number {
+  const t = iso === undefined ? NaN : Date.parse(iso);
+  return Number.isFinite(t) ? t : fallback;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim().slice(0, 500);
+}
+
+function recipientKey(r: QueueRecipient): string {
+  return `${r.address}\u0000${r.parent ?? ''}`;
+}
+
+export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempted: [AttemptEvent] }> {
+  private readonly spool: Spool;
+  private readonly settings: QueueSettings;
+  private readonly config: QueueConfig;
+  private readonly hostname: string;
+  private readonly log: Logger;
+  private readonly agent: DeliveryAgent;
+  private readonly lifetime: () => number;
+
+  private readonly entries = new Map<string, Entry>();
+  /** Ids that left the queue here, with the sequence number of that moment: a scan read before must not revive them. */
+  private readonly gone = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private seq = 0;
+  private stopped = true;
+  private timer: NodeJS.Timeout | undefined;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private pumpQueued = false;
+
+  private readonly onEnqueued = (e: QueueEnvelope) => {
+    if (this.stopped) return;
+    this.entries.set(e.id, { id: e.id, due: time(e.nextAttemptAt, Date.now()), running: false, touched: ++this.seq, flushAgain: false });
+    this.schedulePump();
+  };
+
+  constructor(options: SchedulerOptions) {
+    super();
+    this.spool = options.spool;
+    this.settings = options.settings;
+    this.config = options.config;
+    this.hostname = options.hostname;
+    this.log = options.log.child({ component: 'queue' });
+    this.agent = options.agent;
+    this.lifetime = options.lifetimeMs ?? (() => this.settings.get('queue.lifetimeHours') * 3_600_000);
+  }
+
+  /** Messages known to the scheduler, and how many are being delivered now. */
+  get size(): { queued: number; active: number } {
+    return { queued: this.entries.size, active: this.inFlight.size };
+  }
+
+  /** Cleans the spool after a crash, loads every queued message and starts delivering. */
+  async start(): Promise<void> {
+    if (!this.stopped) return;
+    const recovered = await this.spool.recover();
+    this.stopped = false;
+    this.spool.on('enqueued', this.onEnqueued);
+    await this.scan();
+    this.log.info({ messages: recovered.messages, removedOrphans: recovered.removedOrphans.length }, 'queue started');
+    this.scanTimer = setInterval(() => void this.scan(), this.config.scanIntervalSeconds * 1000);
+  }
+
+  /** Stops starting deliveries and waits for the running ones to end (their outcome is written). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.spool.off('enqueued', this.onEnqueued);
+    clearInterval(this.scanTimer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.scanning;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /**
+   * Makes messages due now (all when `ids` is absent), on disk and here: `postern queue flush` does the disk part
+   * from another process and the next scan does the rest. Returns the ids flushed and those not in the queue.
+   */
+  async flush(ids?: string[]): Promise<{ flushed: string[]; unknown: string[] }> {
+    const targets = ids ?? (await this.spool.list()).map((e) => e.id);
+    const flushed: string[] = [];
+    const unknown: string[] = [];
+    for (const id of targets) {
+      const now = Date.now();
+      const e = await this.spool.modify(id, (env) => {
+        env.nextAttemptAt = new Date(now).toISOString();
+      });
+      if (!e) {
+        unknown.push(id);
+        continue;
+      }
+      flushed.push(id);
+      if (this.stopped) continue;
+      let entry = this.entries.get(id);
+      if (!entry) {
+        entry = { id, due: now, running: false, touched: 0, flushAgain: false };
+        this.entries.set(id, entry);
+      }
+      entry.touched = ++this.seq;
+      if (entry.running) entry.flushAgain = true;
+      else entry.due = now;
+      this.log.info({ queueId: id }, 'flushed');
+    }
+    this.schedulePump();
+    return { flushed, unknown };
+  }
+
+  /** Re-reads the spool: picks up messages and schedule changes made outside, and forgets deleted messages. */
+  scan(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.scanning ??= this.doScan().finally(() => {
+      this.scanning = undefined;
+    });
+    return this.scanning;
+  }
+
+  private async doScan(): Promise<void> {
+    const start = ++this.seq;
+    let list: QueueEnvelope[];
+    try {
+      list = await this.spool.list();
+    } catch (err) {
+      this.log.error({ err }, 'cannot read the queue directory');
+      return;
+    }
+    if (this.stopped) return;
+    const seen = new Set<string>();
+    for (const env of list) {
+      seen.add(env.id);
+      const due = time(env.nextAttemptAt, Date.now());
+      const e = this.entries.get(env.id);
+      if (!e) {
+        if ((this.gone.get(env.id) ?? -1) > start) continue; // it finished while the spool was being read
+        this.entries.set(env.id, { id: env.id, due, running: false, touched: start, flushAgain: false });
+      } else if (!e.running && e.touched < start) {
+        e.due = due;
+      }
+    }
+    for (const e of [...this.entries.values()]) {
+      if (!seen.has(e.id) && !e.running && e.touched < start) this.vanished(e);
+    }
+    for (const [id, at] of this.gone) if (at < start) this.gone.delete(id);
+    this.pump();
+  }
+
+  private schedulePump(): void {
+    if (this.pumpQueued || this.stopped) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
+  /** Starts the due messages that fit in `concurrency`, earliest due first, and sets the timer for the next one. */
+  private pump(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    const due: Entry[] = [];
+    let next = Infinity;
+    for (const e of this.entries.values()) {
+      if (e.running) continue;
+      if (e.due <= now) due.push(e);
+      else if (e.due < next) next = e.due;
+    }
+    const free = this.config.concurrency - this.inFlight.size;
+    if (due.length > free) due.sort((a, b) => a.due - b.due);
+    for (const e of due.slice(0, Math.max(0, free))) this.launch(e);
+    // Due messages left waiting for a slot are started when a delivery ends (launch → schedulePump).
+    clearTimeout(this.timer);
+    this.timer = next === Infinity ? undefined : setTimeout(() => this.pump(), Math.min(Math.max(0, next - Date.now()), TIMER_MAX));
+  }
+
+  private launch(e: Entry): void {
+    e.running = true;
+    const p = this.attempt(e)
+      .catch((err: unknown) => {
+        // attempt() handles what it expects; this is a bug or a disk failure. Retry later rather than spin.
+        this.log.error({ queueId: e.id, err }, 'queue attempt failed');
+        e.due = Date.now() + this.config.retryMinSeconds * 1000;
+      })
+      .finally(() => {
+        this.inFlight.delete(p);
+        e.running = false;
+        e.touched = ++this.seq;
+        if (e.flushAgain) {
+          e.flushAgain = false;
+          e.due = Date.now();
+        }
+        this.schedulePump();
+      });
+    this.inFlight.add(p);
+  }
+
+  /** The message left the queue without us (CLI delete), or its files are gone. */
+  private vanished(e: Entry): void {
+    this.entries.delete(e.id);
+    this.gone.set(e.id, ++this.seq);
+    this.log.info({ queueId: e.id }, 'message left the queue (deleted)');
+    this.emit('finished', { id: e.id, reason: 'vanished' });
+  }
+
+  private async attempt(e: Entry): Promise<void> {
+    const id = e.id;
+    const log = this.log.child({ queueId: id });
+    const env = await this.spool.read(id).catch((err: unknown) => {
+      log.error({ err }, 'cannot read the envelope; will try again');
+      e.due = Date.now() + this.config.retryMaxSeconds * 1000;
+      return undefined;
+    });
+    if (env === undefined) return;
+    if (env === null) return this.vanished(e);
+    const started = Date.now();
+    const onDisk = time(env.nextAttemptAt, started);
+    if (onDisk > started) {
+      e.due = onDisk; // rescheduled elsewhere (another process's update): the file wins
+      return;
+    }
+
+    let message: Buffer | undefined;
+    if (env.recipients.some((r) => r.state === 'pending')) {
+      try {
+        message = await this.spool.readMessage(id);
+      } catch (err) {
+        if (err instanceof NotQueuedError) {
+          await this.spool.remove(id); // a stray envelope from a delete that raced an update
+          return this.vanished(e);
+        }
+        throw err;
+      }
+      const before = env.recipients;
+      // The agent gets a copy: one that throws half-way must not leave half-changed states behind.
+      const input = structuredClone(env);
+      env.attempts += 1;
+      env.lastAttemptAt = new Date(started).toISOString();
+      try {
+        const result = await this.agent.deliver(input, message);
+        if (!Array.isArray(result)) throw new TypeError('the delivery agent returned no recipient list');
+        env.recipients = result;
+      } catch (err) {
+        log.error({ err }, 'delivery agent failed: every pending recipient is deferred');
+        const reason = `451 4.3.0 delivery failed: ${oneLine((err as Error)?.message ?? String(err))}`;
+        env.recipients = before.map((r) =>
+          r.state === 'pending' ? { ...r, attempts: r.attempts + 1, lastResult: reason, status: '4.3.0' } : r,
+        );
+      }
+      this.logOutcome(log, before, env.recipients, started);
+    }
+
+    // Expiry is decided after an attempt, so a message is always tried once more after a long outage.
+    const pending = env.recipients.filter((r) => r.state === 'pending');
+    const arrived = time(env.receivedAt, started);
+    const lifetime = this.lifetime();
+    if (pending.length && Date.now() - arrived >= lifetime) {
+      for (const r of pending) {
+        r.state = 'failed';
+        r.status = '4.4.7'; // RFC 3463: delivery time expired
+        log.info({ to: r.address, status: '4.4.7', result: r.lastResult }, 'expired');
+      }
+      pending.length = 0;
+    }
+
+    if (pending.length) {
+      const now = Date.now();
+      // The last attempt is at the end of the lifetime, not a full backoff past it.
+      const next = e.flushAgain ? now : Math.max(now, Math.min(now + retryDelayMs(env.attempts, this.config), arrived + lifetime));
+      env.nextAttemptAt = new Date(next).toISOString();
+      if (!(await this.spool.update(env))) return this.vanished(e);
+      e.due = next;
+      this.emit('attempted', { id, envelope: env });
+      return;
+    }
+    await this.finish(e, env, message, log);
+  }
+
+  /** Every recipient is final: report the failures to the sender, then take the message out of the queue. */
+  private async finish(e: Entry, env: QueueEnvelope, message: Buffer | undefined, log: Logger): Promise<void> {
+    const failed = failedRecipients(env);
+    let dsnId: string | undefined;
+    if (failed.length && env.from === '') {
+      // RFC 5321 §6.1, RFC 3464 §2: never report on a message with the null reverse-path.
+      log.info({ failed: failed.length }, 'no DSN: the sender is <>');
+    } else if (failed.length) {
+      try {
+        message ??= await this.spool.readMessage(env.id);
+      } catch (err) {
+        if (err instanceof NotQueuedError) return this.vanished(e);
+        throw err;
+      }
+      const dsn = buildDsn({ hostname: this.hostname, envelope: env, recipients: failed, message });
+      try {
+        dsnId = await this.spool.enqueue(dsn, {
+          from: '',
+          recipients: [{ address: env.from, origin: 'rcpt', state: 'pending', attempts: 0 }],
+          client: { address: '127.0.0.1', listener: 'local' },
+        });
+      } catch (err) {
+        // The disk is failing: keep the message (states written) and try the report again later.
+        log.error({ err }, 'cannot queue the DSN; will try again');
+        const next = Date.now() + retryDelayMs(env.attempts, this.config);
+        env.nextAttemptAt = new Date(next).toISOString();
+        if (!(await this.spool.update(env).catch(() => true))) return this.vanished(e);
+        e.due = next;
+        return;
+      }
+      log.info({ dsnId, to: env.from, failed: failed.length }, 'sender non-delivery notification');
+    }
+    await this.spool.remove(env.id);
+    this.entries.delete(env.id);
+    this.gone.set(env.id, ++this.seq);
+    this.emit('finished', { id: env.id, reason: 'done', envelope: env, dsnId });
+  }
+
+  /** One line per recipient whose state this attempt decided (Postfix's "status=sent|deferred|bounced"). */
+  private logOutcome(log: Logger, before: QueueRecipient[], after: QueueRecipient[], started: number): void {
+    const wasFinal = new Set(before.filter((r) => r.state !== 'pending').map(recipientKey));
+    const delay = (Date.now() - started) / 1000;
+    for (const r of after) {
+      if (wasFinal.has(recipientKey(r))) continue;
+      const status = r.state === 'delivered' ? 'sent' : r.state === 'failed' ? 'bounced' : 'deferred';
+      log[r.state === 'delivered' ? 'info' : 'warn'](
+        {
+          to: r.address,
+          ...(r.parent ? { origTo: r.parent } : {}),
+          relay: r.remoteMta,
+          delay,
+          dsn: r.status,
+          status,
+          result: r.lastResult,
+        },
+        status,
+      );
+    }
+  }
+}

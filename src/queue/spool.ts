@@ -1,0 +1,427 @@
+/**
+ * The spool: the queue on disk, which is the truth (DESIGN.md §3 "Queue", STYLE.md "The queue file is the truth").
+ *
+ * Layout under `${dataDir}/queue/`, as src/queue/types.ts describes it:
+ *   <id>.eml   the message (CRLF), written once, never changed
+ *   <id>.json  its envelope, replaced atomically as delivery proceeds; its appearance is the commit point
+ *   tmp/       files being written; anything left here after a crash was never acknowledged
+ *
+ * Commit protocol (enqueue): write both files in tmp/ and fsync them, rename the message then the envelope into
+ * queue/, fsync queue/; only then resolve, and only then does SMTP answer 250. A crash before the directory fsync
+ * loses at most a message that was never acknowledged; recover() sweeps what it left.
+ *
+ * Group commit (DESIGN.md §6 "fsync is the budget"): the directory fsync is shared. While one directory fsync
+ * runs, every enqueue that has done its renames waits for the *next* one, which then covers all of them. A
+ * waiter is only released by an fsync that started after its renames, so the promise is exactly as strong as one
+ * fsync per message, for a fraction of the fsyncs.
+ *
+ * Several processes use the spool at once: the server (enqueue, scheduler) and the CLI (list, flush, delete).
+ * Everything is written with unique tmp names and atomic renames, and every reader copes with files that vanish.
+ * Only the server calls recover(), at start, before it accepts mail.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { TempFailure } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/logger.js';
+import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
+import type { QueueEnvelope } from './types.js';
+
+/** What the spool fills in when the caller leaves it out. */
+type Filled = 'id' | 'attempts' | 'nextAttemptAt' | 'size' | 'receivedAt';
+
+/**
+ * The envelope given to enqueue(): `size` and `attempts` are computed, `receivedAt` and `nextAttemptAt` default
+ * to now, `id` to a new one (pass one from newQueueId() when the id is needed before the commit, e.g. in Received).
+ */
+export type NewEnvelope = Omit<QueueEnvelope, Filled> & Partial<Pick<QueueEnvelope, Filled>>;
+
+/** The file operations the spool's promises rest on; replaceable so tests can make the disk fail. */
+export interface SpoolFs {
+  /** Creates `path` (it must not exist), writes `data`, fsyncs and closes it. */
+  writeFileDurable(path: string, data: Buffer | string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** fsyncs a directory, making the renames and unlinks in it durable. */
+  syncDir(path: string): Promise<void>;
+}
+
+export const nodeSpoolFs: SpoolFs = {
+  async writeFileDurable(path, data) {
+    const fh = await open(path, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+  rename,
+  unlink,
+  async syncDir(path) {
+    const fh = await open(path, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+export interface SpoolOptions {
+  log?: Logger;
+  fs?: Partial<SpoolFs>;
+}
+
+export interface SpoolStats {
+  /** Messages committed by enqueue(). */
+  enqueued: number;
+  /** fsyncs of the queue directory, all callers together (enqueue, update, remove, recover). */
+  dirSyncs: number;
+  /** Callers served by those fsyncs: dirSyncs / dirSyncRequests is the group-commit ratio. */
+  dirSyncRequests: number;
+}
+
+export interface RecoverResult {
+  /** Committed messages kept. */
+  messages: number;
+  /** Files removed from tmp/ (never acknowledged). */
+  removedTmp: number;
+  /** Messages without an envelope (never acknowledged), or envelopes whose message is gone (half removed). */
+  removedOrphans: string[];
+}
+
+/** A message that is not (or no longer) in the queue. */
+export class NotQueuedError extends Error {
+  constructor(readonly id: string) {
+    super(`no message ${id} in the queue`);
+    this.name = 'NotQueuedError';
+  }
+}
+
+/** Shares one fsync of a directory among all callers waiting for it (group commit). */
+class DirSyncer {
+  private running = false;
+  private waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  syncs = 0;
+  requests = 0;
+
+  constructor(private readonly doSync: () => Promise<void>) {}
+
+  /** Resolves after an fsync of the directory that started after this call. */
+  sync(): Promise<void> {
+    this.requests++;
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      if (!this.running) void this.run();
+    });
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.waiting.length) {
+      const batch = this.waiting;
+      this.waiting = [];
+      this.syncs++;
+      try {
+        await this.doSync();
+        for (const w of batch) w.resolve();
+      } catch (err) {
+        for (const w of batch) w.reject(err);
+      }
+    }
+    this.running = false;
+  }
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+async function ignoreMissing<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** What a person or the SMTP client's 4xx text should say about a disk error; the cause keeps the detail. */
+function diskFailure(what: string, err: unknown): TempFailure {
+  const code = errno(err);
+  const reason =
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? 'the queue file system is full'
+      : code === 'EROFS'
+        ? 'the queue file system is read-only'
+        : `${(err as Error)?.message ?? String(err)}`;
+  return new TempFailure(`${what}: ${reason}`, { cause: err });
+}
+
+/** What a file name in queue/ is: `<id>.eml`, `<id>.json`, or not ours (null). */
+function queueFile(name: string): { id: string; kind: 'message' | 'envelope' } | null {
+  const m = /^(.+)\.(eml|json)$/.exec(name);
+  if (!m || !isQueueId(m[1])) return null;
+  return { id: m[1], kind: m[2] === 'eml' ? 'message' : 'envelope' };
+}
+
+function checkEnvelope(value: unknown, id: string): QueueEnvelope {
+  const e = value as QueueEnvelope;
+  if (!e || typeof e !== 'object' || e.id !== id || typeof e.from !== 'string' || !Array.isArray(e.recipients)) {
+    throw new Error(`queue envelope ${id} is not valid`);
+  }
+  return e;
+}
+
+export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
+  readonly dir: string;
+  readonly tmpDir: string;
+  private readonly log: Logger;
+  private readonly fs: SpoolFs;
+  private readonly dirSync: DirSyncer;
+  private enqueued = 0;
+
+  constructor(dataDir: string, options: SpoolOptions = {}) {
+    super();
+    this.dir = join(dataDir, 'queue');
+    this.tmpDir = join(this.dir, 'tmp');
+    this.log = (options.log ?? silentLogger).child({ component: 'queue' });
+    this.fs = { ...nodeSpoolFs, ...options.fs };
+    this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
+  }
+
+  /** Creates the queue directories (the server does this at start; the CLI only reads what exists). */
+  async init(): Promise<void> {
+    try {
+      await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw diskFailure(`cannot create the queue directory ${this.dir}`, err);
+    }
+  }
+
+  get stats(): SpoolStats {
+    return { enqueued: this.enqueued, dirSyncs: this.dirSync.syncs, dirSyncRequests: this.dirSync.requests };
+  }
+
+  /** The id checked, so nothing but an id ever becomes part of a path. */
+  private checkId(id: string): string {
+    if (!isQueueId(id)) throw new InvalidQueueIdError(id);
+    return id;
+  }
+
+  messagePath(id: string): string {
+    return join(this.dir, `${this.checkId(id)}.eml`);
+  }
+
+  envelopePath(id: string): string {
+    return join(this.dir, `${this.checkId(id)}.json`);
+  }
+
+  /**
+   * Commits a message and its envelope; resolves once both are durable (the caller may then answer 250).
+   * Rejects with TempFailure when the disk fails (ENOSPC, EIO, …), leaving nothing in the queue.
+   */
+  async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
+    if (!Array.isArray(input.recipients) || input.recipients.length === 0) throw new Error('enqueue: a message needs recipients');
+    const id = input.id === undefined ? newQueueId() : this.checkId(input.id);
+    const receivedAt = input.receivedAt ?? new Date().toISOString();
+    const envelope: QueueEnvelope = {
+      ...input,
+      id,
+      recipients: input.recipients.map((r) => ({ ...r })),
+      receivedAt,
+      size: message.length,
+      attempts: input.attempts ?? 0,
+      nextAttemptAt: input.nextAttemptAt ?? receivedAt,
+    };
+    const tmpMessage = join(this.tmpDir, `${id}.eml`);
+    const tmpEnvelope = join(this.tmpDir, `${id}.json`);
+    const finalMessage = this.messagePath(id);
+    const finalEnvelope = this.envelopePath(id);
+    let renamed = 0;
+    try {
+      const written = await Promise.allSettled([
+        this.fs.writeFileDurable(tmpMessage, message),
+        this.fs.writeFileDurable(tmpEnvelope, JSON.stringify(envelope) + '\n'),
+      ]);
+      for (const w of written) if (w.status === 'rejected') throw w.reason;
+      // Message first: an envelope in queue/ always has its message next to it.
+      await this.fs.rename(tmpMessage, finalMessage);
+      renamed = 1;
+      await this.fs.rename(tmpEnvelope, finalEnvelope);
+      renamed = 2;
+      await this.dirSync.sync();
+    } catch (err) {
+      // Not acknowledged, so not queued: take back whatever reached queue/ (envelope first, as in remove()).
+      const undo: string[] = [];
+      if (renamed >= 2) undo.push(finalEnvelope);
+      if (renamed >= 1) undo.push(finalMessage);
+      undo.push(tmpMessage, tmpEnvelope);
+      for (const p of undo) await this.fs.unlink(p).catch(() => undefined);
+      const failure = diskFailure('cannot queue the message', err);
+      this.log.error({ queueId: id, err }, failure.message);
+      throw failure;
+    }
+    this.enqueued++;
+    this.log.info(
+      { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
+      'queued',
+    );
+    this.emit('enqueued', envelope);
+    return id;
+  }
+
+  /** The envelope of `id`, or null when it is not in the queue. */
+  async read(id: string): Promise<QueueEnvelope | null> {
+    const text = await ignoreMissing(readFile(this.envelopePath(id), 'utf8'));
+    if (text === undefined) return null;
+    return checkEnvelope(JSON.parse(text), id);
+  }
+
+  /** The message bytes; throws NotQueuedError when the message is gone (deleted meanwhile). */
+  async readMessage(id: string): Promise<Buffer> {
+    const data = await ignoreMissing(readFile(this.messagePath(id)));
+    if (data === undefined) throw new NotQueuedError(id);
+    return data;
+  }
+
+  /** Whether `id` is queued (its envelope and its message are there). */
+  async has(id: string): Promise<boolean> {
+    const [e, m] = await Promise.all([ignoreMissing(stat(this.envelopePath(id))), ignoreMissing(stat(this.messagePath(id)))]);
+    return e !== undefined && m !== undefined;
+  }
+
+  /**
+   * Every queued message's envelope, oldest first. An envelope whose message is missing (a delete under way) is
+   * left out, and so is one that vanishes or cannot be parsed while it is read (logged).
+   */
+  async list(): Promise<QueueEnvelope[]> {
+    const names = (await ignoreMissing(readdir(this.dir))) ?? [];
+    const messages = new Set<string>();
+    const envelopes: string[] = [];
+    for (const name of names) {
+      const f = queueFile(name);
+      if (f?.kind === 'message') messages.add(f.id);
+      else if (f?.kind === 'envelope') envelopes.push(f.id);
+    }
+    const ids = envelopes.filter((id) => messages.has(id)).sort();
+    const out: QueueEnvelope[] = [];
+    // A bounded number of reads at once: a queue of 100,000 messages must not open 100,000 files together.
+    const width = 32;
+    for (let i = 0; i < ids.length; i += width) {
+      const chunk = await Promise.all(
+        ids.slice(i, i + width).map(async (id) => {
+          try {
+            return await this.read(id);
+          } catch (err) {
+            this.log.warn({ queueId: id, err }, 'unreadable queue envelope skipped');
+            return null;
+          }
+        }),
+      );
+      for (const e of chunk) if (e) out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Replaces the envelope of a queued message atomically and durably (tmp + fsync + rename + directory fsync).
+   * Returns false, writing nothing, when the message is no longer queued (deleted by the CLI meanwhile).
+   */
+  async update(envelope: QueueEnvelope): Promise<boolean> {
+    const id = this.checkId(envelope.id);
+    if (!(await this.has(id))) return false;
+    // A unique tmp name: the server and the CLI may update the same envelope at the same moment.
+    const tmp = join(this.tmpDir, `${id}.${randomBytes(6).toString('hex')}.json`);
+    try {
+      await this.fs.writeFileDurable(tmp, JSON.stringify(envelope) + '\n');
+      await this.fs.rename(tmp, this.envelopePath(id));
+      await this.dirSync.sync();
+    } catch (err) {
+      await this.fs.unlink(tmp).catch(() => undefined);
+      throw diskFailure(`cannot update queue envelope ${id}`, err);
+    }
+    return true;
+  }
+
+  /**
+   * Reads the envelope, lets `change` edit it, writes it back. Returns the envelope written, or null when the
+   * message is not queued. (The CLI's flush; the read-to-write window is short, and a lost race costs at worst one
+   * more delivery attempt: delivery is at-least-once.)
+   */
+  async modify(id: string, change: (e: QueueEnvelope) => void): Promise<QueueEnvelope | null> {
+    const e = await this.read(id);
+    if (!e) return null;
+    change(e);
+    return (await this.update(e)) ? e : null;
+  }
+
+  /**
+   * Removes a message: envelope first (from then on it is not queued), then the message, then a directory fsync
+   * so a crash does not bring back a message that was delivered. Returns false when there was nothing to remove.
+   */
+  async remove(id: string): Promise<boolean> {
+    let found = false;
+    for (const path of [this.envelopePath(id), this.messagePath(id)]) {
+      try {
+        await this.fs.unlink(path);
+        found = true;
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw diskFailure(`cannot remove queue file ${path}`, err);
+      }
+    }
+    if (found) {
+      try {
+        await this.dirSync.sync();
+      } catch (err) {
+        throw diskFailure(`cannot remove ${id}`, err);
+      }
+      this.log.info({ queueId: id }, 'removed');
+    }
+    return found;
+  }
+
+  /**
+   * At server start, before anything is enqueued: drops what a crash left behind and was never acknowledged (tmp
+   * files; a message without its envelope) and what a delete left half done (an envelope without its message:
+   * remove() takes the envelope first, so this can only come from a crash between enqueue's two renames or from
+   * a delete racing an update). Keeps every message that has both files.
+   */
+  async recover(): Promise<RecoverResult> {
+    await this.init();
+    const result: RecoverResult = { messages: 0, removedTmp: 0, removedOrphans: [] };
+    for (const name of await readdir(this.tmpDir)) {
+      await ignoreMissing(this.fs.unlink(join(this.tmpDir, name)));
+      result.removedTmp++;
+    }
+    const messages = new Set<string>();
+    const envelopes = new Set<string>();
+    for (const name of await readdir(this.dir)) {
+      const f = queueFile(name);
+      if (f?.kind === 'message') messages.add(f.id);
+      else if (f?.kind === 'envelope') envelopes.add(f.id);
+    }
+    for (const id of messages) {
+      if (envelopes.has(id)) {
+        result.messages++;
+        continue;
+      }
+      await ignoreMissing(this.fs.unlink(this.messagePath(id)));
+      result.removedOrphans.push(id);
+      this.log.warn({ queueId: id }, 'removed a message without envelope (never acknowledged)');
+    }
+    for (const id of envelopes) {
+      if (messages.has(id)) continue;
+      await ignoreMissing(this.fs.unlink(this.envelopePath(id)));
+      result.removedOrphans.push(id);
+      this.log.warn({ queueId: id }, 'removed an envelope without message');
+    }
+    if (result.removedOrphans.length) await this.dirSync.sync();
+    if (result.removedTmp || result.removedOrphans.length) {
+      this.log.info({ removedTmp: result.removedTmp, removedOrphans: result.removedOrphans.length }, 'queue recovered');
+    }
+    return result;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The three SMTP listeners (smtp-server owns the protocol; each hook is its own file):
+ *  - smtp (25): other MTAs; STARTTLS offered, AUTH only with smtp.authOnPort25; local and relay domains only.
+ *  - submission (587): STARTTLS required before AUTH (RFC 3207 §4, RFC 4954 §4), AUTH required before MAIL.
+ *  - smtps (465): implicit TLS (RFC 8314 §3.3), AUTH required before MAIL.
+ */
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { Config } from '../config/schema.js';
+import type { TlsMaterial } from '../lib/tls.js';
+import { makeOnAuth } from './on-auth.js';
+import { makeOnClose, makeOnConnect } from './on-connect.js';
+import { makeOnData, type OnDataOptions } from './on-data.js';
+import { makeOnMailFrom } from './on-mail-from.js';
+import { makeOnRcptTo } from './on-rcpt-to.js';
+import { Sessions, type ListenerRole, type SmtpDeps } from './session.js';
+
+export interface SmtpListener {
+  role: ListenerRole;
+  port: number;
+  host: string;
+  server: SMTPServer;
+}
+
+export interface SmtpService {
+  listeners: SmtpListener[];
+  sessions: Sessions;
+  close(): Promise<void>;
+}
+
+export interface SmtpServiceOptions {
+  deps: SmtpDeps;
+  tls: TlsMaterial;
+  listeners: Config['listeners'];
+  limits: Config['smtp'];
+  data: OnDataOptions;
+}
+
+export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> {
+  const { deps, tls } = opts;
+  const sessions = new Sessions();
+  const started: SmtpListener[] = [];
+  // One limit for all listeners together; smtp-server's maxClients counts per server.
+  let open = 0;
+
+  for (const role of ['smtp', 'submission', 'smtps'] as const) {
+    const l = opts.listeners[role];
+    if (l === false) continue;
+    const submission = role !== 'smtp';
+    const options: SMTPServerOptions = {
+      name: deps.hostname,
+      banner: 'postern ESMTP',
+      key: tls.key,
+      cert: tls.cert,
+      secure: role === 'smtps',
+      // smtp-server offers AUTH only after TLS unless allowInsecureAuth: passwords never cross in clear text.
+      allowInsecureAuth: false,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: !submission,
+      authRequiredMessage: '5.7.0 Authentication required',
+      disabledCommands: [],
+      maxClients: opts.limits.maxClients,
+      maxRecipients: opts.limits.maxRecipients,
+      maxCommandLength: opts.limits.maxLineLength,
+      socketTimeout: opts.limits.socketTimeoutSeconds * 1000,
+      // Enhanced status codes are part of our own reply texts (RFC 3463), so smtp-server must not add its own.
+      hideENHANCEDSTATUSCODES: true,
+      hideDSN: true,
+      rejectOversized: true,
+      size: deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024,
+      disableReverseLookup: true,
+      logger: false,
+    };
+    const server = new SMTPServer({
+      ...options,
+      onConnect: (session, cb) => {
+        if (open >= opts.limits.maxClients) {
+          const err = Object.assign(new Error('4.7.0 Too many connections, try again later'), { responseCode: 421 });
+          return cb(err);
+        }
+        open++;
+        makeOnConnect(deps, role, sessions, () => {
+          // "Queue message max size", read per connection so a change applies without a restart (RFC 1870 SIZE).
+          server.options.size = deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024;
+        })(session, cb);
+      },
+      onClose: (session) => {
+        open = Math.max(0, open - 1);
+        makeOnClose(sessions)(session);
+      },
+      onAuth: makeOnAuth(deps, sessions),
+      onMailFrom: makeOnMailFrom(deps, sessions),
+      onRcptTo: makeOnRcptTo(deps, sessions),
+      onData: makeOnData(deps, sessions, opts.data),
+    });
+    server.on('error', (err) => deps.log.error({ component: role === 'smtp' ? 'transfer/smtpd' : 'submission/smtpd', err }, 'listener error'));
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(l.port, l.host, () => {
+        server.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.server.address() as AddressInfo;
+    started.push({ role, port: addr.port, host: addr.address, server });
+  }
+
+  return {
+    listeners: started,
+    sessions,
+    async close() {
+      await Promise.all(started.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve()))));
+    },
+  };
+}

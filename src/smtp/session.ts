@@ -1,0 +1,88 @@
+/**
+ * What the SMTP hooks share: their dependencies, the per-listener role, and the per-session state that
+ * smtp-server's session object does not carry.
+ */
+import type { SMTPServerSession } from 'smtp-server';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Directory, UserEntry } from '../directory/types.js';
+import type { Logger } from '../lib/logger.js';
+import type { Resolver } from '../resolver/resolver.js';
+import type { Settings } from '../settings/store.js';
+import { SmtpError } from '../lib/errors.js';
+import { clientMatches, networkList } from './policy.js';
+import type { BlockList } from 'node:net';
+import type { QueueEnvelope } from '../queue/types.js';
+
+export type ListenerRole = 'smtp' | 'submission' | 'smtps';
+
+export interface SmtpDeps {
+  hostname: string;
+  settings: Settings;
+  resolver: Resolver;
+  directory: Directory;
+  auth: Authenticator;
+  log: Logger;
+  limits: { maxRecipients: number; errorLimit: number };
+  /** Commits the message and envelope to disk (fsynced) and returns the queue id; the 250 waits for it. */
+  enqueue(message: Buffer, envelope: Omit<QueueEnvelope, 'attempts' | 'nextAttemptAt' | 'size'>): Promise<string>;
+  newQueueId(): string;
+}
+
+export interface SessionState {
+  role: ListenerRole;
+  log: Logger;
+  user?: UserEntry;
+  errors: number;
+}
+
+/** Per-session state keyed by smtp-server's session id. */
+export class Sessions {
+  private readonly map = new Map<string, SessionState>();
+  get(session: SMTPServerSession): SessionState {
+    const s = this.map.get(session.id);
+    if (!s) throw new Error(`unknown SMTP session ${session.id}`);
+    return s;
+  }
+  set(session: SMTPServerSession, state: SessionState): void {
+    this.map.set(session.id, state);
+  }
+  delete(session: SMTPServerSession): void {
+    this.map.delete(session.id);
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/** Network lists are cached per settings value, so a change made with the CLI applies at the next check. */
+const listCache = new Map<string, BlockList>();
+function list(entries: readonly string[]): BlockList {
+  const key = entries.join(',');
+  let l = listCache.get(key);
+  if (!l) {
+    if (listCache.size > 32) listCache.clear();
+    l = networkList(entries);
+    listCache.set(key, l);
+  }
+  return l;
+}
+
+/** "Allow relay from IP addresses" (printers, scanners, legacy apps). */
+export function mayRelayByAddress(settings: Settings, ip: string): boolean {
+  return clientMatches(list(settings.get('smtp.relayFrom')), ip);
+}
+
+/** Inside the local network: authenticated, or a relay-from or trusted-network address. Loopback is not special. */
+export function fromLocalNetwork(settings: Settings, ip: string, authenticated: boolean): boolean {
+  return authenticated || mayRelayByAddress(settings, ip) || clientMatches(list(settings.get('smtp.trustedNetworks')), ip);
+}
+
+/**
+ * Turns a refusal into the error smtp-server sends, counting it: past `errorLimit` errors the session is closed
+ * with 421 (Postfix's smtpd_hard_error_limit), so a dictionary attack on RCPT TO costs the attacker a reconnect.
+ */
+export function refuse(state: SessionState, limit: number, err: SmtpError): SmtpError {
+  state.errors++;
+  if (state.errors >= limit) return new SmtpError(421, '4.7.0', `${err.text}; too many errors, closing connection`);
+  return err;
+}

@@ -1,0 +1,67 @@
+/** The few file system moves the store makes durable. All async: delivery runs on the event loop of the SMTP server. */
+import { constants } from 'node:fs';
+import { mkdir, open, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+/** Mail is private: directories 0700, files 0600 (what Dovecot creates with its defaults). */
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+
+export function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+/** A new directory entry (file, link, rename) survives a crash only once its directory is fsynced. */
+export async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * mkdir -p, fsyncing the parent of every level it reaches. Also fsyncs when the directory already exists: another
+ * delivery may have just made it and not yet fsynced its parent, and this one must not return before that is
+ * durable. Only called on the slow path (a directory was found missing), so the extra fsyncs cost nothing.
+ */
+export async function ensureDir(path: string): Promise<void> {
+  try {
+    await mkdir(path, { mode: DIR_MODE });
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') {
+      await ensureDir(dirname(path));
+      await ensureDir(path);
+      return;
+    }
+    if (errorCode(err) !== 'EEXIST') throw err;
+  }
+  await fsyncDir(dirname(path));
+}
+
+/**
+ * A Maildir (cur/ new/ tmp/) at `dir`; for a Maildir++ folder (`folder: true`) also the empty `maildirfolder`
+ * file that tells delivery agents it is a folder under a parent Maildir++ (Courier's README.maildirquota).
+ */
+export async function ensureMaildir(dir: string, folder: boolean): Promise<void> {
+  await ensureDir(dir);
+  await Promise.all(['cur', 'new', 'tmp'].map((sub) => mkdir(join(dir, sub), { mode: DIR_MODE }).catch(ignoreCode('EEXIST'))));
+  if (folder) await writeFile(join(dir, 'maildirfolder'), '', { flag: 'wx', mode: FILE_MODE }).catch(ignoreCode('EEXIST'));
+  await fsyncDir(dir);
+}
+
+export function ignoreCode(...codes: string[]): (err: unknown) => void {
+  return (err) => {
+    if (!codes.includes(errorCode(err) ?? '')) throw err;
+  };
+}
+
+/** FileHandle.write may write less than asked; loop until the whole buffer is out. */
+export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await fh.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * The Maildir++ store (DESIGN.md §3 "Store"), laid out so that Dovecot can be pointed at the same files:
+ *
+ *   <root>/users/<login>/Maildir/      a user's INBOX: cur/ new/ tmp/, maildirsize
+ *   <root>/users/<login>/Maildir/.Junk/            a folder: cur/ new/ tmp/ and an empty maildirfolder file
+ *   <root>/users/<login>/Maildir/.Archive.2024/    'Archive/2024'
+ *   <root>/shared/<group>/Maildir/     a mail-enabled group's shared folder, same layout
+ *
+ * Owner and folder names are mapped by names.ts (lower-cased logins, percent-encoded unsafe characters; folder
+ * names in modified UTF-7 with Dovecot's listescape for '.'). Dovecot: `mail_location = maildir:<root>/users/%Ln/Maildir`
+ * with `quota = maildir` reads the same mail and the same maildirsize.
+ *
+ * Delivery is the Maildir protocol (cr.yp.to/proto/maildir.html) with Maildir++ sizes in the name:
+ * tmp/<unique> → write → fsync → link into new/ (cur/ when flags are given) → fsync the directory. The caller may
+ * answer 250 (or mark the recipient delivered) once deliver() resolves: the message and its name are on disk.
+ */
+import type { Dirent } from 'node:fs';
+import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { silentLogger, type Logger } from '../lib/logger.js';
+import { errorCode, ensureMaildir, fsyncDir, FILE_MODE, writeAll } from './fs-util.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import {
+  folderDirName,
+  folderFromDirName,
+  maildirHostname,
+  normalizeFlags,
+  ownerLabel,
+  ownerRelativePath,
+  specialUseOf,
+  FOLDER_SEPARATOR,
+  type SpecialUse,
+} from './names.js';
+import {
+  appendMaildirSize,
+  quotaDefinition,
+  readMaildirSize,
+  recalculateMaildirSize,
+  maildirSizeIsStale,
+  MAILDIRSIZE,
+  type MaildirSize,
+} from './quota.js';
+import { QuotaExceeded, type Delivered, type DeliverOptions, type MailboxOwner, type MailStore, type QuotaUsage } from './types.js';
+
+export interface MaildirStoreOptions {
+  /** `${dataDir}/mail`. */
+  root: string;
+  /** This host's name, part of every message file name (unique across hosts sharing the store). */
+  hostname: string;
+  log?: Logger;
+}
+
+export interface FolderInfo {
+  /** IMAP name with '/' as separator; 'INBOX' for the Maildir root. */
+  name: string;
+  /** The folder's Maildir (the one holding cur/ new/ tmp/). */
+  path: string;
+  specialUse?: SpecialUse;
+}
+
+// Module-wide, so that two store objects in one process never make the same name in the same microsecond.
+let deliveries = 0;
+
+export class MaildirStore implements MailStore {
+  readonly root: string;
+  private readonly host: string;
+  private readonly log: Logger;
+  /**
+   * Per Maildir: the quota check, and the link + maildirsize append, run one at a time. Writing and fsyncing the
+   * message (the slow part) runs outside, so concurrent deliveries to one mailbox still overlap their fsyncs.
+   */
+  private readonly locks = new KeyedMutex();
+  /** Per Maildir: bytes admitted by the quota check but not yet in maildirsize, so parallel deliveries cannot together overshoot. */
+  private readonly reserved = new Map<string, number>();
+
+  constructor(options: MaildirStoreOptions) {
+    this.root = resolve(options.root);
+    this.host = maildirHostname(options.hostname);
+    this.log = options.log ?? silentLogger;
+  }
+
+  maildirPath(owner: MailboxOwner): string {
+    return join(this.root, ownerRelativePath(owner));
+  }
+
+  /** The Maildir of one folder ('INBOX' → the Maildir root). Throws InvalidFolderName. */
+  folderPath(owner: MailboxOwner, folder = 'INBOX'): string {
+    return join(this.maildirPath(owner), folderDirName(folder));
+  }
+
+  async deliver(owner: MailboxOwner, message: Buffer | Readable, opts: DeliverOptions & { prefix?: string } = {}): Promise<Delivered> {
+    const maildir = this.maildirPath(owner);
+    const folder = opts.folder ?? 'INBOX';
+    const dir = join(maildir, folderDirName(folder));
+    const flags = opts.flags === undefined ? undefined : normalizeFlags(opts.flags);
+    const quotaBytes = opts.quotaBytes !== undefined && opts.quotaBytes > 0 ? opts.quotaBytes : 0;
+    const prefix = Buffer.from(opts.prefix ?? '', 'utf8');
+
+    const base = uniqueName(this.host);
+    const tmpPath = join(dir, 'tmp', base);
+    let fh: FileHandle | undefined;
+    let tmpExists = false;
+    let reserved = 0;
+    try {
+      let size: number;
+      if (Buffer.isBuffer(message)) {
+        size = prefix.length + message.length;
+        // README.maildirquota: check "as soon as the size of the message is known (hopefully before it is written)".
+        if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
+        fh = await this.openTmp(maildir, dir, tmpPath);
+        tmpExists = true;
+        await writeAll(fh, prefix);
+        await writeAll(fh, message);
+      } else {
+        fh = await this.openTmp(maildir, dir, tmpPath);
+        tmpExists = true;
+        size = await this.writeStream(fh, prefix, message, quotaBytes);
+        if (size < 0) throw new QuotaExceeded(owner, await this.quotaUsage(owner), quotaBytes);
+        if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+
+      const targetDir = join(dir, flags === undefined ? 'new' : 'cur');
+      const info = flags === undefined ? '' : `:2,${flags}`;
+      const path = await this.locks.run(maildir, async () => {
+        const linked = await this.linkIntoPlace(maildir, dir, tmpPath, targetDir, (b) => `${b},S=${size}${info}`, base);
+        await this.account(maildir, size, quotaBytes);
+        this.release(maildir, reserved);
+        reserved = 0;
+        return linked;
+      });
+      await unlink(tmpPath).catch((err: unknown) => {
+        if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
+      });
+      tmpExists = false;
+      await fsyncDir(targetDir);
+      this.log.debug({ owner: ownerLabel(owner), folder, path, size }, 'store: delivered');
+      return { path, size };
+    } catch (err) {
+      if (fh) await fh.close().catch(() => {});
+      if (tmpExists) await unlink(tmpPath).catch(() => {});
+      this.release(maildir, reserved);
+      throw err;
+    }
+  }
+
+  async quotaUsage(owner: MailboxOwner): Promise<QuotaUsage> {
+    const maildir = this.maildirPath(owner);
+    const usage = await this.locks.run(maildir, () => this.readUsage(maildir, undefined));
+    return { bytes: usage.bytes, messages: usage.messages };
+  }
+
+  /** Creates a folder (and the owner's Maildir) if missing; returns its Maildir. For IMAP CREATE and autocreate. */
+  async createFolder(owner: MailboxOwner, folder: string): Promise<string> {
+    const maildir = this.maildirPath(owner);
+    const dir = join(maildir, folderDirName(folder));
+    await this.ensureFolder(maildir, dir);
+    return dir;
+  }
+
+  /**
+   * The owner's folders: INBOX first (always, even before the first delivery), then the others by name. A
+   * top-level folder named like a special-use folder (Junk, Trash, Sent, Drafts, Archive and their Outlook/Apple
+   * synonyms) carries its RFC 6154 attribute.
+   */
+  async listFolders(owner: MailboxOwner): Promise<FolderInfo[]> {
+    const maildir = this.maildirPath(owner);
+    const folders: FolderInfo[] = [];
+    let entries: Dirent[];
+    try {
+      entries = await readdir(maildir, { withFileTypes: true });
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+      entries = [];
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const name = folderFromDirName(e.name);
+      if (name === undefined || name === 'INBOX') continue;
+      const info: FolderInfo = { name, path: join(maildir, e.name) };
+      const specialUse = name.includes(FOLDER_SEPARATOR) ? undefined : specialUseOf(name);
+      if (specialUse) info.specialUse = specialUse;
+      folders.push(info);
+    }
+    folders.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [{ name: 'INBOX', path: maildir }, ...folders];
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+
+  /** Opens tmp/<name> exclusively; a missing Maildir or folder is created on the first ENOENT (the slow path). */
+  private async openTmp(maildir: string, dir: string, tmpPath: string): Promise<FileHandle> {
+    try {
+      return await open(tmpPath, 'wx', FILE_MODE);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+    }
+    await this.ensureFolder(maildir, dir);
+    return open(tmpPath, 'wx', FILE_MODE);
+  }
+
+  private async ensureFolder(maildir: string, dir: string): Promise<void> {
+    await ensureMaildir(maildir, false);
+    if (dir !== maildir) await ensureMaildir(dir, true);
+  }
+
+  /** Returns the stream's size with the prefix, or -1 as soon as that alone exceeds `limit` (then stops reading). */
+  private async writeStream(fh: FileHandle, prefix: Buffer, stream: Readable, limit: number): Promise<number> {
+    let size = prefix.length;
+    if (limit > 0 && size > limit) return -1;
+    await writeAll(fh, prefix);
+    for await (const chunk of stream) {
+      const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
+      size += buf.length;
+      if (limit > 0 && size > limit) return -1;
+      await writeAll(fh, buf);
+    }
+    return size;
+  }
+
+  /**
+   * link() rather than rename(), as the Maildir spec says: it can never replace an existing message. EEXIST (a
+   * name collision, which the unique name should make impossible) picks a new name; a file system without hard
+   * links falls back to rename().
+   */
+  private async linkIntoPlace(
+    maildir: string,
+    dir: string,
+    tmpPath: string,
+    targetDir: string,
+    finalName: (base: string) => string,
+    base: string,
+  ): Promise<string> {
+    let name = finalName(base);
+    for (let attempt = 1; ; attempt++) {
+      const target = join(targetDir, name);
+      try {
+        await link(tmpPath, target);
+        return target;
+      } catch (err) {
+        const code = errorCode(err);
+        if (attempt >= 3) throw err;
+        if (code === 'EEXIST') name = finalName(uniqueName(this.host));
+        else if (code === 'ENOENT') await this.ensureFolder(maildir, dir); // new/ or cur/ removed under us
+        else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK') {
+          await rename(tmpPath, target);
+          return target;
+        } else throw err;
+      }
+    }
+  }
+
+  /**
+   * Records a delivered message in maildirsize (runs under the Maildir's lock, right after the link). With a quota
+   * and no maildirsize yet, this is where the file is first made: the scan already sees the new message.
+   */
+  private async account(maildir: string, size: number, quotaBytes: number): Promise<void> {
+    try {
+      if (await appendMaildirSize(maildir, size, 1)) return;
+      if (quotaBytes > 0) await recalculateMaildirSize(maildir, quotaDefinition(quotaBytes));
+    } catch (err) {
+      // The message is delivered; a stale maildirsize must not undo that. Remove it so the next check recounts.
+      this.log.warn({ err, maildir }, 'store: could not update maildirsize');
+      await unlink(join(maildir, MAILDIRSIZE)).catch(() => {});
+    }
+  }
+
+  /** The quota check of README.maildirquota, plus the bytes other deliveries of this process have in flight. */
+  private reserve(owner: MailboxOwner, maildir: string, size: number, quotaBytes: number): Promise<number> {
+    return this.locks.run(maildir, async () => {
+      let usage = await this.readUsage(maildir, quotaBytes);
+      const inFlight = this.reserved.get(maildir) ?? 0;
+      const over = (u: MaildirSize): boolean => u.bytes + inFlight + size > quotaBytes;
+      // "Over quota" from appended lines or an old file may be drift (e.g. messages expunged by a client that does
+      // not update maildirsize): recount before refusing.
+      if (over(usage) && (usage.lines > 1 || (await maildirSizeIsStale(maildir)))) {
+        usage = await this.recalculate(maildir, quotaDefinition(quotaBytes));
+      }
+      if (over(usage)) {
+        throw new QuotaExceeded(owner, { bytes: usage.bytes + inFlight, messages: usage.messages }, quotaBytes);
+      }
+      this.reserved.set(maildir, inFlight + size);
+      return size;
+    });
+  }
+
+  private release(maildir: string, bytes: number): void {
+    if (bytes === 0) return;
+    const left = (this.reserved.get(maildir) ?? 0) - bytes;
+    if (left > 0) this.reserved.set(maildir, left);
+    else this.reserved.delete(maildir);
+  }
+
+  /** maildirsize's totals; recalculated when missing, too long, malformed, or when its quota is not `quotaBytes`. */
+  private async readUsage(maildir: string, quotaBytes: number | undefined): Promise<MaildirSize> {
+    const read = await readMaildirSize(maildir);
+    if (read.ok && (quotaBytes === undefined || read.quotaBytes === quotaBytes)) return read;
+    const definition = quotaBytes !== undefined ? quotaDefinition(quotaBytes) : (read.definition ?? '');
+    return this.recalculate(maildir, definition);
+  }
+
+  private async recalculate(maildir: string, definition: string): Promise<MaildirSize> {
+    const usage = await recalculateMaildirSize(maildir, definition);
+    this.log.debug({ maildir, bytes: usage.bytes, messages: usage.messages }, 'store: recalculated maildirsize');
+    return usage;
+  }
+}
+
+/**
+ * `<secs>.M<usecs>P<pid>Q<n>.<host>`, Dovecot's form of the Maildir unique name: time, process and a per-process
+ * delivery counter make it unique on this host, the host name across hosts.
+ */
+function uniqueName(host: string): string {
+  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  const secs = Math.floor(micros / 1_000_000);
+  return `${secs}.M${micros % 1_000_000}P${process.pid}Q${++deliveries}.${host}`;
+}

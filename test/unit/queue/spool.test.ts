@@ -1,0 +1,207 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TempFailure } from '../../../src/lib/errors.ts';
+import { InvalidQueueIdError, isQueueId, newQueueId, parseQueueId, queueIdTime } from '../../../src/queue/id.ts';
+import { NotQueuedError, Spool } from '../../../src/queue/spool.ts';
+import { envelope, message, tempDir, tempSpool } from './helpers.ts';
+
+function noSpace(path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${path}: no space left on device`), { code: 'ENOSPC' });
+}
+
+test('queue ids are short, unique, sorted by time and safe as file names', () => {
+  const ids = Array.from({ length: 50_000 }, () => newQueueId());
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual([...ids].sort(), ids, 'ids made in order sort in order');
+  for (const id of ids.slice(0, 100)) assert.match(id, /^[0-9A-Z]{16}$/);
+  const t = Date.now();
+  assert.ok(Math.abs(queueIdTime(newQueueId(t)).getTime() - t) <= 1);
+  assert.ok(newQueueId(Date.parse('2020-01-01')) > ids[0], 'a clock stepping back does not break the order');
+});
+
+test('queue ids from outside are validated: any case is accepted, anything else refused', () => {
+  const id = newQueueId();
+  assert.equal(parseQueueId(` ${id.toLowerCase()} `), id);
+  for (const bad of ['', '../../etc/passwd', id + 'X', id.slice(1), id.replace(/.$/, 'I'), 'a/b', `${id}.json`]) {
+    assert.throws(() => parseQueueId(bad), InvalidQueueIdError, bad);
+    assert.equal(isQueueId(bad), false);
+  }
+});
+
+test('enqueue writes the message and its envelope; the message bytes are exact', async (t) => {
+  const { spool } = await tempSpool(t);
+  // Every byte value, bare CR/LF included: the spool stores, it does not edit (the SMTP layer normalises).
+  const bytes = Buffer.concat([message(), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
+  const before = Date.now();
+  const id = await spool.enqueue(bytes, envelope('alice@corp.example', 'bob@partner.example', 'carol@corp.example'));
+  assert.ok(isQueueId(id));
+  assert.deepEqual(readFileSync(join(spool.dir, `${id}.eml`)), bytes);
+  assert.deepEqual(await spool.readMessage(id), bytes);
+  const onDisk = JSON.parse(readFileSync(join(spool.dir, `${id}.json`), 'utf8'));
+  const e = await spool.read(id);
+  assert.deepEqual(e, onDisk);
+  assert.equal(e!.id, id);
+  assert.equal(e!.size, bytes.length);
+  assert.equal(e!.attempts, 0);
+  assert.equal(e!.from, 'alice@corp.example');
+  assert.deepEqual(e!.recipients.map((r) => [r.address, r.state]), [
+    ['bob@partner.example', 'pending'],
+    ['carol@corp.example', 'pending'],
+  ]);
+  assert.ok(Date.parse(e!.receivedAt) >= before - 1 && Date.parse(e!.receivedAt) <= Date.now());
+  assert.equal(e!.nextAttemptAt, e!.receivedAt, 'a new message is due at once');
+  assert.deepEqual(readdirSync(spool.tmpDir), [], 'nothing is left in tmp/');
+  assert.equal(spool.messagePath(id), join(spool.dir, `${id}.eml`));
+  assert.deepEqual((await spool.list()).map((x) => x.id), [id]);
+  assert.equal(spool.stats.enqueued, 1);
+  assert.equal(spool.stats.dirSyncs, 1);
+});
+
+test('enqueue keeps an id given by the caller (known before the commit, for Received)', async (t) => {
+  const { spool } = await tempSpool(t);
+  const id = newQueueId();
+  assert.equal(await spool.enqueue(message(), { ...envelope('a@corp.example', 'b@corp.example'), id }), id);
+  await assert.rejects(spool.enqueue(message(), { ...envelope('a@corp.example', 'b@corp.example'), id: '../evil' }), InvalidQueueIdError);
+  await assert.rejects(spool.enqueue(message(), envelope('a@corp.example')), /needs recipients/);
+});
+
+test('200 concurrent enqueues all commit with unique ids and share directory fsyncs (group commit)', async (t) => {
+  const { spool } = await tempSpool(t);
+  const bodies = Array.from({ length: 200 }, (_, i) => message(`message ${i}`));
+  const ids = await Promise.all(bodies.map((b, i) => spool.enqueue(b, envelope('alice@corp.example', `u${i}@corp.example`))));
+  assert.equal(new Set(ids).size, 200);
+  const listed = await spool.list();
+  assert.equal(listed.length, 200);
+  for (let i = 0; i < 200; i++) assert.deepEqual(await spool.readMessage(ids[i]), bodies[i]);
+  const { dirSyncs, dirSyncRequests, enqueued } = spool.stats;
+  assert.equal(enqueued, 200);
+  assert.equal(dirSyncRequests, 200);
+  assert.ok(dirSyncs < 200, `expected fewer directory fsyncs than enqueues, got ${dirSyncs}`);
+  t.diagnostic(`200 concurrent enqueues: ${dirSyncs} directory fsyncs`);
+});
+
+test('a message is acknowledged only after the directory fsync that follows its renames', async (t) => {
+  const order: string[] = [];
+  const { spool } = await tempSpool(t, {
+    fs: {
+      rename: async (a, b) => {
+        const { rename } = await import('node:fs/promises');
+        await rename(a, b);
+        order.push(`rename ${b.endsWith('.eml') ? 'eml' : 'json'}`);
+      },
+      syncDir: async (p) => {
+        order.push('syncDir');
+        const { open } = await import('node:fs/promises');
+        const fh = await open(p, 'r');
+        await fh.sync();
+        await fh.close();
+      },
+    },
+  });
+  await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  order.push('resolved');
+  assert.deepEqual(order, ['rename eml', 'rename json', 'syncDir', 'resolved']);
+});
+
+test('a disk that fails (ENOSPC, EIO) rejects with TempFailure and leaves no half message', async (t) => {
+  for (const failing of ['eml', 'json', 'rename-json', 'syncDir'] as const) {
+    const { spool } = await tempSpool(t, {
+      fs: {
+        async writeFileDurable(path, data) {
+          const { writeFile } = await import('node:fs/promises');
+          await writeFile(path, data, { flag: 'wx' }); // the partial file exists when the failure hits
+          if (path.endsWith(`.${failing}`)) throw noSpace(path);
+        },
+        async rename(a, b) {
+          if (failing === 'rename-json' && b.endsWith('.json')) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+          const { rename } = await import('node:fs/promises');
+          await rename(a, b);
+        },
+        async syncDir() {
+          if (failing === 'syncDir') throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+        },
+      },
+    });
+    await assert.rejects(spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example')), (err: unknown) => {
+      assert.ok(err instanceof TempFailure, `${failing}: ${String(err)}`);
+      if (failing === 'eml' || failing === 'json') assert.match(err.message, /file system is full/);
+      return true;
+    });
+    assert.deepEqual(readdirSync(spool.dir).filter((n) => n !== 'tmp'), [], `${failing}: nothing in the queue`);
+    assert.deepEqual(readdirSync(spool.tmpDir), [], `${failing}: nothing in tmp/`);
+    assert.deepEqual(await spool.list(), []);
+  }
+});
+
+test('recover drops tmp files and messages without envelope, keeps committed messages', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir);
+  await spool.init();
+  const kept = await spool.enqueue(message('kept'), envelope('a@corp.example', 'b@corp.example'));
+  const orphan = newQueueId();
+  writeFileSync(join(spool.dir, `${orphan}.eml`), message('crashed between the renames'));
+  const halfDeleted = newQueueId();
+  writeFileSync(join(spool.dir, `${halfDeleted}.json`), JSON.stringify({ id: halfDeleted, from: '', recipients: [] }));
+  const unrelated = newQueueId();
+  writeFileSync(join(spool.tmpDir, `${unrelated}.eml`), 'partial');
+  writeFileSync(join(spool.tmpDir, `${unrelated}.json`), '{"id":');
+  writeFileSync(join(spool.dir, 'README'), 'not ours, left alone');
+
+  // A new process: the spool is rebuilt from disk only.
+  const again = new Spool(dir);
+  const r = await again.recover();
+  assert.equal(r.messages, 1);
+  assert.equal(r.removedTmp, 2);
+  assert.deepEqual(r.removedOrphans.sort(), [orphan, halfDeleted].sort());
+  assert.deepEqual(readdirSync(again.tmpDir), []);
+  assert.deepEqual(readdirSync(again.dir).sort(), [`${kept}.eml`, `${kept}.json`, 'README', 'tmp'].sort());
+  assert.deepEqual((await again.list()).map((e) => e.id), [kept]);
+  assert.equal((await again.readMessage(kept)).toString(), message('kept').toString());
+});
+
+test('update replaces the envelope atomically; remove takes both files; a removed message is not revived', async (t) => {
+  const { spool } = await tempSpool(t);
+  const id = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  const e = (await spool.read(id))!;
+  e.attempts = 3;
+  e.recipients[0].lastResult = '451 4.2.0 try later';
+  assert.equal(await spool.update(e), true);
+  assert.deepEqual(await spool.read(id), e);
+  assert.deepEqual(readdirSync(spool.tmpDir), []);
+  const modified = await spool.modify(id, (x) => {
+    x.nextAttemptAt = '2030-01-01T00:00:00.000Z';
+  });
+  assert.equal(modified?.nextAttemptAt, '2030-01-01T00:00:00.000Z');
+  assert.equal((await spool.read(id))!.attempts, 3);
+
+  assert.equal(await spool.remove(id), true);
+  assert.equal(await spool.remove(id), false);
+  assert.equal(await spool.read(id), null);
+  await assert.rejects(spool.readMessage(id), NotQueuedError);
+  assert.equal(await spool.update(e), false, 'an update after a delete writes nothing');
+  assert.equal(await spool.modify(id, () => undefined), null);
+  assert.equal(existsSync(join(spool.dir, `${id}.json`)), false);
+  assert.deepEqual(readdirSync(spool.dir), ['tmp']);
+});
+
+test('list skips an envelope whose message is gone (a delete under way) and unreadable envelopes', async (t) => {
+  const { spool } = await tempSpool(t);
+  const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  const b = await spool.enqueue(message(), envelope('a@corp.example', 'c@corp.example'));
+  const c = await spool.enqueue(message(), envelope('a@corp.example', 'd@corp.example'));
+  const { unlinkSync } = await import('node:fs');
+  unlinkSync(join(spool.dir, `${b}.eml`));
+  writeFileSync(join(spool.dir, `${c}.json`), '{ not json');
+  assert.deepEqual((await spool.list()).map((e) => e.id), [a]);
+  assert.throws(() => spool.messagePath('../../etc/passwd'), InvalidQueueIdError);
+  await assert.rejects(spool.read('x'), InvalidQueueIdError);
+});
+
+test('a spool that was never created lists as empty (the CLI on a fresh machine)', async (t) => {
+  const spool = new Spool(join(tempDir(t), 'nothing-here'));
+  assert.deepEqual(await spool.list(), []);
+  assert.equal(await spool.remove(newQueueId()), false);
+  assert.equal(await spool.read(newQueueId()), null);
+});
