@@ -44,6 +44,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLdif } from '../fixtures/ad/load.js';
@@ -88,6 +89,24 @@ const DCS: DcSpec[] = [
   },
 ];
 
+/**
+ * A loopback address where nothing listens on LDAPS yet: the documented one (127.0.0.1 / 127.0.0.2) when free,
+ * else 127.0.N.x, so two test runs (two developers' sessions, a benchmark) can each have their own DCs.
+ */
+async function freeLoopback(preferred: string): Promise<string> {
+  const last = preferred.split('.').at(-1);
+  for (let n = 0; n < 50; n++) {
+    const host = n === 0 ? preferred : `127.0.${n}.${last}`;
+    const free = await new Promise<boolean>((resolveFree) => {
+      const probe = createNetServer();
+      probe.once('error', () => resolveFree(false));
+      probe.listen(636, host, () => probe.close(() => resolveFree(true)));
+    });
+    if (free) return host;
+  }
+  throw new Error(`no free loopback address for a test DC near ${preferred}`);
+}
+
 const say = (msg: string) => process.stderr.write(`[test/run] ${msg}\n`);
 
 /** Exit code of the signal that interrupted the run (130 SIGINT, 143 SIGTERM); 0 if none. */
@@ -121,7 +140,8 @@ function selectTests(all: string[], filters: string[]): string[] {
 
 async function startDc(spec: DcSpec): Promise<{ dc: SambaDc; env: Record<string, string> }> {
   const t0 = Date.now();
-  const dc = await startSambaDc({ realm: spec.realm, domain: spec.domain, adminPassword: DC_ADMIN_PASSWORD, host: spec.host });
+  const host = await freeLoopback(spec.host);
+  const dc = await startSambaDc({ realm: spec.realm, domain: spec.domain, adminPassword: DC_ADMIN_PASSWORD, host });
   try {
     const t1 = Date.now();
     await loadLdif({
@@ -135,7 +155,7 @@ async function startDc(spec: DcSpec): Promise<{ dc: SambaDc; env: Record<string,
     });
     const loadMs = Date.now() - t1;
     say(
-      `${spec.prefix} ${spec.realm} on ${spec.host}: provision ${dc.timings.provisionMs} ms, start ${dc.timings.startMs} ms, ` +
+      `${spec.prefix} ${spec.realm} on ${host}: provision ${dc.timings.provisionMs} ms, start ${dc.timings.startMs} ms, ` +
         `load ${loadMs} ms, total ${Date.now() - t0} ms (${dc.dir})`,
     );
   } catch (err) {

@@ -315,6 +315,31 @@ export const SETTING_DEFS = {
     'Refuse mail failing DMARC when the sender domain publishes p=reject. Default no (seed silent).',
   ),
 
+  'filter.antivirus.onFailure': def(
+    'Filter',
+    'enum',
+    z.enum(['tempfail', 'accept']),
+    'tempfail',
+    'one of tempfail, accept',
+    'When clamd is down or too slow: tempfail (451 4.7.1, the sender retries later; default) or accept the message unscanned (logged).',
+  ),
+  'filter.spam.onFailure': def(
+    'Filter',
+    'enum',
+    z.enum(['tempfail', 'accept']),
+    'tempfail',
+    'one of tempfail, accept',
+    'When spamd is down or too slow: tempfail (451 4.7.1; default) or accept the message unscored (logged).',
+  ),
+  'filter.dnsbl.onFailure': def(
+    'Filter',
+    'enum',
+    z.enum(['tempfail', 'accept']),
+    'tempfail',
+    'one of tempfail, accept',
+    'When no DNSBL zone answers: tempfail (451 4.7.1; default) or accept the connection unchecked (logged).',
+  ),
+
   // --- Email > SMTP access -----------------------------------------------------------------------------------
   'smtp.relayFrom': def(
     'SMTP access',
