@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages postern needs on a fresh machine. Run as root (CI does, from .ci/run).
 #   build: libkrb5-dev (the `kerberos` npm package compiles against it), python3, make, g++
-#   tests: samba (AD DC), ldap-utils, krb5-user; later tiers add clamav-daemon, spamd, dovecot for benchmarks
+#   tests: samba (AD DC), ldap-utils, krb5-user; clamav-daemon, clamav (sigtool), spamd, spamassassin for the
+#   filter tests; later tiers add dovecot for benchmarks
 set -euo pipefail
 BUILD=(libkrb5-dev python3 make g++)
-TEST=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils krb5-user openssl)
+TEST=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils krb5-user openssl
+      clamav-daemon clamav spamd spamassassin)
 want=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")
@@ -20,4 +22,12 @@ fi
 echo "install-debian-deps: installing ${want[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
+# Installing samba, clamav-daemon (and freshclam) or spamd would start their system daemons; the tests start their
+# own, loopback-only. policy-rc.d exit 101 tells invoke-rc.d not to start anything (as test/harness/packages.ts does).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# written by postern scripts/install-debian-deps.sh during apt-get install\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -q --no-install-recommends "${want[@]}"

@@ -9,6 +9,7 @@ import { registerSettingsCommands } from './cli/settings.js';
 import { registerDirectoryCommands } from './cli/directory.js';
 import { registerServeCommands } from './cli/serve.js';
 import { registerQueueCommands } from './cli/queue.js';
+import { registerDkimCommands } from './cli/dkim.js';
 import { EXIT } from './lib/errors.js';
 
 /**
@@ -37,6 +38,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   registerDirectoryCommands(program, ctx, setCode);
   registerServeCommands(program, ctx, setCode);
   registerQueueCommands(program, ctx, setCode);
+  registerDkimCommands(program, ctx, setCode);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

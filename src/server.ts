@@ -37,16 +37,18 @@ export function serverHostname(config: LoadedConfig): string {
 
 export async function startServer(config: LoadedConfig, log: Logger): Promise<Server> {
   const hostname = serverHostname(config);
-  const core = openCore(config, log);
-  const { settings } = core;
+  let core: Core | undefined;
+  let scheduler: Scheduler | undefined;
   try {
+    core = openCore(config, log);
+    const { settings } = core;
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
     const spool = new Spool(config.dataDir, { log });
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
     const agent = new LocalRemoteAgent({ resolver: core.resolver, settings, store, remote, hostname, hopLimit: config.delivery.hopLimit, log });
-    const scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
+    scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
     await scheduler.start();
     const smtp = await startSmtp({
       deps: {
@@ -73,6 +75,7 @@ export async function startServer(config: LoadedConfig, log: Logger): Promise<Se
       },
     });
     const ports = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
+    const running = { core, scheduler };
     return {
       core,
       hostname,
@@ -84,12 +87,14 @@ export async function startServer(config: LoadedConfig, log: Logger): Promise<Se
       ports,
       async close() {
         await smtp.close();
-        await scheduler.stop();
-        await core.close();
+        await running.scheduler.stop();
+        await running.core.close();
       },
     };
   } catch (err) {
-    await core.close();
+    // A listener that cannot bind (port in use) must not leave a scheduler delivering from this dataDir.
+    await scheduler?.stop().catch(() => undefined);
+    await core?.close().catch(() => undefined);
     throw err;
   }
 }

@@ -8,7 +8,8 @@
  * "-" go to `node --test` unchanged (e.g. --test-name-pattern=lockout, --test-only).
  *
  * When an integration test is selected it first ensures the Debian packages (installing them as root), then
- * starts two Samba AD DCs side by side, each in its own temp dir and loopback address:
+ * starts, in parallel, a clamd and a spamd (test/harness/clamd.ts, spamd.ts) and two Samba AD DCs side by side, each
+ * in its own temp dir and loopback address:
  *   AD  (POSTERN_TEST_AD_*)  CORP.EXAMPLE / CORP on 127.0.0.1, loaded from fixtures/ad/corp.ldif
  *   AD2 (POSTERN_TEST_AD2_*) ACME.TEST / ACME on 127.0.0.2, loaded from fixtures/ad/other.ldif
  * AD2 is the DC tests may stop mid-run ("the DC went away"): controlTestDc('stop' | 'start') in
@@ -33,10 +34,23 @@
  *   POSTERN_TEST_AD_DIR             the DC's directory (samba.log is there)
  *   POSTERN_TEST_KRB5_CONF          krb5.conf for CORP.EXAMPLE (kdc = 127.0.0.1); use as KRB5_CONFIG
  *   POSTERN_TEST_AD2_KRB5_CONF      krb5.conf for ACME.TEST (kdc = 127.0.0.2)
- *   POSTERN_TEST_DC_CONTROL         http://127.0.0.1:PORT; POST /ad2/stop, POST /ad2/start, GET /ad2/status
+ *   POSTERN_TEST_DC_CONTROL         http://127.0.0.1:PORT; POST /NAME/stop, POST /NAME/start, GET /NAME/status
+ *                                   for NAME ad2, clamd, spamd: controlService() in test/harness/control.ts
+ *
+ * clamd (a signature database with only the EICAR test file, named Eicar-Test-Signature) and spamd (the rules the
+ * Debian package ships; GTUBE scores 1000; --allow-tell; Bayes on with SpamAssassin's minimums, auto-learn off):
+ *   POSTERN_TEST_CLAMD_SOCKET       its LocalSocket (Unix socket path)
+ *   POSTERN_TEST_CLAMD_HOST         127.0.0.1
+ *   POSTERN_TEST_CLAMD_PORT         its TCPSocket (a free port)
+ *   POSTERN_TEST_CLAMD_DIR          its dir (clamd.log is there)
+ *   POSTERN_TEST_SPAMD_HOST         127.0.0.1
+ *   POSTERN_TEST_SPAMD_PORT         a free port
+ *   POSTERN_TEST_SPAMD_DIR          its dir (spamd.log is there)
+ * They are shared by every test file: a test that wants "the daemon went away" should start its own with
+ * startClamd() / startSpamd(); one that stops the shared one starts it again before it ends.
  *
  * Driver settings:
- *   POSTERN_TEST_KEEP_DC=1           leave the DCs' dirs after the run (they are printed) for debugging
+ *   POSTERN_TEST_KEEP_DC=1           leave the DCs', clamd's and spamd's dirs after the run (they are printed)
  *   POSTERN_TEST_SKIP_INTEGRATION=1  do not run test/integration (e.g. not root and no Samba)
  *
  * Exits with the test runner's exit code.
@@ -48,8 +62,11 @@ import { createServer as createNetServer } from 'node:net';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLdif } from '../fixtures/ad/load.js';
-import { ensureDebianPackages, SAMBA_PACKAGES } from './harness/packages.js';
+import { startClamd, type Clamd } from './harness/clamd.js';
+import { killAllDaemons } from './harness/control.js';
+import { ensureDebianPackages, FILTER_PACKAGES, SAMBA_PACKAGES } from './harness/packages.js';
 import { killAllSamba, startSambaDc, type SambaDc } from './harness/samba.js';
+import { startSpamd, type Spamd } from './harness/spamd.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TIERS = ['test/unit', 'test/protocol', 'test/integration'];
@@ -183,26 +200,59 @@ async function startDc(spec: DcSpec): Promise<{ dc: SambaDc; env: Record<string,
   return { dc, env };
 }
 
-/** Lets test processes stop and start AD2 (they are not the DC's parent). Operations are serialised. */
-function startControlServer(dcs: Map<string, SambaDc>): Promise<{ server: Server; url: string }> {
-  let chain: Promise<unknown> = Promise.resolve();
+/** A shared service test processes may stop and start: AD2, clamd, spamd. */
+interface Controllable {
+  readonly running: boolean;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+async function startFilterDaemons(): Promise<{ clamd: Clamd; spamd: Spamd; env: Record<string, string> }> {
+  const [c, s] = await Promise.allSettled([startClamd(), startSpamd()]);
+  if (c.status === 'rejected' || s.status === 'rejected') {
+    if (c.status === 'fulfilled') await c.value.destroy();
+    if (s.status === 'fulfilled') await s.value.destroy();
+    throw c.status === 'rejected' ? c.reason : (s as PromiseRejectedResult).reason;
+  }
+  const clamd = c.value;
+  const spamd = s.value;
+  say(`clamd on ${clamd.socket} and ${clamd.host}:${clamd.port}: setup ${clamd.timings.setupMs} ms, start ${clamd.timings.startMs} ms`);
+  say(`spamd on ${spamd.host}:${spamd.port}: start ${spamd.timings.startMs} ms`);
+  const env: Record<string, string> = {
+    POSTERN_TEST_CLAMD_SOCKET: clamd.socket,
+    POSTERN_TEST_CLAMD_HOST: clamd.host,
+    POSTERN_TEST_CLAMD_PORT: String(clamd.port),
+    POSTERN_TEST_CLAMD_DIR: clamd.dir,
+    POSTERN_TEST_SPAMD_HOST: spamd.host,
+    POSTERN_TEST_SPAMD_PORT: String(spamd.port),
+    POSTERN_TEST_SPAMD_DIR: spamd.dir,
+  };
+  return { clamd, spamd, env };
+}
+
+/**
+ * Lets test processes stop and start the shared services (they are not their parent). Operations on one service
+ * are serialised.
+ */
+function startControlServer(services: Map<string, Controllable>): Promise<{ server: Server; url: string }> {
+  const chains = new Map<string, Promise<unknown>>();
   const server = createServer((req, res) => {
-    const m = /^\/(ad2)\/(stop|start|status)$/.exec(req.url ?? '');
-    const dc = m ? dcs.get(m[1]) : undefined;
-    if (!m || !dc) {
-      res.writeHead(404).end('unknown DC or action (only ad2 can be controlled)\n');
+    const m = /^\/([a-z0-9]+)\/(stop|start|status)$/.exec(req.url ?? '');
+    const svc = m ? services.get(m[1]) : undefined;
+    if (!m || !svc) {
+      res.writeHead(404).end(`unknown service or action (services: ${[...services.keys()].join(', ')})\n`);
       return;
     }
     if (m[2] === 'status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ running: dc.running }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ running: svc.running }));
       return;
     }
     if (req.method !== 'POST') {
       res.writeHead(405).end('POST\n');
       return;
     }
-    const op = chain.then(() => (m[2] === 'stop' ? dc.stop() : dc.start()));
-    chain = op.catch(() => {});
+    const op = (chains.get(m[1]) ?? Promise.resolve()).then(() => (m[2] === 'stop' ? svc.stop() : svc.start()));
+    chains.set(m[1], op.catch(() => {}));
     op.then(
       () => res.writeHead(200).end('ok\n'),
       (err: unknown) => res.writeHead(500).end(`${(err as Error).message}\n`),
@@ -234,23 +284,30 @@ async function main(): Promise<number> {
   }
 
   const dcs: SambaDc[] = [];
+  let filterDaemons: Awaited<ReturnType<typeof startFilterDaemons>> | undefined;
   let control: Server | undefined;
   let child: ChildProcess | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
       control?.close();
+      const daemons = filterDaemons ? [filterDaemons.clamd, filterDaemons.spamd] : [];
       if (process.env.POSTERN_TEST_KEEP_DC === '1') {
-        await Promise.all(dcs.map((dc) => dc.stop()));
+        await Promise.all([...dcs, ...daemons].map((d) => d.stop()));
         for (const dc of dcs) say(`kept ${dc.realm} in ${dc.dir} (POSTERN_TEST_KEEP_DC=1)`);
+        for (const d of daemons) say(`kept ${d.dir} (POSTERN_TEST_KEEP_DC=1)`);
       } else {
-        await Promise.all(dcs.map((dc) => dc.destroy().catch((err: unknown) => say(`destroy ${dc.realm}: ${(err as Error).message}`))));
+        await Promise.all([
+          ...dcs.map((dc) => dc.destroy().catch((err: unknown) => say(`destroy ${dc.realm}: ${(err as Error).message}`))),
+          ...daemons.map((d) => d.destroy().catch((err: unknown) => say(`destroy ${d.dir}: ${(err as Error).message}`))),
+        ]);
       }
     })());
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) {
       say(`${sig} again: exiting without cleanup`);
       killAllSamba('SIGKILL');
+      killAllDaemons('SIGKILL');
       process.exit(interrupted);
     }
     interrupted = sig === 'SIGINT' ? 130 : 143;
@@ -258,6 +315,7 @@ async function main(): Promise<number> {
     // The test runner ends, a DC being provisioned fails and removes its dir; main()'s finally destroys the rest.
     child?.kill(sig);
     killAllSamba();
+    killAllDaemons();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -265,15 +323,26 @@ async function main(): Promise<number> {
   try {
     const env: Record<string, string> = {};
     if (files.some((f) => f.startsWith(INTEGRATION_DIR))) {
-      await ensureDebianPackages(SAMBA_PACKAGES, say);
+      await ensureDebianPackages([...SAMBA_PACKAGES, ...FILTER_PACKAGES], say);
       const t0 = Date.now();
-      const started = await Promise.allSettled(DCS.map((spec) => startDc(spec)));
+      const [started, daemons] = await Promise.all([
+        Promise.allSettled(DCS.map((spec) => startDc(spec))),
+        Promise.allSettled([startFilterDaemons()]),
+      ]);
       for (const s of started) if (s.status === 'fulfilled') dcs.push(s.value.dc);
-      const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (daemons[0].status === 'fulfilled') filterDaemons = daemons[0].value;
+      const failed = [...started, ...daemons].find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw failed.reason;
       for (const s of started) if (s.status === 'fulfilled') Object.assign(env, s.value.env);
-      say(`Samba DCs ready in ${Date.now() - t0} ms`);
-      const ctl = await startControlServer(new Map([['ad2', dcs[1]]]));
+      Object.assign(env, filterDaemons!.env);
+      say(`Samba DCs, clamd and spamd ready in ${Date.now() - t0} ms`);
+      const ctl = await startControlServer(
+        new Map<string, Controllable>([
+          ['ad2', dcs[1]],
+          ['clamd', filterDaemons!.clamd],
+          ['spamd', filterDaemons!.spamd],
+        ]),
+      );
       control = ctl.server;
       env.POSTERN_TEST_DC_CONTROL = ctl.url;
     }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { createLogger } from '../lib/logger.js';
+import { SpoolLockedError } from '../queue/lock.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
 
@@ -11,7 +12,14 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
     .action(async () => {
       const config = ctx.config();
       const log = createLogger(process.env.POSTERN_LOG_LEVEL ?? config.log.level);
-      const server = await startServer(config, log);
+      let server;
+      try {
+        server = await startServer(config, log);
+      } catch (err) {
+        if (!(err instanceof SpoolLockedError) && (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+        ctx.err(`postern: cannot start: ${(err as Error).message}`);
+        return setCode(1);
+      }
       const { settings } = server.core;
       if (!config.source && settings.listDomains().length === 0) {
         // Embedded defaults on a fresh machine: the fixture company's mail domains, so a first message can arrive.

@@ -128,6 +128,41 @@ export const queueSchema = z
   })
   .strict();
 
+/**
+ * clamd (DESIGN.md §7): the Unix socket when `socket` is set, else TCP to host/port. With neither, Debian's clamd
+ * socket. Scanning uses INSTREAM, so clamd needs no access to postern's files.
+ */
+export const clamavSchema = z
+  .object({
+    socket: z
+      .string()
+      .optional()
+      .describe('clamd LocalSocket, e.g. /run/clamav/clamd.ctl (Debian); used when set. Default /run/clamav/clamd.ctl when host and port are absent too'),
+    host: z.string().optional().describe('clamd TCPAddr, when socket is not set; default 127.0.0.1 when only port is given'),
+    port: z.number().int().min(1).max(65535).optional().describe('clamd TCPSocket, when socket is not set; default 3310 when only host is given'),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(30000)
+      .describe('Longest wait for a scan; past it the message is handled as filter.antivirus.onFailure says'),
+  })
+  .strict();
+
+/** spamd, spoken to with our own SPAMC/1.5 client (src/filters/spamc.ts). */
+export const spamassassinSchema = z
+  .object({
+    host: z.string().default('127.0.0.1').describe('spamd address (its --listen)'),
+    port: z.number().int().min(1).max(65535).default(783).describe('spamd port'),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(30000)
+      .describe('Longest wait for a score or a TELL; past it the message is handled as filter.spam.onFailure says'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     hostname: z.string().optional().describe('FQDN used in greetings and Received; default: the system host name'),
@@ -152,6 +187,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    clamav: clamavSchema.prefault({}).describe('ClamAV daemon used by the antivirus filter (filter.antivirus)'),
+    spamassassin: spamassassinSchema.prefault({}).describe('SpamAssassin daemon used by the spam filter (filter.spam)'),
     dns: z
       .object({
         servers: z.array(z.string()).optional().describe('Resolvers (ip or ip:port) for MX and DNSBL lookups; default the system ones'),
@@ -169,6 +206,8 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type DirectoryConfig = z.infer<typeof directorySchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
+export type ClamavConfig = z.infer<typeof clamavSchema>;
+export type SpamAssassinConfig = z.infer<typeof spamassassinSchema>;
 
 export function configJsonSchema(): unknown {
   return z.toJSONSchema(configSchema, { io: 'input' });

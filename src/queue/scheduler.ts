@@ -127,10 +127,20 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     return { queued: this.entries.size, active: this.inFlight.size };
   }
 
-  /** Cleans the spool after a crash, loads every queued message and starts delivering. */
+  /**
+   * Takes the spool's server lock (SpoolLockedError when another server runs this queue), cleans the spool after
+   * a crash, loads every queued message and starts delivering.
+   */
   async start(): Promise<void> {
     if (!this.stopped) return;
-    const recovered = await this.spool.recover();
+    await this.spool.lock();
+    let recovered: Awaited<ReturnType<Spool['recover']>>;
+    try {
+      recovered = await this.spool.recover();
+    } catch (err) {
+      this.spool.unlock();
+      throw err;
+    }
     this.stopped = false;
     this.spool.on('enqueued', this.onEnqueued);
     await this.scan();
@@ -148,6 +158,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.timer = undefined;
     await this.scanning;
     await Promise.allSettled([...this.inFlight]);
+    this.spool.unlock();
   }
 
   /**

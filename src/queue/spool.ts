@@ -17,7 +17,8 @@
  *
  * Several processes use the spool at once: the server (enqueue, scheduler) and the CLI (list, flush, delete).
  * Everything is written with unique tmp names and atomic renames, and every reader copes with files that vanish.
- * Only the server calls recover(), at start, before it accepts mail.
+ * Only the server calls recover(), at start, before it accepts mail, and only while it holds the server lock
+ * (lock(); one server per spool).
  */
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -26,6 +27,7 @@ import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
+import { lockQueueDir, type SpoolLock } from './lock.js';
 import type { QueueEnvelope } from './types.js';
 
 /** What the spool fills in when the caller leaves it out. */
@@ -182,6 +184,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   private readonly fs: SpoolFs;
   private readonly dirSync: DirSyncer;
   private enqueued = 0;
+  private serverLock: SpoolLock | undefined;
 
   constructor(dataDir: string, options: SpoolOptions = {}) {
     super();
@@ -199,6 +202,21 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     } catch (err) {
       throw diskFailure(`cannot create the queue directory ${this.dir}`, err);
     }
+  }
+
+  /**
+   * Takes the server's exclusive lock on this spool (see lock.ts); throws SpoolLockedError when another server
+   * holds it. The scheduler takes it before recover(); the CLI never does.
+   */
+  async lock(): Promise<void> {
+    if (this.serverLock) return;
+    await this.init();
+    this.serverLock = lockQueueDir(this.dir);
+  }
+
+  unlock(): void {
+    this.serverLock?.release();
+    this.serverLock = undefined;
   }
 
   get stats(): SpoolStats {

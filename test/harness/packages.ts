@@ -27,6 +27,19 @@ export const SAMBA_PACKAGES: DebianPackage[] = [
   { binary: 'kinit', package: 'krb5-user' },
 ];
 
+/**
+ * clamd and spamd for the filter tests (test/harness/clamd.ts, spamd.ts). sigtool (which writes the harness's
+ * signature database) is in clamav, not clamav-daemon. Debian 12 split spamd out of spamassassin; the rules the
+ * tests use are the ones spamassassin ships in /usr/share/spamassassin (no sa-update: there is no network).
+ * Installing them starts nothing: ensureDebianPackages installs under a policy-rc.d that forbids starting services.
+ */
+export const FILTER_PACKAGES: DebianPackage[] = [
+  { binary: 'clamd', package: 'clamav-daemon' },
+  { binary: 'sigtool', package: 'clamav' },
+  { binary: 'spamd', package: 'spamd' },
+  { binary: 'spamassassin', package: 'spamassassin' },
+];
+
 /** Files that must exist besides the binaries: samba installs fine without its recommends but cannot provision. */
 const SAMBA_DATA_FILES: { file: string; package: string }[] = [
   { file: '/usr/share/samba/setup/provision.ldif', package: 'samba-ad-provision' },

@@ -23,7 +23,11 @@ export interface DnsEntry {
   MX?: MxRecord[];
   A?: string[];
   AAAA?: string[];
-  TXT?: string[];
+  /**
+   * One entry per TXT record. A string longer than 255 bytes is sent as several character-strings of 255 bytes
+   * (as a zone file's `( "..." "..." )` would be); an array gives the character-strings explicitly.
+   */
+  TXT?: (string | string[])[];
   /** Answer with this error instead of records; 'timeout' sends no answer. */
   error?: 'NXDOMAIN' | 'SERVFAIL' | 'REFUSED' | 'timeout';
 }
@@ -57,6 +61,17 @@ function typeName(type: number): string {
 
 function clean(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
+}
+
+/** RFC 1035 §3.3.14: a TXT record is one or more <character-string>s of at most 255 bytes. */
+function characterStrings(data: string | string[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const part of Array.isArray(data) ? data : [data]) {
+    const buf = Buffer.from(part, 'utf8');
+    if (buf.length === 0) out.push(buf);
+    for (let i = 0; i < buf.length; i += 255) out.push(buf.subarray(i, i + 255));
+  }
+  return out;
 }
 
 export async function startDnsServer(table: DnsTable = {}): Promise<TestDnsServer> {
@@ -98,7 +113,7 @@ export async function startDnsServer(table: DnsTable = {}): Promise<TestDnsServe
     } else if (type === 'AAAA') {
       for (const address of entry.AAAA ?? []) response.answers.push({ ...base, type: Packet.TYPE.AAAA, address } as never);
     } else if (type === 'TXT') {
-      for (const data of entry.TXT ?? []) response.answers.push({ ...base, type: Packet.TYPE.TXT, data } as never);
+      for (const data of entry.TXT ?? []) response.answers.push({ ...base, type: Packet.TYPE.TXT, data: characterStrings(data) } as never);
     }
     void send(response);
   });

@@ -1,5 +1,5 @@
 /** Shared by the queue tests: temp spools, test envelopes, fake delivery agents and a small MIME reader for DSNs. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spool, type NewEnvelope, type SpoolOptions } from '../../../src/queue/spool.ts';
@@ -118,4 +118,9 @@ export function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, 
     };
     void tick();
   });
+}
+
+/** The message and envelope files in a queue directory (tmp/ and the server lock files left out). */
+export function queueFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => /\.(eml|json)$/.test(n)).sort();
 }

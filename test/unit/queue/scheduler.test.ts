@@ -9,7 +9,7 @@ import { Scheduler, type FinishedEvent, type SchedulerOptions, type AttemptEvent
 import { Spool } from '../../../src/queue/spool.ts';
 import { openSettings } from '../../../src/settings/store.ts';
 import type { QueueRecipient } from '../../../src/queue/types.ts';
-import { envelope, fakeAgent, message, parseDeliveryStatus, parseEntity, parseMultipart, rcpt, until } from './helpers.ts';
+import { envelope, fakeAgent, message, parseDeliveryStatus, parseEntity, parseMultipart, queueFiles, rcpt, until } from './helpers.ts';
 
 const FAST = { retryMinSeconds: 0.05, retryMaxSeconds: 1, concurrency: 4, scanIntervalSeconds: 0.05 };
 
@@ -50,10 +50,12 @@ function finished(s: Scheduler, id: string | (() => string), timeoutMs = 5000): 
   });
 }
 
-function nextAttempt(s: Scheduler, id: string): Promise<AttemptEvent> {
-  return new Promise((resolve) => {
+function nextAttempt(s: Scheduler, id: string, timeoutMs = 5000): Promise<AttemptEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no attempt of ${id} in ${timeoutMs} ms`)), timeoutMs);
     const on = (e: AttemptEvent) => {
       if (e.id !== id) return;
+      clearTimeout(timer);
       s.off('attempted', on);
       resolve(e);
     };
@@ -81,7 +83,7 @@ test('delivers a queued message and removes it from the spool', async (t) => {
   assert.equal(agent.calls.length, 1);
   assert.deepEqual(agent.calls[0].message, body, 'the agent gets the exact bytes');
   assert.deepEqual(await spool.list(), []);
-  assert.deepEqual(readdirSync(spool.dir), ['tmp']);
+  assert.deepEqual(queueFiles(spool.dir), []);
 });
 
 test('retries a temporary failure with a growing delay, then delivers', async (t) => {
@@ -362,8 +364,9 @@ test('a restarted server delivers what is on disk and drops what was never ackno
   await scheduler2.start();
   assert.equal((await done).reason, 'done');
   assert.deepEqual(agent.calls.map((c) => c.envelope.id), [id]);
-  assert.deepEqual(readdirSync(spool2.dir), ['tmp']);
+  assert.deepEqual(queueFiles(spool2.dir), []);
   assert.deepEqual(readdirSync(spool2.tmpDir), []);
+  await scheduler2.stop();
 });
 
 test('a message deleted while it is being delivered leaves no file behind', async (t) => {
@@ -384,5 +387,17 @@ test('a message deleted while it is being delivered leaves no file behind', asyn
   assert.equal(await spool.remove(id), true);
   release();
   assert.equal((await done).reason, 'vanished');
-  assert.deepEqual(readdirSync(spool.dir), ['tmp']);
+  assert.deepEqual(queueFiles(spool.dir), []);
+});
+
+test('a second scheduler on the same spool refuses to start while the first runs', async (t) => {
+  const { SpoolLockedError } = await import('../../../src/queue/lock.ts');
+  const agent = fakeAgent(delivered);
+  const { dir, scheduler } = await setup(t, agent);
+  await scheduler.start();
+  const other = new Scheduler({ spool: new Spool(dir), settings: { get: () => 96 }, config: FAST, hostname: 'h', log: silentLogger, agent });
+  await assert.rejects(other.start(), SpoolLockedError);
+  await scheduler.stop();
+  await other.start();
+  await other.stop();
 });

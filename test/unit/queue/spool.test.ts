@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { InvalidQueueIdError, isQueueId, newQueueId, parseQueueId, queueIdTime } from '../../../src/queue/id.ts';
 import { NotQueuedError, Spool } from '../../../src/queue/spool.ts';
-import { envelope, message, tempDir, tempSpool } from './helpers.ts';
+import { envelope, message, queueFiles, tempDir, tempSpool } from './helpers.ts';
 
 function noSpace(path: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${path}: no space left on device`), { code: 'ENOSPC' });
@@ -183,7 +183,7 @@ test('update replaces the envelope atomically; remove takes both files; a remove
   assert.equal(await spool.update(e), false, 'an update after a delete writes nothing');
   assert.equal(await spool.modify(id, () => undefined), null);
   assert.equal(existsSync(join(spool.dir, `${id}.json`)), false);
-  assert.deepEqual(readdirSync(spool.dir), ['tmp']);
+  assert.deepEqual(queueFiles(spool.dir), []);
 });
 
 test('list skips an envelope whose message is gone (a delete under way) and unreadable envelopes', async (t) => {
@@ -204,4 +204,33 @@ test('a spool that was never created lists as empty (the CLI on a fresh machine)
   assert.deepEqual(await spool.list(), []);
   assert.equal(await spool.remove(newQueueId()), false);
   assert.equal(await spool.read(newQueueId()), null);
+});
+
+test('one server per spool: the lock is refused to a second holder, here or in another process, until released', async (t) => {
+  const { SpoolLockedError } = await import('../../../src/queue/lock.ts');
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const dir = tempDir(t);
+  const first = new Spool(dir);
+  await first.lock();
+  t.after(() => first.unlock());
+  const second = new Spool(dir);
+  await assert.rejects(second.lock(), (err: unknown) => {
+    assert.ok(err instanceof SpoolLockedError);
+    assert.match(err.message, new RegExp(`already run by another postern server \\(pid ${process.pid}\\)`));
+    return true;
+  });
+  // Another process sees the lock too (a POSIX lock, dropped by the kernel when its holder dies).
+  const script =
+    `import { Spool } from ${JSON.stringify(new URL('../../../src/queue/spool.ts', import.meta.url).href)};` +
+    `try { await new Spool(${JSON.stringify(dir)}).lock(); console.log('locked'); } catch (e) { console.log(e.name); }`;
+  const run = () => promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+  assert.equal((await run()).stdout.trim(), 'SpoolLockedError');
+  first.unlock();
+  assert.equal((await run()).stdout.trim(), 'locked', 'free once released (and the child exiting released its own)');
+  await second.lock();
+  second.unlock();
+  // The lock files are not queue files.
+  assert.deepEqual(await second.list(), []);
+  assert.deepEqual((await second.recover()).removedOrphans, []);
 });
