@@ -1,0 +1,87 @@
+/**
+ * The mailbox access contract used by IMAP and POP3 (issue 5), on top of the Maildir++ store. One implementation
+ * works on the Maildir with a persistent per-folder index (UIDs, flags, sizes, internal dates, cached envelope and
+ * bodystructure) so that opening a 100,000-message folder does not read every message; an in-memory one makes the
+ * IMAP command tests fast (STYLE.md "One file per command").
+ *
+ * UIDs follow RFC 3501 §2.3.1.1: strictly ascending within a folder, never reused while UIDVALIDITY stays; UIDVALIDITY
+ * changes only when the index had to be rebuilt without the old UIDs. POP3 UIDLs are derived from INBOX's
+ * UIDVALIDITY and UID so both protocols see the same identities.
+ */
+import type { MailboxOwner } from './types.js';
+
+/** IMAP system flags and keywords, e.g. '\\Seen', '\\Deleted', '$Junk'. */
+export type Flag = string;
+
+export interface MessageMeta {
+  uid: number;
+  /** Bytes as stored (RFC822.SIZE), CRLF. */
+  size: number;
+  flags: Flag[];
+  internalDate: Date;
+  /** Cached on first need; absent until computed. */
+  envelope?: unknown;
+  bodystructure?: unknown;
+}
+
+export interface FolderState {
+  uidValidity: number;
+  uidNext: number;
+  /** Messages in UID order; the index in this array + 1 is the sequence number. */
+  messages: MessageMeta[];
+  /** Highest modification sequence, for change detection between sessions (CONDSTORE later). */
+  modseq: number;
+}
+
+export interface FolderInfo {
+  /** IMAP name with '/' as the hierarchy separator, 'INBOX' for the root. */
+  name: string;
+  specialUse?: '\\Junk' | '\\Trash' | '\\Sent' | '\\Drafts' | '\\Archive';
+  subscribed: boolean;
+  hasChildren: boolean;
+}
+
+export type FolderChange =
+  | { kind: 'exists'; uidNext: number }
+  | { kind: 'expunge'; uids: number[] }
+  | { kind: 'flags'; uid: number; flags: Flag[] };
+
+export class FolderNotFound extends Error {
+  constructor(readonly folder: string) {
+    super(`no such folder: ${folder}`);
+    this.name = 'FolderNotFound';
+  }
+}
+
+export class OverQuota extends Error {
+  constructor(message = 'quota exceeded') {
+    super(message);
+    this.name = 'OverQuota';
+  }
+}
+
+export interface MailboxAccess {
+  listFolders(owner: MailboxOwner): Promise<FolderInfo[]>;
+  createFolder(owner: MailboxOwner, name: string): Promise<void>;
+  /** RFC 3501 §6.3.4: deleting INBOX is an error; a folder with children keeps them. */
+  deleteFolder(owner: MailboxOwner, name: string): Promise<void>;
+  renameFolder(owner: MailboxOwner, from: string, to: string): Promise<void>;
+  subscribe(owner: MailboxOwner, name: string, on: boolean): Promise<void>;
+
+  /** Brings the index up to date with the Maildir (new/ → cur/, new UIDs) and returns the folder. */
+  openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;
+  /** The stored message (with the Return-Path/Delivered-To prefix delivery wrote). */
+  readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer>;
+  /** Changes flags; returns the new flags of each message that still exists. */
+  storeFlags(owner: MailboxOwner, folder: string, uids: number[], mode: 'set' | 'add' | 'remove', flags: Flag[]): Promise<Map<number, Flag[]>>;
+  /** Removes the messages (all \Deleted ones when uids is omitted); returns the UIDs removed. */
+  expunge(owner: MailboxOwner, folder: string, uids?: number[]): Promise<number[]>;
+  /** RFC 4315 APPENDUID data. Throws OverQuota when the quota would be exceeded. */
+  append(owner: MailboxOwner, folder: string, message: Buffer, flags: Flag[], internalDate?: Date): Promise<{ uidValidity: number; uid: number }>;
+  /** RFC 4315 COPYUID data; `move` also expunges the sources (RFC 6851). */
+  copy(owner: MailboxOwner, from: string, uids: number[], to: string, opts?: { move?: boolean; toOwner?: MailboxOwner }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  /** Quota usage and limit in bytes (0 = none) for GETQUOTAROOT (RFC 9208). */
+  quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }>;
+  /** Calls back on changes made by other sessions or by delivery; returns the unsubscribe function. */
+  watch(owner: MailboxOwner, folder: string, listener: (change: FolderChange) => void): () => void;
+}
