@@ -8,7 +8,11 @@ import type { LoadedConfig } from './config/load.js';
 import { openCore, type Core } from './core.js';
 import { LocalRemoteAgent } from './delivery/agent.js';
 import { attachDisclaimer } from './delivery/disclaimer.js';
+import { DkimSigner } from './delivery/dkim.js';
 import { RemoteDelivery } from './delivery/remote.js';
+import { buildPipeline } from './filters/index.js';
+import { ClamdScanner } from './filters/clamav.js';
+import { Spamc } from './filters/spamc.js';
 import { domainOf } from './directory/mapping.js';
 import type { Logger } from './lib/logger.js';
 import { loadTls, type TlsMaterial } from './lib/tls.js';
@@ -17,12 +21,15 @@ import { Scheduler } from './queue/scheduler.js';
 import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { MaildirStore } from './store/maildir.js';
+import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
+import { startPop3, type Pop3Service } from './pop3/server.js';
 
 export interface Server {
   core: Core;
   hostname: string;
   tls: TlsMaterial;
   store: MaildirStore;
+  mailbox: MaildirMailbox;
   spool: Spool;
   scheduler: Scheduler;
   smtp: SmtpService;
@@ -35,7 +42,32 @@ export function serverHostname(config: LoadedConfig): string {
   return config.hostname ?? osHostname();
 }
 
-export async function startServer(config: LoadedConfig, log: Logger): Promise<Server> {
+export interface StartOptions {
+  /**
+   * The embedded defaults (`npm start` with no config): a filter whose daemon is not there (no clamd or spamd on a
+   * fresh machine) is turned off for this run, with a notice, instead of answering every message 451. A real
+   * configuration keeps the seed's behaviour: a missing daemon is a temporary failure, never a silent pass.
+   */
+  embedded?: boolean;
+}
+
+/** The filter switches that are off for this run, and why (embedded defaults only). */
+async function unavailableFilters(config: LoadedConfig): Promise<Map<string, string>> {
+  const off = new Map<string, string>();
+  try {
+    await new ClamdScanner({ ...config.clamav, timeoutMs: 2000 }).scan(Buffer.from('probe\r\n'));
+  } catch (err) {
+    off.set('filter.antivirus', `clamd not reachable (${(err as Error).message})`);
+  }
+  try {
+    await new Spamc({ host: config.spamassassin.host, port: config.spamassassin.port, timeoutMs: 2000 }).ping();
+  } catch (err) {
+    off.set('filter.spam', `spamd not reachable at ${config.spamassassin.host}:${config.spamassassin.port} (${(err as Error).message})`);
+  }
+  return off;
+}
+
+export async function startServer(config: LoadedConfig, log: Logger, opts: StartOptions = {}): Promise<Server & { filtersOff: Map<string, string> }> {
   const hostname = serverHostname(config);
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
@@ -47,9 +79,24 @@ export async function startServer(config: LoadedConfig, log: Logger): Promise<Se
     const spool = new Spool(config.dataDir, { log });
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
-    const agent = new LocalRemoteAgent({ resolver: core.resolver, settings, store, remote, hostname, hopLimit: config.delivery.hopLimit, log });
+    // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
+    const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
+    const agent = new LocalRemoteAgent({
+      resolver: core.resolver,
+      settings,
+      store,
+      remote,
+      hostname,
+      hopLimit: config.delivery.hopLimit,
+      log,
+      onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
+    });
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
     await scheduler.start();
+    const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
+    const filterSettings = { get: ((key: string) => (filtersOff.has(key) ? false : settings.get(key as never))) as typeof settings.get };
+    const filters = buildPipeline({ config, settings: filterSettings, hostname, log });
+    const dkim = new DkimSigner({ dataDir: config.dataDir, log });
     const smtp = await startSmtp({
       deps: {
         hostname,
@@ -61,22 +108,34 @@ export async function startServer(config: LoadedConfig, log: Logger): Promise<Se
         limits: { maxRecipients: config.smtp.maxRecipients, errorLimit: config.smtp.errorLimit },
         enqueue: (message, envelope) => spool.enqueue(message, envelope),
         newQueueId: () => newQueueId(),
+        filters,
       },
       tls,
       listeners: config.listeners,
       limits: config.smtp,
       data: {
         hopLimit: config.delivery.hopLimit,
-        // The seed's disclaimer: attached (not added) to mail our users send from a domain that has one.
-        outgoing: (message, from) => {
+        // Mail our users send: the seed's disclaimer is attached (not added) for a domain that has one, then the
+        // message is DKIM-signed for its From domain when a key exists (postern dkim generate), signature last.
+        outgoing: async (message, from) => {
           const domain = from ? settings.getDomain(domainOf(from.toLowerCase())) : null;
-          return domain?.type === 'local' && domain.disclaimer ? attachDisclaimer(message, domain.disclaimer) : message;
+          const withDisclaimer = domain?.type === 'local' && domain.disclaimer ? attachDisclaimer(message, domain.disclaimer) : message;
+          return dkim.sign(withDisclaimer);
         },
       },
     });
-    const ports = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
+    const pop3: Pop3Service[] = [];
+    const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
+    for (const role of ['pop3', 'pop3s'] as const) {
+      const l = config.listeners[role];
+      if (l === false) continue;
+      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log });
+      pop3.push(svc);
+      ports[role] = svc.port;
+    }
     const running = { core, scheduler };
     return {
+      filtersOff,
       core,
       hostname,
       tls,
@@ -85,10 +144,13 @@ export async function startServer(config: LoadedConfig, log: Logger): Promise<Se
       scheduler,
       smtp,
       ports,
+      mailbox,
       async close() {
         await smtp.close();
+        await Promise.all(pop3.map((p) => p.close()));
         await running.scheduler.stop();
         await running.core.close();
+        mailbox.close();
       },
     };
   } catch (err) {

@@ -14,7 +14,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       const log = createLogger(process.env.POSTERN_LOG_LEVEL ?? config.log.level);
       let server;
       try {
-        server = await startServer(config, log);
+        server = await startServer(config, log, { embedded: !config.source });
       } catch (err) {
         if (!(err instanceof SpoolLockedError) && (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
         ctx.err(`postern: cannot start: ${(err as Error).message}`);
@@ -28,8 +28,13 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       const p = server.ports;
       ctx.out(`postern is running as ${server.hostname} (${config.source ?? 'embedded defaults'}), data in ${config.dataDir}`);
       for (const l of server.smtp.listeners) ctx.out(`  ${l.role.padEnd(10)} ${l.host}:${l.port}`);
+      for (const role of ['pop3', 'pop3s'] as const) {
+        const l = config.listeners[role];
+        if (l !== false && p[role] !== undefined) ctx.out(`  ${role.padEnd(10)} ${l.host ?? '::'}:${p[role]}`);
+      }
       ctx.out(`  TLS certificate: ${server.tls.source}${server.tls.selfSigned ? ' (self-signed)' : ''}`);
       ctx.out(`  directory: ${config.directory.type === 'ldif' ? `LDIF ${config.directory.file}` : config.directory.urls?.join(', ')}`);
+      for (const [key, why] of server.filtersOff) ctx.out(`  ${key} is off for this run: ${why}`);
       ctx.out(`  mail domains: ${settings.listDomains().map((d) => d.name).join(', ') || '(none: postern domain add NAME)'}`);
       if (!config.source) {
         const inbox = join(server.store.maildirPath({ kind: 'user', login: 'john.smith' }), 'new');
@@ -40,7 +45,8 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
           ctx.out(`  or as a user, on submission with STARTTLS and AUTH (password Corp!Passw0rd, see fixtures/ad/README.md):`);
           ctx.out(`  swaks --server 127.0.0.1 --port ${p.submission} -tls --auth-user john.smith --auth-password 'Corp!Passw0rd' --from john@example.com --to anna@example.com`);
         }
-        ctx.out(`Read it: ls ${inbox} (Maildir; IMAP and POP3 come with a later release)`);
+        ctx.out(`Read it: ls ${inbox}`);
+        if (p.pop3) ctx.out(`  or over POP3 with STLS: curl -k --ssl-reqd pop3://127.0.0.1:${p.pop3}/1 -u 'john.smith:Corp!Passw0rd'`);
       }
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {

@@ -25,6 +25,8 @@ export interface AgentOptions {
   /** Received fields beyond which a message is looping (config delivery.hopLimit). */
   hopLimit: number;
   log: Logger;
+  /** Tells IMAP/POP3 sessions watching the folder that a message arrived. */
+  onDelivered?: (owner: MailboxOwner, folder: string) => void;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
@@ -189,6 +191,7 @@ export class LocalRemoteAgent {
     const prefix = `Return-Path: <${envelope.from}>\r\nDelivered-To: ${r.address}\r\n`;
     try {
       const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix });
+      this.opts.onDelivered?.(owner, folder);
       r.state = 'delivered';
       r.deliveredAt = new Date().toISOString();
       r.lastResult = `250 2.0.0 delivered to ${route.kind === 'user' ? 'mailbox' : 'shared folder'} ${route.kind === 'user' ? route.login : route.group} (${folder})`;

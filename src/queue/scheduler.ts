@@ -106,7 +106,9 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private pumpQueued = false;
 
   private readonly onEnqueued = (e: QueueEnvelope) => {
-    if (this.stopped) return;
+    // A scan can find the files first (they are in queue/ before the directory fsync ends and this event comes):
+    // never replace its entry, which may be running (two attempts at once deliver twice), nor revive a finished one.
+    if (this.stopped || this.entries.has(e.id) || this.gone.has(e.id)) return;
     this.entries.set(e.id, { id: e.id, due: time(e.nextAttemptAt, Date.now()), running: false, touched: ++this.seq, flushAgain: false });
     this.schedulePump();
   };

@@ -4,7 +4,7 @@ import { refuse, type Sessions, type SmtpDeps } from './session.js';
 
 /**
  * SMTP AUTH (RFC 4954) PLAIN and LOGIN through the one authenticator: master user, failure delay and the AD
- * rules included. smtp-server offers AUTH only after TLS (RFC 4954 §4: no plaintext passwords in clear).
+ * rules included. AUTH is offered only inside TLS (see authOffered in on-secure.ts; RFC 4954 §4).
  */
 export function makeOnAuth(deps: SmtpDeps, sessions: Sessions) {
   return (

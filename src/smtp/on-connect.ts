@@ -1,5 +1,6 @@
 import type { SMTPServerSession } from 'smtp-server';
-import type { ListenerRole, Sessions, SmtpDeps } from './session.js';
+import { disabledCommands } from './on-secure.js';
+import { filterContext, runFilters, type ListenerRole, type Sessions, type SmtpDeps } from './session.js';
 
 export const COMPONENT: Record<ListenerRole, string> = {
   smtp: 'transfer/smtpd',
@@ -15,23 +16,27 @@ export function makeOnConnect(deps: SmtpDeps, role: ListenerRole, sessions: Sess
   return (session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     applyRuntimeOptions();
     const log = deps.log.child({ component: COMPONENT[role], session: session.id, client: session.remoteAddress });
-    sessions.set(session, { role, log, errors: 0 });
-    // Port 25 is for other MTAs: no AUTH there unless the admin turned it on (RFC 6409 §4: submission is 587).
-    if (role === 'smtp' && !deps.settings.get('smtp.authOnPort25')) session.disabledCommands = ['AUTH'];
+    const state = { role, log, errors: 0, tags: {}, marks: [] };
+    sessions.set(session, state);
+    // No AUTH before TLS, and none on port 25 unless the admin turned it on (see authOffered); onSecure decides again.
+    session.disabledCommands = disabledCommands(role, session.secure, deps.settings);
     log.info({ event: 'connect', port: role }, 'connect');
-    callback();
+    // Connect-phase filters (DNSBL): a listed client is refused before it can say anything.
+    runFilters(deps, state, 'connect', filterContext(session, state))
+      .then((err) => {
+        if (err) log.info({ event: 'reject', stage: 'connect', reply: err.message }, 'client rejected');
+        callback(err);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'connect filters failed');
+        callback(Object.assign(new Error('4.3.0 Temporary failure, try again later'), { responseCode: 421 }));
+      });
   };
 }
 
 export function makeOnClose(sessions: Sessions) {
   return (session: SMTPServerSession): void => {
-    const state = (() => {
-      try {
-        return sessions.get(session);
-      } catch {
-        return undefined;
-      }
-    })();
+    const state = sessions.find(session);
     state?.log.info({ event: 'disconnect', errors: state.errors }, 'disconnect');
     sessions.delete(session);
   };

@@ -2,7 +2,12 @@ import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { SmtpError, TempFailure } from '../lib/errors.js';
 import { normalizeLineEndings } from './line-endings.js';
 import { receivedHeader } from './received.js';
-import { fromLocalNetwork, mayRelayByAddress, type Sessions, type SmtpDeps } from './session.js';
+import { applyMarks } from '../filters/pipeline.js';
+import { SPAM_HEADER_FIELDS } from '../filters/spamassassin.js';
+import { filterContext, mayRelayByAddress, type Sessions, type SmtpDeps } from './session.js';
+
+/** Fields only our filters may set: copies a sender wrote are dropped before ours are added. */
+const OUR_FIELDS = [...SPAM_HEADER_FIELDS, 'X-Postern-Disclaimer'];
 
 /** Counts Received fields in the header section (RFC 5321 §6.3: a looping message gathers them). */
 export function countReceived(message: Buffer): number {
@@ -56,15 +61,36 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       if (smuggling) {
         throw new SmtpError(554, '5.5.2', 'Message refused: bare <LF> or <CR> around a line with a single dot (SMTP smuggling)');
       }
-      if (countReceived(data) >= opts.hopLimit) {
+      // Our own Received field counts (as in Postfix's cleanup, and as the delivery agent counts): a message that
+      // reaches the limit with it is refused now rather than accepted and bounced (no backscatter).
+      if (countReceived(data) + 1 >= opts.hopLimit) {
         throw new SmtpError(554, '5.4.6', 'Too many hops: mail forwarding loop');
       }
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const recipients = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
+      const id = deps.newQueueId();
+      // Content filters before the 250 (DESIGN.md §3): a refused message is refused to the sender's face.
       let message = data;
+      let spam = false;
+      if (deps.filters) {
+        const ctx = filterContext(session, state, { id, message: data, from, recipients });
+        const r = await deps.filters.run('data', ctx);
+        if (r.action === 'reject' || r.action === 'tempfail') {
+          const reply = r.reply ?? (r.action === 'reject' ? { code: 554, enhanced: '5.7.1', text: 'Message refused by policy' } : { code: 451, enhanced: '4.7.1', text: 'Try again later' });
+          throw new SmtpError(reply.code, reply.enhanced, reply.text);
+        }
+        if (r.action === 'discard') {
+          // The seed's "infected messages are discarded": the sender gets the usual 250, nothing is kept.
+          state.log.info({ event: 'discarded', queueId: id, from, to: recipients, tags: r.tags }, `discarded ${id}`);
+          return id;
+        }
+        message = applyMarks(message, [...state.marks, ...r.headers], r.subject, { remove: OUR_FIELDS });
+        spam = r.tags.spam === true;
+      } else {
+        message = applyMarks(message, state.marks, undefined, { remove: OUR_FIELDS });
+      }
       const ours = state.user !== undefined || mayRelayByAddress(deps.settings, session.remoteAddress);
       if (ours && opts.outgoing) message = await opts.outgoing(message, from);
-      const id = deps.newQueueId();
       const received = receivedHeader({
         helo: session.hostNameAppearsAs,
         clientHostname: session.clientHostname,
@@ -84,13 +110,13 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
           from,
           recipients: recipients.map((address) => ({ address, origin: 'rcpt', state: 'pending', attempts: 0 })),
           receivedAt: new Date().toISOString(),
+          ...(spam ? { spam: true } : {}),
           client: {
             address: session.remoteAddress,
             helo: session.hostNameAppearsAs || undefined,
             user: state.user?.login,
             listener: state.role,
           },
-          ...(fromLocalNetwork(deps.settings, session.remoteAddress, state.user !== undefined) ? {} : {}),
         });
       } catch (err) {
         if (err instanceof TempFailure) throw Object.assign(new Error(err.message), { cause: err.cause });

@@ -1,7 +1,7 @@
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { SmtpError, TempFailure } from '../lib/errors.js';
-import { isRoutingTrick, isValidHelo } from './policy.js';
-import { refuse, type SessionState, type Sessions, type SmtpDeps } from './session.js';
+import { isValidHelo } from './policy.js';
+import { filterContext, fromLocalNetwork, refuse, runFilters, type SessionState, type Sessions, type SmtpDeps } from './session.js';
 
 /**
  * MAIL FROM: the HELO check the seed offers, and for authenticated users the rule that they send only as one of
@@ -10,7 +10,11 @@ import { refuse, type SessionState, type Sessions, type SmtpDeps } from './sessi
 export function makeOnMailFrom(deps: SmtpDeps, sessions: Sessions) {
   return (address: SMTPServerAddress, session: SMTPServerSession, callback: (err?: Error | null) => void): void => {
     const state = sessions.get(session);
+    // A new transaction: the filters' tags and marks of the previous one do not carry over (RFC 5321 §4.1.4).
+    state.tags = {};
+    state.marks = [];
     check(deps, state, address.address, session)
+      .then(async (err) => err ?? (await runFilters(deps, state, 'mail', filterContext(session, state, { from: address.address }))))
       .then((err) => {
         if (err) {
           state.log.info({ event: 'reject', stage: 'mail', from: address.address, reply: err.message }, 'sender rejected');
@@ -26,11 +30,23 @@ export function makeOnMailFrom(deps: SmtpDeps, sessions: Sessions) {
 }
 
 async function check(deps: SmtpDeps, state: SessionState, from: string, session: SMTPServerSession): Promise<SmtpError | null> {
-  if (deps.settings.get('smtp.rejectInvalidHelo') && !state.user && !isValidHelo(session.hostNameAppearsAs)) {
+  // Submission is for authenticated users only (RFC 6409 §4.3). smtp-server enforces it only while AUTH is offered,
+  // and we do not offer AUTH before TLS (see authOffered), so the rule is ours. RFC 3207 §4: 530 before STARTTLS.
+  if (state.role !== 'smtp' && !state.user) {
+    return new SmtpError(530, '5.7.0', session.secure ? 'Authentication required' : 'Must issue a STARTTLS command first');
+  }
+  // Like Postfix's permit_mynetworks, permit_sasl_authenticated before reject_invalid_helo_hostname: the check is for
+  // strangers on port 25, not for our users or the printers and scanners of smtp.relayFrom / smtp.trustedNetworks.
+  if (
+    deps.settings.get('smtp.rejectInvalidHelo') &&
+    !fromLocalNetwork(deps.settings, session.remoteAddress, state.user !== undefined) &&
+    !isValidHelo(session.hostNameAppearsAs)
+  ) {
     return new SmtpError(504, '5.5.2', `<${session.hostNameAppearsAs || ''}>: Helo command rejected: need fully-qualified hostname`);
   }
-  if (from === '') return null; // the null reverse-path (RFC 5321 §4.5.5): bounces, receipts
-  if (isRoutingTrick(from)) return new SmtpError(553, '5.1.7', `<${from}>: Sender address rejected: bad address syntax`);
+  // The null reverse-path (RFC 5321 §4.5.5): bounces, receipts. A sender is never routed by us (a DSN goes to it
+  // as to any remote address), so quoted local parts and the like are accepted here; RCPT TO is where they matter.
+  if (from === '') return null;
   if (!state.user || !deps.settings.get('smtp.senderMustMatchLogin')) return null;
   try {
     const r = await deps.resolver.resolve(from, { fromLocalNetwork: true });

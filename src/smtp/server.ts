@@ -3,16 +3,19 @@
  *  - smtp (25): other MTAs; STARTTLS offered, AUTH only with smtp.authOnPort25; local and relay domains only.
  *  - submission (587): STARTTLS required before AUTH (RFC 3207 §4, RFC 4954 §4), AUTH required before MAIL.
  *  - smtps (465): implicit TLS (RFC 8314 §3.3), AUTH required before MAIL.
+ * AUTH is offered only inside TLS, on any listener (on-secure.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config } from '../config/schema.js';
+import { SmtpError } from '../lib/errors.js';
 import type { TlsMaterial } from '../lib/tls.js';
 import { makeOnAuth } from './on-auth.js';
-import { makeOnClose, makeOnConnect } from './on-connect.js';
+import { COMPONENT, makeOnClose, makeOnConnect } from './on-connect.js';
 import { makeOnData, type OnDataOptions } from './on-data.js';
 import { makeOnMailFrom } from './on-mail-from.js';
 import { makeOnRcptTo } from './on-rcpt-to.js';
+import { makeOnSecure } from './on-secure.js';
 import { Sessions, type ListenerRole, type SmtpDeps } from './session.js';
 
 export interface SmtpListener {
@@ -40,8 +43,9 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
   const { deps, tls } = opts;
   const sessions = new Sessions();
   const started: SmtpListener[] = [];
-  // One limit for all listeners together; smtp-server's maxClients counts per server.
-  let open = 0;
+  // One limit for all listeners together; smtp-server's maxClients counts per server. Only sessions that were let in
+  // are counted: smtp-server calls onClose for a connection refused in onConnect too.
+  const counted = new Set<string>();
 
   for (const role of ['smtp', 'submission', 'smtps'] as const) {
     const l = opts.listeners[role];
@@ -49,7 +53,8 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
     const submission = role !== 'smtp';
     const options: SMTPServerOptions = {
       name: deps.hostname,
-      banner: 'postern ESMTP',
+      // smtp-server greets with "<name> ESMTP <banner>".
+      banner: 'postern',
       key: tls.key,
       cert: tls.cert,
       secure: role === 'smtps',
@@ -66,7 +71,9 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       // Enhanced status codes are part of our own reply texts (RFC 3463), so smtp-server must not add its own.
       hideENHANCEDSTATUSCODES: true,
       hideDSN: true,
-      rejectOversized: true,
+      // Over-size messages are refused by on-data (552 5.3.4 with our reply text); smtp-server still counts the bytes
+      // and flags stream.sizeExceeded, and refuses a MAIL FROM whose SIZE= is over the limit.
+      rejectOversized: false,
       size: deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024,
       disableReverseLookup: true,
       logger: false,
@@ -74,26 +81,27 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
     const server = new SMTPServer({
       ...options,
       onConnect: (session, cb) => {
-        if (open >= opts.limits.maxClients) {
-          const err = Object.assign(new Error('4.7.0 Too many connections, try again later'), { responseCode: 421 });
-          return cb(err);
+        if (counted.size >= opts.limits.maxClients) {
+          deps.log.warn({ component: COMPONENT[role], client: session.remoteAddress, event: 'reject', reason: 'maxClients' }, 'too many connections');
+          return cb(new SmtpError(421, '4.7.0', `${deps.hostname} Too many connections, try again later`));
         }
-        open++;
+        counted.add(session.id);
         makeOnConnect(deps, role, sessions, () => {
           // "Queue message max size", read per connection so a change applies without a restart (RFC 1870 SIZE).
           server.options.size = deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024;
         })(session, cb);
       },
       onClose: (session) => {
-        open = Math.max(0, open - 1);
+        counted.delete(session.id);
         makeOnClose(sessions)(session);
       },
+      onSecure: makeOnSecure(deps, role, sessions),
       onAuth: makeOnAuth(deps, sessions),
       onMailFrom: makeOnMailFrom(deps, sessions),
       onRcptTo: makeOnRcptTo(deps, sessions),
       onData: makeOnData(deps, sessions, opts.data),
     });
-    server.on('error', (err) => deps.log.error({ component: role === 'smtp' ? 'transfer/smtpd' : 'submission/smtpd', err }, 'listener error'));
+    server.on('error', (err) => deps.log.error({ component: COMPONENT[role], err }, 'listener error'));
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
       server.listen(l.port, l.host, () => {

@@ -12,6 +12,8 @@ import { SmtpError } from '../lib/errors.js';
 import { clientMatches, networkList } from './policy.js';
 import type { BlockList } from 'node:net';
 import type { QueueEnvelope } from '../queue/types.js';
+import type { FilterPipeline } from '../filters/pipeline.js';
+import type { FilterContext } from '../filters/types.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
 
@@ -26,6 +28,8 @@ export interface SmtpDeps {
   /** Commits the message and envelope to disk (fsynced) and returns the queue id; the 250 waits for it. */
   enqueue(message: Buffer, envelope: Omit<QueueEnvelope, 'attempts' | 'nextAttemptAt' | 'size'>): Promise<string>;
   newQueueId(): string;
+  /** The content filters (src/filters); absent in tests that exercise the SMTP policy alone. */
+  filters?: FilterPipeline;
 }
 
 export interface SessionState {
@@ -33,6 +37,10 @@ export interface SessionState {
   log: Logger;
   user?: UserEntry;
   errors: number;
+  /** Tags the filter stages set for the current transaction (reset at each MAIL FROM). */
+  tags: Record<string, unknown>;
+  /** Header fields `mark` verdicts of the connect/mail/rcpt phases asked for, added at DATA. */
+  marks: [string, string][];
 }
 
 /** Per-session state keyed by smtp-server's session id. */
@@ -42,6 +50,10 @@ export class Sessions {
     const s = this.map.get(session.id);
     if (!s) throw new Error(`unknown SMTP session ${session.id}`);
     return s;
+  }
+  /** The state of a session, if it has one (a connection refused in onConnect has none). */
+  find(session: SMTPServerSession): SessionState | undefined {
+    return this.map.get(session.id);
   }
   set(session: SMTPServerSession, state: SessionState): void {
     this.map.set(session.id, state);
@@ -85,4 +97,34 @@ export function refuse(state: SessionState, limit: number, err: SmtpError): Smtp
   state.errors++;
   if (state.errors >= limit) return new SmtpError(421, '4.7.0', `${err.text}; too many errors, closing connection`);
   return err;
+}
+
+/** The filter context of a session at its current point (RFC 5321 §3.3: one transaction after another). */
+export function filterContext(session: SMTPServerSession, state: SessionState, extra: Partial<FilterContext> = {}): FilterContext {
+  return {
+    id: session.id,
+    client: {
+      address: session.remoteAddress,
+      helo: session.hostNameAppearsAs || undefined,
+      hostname: session.clientHostname,
+      user: state.user?.login,
+      listener: state.role,
+    },
+    from: session.envelope.mailFrom ? session.envelope.mailFrom.address : undefined,
+    recipients: session.envelope.rcptTo.map((r) => r.address),
+    tags: state.tags,
+    ...extra,
+  };
+}
+
+/** Runs one filter phase; a refusal comes back as the SmtpError to send, marks are kept for DATA. */
+export async function runFilters(deps: SmtpDeps, state: SessionState, phase: 'connect' | 'mail' | 'rcpt', ctx: FilterContext): Promise<SmtpError | null> {
+  if (!deps.filters) return null;
+  const r = await deps.filters.run(phase, ctx);
+  state.marks.push(...r.headers);
+  if (r.action === 'reject' || r.action === 'tempfail') {
+    const reply = r.reply ?? (r.action === 'reject' ? { code: 554, enhanced: '5.7.1', text: 'Rejected by policy' } : { code: 451, enhanced: '4.7.1', text: 'Try again later' });
+    return new SmtpError(reply.code, reply.enhanced, reply.text);
+  }
+  return null;
 }

@@ -21,14 +21,20 @@ export interface TestServer extends Server {
   waitForMail(owner: string, n?: number, opts?: { folder?: string; ms?: number }): Promise<string[]>;
 }
 
-export async function startTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[]; log?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[]; log?: boolean; filters?: boolean } = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'postern-srv-'));
   const config = parseConfig(
     {
       hostname: 'mx.example.com',
       dataDir,
       directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') },
-      listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: { port: 0, host: '127.0.0.1' }, smtps: { port: 0, host: '127.0.0.1' } },
+      listeners: {
+        smtp: { port: 0, host: '127.0.0.1' },
+        submission: { port: 0, host: '127.0.0.1' },
+        smtps: { port: 0, host: '127.0.0.1' },
+        pop3: { port: 0, host: '127.0.0.1' },
+        pop3s: { port: 0, host: '127.0.0.1' },
+      },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
       ...over,
@@ -38,6 +44,12 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
   );
   const log = opts.log || process.env.POSTERN_TEST_LOG ? createLogger(process.env.POSTERN_TEST_LOG ?? 'debug') : silentLogger;
   const server = await startServer(config, log);
+  if (!opts.filters) {
+    // No clamd/spamd in the protocol tier: those filters are on by default and would answer every message 451.
+    // Tests of the filters pass `filters: true` and point config clamav/spamassassin at the harness daemons.
+    server.core.settings.set('filter.antivirus', false);
+    server.core.settings.set('filter.spam', false);
+  }
   for (const name of opts.domains ?? ['example.com', 'example.org']) {
     if (!server.core.settings.getDomain(name)) server.core.settings.addDomain({ name, type: 'local' });
   }

@@ -1,0 +1,97 @@
+/**
+ * The POP3 listeners (issue 5 §5): RFC 1939 with STLS (RFC 2595) on the plain port (production 110) and implicit
+ * TLS (production 995), AUTH PLAIN (RFC 5034) and USER/PASS, on MailboxAccess. One call starts one listener; the
+ * lead starts two (pop3, pop3s) with the same `mailbox`, so the maildrop lock covers both.
+ */
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
+import type { Logger } from '../lib/logger.js';
+import type { TlsMaterial } from '../lib/tls.js';
+import type { MailboxAccess } from '../store/mailbox.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_LINE, Pop3Session, type Pop3Context } from './session.js';
+
+export interface Pop3Options {
+  port: number;
+  host?: string;
+  /** Implicit TLS (995) when true; STLS offered when false. */
+  secure: boolean;
+  tls: TlsMaterial;
+  auth: Pop3Context['auth'];
+  mailbox: MailboxAccess;
+  /** Read at every login: mailbox.pop3, mailbox.allowUnencrypted. */
+  settings: Pop3Context['settings'];
+  hostname: string;
+  log: Logger;
+  /** RFC 1939 §3: at least 10 minutes (the default). Tests shorten it. */
+  idleTimeoutMs?: number;
+  maxLineBytes?: number;
+  /** Connections at once on this listener (default 1000); more are answered "-ERR [SYS/TEMP]" and closed. */
+  maxClients?: number;
+}
+
+export interface Pop3Service {
+  port: number;
+  close(): Promise<void>;
+}
+
+// One lock table per mailbox object: the plain and the TLS listener share it.
+const lockTables = new WeakMap<MailboxAccess, Set<string>>();
+
+export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
+  const log = opts.log.child({ component: 'pop3' });
+  let locks = lockTables.get(opts.mailbox);
+  if (!locks) lockTables.set(opts.mailbox, (locks = new Set()));
+  const ctx: Pop3Context = {
+    hostname: opts.hostname,
+    auth: opts.auth,
+    mailbox: opts.mailbox,
+    settings: opts.settings,
+    log,
+    secureContext: createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }),
+    idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxLineBytes: opts.maxLineBytes ?? DEFAULT_MAX_LINE,
+    locks,
+  };
+  const maxClients = opts.maxClients ?? 1000;
+  const sockets = new Set<Socket>();
+  const onConnection = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    if (sockets.size > maxClients) {
+      socket.end('-ERR [SYS/TEMP] too many connections, try again later\r\n');
+      return;
+    }
+    const session = new Pop3Session(socket, ctx, opts.secure);
+    session.run().catch((err: unknown) => {
+      log.error({ err, client: socket.remoteAddress }, 'pop3: session failed');
+      socket.destroy();
+    });
+  };
+  const server: NetServer = opts.secure
+    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, onConnection)
+    : createNetServer(onConnection);
+  if (opts.secure) {
+    server.on('tlsClientError', (err: Error, socket: Socket) => {
+      log.debug({ err, client: socket.remoteAddress }, 'pop3: TLS handshake failed');
+    });
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, host: opts.host ?? '*', secure: opts.secure }, 'pop3: listening');
+  return {
+    port,
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+    },
+  };
+}

@@ -1,0 +1,293 @@
+/**
+ * One POP3 connection (RFC 1939): reads lines, runs one command at a time from the table in commands/index.ts,
+ * upgrades to TLS on STLS (RFC 2595), and owns the AUTHORIZATION → TRANSACTION → UPDATE state.
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { AuthResult } from '../auth/authenticator.js';
+import type { Logger } from '../lib/logger.js';
+import type { MailboxAccess } from '../store/mailbox.js';
+import { ownerLabel } from '../store/names.js';
+import { COMMANDS } from './commands/index.js';
+import { LineReader } from './line-reader.js';
+import { Maildrop } from './maildrop.js';
+
+export type Pop3State = 'authorization' | 'transaction';
+
+/** What every session of one server shares. */
+export interface Pop3Context {
+  hostname: string;
+  auth: { authenticate(login: string, password: string, ctx: { client: string; protocol: string }): Promise<AuthResult> };
+  mailbox: MailboxAccess;
+  settings: { get(key: 'mailbox.pop3' | 'mailbox.allowUnencrypted'): boolean };
+  log: Logger;
+  secureContext: SecureContext;
+  idleTimeoutMs: number;
+  maxLineBytes: number;
+  /** RFC 1939 §8: the maildrop is locked while a POP3 session is in TRANSACTION state. Keys of locked owners. */
+  locks: Set<string>;
+}
+
+/** RFC 2449 §4: command lines are at most 255 octets; AUTH responses are longer, so the reader allows more. */
+export const DEFAULT_MAX_LINE = 4096;
+/** RFC 1939 §3: an inactivity autologout timer of at least 10 minutes. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+const MAX_FAILED_LOGINS = 3;
+const MAX_BAD_COMMANDS = 10;
+
+export class Pop3Session {
+  state: Pop3State = 'authorization';
+  /** USER given, waiting for PASS. */
+  pendingUser: string | undefined;
+  maildrop: Maildrop | undefined;
+  user: string | undefined;
+  readonly client: string;
+  readonly log: Logger;
+  private socket: Socket;
+  private secureNow: boolean;
+  private readonly reader: LineReader;
+  private readonly lines: string[] = [];
+  private waiter: ((line: string | null) => void) | undefined;
+  private closed = false;
+  private failedLogins = 0;
+  private badCommands = 0;
+  private lockKey: string | undefined;
+  private endReason = 'disconnected';
+
+  constructor(
+    socket: Socket,
+    readonly ctx: Pop3Context,
+    secure: boolean,
+  ) {
+    this.socket = socket;
+    this.secureNow = secure;
+    this.client = socket.remoteAddress ?? 'unknown';
+    this.log = ctx.log;
+    this.reader = new LineReader(ctx.maxLineBytes);
+    this.attach(socket);
+  }
+
+  get secure(): boolean {
+    return this.secureNow;
+  }
+
+  /** RFC 2595 §2 / the seed: credentials only over TLS unless `mailbox.allowUnencrypted`. */
+  loginAllowed(): boolean {
+    return this.secureNow || this.ctx.settings.get('mailbox.allowUnencrypted');
+  }
+
+  async run(): Promise<void> {
+    this.send(`+OK ${this.ctx.hostname} POP3 ready`);
+    for (;;) {
+      const line = await this.nextLine();
+      if (line === null) break;
+      await this.dispatch(line);
+    }
+    await this.finish();
+  }
+
+  /** The next line from the client; null once the connection is gone. For AUTH continuations too. */
+  nextLine(): Promise<string | null> {
+    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  send(line: string): void {
+    this.write(Buffer.from(`${line}\r\n`, 'utf8'));
+  }
+
+  ok(text = ''): void {
+    this.send(text ? `+OK ${text}` : '+OK');
+  }
+
+  err(text: string): void {
+    this.send(`-ERR ${text}`);
+  }
+
+  /** A multi-line response whose body is already dot-stuffed and terminated. */
+  async sendMultiline(first: string, body: Buffer): Promise<void> {
+    this.send(first);
+    await this.writeAndDrain(body);
+  }
+
+  /** Counts a failed login; after a few the connection is closed (the authenticator already delayed each one). */
+  loginFailed(): void {
+    if (++this.failedLogins >= MAX_FAILED_LOGINS) {
+      this.send('-ERR [AUTH] too many failed logins');
+      this.endReason = 'too many failed logins';
+      this.close();
+    }
+  }
+
+  /** After a successful authentication: locks the maildrop and opens INBOX (RFC 1939 §4 → §5). */
+  async enterTransaction(result: Extract<AuthResult, { status: 'ok' }>, mechanism: string): Promise<void> {
+    const owner = { kind: 'user', login: result.user.login } as const;
+    const key = ownerLabel(owner).toLowerCase();
+    const who = result.master ? `${result.master.login} as ${result.user.login}` : result.user.login;
+    const fields = { user: result.user.login, ...(result.master ? { master: result.master.login } : {}), client: this.client, protocol: 'pop3', mechanism, tls: this.secureNow };
+    if (this.ctx.locks.has(key)) {
+      this.log.info({ ...fields, result: 'in-use' }, `login ${who} refused: maildrop in use`);
+      this.err('[IN-USE] mailbox is in use by another POP3 session');
+      return;
+    }
+    this.ctx.locks.add(key);
+    this.lockKey = key;
+    try {
+      const state = await this.ctx.mailbox.openFolder(owner, 'INBOX');
+      this.maildrop = new Maildrop(
+        owner,
+        state.uidValidity,
+        state.messages.map((m) => ({ uid: m.uid, size: m.size })),
+      );
+    } catch (err) {
+      this.releaseLock();
+      this.log.error({ ...fields, err, result: 'error' }, `login ${who}: cannot open INBOX`);
+      this.err('[SYS/TEMP] cannot open the mailbox, try again later');
+      return;
+    }
+    this.state = 'transaction';
+    this.user = result.user.login;
+    this.pendingUser = undefined;
+    this.log.info({ ...fields, result: 'ok' }, `login ${who}`);
+    const { count, octets } = this.maildrop.totals();
+    this.ok(`maildrop has ${count} message${count === 1 ? '' : 's'} (${octets} octets)`);
+  }
+
+  /** QUIT: the UPDATE state runs in the command; this ends the session. */
+  quit(reason: string): void {
+    this.endReason = reason;
+    this.close();
+  }
+
+  /**
+   * RFC 2595 §4 STLS: +OK, then the TLS handshake on the same connection. Everything the client sent after STLS
+   * and before the handshake is dropped unread (CVE-2011-0411), and the session starts over in AUTHORIZATION.
+   */
+  startTls(): void {
+    this.ok('Begin TLS negotiation');
+    this.reader.clear();
+    this.lines.length = 0;
+    this.pendingUser = undefined;
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('timeout');
+    raw.setTimeout(0);
+    const secured = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext });
+    secured.once('secure', () => {
+      this.secureNow = true;
+      this.socket = secured;
+      this.attach(secured);
+    });
+    secured.on('error', (err) => {
+      this.log.debug({ err, client: this.client }, 'pop3: TLS handshake failed');
+      this.endReason = 'tls error';
+      this.close();
+    });
+  }
+
+  close(): void {
+    if (!this.socket.destroyed) this.socket.end();
+    // end() flushes what was written; destroy after a grace period if the peer never reads.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.markClosed();
+  }
+
+  private attach(socket: Socket): void {
+    socket.setTimeout(this.ctx.idleTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('timeout', () => {
+      this.send('-ERR [SYS/TEMP] idle timeout, closing connection');
+      this.endReason = 'idle timeout';
+      this.close();
+    });
+    socket.on('close', () => this.markClosed());
+    socket.on('error', (err) => {
+      this.log.debug({ err, client: this.client }, 'pop3: connection error');
+      this.markClosed();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    const lines = this.reader.push(chunk);
+    if (lines === 'too-long') {
+      this.send('-ERR line too long');
+      this.endReason = 'line too long';
+      this.close();
+      return;
+    }
+    for (const l of lines) {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        w(l);
+      } else this.lines.push(l);
+    }
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.lines.length = 0;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.(null);
+  }
+
+  private async dispatch(line: string): Promise<void> {
+    const space = line.indexOf(' ');
+    const verb = (space < 0 ? line : line.slice(0, space)).toUpperCase();
+    const args = space < 0 ? '' : line.slice(space + 1);
+    const command = COMMANDS.get(verb);
+    if (!command) return this.badCommand(verb === '' ? 'empty command' : 'unknown command');
+    if (!command.states.includes(this.state)) return this.badCommand(`${verb} is not valid in the ${this.state.toUpperCase()} state`);
+    try {
+      await command.run(this, args);
+    } catch (err) {
+      this.log.error({ err, client: this.client, user: this.user, command: verb }, 'pop3: command failed');
+      this.err('[SYS/TEMP] internal error, try again later');
+    }
+  }
+
+  private badCommand(text: string): void {
+    this.err(text);
+    if (++this.badCommands >= MAX_BAD_COMMANDS) {
+      this.send('-ERR too many bad commands');
+      this.endReason = 'too many bad commands';
+      this.close();
+    }
+  }
+
+  private async finish(): Promise<void> {
+    if (this.user) {
+      this.log.info({ user: this.user, client: this.client, protocol: 'pop3', result: this.endReason }, `logout ${this.user}`);
+    }
+    this.releaseLock();
+    // After QUIT the socket is ending and flushes the last reply itself (close() set a grace timer).
+    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.destroy();
+  }
+
+  private releaseLock(): void {
+    if (this.lockKey) this.ctx.locks.delete(this.lockKey);
+    this.lockKey = undefined;
+  }
+
+  private write(buf: Buffer): boolean {
+    if (this.socket.destroyed || this.socket.writableEnded) return false;
+    return this.socket.write(buf);
+  }
+
+  private writeAndDrain(buf: Buffer): Promise<void> {
+    if (this.write(buf)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+}

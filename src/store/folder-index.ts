@@ -1,0 +1,253 @@
+/**
+ * The per-folder index of the Maildir mailbox (issue 5 §6): `postern-index.db`, one SQLite file in each folder's
+ * Maildir (next to cur/ new/ tmp/, where Dovecot keeps its own dovecot-uidlist and ignores other files).
+ *
+ * It maps UIDs to message files by the Maildir base name (the part before ',' and ':', which never changes when
+ * flags change), and keeps what the file name cannot hold: UIDVALIDITY, UIDNEXT, the internal date of APPENDed
+ * messages, IMAP keywords and modification sequences. The file name stays the truth for the system flags (`:2,FRS`)
+ * and the size (`,S=`), so Dovecot pointed at the same Maildir sees the same flags.
+ *
+ * Losing the index loses nothing but UIDs: a missing or unreadable file is rebuilt from the directory listing with
+ * a new UIDVALIDITY (RFC 3501 §2.3.1.1), which makes clients drop their caches and resync.
+ */
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { SqliteDatabase } from '../settings/db.js';
+
+export const INDEX_FILE = 'postern-index.db';
+const SCHEMA_VERSION = 1;
+
+type DatabaseConstructor = new (filename: string, options?: { fileMustExist?: boolean; timeout?: number }) => SqliteDatabase;
+const require = createRequire(import.meta.url);
+let Database: DatabaseConstructor | undefined;
+function driver(): DatabaseConstructor {
+  Database ??= require('better-sqlite3') as DatabaseConstructor;
+  return Database;
+}
+
+export interface IndexRow {
+  uid: number;
+  /** Maildir base name: the unique part of the file name. */
+  base: string;
+  /** The current file name in cur/. */
+  name: string;
+  size: number;
+  /** Internal date, ms since the epoch. */
+  internalDate: number;
+  /** IMAP keywords, space-separated ('' for none). */
+  keywords: string;
+  modseq: number;
+}
+
+export interface NewRow {
+  base: string;
+  name: string;
+  size: number;
+  internalDate: number;
+  keywords: string;
+}
+
+let lastUidValidity = 0;
+
+/**
+ * Seconds since the epoch, as Dovecot does, but never the same value twice in this process: an index deleted and
+ * rebuilt within one second must still get a new UIDVALIDITY.
+ */
+export function nextUidValidity(): number {
+  lastUidValidity = Math.max(Math.floor(Date.now() / 1000), lastUidValidity + 1);
+  return lastUidValidity;
+}
+
+/** SQLite says the file is not (or no longer) a database: the one reason to throw an index away. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
+}
+
+export class FolderIndex {
+  /** True when this open created the index (first use, or the old one was missing or unreadable). */
+  readonly created: boolean;
+  /** The inode of the file when opened: a different one on disk means someone replaced or deleted it. */
+  readonly ino: number;
+  readonly file: string;
+  private readonly db: SqliteDatabase;
+  private readonly stmt;
+
+  private constructor(file: string, db: SqliteDatabase, created: boolean) {
+    this.file = file;
+    this.db = db;
+    this.created = created;
+    this.ino = statSync(file).ino;
+    this.stmt = {
+      meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      all: db.prepare('SELECT uid, base, name, size, internal_date AS internalDate, keywords, modseq FROM messages ORDER BY uid'),
+      byUid: db.prepare('SELECT uid, base, name, size, internal_date AS internalDate, keywords, modseq FROM messages WHERE uid = ?'),
+      byBase: db.prepare('SELECT uid FROM messages WHERE base = ?').pluck(),
+      insert: db.prepare('INSERT INTO messages (uid, base, name, size, internal_date, keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      remove: db.prepare('DELETE FROM messages WHERE uid = ?'),
+      update: db.prepare('UPDATE messages SET name = ?, keywords = ?, modseq = ? WHERE uid = ?'),
+      cached: db.prepare('SELECT envelope, bodystructure FROM messages WHERE uid = ?'),
+      setCached: db.prepare('UPDATE messages SET envelope = ?, bodystructure = ? WHERE uid = ?'),
+    };
+  }
+
+  /**
+   * Opens the index of the folder whose Maildir is `dir`, creating it when missing and rebuilding it (empty, new
+   * UIDVALIDITY) when it is not a readable index. A busy or locked database is an error, never a reason to rebuild.
+   */
+  static open(dir: string, opts: { onRebuild?: (reason: string) => void } = {}): FolderIndex {
+    const file = join(dir, INDEX_FILE);
+    if (existsSync(file)) {
+      let db: SqliteDatabase | undefined;
+      try {
+        db = new (driver())(file, { fileMustExist: true, timeout: 5000 });
+        db.pragma('journal_mode = WAL');
+        const version = db.pragma('user_version', { simple: true });
+        const hasMeta = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'messages')").pluck().get();
+        const uidValidity = hasMeta === 2 ? db.prepare("SELECT value FROM meta WHERE key = 'uidvalidity'").pluck().get() : undefined;
+        if (version === SCHEMA_VERSION && typeof uidValidity === 'number' && uidValidity > 0) {
+          db.pragma('synchronous = NORMAL');
+          return new FolderIndex(file, db, false);
+        }
+        opts.onRebuild?.(`unknown schema (user_version ${String(version)})`);
+      } catch (err) {
+        if (!isCorruption(err)) {
+          db?.close();
+          throw err;
+        }
+        opts.onRebuild?.(`unreadable: ${(err as Error).message}`);
+      }
+      db?.close();
+    }
+    return FolderIndex.create(file);
+  }
+
+  /** Removes the index files of a folder (a corrupt index found in use); the next open rebuilds it. */
+  static discard(dir: string): void {
+    const file = join(dir, INDEX_FILE);
+    // A stale -wal next to a new database would be replayed into it.
+    for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
+      try {
+        unlinkSync(f);
+      } catch {
+        /* absent */
+      }
+    }
+  }
+
+  private static create(file: string): FolderIndex {
+    FolderIndex.discard(dirname(file));
+    const db = new (driver())(file, { timeout: 5000 });
+    try {
+      db.pragma('journal_mode = WAL');
+      // The index can always be rebuilt from the Maildir; NORMAL keeps commits free of fsyncs in WAL mode.
+      db.pragma('synchronous = NORMAL');
+      db.exec(`
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE messages (
+          uid           INTEGER PRIMARY KEY,
+          base          TEXT NOT NULL UNIQUE,
+          name          TEXT NOT NULL,
+          size          INTEGER NOT NULL,
+          internal_date INTEGER NOT NULL,
+          keywords      TEXT NOT NULL DEFAULT '',
+          modseq        INTEGER NOT NULL,
+          envelope      TEXT,
+          bodystructure TEXT
+        );
+      `);
+      const set = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+      db.transaction(() => {
+        set.run('uidvalidity', nextUidValidity());
+        set.run('uidnext', 1);
+        set.run('modseq', 1);
+      })();
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new FolderIndex(file, db, true);
+  }
+
+  /** Still the file on disk? (False when it was deleted or replaced since this object opened it.) */
+  isCurrent(): boolean {
+    try {
+      return statSync(this.file).ino === this.ino;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  get uidValidity(): number {
+    return this.stmt.meta.get('uidvalidity') as number;
+  }
+  get uidNext(): number {
+    return this.stmt.meta.get('uidnext') as number;
+  }
+  get modseq(): number {
+    return this.stmt.meta.get('modseq') as number;
+  }
+
+  rows(): IndexRow[] {
+    return this.stmt.all.all() as IndexRow[];
+  }
+
+  row(uid: number): IndexRow | undefined {
+    return this.stmt.byUid.get(uid) as IndexRow | undefined;
+  }
+
+  uidOfBase(base: string): number | undefined {
+    return this.stmt.byBase.get(base) as number | undefined;
+  }
+
+  /**
+   * One transaction: removes rows, records new file names / keywords, and adds new messages with the next UIDs in
+   * the order given. Every touched row gets the new modseq. Returns the UIDs given to `add`.
+   */
+  apply(changes: { remove?: number[]; update?: { uid: number; name: string; keywords: string }[]; add?: NewRow[] }): number[] {
+    const tx = this.db.transaction(() => {
+      const modseq = this.modseq + 1;
+      let touched = false;
+      for (const uid of changes.remove ?? []) touched = this.stmt.remove.run(uid).changes > 0 || touched;
+      for (const u of changes.update ?? []) touched = this.stmt.update.run(u.name, u.keywords, modseq, u.uid).changes > 0 || touched;
+      const uids: number[] = [];
+      let next = this.uidNext;
+      for (const r of changes.add ?? []) {
+        this.stmt.insert.run(next, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
+        uids.push(next++);
+        touched = true;
+      }
+      if (uids.length) this.stmt.setMeta.run('uidnext', next);
+      if (touched) this.stmt.setMeta.run('modseq', modseq);
+      return uids;
+    });
+    return tx.immediate();
+  }
+
+  cached(uid: number): { envelope?: unknown; bodystructure?: unknown } {
+    const r = this.stmt.cached.get(uid) as { envelope: string | null; bodystructure: string | null } | undefined;
+    if (!r) return {};
+    return {
+      ...(r.envelope !== null ? { envelope: JSON.parse(r.envelope) as unknown } : {}),
+      ...(r.bodystructure !== null ? { bodystructure: JSON.parse(r.bodystructure) as unknown } : {}),
+    };
+  }
+
+  setCached(uid: number, data: { envelope?: unknown; bodystructure?: unknown }): void {
+    const old = this.cached(uid);
+    const envelope = data.envelope !== undefined ? data.envelope : old.envelope;
+    const bodystructure = data.bodystructure !== undefined ? data.bodystructure : old.bodystructure;
+    this.stmt.setCached.run(
+      envelope === undefined ? null : JSON.stringify(envelope),
+      bodystructure === undefined ? null : JSON.stringify(bodystructure),
+      uid,
+    );
+  }
+}
