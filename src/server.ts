@@ -23,6 +23,9 @@ import { startSmtp, type SmtpService } from './smtp/server.js';
 import { MaildirStore } from './store/maildir.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
+import { startImap } from './imap/server.js';
+import { SpamLearner } from './filters/spamassassin.js';
+import type { UserEntry } from './directory/types.js';
 
 export interface Server {
   core: Core;
@@ -126,6 +129,35 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     });
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
+    const learner = new SpamLearner({ config: config.spamassassin, settings, log });
+    const { directory } = core;
+    const imapDeps = {
+      tls,
+      auth: core.auth,
+      mailbox,
+      settings,
+      hostname,
+      log,
+      // groupDelivery: shared makes mail-enabled groups shared folders, shown to their members (nested membership).
+      sharedGroups:
+        config.directory.groupDelivery === 'shared'
+          ? async (user: UserEntry) => (await directory.groupsOf(user)).filter((g) => g.mailEnabled).map((g) => g.name)
+          : undefined,
+      // The seed: moving into/out of Junk teaches SpamAssassin; if a group "spamtrainers" exists, only its members.
+      learn: async (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => {
+        const trainers = await directory.findGroup('spamtrainers');
+        if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return;
+        await learner.learn(message, kind, { by: user.login });
+      },
+    };
+    const imap: { close(): Promise<void> }[] = [];
+    for (const role of ['imap', 'imaps'] as const) {
+      const l = config.listeners[role];
+      if (l === false) continue;
+      const svc = await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapDeps });
+      imap.push(svc);
+      ports[role] = svc.port;
+    }
     for (const role of ['pop3', 'pop3s'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
@@ -147,7 +179,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       mailbox,
       async close() {
         await smtp.close();
-        await Promise.all(pop3.map((p) => p.close()));
+        await Promise.all([...pop3, ...imap].map((p) => p.close()));
         await running.scheduler.stop();
         await running.core.close();
         mailbox.close();

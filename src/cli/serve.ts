@@ -28,7 +28,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       const p = server.ports;
       ctx.out(`postern is running as ${server.hostname} (${config.source ?? 'embedded defaults'}), data in ${config.dataDir}`);
       for (const l of server.smtp.listeners) ctx.out(`  ${l.role.padEnd(10)} ${l.host}:${l.port}`);
-      for (const role of ['pop3', 'pop3s'] as const) {
+      for (const role of ['imap', 'imaps', 'pop3', 'pop3s'] as const) {
         const l = config.listeners[role];
         if (l !== false && p[role] !== undefined) ctx.out(`  ${role.padEnd(10)} ${l.host ?? '::'}:${p[role]}`);
       }
@@ -46,6 +46,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
           ctx.out(`  swaks --server 127.0.0.1 --port ${p.submission} -tls --auth-user john.smith --auth-password 'Corp!Passw0rd' --from john@example.com --to anna@example.com`);
         }
         ctx.out(`Read it: ls ${inbox}`);
+        if (p.imap) ctx.out(`  or in Thunderbird/Outlook: IMAP 127.0.0.1:${p.imap} with STARTTLS, user john.smith, password Corp!Passw0rd`);
         if (p.pop3) ctx.out(`  or over POP3 with STLS: curl -k --ssl-reqd pop3://127.0.0.1:${p.pop3}/1 -u 'john.smith:Corp!Passw0rd'`);
       }
       await new Promise<void>((resolve) => {

@@ -106,6 +106,8 @@ export const listenersSchema = z
     smtp: z.union([listener(2525, 'SMTP for other servers (production: 25)'), z.literal(false)]).prefault({}),
     submission: z.union([listener(2587, 'Submission with STARTTLS (production: 587)'), z.literal(false)]).prefault({}),
     smtps: z.union([listener(2465, 'Submission with implicit TLS (production: 465)'), z.literal(false)]).prefault({}),
+    imap: z.union([listener(2143, 'IMAP with STARTTLS required before login (production: 143)'), z.literal(false)]).prefault({}),
+    imaps: z.union([listener(2993, 'IMAP with implicit TLS (production: 993)'), z.literal(false)]).prefault({}),
     pop3: z.union([listener(2110, 'POP3 with STLS required before login (production: 110)'), z.literal(false)]).prefault({}),
     pop3s: z.union([listener(2995, 'POP3 with implicit TLS (production: 995)'), z.literal(false)]).prefault({}),
   })

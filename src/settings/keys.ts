@@ -355,7 +355,7 @@ export const SETTING_DEFS = {
     list(normalizeNetwork),
     [],
     'a comma-separated list of IP addresses or CIDR networks',
-    'The local network: clients here may write to "local network only" addresses. Loopback is always trusted; authenticated users always count as local. Default none (seed silent).',
+    'The local network: clients here may write to "local network only" addresses (they do not get relay rights: that is smtp.relayFrom). Authenticated users and smtp.relayFrom clients always count as local; loopback is not special (add 127.0.0.1 here for local scripts). Default none (seed silent).',
   ),
   'smtp.authOnPort25': def(
     'SMTP access',
@@ -380,7 +380,7 @@ export const SETTING_DEFS = {
     bool,
     false,
     YES_NO,
-    'On port 25, refuse clients whose HELO is not a fully qualified domain name (RFC 1123) resolvable in DNS. Default no (seed silent).',
+    'On port 25, refuse clients whose HELO is not a fully qualified domain name or address literal (RFC 1123 §5.2.5; syntax only, no DNS lookup). Clients in smtp.relayFrom / smtp.trustedNetworks and authenticated users are exempt. Default no (seed silent).',
   ),
   'smtp.senderMustMatchLogin': def(
     'SMTP access',

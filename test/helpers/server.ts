@@ -32,6 +32,8 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
         smtp: { port: 0, host: '127.0.0.1' },
         submission: { port: 0, host: '127.0.0.1' },
         smtps: { port: 0, host: '127.0.0.1' },
+        imap: { port: 0, host: '127.0.0.1' },
+        imaps: { port: 0, host: '127.0.0.1' },
         pop3: { port: 0, host: '127.0.0.1' },
         pop3s: { port: 0, host: '127.0.0.1' },
       },

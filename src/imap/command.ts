@@ -1,0 +1,122 @@
+/**
+ * What a command module is (STYLE.md "One file per command"): the states it may run in, and a handler that talks to
+ * the store through the connection's narrow session API. A handler returns the tagged completion, or throws
+ * `ImapError` for NO/BAD.
+ */
+import type { ImapSession } from './connection.js';
+import type { ParsedCommand, Token } from './parser.js';
+import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange } from './parser.js';
+
+/** The shared namespace (RFC 2342): "Shared/<group>" is a group's INBOX, "Shared/<group>/<folder>" its folders. */
+export const SHARED_PREFIX = 'Shared';
+
+export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
+
+export interface Completion {
+  status?: 'OK' | 'NO' | 'BAD';
+  /** Response code without brackets, e.g. 'READ-WRITE', 'APPENDUID 1 5'. */
+  code?: string;
+  text?: string;
+  /** The handler already sent the tagged response (STARTTLS answers before its handshake). */
+  sent?: boolean;
+}
+
+export interface ImapCommand {
+  /** Command names this module answers (SELECT and EXAMINE share one). */
+  names: string[];
+  states: ImapState[];
+  /** Whether the `UID` prefix is allowed (COPY, FETCH, MOVE, SEARCH, STORE, EXPUNGE). */
+  uid?: boolean;
+  handle(session: ImapSession, cmd: ParsedCommand): Promise<Completion | void>;
+}
+
+export class ImapError extends Error {
+  constructor(
+    readonly status: 'NO' | 'BAD',
+    text: string,
+    readonly code?: string,
+  ) {
+    super(text);
+    this.name = 'ImapError';
+  }
+}
+
+export function bad(text: string, code?: string): ImapError {
+  return new ImapError('BAD', text, code);
+}
+
+export function no(text: string, code?: string): ImapError {
+  return new ImapError('NO', text, code);
+}
+
+/** Argument count check: exactly `n`, or between `min` and `max`. */
+export function expectArgs(cmd: ParsedCommand, min: number, max = min): void {
+  if (cmd.args.length < min || cmd.args.length > max) throw bad(`Wrong number of arguments for ${cmd.command}`);
+}
+
+/** An astring argument (atom, quoted or literal). */
+export function astring(t: Token | undefined, what: string): string {
+  const s = tokenText(t);
+  if (s === undefined) throw bad(`Expected ${what}`);
+  return s;
+}
+
+/** A mailbox name argument: INBOX is case-insensitive (RFC 3501 §5.1), trailing separators are dropped. */
+export function mailboxName(t: Token | undefined): string {
+  const raw = astring(t, 'mailbox name');
+  const name = raw.replace(/\/+$/, '');
+  if (name.toUpperCase() === 'INBOX') return 'INBOX';
+  if (/^INBOX\//i.test(name)) return 'INBOX' + name.slice(5);
+  return name;
+}
+
+/** A flag list: a parenthesized list or a single flag atom (STORE accepts both). */
+export function flagList(t: Token | undefined): string[] {
+  if (!t) throw bad('Expected flags');
+  const items = t.type === 'list' ? t.items : [t];
+  const out: string[] = [];
+  for (const i of items) {
+    if (i.type !== 'atom' || !/^\\?[^\s()\\{"%*\]]+$/.test(i.value)) throw bad('Invalid flag');
+    out.push(normalizeFlag(i.value));
+  }
+  return out;
+}
+
+const SYSTEM_FLAGS = ['\\Seen', '\\Answered', '\\Flagged', '\\Deleted', '\\Draft', '\\Recent'];
+
+/** System flags in their canonical case; keywords as given. */
+export function normalizeFlag(f: string): string {
+  if (f.startsWith('\\')) {
+    const sys = SYSTEM_FLAGS.find((s) => s.toLowerCase() === f.toLowerCase());
+    if (!sys) throw bad(`Unknown system flag ${f}`);
+    return sys;
+  }
+  return f;
+}
+
+export const PERMANENT_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+/** Messages of the selected folder matched by a sequence set or UID set (RFC 3501 §9 sequence-set). */
+export function resolveSet(session: ImapSession, text: string, uid: boolean): { seq: number; meta: import('../store/mailbox.js').MessageMeta }[] {
+  const sel = session.selected;
+  if (!sel) throw bad('No mailbox selected');
+  let set: SeqRange[];
+  try {
+    set = parseSequenceSet(text);
+  } catch {
+    throw bad('Invalid sequence set');
+  }
+  const msgs = sel.messages;
+  const out: { seq: number; meta: import('../store/mailbox.js').MessageMeta }[] = [];
+  if (uid) {
+    const max = msgs.length ? msgs[msgs.length - 1].uid : 0;
+    msgs.forEach((meta, i) => {
+      if (inSequenceSet(set, meta.uid, max)) out.push({ seq: i + 1, meta });
+    });
+  } else {
+    msgs.forEach((meta, i) => {
+      if (inSequenceSet(set, i + 1, msgs.length)) out.push({ seq: i + 1, meta });
+    });
+  }
+  return out;
+}

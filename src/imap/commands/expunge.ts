@@ -1,0 +1,39 @@
+/**
+ * EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1). With the "deleted to Trash" option
+ * (`mailbox.deletedToTrash`) messages Outlook flags \Deleted outside Trash are moved to Trash instead of destroyed.
+ */
+import type { ImapSession } from '../connection.js';
+import { expectArgs, no, resolveSet, type ImapCommand } from '../command.js';
+
+export async function expungeDeleted(session: ImapSession, only: Set<number> | undefined, silent: boolean): Promise<void> {
+  const sel = session.selected!;
+  const owner = sel.owner;
+  const store = session.deps.mailbox;
+  const deleted = sel.messages.filter((m) => m.flags.includes('\\Deleted') && (!only || only.has(m.uid))).map((m) => m.uid);
+  if (!deleted.length) return;
+  // Shared folders have no Trash of their own; the option is for the user's own mailbox.
+  if (!sel.shared && session.deps.settings.get('mailbox.deletedToTrash') === true) {
+    const folders = await store.listFolders(owner);
+    const trash = folders.find((f) => f.specialUse === '\\Trash')?.name ?? 'Trash';
+    if (sel.folder !== trash) {
+      const { mapping } = await store.copy(owner, sel.folder, deleted, trash, { move: true });
+      if (mapping.length) await store.storeFlags(owner, trash, mapping.map(([, to]) => to), 'remove', ['\\Deleted']);
+      session.applyExpunge(deleted, silent);
+      return;
+    }
+  }
+  const removed = await store.expunge(owner, sel.folder, only ? deleted : undefined);
+  session.applyExpunge(removed, silent);
+}
+
+export const expunge: ImapCommand = {
+  names: ['EXPUNGE'],
+  states: ['selected'],
+  uid: true,
+  async handle(session, cmd) {
+    expectArgs(cmd, cmd.uid ? 1 : 0);
+    if (session.selected!.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
+    const only = cmd.uid ? new Set(resolveSet(session, cmd.args[0].type === 'atom' ? cmd.args[0].value : '', true).map((r) => r.meta.uid)) : undefined;
+    await expungeDeleted(session, only, false);
+  },
+};

@@ -1,0 +1,164 @@
+/**
+ * FETCH and UID FETCH (RFC 3501 §6.4.5): FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODYSTRUCTURE, BODY,
+ * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT. Reading a body without PEEK sets \Seen
+ * (unless EXAMINEd), and the new FLAGS are part of the same response.
+ */
+import type { MessageMeta } from '../../store/mailbox.js';
+import type { MailboxOwner } from '../../store/types.js';
+import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
+import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
+import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
+import { encode, encodeString, formatInternalDate } from '../response.js';
+
+const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT']);
+
+/**
+ * Optional on a MailboxAccess (the Maildir one has it): ENVELOPE and BODYSTRUCTURE kept in the folder index, so a
+ * client listing a large folder does not make us read every message again. Values are the encoded IMAP text.
+ */
+interface PartsCache {
+  cachedParts(owner: MailboxOwner, folder: string, uid: number): Promise<{ envelope?: unknown; bodystructure?: unknown }>;
+  setCachedParts(owner: MailboxOwner, folder: string, uid: number, data: { envelope?: unknown; bodystructure?: unknown }): Promise<void>;
+}
+
+function partsCache(store: object): PartsCache | undefined {
+  const c = store as Partial<PartsCache>;
+  return typeof c.cachedParts === 'function' && typeof c.setCachedParts === 'function' ? (c as PartsCache) : undefined;
+}
+
+type Cached = { envelope?: Buffer; bodystructure?: Buffer };
+
+function fromCache(v: { envelope?: unknown; bodystructure?: unknown }): Cached {
+  return {
+    envelope: typeof v.envelope === 'string' ? Buffer.from(v.envelope, 'latin1') : undefined,
+    bodystructure: typeof v.bodystructure === 'string' ? Buffer.from(v.bodystructure, 'latin1') : undefined,
+  };
+}
+
+export function sectionData(raw: Buffer, tree: MimeNode, s: BodySection): Buffer {
+  let data: Buffer;
+  const part = s.path.length ? findPart(tree, s.path) : tree;
+  if (!part) data = Buffer.alloc(0);
+  else if (s.specifier === '') data = s.path.length ? part.body : raw;
+  else if (s.specifier === 'MIME') data = part.header;
+  else {
+    const target = s.path.length ? part.message : tree;
+    if (!target) data = Buffer.alloc(0);
+    else if (s.specifier === 'HEADER') data = target.header;
+    else if (s.specifier === 'TEXT') data = target.body;
+    else data = filterHeader(target.header, s.fields ?? [], s.specifier === 'HEADER.FIELDS.NOT');
+  }
+  if (s.partial) {
+    const start = Math.min(s.partial.start, data.length);
+    const end = s.partial.length === undefined ? data.length : Math.min(data.length, start + s.partial.length);
+    data = data.subarray(start, end);
+  }
+  return data;
+}
+
+function setsSeen(a: FetchAtt): boolean {
+  return a.kind === 'section' ? !a.section.peek : a.name === 'RFC822' || a.name === 'RFC822.TEXT';
+}
+
+export const fetch: ImapCommand = {
+  names: ['FETCH'],
+  states: ['selected'],
+  uid: true,
+  async handle(session, cmd) {
+    expectArgs(cmd, 2);
+    const sel = session.selected!;
+    if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
+    let atts: FetchAtt[];
+    try {
+      atts = parseFetchAtts(cmd.args[1]);
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
+    if (cmd.uid && !atts.some((a) => a.kind === 'simple' && a.name === 'UID')) atts.unshift({ kind: 'simple', name: 'UID' });
+    const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
+    const needsContent = atts.some((a) => a.kind === 'section' || NEEDS_CONTENT.has(a.name));
+    const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
+    const wantsStructure = atts.some((a) => a.kind === 'simple' && a.name === 'BODYSTRUCTURE');
+    // Only ENVELOPE / BODYSTRUCTURE among the content items: the cache may spare reading the message.
+    const cacheable = needsContent && atts.every((a) => a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE'));
+    const markSeen = !sel.readOnly && atts.some(setsSeen);
+    const store = session.deps.mailbox;
+    const cache = partsCache(store);
+    for (const { seq, meta } of refs) {
+      let raw: Buffer | undefined;
+      let tree: MimeNode | undefined;
+      let cached: Cached = {};
+      if (cache && (wantsEnvelope || wantsStructure)) {
+        try {
+          cached = fromCache(await cache.cachedParts(sel.owner, sel.folder, meta.uid));
+        } catch {
+          cached = {};
+        }
+      }
+      const cacheHit = cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
+      if (needsContent && !cacheHit) {
+        try {
+          raw = await store.readMessage(sel.owner, sel.folder, meta.uid);
+        } catch {
+          // Expunged by another session since our view was made: RFC 2180 §4.1.2 lets us omit it.
+          continue;
+        }
+        tree = parseMime(raw);
+        if (cache && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure))) {
+          const env = encode(envelope(tree));
+          const structure = encode(bodystructure(tree, true));
+          cached = { envelope: env, bodystructure: structure };
+          await cache
+            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: env.toString('latin1'), bodystructure: structure.toString('latin1') })
+            .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
+        }
+      }
+      let flagsChanged = false;
+      if (markSeen && !meta.flags.includes('\\Seen')) {
+        const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
+        const now = result.get(meta.uid);
+        if (now) {
+          meta.flags = [...now];
+          flagsChanged = true;
+        }
+      }
+      const parts: Buffer[] = [];
+      const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
+      for (const a of atts) item(...render(a, meta, raw, tree, cached));
+      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(meta));
+      const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
+      session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
+      await session.drain();
+    }
+  },
+};
+
+function flagsValue(meta: MessageMeta): Buffer {
+  return Buffer.from(`(${meta.flags.join(' ')})`);
+}
+
+function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached): [string, Buffer] {
+  if (a.kind === 'section') return [a.section.responseName, encodeString(sectionData(raw!, tree!, a.section))];
+  switch (a.name) {
+    case 'UID':
+      return ['UID', Buffer.from(String(meta.uid))];
+    case 'FLAGS':
+      return ['FLAGS', flagsValue(meta)];
+    case 'INTERNALDATE':
+      return ['INTERNALDATE', Buffer.from(`"${formatInternalDate(meta.internalDate)}"`)];
+    case 'RFC822.SIZE':
+      return ['RFC822.SIZE', Buffer.from(String(raw ? raw.length : meta.size))];
+    case 'ENVELOPE':
+      return ['ENVELOPE', cached.envelope ?? encode(envelope(tree!))];
+    case 'BODYSTRUCTURE':
+      return ['BODYSTRUCTURE', cached.bodystructure ?? encode(bodystructure(tree!, true))];
+    case 'BODY':
+      return ['BODY', encode(bodystructure(tree!, false))];
+    case 'RFC822':
+      return ['RFC822', encodeString(raw!)];
+    case 'RFC822.HEADER':
+      return ['RFC822.HEADER', encodeString(tree!.header)];
+    case 'RFC822.TEXT':
+      return ['RFC822.TEXT', encodeString(tree!.body)];
+  }
+}

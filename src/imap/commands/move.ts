@@ -1,0 +1,36 @@
+/**
+ * MOVE and UID MOVE (RFC 6851): COPYUID goes in an untagged OK before the EXPUNGE responses (§4.3), so the
+ * client learns the new UIDs before the old sequence numbers disappear.
+ */
+import { bad, expectArgs, mailboxName, no, resolveSet, type ImapCommand } from '../command.js';
+import type { MailboxOwner } from '../../store/types.js';
+import { formatSequenceSet } from '../parser.js';
+import { trainOnTransfer } from '../spam-training.js';
+
+function ownerKey(o: MailboxOwner): string {
+  return o.kind === 'user' ? o.login.toLowerCase() : o.group.toLowerCase();
+}
+
+export const move: ImapCommand = {
+  names: ['MOVE'],
+  states: ['selected'],
+  uid: true,
+  async handle(session, cmd) {
+    expectArgs(cmd, 2);
+    if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
+    const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
+    const to = session.resolve(mailboxName(cmd.args[1]));
+    const sel = session.selected!;
+    if (sel.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
+    if (!refs.length) return { text: 'Nothing to move' };
+    if (to.owner.kind === sel.owner.kind && ownerKey(to.owner) === ownerKey(sel.owner) && to.folder === sel.folder) throw no('Source and target are the same mailbox', 'CANNOT');
+    const uids = refs.map((r) => r.meta.uid);
+    const { uidValidity, mapping } = await session.deps.mailbox.copy(sel.owner, sel.folder, uids, to.folder, { move: true, toOwner: to.owner });
+    mapping.sort((a, b) => a[0] - b[0]);
+    if (mapping.length) {
+      session.untagged(`OK [COPYUID ${uidValidity} ${formatSequenceSet(mapping.map((m) => m[0]))} ${formatSequenceSet(mapping.map((m) => m[1]))}] Moved`);
+    }
+    session.applyExpunge(mapping.length ? mapping.map((m) => m[0]) : uids, false);
+    await trainOnTransfer(session, sel, to, mapping.map((m) => m[1]));
+  },
+};

@@ -1,0 +1,249 @@
+/**
+ * SEARCH and UID SEARCH (RFC 3501 §6.4.4), CHARSET UTF-8 / US-ASCII. Criteria are parsed into a tree first, so a
+ * syntax error is BAD before anything is read, and message contents are read only when a text criterion needs them.
+ * Text matching is a case-insensitive substring test on decoded headers and decoded text parts.
+ */
+import type { MessageMeta } from '../../store/mailbox.js';
+import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
+import type { ImapSession } from '../connection.js';
+import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
+import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
+import { parseImapDate } from '../response.js';
+
+export type Criterion =
+  | { op: 'all' }
+  | { op: 'flag'; flag: string; set: boolean }
+  | { op: 'none' }
+  | { op: 'header'; field: string; value: string }
+  | { op: 'body'; value: string; withHeaders: boolean }
+  | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean }
+  | { op: 'size'; cmp: 'larger' | 'smaller'; n: number }
+  | { op: 'set'; set: SeqRange[]; uid: boolean }
+  | { op: 'not'; c: Criterion }
+  | { op: 'or'; a: Criterion; b: Criterion }
+  | { op: 'and'; list: Criterion[] };
+
+const FLAG_KEYS: Record<string, [string, boolean]> = {
+  ANSWERED: ['\\Answered', true],
+  DELETED: ['\\Deleted', true],
+  DRAFT: ['\\Draft', true],
+  FLAGGED: ['\\Flagged', true],
+  SEEN: ['\\Seen', true],
+  UNANSWERED: ['\\Answered', false],
+  UNDELETED: ['\\Deleted', false],
+  UNDRAFT: ['\\Draft', false],
+  UNFLAGGED: ['\\Flagged', false],
+  UNSEEN: ['\\Seen', false],
+};
+
+export function parseCriteria(tokens: Token[]): Criterion {
+  let i = 0;
+  const text = (what: string): string => {
+    const t = tokens[i++];
+    const s = tokenText(t);
+    if (s === undefined) throw bad(`Expected ${what}`);
+    return s;
+  };
+  const one = (): Criterion => {
+    const t = tokens[i++];
+    if (!t) throw bad('Missing search criterion');
+    if (t.type === 'list') {
+      if (!t.items.length) throw bad('Empty search list');
+      return { op: 'and', list: parseList(t.items) };
+    }
+    if (t.type !== 'atom') throw bad('Invalid search criterion');
+    const key = t.value.toUpperCase();
+    if (/^[\d*:,]+$/.test(key)) return { op: 'set', set: seqSet(key), uid: false };
+    if (FLAG_KEYS[key]) return { op: 'flag', flag: FLAG_KEYS[key][0], set: FLAG_KEYS[key][1] };
+    switch (key) {
+      case 'ALL':
+      case 'OLD':
+        return { op: 'all' };
+      // \Recent is not tracked: no message is recent, so none is new.
+      case 'RECENT':
+      case 'NEW':
+        return { op: 'none' };
+      case 'KEYWORD':
+        return { op: 'flag', flag: normalizeFlag(text('keyword')), set: true };
+      case 'UNKEYWORD':
+        return { op: 'flag', flag: normalizeFlag(text('keyword')), set: false };
+      case 'FROM':
+      case 'TO':
+      case 'CC':
+      case 'BCC':
+      case 'SUBJECT':
+        return { op: 'header', field: key.toLowerCase(), value: text('string') };
+      case 'HEADER': {
+        const field = text('header name').toLowerCase();
+        return { op: 'header', field, value: text('string') };
+      }
+      case 'BODY':
+        return { op: 'body', value: text('string'), withHeaders: false };
+      case 'TEXT':
+        return { op: 'body', value: text('string'), withHeaders: true };
+      case 'BEFORE':
+      case 'ON':
+      case 'SINCE':
+      case 'SENTBEFORE':
+      case 'SENTON':
+      case 'SENTSINCE': {
+        const date = parseImapDate(text('date'), false);
+        if (!date) throw bad('Invalid date');
+        const sent = key.startsWith('SENT');
+        return { op: 'date', cmp: key.replace('SENT', '').toLowerCase() as 'before' | 'on' | 'since', date, sent };
+      }
+      case 'LARGER':
+      case 'SMALLER': {
+        const n = Number(text('number'));
+        if (!Number.isInteger(n) || n < 0) throw bad('Invalid number');
+        return { op: 'size', cmp: key.toLowerCase() as 'larger' | 'smaller', n };
+      }
+      case 'UID':
+        return { op: 'set', set: seqSet(text('UID set')), uid: true };
+      case 'NOT':
+        return { op: 'not', c: one() };
+      case 'OR': {
+        const a = one();
+        return { op: 'or', a, b: one() };
+      }
+      default:
+        throw bad(`Unknown search criterion ${key}`);
+    }
+  };
+  const parseList = (items: Token[]): Criterion[] => {
+    const saved = { tokens, i };
+    tokens = items;
+    i = 0;
+    const out: Criterion[] = [];
+    while (i < tokens.length) out.push(one());
+    tokens = saved.tokens;
+    i = saved.i;
+    return out;
+  };
+  const list: Criterion[] = [];
+  while (i < tokens.length) list.push(one());
+  if (!list.length) throw bad('Missing search criteria');
+  return list.length === 1 ? list[0] : { op: 'and', list };
+}
+
+function seqSet(text: string): SeqRange[] {
+  try {
+    return parseSequenceSet(text);
+  } catch {
+    throw bad('Invalid sequence set');
+  }
+}
+
+function needsContent(c: Criterion): boolean {
+  switch (c.op) {
+    case 'header':
+    case 'body':
+      return true;
+    case 'date':
+      return c.sent;
+    case 'not':
+      return needsContent(c.c);
+    case 'or':
+      return needsContent(c.a) || needsContent(c.b);
+    case 'and':
+      return c.list.some(needsContent);
+    default:
+      return false;
+  }
+}
+
+interface Candidate {
+  seq: number;
+  meta: MessageMeta;
+  count: number;
+  maxUid: number;
+  tree?: MimeNode;
+}
+
+function dayOf(d: Date): number {
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+}
+
+function contains(haystack: string, needle: string): boolean {
+  return haystack.toLowerCase().includes(needle.toLowerCase());
+}
+
+export function matches(c: Criterion, m: Candidate): boolean {
+  switch (c.op) {
+    case 'all':
+      return true;
+    case 'none':
+      return false;
+    case 'flag':
+      return m.meta.flags.includes(c.flag) === c.set;
+    case 'size':
+      return c.cmp === 'larger' ? m.meta.size > c.n : m.meta.size < c.n;
+    case 'set':
+      return c.uid ? inSequenceSet(c.set, m.meta.uid, m.maxUid) : inSequenceSet(c.set, m.seq, m.count);
+    case 'not':
+      return !matches(c.c, m);
+    case 'or':
+      return matches(c.a, m) || matches(c.b, m);
+    case 'and':
+      return c.list.every((x) => matches(x, m));
+    case 'header': {
+      const values = decodedHeader(m.tree!, c.field);
+      // RFC 3501: HEADER with an empty string matches every message that has the field.
+      return values.some((v) => contains(v, c.value));
+    }
+    case 'body': {
+      const tree = m.tree!;
+      if (contains(searchableText(tree), c.value)) return true;
+      return c.withHeaders && tree.headers.some((h) => decodedHeader(tree, h.key).some((v) => contains(v, c.value)));
+    }
+    case 'date': {
+      let t: number;
+      if (c.sent) {
+        const hdr = headerValue(m.tree!, 'date');
+        const parsed = hdr ? new Date(hdr) : undefined;
+        if (!parsed || Number.isNaN(parsed.getTime())) return false;
+        t = dayOf(parsed);
+      } else t = dayOf(m.meta.internalDate);
+      const d = c.date.getTime();
+      return c.cmp === 'before' ? t < d : c.cmp === 'on' ? t === d : t >= d;
+    }
+  }
+}
+
+export async function runSearch(session: ImapSession, criteria: Criterion): Promise<{ seq: number; meta: MessageMeta }[]> {
+  const sel = session.selected!;
+  const msgs = sel.messages;
+  const maxUid = msgs.length ? msgs[msgs.length - 1].uid : 0;
+  const content = needsContent(criteria);
+  const out: { seq: number; meta: MessageMeta }[] = [];
+  for (let i = 0; i < msgs.length; i++) {
+    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid };
+    if (content) {
+      try {
+        cand.tree = parseMime(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid));
+      } catch {
+        continue;
+      }
+    }
+    if (matches(criteria, cand)) out.push({ seq: cand.seq, meta: cand.meta });
+  }
+  return out;
+}
+
+export const search: ImapCommand = {
+  names: ['SEARCH'],
+  states: ['selected'],
+  uid: true,
+  async handle(session, cmd) {
+    let args = cmd.args;
+    if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
+      const charset = (tokenText(args[1]) ?? '').toUpperCase();
+      if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
+      args = args.slice(2);
+    }
+    const criteria = parseCriteria(args);
+    const found = await runSearch(session, criteria);
+    const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
+    session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
+  },
+};

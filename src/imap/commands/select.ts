@@ -1,0 +1,25 @@
+/** SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. */
+import { expectArgs, mailboxName, PERMANENT_FLAGS, type ImapCommand } from '../command.js';
+
+export const select: ImapCommand = {
+  names: ['SELECT', 'EXAMINE'],
+  states: ['authenticated', 'selected'],
+  async handle(session, cmd) {
+    expectArgs(cmd, 1);
+    const name = mailboxName(cmd.args[0]);
+    const readOnly = cmd.command === 'EXAMINE';
+    const sel = await session.select(name, readOnly);
+    const keywords = new Set<string>();
+    for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
+    const flags = [...PERMANENT_FLAGS, ...keywords];
+    session.untagged(`FLAGS (${flags.join(' ')})`);
+    session.untagged(`OK [PERMANENTFLAGS (${readOnly ? '' : [...flags, '\\*'].join(' ')})] Flags permitted`);
+    session.untagged(`${sel.messages.length} EXISTS`);
+    session.untagged('0 RECENT');
+    const firstUnseen = sel.messages.findIndex((m) => !m.flags.includes('\\Seen'));
+    if (firstUnseen >= 0) session.untagged(`OK [UNSEEN ${firstUnseen + 1}] First unseen`);
+    session.untagged(`OK [UIDVALIDITY ${sel.uidValidity}] UIDs valid`);
+    session.untagged(`OK [UIDNEXT ${sel.uidNext}] Predicted next UID`);
+    return { code: readOnly ? 'READ-ONLY' : 'READ-WRITE', text: `${cmd.command} completed` };
+  },
+};

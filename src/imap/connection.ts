@@ -1,0 +1,543 @@
+/**
+ * One IMAP connection: the state machine of RFC 3501 §3 (not authenticated → authenticated → selected → logout),
+ * STARTTLS, the idle timeout, and the session's own view of the selected folder.
+ *
+ * Commands run one at a time in the order received. The selected folder's view (sequence numbers) changes only when
+ * the client is told: changes reported by `watch` are queued and sent as untagged EXISTS / EXPUNGE / FETCH FLAGS at
+ * command completion, or at once during IDLE. EXPUNGE is held back during FETCH, STORE and SEARCH, because the client
+ * may be using the sequence numbers it got from them (RFC 3501 §7.4.1).
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { UserEntry } from '../directory/types.js';
+import type { Logger } from '../lib/logger.js';
+import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type MessageMeta } from '../store/mailbox.js';
+import type { MailboxOwner } from '../store/types.js';
+import { ImapError, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
+import { COMMANDS } from './commands/index.js';
+import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
+import { encode, type Value } from './response.js';
+
+/** The runtime settings the IMAP server reads (satisfied by `Settings`). */
+export interface ImapSettings {
+  get(key: 'mailbox.imap' | 'mailbox.allowUnencrypted' | 'mailbox.deletedToTrash'): unknown;
+}
+
+export interface ImapDeps {
+  auth: Authenticator;
+  mailbox: MailboxAccess;
+  settings: ImapSettings;
+  hostname: string;
+  log: Logger;
+  resolveOwner: (user: UserEntry) => MailboxOwner;
+  /** Groups whose shared folders the user sees under "Shared/" (nested membership resolved by the caller). */
+  sharedGroups?: (user: UserEntry) => Promise<string[]>;
+  /** Spam training when the user moves a message into or out of Junk (spam-training.ts). */
+  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<void>;
+  secureContext?: SecureContext;
+  /** RFC 7889 APPENDLIMIT in bytes. */
+  appendLimit: number;
+  /** RFC 3501 §5.4: at least 30 minutes. */
+  idleTimeoutMs: number;
+  /** Logged-in sessions per user (by login, case-insensitive); the server shares the map between sessions. */
+  maxPerUser: number;
+  userSessions: Map<string, number>;
+}
+
+/** A mailbox name as the client sees it, resolved to whose store and which folder. */
+export interface MailboxRef {
+  name: string;
+  owner: MailboxOwner;
+  folder: string;
+  /** The group, for a shared folder. */
+  shared?: string;
+}
+
+export interface SelectedFolder {
+  /** The name the client selected. */
+  name: string;
+  owner: MailboxOwner;
+  /** The folder in the owner's store. */
+  folder: string;
+  shared?: string;
+  readOnly: boolean;
+  uidValidity: number;
+  uidNext: number;
+  /** The client's view: index + 1 is the sequence number. */
+  messages: MessageMeta[];
+  pending: FolderChange[];
+  unwatch: () => void;
+}
+
+export interface MessageRef {
+  seq: number;
+  meta: MessageMeta;
+}
+
+/** Commands read ahead of the one running before the socket is paused. */
+const MAX_QUEUED = 64;
+
+export class ImapSession {
+  state: ImapState = 'not-authenticated';
+  secure: boolean;
+  user?: UserEntry;
+  owner?: MailboxOwner;
+  /** Groups with shared folders this user may open, loaded at login. */
+  sharedGroups: string[] = [];
+  selected?: SelectedFolder;
+  enabled = new Set<string>();
+  readonly remoteAddress: string;
+  /** Set by IDLE: changes are sent as they arrive. */
+  idling = false;
+  /** Set when this session changed the selected folder (APPEND, COPY into it) so the next flush looks for EXISTS. */
+  checkExists = false;
+
+  private readonly reader: CommandReader;
+  private frames: Buffer[] = [];
+  private frameWaiter?: (frame: Buffer | null) => void;
+  private closed = false;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(
+    private socket: Socket,
+    readonly deps: ImapDeps,
+    opts: { secure: boolean },
+  ) {
+    this.secure = opts.secure;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.log = deps.log;
+    this.reader = new CommandReader({
+      frame: (data) => {
+        this.frames.push(data);
+        // A client pipelining faster than we answer is paused rather than buffered without bound.
+        if (this.frames.length > MAX_QUEUED) this.socket.pause();
+        this.wake();
+        // RFC 3501 §6.2.1 / DESIGN.md §6: nothing pipelined after STARTTLS may survive the handshake.
+        if (!this.secure && peekCommand(data).command === 'STARTTLS') return 'stop';
+      },
+      literal: (head, size, nonSync) => this.literalDecision(head, size, nonSync),
+      refused: (head, decision, nonSync) => {
+        const { tag } = peekCommand(head);
+        this.write(`${tag} ${decision.status}${decision.code ? ` [${decision.code}]` : ''} ${decision.text}\r\n`);
+        if (nonSync) this.bye('Non-synchronizing literal too large');
+      },
+      tooLong: (head) => {
+        const { tag } = peekCommand(head);
+        this.write(`${tag} BAD Line too long\r\n`);
+      },
+    });
+    this.attach(socket);
+    socket.setTimeout(deps.idleTimeoutMs, () => {
+      this.write('* BYE Autologout; idle for too long\r\n');
+      this.end();
+    });
+  }
+
+  get client(): string {
+    return this.remoteAddress;
+  }
+
+  /** LOGIN and AUTHENTICATE are refused before TLS unless the admin allowed unencrypted connections. */
+  get loginDisabled(): boolean {
+    return !this.secure && this.deps.settings.get('mailbox.allowUnencrypted') !== true;
+  }
+
+  start(): void {
+    this.write(`* OK [CAPABILITY ${this.capabilities().join(' ')}] ${this.deps.hostname} IMAP4rev1 ready\r\n`);
+    void this.run();
+  }
+
+  capabilities(): string[] {
+    const caps = ['IMAP4rev1'];
+    if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');
+    if (this.state === 'not-authenticated') {
+      if (this.loginDisabled) caps.push('LOGINDISABLED');
+      else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
+    }
+    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`);
+    return caps;
+  }
+
+  // ---- I/O ----
+
+  write(data: string | Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.write(data);
+  }
+
+  /** Waits while the socket's buffer is full, so a FETCH of a whole large folder does not pile up in memory. */
+  async drain(): Promise<void> {
+    const socket = this.socket;
+    if (this.closed || socket.destroyed || !socket.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
+  }
+
+  /** An untagged response: `* <text>` with optional data values appended. */
+  untagged(text: string, ...values: Value[]): void {
+    if (!values.length) return this.write(`* ${text}\r\n`);
+    const parts: Buffer[] = [Buffer.from(`* ${text}`)];
+    for (const v of values) parts.push(Buffer.from(' '), encode(v));
+    parts.push(Buffer.from('\r\n'));
+    this.write(Buffer.concat(parts));
+  }
+
+  continuation(text: string): void {
+    this.write(`+ ${text}\r\n`);
+  }
+
+  /** The next line from the client (SASL responses, IDLE's DONE); null when the connection closed. */
+  readLine(): Promise<Buffer | null> {
+    return this.nextFrame();
+  }
+
+  bye(text: string): void {
+    this.write(`* BYE ${text}\r\n`);
+    this.end();
+  }
+
+  /** Closes after what was written is flushed; a client that does not close its side is cut off after 5 s. */
+  end(): void {
+    if (this.closed) return;
+    const socket = this.socket;
+    this.cleanup();
+    socket.end();
+    setTimeout(() => socket.destroy(), 5000).unref();
+  }
+
+  private detach = () => {};
+
+  private attach(socket: Socket) {
+    const onData = (chunk: Buffer) => this.reader.push(chunk);
+    const onError = (err: Error) => this.log.debug({ err, client: this.client }, 'imap socket error');
+    const onClose = () => this.onClose();
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    this.detach = () => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+    };
+  }
+
+  private onClose() {
+    this.cleanup();
+    this.socket.destroy();
+  }
+
+  private cleanup() {
+    if (this.closed) return;
+    this.closed = true;
+    this.selected?.unwatch();
+    if (this.user) {
+      const key = this.user.login.toLowerCase();
+      const n = (this.deps.userSessions.get(key) ?? 1) - 1;
+      if (n > 0) this.deps.userSessions.set(key, n);
+      else this.deps.userSessions.delete(key);
+      this.log.info({ user: this.user.login, client: this.client, protocol: 'imap', result: 'ok' }, 'logout');
+    }
+    this.wake(null);
+  }
+
+  private wake(value?: null) {
+    if (!this.frameWaiter) return;
+    if (value === null) {
+      const w = this.frameWaiter;
+      this.frameWaiter = undefined;
+      w(null);
+      return;
+    }
+    const f = this.frames.shift();
+    if (f) {
+      const w = this.frameWaiter;
+      this.frameWaiter = undefined;
+      w(f);
+    }
+  }
+
+  private nextFrame(): Promise<Buffer | null> {
+    if (this.closed) return Promise.resolve(null);
+    if (this.frames.length <= MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
+    const f = this.frames.shift();
+    if (f) return Promise.resolve(f);
+    return new Promise((resolve) => (this.frameWaiter = resolve));
+  }
+
+  private literalDecision(head: Buffer, size: number, nonSync: boolean): LiteralDecision {
+    const { command } = peekCommand(head);
+    // Before login only small literals: APPENDLIMIT is for users, not for anyone who can open a connection.
+    if (command === 'APPEND' && this.state !== 'not-authenticated') {
+      // RFC 7889: refuse before the client sends the message.
+      if (size > this.deps.appendLimit) return { ok: false, status: 'NO', code: 'TOOBIG', text: 'Message too large' };
+    } else if (head.length + size > MAX_LITERAL + 8192) {
+      return { ok: false, status: 'BAD', code: 'TOOBIG', text: 'Literal too large' };
+    }
+    if (!nonSync) this.continuation('Ready for literal data');
+    return { ok: true };
+  }
+
+  // ---- Commands ----
+
+  private async run() {
+    for (;;) {
+      const frame = await this.nextFrame();
+      if (!frame) return;
+      await this.execute(frame);
+      if (this.closed) return;
+    }
+  }
+
+  private async execute(frame: Buffer) {
+    let tag = '*';
+    try {
+      const cmd = parseCommand(frame);
+      tag = cmd.tag;
+      const mod = COMMANDS.get(cmd.command);
+      if (!mod || (cmd.uid && !mod.uid)) throw new ImapError('BAD', `Unknown command ${cmd.uid ? 'UID ' : ''}${cmd.command}`);
+      if (!mod.states.includes(this.state)) throw new ImapError('BAD', `${cmd.command} not allowed now`);
+      const result = (await mod.handle(this, cmd)) ?? {};
+      // RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH (but UID variants may).
+      const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH'].includes(cmd.command);
+      if (cmd.command !== 'LOGOUT') await this.flushChanges(!holdExpunge);
+      this.complete(tag, result);
+      if (this.state === 'logout') this.end();
+    } catch (err) {
+      if (err instanceof ParseError) return this.complete(err.tag, { status: 'BAD', text: err.message });
+      if (err instanceof ImapError) return this.complete(tag, { status: err.status, code: err.code, text: err.message });
+      if (err instanceof FolderNotFound) {
+        // RFC 3501 §6.3.11 / §6.4.7: TRYCREATE tells APPEND/COPY clients the target can be created.
+        const command = peekCommand(frame).command;
+        const code = ['APPEND', 'COPY', 'MOVE'].includes(command) ? 'TRYCREATE' : 'NONEXISTENT';
+        return this.complete(tag, { status: 'NO', code, text: 'No such mailbox' });
+      }
+      if (err instanceof OverQuota) return this.complete(tag, { status: 'NO', code: 'OVERQUOTA', text: 'Quota exceeded' });
+      // Errors a store may add beyond the contract, recognised by name so the IMAP side does not import a backend.
+      const name = (err as Error | undefined)?.name;
+      if (name === 'FolderExists') return this.complete(tag, { status: 'NO', code: 'ALREADYEXISTS', text: 'Mailbox already exists' });
+      if (name === 'FolderRefused') return this.complete(tag, { status: 'NO', code: 'CANNOT', text: (err as Error).message });
+      this.log.error({ err, client: this.client, user: this.user?.login }, 'imap command failed');
+      this.complete(tag, { status: 'NO', code: 'SERVERBUG', text: 'Internal error, try again later' });
+    } finally {
+      // A STARTTLS that did not upgrade (refused, bad syntax) stopped the reader: let the client go on in clear.
+      if (!this.secure && !this.closed && peekCommand(frame).command === 'STARTTLS') this.reader.reset();
+    }
+  }
+
+  private complete(tag: string, c: Completion) {
+    if (c.sent) return;
+    this.write(`${tag} ${c.status ?? 'OK'}${c.code ? ` [${c.code}]` : ''} ${c.text ?? 'Completed'}\r\n`);
+  }
+
+  // ---- STARTTLS ----
+
+  /** Sends the tagged OK, then the handshake; everything received before it has already been discarded. */
+  startTls(tag: string): Promise<void> {
+    const ctx = this.deps.secureContext;
+    if (!ctx) throw new ImapError('BAD', 'TLS not available');
+    this.frames = [];
+    this.write(`${tag} OK Begin TLS negotiation now\r\n`);
+    const raw = this.socket;
+    this.detach();
+    raw.setTimeout(0);
+    const tlsSocket = new TLSSocket(raw, { isServer: true, secureContext: ctx });
+    this.socket = tlsSocket;
+    this.attach(tlsSocket);
+    return new Promise((resolve) => {
+      tlsSocket.once('secure', () => {
+        this.secure = true;
+        this.reader.reset();
+        resolve();
+      });
+      tlsSocket.once('error', (err) => {
+        this.log.debug({ err, client: this.client }, 'imap tls handshake failed');
+        this.onClose();
+        resolve();
+      });
+      tlsSocket.setTimeout(this.deps.idleTimeoutMs, () => {
+        this.write('* BYE Autologout; idle for too long\r\n');
+        this.end();
+      });
+    });
+  }
+
+  // ---- Login ----
+
+  /** Counts the session against the user's limit; false when the user already has too many. */
+  claimUserSlot(user: UserEntry): boolean {
+    const key = user.login.toLowerCase();
+    const n = this.deps.userSessions.get(key) ?? 0;
+    if (n >= this.deps.maxPerUser) return false;
+    this.deps.userSessions.set(key, n + 1);
+    return true;
+  }
+
+  loggedIn(user: UserEntry, master?: UserEntry): void {
+    this.user = user;
+    this.owner = this.deps.resolveOwner(user);
+    this.state = 'authenticated';
+    this.log.info(
+      { user: user.login, ...(master ? { master: master.login } : {}), client: this.client, protocol: 'imap', result: 'ok' },
+      master ? `login: master ${master.login} as user ${user.login}` : 'login',
+    );
+  }
+
+  loginFailed(login: string, result: string): void {
+    this.log.info({ user: login, client: this.client, protocol: 'imap', result }, 'login failed');
+  }
+
+  // ---- Selected folder ----
+
+  /** Loads what the login gives access to beyond the own mailbox (shared folders of the user's groups). */
+  async loadAccess(): Promise<void> {
+    if (this.user && this.deps.sharedGroups) this.sharedGroups = await this.deps.sharedGroups(this.user);
+  }
+
+  /** Resolves a client mailbox name; an unknown shared group is an unknown mailbox (FolderNotFound). */
+  resolve(name: string): MailboxRef {
+    const prefix = SHARED_PREFIX + '/';
+    if (this.sharedGroups.length && name.toLowerCase().startsWith(prefix.toLowerCase())) {
+      const rest = name.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      const groupPart = slash < 0 ? rest : rest.slice(0, slash);
+      // Group names of any case (the seed's "group names of any case work").
+      const group = this.sharedGroups.find((g) => g.toLowerCase() === groupPart.toLowerCase());
+      if (!group) throw new FolderNotFound(name);
+      const folder = slash < 0 ? 'INBOX' : rest.slice(slash + 1);
+      return { name, owner: { kind: 'shared', group }, folder: folder || 'INBOX', shared: group };
+    }
+    return { name, owner: this.owner!, folder: name };
+  }
+
+  /** The client-visible name of a folder of a shared group. */
+  sharedName(group: string, folder: string): string {
+    return folder === 'INBOX' ? `${SHARED_PREFIX}/${group}` : `${SHARED_PREFIX}/${group}/${folder}`;
+  }
+
+  async select(name: string, readOnly: boolean): Promise<SelectedFolder> {
+    this.unselect();
+    const ref = this.resolve(name);
+    const { owner } = ref;
+    const state = await this.deps.mailbox.openFolder(owner, ref.folder);
+    const sel: SelectedFolder = {
+      name,
+      owner,
+      folder: ref.folder,
+      shared: ref.shared,
+      readOnly,
+      uidValidity: state.uidValidity,
+      uidNext: state.uidNext,
+      messages: state.messages.map((m) => ({ ...m, flags: [...m.flags] })),
+      pending: [],
+      unwatch: () => {},
+    };
+    sel.unwatch = this.deps.mailbox.watch(owner, ref.folder, (change) => {
+      if (this.selected !== sel) return;
+      sel.pending.push(change);
+      if (this.idling) void this.flushChanges(true);
+    });
+    this.selected = sel;
+    this.state = 'selected';
+    return sel;
+  }
+
+  unselect(): void {
+    if (this.selected) this.selected.unwatch();
+    this.selected = undefined;
+    if (this.state === 'selected') this.state = 'authenticated';
+  }
+
+  /** Sends the queued changes of the selected folder as untagged responses (serialised: IDLE may call concurrently). */
+  flushChanges(allowExpunge: boolean): Promise<void> {
+    const run = this.flushing.then(() => this.doFlush(allowExpunge));
+    this.flushing = run.catch((err) => this.log.warn({ err, client: this.client }, 'imap: could not refresh the folder'));
+    return this.flushing;
+  }
+
+  private async doFlush(allowExpunge: boolean) {
+    const sel = this.selected;
+    if (!sel || this.closed) return;
+    const changes = sel.pending.splice(0);
+    const held: FolderChange[] = [];
+    let exists = this.checkExists;
+    this.checkExists = false;
+    for (const ch of changes) {
+      if (ch.kind === 'exists') exists = true;
+      else if (ch.kind === 'expunge') {
+        if (!allowExpunge) {
+          held.push(ch);
+          continue;
+        }
+        for (const uid of ch.uids) {
+          const i = this.indexOfUid(uid);
+          if (i < 0) continue;
+          sel.messages.splice(i, 1);
+          this.untagged(`${i + 1} EXPUNGE`);
+        }
+      } else {
+        const i = this.indexOfUid(ch.uid);
+        if (i < 0) continue;
+        const m = sel.messages[i];
+        if (sameFlags(m.flags, ch.flags)) continue;
+        m.flags = [...ch.flags];
+        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${m.flags.join(' ')}))`);
+      }
+    }
+    sel.pending.unshift(...held);
+    if (exists) {
+      const state = await this.deps.mailbox.openFolder(sel.owner, sel.folder);
+      if (this.selected !== sel) return;
+      const maxUid = sel.messages.length ? sel.messages[sel.messages.length - 1].uid : 0;
+      const added = state.messages.filter((m) => m.uid > maxUid);
+      sel.uidNext = state.uidNext;
+      if (added.length) {
+        sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
+        this.untagged(`${sel.messages.length} EXISTS`);
+        // RFC 3501 §7.3.2: RECENT accompanies EXISTS; we do not track \Recent.
+        this.untagged('0 RECENT');
+      }
+    }
+  }
+
+  indexOfUid(uid: number): number {
+    const msgs = this.selected?.messages ?? [];
+    let lo = 0;
+    let hi = msgs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = msgs[mid].uid;
+      if (u === uid) return mid;
+      if (u < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). */
+  applyExpunge(uids: number[], silent: boolean): void {
+    const sel = this.selected;
+    if (!sel) return;
+    // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
+    for (const uid of [...uids].sort((a, b) => a - b)) {
+      const i = this.indexOfUid(uid);
+      if (i < 0) continue;
+      sel.messages.splice(i, 1);
+      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
+    }
+  }
+}
+
+function sameFlags(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  const s = new Set(a);
+  return b.every((f) => s.has(f));
+}

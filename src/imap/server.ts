@@ -1,0 +1,116 @@
+/**
+ * The IMAP listener (DESIGN.md §2 `imap/`): plain with STARTTLS (143) or implicit TLS (993). Everything
+ * protocol-specific is in connection.ts and commands/; this file only builds the listener and its dependencies.
+ */
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { UserEntry } from '../directory/types.js';
+import type { Logger } from '../lib/logger.js';
+import type { MailboxAccess } from '../store/mailbox.js';
+import type { MailboxOwner } from '../store/types.js';
+import { ImapSession, type ImapSettings } from './connection.js';
+
+export interface ImapServerOptions {
+  port: number;
+  host?: string;
+  /** Implicit TLS (993) when true; STARTTLS on a plain listener otherwise. */
+  secure: boolean;
+  /** Certificate and key; without them a plain listener offers no STARTTLS (and LOGIN stays disabled). */
+  tls?: { cert: Buffer | string; key: Buffer | string };
+  auth: Authenticator;
+  mailbox: MailboxAccess;
+  settings: ImapSettings;
+  hostname: string;
+  log: Logger;
+  /** Whose mailbox a logged-in user opens; by default the user's own (by login). */
+  resolveOwner?: (user: UserEntry) => MailboxOwner;
+  /**
+   * Groups (in `directory.groupDelivery: shared` mode) whose shared folders the user may open and write, nested
+   * membership included; they appear under "Shared/<group>". Without it there is no shared namespace.
+   */
+  sharedGroups?: (user: UserEntry) => Promise<string[]>;
+  /**
+   * Teaches the spam filter when a user moves a message into Junk ('spam') or out of it ('ham'); the hook decides
+   * whether this user may teach (the seed's `spamtrainers` group) and talks to spamd. Errors are only logged.
+   */
+  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<void>;
+  /** RFC 7889 APPENDLIMIT; 50 MiB by default. */
+  appendLimit?: number;
+  /** RFC 3501 §5.4 autologout timer: at least 30 minutes (the default); tests shorten it. */
+  idleTimeoutMs?: number;
+  /** Connections from one client address (default 50: a NAT'd office shares one address). */
+  maxPerAddress?: number;
+  /** Logged-in sessions of one user (default 20: Thunderbird alone opens up to 5 per account and device). */
+  maxPerUser?: number;
+}
+
+export interface ImapServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
+  const log = opts.log.child({ component: 'imap' });
+  const secureContext = opts.tls ? createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }) : undefined;
+  if (opts.secure && !secureContext) throw new Error('imap: implicit TLS needs a certificate');
+  const sessions = new Set<ImapSession>();
+  const deps = {
+    auth: opts.auth,
+    mailbox: opts.mailbox,
+    settings: opts.settings,
+    hostname: opts.hostname,
+    log,
+    resolveOwner: opts.resolveOwner ?? ((user: UserEntry): MailboxOwner => ({ kind: 'user', login: user.login })),
+    sharedGroups: opts.sharedGroups,
+    learn: opts.learn,
+    secureContext,
+    appendLimit: opts.appendLimit ?? 50 * 1024 * 1024,
+    idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60 * 1000,
+    maxPerUser: opts.maxPerUser ?? 20,
+    userSessions: new Map<string, number>(),
+  };
+  const maxPerAddress = opts.maxPerAddress ?? 50;
+  const perAddress = new Map<string, number>();
+  const onConnection = (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = perAddress.get(address) ?? 0;
+    if (count >= maxPerAddress) {
+      log.warn({ client: address, connections: count }, 'imap: too many connections from one address');
+      socket.end('* BYE Too many connections from your address\r\n');
+      return;
+    }
+    perAddress.set(address, count + 1);
+    socket.once('close', () => {
+      const n = (perAddress.get(address) ?? 1) - 1;
+      if (n > 0) perAddress.set(address, n);
+      else perAddress.delete(address);
+    });
+    const session = new ImapSession(socket, deps, { secure: opts.secure });
+    sessions.add(session);
+    socket.once('close', () => sessions.delete(session));
+    log.debug({ client: socket.remoteAddress, secure: opts.secure }, 'imap connection');
+    session.start();
+  };
+  const server: Server = opts.secure
+    ? createTlsServer({ cert: opts.tls!.cert, key: opts.tls!.key }, onConnection)
+    : createNetServer(onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  log.info({ port, secure: opts.secure }, 'imap listening');
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.bye('Server shutting down');
+        server.close(() => resolve());
+      }),
+  };
+}
