@@ -20,6 +20,7 @@
  * carries and whose lookups only leak the LAN layout. Tests connect from 127.0.0.1: `checkPrivate: true` checks
  * those addresses too.
  */
+import { inNetworks } from '../lib/networks.js';
 import { Resolver } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from '../lib/logger.js';
@@ -154,20 +155,6 @@ function cleanReason(txt: string[][]): string | undefined {
   return s.length > 200 ? `${s.slice(0, 197)}...` : s;
 }
 
-function networks(entries: readonly string[]): BlockList {
-  const l = new BlockList();
-  for (const e of entries) {
-    const [addr, prefix] = e.split('/');
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    try {
-      if (prefix === undefined) l.addAddress(addr, type);
-      else l.addSubnet(addr, Number(prefix), type);
-    } catch {
-      /* the settings validate networks; a bad one matches nothing */
-    }
-  }
-  return l;
-}
 
 export function dnsblStage(opts: DnsblStageOptions): FilterStage {
   const timeoutMs = opts.dns.timeoutMs ?? 5000;
@@ -177,17 +164,9 @@ export function dnsblStage(opts: DnsblStageOptions): FilterStage {
   if (opts.dns.servers?.length) resolver.setServers(opts.dns.servers);
   const log = opts.log.child({ stage: 'dnsbl' });
   const lastWarned = new Map<string, number>();
-  let trustedKey = '';
-  let trusted = new BlockList();
 
   const isTrusted = (ip: string): boolean => {
-    const entries = [...opts.settings.get('smtp.relayFrom'), ...opts.settings.get('smtp.trustedNetworks')];
-    const key = entries.join(',');
-    if (key !== trustedKey) {
-      trusted = networks(entries);
-      trustedKey = key;
-    }
-    return entries.length > 0 && trusted.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+    return inNetworks([...opts.settings.get('smtp.relayFrom'), ...opts.settings.get('smtp.trustedNetworks')], ip);
   };
 
   async function queryZone(ip: string, zone: string): Promise<ZoneAnswer> {

@@ -22,8 +22,8 @@
  * Authentication-Results fields with our authserv-id that arrive with the message must be removed before
  * delivery (RFC 8601 §5); the verdict can only add fields, so that is for the SMTP data hook.
  */
+import { inNetworks } from '../lib/networks.js';
 import { Resolver } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
 import { authenticate, type AuthenticateResult, type DNSResolver } from 'mailauth';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
@@ -63,20 +63,6 @@ export type MailAuthTags = {
   fromDomain?: string;
 };
 
-function networks(entries: readonly string[]): BlockList {
-  const l = new BlockList();
-  for (const e of entries) {
-    const [addr, prefix] = e.split('/');
-    const type = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    try {
-      if (prefix === undefined) l.addAddress(addr, type);
-      else l.addSubnet(addr, Number(prefix), type);
-    } catch {
-      /* the settings validate networks; a bad one matches nothing */
-    }
-  }
-  return l;
-}
 
 function normalizeIp(ip: string): string {
   const s = ip.trim().toLowerCase().replace(/^\[|\]$/g, '');
@@ -145,19 +131,10 @@ export function mailAuthStage(opts: MailAuthStageOptions): FilterStage {
   if (opts.dns.servers?.length) dns.setServers(opts.dns.servers);
   const resolver: DNSResolver = (name, rrtype) => dns.resolve(name, rrtype as 'TXT') as Promise<string[][]>;
   const log = opts.log.child({ stage: 'mail-auth' });
-  let trustedKey = '';
-  let trusted = new BlockList();
 
   const isTrusted = (ip: string): boolean => {
     if (isLoopback(ip)) return true;
-    const entries = [...opts.settings.get('smtp.relayFrom'), ...opts.settings.get('smtp.trustedNetworks')];
-    if (!entries.length || !isIP(ip)) return false;
-    const key = entries.join(',');
-    if (key !== trustedKey) {
-      trusted = networks(entries);
-      trustedKey = key;
-    }
-    return trusted.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+    return inNetworks([...opts.settings.get('smtp.relayFrom'), ...opts.settings.get('smtp.trustedNetworks')], ip);
   };
 
   const timedOut = (ctx: FilterContext): FilterVerdict => {

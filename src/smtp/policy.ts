@@ -1,30 +1,7 @@
 /**
  * The seed's "SMTP access" page as functions: who is inside the local network, who may relay, what a valid HELO is.
  */
-import { BlockList, isIP } from 'node:net';
-
-/** A BlockList of IPs and CIDRs ("192.0.2.7", "10.0.0.0/8", "2001:db8::/32"). IPv4-mapped IPv6 clients match v4 rules. */
-export function networkList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const e of entries) {
-    const [addr, bits] = e.split('/');
-    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr, family);
-    else list.addSubnet(addr, Number(bits), family);
-  }
-  return list;
-}
-
-export function clientMatches(list: BlockList, ip: string): boolean {
-  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
-  if (v4) return list.check(v4, 'ipv4');
-  const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-  try {
-    return list.check(ip, family);
-  } catch {
-    return false;
-  }
-}
+export { clientMatches, networkList } from '../lib/networks.js';
 
 /** A HELO/EHLO argument that names a host (RFC 5321 §4.1.1.1 / RFC 1123 §5.2.5): an FQDN or an address literal. */
 export function isValidHelo(helo: string | undefined | false): boolean {

@@ -9,8 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { Settings } from '../settings/store.js';
 import { SmtpError } from '../lib/errors.js';
-import { clientMatches, networkList } from './policy.js';
-import type { BlockList } from 'node:net';
+import { inNetworks } from '../lib/networks.js';
 import type { QueueEnvelope } from '../queue/types.js';
 import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
@@ -66,27 +65,14 @@ export class Sessions {
   }
 }
 
-/** Network lists are cached per settings value, so a change made with the CLI applies at the next check. */
-const listCache = new Map<string, BlockList>();
-function list(entries: readonly string[]): BlockList {
-  const key = entries.join(',');
-  let l = listCache.get(key);
-  if (!l) {
-    if (listCache.size > 32) listCache.clear();
-    l = networkList(entries);
-    listCache.set(key, l);
-  }
-  return l;
-}
-
 /** "Allow relay from IP addresses" (printers, scanners, legacy apps). */
 export function mayRelayByAddress(settings: Settings, ip: string): boolean {
-  return clientMatches(list(settings.get('smtp.relayFrom')), ip);
+  return inNetworks(settings.get('smtp.relayFrom'), ip);
 }
 
 /** Inside the local network: authenticated, or a relay-from or trusted-network address. Loopback is not special. */
 export function fromLocalNetwork(settings: Settings, ip: string, authenticated: boolean): boolean {
-  return authenticated || mayRelayByAddress(settings, ip) || clientMatches(list(settings.get('smtp.trustedNetworks')), ip);
+  return authenticated || mayRelayByAddress(settings, ip) || inNetworks(settings.get('smtp.trustedNetworks'), ip);
 }
 
 /**
