@@ -22,10 +22,12 @@ import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { MaildirStore } from './store/maildir.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
+import { JunkRetention } from './store/retention.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
 import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
+import { startAdmin, type AdminService } from './admin/server.js';
 
 export interface Server {
   core: Core;
@@ -33,9 +35,13 @@ export interface Server {
   tls: TlsMaterial;
   store: MaildirStore;
   mailbox: MaildirMailbox;
+  /** Expunges Junk messages older than the hold period (mailbox.spamRetentionDays): at start, then hourly. */
+  retention: JunkRetention;
   spool: Spool;
   scheduler: Scheduler;
   smtp: SmtpService;
+  /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
+  admin: AdminService;
   /** Bound ports by listener name (useful with port 0). */
   ports: Record<string, number>;
   close(): Promise<void>;
@@ -165,6 +171,35 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       pop3.push(svc);
       ports[role] = svc.port;
     }
+    // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
+    const retention = new JunkRetention({ store, mailbox, settings, log });
+    retention.start();
+    // Last: the admin API and autoconfig describe the listeners above (their bound ports).
+    let admin: AdminService;
+    try {
+      admin = await startAdmin({
+        config,
+        log,
+        hostname,
+        tls,
+        settings,
+        directory: core.directory,
+        auth: core.auth,
+        spool,
+        scheduler,
+        store,
+        mailbox,
+        smtpSessions: () => smtp.sessions.size,
+        ports,
+      });
+    } catch (err) {
+      await retention.stop().catch(() => undefined);
+      await smtp.close().catch(() => undefined);
+      await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
+      throw err;
+    }
+    if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
+    if (admin.ports.http !== undefined) ports.http = admin.ports.http;
     const running = { core, scheduler };
     return {
       filtersOff,
@@ -177,7 +212,11 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       smtp,
       ports,
       mailbox,
+      retention,
+      admin,
       async close() {
+        await admin.close();
+        await retention.stop();
         await smtp.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
         await running.scheduler.stop();

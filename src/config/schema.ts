@@ -110,6 +110,12 @@ export const listenersSchema = z
     imaps: z.union([listener(2993, 'IMAP with implicit TLS (production: 993)'), z.literal(false)]).prefault({}),
     pop3: z.union([listener(2110, 'POP3 with STLS required before login (production: 110)'), z.literal(false)]).prefault({}),
     pop3s: z.union([listener(2995, 'POP3 with implicit TLS (production: 995)'), z.literal(false)]).prefault({}),
+    admin: z
+      .union([listener(8443, 'Admin HTTP API over TLS, /metrics, /healthz, /readyz (production: 8443; restrict to IT networks)'), z.literal(false)])
+      .prefault({}),
+    http: z
+      .union([listener(8080, 'Plain HTTP for client autoconfiguration: Thunderbird autoconfig, Outlook Autodiscover (production: 80)'), z.literal(false)])
+      .prefault({}),
   })
   .strict();
 
@@ -153,6 +159,21 @@ export const clamavSchema = z
   })
   .strict();
 
+/** The admin HTTP API (src/admin): who may use it. */
+export const adminSchema = z
+  .object({
+    group: z
+      .string()
+      .min(1)
+      .default('Domain Admins')
+      .describe('AD group whose members (nested membership counts) may use the admin API with their AD password'),
+    tokensFile: z
+      .string()
+      .optional()
+      .describe('API tokens for automation: one per line, "NAME SHA256HEX" or "SHA256HEX" (sha256 of the token); relative to the config file'),
+  })
+  .strict();
+
 /** spamd, spoken to with our own SPAMC/1.5 client (src/filters/spamc.ts). */
 export const spamassassinSchema = z
   .object({
@@ -191,6 +212,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    admin: adminSchema.prefault({}),
     clamav: clamavSchema.prefault({}).describe('ClamAV daemon used by the antivirus filter (filter.antivirus)'),
     spamassassin: spamassassinSchema.prefault({}).describe('SpamAssassin daemon used by the spam filter (filter.spam)'),
     dns: z
@@ -210,6 +232,7 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type DirectoryConfig = z.infer<typeof directorySchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
+export type AdminConfig = z.infer<typeof adminSchema>;
 export type ClamavConfig = z.infer<typeof clamavSchema>;
 export type SpamAssassinConfig = z.infer<typeof spamassassinSchema>;
 

@@ -1,0 +1,54 @@
+/**
+ * Per-user mail settings (the seed's Users > Services tab): custom quota, custom spam retention, forward with or
+ * without a copy kept. The users themselves live in AD; this is only what postern adds to them.
+ */
+import type { UserPatch } from '../../settings/store.js';
+import { normalizeLogin } from '../../settings/validate.js';
+import type { AdminDeps, App } from '../types.js';
+
+const countOrNull = { type: ['integer', 'null'], minimum: 0 };
+
+export function usersRoutes(app: App, deps: AdminDeps): void {
+  const { settings } = deps;
+  const view = (login: string) => ({ ...settings.effectiveUser(login), overrides: settings.getUser(login) });
+
+  app.get('/api/users', async () => ({ users: settings.listUsers().map((u) => view(u.login)) }));
+
+  app.get('/api/users/:login', async (req) => {
+    const { login } = req.params as { login: string };
+    normalizeLogin(login); // refuses `*`, `a)(|(x=*` … with a clear message
+    return view(login);
+  });
+
+  app.patch(
+    '/api/users/:login',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          minProperties: 1,
+          properties: {
+            quotaMB: countOrNull,
+            spamRetentionDays: countOrNull,
+            forward: { type: ['string', 'null'] },
+            keepCopy: { type: 'boolean' },
+          },
+          additionalProperties: false,
+        },
+      },
+    },
+    async (req) => {
+      const { login } = req.params as { login: string };
+      settings.setUser(login, req.body as UserPatch);
+      deps.log.info({ login, by: req.admin }, 'admin: user settings changed');
+      return view(login);
+    },
+  );
+
+  app.delete('/api/users/:login', async (req) => {
+    const { login } = req.params as { login: string };
+    settings.setUser(login, { quotaMB: null, spamRetentionDays: null, forward: null });
+    deps.log.info({ login, by: req.admin }, 'admin: user settings reset');
+    return view(login);
+  });
+}

@@ -1,0 +1,41 @@
+/**
+ * What the admin front end is given by the server: the core (settings, directory, authenticator), the queue, the
+ * mail store and the listeners' bound ports. Everything is read at request time, so a setting changed through the
+ * API, the CLI or another process applies to the next request and to the running protocol servers at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Activity } from './activity.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { LoadedConfig } from '../config/load.js';
+import type { CachedDirectory } from '../directory/cache.js';
+import type { Logger } from '../lib/logger.js';
+import type { TlsMaterial } from '../lib/tls.js';
+import type { Scheduler } from '../queue/scheduler.js';
+import type { Spool } from '../queue/spool.js';
+import type { Settings } from '../settings/store.js';
+import type { MaildirStore } from '../store/maildir.js';
+import type { MaildirMailbox } from '../store/maildir-mailbox.js';
+
+export interface AdminDeps {
+  config: LoadedConfig;
+  log: Logger;
+  /** Our FQDN: the server name clients are told in autoconfig. */
+  hostname: string;
+  tls: TlsMaterial;
+  settings: Settings;
+  directory: CachedDirectory;
+  auth: Authenticator;
+  spool: Spool;
+  scheduler: Scheduler;
+  store: MaildirStore;
+  mailbox: MaildirMailbox;
+  /** Current SMTP sessions (all listeners), for /metrics. */
+  smtpSessions?: () => number;
+  /** Recent deliveries and delivery counters (startAdmin makes one when absent). */
+  activity?: Activity;
+  /** Bound ports by listener name (smtp, submission, smtps, imap, imaps, pop3, pop3s), read at request time. */
+  ports: Readonly<Record<string, number>>;
+}
+
+/** Route files take the app with its default type parameters (the TLS server is cast once, in server.ts). */
+export type App = FastifyInstance;
