@@ -20,6 +20,7 @@ import { newQueueId } from './queue/id.js';
 import { Scheduler } from './queue/scheduler.js';
 import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
+import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
@@ -106,6 +107,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const filterSettings = { get: ((key: string) => (filtersOff.has(key) ? false : settings.get(key as never))) as typeof settings.get };
     const filters = buildPipeline({ config, settings: filterSettings, hostname, log });
     const dkim = new DkimSigner({ dataDir: config.dataDir, log });
+    const smtpStats = new SmtpStats();
     const smtp = await startSmtp({
       deps: {
         hostname,
@@ -118,6 +120,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         enqueue: (message, envelope) => spool.enqueue(message, envelope),
         newQueueId: () => newQueueId(),
         filters,
+        stats: smtpStats,
       },
       tls,
       listeners: config.listeners,
@@ -156,7 +159,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await learner.learn(message, kind, { by: user.login });
       },
     };
-    const imap: { close(): Promise<void> }[] = [];
+    const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
     for (const role of ['imap', 'imaps'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
@@ -190,6 +193,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         store,
         mailbox,
         smtpSessions: () => smtp.sessions.size,
+        smtpStats,
+        imapSessions: () => imap.reduce((n, s) => n + s.sessionCount(), 0),
+        pop3Sessions: () => pop3.reduce((n, s) => n + s.sessionCount(), 0),
         ports,
       });
     } catch (err) {

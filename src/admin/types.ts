@@ -31,6 +31,11 @@ export interface AdminDeps {
   mailbox: MaildirMailbox;
   /** Current SMTP sessions (all listeners), for /metrics. */
   smtpSessions?: () => number;
+  /** Messages received and refusals by step, recent refusals (src/smtp/stats.ts). */
+  smtpStats?: import('../smtp/stats.js').SmtpStats;
+  /** IMAP and POP3 connections open now. */
+  imapSessions?: () => number;
+  pop3Sessions?: () => number;
   /** Recent deliveries and delivery counters (startAdmin makes one when absent). */
   activity?: Activity;
   /** Bound ports by listener name (smtp, submission, smtps, imap, imaps, pop3, pop3s), read at request time. */

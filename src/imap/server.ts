@@ -47,6 +47,8 @@ export interface ImapServerOptions {
 
 export interface ImapServer {
   port: number;
+  /** Connections open now (for /metrics). */
+  sessionCount(): number;
   close(): Promise<void>;
 }
 
@@ -110,6 +112,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
   log.info({ port, secure: opts.secure }, 'imap listening');
   return {
     port,
+    sessionCount: () => sessions.size,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.bye('Server shutting down');

@@ -31,6 +31,8 @@ export interface Pop3Options {
 
 export interface Pop3Service {
   port: number;
+  /** Connections open now (for /metrics). */
+  sessionCount(): number;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
   log.info({ port, host: opts.host ?? '*', secure: opts.secure }, 'pop3: listening');
   return {
     port,
+    sessionCount: () => sockets.size,
     close() {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());

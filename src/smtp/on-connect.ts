@@ -24,7 +24,10 @@ export function makeOnConnect(deps: SmtpDeps, role: ListenerRole, sessions: Sess
     // Connect-phase filters (DNSBL): a listed client is refused before it can say anything.
     runFilters(deps, state, 'connect', filterContext(session, state))
       .then((err) => {
-        if (err) log.info({ event: 'reject', stage: 'connect', reply: err.message }, 'client rejected');
+        if (err) {
+          log.info({ event: 'reject', stage: 'connect', reply: err.message }, 'client rejected');
+          deps.stats?.countRejected({ listener: role, client: session.remoteAddress, stage: 'connect', reply: `${(err as { responseCode?: number }).responseCode ?? 554} ${err.message}` });
+        }
         callback(err);
       })
       .catch((err: unknown) => {

@@ -44,6 +44,7 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
         .catch((err: unknown) => {
           if (err instanceof SmtpError) {
             state.log.info({ event: 'reject', stage: 'data', reply: err.message }, 'message rejected');
+            deps.stats?.countRejected({ listener: state.role, client: session.remoteAddress, stage: 'data', from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address).join(', '), reply: `${err.code} ${err.message}` });
             return callback(err);
           }
           const disk = (err as NodeJS.ErrnoException)?.code === 'ENOSPC' || ((err as Error)?.cause as NodeJS.ErrnoException)?.code === 'ENOSPC';
@@ -122,6 +123,7 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
         if (err instanceof TempFailure) throw Object.assign(new Error(err.message), { cause: err.cause });
         throw err;
       }
+      deps.stats?.countReceived(state.role);
       state.log.info(
         { event: 'queued', queueId: id, from, to: recipients, size: full.length, bareLineEndings: bare || undefined },
         `queued as ${id}`,

@@ -18,6 +18,7 @@ export function makeOnMailFrom(deps: SmtpDeps, sessions: Sessions) {
       .then((err) => {
         if (err) {
           state.log.info({ event: 'reject', stage: 'mail', from: address.address, reply: err.message }, 'sender rejected');
+          deps.stats?.countRejected({ listener: state.role, client: session.remoteAddress, stage: 'mail', from: address.address, reply: `${err.code} ${err.message}` });
           return callback(err.temporary ? err : refuse(state, deps.limits.errorLimit, err));
         }
         callback();

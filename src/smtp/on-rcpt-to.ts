@@ -17,6 +17,7 @@ export function makeOnRcptTo(deps: SmtpDeps, sessions: Sessions) {
       .then((err) => {
         if (err) {
           state.log.info({ event: 'reject', stage: 'rcpt', from: session.envelope.mailFrom && session.envelope.mailFrom.address, to: address.address, reply: err.message }, 'recipient rejected');
+          deps.stats?.countRejected({ listener: state.role, client: session.remoteAddress, stage: 'rcpt', from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: address.address, reply: `${err.code} ${err.message}` });
           return callback(err.temporary ? err : refuse(state, deps.limits.errorLimit, err));
         }
         callback();

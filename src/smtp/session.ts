@@ -13,6 +13,7 @@ import { inNetworks } from '../lib/networks.js';
 import type { QueueEnvelope } from '../queue/types.js';
 import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
+import type { SmtpStats } from './stats.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
 
@@ -29,6 +30,8 @@ export interface SmtpDeps {
   newQueueId(): string;
   /** The content filters (src/filters); absent in tests that exercise the SMTP policy alone. */
   filters?: FilterPipeline;
+  /** Counters and recent refusals for /metrics and the dashboard. */
+  stats?: SmtpStats;
 }
 
 export interface SessionState {

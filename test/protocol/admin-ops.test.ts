@@ -114,3 +114,22 @@ test('/metrics: Prometheus text with queue depth, directory cache and SMTP sessi
     c.close();
   }
 });
+
+test('/metrics and the dashboard count SMTP messages in and refusals by step and code; IMAP/POP3 sessions', async () => {
+  const c = await RawSmtp.connect(server.ports.smtp);
+  try {
+    await c.ehlo();
+    assert.equal((await c.command('MAIL FROM:<sender@outside.example>')).code, 250);
+    assert.equal((await c.command('RCPT TO:<nobody-here@example.com>')).code, 550);
+  } finally {
+    c.close();
+  }
+  const r = await get('/metrics', 'admin:Adm1n!Secret');
+  const m = /^postern_smtp_rejected_total\{stage="rcpt",code="550",enhanced="5\.1\.1"\} (\d+)$/m.exec(r.text);
+  assert.ok(m && Number(m[1]) >= 1, r.text);
+  assert.match(r.text, /^postern_imap_sessions 0$/m);
+  assert.match(r.text, /^postern_pop3_sessions 0$/m);
+  const dash = await get('/api/dashboard', 'admin:Adm1n!Secret');
+  const rejections = JSON.parse(dash.text).recentRejections as { stage: string; to: string; reply: string }[];
+  assert.ok(rejections.some((x) => x.stage === 'rcpt' && x.to === 'nobody-here@example.com' && /^550 5\.1\.1/.test(x.reply)), JSON.stringify(rejections));
+});

@@ -60,6 +60,6 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
     users.sort((a, b) => a.login.toLowerCase().localeCompare(b.login.toLowerCase()));
     const [quota, queue] = await Promise.all([quotaUsage(deps, users), queueSize(deps)]);
     // Messages that left the queue since the server started, newest first (Bcc copies are not shown).
-    return { quota, queue, recentDeliveries: deps.activity?.recentMessages(20) ?? [] };
+    return { quota, queue, recentDeliveries: deps.activity?.recentMessages(20) ?? [], recentRejections: deps.smtpStats?.recentRejections(20) ?? [] };
   });
 }

@@ -127,6 +127,16 @@ export async function metricsText(deps: AdminDeps): Promise<string> {
     metric('postern_dsn_sent_total', 'counter', 'Delivery status notifications (bounces) sent.', [[{}, a.dsnSent]]);
   }
   if (deps.smtpSessions) metric('postern_smtp_sessions', 'gauge', 'SMTP sessions open, all listeners.', [[{}, deps.smtpSessions()]]);
+  if (deps.imapSessions) metric('postern_imap_sessions', 'gauge', 'IMAP connections open, all listeners.', [[{}, deps.imapSessions()]]);
+  if (deps.pop3Sessions) metric('postern_pop3_sessions', 'gauge', 'POP3 connections open, all listeners.', [[{}, deps.pop3Sessions()]]);
+  if (deps.smtpStats) {
+    const st = deps.smtpStats;
+    metric('postern_smtp_messages_received_total', 'counter', 'Messages accepted (250 after DATA), by listener.', [...st.received].map(([listener, n]) => [{ listener }, n]));
+    metric('postern_smtp_rejected_total', 'counter', 'SMTP refusals, by step and reply code.', [...st.rejected].map(([key, n]) => {
+      const [stage, code, enhanced] = key.split(' ');
+      return [{ stage, code, enhanced: enhanced ?? '' }, n];
+    }));
+  }
   return lines.join('\n') + '\n';
 }
 
