@@ -134,6 +134,28 @@ function seqSet(text: string): SeqRange[] {
   }
 }
 
+/** Whether a criterion looks past the header section (BODY, TEXT): otherwise only the header is parsed. */
+function needsBody(c: Criterion): boolean {
+  switch (c.op) {
+    case 'body':
+      return true;
+    case 'not':
+      return needsBody(c.c);
+    case 'or':
+      return needsBody(c.a) || needsBody(c.b);
+    case 'and':
+      return c.list.some(needsBody);
+    default:
+      return false;
+  }
+}
+
+/** The header section and the blank line that ends it (RFC 5322 §2.1), or the whole message when it has no body. */
+function headerSection(message: Buffer): Buffer {
+  const end = message.indexOf('\r\n\r\n');
+  return end < 0 ? message : message.subarray(0, end + 4);
+}
+
 function needsContent(c: Criterion): boolean {
   switch (c.op) {
     case 'header':
@@ -215,12 +237,16 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   const msgs = sel.messages;
   const maxUid = msgs.length ? msgs[msgs.length - 1].uid : 0;
   const content = needsContent(criteria);
+  // SUBJECT/FROM/HEADER/SENT* need the header only: parsing whole messages (attachments included) made a header
+  // SEARCH cost as much as a full-text one (test/bench/imap.bench.ts).
+  const body = content && needsBody(criteria);
   const out: { seq: number; meta: MessageMeta }[] = [];
   for (let i = 0; i < msgs.length; i++) {
     const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid };
     if (content) {
       try {
-        cand.tree = parseMime(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid));
+        const message = await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid);
+        cand.tree = parseMime(body ? message : headerSection(message));
       } catch {
         continue;
       }
