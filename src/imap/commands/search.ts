@@ -9,6 +9,17 @@ import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
 import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
 import { parseImapDate } from '../response.js';
+import { LRUCache } from 'lru-cache';
+
+/**
+ * Parsed header sections of messages searched recently, across sessions. A message's content never changes for a
+ * given UIDVALIDITY and UID (RFC 3501 §2.3.1.1), so an entry never goes stale; the cache is bounded by bytes.
+ * Header-only SEARCH (SUBJECT, FROM, HEADER, SENT*) then reads each file once instead of once per SEARCH.
+ */
+const headerCache = new LRUCache<string, { tree: MimeNode; bytes: number }>({
+  maxSize: 64 * 1024 * 1024,
+  sizeCalculation: (v) => v.bytes + 256,
+});
 
 export type Criterion =
   | { op: 'all' }
@@ -245,8 +256,20 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
     const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid };
     if (content) {
       try {
-        const message = await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid);
-        cand.tree = parseMime(body ? message : headerSection(message));
+        if (body) {
+          cand.tree = parseMime(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid));
+        } else {
+          const who = sel.owner.kind === 'user' ? `u:${sel.owner.login}` : `s:${sel.owner.group}`;
+          const key = `${who.toLowerCase()}\0${sel.folder}\0${sel.uidValidity}\0${msgs[i].uid}`;
+          let hit = headerCache.get(key);
+          if (!hit) {
+            // A copy: a subarray would keep the whole message (attachments included) alive in the cache.
+            const header = Buffer.from(headerSection(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid)));
+            hit = { tree: parseMime(header), bytes: header.length };
+            headerCache.set(key, hit);
+          }
+          cand.tree = hit.tree;
+        }
       } catch {
         continue;
       }
