@@ -81,6 +81,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   const hostname = serverHostname(config);
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
+  /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
+  const opened: { close(): Promise<void> }[] = [];
   try {
     core = openCore(config, log);
     const { settings } = core;
@@ -136,6 +138,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         },
       },
     });
+    opened.push(smtp);
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
     const learner = new SpamLearner({ config: config.spamassassin, settings, log });
@@ -165,6 +168,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       if (l === false) continue;
       const svc = await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapDeps });
       imap.push(svc);
+      opened.push(svc);
       ports[role] = svc.port;
     }
     for (const role of ['pop3', 'pop3s'] as const) {
@@ -172,6 +176,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       if (l === false) continue;
       const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log });
       pop3.push(svc);
+      opened.push(svc);
       ports[role] = svc.port;
     }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
@@ -232,8 +237,46 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     };
   } catch (err) {
     // A listener that cannot bind (port in use) must not leave a scheduler delivering from this dataDir.
+    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
     await scheduler?.stop().catch(() => undefined);
     await core?.close().catch(() => undefined);
-    throw err;
+    throw listenerError(config, err);
   }
+}
+
+/** A listener that could not bind: which one, on what address, and the config key that moves it. */
+export class ListenerError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly listener: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Node's EADDRINUSE / EACCES name only the address; the admin needs the listener and the key to change. The error
+ * carries the port it tried, which is the configured one (port 0 never collides).
+ */
+function listenerError(config: LoadedConfig, err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code !== 'EADDRINUSE' && e?.code !== 'EACCES' && e?.code !== 'EADDRNOTAVAIL') return err;
+  const roles = Object.entries(config.listeners).filter(
+    ([, l]) => l !== false && typeof l === 'object' && l !== null && (l as { port: number }).port === e.port,
+  );
+  if (roles.length === 0) return err;
+  const [role] = roles[0];
+  const where = `${e.address ?? (config.listeners[role as keyof LoadedConfig['listeners']] as { host?: string }).host ?? '*'}:${e.port}`;
+  const why =
+    e.code === 'EADDRINUSE'
+      ? 'the address is already in use (another postern or mail server?)'
+      : e.code === 'EACCES'
+        ? 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+        : 'the address is not on this machine';
+  return new ListenerError(
+    `listener ${role} cannot listen on ${where}: ${why}; change listeners.${role}.port or listeners.${role}.host in the config, or set listeners.${role}: false`,
+    e.code,
+    role,
+  );
 }

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
+import { EMBEDDED_HOST } from '../config/load.js';
 import { createLogger } from '../lib/logger.js';
 import { SpoolLockedError } from '../queue/lock.js';
-import { startServer } from '../server.js';
+import { ListenerError, startServer } from '../server.js';
 import type { CliContext } from './context.js';
 
 export function registerServeCommands(program: Command, ctx: CliContext, setCode: (c: number) => void): void {
@@ -16,7 +17,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       try {
         server = await startServer(config, log, { embedded: !config.source });
       } catch (err) {
-        if (!(err instanceof SpoolLockedError) && (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+        if (!(err instanceof SpoolLockedError) && !(err instanceof ListenerError)) throw err;
         ctx.err(`postern: cannot start: ${(err as Error).message}`);
         return setCode(1);
       }
@@ -38,6 +39,17 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       ctx.out(`  directory: ${config.directory.type === 'ldif' ? `LDIF ${config.directory.file}` : config.directory.urls?.join(', ')}`);
       for (const [key, why] of server.filtersOff) ctx.out(`  ${key} is off for this run: ${why}`);
       ctx.out(`  mail domains: ${settings.listDomains().map((d) => d.name).join(', ') || '(none: postern domain add NAME)'}`);
+      if (!isFqdn(server.hostname)) {
+        // RFC 5321 §4.1.1.1 / §4.1.4: the greeting and EHLO name the host by its FQDN; receivers refuse or score
+        // a bare name (Postfix's reject_non_fqdn_helo_hostname).
+        const hint = `warning: hostname "${server.hostname}" is not a fully qualified domain name; it is used in the SMTP greeting, Received: and EHLO: set hostname in the config (e.g. hostname: mail.example.com)`;
+        ctx.out(`  ${hint}`);
+        log.warn({ hostname: server.hostname }, hint);
+      }
+      if (!config.source) {
+        ctx.out(`  listening on ${EMBEDDED_HOST} only: the embedded defaults use the fixture company of fixtures/ad, whose passwords are public.`);
+        ctx.out('  To listen elsewhere, run with --config FILE (listeners.<name>.host; docker/postern.example.yaml is an example).');
+      }
       if (!config.source) {
         const inbox = join(server.store.maildirPath({ kind: 'user', login: 'john.smith' }), 'new');
         ctx.out('');
@@ -62,4 +74,11 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       await server.close();
       setCode(0);
     });
+}
+
+/** A name with at least two labels, each a valid DNS label (RFC 1123 §2.1), not an address literal. */
+export function isFqdn(name: string): boolean {
+  const labels = name.replace(/\.$/, '').split('.');
+  if (labels.length < 2 || /^\d+$/.test(labels.at(-1)!)) return false;
+  return labels.every((l) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(l));
 }

@@ -46,6 +46,23 @@ export function parseConfig(data: unknown, file = '(config)', base = process.cwd
   return { ...resolvePaths(result.data, base), source: file };
 }
 
+/** The address every listener of the embedded defaults binds to. */
+export const EMBEDDED_HOST = '127.0.0.1';
+
+/**
+ * The embedded defaults run the fixture company of fixtures/ad, whose passwords are printed in the README: its
+ * listeners must not be reachable from the network. A real configuration (`--config`) listens where it says.
+ */
+function loopbackOnly(listeners: Config['listeners']): Config['listeners'] {
+  const out: Record<string, unknown> = { ...listeners };
+  for (const [role, l] of Object.entries(listeners)) {
+    if (l !== false && typeof l === 'object' && l !== null && 'port' in l && (l as { host?: string }).host === undefined) {
+      out[role] = { ...l, host: EMBEDDED_HOST };
+    }
+  }
+  return out as Config['listeners'];
+}
+
 /**
  * `--config FILE`, else `POSTERN_CONFIG`, else the embedded defaults: the LDIF directory of fixtures/ad and data
  * under ./var, so `npm start` works on a fresh machine with no AD.
@@ -55,7 +72,7 @@ export function loadConfig(file?: string): LoadedConfig {
   if (!path) {
     const cfg = parseConfig({}, '(embedded defaults)', PACKAGE_ROOT);
     // dataDir of the embedded defaults is relative to where the admin runs postern, like any tool's ./var.
-    return { ...cfg, dataDir: resolve(process.cwd(), 'var'), source: undefined };
+    return { ...cfg, listeners: loopbackOnly(cfg.listeners), dataDir: resolve(process.cwd(), 'var'), source: undefined };
   }
   let text: string;
   try {

@@ -93,7 +93,10 @@ const listener = (port: number, what: string) =>
   z
     .object({
       port: z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
-      host: z.string().optional().describe('Address to listen on; default all addresses'),
+      host: z
+        .string()
+        .optional()
+        .describe('Address to listen on; default all addresses (the embedded defaults, with no config file, listen on 127.0.0.1 only)'),
     })
     .strict();
 

@@ -40,6 +40,20 @@ export const FILTER_PACKAGES: DebianPackage[] = [
   { binary: 'spamassassin', package: 'spamassassin' },
 ];
 
+/**
+ * The real clients the protocol and integration tiers drive, and the ones `npm start` and the README tell the user to
+ * run (swaks to send, curl to read). scripts/install-debian-deps.sh installs the same list; a test that needs one
+ * calls ensureDebianPackages in its before(), so a machine without it fails with a line naming the package instead
+ * of skipping.
+ */
+export const CLIENT_PACKAGES = {
+  mbsync: { binary: 'mbsync', package: 'isync' },
+  fetchmail: { binary: 'fetchmail', package: 'fetchmail' },
+  swaks: { binary: 'swaks', package: 'swaks' },
+  curl: { binary: 'curl', package: 'curl' },
+  kinit: { binary: 'kinit', package: 'krb5-user' },
+} satisfies Record<string, DebianPackage>;
+
 /** Files that must exist besides the binaries: samba installs fine without its recommends but cannot provision. */
 const SAMBA_DATA_FILES: { file: string; package: string }[] = [
   { file: '/usr/share/samba/setup/provision.ldif', package: 'samba-ad-provision' },
@@ -105,10 +119,10 @@ export async function ensureDebianPackages(pkgs: DebianPackage[], log: (msg: str
   const list = [...missing];
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot || !findBinary('apt-get')) {
+    // One line: it is what a reader of a failed run sees first.
     throw new Error(
-      `missing Debian packages: ${list.join(' ')}\n` +
-        `install them with: apt-get install -y --no-install-recommends ${list.join(' ')}` +
-        (isRoot ? ' (apt-get not found)' : ' (run as root and the tests install them)'),
+      `missing Debian packages: ${list.join(' ')} (install with: apt-get install -y --no-install-recommends ${list.join(' ')}` +
+        (isRoot ? '; apt-get not found)' : '; or run the tests as root and they install them)'),
     );
   }
   log(`installing Debian packages: ${list.join(' ')}`);

@@ -23,6 +23,7 @@ import { createTransport } from 'nodemailer';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
+import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
@@ -205,6 +206,8 @@ class Lines {
 describe('IMAP and POP3 with real clients, users from the Samba AD', { skip }, () => {
   let env: Env;
   before(async () => {
+    // The real clients this file drives; missing ones fail here with the package named, never a skip.
+    await ensureDebianPackages([CLIENT_PACKAGES.mbsync, CLIENT_PACKAGES.fetchmail, CLIENT_PACKAGES.curl]);
     env = await start();
   });
   after(async () => {

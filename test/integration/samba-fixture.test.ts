@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, type Entry } from 'ldapts';
 import { accountExpired, mapUser, type RawEntry } from '../../src/directory/mapping.js';
-import { findBinary } from '../harness/packages.js';
+import { CLIENT_PACKAGES, ensureDebianPackages, findBinary } from '../harness/packages.js';
 
 const env = process.env;
 const skip = env.POSTERN_TEST_AD_URL ? false : 'needs the Samba DCs: run through node --import tsx test/run.ts';
@@ -160,7 +160,8 @@ describe('Samba AD fixture (CORP.EXAMPLE)', { skip }, () => {
     }
   });
 
-  it('Kerberos: kinit john.smith works with the harness krb5.conf, a wrong password does not', { skip: !findBinary('kinit') && 'no kinit' }, () => {
+  it('Kerberos: kinit john.smith works with the harness krb5.conf, a wrong password does not', async () => {
+    await ensureDebianPackages([CLIENT_PACKAGES.kinit]);
     const dir = mkdtempSync(join(tmpdir(), 'postern-kinit-'));
     try {
       const kinit = (password: string) =>

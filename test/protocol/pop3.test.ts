@@ -22,6 +22,7 @@ import { startPop3, type Pop3Service } from '../../src/pop3/server.ts';
 import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
 import { MaildirStore } from '../../src/store/maildir.ts';
 import type { MailboxOwner } from '../../src/store/types.ts';
+import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { ROOT } from '../helpers/cli.ts';
 
 const run = promisify(execFile);
@@ -469,12 +470,7 @@ test('curl reads mail over STLS (pop3:// --ssl-reqd) and implicit TLS (pop3s://)
 });
 
 test('fetchmail fetches and deletes over STLS and over implicit TLS', async (t) => {
-  try {
-    await run('which', ['fetchmail']);
-  } catch {
-    t.skip('fetchmail is not installed');
-    return;
-  }
+  await ensureDebianPackages([CLIENT_PACKAGES.fetchmail]);
   for (const mode of ['stls', 'ssl'] as const) {
     await emptyInbox(john);
     await deliver(john, `fetch-${mode}-1`);

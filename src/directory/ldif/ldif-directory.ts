@@ -43,8 +43,13 @@ export class LdifDirectory implements Directory {
       this.raw.set(key, e);
       let mapped: DirectoryEntry;
       if (isUserEntry(e)) {
-        // AD computes memberOf from the groups' member lists; an LDIF export may or may not carry it.
-        const withMemberOf: RawEntry = { ...e, attrs: { ...e.attrs, memberof: this.parents.get(key) ?? e.attrs['memberof'] ?? [] } };
+        // AD computes memberOf from the groups' member lists; an LDIF export may or may not carry it, and may name
+        // groups the file does not define (builtin Domain Admins). Both count, as in AD: the union, once per DN.
+        const memberOf = new Map<string, string>();
+        for (const dn of [...(e.attrs['memberof'] ?? []), ...(this.parents.get(key) ?? [])]) {
+          if (!memberOf.has(dnKey(dn))) memberOf.set(dnKey(dn), dn);
+        }
+        const withMemberOf: RawEntry = { ...e, attrs: { ...e.attrs, memberof: [...memberOf.values()] } };
         const user = mapUser(withMemberOf, mapping);
         this.byLogin.set(loginKey(user.login), user);
         if (user.userPrincipalName) this.byLogin.set(loginKey(user.userPrincipalName), user);

@@ -30,6 +30,15 @@ test('the embedded defaults: LDIF directory from fixtures/ad, unprivileged ports
     assert.equal(cfg.dataDir, join(process.cwd(), 'var'));
     assert.equal(cfg.listeners.smtp && cfg.listeners.smtp.port, 2525);
     assert.equal(cfg.auth.failureDelayMs, 2000);
+    // The fixture's passwords are public: every listener of the embedded defaults is on loopback only.
+    for (const [role, l] of Object.entries(cfg.listeners)) {
+      if (l === false || typeof l !== 'object' || !('port' in l)) continue;
+      assert.equal((l as { host?: string }).host, '127.0.0.1', `listeners.${role}.host`);
+    }
+    // A configuration file still listens on every address unless it says otherwise.
+    const fromFile = parseConfig({}).listeners.smtp;
+    assert.ok(fromFile !== false);
+    assert.equal(fromFile.host, undefined);
   } finally {
     if (saved !== undefined) process.env.POSTERN_CONFIG = saved;
   }

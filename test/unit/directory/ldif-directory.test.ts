@@ -47,3 +47,16 @@ test('passwords are checked against unicodePwd; empty is refused', async () => {
   assert.equal(await dir.verifyPassword(ann, 'pw-bob'), 'invalid');
   assert.equal(await dir.verifyPassword(ann, ''), 'invalid');
 });
+
+test("a user's own memberOf and the groups that list it as member both count, as in AD", async () => {
+  // corp.ldif's admin is in Domain Admins only through memberOf (a builtin group the export does not carry) and in
+  // ITStaff through the group's member list: both memberships are kept, each once.
+  const ldif = [
+    'version: 1',
+    user(`CN=Adm,OU=Staff,${B}`, { sAMAccountName: 'adm', mail: 'adm@example.com', userAccountControl: '512', memberOf: [`CN=Domain Admins,CN=Users,${B}`, `CN=IT,OU=Groups,${B}`] }, 'pw'),
+    group(`CN=IT,OU=Groups,${B}`, { sAMAccountName: 'IT', member: [`CN=Adm,OU=Staff,${B}`] }),
+  ].join('\n\n');
+  const d = new LdifDirectory(parseLdif(ldif), 'inline', { userPrincipalNameIsAddress: true });
+  const adm = (await d.findLogin('adm'))!;
+  assert.deepEqual(adm.memberOf.sort(), [`CN=Domain Admins,CN=Users,${B}`, `CN=IT,OU=Groups,${B}`]);
+});
