@@ -278,6 +278,32 @@ export async function runChild(command: string, args: readonly string[], opts: R
   return { ...exit, stdout, stderr, timedOut, ms: Date.now() - t0 };
 }
 
+export interface ExecChildError extends Error {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  killed: boolean;
+}
+
+/**
+ * `promisify(execFile)` with the group and the deadline of runChild: resolves with the output when the command
+ * exits 0, rejects (code, signal, stdout, stderr, killed) otherwise. `timeout` in ms, default 60 s.
+ */
+export async function execChild(
+  command: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number; input?: string | Buffer; owner?: ChildOwner } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const timeoutMs = opts.timeout ?? 60_000;
+  const r = await runChild(command, args, { env: opts.env, cwd: opts.cwd, input: opts.input, owner: opts.owner, timeoutMs });
+  if (r.code === 0) return { stdout: r.stdout, stderr: r.stderr };
+  const why = r.timedOut ? `killed after ${timeoutMs} ms` : `exit ${r.code ?? r.signal}`;
+  const err = new Error(`${command} ${args.join(' ')}: ${why}\n${r.stderr.slice(-2000)}`) as ExecChildError;
+  Object.assign(err, { code: r.code, signal: r.signal, stdout: r.stdout, stderr: r.stderr, killed: r.timedOut });
+  throw err;
+}
+
 /**
  * Polls `check` every `intervalMs` until it returns something other than undefined/false, or throws after
  * `timeoutMs` with `what` in the message: the replacement for "sleep and hope".

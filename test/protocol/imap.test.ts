@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { promisify } from 'node:util';
+import { execChild } from '../harness/children.ts';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -675,7 +674,7 @@ describe('IMAP spam training', () => {
 });
 
 describe('IMAP with real clients', () => {
-  const run = promisify(execFile);
+  const run = execChild;
 
   test('curl fetches a message by UID, lists and searches over STARTTLS', async () => {
     const owner = { kind: 'user' as const, login: 'carla.fermi' };

@@ -4,14 +4,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { promisify } from 'node:util';
+import { execChild } from '../harness/children.ts';
 import { pino } from 'pino';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { FailureDelay } from '../../src/auth/failure-delay.ts';
@@ -24,7 +23,8 @@ import { MaildirStore } from '../../src/store/maildir.ts';
 import type { MailboxOwner } from '../../src/store/types.ts';
 import { ROOT } from '../helpers/cli.ts';
 
-const run = promisify(execFile);
+/** Clients (curl, fetchmail) in their own process group, killed after 60 s (test/harness/children.ts). */
+const run = execChild;
 const PASSWORD = 'Corp!Passw0rd';
 const john: MailboxOwner = { kind: 'user', login: 'john.smith' };
 const anna: MailboxOwner = { kind: 'user', login: 'anna.bianchi' };
