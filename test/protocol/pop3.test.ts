@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { execChild } from '../harness/children.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { pino } from 'pino';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { FailureDelay } from '../../src/auth/failure-delay.ts';
@@ -365,7 +366,11 @@ test('logins and logouts are logged with user, client address, protocol and resu
   await bad.cmd('USER john.smith');
   await bad.cmd('PASS nope');
   bad.close();
-  await new Promise((r) => setTimeout(r, 50));
+  // The lines are written as the sessions end, which the server learns of asynchronously.
+  await waitFor('the logout and the failed login in the log', () => {
+    const lines = logLines.filter((l) => l.component === 'pop3');
+    return lines.some((l) => l.result === 'quit') && lines.some((l) => l.result === 'invalid');
+  });
   const pop3 = logLines.filter((l) => l.component === 'pop3');
   const ok = pop3.find((l) => l.result === 'ok');
   assert.ok(ok, JSON.stringify(pop3));
@@ -425,9 +430,14 @@ test('a second session on the same maildrop is refused while the first holds it'
   assert.match(await b.cmd(`PASS ${PASSWORD}`), /^-ERR \[IN-USE\]/);
   assert.match(await a.cmd('QUIT'), /^\+OK/);
   await a.waitClosed();
-  await new Promise((r) => setTimeout(r, 20));
-  await b.cmd('USER john.smith');
-  assert.match(await b.cmd(`PASS ${PASSWORD}`), /^\+OK/);
+  // The server releases the maildrop as it learns of the close: retry (as a client would) until it has.
+  let reply = '';
+  for (const deadline = Date.now() + 10_000; !reply.startsWith('+OK') && Date.now() < deadline; ) {
+    await b.cmd('USER john.smith');
+    reply = await b.cmd(`PASS ${PASSWORD}`);
+    if (!reply.startsWith('+OK')) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.match(reply, /^\+OK/);
   b.close();
 });
 

@@ -12,9 +12,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { isAlive, waitFor, type Child } from '../../harness/children.ts';
+import { isAlive, type Child } from '../../harness/children.ts';
 import { parseTapCounts, runNodeTest, type RunNodeTestOptions, type RunNodeTestResult } from '../../harness/runner.ts';
 import { ROOT } from '../../helpers/cli.ts';
+import { waitFor } from '../../helpers/wait.ts';
 
 const FIXTURE = join(ROOT, 'test/fixtures/harness/hung-child.fixture.ts');
 /** The inner run takes 2-3 s on a quiet machine (node + tsx start, a 1 s timeout); this is the watchdog's limit. */
