@@ -49,28 +49,44 @@
  * They are shared by every test file: a test that wants "the daemon went away" should start its own with
  * startClamd() / startSpamd(); one that stops the shared one starts it again before it ends.
  *
+ * Tiers and children (test/harness/runner.ts, children.ts): unit, protocol and integration run as three
+ * `node --test` runs, one after the other (on 2 cores Node runs one file at a time anyway); the DCs, clamd and spamd
+ * start in the background meanwhile, so the integration tier does not wait for them. Each run has
+ * --test-force-exit, a per-file limit, and its own process group; what its test processes spawned is registered
+ * under POSTERN_TEST_RUN_DIR and killed after each run, so no test can keep `npm test` alive. A watchdog ends the
+ * whole run after POSTERN_TEST_WATCHDOG_MINUTES. At the end the wall time of each tier and of the setup is
+ * printed, then the counts of all tiers together (`# tests N`, `# pass N`, `# fail N` ...) and, as the very last
+ * line, `N passed, N failed`.
+ *
  * Driver settings:
  *   POSTERN_TEST_KEEP_DC=1           leave the DCs', clamd's and spamd's dirs after the run (they are printed)
  *   POSTERN_TEST_SKIP_INTEGRATION=1  do not run test/integration (e.g. not root and no Samba)
+ *   POSTERN_TEST_FILE_TIMEOUT_S      per test file limit (default 600: the longest file takes about 90 s quiet)
+ *   POSTERN_TEST_WATCHDOG_MINUTES    limit of the whole run (default 40; a quiet run takes about 5)
  *
- * Exits with the test runner's exit code.
+ * Exits non-zero if any tier failed (or was killed, or its setup failed).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLdif } from '../fixtures/ad/load.js';
+import { type Child } from './harness/children.js';
 import { startClamd, type Clamd } from './harness/clamd.js';
 import { killAllDaemons } from './harness/control.js';
 import { ensureDebianPackages, FILTER_PACKAGES, SAMBA_PACKAGES } from './harness/packages.js';
+import { COUNT_NAMES, runNodeTest, type Counts, type RunNodeTestResult } from './harness/runner.js';
 import { killAllSamba, startSambaDc, type SambaDc } from './harness/samba.js';
 import { startSpamd, type Spamd } from './harness/spamd.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TIERS = ['test/unit', 'test/protocol', 'test/integration'];
-const INTEGRATION_DIR = join(root, 'test', 'integration') + sep;
+const TIERS = ['unit', 'protocol', 'integration'] as const;
+const tierDir = (tier: string) => join(root, 'test', tier) + sep;
+const INTEGRATION_DIR = tierDir('integration');
+const FILE_TIMEOUT_MS = Number(process.env.POSTERN_TEST_FILE_TIMEOUT_S ?? 600) * 1000;
+const WATCHDOG_MS = Number(process.env.POSTERN_TEST_WATCHDOG_MINUTES ?? 40) * 60_000;
 
 /** The Administrator password of the test DCs (provision wants a complex one). */
 const DC_ADMIN_PASSWORD = 'Samba!Adm1n-2026';
@@ -268,11 +284,49 @@ function startControlServer(services: Map<string, Controllable>): Promise<{ serv
   });
 }
 
+interface Setup {
+  dcs: SambaDc[];
+  filterDaemons?: Awaited<ReturnType<typeof startFilterDaemons>>;
+  control?: Server;
+  env: Record<string, string>;
+}
+
+/** Debian packages, the two DCs, clamd, spamd and the control endpoint; fills `into` as they come up (for cleanup). */
+async function startIntegrationServices(into: Setup): Promise<void> {
+  await ensureDebianPackages([...SAMBA_PACKAGES, ...FILTER_PACKAGES], say);
+  const t0 = Date.now();
+  const [started, daemons] = await Promise.all([
+    Promise.allSettled(DCS.map((spec) => startDc(spec))),
+    Promise.allSettled([startFilterDaemons()]),
+  ]);
+  for (const s of started) if (s.status === 'fulfilled') into.dcs.push(s.value.dc);
+  if (daemons[0].status === 'fulfilled') into.filterDaemons = daemons[0].value;
+  const failed = [...started, ...daemons].find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  for (const s of started) if (s.status === 'fulfilled') Object.assign(into.env, s.value.env);
+  Object.assign(into.env, into.filterDaemons!.env);
+  say(`Samba DCs, clamd and spamd ready in ${Date.now() - t0} ms`);
+  const ctl = await startControlServer(
+    new Map<string, Controllable>([
+      ['ad2', into.dcs[1]],
+      ['clamd', into.filterDaemons!.clamd],
+      ['spamd', into.filterDaemons!.spamd],
+    ]),
+  );
+  into.control = ctl.server;
+  into.env.POSTERN_TEST_DC_CONTROL = ctl.url;
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
 async function main(): Promise<number> {
+  const t0 = Date.now();
+  const deadline = t0 + WATCHDOG_MS;
+  const loadAtStart = loadavg()[0].toFixed(2);
   const args = process.argv.slice(2);
   const passthrough = args.filter((a) => a.startsWith('-'));
   const filters = args.filter((a) => !a.startsWith('-'));
-  let files = selectTests(TIERS.flatMap((t) => findTests(join(root, t))).sort(), filters);
+  let files = selectTests(TIERS.flatMap((t) => findTests(tierDir(t))).sort(), filters);
   if (process.env.POSTERN_TEST_SKIP_INTEGRATION === '1') {
     const before = files.length;
     files = files.filter((f) => !f.startsWith(INTEGRATION_DIR));
@@ -282,15 +336,16 @@ async function main(): Promise<number> {
     say(filters.length ? 'no test files selected' : 'no test files found');
     return filters.length ? 1 : 0;
   }
+  const tiers = TIERS.map((name) => ({ name, files: files.filter((f) => f.startsWith(tierDir(name))) })).filter((t) => t.files.length > 0);
 
-  const dcs: SambaDc[] = [];
-  let filterDaemons: Awaited<ReturnType<typeof startFilterDaemons>> | undefined;
-  let control: Server | undefined;
-  let child: ChildProcess | undefined;
+  const runDir = mkdtempSync(join(tmpdir(), 'postern-test-run-'));
+  const setup: Setup = { dcs: [], env: {} };
+  let runner: Child | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
-      control?.close();
+      setup.control?.close();
+      const { dcs, filterDaemons } = setup;
       const daemons = filterDaemons ? [filterDaemons.clamd, filterDaemons.spamd] : [];
       if (process.env.POSTERN_TEST_KEEP_DC === '1') {
         await Promise.all([...dcs, ...daemons].map((d) => d.stop()));
@@ -302,74 +357,120 @@ async function main(): Promise<number> {
           ...daemons.map((d) => d.destroy().catch((err: unknown) => say(`destroy ${d.dir}: ${(err as Error).message}`))),
         ]);
       }
+      rmSync(runDir, { recursive: true, force: true });
     })());
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) {
       say(`${sig} again: exiting without cleanup`);
       killAllSamba('SIGKILL');
       killAllDaemons('SIGKILL');
-      process.exit(interrupted);
+      process.exit(interrupted); // the 'exit' hook of children.ts SIGKILLs the runner's group
     }
     interrupted = sig === 'SIGINT' ? 130 : 143;
     say(`${sig}: stopping (again to force)`);
-    // The test runner ends, a DC being provisioned fails and removes its dir; main()'s finally destroys the rest.
-    child?.kill(sig);
+    // The runner has its own process group: signal it and its test processes (they kill their children and exit);
+    // a DC being provisioned fails and removes its dir; main()'s finally destroys the rest.
+    if (runner?.running) {
+      try {
+        process.kill(-runner.pid, sig);
+      } catch {
+        /* just ended */
+      }
+    }
     killAllSamba();
     killAllDaemons();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const wall: { name: string; ms: number; note?: string }[] = [];
+  const results: RunNodeTestResult[] = [];
+  let setupFailed = false;
   try {
-    const env: Record<string, string> = {};
-    if (files.some((f) => f.startsWith(INTEGRATION_DIR))) {
-      await ensureDebianPackages([...SAMBA_PACKAGES, ...FILTER_PACKAGES], say);
-      const t0 = Date.now();
-      const [started, daemons] = await Promise.all([
-        Promise.allSettled(DCS.map((spec) => startDc(spec))),
-        Promise.allSettled([startFilterDaemons()]),
-      ]);
-      for (const s of started) if (s.status === 'fulfilled') dcs.push(s.value.dc);
-      if (daemons[0].status === 'fulfilled') filterDaemons = daemons[0].value;
-      const failed = [...started, ...daemons].find((s): s is PromiseRejectedResult => s.status === 'rejected');
-      if (failed) throw failed.reason;
-      for (const s of started) if (s.status === 'fulfilled') Object.assign(env, s.value.env);
-      Object.assign(env, filterDaemons!.env);
-      say(`Samba DCs, clamd and spamd ready in ${Date.now() - t0} ms`);
-      const ctl = await startControlServer(
-        new Map<string, Controllable>([
-          ['ad2', dcs[1]],
-          ['clamd', filterDaemons!.clamd],
-          ['spamd', filterDaemons!.spamd],
-        ]),
+    // The DCs take ~10 s to provision and start: do it while the unit and protocol tiers run.
+    let setupDone: Promise<void> | undefined;
+    if (tiers.some((t) => t.name === 'integration')) {
+      const s0 = Date.now();
+      setupDone = startIntegrationServices(setup).then(
+        () => void wall.push({ name: 'setup (DCs, clamd, spamd)', ms: Date.now() - s0, note: 'beside unit and protocol' }),
+        (err: unknown) => {
+          wall.push({ name: 'setup (DCs, clamd, spamd)', ms: Date.now() - s0, note: 'FAILED' });
+          throw err;
+        },
       );
-      control = ctl.server;
-      env.POSTERN_TEST_DC_CONTROL = ctl.url;
+      setupDone.catch(() => {}); // awaited before the integration tier; not unhandled meanwhile
     }
-    if (interrupted) return interrupted;
-    const code = await new Promise<number>((resolveCode) => {
-      child = spawn(
-        process.execPath,
-        ['--import', 'tsx', '--test', '--test-reporter=spec', ...passthrough, ...files.map((f) => relative(root, f))],
-        { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } },
-      );
-      child.on('exit', (c, signal) => resolveCode(c ?? (signal ? 128 + 2 : 1)));
-      child.on('error', (err) => {
-        say(`cannot start node --test: ${err.message}`);
-        resolveCode(1);
+    for (const tier of tiers) {
+      if (interrupted) break;
+      if (tier.name === 'integration') {
+        const w0 = Date.now();
+        try {
+          await setupDone;
+        } catch (err) {
+          if (interrupted) break;
+          say(`setup failed, integration tier not run: ${(err as Error).stack ?? String(err)}`);
+          setupFailed = true;
+          break;
+        }
+        if (Date.now() - w0 > 1000) say(`waited ${seconds(Date.now() - w0)} for the integration services`);
+        if (interrupted) break;
+      }
+      say(`${tier.name}: ${tier.files.length} test file(s)`);
+      const r = await runNodeTest({
+        name: tier.name,
+        files: tier.files.map((f) => relative(root, f)),
+        cwd: root,
+        env: { ...process.env, ...(tier.name === 'integration' ? setup.env : {}) },
+        args: passthrough,
+        runDir,
+        fileTimeoutMs: FILE_TIMEOUT_MS,
+        deadline,
+        onSpawn: (c) => (runner = c),
+        say,
       });
-    });
-    return interrupted || code;
+      runner = undefined;
+      results.push(r);
+      wall.push({ name: tier.name, ms: r.ms });
+      if (r.watchdog) {
+        say(`WATCHDOG: the whole run took longer than ${WATCHDOG_MS / 60_000} min (POSTERN_TEST_WATCHDOG_MINUTES); stopping`);
+        break;
+      }
+    }
   } finally {
+    const c0 = Date.now();
     await cleanup();
+    if (setup.dcs.length || setup.filterDaemons) wall.push({ name: 'teardown (DCs, clamd, spamd)', ms: Date.now() - c0 });
   }
+
+  // Totals last: CI reads the closing lines.
+  const total = Object.fromEntries(COUNT_NAMES.map((k) => [k, 0])) as Counts;
+  for (const r of results) for (const k of COUNT_NAMES) total[k] += r.counts?.[k] ?? 0;
+  const incomplete = results.filter((r) => !r.counts).map((r) => r.name);
+  const failedTiers = results.filter((r) => r.code !== 0 || !r.counts || r.counts.fail > 0 || r.counts.cancelled > 0).map((r) => r.name);
+  const lines = [
+    '',
+    `wall time per tier (${availableParallelism()} CPUs, load average ${loadAtStart} at the start, ${loadavg()[0].toFixed(2)} at the end):`,
+    ...wall.map((w) => `  ${w.name.padEnd(30)} ${seconds(w.ms).padStart(8)}${w.note ? `  (${w.note})` : ''}`),
+    `  ${'total'.padEnd(30)} ${seconds(Date.now() - t0).padStart(8)}`,
+    ...results.map(
+      (r) =>
+        `  ${r.name}: ${r.counts ? `${r.counts.pass} passed, ${r.counts.fail} failed, ${r.counts.cancelled} cancelled, ${r.counts.skipped} skipped` : 'no summary (the runner was killed)'}, exit ${r.code}`,
+    ),
+  ];
+  if (setupFailed) lines.push('  integration: NOT RUN (setup failed, see above)');
+  if (incomplete.length) lines.push(`  incomplete: ${incomplete.join(', ')}`);
+  lines.push(...COUNT_NAMES.map((k) => `# ${k} ${total[k]}`));
+  lines.push(`${total.pass} passed, ${total.fail + total.cancelled} failed`);
+  process.stdout.write(lines.join('\n') + '\n');
+  if (interrupted) return interrupted;
+  return failedTiers.length > 0 || setupFailed || results.length < tiers.length ? 1 : 0;
 }
 
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (interrupted) process.exit(interrupted);
-    say(`setup failed: ${(err as Error).stack ?? String(err)}`);
+    say(`driver failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);
   },
 );

@@ -3,9 +3,9 @@
  * in common: a free port, a daemon supervised as a child process group, and the control endpoint through which a
  * test process stops and starts a shared service (POSTERN_TEST_DC_CONTROL).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { spawnChild, type Child } from './children.js';
 
 // ---- control endpoint (test side) ------------------------------------------------------------------------------
 
@@ -82,22 +82,15 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Daemons started by this process; killed on exit so none outlives the test run. */
-const liveGroups = new Set<ChildProcess>();
-let exitHook = false;
-
-function killGroup(p: ChildProcess, signal: NodeJS.Signals): void {
-  if (p.pid === undefined) return;
-  try {
-    process.kill(-p.pid, signal);
-  } catch {
-    p.kill(signal);
-  }
-}
+/**
+ * Daemons started by this process. Each is its own process group through test/harness/children.ts, which also kills
+ * them on exit and, in a test process, when the test file ends, so none outlives the test run.
+ */
+const liveGroups = new Set<Child>();
 
 /** Kills every daemon started through superviseDaemon (for a test driver interrupted by a signal). */
 export function killAllDaemons(signal: NodeJS.Signals = 'SIGTERM'): void {
-  for (const p of liveGroups) killGroup(p, signal);
+  for (const p of liveGroups) void p.kill(signal);
 }
 
 /**
@@ -106,12 +99,7 @@ export function killAllDaemons(signal: NodeJS.Signals = 'SIGTERM'): void {
  * driver's own cleanup.
  */
 export function superviseDaemon(spec: DaemonSpec): Daemon {
-  if (!exitHook) {
-    exitHook = true;
-    process.on('exit', () => killAllDaemons('SIGKILL'));
-  }
-  let proc: ChildProcess | null = null;
-  let exited: Promise<void> = Promise.resolve();
+  let proc: Child | null = null;
   let exitInfo: string | null = null;
   const isRunning = () => proc !== null && exitInfo === null;
 
@@ -130,12 +118,8 @@ export function superviseDaemon(spec: DaemonSpec): Daemon {
   const stop = async (): Promise<void> => {
     const p = proc;
     if (!p || !isRunning()) return;
-    killGroup(p, 'SIGTERM');
-    const timer = setTimeout(() => killGroup(p, 'SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-    // The leader is gone; make sure no child of it lingers on the port.
-    killGroup(p, 'SIGKILL');
+    // SIGTERM to the group, SIGKILL after 10 s; then SIGKILL again so no child of the leader lingers on the port.
+    await p.stop(10_000);
   };
 
   const start = async (): Promise<number> => {
@@ -143,22 +127,14 @@ export function superviseDaemon(spec: DaemonSpec): Daemon {
     const t0 = Date.now();
     spec.beforeStart?.();
     const fd = openSync(spec.outFile, 'a');
-    const child = spawn(spec.command, spec.args, { stdio: ['ignore', fd, fd], env: spec.env ?? process.env, detached: true });
+    const child = spawnChild(spec.command, spec.args, { name: spec.name, stdio: ['ignore', fd, fd], env: spec.env ?? process.env });
     closeSync(fd);
     proc = child;
     exitInfo = null;
     liveGroups.add(child);
-    exited = new Promise<void>((resolve) => {
-      child.on('exit', (code, signal) => {
-        exitInfo = `exit ${code ?? signal}`;
-        liveGroups.delete(child);
-        resolve();
-      });
-      child.on('error', (err) => {
-        exitInfo = err.message;
-        liveGroups.delete(child);
-        resolve();
-      });
+    void child.exited.then(({ code, signal }) => {
+      exitInfo = child.error ? child.error.message : `exit ${code ?? signal}`;
+      liveGroups.delete(child);
     });
     const deadline = Date.now() + spec.readyTimeoutMs;
     for (;;) {

@@ -12,12 +12,13 @@
  * `ca: readFileSync(dc.caFile)` alone (no servername, no rejectUnauthorized: false). Without openssl Samba
  * generates its own (CN=<HOSTNAME>.<realm>, no subjectAltName): then pass `servername: dc.tlsServername` too.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Change, Attribute, Client } from 'ldapts';
+import { spawnChild, type Child } from './children.js';
 import { findBinary } from './packages.js';
 
 export interface StartSambaOptions {
@@ -79,23 +80,18 @@ export function realmToBaseDN(realm: string): string {
     .join(',');
 }
 
-/** Every live samba / samba-tool child of this process, killed on exit so no DC outlives the test run. */
-const live = new Set<ChildProcess>();
+/**
+ * Every live samba / samba-tool child of this process. Each is its own process group (test/harness/children.ts,
+ * which also kills them on exit), so no DC outlives the test run.
+ */
+const live = new Set<Child>();
 
 /**
  * Kills every samba and samba-tool process started by this module (for a test driver interrupted by SIGINT).
  * Pending startSambaDc calls then fail and remove the dirs they created; started DCs still need destroy().
  */
 export function killAllSamba(signal: NodeJS.Signals = 'SIGTERM'): void {
-  for (const p of live) p.kill(signal);
-}
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.kill('SIGKILL');
-  });
+  for (const p of live) void p.kill(signal);
 }
 
 function runSync(cmd: string, args: string[], logFile?: string): void {
@@ -110,16 +106,13 @@ function runSync(cmd: string, args: string[], logFile?: string): void {
 function runAsync(cmd: string, args: string[], logFile: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const fd = openSync(logFile, 'a');
-    const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
+    const child = spawnChild(cmd, args, { name: `${cmd} ${args.slice(0, 2).join(' ')}`, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     live.add(child);
-    child.on('error', (err) => {
+    void child.exited.then(({ code, signal }) => {
       live.delete(child);
-      reject(err);
-    });
-    child.on('exit', (code, signal) => {
-      live.delete(child);
-      if (code === 0) resolve();
+      if (child.error) reject(child.error);
+      else if (code === 0) resolve();
       else reject(new Error(`${cmd} ${args.slice(0, 3).join(' ')} failed (exit ${code ?? signal}):\n${tail(readFileSync(logFile, 'utf8'), 30)}`));
     });
   });
@@ -227,7 +220,7 @@ export async function startSambaDc(opts: StartSambaOptions): Promise<SambaDc> {
 
 /** Kills a samba still running from dir (one that answered too late). */
 function killDir(dir: string): void {
-  for (const p of live) if (p.spawnargs.some((a) => a.startsWith(dir))) p.kill('SIGKILL');
+  for (const p of live) if (p.process.spawnargs.some((a) => a.startsWith(dir))) void p.kill('SIGKILL');
 }
 
 async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
@@ -248,7 +241,6 @@ async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
   const adminDN = `CN=Administrator,CN=Users,${baseDN}`;
   const ldapsUrl = `ldaps://${host}:636`;
   const timings = { provisionMs: 0, startMs: 0 };
-  installExitHook();
 
   if (!existsSync(conf)) {
     const samba = findBinary('samba');
@@ -290,10 +282,9 @@ async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
   }
   writeFileSync(krb5Path, krb5Conf(realm, host));
 
-  let proc: ChildProcess | null = null;
-  let exited: Promise<void> = Promise.resolve();
+  let proc: Child | null = null;
 
-  const isRunning = () => proc !== null && proc.exitCode === null && proc.signalCode === null;
+  const isRunning = () => proc !== null && proc.running;
 
   const start = async (): Promise<void> => {
     if (isRunning()) return;
@@ -306,7 +297,8 @@ async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
     }
     const fd = openSync(logFile, 'a');
     // stdin stays an open pipe: samba -i exits on EOF on stdin, so it dies with this process even on SIGKILL.
-    const child = spawn(findBinary('samba') ?? 'samba', ['-s', conf, '-i', '-M', 'single'], {
+    const child = spawnChild(findBinary('samba') ?? 'samba', ['-s', conf, '-i', '-M', 'single'], {
+      name: `samba ${realm} on ${host}`,
       stdio: ['pipe', fd, fd],
       env: { ...process.env, KRB5_CONFIG: krb5Path },
     });
@@ -314,17 +306,9 @@ async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
     proc = child;
     live.add(child);
     let exitInfo: string | null = null;
-    exited = new Promise<void>((resolve) => {
-      child.on('exit', (code, signal) => {
-        exitInfo = `exit ${code ?? signal}`;
-        live.delete(child);
-        resolve();
-      });
-      child.on('error', (err) => {
-        exitInfo = err.message;
-        live.delete(child);
-        resolve();
-      });
+    void child.exited.then(({ code, signal }) => {
+      exitInfo = child.error ? child.error.message : `exit ${code ?? signal}`;
+      live.delete(child);
     });
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
     for (;;) {
@@ -345,10 +329,8 @@ async function startIn(dir: string, opts: StartSambaOptions): Promise<SambaDc> {
   const stop = async (): Promise<void> => {
     const p = proc;
     if (!p || !isRunning()) return;
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
+    // SIGTERM to samba's group, SIGKILL after 15 s.
+    await p.stop(15_000);
     log(`samba ${realm}: stopped`);
   };
 

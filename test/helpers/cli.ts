@@ -1,11 +1,11 @@
 /** Runs the postern CLI in-process (main()) or as a real process (bin/postern.js), capturing its output. */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { main } from '../../src/main.ts';
+import { runChild } from '../harness/children.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -26,21 +26,23 @@ export async function runCli(args: string[], opts: { config: string; stdin?: str
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
-/** The real executable, as an admin runs it (`npx postern ...`). */
-export function spawnCli(args: string[], opts: { config: string; stdin?: string; env?: NodeJS.ProcessEnv }): Promise<CliRun> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', opts.config, ...args], {
-      env: { ...process.env, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code: code ?? -1, out: out.trim(), err: err.trim() }));
-    child.stdin.end(opts.stdin ?? '');
+/**
+ * The real executable, as an admin runs it (`npx postern ...`), in its own process group (test/harness/children.ts).
+ * A command still running after timeoutMs (default 60 s; these take about a second) is killed, and the result says so.
+ */
+export async function spawnCli(
+  args: string[],
+  opts: { config: string; stdin?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<CliRun> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const r = await runChild(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', opts.config, ...args], {
+    name: `postern ${args.slice(0, 2).join(' ')}`,
+    env: { ...process.env, ...opts.env },
+    input: opts.stdin ?? '',
+    timeoutMs,
   });
+  const err = r.timedOut ? `${r.stderr}\n[spawnCli: killed after ${timeoutMs} ms]` : r.stderr;
+  return { code: r.code ?? -1, out: r.stdout.trim(), err: err.trim() };
 }
 
 /** Writes a YAML config into a fresh temp dataDir and returns its path. */

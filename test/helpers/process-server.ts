@@ -8,11 +8,13 @@
  *   await srv.stop();                                   // SIGTERM (clean shutdown), SIGKILL if it hangs
  *
  * stdout (the banner) and stderr (pino's JSON log lines, POSTERN_LOG_LEVEL=info by default) are captured; `logs()`
- * parses the JSON lines. A process still running when the test process exits is killed, so a failed test never
- * leaves a server behind.
+ * parses the JSON lines. The server runs in its own process group through test/harness/children.ts: it is killed
+ * when the test that started it ends (pass `owner: t`), at the latest when its test file ends, also after a timeout
+ * or a cancellation, so a failed test never leaves a server behind or keeps the run alive.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { spawnChild, type ChildOwner } from '../harness/children.ts';
 import { ROOT } from './cli.ts';
 
 export interface ProcessServerExit {
@@ -46,14 +48,11 @@ export interface ProcessServerOptions {
   env?: NodeJS.ProcessEnv;
   /** POSTERN_LOG_LEVEL for the child; default info. */
   logLevel?: string;
-  /** How long to wait for the banner; default 20 s. */
+  /** How long to wait for the banner; default 30 s (about 1 s on a quiet machine, several under load). */
   timeoutMs?: number;
+  /** The test whose end kills the server (t); without it, the end of the test file does. */
+  owner?: ChildOwner;
 }
-
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
-});
 
 /** `  smtp       127.0.0.1:2525` (src/cli/serve.ts): role, then host:port, the port after the last colon. */
 const LISTENER_LINE = /^ {2}(smtp|submission|smtps|imap|imaps|pop3|pop3s|admin|http)\s+(\S+):(\d+)$/;
@@ -62,30 +61,23 @@ const BANNER_END = /^ {2}mail domains: /m;
 
 export function startProcessServer(configFile: string, opts: ProcessServerOptions = {}): Promise<ProcessServer> {
   const t0 = Date.now();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', configFile, 'serve'], {
+  const proc = spawnChild(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', configFile, 'serve'], {
+    name: `postern serve (${configFile})`,
+    owner: opts.owner,
     cwd: ROOT,
     env: { ...process.env, POSTERN_LOG_LEVEL: opts.logLevel ?? 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  running.add(child);
+  const child = proc.process;
   let out = '';
   let err = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<ProcessServerExit>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    });
-  });
-
-  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<ProcessServerExit> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    return exited;
-  };
+  const exited = proc.exited;
+  const kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<ProcessServerExit> => proc.kill(signal);
 
   return new Promise<ProcessServer>((resolve, reject) => {
-    const timeoutMs = opts.timeoutMs ?? 20_000;
+    const timeoutMs = opts.timeoutMs ?? 30_000;
     const fail = (why: string) => {
       cleanup();
       void kill('SIGKILL');
@@ -124,14 +116,7 @@ export function startProcessServer(configFile: string, opts: ProcessServerOption
           }),
         exited,
         kill,
-        async stop(graceMs = 5000) {
-          if (child.exitCode !== null || child.signalCode !== null) return exited;
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-          const r = await exited;
-          clearTimeout(t);
-          return r;
-        },
+        stop: (graceMs = 5000) => proc.stop(graceMs),
       });
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => fail(`exited before listening (code ${code}, signal ${signal})`);

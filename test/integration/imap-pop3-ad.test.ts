@@ -10,7 +10,6 @@
  *   - imapflow: moving into Junk teaches spamd only for members of `spamtrainers` (when the driver's spamd runs).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -24,6 +23,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
 import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
+import { runChild } from '../harness/children.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
@@ -124,18 +124,10 @@ interface Run {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      { env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
+/** A client (curl, mbsync, fetchmail) in its own process group, killed after timeoutMs (test/harness/children.ts). */
+async function run(cmd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+  const r = await runChild(cmd, args, { env: { ...process.env, ...opts.env }, timeoutMs: opts.timeoutMs ?? 60_000 });
+  return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 function curl(args: string[]): Promise<Run> {

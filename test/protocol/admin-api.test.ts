@@ -495,7 +495,7 @@ describe('dashboard', () => {
     // The queue tests above delivered two messages and deleted two: the scheduler reports that just after the mail
     // is on disk (and a deletion at its next scan), so wait for the four.
     let r = await get('/api/dashboard');
-    for (let i = 0; i < 100 && r.json.recentDeliveries.length < 4; i++) {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && r.json.recentDeliveries.length < 4; ) {
       await new Promise((res) => setTimeout(res, 20));
       r = await get('/api/dashboard');
     }

@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { promisify } from 'node:util';
+import { execChild } from '../harness/children.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -340,13 +340,12 @@ describe('IMAP with imapflow over STARTTLS', () => {
       const seen = new Promise<number>((resolve) => watcher.on('exists', (data: { count: number }) => resolve(data.count)));
       // idle() resolves only when IDLE ends (the next command breaks it): start it, wait for "+ idling".
       const idling = watcher.idle().catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.ok(watcher.idling);
+      await waitFor('the watcher to be idling', () => watcher.idling);
       const other = client();
       await other.connect();
       await other.append('INBOX', 'From: anna@example.com\r\nSubject: ping\r\n\r\nping\r\n');
       await other.logout();
-      const count = await Promise.race([seen, new Promise<number>((_, reject) => setTimeout(() => reject(new Error('no EXISTS during IDLE')), 3000).unref())]);
+      const count = await Promise.race([seen, new Promise<number>((_, reject) => setTimeout(() => reject(new Error('no EXISTS during IDLE')), 15_000).unref())]);
       assert.equal(count, before + 1);
       void idling;
     } finally {
@@ -522,7 +521,8 @@ describe('IMAP policy', () => {
     await c.command('g1', 'LOGIN john.smith wrong');
     await c.command('g2', `LOGIN john.smith "${PASSWORD}"`);
     await c.command('g3', 'LOGOUT');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The logout line is written as the session ends, which the server learns of asynchronously.
+    await waitFor('the logout in the log', () => logLines.some((l) => l.component === 'imap' && l.msg === 'logout' && l.user === 'john.smith'));
     const imap = logLines.filter((l) => l.component === 'imap' && l.protocol === 'imap');
     const failed = imap.find((l) => l.msg === 'login failed' && l.user === 'john.smith');
     assert.ok(failed, 'failed login logged');
@@ -664,7 +664,7 @@ describe('IMAP spam training', () => {
     assert.match(await c.command('k5', 'UID MOVE 1 INBOX'), /^k5 OK/m);
     assert.match(await c.command('k6', 'UID MOVE 2 Trash'), /^k6 OK/m);
     c.close();
-    const deadline = Date.now() + 2000;
+    const deadline = Date.now() + 10_000;
     while (learned.filter((l) => l.user === 'mario.rossi').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(
@@ -675,7 +675,7 @@ describe('IMAP spam training', () => {
 });
 
 describe('IMAP with real clients', () => {
-  const run = promisify(execFile);
+  const run = execChild;
 
   test('curl fetches a message by UID, lists and searches over STARTTLS', async () => {
     const owner = { kind: 'user' as const, login: 'carla.fermi' };

@@ -4,14 +4,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { promisify } from 'node:util';
+import { execChild } from '../harness/children.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { pino } from 'pino';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { FailureDelay } from '../../src/auth/failure-delay.ts';
@@ -25,7 +25,8 @@ import type { MailboxOwner } from '../../src/store/types.ts';
 import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { ROOT } from '../helpers/cli.ts';
 
-const run = promisify(execFile);
+/** Clients (curl, fetchmail) in their own process group, killed after 60 s (test/harness/children.ts). */
+const run = execChild;
 const PASSWORD = 'Corp!Passw0rd';
 const john: MailboxOwner = { kind: 'user', login: 'john.smith' };
 const anna: MailboxOwner = { kind: 'user', login: 'anna.bianchi' };
@@ -366,7 +367,11 @@ test('logins and logouts are logged with user, client address, protocol and resu
   await bad.cmd('USER john.smith');
   await bad.cmd('PASS nope');
   bad.close();
-  await new Promise((r) => setTimeout(r, 50));
+  // The lines are written as the sessions end, which the server learns of asynchronously.
+  await waitFor('the logout and the failed login in the log', () => {
+    const lines = logLines.filter((l) => l.component === 'pop3');
+    return lines.some((l) => l.result === 'quit') && lines.some((l) => l.result === 'invalid');
+  });
   const pop3 = logLines.filter((l) => l.component === 'pop3');
   const ok = pop3.find((l) => l.result === 'ok');
   assert.ok(ok, JSON.stringify(pop3));
@@ -426,9 +431,14 @@ test('a second session on the same maildrop is refused while the first holds it'
   assert.match(await b.cmd(`PASS ${PASSWORD}`), /^-ERR \[IN-USE\]/);
   assert.match(await a.cmd('QUIT'), /^\+OK/);
   await a.waitClosed();
-  await new Promise((r) => setTimeout(r, 20));
-  await b.cmd('USER john.smith');
-  assert.match(await b.cmd(`PASS ${PASSWORD}`), /^\+OK/);
+  // The server releases the maildrop as it learns of the close: retry (as a client would) until it has.
+  let reply = '';
+  for (const deadline = Date.now() + 10_000; !reply.startsWith('+OK') && Date.now() < deadline; ) {
+    await b.cmd('USER john.smith');
+    reply = await b.cmd(`PASS ${PASSWORD}`);
+    if (!reply.startsWith('+OK')) await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.match(reply, /^\+OK/);
   b.close();
 });
 

@@ -113,14 +113,25 @@ describe('the 250 and the queue', () => {
     // A slow disk under the store too, so that the event arrives while the first attempt is still delivering.
     const { spool, store } = server;
     const emit = spool.emit;
+    // Counted, so the test waits for the late events and the attempts they start instead of sleeping past them.
+    let pending = 0;
     spool.emit = ((...args: unknown[]) => {
-      setTimeout(() => Reflect.apply(emit, spool, args), 300);
+      pending++;
+      setTimeout(() => {
+        Reflect.apply(emit, spool, args);
+        pending--;
+      }, 300);
       return true;
     }) as typeof spool.emit;
     const deliver = store.deliver.bind(store);
     store.deliver = async (...args: Parameters<typeof store.deliver>) => {
-      await sleep(400);
-      return deliver(...args);
+      pending++;
+      try {
+        await sleep(400);
+        return await deliver(...args);
+      } finally {
+        pending--;
+      }
     };
     t.after(() => {
       spool.emit = emit;
@@ -128,8 +139,11 @@ describe('the 250 and the queue', () => {
     });
     const subject = unique('late event');
     await fromOutside(['mario@example.com'], subject);
-    await sleep(1000); // past the late event and any attempt it starts
     await waitForEmptyQueue(server);
+    // Past the late event and any attempt it starts: a second copy could only come from those.
+    for (const deadline = Date.now() + 20_000; pending > 0; await sleep(25)) {
+      assert.ok(Date.now() < deadline, `${pending} late event(s) or delivery attempt(s) still pending after 20 s`);
+    }
     assert.equal(withSubject('mario.rossi', subject).length, 1);
   });
 

@@ -5,12 +5,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { CLIENT_PACKAGES, ensureDebianPackages, findBinary } from '../harness/packages.ts';
+import { runChild } from '../harness/children.ts';
 import { RawSmtp, sendRaw } from '../helpers/raw-smtp.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import {
@@ -39,13 +39,10 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** swaks (Debian package) when installed: a second, independent client. Async: the server runs in this process. */
 const swaksPath = () => findBinary('swaks') ?? 'swaks';
-function swaks(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(swaksPath(), args, { timeout: 15_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, out: stdout + stderr });
-    });
-  });
+async function swaks(args: string[]): Promise<{ code: number; out: string }> {
+  // About 0.3 s quiet; its own process group, killed after 45 s (test/harness/children.ts).
+  const r = await runChild(swaksPath(), args, { timeoutMs: 45_000 });
+  return { code: r.code ?? 1, out: r.stdout + r.stderr };
 }
 
 describe('port 25 (other servers)', () => {

@@ -3,13 +3,13 @@
  * real client (curl), over STLS and over implicit TLS, with the same UIDL identity both times.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execChild } from '../harness/children.ts';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
-const run = promisify(execFile);
+/** curl in its own process group, killed after 60 s (test/harness/children.ts). */
+const run = execChild;
 
 describe('SMTP in, POP3 out', () => {
   let server: TestServer;

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
+import { execChild, runChild } from '../../harness/children.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../src/lib/logger.ts';
@@ -13,7 +12,7 @@ import { FolderExists, FolderRefused, MaildirMailbox, quotaFromSettings } from '
 import { MaildirStore } from '../../../src/store/maildir.ts';
 import type { MailboxOwner } from '../../../src/store/types.ts';
 
-const run = promisify(execFile);
+const run = execChild;
 const alice: MailboxOwner = { kind: 'user', login: 'alice' };
 const bob: MailboxOwner = { kind: 'user', login: 'bob' };
 const sales: MailboxOwner = { kind: 'shared', group: 'Sales' };
@@ -460,15 +459,12 @@ test('Dovecot pointed at the same Maildir sees the same flags, internal date, fo
     'f LOGOUT',
     '',
   ].join('\r\n');
-  const child = execFile(
+  // Dovecot's imap answers in well under a second; the group is killed after 30 s.
+  const { stdout: out } = await runChild(
     'runuser',
     ['-u', 'nobody', '--', 'env', 'USER=alice', `HOME=${join(base, 'home')}`, imapBin, '-c', conf],
-    { timeout: 10_000 },
+    { input: script, timeoutMs: 30_000 },
   );
-  child.stdin!.end(script);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise((resolve) => child.on('close', resolve));
   assert.match(out, /\* LSUB \(\) "\/" Archive\/2024/);
   assert.match(out, /\* 1 FETCH \(FLAGS \(\\Flagged \\Seen \\Recent\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: m0/);
   assert.match(out, /\* 2 FETCH \(FLAGS \(\\Answered \\Deleted \\Draft \\Recent\)/);
