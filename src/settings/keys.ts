@@ -365,6 +365,14 @@ export const SETTING_DEFS = {
     YES_NO,
     'Offer SMTP AUTH on port 25 too (clients should use 587/465). Default no.',
   ),
+  'smtp.masterUserAuth': def(
+    'SMTP access',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Accept the master-user login ("john*admin", see mailbox.masterUser) on SMTP AUTH too. The seed\'s master user is an IMAP/POP3 feature: by default SMTP AUTH refuses it, so the admin password cannot send mail as every user. Default no.',
+  ),
   'smtp.heloHost': def(
     'SMTP access',
     'string',

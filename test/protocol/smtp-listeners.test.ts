@@ -198,8 +198,30 @@ describe('port 587 (submission)', () => {
     }
   });
 
-  test('the master login "john.smith*admin" works only while mailbox.masterUser is on, and acts as john.smith', async (t) => {
+  test('refuses the master login "john.smith*admin" on SMTP AUTH while mailbox.masterUser is on but smtp.masterUserAuth is off', async (t) => {
+    server.core.settings.set('mailbox.masterUser', true);
+    t.after(() => server.core.settings.set('mailbox.masterUser', false));
+    assert.equal(server.core.settings.get('smtp.masterUserAuth'), false, 'off by default');
+    for (const listener of ['submission', 'smtps'] as const) {
+      const c = await rawClient(server, listener);
+      try {
+        if (listener === 'submission') {
+          await c.starttls();
+          await c.ehlo();
+        }
+        assert.equal((await c.authPlain('john.smith*admin', ADMIN_PASSWORD)).code, 535, listener);
+        // The ordinary logins still work on the same connection.
+        assert.equal((await c.authPlain('john.smith', PASSWORD)).code, 235, listener);
+      } finally {
+        c.close();
+      }
+    }
+  });
+
+  test('the master login "john.smith*admin" works only while mailbox.masterUser and smtp.masterUserAuth are on, and acts as john.smith', async (t) => {
     const master = { user: 'john.smith*admin', pass: ADMIN_PASSWORD };
+    server.core.settings.set('smtp.masterUserAuth', true);
+    t.after(() => server.core.settings.set('smtp.masterUserAuth', false));
     const off = await rawClient(server, 'submission');
     try {
       await off.starttls();
