@@ -10,6 +10,7 @@ import { SettingsError } from './errors.js';
 import {
   normalizeAddress,
   normalizeAddressOrDomain,
+  normalizeCaFile,
   normalizeDomain,
   normalizeExtension,
   normalizeHost,
@@ -197,6 +198,23 @@ export const SETTING_DEFS = {
     'starttls',
     'one of starttls, tls, none',
     'Encryption to the smarthost: starttls (required STARTTLS, usually port 587), tls (implicit TLS, usually port 465) or none. Default starttls.',
+  ),
+  'smarthost.caFile': def(
+    'Messages',
+    'string',
+    orNull(normalized((s) => normalizeCaFile(s, 'smarthost CA file'))),
+    null,
+    'an absolute path to a PEM file of CA certificates, or empty for the system CAs only',
+    'CA certificates (PEM) trusted for the smarthost\'s certificate besides the system ones, e.g. a company CA. Checked when set; re-read at each delivery. Empty = the system CAs only.',
+    { nullable: true },
+  ),
+  'smarthost.verify': def(
+    'Messages',
+    'boolean',
+    bool,
+    true,
+    YES_NO,
+    'Verify the smarthost\'s certificate (name and CA). The smarthost gets our credentials: turn off only for a smarthost on a trusted network with a certificate that cannot be verified. Default yes.',
   ),
 
   // --- Email > Filter ----------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
  * next hops, networks. Each function returns the stored form (lower-case where the comparison is case-insensitive)
  * or throws SettingsError('invalid') with a message naming what was expected.
  */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
 import { domainToASCII } from 'node:url';
 import { loginKey } from '../directory/types.js';
 import { invalid } from './errors.js';
@@ -38,6 +41,29 @@ function hostName(input: string, what: string, opts: { fqdn: boolean }): string 
 /** A mail domain: an FQDN (at least two labels), lower-case. */
 export function normalizeDomain(input: string, what = 'domain'): string {
   return hostName(input, what, { fqdn: true });
+}
+
+/**
+ * A PEM file of CA certificates (smarthost.caFile): an absolute path to a readable file holding at least one
+ * certificate. Checked when set, so a typo is refused now rather than found as deferred mail later.
+ */
+export function normalizeCaFile(input: string, what = 'CA file'): string {
+  const path = input.trim();
+  if (!isAbsolute(path)) throw invalid(`${JSON.stringify(input)} is not a valid ${what}: expected an absolute path to a PEM file`);
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw invalid(`${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (!blocks.length) throw new Error('no "BEGIN CERTIFICATE" block');
+    for (const b of blocks) new X509Certificate(b);
+  } catch (err) {
+    throw invalid(`${what} ${path} is not a PEM certificate file: ${(err as Error).message}`);
+  }
+  return path;
 }
 
 /** A host name (single label allowed, e.g. an internal server) or an IP address. */
