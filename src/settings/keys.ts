@@ -12,7 +12,7 @@ import {
   normalizeAddressOrDomain,
   normalizeCaFile,
   normalizeDomain,
-  normalizeExtension,
+  normalizeAttachmentType,
   normalizeHost,
   normalizeNetwork,
 } from './validate.js';
@@ -237,10 +237,10 @@ export const SETTING_DEFS = {
   'filter.attachments.custom': def(
     'Filter',
     'list',
-    list(normalizeExtension),
+    list(normalizeAttachmentType),
     [],
-    'a comma-separated list of file extensions',
-    'Refuse messages with attachments of these file extensions (e.g. iso,img). Default none.',
+    'a comma-separated list of types recognised by content (file-type names such as rtf, swf, dmg, sqlite; see the error for the full list)',
+    'Refuse messages with attachments of these types, recognised by content, never by name (e.g. rtf,swf). Only types that detection by content can recognise are accepted: scripts such as bat, js, vbs are plain text and can never be found. Default none.',
   ),
   'filter.attachments.officeAsArchive': def(
     'Filter',

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { domainToASCII } from 'node:url';
 import { loginKey } from '../directory/types.js';
+import { DETECTABLE_TYPES, PLAIN_TEXT_TYPES } from '../filters/content-types.js';
 import { invalid } from './errors.js';
 
 export { loginKey };
@@ -182,6 +183,21 @@ export function normalizeNetwork(input: string): string {
 /** A file extension for the custom attachment block list: `iso`, `.iso` or `*.iso`, stored as `iso`. */
 export function normalizeExtension(input: string): string {
   const s = input.trim().toLowerCase().replace(/^\*?\./, '');
-  if (!/^[a-z0-9_-]{1,16}$/.test(s)) throw invalid(`${JSON.stringify(input)} is not a file extension: expected e.g. iso or .iso`);
+  if (!/^[a-z0-9_-]{1,16}(\.[a-z0-9_-]{1,16})?$/.test(s)) throw invalid(`${JSON.stringify(input)} is not a file extension: expected e.g. rtf or .rtf`);
   return s;
+}
+
+/**
+ * An entry of `filter.attachments.custom`: a type the attachment filter can recognise by its content (the seed:
+ * "file types by looking at their contents, regardless of the file attachment name"). A type it can never find —
+ * a script, plain text without a magic number — would be a setting that silently does nothing, so it is refused
+ * with the list of what can be recognised.
+ */
+export function normalizeAttachmentType(input: string): string {
+  const s = normalizeExtension(input);
+  if (DETECTABLE_TYPES.has(s)) return s;
+  const why = PLAIN_TEXT_TYPES.has(s)
+    ? `${s} files are plain text with no magic number, so they can never be recognised by content (scripts are the antivirus' job)`
+    : `${s} is not a type that detection by content recognises`;
+  throw invalid(`${JSON.stringify(input)}: ${why}; the types recognised by content are: ${[...DETECTABLE_TYPES].sort().join(', ')}`);
 }
