@@ -211,6 +211,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     }
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
     if (admin.ports.http !== undefined) ports.http = admin.ports.http;
+    if (admin.ports.https !== undefined) ports.https = admin.ports.https;
     const running = { core, scheduler };
     return {
       filtersOff,

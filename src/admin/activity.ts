@@ -14,11 +14,23 @@ export interface RecentMessage {
   dsnId: string | null;
 }
 
+/** A hidden (always-Bcc) copy that could not be delivered: not in any DSN, so it is shown to the admin here. */
+export interface BccFailure {
+  id: string;
+  /** The Bcc address (or the list member it expanded to). */
+  address: string;
+  /** The recipient it was a copy of. */
+  copyOf: string | null;
+  lastResult: string | null;
+  at: string;
+}
+
 const KEEP = 100;
 
 export class Activity {
-  readonly counters = { finished: 0, deleted: 0, recipientsDelivered: 0, recipientsFailed: 0, deferredAttempts: 0, dsnSent: 0 };
+  readonly counters = { finished: 0, deleted: 0, recipientsDelivered: 0, recipientsFailed: 0, deferredAttempts: 0, dsnSent: 0, bccFailed: 0 };
   private readonly recent: RecentMessage[] = [];
+  private readonly bccFailures: BccFailure[] = [];
 
   private readonly onFinished = (ev: FinishedEvent) => {
     if (ev.reason === 'vanished' || !ev.envelope) {
@@ -32,6 +44,12 @@ export class Activity {
     for (const r of e.recipients) {
       if (r.state === 'delivered') this.counters.recipientsDelivered++;
       else if (r.state === 'failed') this.counters.recipientsFailed++;
+      // The sender never hears of a Bcc copy (RFC 3461 §6.2 hides it from DSNs): without this the admin would not either.
+      if (r.state === 'failed' && r.hidden) {
+        this.counters.bccFailed++;
+        this.bccFailures.unshift({ id: e.id, address: r.address, copyOf: r.parent ?? null, lastResult: r.lastResult ?? null, at: new Date().toISOString() });
+        if (this.bccFailures.length > KEEP) this.bccFailures.length = KEEP;
+      }
     }
     this.push({
       id: e.id,
@@ -60,6 +78,11 @@ export class Activity {
   /** Newest first. */
   recentMessages(limit = 20): RecentMessage[] {
     return this.recent.slice(0, limit);
+  }
+
+  /** Bcc copies that bounced, newest first. */
+  recentBccFailures(limit = 20): BccFailure[] {
+    return this.bccFailures.slice(0, limit);
   }
 
   stop(): void {

@@ -5,6 +5,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidQueueIdError } from '../queue/id.js';
 import { SettingsError } from '../settings/errors.js';
+import { UnknownReferenceError } from '../settings/references.js';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -63,6 +64,8 @@ function validationMessage(context: string | undefined, errors: AjvError[]): { m
 export function makeErrorHandler(log: Logger) {
   return (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply) => {
     if (err instanceof HttpError) return reply.code(err.statusCode).send(errorBody(err.statusCode, err.message, err.field));
+    // Something the directory does not know: a bad value in the request (400), not a missing resource.
+    if (err instanceof UnknownReferenceError) return reply.code(400).send(errorBody(400, err.message, err.key));
     if (err instanceof SettingsError) {
       const code = err.code === 'exists' ? 409 : err.code === 'not-found' ? 404 : 400;
       return reply.code(code).send(errorBody(code, err.message, err.key));

@@ -1,6 +1,6 @@
 /**
  * The admin front end (issue 6): the admin HTTP API over TLS on the `admin` listener, and client autoconfiguration
- * on the plain `http` listener. Both are fastify apps built from AdminDeps; `routes` lists what each registered,
+ * on the public `http` and `https` listeners. Both are fastify apps built from AdminDeps; `routes` lists what each registered,
  * so a test can hold them against schema/openapi.json.
  *
  * Admin listener: /healthz and /readyz without credentials; every other route (the API under /api, /metrics)
@@ -108,23 +108,32 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   return { app, routes };
 }
 
-/** The plain-HTTP app: autoconfig and Autodiscover only (Outlook spells the path in any case). */
-export function buildHttpApp(deps: AdminDeps): AdminApp {
+/**
+ * The public client-autoconfiguration app: autoconfig and Autodiscover only (Outlook spells the path in any case).
+ * Plain HTTP (`http` listener) unless `https` is given (`https` listener, the server's certificate).
+ */
+export function buildHttpApp(deps: AdminDeps, opts: { https?: { cert: Buffer; key: Buffer } } = {}): AdminApp {
   const log = deps.log.child({ component: 'autoconfig' });
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, routerOptions: { caseSensitive: false } }) as unknown as App;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    routerOptions: { caseSensitive: false },
+    ...(opts.https ? { https: opts.https } : {}),
+  }) as unknown as App;
   const routes = collectRoutes(app);
   common(app, { ...deps, log });
   // Autodiscover requests are XML; any body is taken as text and only <EMailAddress> is read from it.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-  autoconfigRoutes(app, { ...deps, log });
+  autoconfigRoutes(app, { ...deps, log }, { secure: opts.https !== undefined });
   return { app, routes };
 }
 
 export interface AdminService {
-  /** Bound ports: `admin` and/or `http`, for the listeners configured. */
-  ports: { admin?: number; http?: number };
+  /** Bound ports: `admin`, `http` and/or `https`, for the listeners configured. */
+  ports: { admin?: number; http?: number; https?: number };
   admin?: AdminApp;
   http?: AdminApp;
+  https?: AdminApp;
   close(): Promise<void>;
 }
 
@@ -141,7 +150,7 @@ async function listen(app: FastifyInstance, l: { port: number; host?: string }):
   return typeof addr === 'object' && addr ? addr.port : l.port;
 }
 
-/** Starts the admin (TLS) and http (plain) listeners that the configuration has. */
+/** Starts the admin (TLS), http (plain) and https (autoconfig over TLS) listeners that the configuration has. */
 export async function startAdmin(input: AdminDeps): Promise<AdminService> {
   const own = input.activity ? undefined : new Activity(input.scheduler);
   const deps: AdminDeps = { ...input, activity: input.activity ?? own };
@@ -154,7 +163,7 @@ export async function startAdmin(input: AdminDeps): Promise<AdminService> {
     },
   };
   try {
-    const { admin, http } = deps.config.listeners;
+    const { admin, http, https } = deps.config.listeners;
     if (admin !== false) {
       svc.admin = buildAdminApp(deps, { https: { cert: deps.tls.cert, key: deps.tls.key } });
       started.push(svc.admin);
@@ -164,6 +173,11 @@ export async function startAdmin(input: AdminDeps): Promise<AdminService> {
       svc.http = buildHttpApp(deps);
       started.push(svc.http);
       svc.ports.http = await listen(svc.http.app, http);
+    }
+    if (https !== false) {
+      svc.https = buildHttpApp(deps, { https: { cert: deps.tls.cert, key: deps.tls.key } });
+      started.push(svc.https);
+      svc.ports.https = await listen(svc.https.app, https);
     }
     deps.log.info({ component: 'admin', ...svc.ports }, 'admin listeners started');
     return svc;

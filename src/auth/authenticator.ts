@@ -26,6 +26,11 @@ export interface AuthContext {
   /** Client IP address: the failure delay grows per address. */
   client: string;
   protocol: string;
+  /**
+   * Whether the master-user syntax may be used on this protocol; default yes. SMTP passes `smtp.masterUserAuth`:
+   * the seed's master user is for the IMAP server (mailbox access), not for sending as anyone.
+   */
+  allowMaster?: boolean;
 }
 
 export interface AuthenticatorOptions {
@@ -80,6 +85,11 @@ export class Authenticator {
       const sep = this.opts.config.masterSeparator;
       const at = login.lastIndexOf(sep);
       if (this.opts.masterUserEnabled() && at > 0 && at < login.length - sep.length) {
+        // Refused without a bind, answered like a wrong password (after the failure delay).
+        if (ctx.allowMaster === false) {
+          this.log.info({ login, client: ctx.client, protocol: ctx.protocol }, `master login not allowed on ${ctx.protocol}`);
+          return { status: 'invalid' };
+        }
         return await this.checkMaster(login.slice(0, at), login.slice(at + sep.length), password);
       }
       const user = await this.opts.directory.findLogin(login);

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { Pseudonym, Settings } from '../settings/store.js';
-import { action, CliExit, cliSettings, formatTable } from './settings.js';
+import { action, checkCliReferences, CliExit, cliSettings, formatTable } from './settings.js';
 
 interface AddressArg {
   localPart: string;
@@ -46,11 +46,12 @@ export function registerAddressCommands(program: Command, ctx: CliContext, setCo
     .option('--group <name>', 'deliver to this group')
     .option('--domains <d1,d2>', 'only on these domains (with a bare local part)')
     .option('--local-network-only', 'refuse mail for this address from outside the local network')
+    .option('--force', 'accept a user or group the directory does not know (an AD account about to be created)')
     .action(
       action(
         ctx,
         setCode,
-        (arg: string, opts: { user?: string; group?: string; domains?: string; localNetworkOnly?: boolean }) => {
+        async (arg: string, opts: { user?: string; group?: string; domains?: string; localNetworkOnly?: boolean; force?: boolean }) => {
           if ((opts.user === undefined) === (opts.group === undefined)) {
             throw new CliExit(EXIT.usage, 'give exactly one of --user LOGIN or --group NAME');
           }
@@ -64,8 +65,15 @@ export function registerAddressCommands(program: Command, ctx: CliContext, setCo
             domains = a.domain === undefined || a.domain === 'all' ? 'all' : [a.domain];
           }
           const target = opts.user !== undefined ? { kind: 'user' as const, name: opts.user } : { kind: 'group' as const, name: opts.group! };
+          const input = { localPart: a.localPart, domains, target, localNetworkOnly: opts.localNetworkOnly ?? false };
+          cliSettings(ctx).validatePseudonym(input);
+          await checkCliReferences(
+            ctx,
+            [target.kind === 'user' ? { kind: 'user', field: 'user', login: target.name } : { kind: 'group', field: 'group', name: target.name }],
+            opts.force,
+          );
           const s = cliSettings(ctx);
-          const added = s.addPseudonym({ localPart: a.localPart, domains, target, localNetworkOnly: opts.localNetworkOnly ?? false });
+          const added = s.addPseudonym(input);
           for (const p of added) ctx.out(`added ${describe(p)}`);
           if (domains === 'all' && !s.listDomains().some((d) => d.type === 'local')) {
             ctx.out('note: no local domain is configured yet, so this address receives nothing until one is added');

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { Domain, DomainPatch } from '../settings/store.js';
-import { action, CliExit, cliSettings, formatTable } from './settings.js';
+import { action, checkCliReferences, CliExit, cliSettings, formatTable } from './settings.js';
 
 /** The disclaimer text of FILE, or of stdin for `-`. */
 async function readDisclaimer(ctx: CliContext, file: string): Promise<string> {
@@ -40,9 +40,14 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
     .option('--relay <host[:port]>', 'relay mail for this domain to another server instead of delivering it here')
     .option('--bcc <address>', 'always send a hidden copy of mail to this domain to ADDRESS (may be against privacy laws)')
     .option('--disclaimer <file>', 'Markdown text attached to messages sent from this domain (- reads stdin)')
+    .option('--force', 'accept a --bcc address the directory does not know (an AD account about to be created)')
     .action(
-      action(ctx, setCode, async (name: string, opts: { relay?: string; bcc?: string; disclaimer?: string }) => {
+      action(ctx, setCode, async (name: string, opts: { relay?: string; bcc?: string; disclaimer?: string; force?: boolean }) => {
         const disclaimer = opts.disclaimer === undefined ? undefined : await readDisclaimer(ctx, opts.disclaimer);
+        if (opts.bcc !== undefined) {
+          const adding = opts.relay === undefined ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
+          await checkCliReferences(ctx, [{ kind: 'bcc', field: 'bcc', address: opts.bcc, addingLocalDomain: adding }], opts.force);
+        }
         const d = cliSettings(ctx).addDomain({
           name,
           type: opts.relay !== undefined ? 'relay' : 'local',
@@ -103,11 +108,12 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
     .option('--no-disclaimer', 'remove the disclaimer')
     .option('--relay <host[:port]>', 'relay this domain to another server')
     .option('--local', 'deliver this domain to local mailboxes (stop relaying)')
+    .option('--force', 'accept a --bcc address the directory does not know (an AD account about to be created)')
     .action(
       action(
         ctx,
         setCode,
-        async (name: string, opts: { bcc?: string | false; disclaimer?: string | false; relay?: string; local?: boolean }) => {
+        async (name: string, opts: { bcc?: string | false; disclaimer?: string | false; relay?: string; local?: boolean; force?: boolean }) => {
           if (opts.relay !== undefined && opts.local) throw new CliExit(EXIT.usage, '--relay and --local exclude each other');
           const patch: DomainPatch = {};
           if (opts.bcc !== undefined) patch.bcc = opts.bcc === false ? null : opts.bcc;
@@ -118,6 +124,10 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
           if (opts.local) Object.assign(patch, { type: 'local', nexthop: null });
           if (!Object.keys(patch).length) {
             throw new CliExit(EXIT.usage, 'nothing to change: give --bcc, --no-bcc, --disclaimer, --no-disclaimer, --relay or --local');
+          }
+          if (typeof patch.bcc === 'string') {
+            const adding = opts.local ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
+            await checkCliReferences(ctx, [{ kind: 'bcc', field: 'bcc', address: patch.bcc, addingLocalDomain: adding }], opts.force);
           }
           const d = cliSettings(ctx).updateDomain(name, patch);
           ctx.out(`changed ${details(d).join('\n')}`);

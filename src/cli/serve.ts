@@ -35,6 +35,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       }
       if (p.admin) ctx.out(`  admin      https://127.0.0.1:${p.admin}/api (AD group ${config.admin.group} or a token)`);
       if (p.http) ctx.out(`  http       http://127.0.0.1:${p.http}/.well-known/autoconfig/mail/config-v1.1.xml (client autoconfiguration)`);
+      if (p.https) ctx.out(`  https      https://127.0.0.1:${p.https}/autodiscover/autodiscover.xml (Outlook Autodiscover, autoconfig)`);
       ctx.out(`  TLS certificate: ${server.tls.source}${server.tls.selfSigned ? ' (self-signed)' : ''}`);
       ctx.out(`  directory: ${config.directory.type === 'ldif' ? `LDIF ${config.directory.file}` : config.directory.urls?.join(', ')}`);
       for (const [key, why] of server.filtersOff) ctx.out(`  ${key} is off for this run: ${why}`);

@@ -8,6 +8,9 @@ import { EXIT, TempFailure } from '../lib/errors.js';
 import { openSettings, type Settings } from '../settings/store.js';
 import { SettingsError } from '../settings/errors.js';
 import { assertSettingKey, parseSettingText, SETTING_DEFS, type SettingDef, type SettingKey } from '../settings/keys.js';
+import { checkReferences, UnknownReferenceError, type Reference } from '../settings/references.js';
+import { createDirectory, type CachedDirectory } from '../directory/index.js';
+import { createLogger } from '../lib/logger.js';
 
 /** Ends a command with an exit code and a message for stderr. */
 export class CliExit extends Error {
@@ -39,6 +42,26 @@ export function cliSettings(ctx: CliContext): Settings {
   return s;
 }
 
+const directories = new WeakMap<CliContext, CachedDirectory>();
+
+/**
+ * Checks what a command names in the directory (Bcc targets, pseudonym targets, user logins; see
+ * settings/references.ts) before it changes anything: unknown → exit 1 with the reason, unless `--force`, which
+ * prints the reason as a warning and goes on. AD unreachable → exit 75 (or a warning with `--force`).
+ */
+export async function checkCliReferences(ctx: CliContext, refs: Reference[], force: boolean | undefined): Promise<void> {
+  if (!refs.length) return;
+  let directory = directories.get(ctx);
+  if (!directory) {
+    const d = createDirectory(ctx.config().directory, createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'));
+    directories.set(ctx, d);
+    ctx.onClose(() => d.close());
+    directory = d;
+  }
+  const warnings = await checkReferences({ directory, settings: cliSettings(ctx) }, refs, { force: force === true, forceHint: 'use --force' });
+  for (const w of warnings) ctx.err(`postern: warning: ${w.message} (accepted with --force)`);
+}
+
 /**
  * Wraps a command action: its return value is the exit code (default 0); refusals are printed on stderr and
  * mapped to 64 (invalid input, unknown key), 1 (exists, not found) or 75 (database busy or failing).
@@ -54,7 +77,10 @@ export function action<A extends unknown[]>(
       const code = await fn(...args);
       setCode(code ?? EXIT.ok);
     } catch (err) {
-      if (err instanceof SettingsError) {
+      if (err instanceof UnknownReferenceError) {
+        ctx.err(`postern: ${err.message}`);
+        setCode(EXIT.no);
+      } else if (err instanceof SettingsError) {
         ctx.err(`postern: ${err.message}`);
         setCode(err.code === 'invalid' || err.code === 'unknown-key' ? EXIT.usage : EXIT.no);
       } else if (err instanceof CliExit) {
@@ -142,10 +168,11 @@ export function registerSettingsCommands(program: Command, ctx: CliContext, setC
     .argument('<key>')
     .argument('<value>', 'yes/no, a number, a comma-separated list, or text; "" clears an optional value')
     .argument('[more...]', 'further KEY VALUE pairs')
+    .option('--force', 'accept a queue.alwaysBcc address the directory does not know (an AD account about to be created)')
     .allowUnknownOption() // so a negative number is a value, not an option
     .addHelpText('after', '\nExamples:\n  postern settings set mailbox.quotaMB 2048\n  postern settings set smtp.relayFrom 192.168.1.20,10.0.0.0/24\n  postern settings set smarthost.host smtp.isp.example smarthost.enabled yes')
     .action(
-      action(ctx, setCode, (key: string, value: string, more: string[] = []) => {
+      action(ctx, setCode, async (key: string, value: string, more: string[] = [], opts: { force?: boolean } = {}) => {
         const words = [key, value, ...more];
         if (words.length % 2 !== 0) throw new CliExit(EXIT.usage, `missing the value of ${words[words.length - 1]}`);
         const s = cliSettings(ctx);
@@ -156,6 +183,8 @@ export function registerSettingsCommands(program: Command, ctx: CliContext, setC
           if (k in values) throw new CliExit(EXIT.usage, `${k} given twice`);
           values[k] = parseSettingText(k, words[i + 1]);
         }
+        const bcc = values['queue.alwaysBcc'];
+        if (typeof bcc === 'string' && bcc !== '') await checkCliReferences(ctx, [{ kind: 'bcc', field: 'queue.alwaysBcc', address: bcc }], opts.force);
         const stored = s.setMany(values);
         for (const [k, v] of Object.entries(stored)) ctx.out(`${k} = ${display(SETTING_DEFS[k as SettingKey] as SettingDef, v)}`);
       }),

@@ -7,7 +7,7 @@ import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { EffectiveUserSettings, UserPatch } from '../settings/store.js';
 import { normalizeLogin } from '../settings/validate.js';
-import { action, CliExit, cliSettings } from './settings.js';
+import { action, checkCliReferences, CliExit, cliSettings } from './settings.js';
 
 /** A whole number ≥ 0, or `default` (null: the global setting applies). */
 function countOrDefault(option: string, text: string): number | null {
@@ -40,11 +40,12 @@ export function registerUserCommands(program: Command, ctx: CliContext, setCode:
     .option('--no-forward', 'stop forwarding')
     .option('--keep-copy', 'with a forward: also keep a copy in the mailbox')
     .option('--no-keep-copy', 'with a forward: keep no copy')
+    .option('--force', 'accept a login the directory does not know (an AD account about to be created)')
     .action(
       action(
         ctx,
         setCode,
-        (login: string, opts: { quota?: string; spamRetention?: string; forward?: string | false; keepCopy?: boolean }) => {
+        async (login: string, opts: { quota?: string; spamRetention?: string; forward?: string | false; keepCopy?: boolean; force?: boolean }) => {
           const patch: UserPatch = {};
           if (opts.quota !== undefined) patch.quotaMB = countOrDefault('--quota', opts.quota);
           if (opts.spamRetention !== undefined) patch.spamRetentionDays = countOrDefault('--spam-retention', opts.spamRetention);
@@ -56,6 +57,8 @@ export function registerUserCommands(program: Command, ctx: CliContext, setCode:
           if (!Object.keys(patch).length) {
             throw new CliExit(EXIT.usage, 'nothing to change: give --quota, --spam-retention, --forward, --no-forward or --keep-copy');
           }
+          normalizeLogin(login); // refuses `*`, `a)(|(x=*` … before the directory is asked
+          await checkCliReferences(ctx, [{ kind: 'user', field: 'login', login }], opts.force);
           const s = cliSettings(ctx);
           s.setUser(login, patch);
           ctx.out(describe(s.effectiveUser(login)).join('\n'));

@@ -117,7 +117,10 @@ export const listenersSchema = z
       .union([listener(8443, 'Admin HTTP API over TLS, /metrics, /healthz, /readyz (production: 8443; restrict to IT networks)'), z.literal(false)])
       .prefault({}),
     http: z
-      .union([listener(8080, 'Plain HTTP for client autoconfiguration: Thunderbird autoconfig, Outlook Autodiscover (production: 80)'), z.literal(false)])
+      .union([listener(8080, 'Plain HTTP for client autoconfiguration: Thunderbird autoconfig; Outlook Autodiscover is redirected to https (production: 80)'), z.literal(false)])
+      .prefault({}),
+    https: z
+      .union([listener(8444, 'HTTPS for client autoconfiguration: Outlook Autodiscover (Outlook takes settings only over HTTPS) and Thunderbird autoconfig, with the tls certificate (production: 443)'), z.literal(false)])
       .prefault({}),
   })
   .strict();

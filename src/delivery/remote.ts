@@ -16,14 +16,16 @@
  *   fall back would not stop an active attacker (who can strip STARTTLS from EHLO anyway) but would stop mail to
  *   every server with a broken TLS stack; this is Postfix's `smtp_tls_security_level = may`.
  * - The smarthost is different: it gets our credentials, so its TLS mode is enforced (`starttls` = STARTTLS
- *   required, `tls` = implicit TLS) and its certificate IS verified (system CAs, or `smarthostTls` options).
+ *   required, `tls` = implicit TLS) and its certificate IS verified (system CAs plus `smarthost.caFile`; off only
+ *   with `smarthost.verify: no`).
  * - AUTH, TLS and credential problems at the smarthost are temporary: a wrong password is fixed by the admin, it
  *   must not bounce the queue.
  * - The message goes out as stored (already CRLF). nodemailer's DataStream dot-stuffs lines starting with "." and
  *   turns any bare CR or LF into CRLF (so "\n.\n" can never end DATA early downstream: SMTP smuggling).
  */
 import { isIP } from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
@@ -73,8 +75,10 @@ interface Candidate {
   port: number;
   tls: TlsMode;
   auth?: { user: string; pass: string };
-  /** The smarthost: certificate verified, AUTH required when configured. */
+  /** The smarthost: certificate verified (unless smarthost.verify is off), AUTH required when configured. */
   smarthost?: boolean;
+  /** TLS options of the smarthost, from smarthost.caFile / smarthost.verify. */
+  smarthostTls?: ConnectionOptions;
 }
 
 /** A destination is where one group of recipients goes: the smarthost, a next hop, or one domain's MX hosts. */
@@ -254,6 +258,28 @@ export class RemoteDelivery {
     return job.recipients.map((r) => results.get(r) ?? temp(r, 451, '4.3.0', 'internal error: no result'));
   }
 
+  /**
+   * The smarthost gets our credentials, so its certificate is checked: against the system CAs plus
+   * `smarthost.caFile` (a private CA, read at each delivery so a renewed file applies at once), unless
+   * `smarthost.verify` is off (then TLS still encrypts, but anyone on the path can pose as the smarthost).
+   * An unreadable CA file throws: route() turns that into a deferral naming the file.
+   */
+  private smarthostTlsOptions(): ConnectionOptions {
+    const verify = this.settings.get('smarthost.verify');
+    const caFile = this.settings.get('smarthost.caFile');
+    let ca: string[] | undefined;
+    if (caFile) {
+      let pem: string;
+      try {
+        pem = readFileSync(caFile, 'utf8');
+      } catch (err) {
+        throw new Error(`smarthost.caFile ${caFile} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      ca = [...rootCertificates, pem];
+    }
+    return { rejectUnauthorized: verify, ...(ca ? { ca } : {}), ...this.opts.smarthostTls };
+  }
+
   private route(job: RemoteJob, recipients: string[]): Destination[] {
     if (this.settings.get('smarthost.enabled')) {
       const host = this.settings.get('smarthost.host');
@@ -262,12 +288,13 @@ export class RemoteDelivery {
       const tls = this.settings.get('smarthost.tls');
       const user = this.settings.get('smarthost.username');
       const auth = user ? { user, pass: this.settings.get('smarthost.password') ?? '' } : undefined;
+      const smarthostTls = this.smarthostTlsOptions();
       return [
         {
           label: `smarthost ${host}:${port}`,
           recipients,
           candidates: async () =>
-            (await configuredHost(this.mx, host)).map((address) => ({ host, address, port, tls, auth, smarthost: true })),
+            (await configuredHost(this.mx, host)).map((address) => ({ host, address, port, tls, auth, smarthost: true, smarthostTls })),
         },
       ];
     }
@@ -370,7 +397,7 @@ export class RemoteDelivery {
       ignoreTLS: c.tls === 'plain' || c.tls === 'none',
       servername,
       tls: c.smarthost
-        ? { rejectUnauthorized: true, ...(servername ? { servername } : {}), ...this.opts.smarthostTls }
+        ? { rejectUnauthorized: true, ...(servername ? { servername } : {}), ...c.smarthostTls }
         : { rejectUnauthorized: false, ...(servername ? { servername } : {}) },
       connectionTimeout: connectMs,
       greetingTimeout: connectMs,

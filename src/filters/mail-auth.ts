@@ -19,8 +19,9 @@
  * throws, so the pipeline applies its failure policy (451 by default) rather than let a crafted message slip past
  * DMARC; with it off the stage only annotates, and the message goes on without the field (logged).
  *
- * Authentication-Results fields with our authserv-id that arrive with the message must be removed before
- * delivery (RFC 8601 §5); the verdict can only add fields, so that is for the SMTP data hook.
+ * Authentication-Results fields with our authserv-id that arrive with the message are removed (RFC 8601 §5) by
+ * the SMTP data hook before any stage runs, on every listener, also where this stage does not check
+ * (src/filters/auth-results.ts); the verdict can only add fields.
  */
 import { inNetworks } from '../lib/networks.js';
 import { Resolver } from 'node:dns/promises';

@@ -10,8 +10,9 @@ import { SettingsError } from './errors.js';
 import {
   normalizeAddress,
   normalizeAddressOrDomain,
+  normalizeCaFile,
   normalizeDomain,
-  normalizeExtension,
+  normalizeAttachmentType,
   normalizeHost,
   normalizeNetwork,
 } from './validate.js';
@@ -198,6 +199,23 @@ export const SETTING_DEFS = {
     'one of starttls, tls, none',
     'Encryption to the smarthost: starttls (required STARTTLS, usually port 587), tls (implicit TLS, usually port 465) or none. Default starttls.',
   ),
+  'smarthost.caFile': def(
+    'Messages',
+    'string',
+    orNull(normalized((s) => normalizeCaFile(s, 'smarthost CA file'))),
+    null,
+    'an absolute path to a PEM file of CA certificates, or empty for the system CAs only',
+    'CA certificates (PEM) trusted for the smarthost\'s certificate besides the system ones, e.g. a company CA. Checked when set; re-read at each delivery. Empty = the system CAs only.',
+    { nullable: true },
+  ),
+  'smarthost.verify': def(
+    'Messages',
+    'boolean',
+    bool,
+    true,
+    YES_NO,
+    'Verify the smarthost\'s certificate (name and CA). The smarthost gets our credentials: turn off only for a smarthost on a trusted network with a certificate that cannot be verified. Default yes.',
+  ),
 
   // --- Email > Filter ----------------------------------------------------------------------------------------
   'filter.attachments.executables': def(
@@ -219,10 +237,10 @@ export const SETTING_DEFS = {
   'filter.attachments.custom': def(
     'Filter',
     'list',
-    list(normalizeExtension),
+    list(normalizeAttachmentType),
     [],
-    'a comma-separated list of file extensions',
-    'Refuse messages with attachments of these file extensions (e.g. iso,img). Default none.',
+    'a comma-separated list of types recognised by content (file-type names such as rtf, swf, dmg, sqlite; see the error for the full list)',
+    'Refuse messages with attachments of these types, recognised by content, never by name (e.g. rtf,swf). Only types that detection by content can recognise are accepted: scripts such as bat, js, vbs are plain text and can never be found. Default none.',
   ),
   'filter.attachments.officeAsArchive': def(
     'Filter',
@@ -364,6 +382,14 @@ export const SETTING_DEFS = {
     false,
     YES_NO,
     'Offer SMTP AUTH on port 25 too (clients should use 587/465). Default no.',
+  ),
+  'smtp.masterUserAuth': def(
+    'SMTP access',
+    'boolean',
+    bool,
+    false,
+    YES_NO,
+    'Accept the master-user login ("john*admin", see mailbox.masterUser) on SMTP AUTH too. The seed\'s master user is an IMAP/POP3 feature: by default SMTP AUTH refuses it, so the admin password cannot send mail as every user. Default no.',
   ),
   'smtp.heloHost': def(
     'SMTP access',

@@ -448,6 +448,18 @@ export class Settings {
    * Each domain must be a configured local domain: a relay domain's mail is not ours to deliver.
    */
   addPseudonym(input: PseudonymInput): Pseudonym[] {
+    return this.pseudonymPlan(input, true);
+  }
+
+  /**
+   * Throws what addPseudonym would throw for `input` (syntax, domains, an existing entry), without adding: the front
+   * ends check this before asking the directory about the target, so a typo is answered without a round trip to AD.
+   */
+  validatePseudonym(input: PseudonymInput): void {
+    this.pseudonymPlan(input, false);
+  }
+
+  private pseudonymPlan(input: PseudonymInput, insert: boolean): Pseudonym[] {
     const localPart = normalizeLocalPart(input.localPart);
     const kind = input.target?.kind;
     if (kind !== 'user' && kind !== 'group') throw invalid(`the target of an address is a user or a group, got ${JSON.stringify(kind)}`);
@@ -475,7 +487,7 @@ export class Settings {
           const p = toPseudonym(existing);
           throw new SettingsError('exists', `address ${p.address} already exists (→ ${p.target.kind} ${p.target.name})`);
         }
-        this.stmt.pseudonymInsert.run(localPart, domain, kind, targetName, lno, now());
+        if (insert) this.stmt.pseudonymInsert.run(localPart, domain, kind, targetName, lno, now());
         added.push(toPseudonym({ local_part: localPart, domain, target_kind: kind, target_name: targetName, local_network_only: lno }));
       }
       return added;

@@ -3,9 +3,13 @@
  * next hops, networks. Each function returns the stored form (lower-case where the comparison is case-insensitive)
  * or throws SettingsError('invalid') with a message naming what was expected.
  */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
 import { domainToASCII } from 'node:url';
 import { loginKey } from '../directory/types.js';
+import { DETECTABLE_TYPES, PLAIN_TEXT_TYPES } from '../filters/content-types.js';
 import { invalid } from './errors.js';
 
 export { loginKey };
@@ -38,6 +42,29 @@ function hostName(input: string, what: string, opts: { fqdn: boolean }): string 
 /** A mail domain: an FQDN (at least two labels), lower-case. */
 export function normalizeDomain(input: string, what = 'domain'): string {
   return hostName(input, what, { fqdn: true });
+}
+
+/**
+ * A PEM file of CA certificates (smarthost.caFile): an absolute path to a readable file holding at least one
+ * certificate. Checked when set, so a typo is refused now rather than found as deferred mail later.
+ */
+export function normalizeCaFile(input: string, what = 'CA file'): string {
+  const path = input.trim();
+  if (!isAbsolute(path)) throw invalid(`${JSON.stringify(input)} is not a valid ${what}: expected an absolute path to a PEM file`);
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw invalid(`${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (!blocks.length) throw new Error('no "BEGIN CERTIFICATE" block');
+    for (const b of blocks) new X509Certificate(b);
+  } catch (err) {
+    throw invalid(`${what} ${path} is not a PEM certificate file: ${(err as Error).message}`);
+  }
+  return path;
 }
 
 /** A host name (single label allowed, e.g. an internal server) or an IP address. */
@@ -156,6 +183,21 @@ export function normalizeNetwork(input: string): string {
 /** A file extension for the custom attachment block list: `iso`, `.iso` or `*.iso`, stored as `iso`. */
 export function normalizeExtension(input: string): string {
   const s = input.trim().toLowerCase().replace(/^\*?\./, '');
-  if (!/^[a-z0-9_-]{1,16}$/.test(s)) throw invalid(`${JSON.stringify(input)} is not a file extension: expected e.g. iso or .iso`);
+  if (!/^[a-z0-9_-]{1,16}(\.[a-z0-9_-]{1,16})?$/.test(s)) throw invalid(`${JSON.stringify(input)} is not a file extension: expected e.g. rtf or .rtf`);
   return s;
+}
+
+/**
+ * An entry of `filter.attachments.custom`: a type the attachment filter can recognise by its content (the seed:
+ * "file types by looking at their contents, regardless of the file attachment name"). A type it can never find —
+ * a script, plain text without a magic number — would be a setting that silently does nothing, so it is refused
+ * with the list of what can be recognised.
+ */
+export function normalizeAttachmentType(input: string): string {
+  const s = normalizeExtension(input);
+  if (DETECTABLE_TYPES.has(s)) return s;
+  const why = PLAIN_TEXT_TYPES.has(s)
+    ? `${s} files are plain text with no magic number, so they can never be recognised by content (scripts are the antivirus' job)`
+    : `${s} is not a type that detection by content recognises`;
+  throw invalid(`${JSON.stringify(input)}: ${why}; the types recognised by content are: ${[...DETECTABLE_TYPES].sort().join(', ')}`);
 }

@@ -3,8 +3,8 @@ import { SmtpError } from '../lib/errors.js';
 import { refuse, type Sessions, type SmtpDeps } from './session.js';
 
 /**
- * SMTP AUTH (RFC 4954) PLAIN and LOGIN through the one authenticator: master user, failure delay and the AD
- * rules included. AUTH is offered only inside TLS (see authOffered in on-secure.ts; RFC 4954 §4).
+ * SMTP AUTH (RFC 4954) PLAIN and LOGIN through the one authenticator: failure delay and the AD rules included;
+ * the master user only with smtp.masterUserAuth. AUTH is offered only inside TLS (see authOffered in on-secure.ts; RFC 4954 §4).
  */
 export function makeOnAuth(deps: SmtpDeps, sessions: Sessions) {
   return (
@@ -19,7 +19,12 @@ export function makeOnAuth(deps: SmtpDeps, sessions: Sessions) {
     // that is what the master-user syntax is for, so we do not offer a second way.
     if (auth.authzid && auth.authzid !== auth.username) return fail(new SmtpError(535, '5.7.8', 'Authentication credentials invalid'));
     deps.auth
-      .authenticate(auth.username ?? '', auth.password ?? '', { client: session.remoteAddress, protocol: 'smtp' })
+      .authenticate(auth.username ?? '', auth.password ?? '', {
+        client: session.remoteAddress,
+        protocol: 'smtp',
+        // The seed's master user opens mailboxes (IMAP/POP3); sending as anyone needs smtp.masterUserAuth.
+        allowMaster: deps.settings.get('smtp.masterUserAuth'),
+      })
       .then((r) => {
         if (r.status === 'ok') {
           state.user = r.user;

@@ -3,6 +3,7 @@ import { SmtpError, TempFailure } from '../lib/errors.js';
 import { normalizeLineEndings } from './line-endings.js';
 import { receivedHeader } from './received.js';
 import { applyMarks } from '../filters/pipeline.js';
+import { removeOurAuthResults } from '../filters/auth-results.js';
 import { SPAM_HEADER_FIELDS } from '../filters/spamassassin.js';
 import { filterContext, mayRelayByAddress, type Sessions, type SmtpDeps } from './session.js';
 
@@ -58,7 +59,10 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       if (stream.sizeExceeded) {
         throw new SmtpError(552, '5.3.4', 'Message size exceeds fixed maximum message size');
       }
-      const { data, smuggling, bare } = normalizeLineEndings(raw);
+      const normalized = normalizeLineEndings(raw);
+      const { smuggling, bare } = normalized;
+      // RFC 8601 §5: forged results under our authserv-id go before anything (filters, users) can read them.
+      const { message: data, removed: forgedAuthResults } = removeOurAuthResults(normalized.data, deps.hostname);
       if (smuggling) {
         throw new SmtpError(554, '5.5.2', 'Message refused: bare <LF> or <CR> around a line with a single dot (SMTP smuggling)');
       }
@@ -125,7 +129,7 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       }
       deps.stats?.countReceived(state.role);
       state.log.info(
-        { event: 'queued', queueId: id, from, to: recipients, size: full.length, bareLineEndings: bare || undefined },
+        { event: 'queued', queueId: id, from, to: recipients, size: full.length, bareLineEndings: bare || undefined, forgedAuthResults: forgedAuthResults || undefined },
         `queued as ${id}`,
       );
       return id;

@@ -38,14 +38,22 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
         pop3s: { port: 0, host: '127.0.0.1' },
         admin: { port: 0, host: '127.0.0.1' },
         http: { port: 0, host: '127.0.0.1' },
+        https: { port: 0, host: '127.0.0.1' },
       },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
       ...over,
-      // A test that lists its own listeners still gets admin and http on port 0 unless it says otherwise: their
-      // defaults (8443, 8080) would collide between test files running at once.
+      // A test that lists its own listeners still gets admin, http and https on port 0 unless it says otherwise:
+      // their defaults (8443, 8080, 8444) would collide between test files running at once.
       ...(over.listeners
-        ? { listeners: { admin: { port: 0, host: '127.0.0.1' }, http: { port: 0, host: '127.0.0.1' }, ...(over.listeners as object) } }
+        ? {
+            listeners: {
+              admin: { port: 0, host: '127.0.0.1' },
+              http: { port: 0, host: '127.0.0.1' },
+              https: { port: 0, host: '127.0.0.1' },
+              ...(over.listeners as object),
+            },
+          }
         : {}),
     },
     '(test)',

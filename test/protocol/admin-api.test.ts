@@ -338,9 +338,9 @@ describe('domains', () => {
     assert.equal(add.status, 201, add.text);
     assert.deepEqual(add.json, { name: 'branch.example.net', type: 'relay', nexthop: 'mx.branch.example.net:2525', bcc: null, disclaimer: null });
     assert.equal((await call('POST', '/api/domains', { body: { name: 'branch.example.net', type: 'local' } })).status, 409);
-    const upd = await call('PATCH', '/api/domains/example.org', { body: { bcc: 'archive@example.com', disclaimer: 'Confidential.' } });
+    const upd = await call('PATCH', '/api/domains/example.org', { body: { bcc: 'it.tech@example.com', disclaimer: 'Confidential.' } });
     assert.equal(upd.status, 200, upd.text);
-    assert.equal(server.core.settings.getDomain('example.org')?.bcc, 'archive@example.com');
+    assert.equal(server.core.settings.getDomain('example.org')?.bcc, 'it.tech@example.com');
     assert.equal((await get('/api/domains/example.org')).json.disclaimer, 'Confidential.');
     const del = await call('DELETE', '/api/domains/branch.example.net');
     assert.equal(del.status, 200);
@@ -389,7 +389,7 @@ describe('addresses', () => {
     const kind = await call('POST', '/api/addresses', { body: { localPart: 'x', target: { kind: 'contact', name: 'a' } } });
     assert.equal(kind.status, 400);
     assert.equal(kind.json.field, 'body.target.kind');
-    const dom = await call('POST', '/api/addresses', { body: { localPart: 'x', target: { kind: 'user', name: 'a' }, domains: ['nowhere.example'] } });
+    const dom = await call('POST', '/api/addresses', { body: { localPart: 'x', target: { kind: 'user', name: 'john.smith' }, domains: ['nowhere.example'] } });
     assert.equal(dom.status, 400);
     assert.match(dom.json.message, /nowhere\.example is not configured/);
     const wild = await call('POST', '/api/addresses', { body: { localPart: 'x', target: { kind: 'user', name: '*' } } });

@@ -70,3 +70,7 @@ test('path parameters are declared for every {param}', () => {
     }
   }
 });
+
+test('the https autoconfig listener serves the same documented routes as the http one', () => {
+  assert.deepEqual(registered(server.admin.https!.routes), registered(server.admin.http!.routes));
+});

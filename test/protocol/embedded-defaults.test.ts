@@ -80,6 +80,7 @@ test('a listener whose port is taken names the listener and its config key', asy
         pop3s: false,
         admin: false,
         http: false,
+        https: false,
       },
     },
     '(test)',
@@ -114,6 +115,7 @@ test('`postern serve` on a taken port exits 1 with that one line, no stack trace
       '  pop3s: false',
       '  admin: false',
       '  http: false',
+      '  https: false',
       '',
     ].join('\n'),
   );
@@ -169,6 +171,7 @@ test('`postern serve` warns at start-up when the hostname is not an FQDN', { tim
       '  pop3s: false',
       '  admin: false',
       '  http: false',
+      '  https: false',
       '',
     ].join('\n'),
   );

@@ -351,7 +351,7 @@ describe('logs', () => {
         dataDir,
         tls: TLS_FILES,
         directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') },
-        listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: { port: 0, host: '127.0.0.1' }, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false },
+        listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: { port: 0, host: '127.0.0.1' }, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false },
         auth: { failureDelayMs: 0 },
         queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       },

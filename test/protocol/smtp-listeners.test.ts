@@ -195,8 +195,30 @@ describe('port 587 (submission)', () => {
     }
   });
 
-  test('the master login "john.smith*admin" works only while mailbox.masterUser is on, and acts as john.smith', async (t) => {
+  test('refuses the master login "john.smith*admin" on SMTP AUTH while mailbox.masterUser is on but smtp.masterUserAuth is off', async (t) => {
+    server.core.settings.set('mailbox.masterUser', true);
+    t.after(() => server.core.settings.set('mailbox.masterUser', false));
+    assert.equal(server.core.settings.get('smtp.masterUserAuth'), false, 'off by default');
+    for (const listener of ['submission', 'smtps'] as const) {
+      const c = await rawClient(server, listener);
+      try {
+        if (listener === 'submission') {
+          await c.starttls();
+          await c.ehlo();
+        }
+        assert.equal((await c.authPlain('john.smith*admin', ADMIN_PASSWORD)).code, 535, listener);
+        // The ordinary logins still work on the same connection.
+        assert.equal((await c.authPlain('john.smith', PASSWORD)).code, 235, listener);
+      } finally {
+        c.close();
+      }
+    }
+  });
+
+  test('the master login "john.smith*admin" works only while mailbox.masterUser and smtp.masterUserAuth are on, and acts as john.smith', async (t) => {
     const master = { user: 'john.smith*admin', pass: ADMIN_PASSWORD };
+    server.core.settings.set('smtp.masterUserAuth', true);
+    t.after(() => server.core.settings.set('smtp.masterUserAuth', false));
     const off = await rawClient(server, 'submission');
     try {
       await off.starttls();
@@ -379,7 +401,7 @@ describe('TLS certificate', () => {
         });
         s.on('error', reject);
       });
-    const first = await startTestServer({ listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false } });
+    const first = await startTestServer({ listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false } });
     let fingerprint: string;
     try {
       const cert = await peerCert(first.ports.smtps);
@@ -392,7 +414,7 @@ describe('TLS certificate', () => {
     }
     const second = await startTestServer({
       dataDir: first.dataDir,
-      listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false },
+      listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false },
     });
     try {
       assert.equal((await peerCert(second.ports.smtps)).fingerprint256, fingerprint, 'the same pair after a restart');

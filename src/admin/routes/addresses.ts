@@ -5,6 +5,7 @@
  */
 import type { PseudonymInput } from '../../settings/store.js';
 import { notFound } from '../errors.js';
+import { checkApiReferences } from '../references.js';
 import type { AdminDeps, App } from '../types.js';
 
 function split(address: string): { localPart: string; domain?: string } {
@@ -57,6 +58,11 @@ export function addressesRoutes(app: App, deps: AdminDeps): void {
     },
     async (req, reply) => {
       const body = req.body as Omit<PseudonymInput, 'domains'> & { domains?: PseudonymInput['domains'] };
+      settings.validatePseudonym({ ...body, domains: body.domains ?? 'all' });
+      const { kind, name } = body.target;
+      await checkApiReferences(deps, req, reply, [
+        kind === 'user' ? { kind: 'user', field: 'target.name', login: name } : { kind: 'group', field: 'target.name', name },
+      ]);
       const added = settings.addPseudonym({ ...body, domains: body.domains ?? 'all' });
       deps.log.info({ addresses: added.map((p) => p.address), by: req.admin }, 'admin: address added');
       return reply.code(201).send({ addresses: added });

@@ -1,13 +1,17 @@
 /**
- * Client autoconfiguration on the plain HTTP listener, built at each request from the listeners that are running
- * (their bound ports), the `hostname` and the live settings (mailbox.imap / mailbox.pop3 switch a protocol off):
+ * Client autoconfiguration, built at each request from the listeners that are running (their bound ports), the
+ * `hostname` and the live settings (mailbox.imap / mailbox.pop3 switch a protocol off):
  *  - Thunderbird: `/.well-known/autoconfig/mail/config-v1.1.xml` and `/mail/config-v1.1.xml` (the autoconfig
- *    host name form), clientConfig 1.1;
- *  - Outlook: Autodiscover "POX" `POST /autodiscover/autodiscover.xml` (GET answers the same), IMAP/POP3/SMTP.
- * The user name offered is the AD login when the e-mail address given is known, else the address itself (the
- * authenticator accepts the primary address as a login).
+ *    host name form), clientConfig 1.1, on the `http` and `https` listeners;
+ *  - Outlook: Autodiscover "POX" `POST /autodiscover/autodiscover.xml` (GET answers the same) on the `https`
+ *    listener; Outlook takes settings only over HTTPS, so the `http` listener answers it with a redirect there
+ *    (the "HTTP redirect method" Outlook tries on http://autodiscover.DOMAIN).
+ *
+ * Nothing on a public listener tells who exists (DESIGN.md §6): the answer is the same for every address, known or
+ * not, and never looks at the directory. The user name offered is the address itself (`%EMAILADDRESS%`, or the
+ * address of the Autodiscover request): the authenticator logs users in by primary address and UPN as well as by
+ * sAMAccountName, so the address works and no login name is disclosed.
  */
-import type { UserEntry } from '../../directory/types.js';
 import type { AdminDeps, App } from '../types.js';
 
 function xml(s: string): string {
@@ -41,19 +45,8 @@ export function endpoints(deps: AdminDeps): Endpoint[] {
   return out;
 }
 
-async function userOf(deps: AdminDeps, email: string | undefined): Promise<UserEntry | null> {
-  if (!email || !email.includes('@') || email.length > 320) return null;
-  try {
-    const e = await deps.directory.findAddress(email.trim());
-    return e?.kind === 'user' && e.enabled ? e : null;
-  } catch {
-    return null; // the directory cannot answer: the address placeholder still works
-  }
-}
-
-export async function thunderbirdConfig(deps: AdminDeps, email?: string): Promise<string> {
-  const user = await userOf(deps, email);
-  const username = user ? xml(user.login) : '%EMAILADDRESS%';
+export function thunderbirdConfig(deps: AdminDeps, email?: string): string {
+  const username = '%EMAILADDRESS%';
   const local = deps.settings.listDomains().filter((d) => d.type === 'local');
   const asked = email?.includes('@') ? email.slice(email.lastIndexOf('@') + 1).toLowerCase() : undefined;
   const id = local.find((d) => d.name === asked)?.name ?? local[0]?.name ?? deps.hostname;
@@ -89,9 +82,9 @@ export async function thunderbirdConfig(deps: AdminDeps, email?: string): Promis
   ].join('\n');
 }
 
-export async function autodiscoverResponse(deps: AdminDeps, email: string | undefined): Promise<string> {
-  const user = await userOf(deps, email);
-  const login = xml(user?.login ?? email ?? '');
+export function autodiscoverResponse(deps: AdminDeps, email: string | undefined): string {
+  // The address the client asked about, echoed: the same answer for every address.
+  const login = email && email.includes('@') && email.length <= 320 ? xml(email.trim()) : '';
   const protocol = (e: Endpoint) => [
     '      <Protocol>',
     `        <Type>${e.protocol.toUpperCase()}</Type>`,
@@ -130,19 +123,31 @@ function requestedAddress(body: unknown): string | undefined {
   return /<EMailAddress>\s*([^<\s]{1,320})\s*<\/EMailAddress>/i.exec(body)?.[1];
 }
 
-export function autoconfigRoutes(app: App, deps: AdminDeps): void {
+/** Where the http listener sends Autodiscover: the https listener, or port 443 of the hostname when it is off. */
+function autodiscoverUrl(deps: AdminDeps): string {
+  const port = deps.ports.https;
+  return `https://${deps.hostname}${port === undefined || port === 443 ? '' : `:${port}`}/autodiscover/autodiscover.xml`;
+}
+
+/** `secure`: the app answers over TLS (the https listener); else Autodiscover is only a redirect. */
+export function autoconfigRoutes(app: App, deps: AdminDeps, opts: { secure: boolean }): void {
   for (const path of ['/.well-known/autoconfig/mail/config-v1.1.xml', '/mail/config-v1.1.xml']) {
     app.get(path, async (req, reply) => {
       const { emailaddress } = req.query as { emailaddress?: string };
-      return reply.type('application/xml; charset=utf-8').send(await thunderbirdConfig(deps, emailaddress));
+      return reply.type('application/xml; charset=utf-8').send(thunderbirdConfig(deps, emailaddress));
     });
   }
-  const autodiscover = async (email: string | undefined) => autodiscoverResponse(deps, email);
+  if (!opts.secure) {
+    // 302 for GET is what Outlook's redirect method expects; 307 keeps a POST a POST.
+    app.get('/autodiscover/autodiscover.xml', async (_req, reply) => reply.redirect(autodiscoverUrl(deps), 302));
+    app.post('/autodiscover/autodiscover.xml', async (_req, reply) => reply.redirect(autodiscoverUrl(deps), 307));
+    return;
+  }
   app.post('/autodiscover/autodiscover.xml', async (req, reply) =>
-    reply.type('application/xml; charset=utf-8').send(await autodiscover(requestedAddress(req.body))),
+    reply.type('application/xml; charset=utf-8').send(autodiscoverResponse(deps, requestedAddress(req.body))),
   );
   app.get('/autodiscover/autodiscover.xml', async (req, reply) => {
     const { emailaddress } = req.query as { emailaddress?: string };
-    return reply.type('application/xml; charset=utf-8').send(await autodiscover(emailaddress));
+    return reply.type('application/xml; charset=utf-8').send(autodiscoverResponse(deps, emailaddress));
   });
 }

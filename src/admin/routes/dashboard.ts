@@ -60,6 +60,13 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
     users.sort((a, b) => a.login.toLowerCase().localeCompare(b.login.toLowerCase()));
     const [quota, queue] = await Promise.all([quotaUsage(deps, users), queueSize(deps)]);
     // Messages that left the queue since the server started, newest first (Bcc copies are not shown).
-    return { quota, queue, recentDeliveries: deps.activity?.recentMessages(20) ?? [], recentRejections: deps.smtpStats?.recentRejections(20) ?? [] };
+    // Bcc copies that bounced are listed apart: no DSN names them, so this is where an admin sees them.
+    return {
+      quota,
+      queue,
+      recentDeliveries: deps.activity?.recentMessages(20) ?? [],
+      recentRejections: deps.smtpStats?.recentRejections(20) ?? [],
+      bccFailures: { total: deps.activity?.counters.bccFailed ?? 0, recent: deps.activity?.recentBccFailures(20) ?? [] },
+    };
   });
 }

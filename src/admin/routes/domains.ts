@@ -4,6 +4,7 @@
  */
 import type { DomainInput, DomainPatch } from '../../settings/store.js';
 import { notFound } from '../errors.js';
+import { checkApiReferences } from '../references.js';
 import type { AdminDeps, App } from '../types.js';
 
 const nullableString = { type: ['string', 'null'] };
@@ -40,6 +41,10 @@ export function domainsRoutes(app: App, deps: AdminDeps): void {
     },
     async (req, reply) => {
       const body = req.body as Partial<DomainInput> & { name: string };
+      if (typeof body.bcc === 'string') {
+        const adding = (body.type ?? 'local') === 'local' ? body.name.trim().toLowerCase().replace(/\.$/, '') : undefined;
+        await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'bcc', address: body.bcc, addingLocalDomain: adding }]);
+      }
       const d = settings.addDomain({ ...body, type: body.type ?? 'local' });
       deps.log.info({ domain: d.name, by: req.admin }, 'admin: domain added');
       return reply.code(201).send(d);
@@ -49,9 +54,14 @@ export function domainsRoutes(app: App, deps: AdminDeps): void {
   app.patch(
     '/api/domains/:name',
     { schema: { body: { type: 'object', properties: fields, additionalProperties: false } } },
-    async (req) => {
+    async (req, reply) => {
       const { name } = req.params as { name: string };
-      const d = settings.updateDomain(name, req.body as DomainPatch);
+      const patch = req.body as DomainPatch;
+      if (typeof patch.bcc === 'string') {
+        const adding = patch.type === 'local' ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
+        await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'bcc', address: patch.bcc, addingLocalDomain: adding }]);
+      }
+      const d = settings.updateDomain(name, patch);
       deps.log.info({ domain: d.name, by: req.admin }, 'admin: domain changed');
       return d;
     },

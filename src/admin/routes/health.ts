@@ -125,6 +125,7 @@ export async function metricsText(deps: AdminDeps): Promise<string> {
     ]);
     metric('postern_delivery_deferred_attempts_total', 'counter', 'Delivery attempts that left recipients for a retry.', [[{}, a.deferredAttempts]]);
     metric('postern_dsn_sent_total', 'counter', 'Delivery status notifications (bounces) sent.', [[{}, a.dsnSent]]);
+    metric('postern_bcc_failed_total', 'counter', 'Always-Bcc copies that could not be delivered (no DSN names them).', [[{}, a.bccFailed]]);
   }
   if (deps.smtpSessions) metric('postern_smtp_sessions', 'gauge', 'SMTP sessions open, all listeners.', [[{}, deps.smtpSessions()]]);
   if (deps.imapSessions) metric('postern_imap_sessions', 'gauge', 'IMAP connections open, all listeners.', [[{}, deps.imapSessions()]]);

@@ -7,6 +7,7 @@
 import { assertSettingKey, isSettingKey, type SettingKey } from '../../settings/keys.js';
 import type { SettingEntry } from '../../settings/store.js';
 import { notFound } from '../errors.js';
+import { checkApiReferences } from '../references.js';
 import type { AdminDeps, App } from '../types.js';
 
 function shown(e: SettingEntry) {
@@ -46,18 +47,23 @@ export function settingsRoutes(app: App, deps: AdminDeps): void {
   app.put(
     '/api/settings/:key',
     { schema: { body: { type: 'object', required: ['value'], properties: { value: {} }, additionalProperties: false } } },
-    async (req) => {
+    async (req, reply) => {
       const { key } = req.params as { key: string };
       knownKey(key);
       const { value } = req.body as { value: unknown };
+      if (key === 'queue.alwaysBcc' && typeof value === 'string' && value !== '') {
+        await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: key, address: value }]);
+      }
       settings.set(key as SettingKey, value);
       deps.log.info({ key, by: req.admin }, 'admin: setting changed');
       return entryOf(deps, key as SettingKey);
     },
   );
 
-  app.patch('/api/settings', { schema: { body: { type: 'object', minProperties: 1 } } }, async (req) => {
+  app.patch('/api/settings', { schema: { body: { type: 'object', minProperties: 1 } } }, async (req, reply) => {
     const values = req.body as Record<string, unknown>;
+    const bcc = values['queue.alwaysBcc'];
+    if (typeof bcc === 'string' && bcc !== '') await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'queue.alwaysBcc', address: bcc }]);
     settings.setMany(values);
     deps.log.info({ keys: Object.keys(values), by: req.admin }, 'admin: settings changed');
     return { settings: Object.keys(values).map((k) => entryOf(deps, k as SettingKey)) };

@@ -4,6 +4,7 @@
  */
 import type { UserPatch } from '../../settings/store.js';
 import { normalizeLogin } from '../../settings/validate.js';
+import { checkApiReferences } from '../references.js';
 import type { AdminDeps, App } from '../types.js';
 
 const countOrNull = { type: ['integer', 'null'], minimum: 0 };
@@ -37,8 +38,10 @@ export function usersRoutes(app: App, deps: AdminDeps): void {
         },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { login } = req.params as { login: string };
+      normalizeLogin(login); // refuses `*`, `a)(|(x=*` … before the directory is asked
+      await checkApiReferences(deps, req, reply, [{ kind: 'user', field: 'login', login }]);
       settings.setUser(login, req.body as UserPatch);
       deps.log.info({ login, by: req.admin }, 'admin: user settings changed');
       return view(login);

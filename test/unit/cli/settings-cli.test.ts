@@ -37,10 +37,10 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
 }
 
 test('domain add / list / set / remove', async () => {
-  let r = await run('domain', 'add', 'Corp.Example', '--bcc', 'archive@corp.example');
+  let r = await run('domain', 'add', 'Corp.Example', '--bcc', 'john.smith@corp.example');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /added domain corp\.example: delivered to local mailboxes/);
-  assert.match(r.out, /always Bcc: archive@corp\.example/);
+  assert.match(r.out, /always Bcc: john\.smith@corp\.example/);
 
   const disclaimer = join(root, 'disclaimer.md');
   writeFileSync(disclaimer, 'This email is **confidential**.\n');
@@ -61,7 +61,7 @@ test('domain add / list / set / remove', async () => {
   r = await run('domain', 'list');
   assert.equal(r.code, 0);
   assert.match(r.out, /^DOMAIN\s+TYPE\s+NEXT HOP\s+BCC\s+DISCLAIMER$/m);
-  assert.match(r.out, /^corp\.example\s+local\s+-\s+archive@corp\.example\s+-$/m);
+  assert.match(r.out, /^corp\.example\s+local\s+-\s+john\.smith@corp\.example\s+-$/m);
   assert.match(r.out, /^partner\.example\s+relay\s+mx\.partner\.example:2525\s+-\s+yes$/m);
   r = await run('domain', 'list', '--json');
   const list = JSON.parse(r.out) as { name: string; disclaimer: string | null }[];
@@ -94,10 +94,10 @@ test('address add / list / remove', async () => {
   let r = await run('address', 'add', 'Info', '--group', 'Sales');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /added info@\* → group Sales/);
-  r = await run('address', 'add', 'info@addr.example', '--user', 'JSmith', '--local-network-only');
+  r = await run('address', 'add', 'info@addr.example', '--user', 'John.Smith', '--local-network-only');
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /added info@addr\.example → user JSmith \(local network only\)/);
-  r = await run('address', 'add', 'help', '--user', 'ann', '--domains', 'addr.example,other.example');
+  assert.match(r.out, /added info@addr\.example → user John.Smith \(local network only\)/);
+  r = await run('address', 'add', 'help', '--user', 'anna.bianchi', '--domains', 'addr.example,other.example');
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.split('\n').length, 2);
 
@@ -119,9 +119,9 @@ test('address add / list / remove', async () => {
 
   r = await run('address', 'list');
   assert.equal(r.code, 0);
-  assert.match(r.out, /^help@addr\.example\s+user ann\s+no$/m);
+  assert.match(r.out, /^help@addr\.example\s+user anna\.bianchi\s+no$/m);
   assert.match(r.out, /^info@\*\s+group Sales\s+no$/m);
-  assert.match(r.out, /^info@addr\.example\s+user JSmith\s+yes$/m);
+  assert.match(r.out, /^info@addr\.example\s+user John.Smith\s+yes$/m);
   r = await run('address', 'list', '--json');
   const list = JSON.parse(r.out) as { address: string; active: boolean }[];
   assert.deepEqual(list.map((p) => p.address), ['help@addr.example', 'help@other.example', 'info@*', 'info@addr.example']);
@@ -130,7 +130,7 @@ test('address add / list / remove', async () => {
   const s = openSettings(dataDir);
   try {
     assert.equal(s.findPseudonym('info@other.example')?.target.name, 'Sales');
-    assert.equal(s.findPseudonym('INFO@ADDR.EXAMPLE')?.target.name, 'JSmith');
+    assert.equal(s.findPseudonym('INFO@ADDR.EXAMPLE')?.target.name, 'John.Smith');
   } finally {
     s.close();
   }
@@ -149,37 +149,37 @@ test('address add / list / remove', async () => {
 });
 
 test('user set / show / list', async () => {
-  let r = await run('user', 'set', 'JSmith', '--quota', '500', '--forward', 'john@elsewhere.example', '--keep-copy');
+  let r = await run('user', 'set', 'John.Smith', '--quota', '500', '--forward', 'john@elsewhere.example', '--keep-copy');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /quota: 500 MB \(custom\)/);
   assert.match(r.out, /forward: john@elsewhere\.example, keeping a copy here/);
-  r = await run('user', 'show', 'jsmith', '--json');
+  r = await run('user', 'show', 'john.smith', '--json');
   const shown = JSON.parse(r.out) as Record<string, unknown>;
   assert.equal(shown.quotaMB, 500);
-  assert.equal(shown.login, 'JSmith');
+  assert.equal(shown.login, 'John.Smith');
   assert.equal(shown.spamRetentionDays, 15);
   assert.equal(shown.keepCopy, true);
 
-  r = await run('user', 'set', 'jsmith', '--spam-retention', '30', '--no-forward');
+  r = await run('user', 'set', 'john.smith', '--spam-retention', '30', '--no-forward');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /spam retention: 30 days \(custom\)/);
   assert.match(r.out, /forward: no/);
   r = await run('user', 'list');
-  assert.match(r.out, /user jsmith/);
+  assert.match(r.out, /user john\.smith/);
 
-  r = await run('user', 'set', 'jsmith', '--quota', 'lots');
+  r = await run('user', 'set', 'john.smith', '--quota', 'lots');
   assert.equal(r.code, 64);
-  r = await run('user', 'set', 'jsmith');
+  r = await run('user', 'set', 'john.smith');
   assert.equal(r.code, 64);
-  r = await run('user', 'set', 'jsmith', '--keep-copy');
+  r = await run('user', 'set', 'john.smith', '--keep-copy');
   assert.equal(r.code, 64);
   assert.match(r.err, /forward/);
-  r = await run('user', 'set', 'jsmith', '--forward', 'not-an-address');
+  r = await run('user', 'set', 'john.smith', '--forward', 'not-an-address');
   assert.equal(r.code, 64);
   r = await run('user', 'show', '*');
   assert.equal(r.code, 64);
 
-  r = await run('user', 'set', 'jsmith', '--quota', 'default', '--spam-retention', 'default');
+  r = await run('user', 'set', 'john.smith', '--quota', 'default', '--spam-retention', 'default');
   assert.equal(r.code, 0);
   assert.match(r.out, /quota: none \(mailbox\.quotaMB\)/);
   r = await run('user', 'list', '--json');
@@ -279,4 +279,43 @@ test('a configuration error exits 78 and no database is opened for --help', asyn
   } finally {
     process.env.POSTERN_CONFIG = saved;
   }
+});
+
+test('refuses a Bcc target, a pseudonym target or a login the directory does not know (exit 1); --force warns and goes on', async () => {
+  await run('domain', 'add', 'refs.example');
+  await run('domain', 'add', 'example.com');
+  let r = await run('settings', 'set', 'queue.alwaysBcc', 'ghost@refs.example');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, /queue\.alwaysBcc: no user, group or pseudonym has the address ghost@refs\.example .*every copy would bounce; if the AD account is about to be created, use --force/);
+  assert.equal((await run('settings', 'get', 'queue.alwaysBcc')).out, '');
+  r = await run('settings', 'set', 'queue.alwaysBcc', 'ghost@refs.example', '--force');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^postern: warning: queue\.alwaysBcc: no user, group or pseudonym/);
+  assert.equal((await run('settings', 'unset', 'queue.alwaysBcc')).code, 0);
+
+  r = await run('domain', 'set', 'refs.example', '--bcc', 'old@example.com');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /disabled or expired/);
+  r = await run('domain', 'add', 'refs2.example', '--bcc', 'nobody@refs2.example');
+  assert.equal(r.code, 1);
+  assert.equal((await run('domain', 'show', 'refs2.example')).code, 1, 'nothing was added');
+
+  r = await run('address', 'add', 'boss@refs.example', '--user', 'next.hire');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /user: the directory has no user "next\.hire"/);
+  r = await run('address', 'add', 'team@refs.example', '--group', 'Salez');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /group: the directory has no group "Salez"/);
+  r = await run('address', 'add', 'boss@refs.example', '--user', 'next.hire', '--force');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /warning: .*next\.hire/);
+
+  r = await run('user', 'set', 'next.hire', '--quota', '10');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /login: the directory has no user "next\.hire"/);
+  r = await run('user', 'set', 'next.hire', '--quota', '10', '--force');
+  assert.equal(r.code, 0, r.err);
+  r = await run('settings', 'set', 'filter.attachments.custom', 'vbs');
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /vbs files are plain text with no magic number/);
 });

@@ -39,7 +39,7 @@ function settings(values: Partial<Record<SettingKey, unknown>>): SettingsReader 
 
 const EXECUTABLES = { 'filter.attachments.executables': true };
 const ARCHIVES = { 'filter.attachments.archives': true };
-const ALL = { ...EXECUTABLES, ...ARCHIVES, 'filter.attachments.custom': ['iso'] };
+const ALL = { ...EXECUTABLES, ...ARCHIVES, 'filter.attachments.custom': ['rtf'] };
 
 function ctx(message?: Buffer): FilterContext {
   return { id: 'Q1', client: { address: '192.0.2.7', listener: 'smtp' }, from: 'alice@remote.test', recipients: ['bob@corp.example'], message, tags: {} };

@@ -307,7 +307,12 @@ test('set validates with the key\'s schema and normalises; get returns the typed
     'other.example',
     'bad@x.example',
   ]);
-  assert.deepEqual(s.set('filter.attachments.custom', ['ISO', '.img', '*.vhd']), ['iso', 'img', 'vhd']);
+  assert.deepEqual(s.set('filter.attachments.custom', ['RTF', '.swf', '*.dmg', 'tar.gz']), ['rtf', 'swf', 'dmg', 'tar.gz']);
+  // Only what detection by content can recognise: scripts are plain text, iso/img are not detected.
+  for (const t of ['bat', 'js', 'vbs']) {
+    assert.throws(() => s.set('filter.attachments.custom', [t]), code('invalid', new RegExp(`${t} files are plain text with no magic number, so they can never be recognised by content.*recognised by content are: .*\\bpdf\\b`)));
+  }
+  assert.throws(() => s.set('filter.attachments.custom', ['iso']), code('invalid', /iso is not a type that detection by content recognises; the types recognised by content are: 3g2, /));
   assert.equal(s.set('queue.alwaysBcc', 'Archive@Corp.Example'), 'archive@corp.example');
   assert.equal(s.set('queue.alwaysBcc', ''), null);
 
