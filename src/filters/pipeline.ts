@@ -259,6 +259,8 @@ export function applyMarks(message: Buffer, headers: [string, string][], subject
     }
   }
 
+  // Nothing to add, remove or replace (no filter marks, no forged X-Spam fields): the message as it is, uncopied.
+  if (top.length === 0 && edits.length === 0) return message;
   const parts: Buffer[] = [Buffer.from(top.join(''))];
   let pos = 0;
   for (const [s, e, bytes] of edits) {

@@ -84,7 +84,7 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
       dataDir,
       directory: { type: 'ldif', file: join(root, 'fixtures/ad/corp.ldif') },
       listeners: {
-        smtp: { port, host: '127.0.0.1' },
+        smtp: { port, host: '127.0.0.1', pregreet: { waitMs: 0 } },
         submission: false,
         smtps: false,
         imap: false,
