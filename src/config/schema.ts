@@ -101,14 +101,45 @@ const listener = (port: number, what: string) =>
     .strict();
 
 /**
+ * The pregreet test (Postfix postscreen's postscreen_greet_wait / pregreet check): the greeting waits `waitMs`, and a
+ * client that talks before it is refused with 554 5.5.1 and disconnected (RFC 5321 §4.3.1: the client waits for the
+ * greeting; bots that do not are a well-known spam signature). A client that passed is not tested again for
+ * `ttlHours` (postscreen_greet_ttl). Never applied to smtp.relayFrom and smtp.trustedNetworks clients.
+ */
+const pregreet = (waitMs: number) =>
+  z
+    .object({
+      waitMs: z
+        .number()
+        .int()
+        .min(0)
+        .max(30_000)
+        .default(waitMs)
+        .describe(`Milliseconds the greeting waits to catch clients that talk first; 0 greets at once (default ${waitMs})`),
+      ttlHours: z.number().min(0).default(24).describe('How long a client that passed is greeted at once (0: tested on every connection)'),
+    })
+    .strict();
+
+const smtpListener = (port: number, what: string, waitMs: number) =>
+  z
+    .object({
+      port: z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
+      host: z.string().optional().describe('Address to listen on; default all addresses'),
+      pregreet: pregreet(waitMs)
+        .prefault({})
+        .describe('Early-talker test before the greeting (postscreen pregreet); off on submission, skipped for relay/trusted networks'),
+    })
+    .strict();
+
+/**
  * Listeners default to unprivileged ports so that `npm start` works without root; a production config sets the
  * IANA ports (25, 587, 465, 143, 993, 110, 995). `false` leaves a listener out.
  */
 export const listenersSchema = z
   .object({
-    smtp: z.union([listener(2525, 'SMTP for other servers (production: 25)'), z.literal(false)]).prefault({}),
-    submission: z.union([listener(2587, 'Submission with STARTTLS (production: 587)'), z.literal(false)]).prefault({}),
-    smtps: z.union([listener(2465, 'Submission with implicit TLS (production: 465)'), z.literal(false)]).prefault({}),
+    smtp: z.union([smtpListener(2525, 'SMTP for other servers (production: 25)', 300), z.literal(false)]).prefault({}),
+    submission: z.union([smtpListener(2587, 'Submission with STARTTLS (production: 587)', 0), z.literal(false)]).prefault({}),
+    smtps: z.union([smtpListener(2465, 'Submission with implicit TLS (production: 465)', 0), z.literal(false)]).prefault({}),
     imap: z.union([listener(2143, 'IMAP with STARTTLS required before login (production: 143)'), z.literal(false)]).prefault({}),
     imaps: z.union([listener(2993, 'IMAP with implicit TLS (production: 993)'), z.literal(false)]).prefault({}),
     pop3: z.union([listener(2110, 'POP3 with STLS required before login (production: 110)'), z.literal(false)]).prefault({}),

@@ -11,6 +11,13 @@
  *
  * Every verdict is one log line: component `filter`, the queue id, the client, the stage, the action, the reply and
  * the tags.
+ *
+ * The stages of a parallel phase (default: data) are started together, so clamd and spamd work at the same time
+ * and the phase takes as long as its slowest stage, not the sum. Their verdicts are still read in stage order, with
+ * the sequential meaning: the first reject/discard/tempfail in stage order decides (a later stage's verdict is
+ * not waited for and not used), marks are collected in stage order, tags are merged in stage order. What a
+ * parallel stage must not do is read tags that another stage of the same phase sets (none of the data stages
+ * does: they read the mail and rcpt phases' tags).
  */
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import type { Logger } from '../lib/logger.js';
@@ -50,6 +57,8 @@ export interface FilterPipelineOptions {
   timeoutMs?: number;
   /** Per-stage overrides of timeoutMs, by stage name. */
   stageTimeoutsMs?: Record<string, number>;
+  /** Phases whose stages run concurrently (verdicts still applied in stage order); default ['data']. */
+  parallel?: FilterPhase[];
 }
 
 export const DEFAULT_STAGE_TIMEOUT_MS = 30_000;
@@ -75,8 +84,10 @@ export class FilterPipeline {
   private readonly onFailure: (stage: string) => FailurePolicy;
   private readonly timeoutMs: number;
   private readonly stageTimeoutsMs: Record<string, number>;
+  private readonly parallel: Set<FilterPhase>;
 
   constructor(opts: FilterPipelineOptions) {
+    this.parallel = new Set(opts.parallel ?? ['data']);
     this.stages = [...opts.stages];
     this.log = opts.log.child({ component: 'filter' });
     this.onFailure = opts.onFailure ?? (() => 'tempfail');
@@ -91,17 +102,24 @@ export class FilterPipeline {
 
   async run(phase: FilterPhase, ctx: FilterContext): Promise<PipelineResult> {
     const result: PipelineResult = { action: 'accept', headers: [], tags: {}, verdicts: [] };
-    for (const stage of this.stagesFor(phase)) {
+    const stages = this.stagesFor(phase);
+    type Outcome = { ok: true; verdict: FilterVerdict; ms: number } | { ok: false; err: unknown; ms: number };
+    const start = (stage: FilterStage): Promise<Outcome> => {
       const started = performance.now();
-      let verdict: FilterVerdict;
-      let failure: unknown = null;
-      try {
-        verdict = await this.check(stage, ctx);
-      } catch (err) {
-        failure = err;
-        verdict = this.failureVerdict(stage, ctx);
-      }
-      const ms = Math.round((performance.now() - started) * 10) / 10;
+      const ms = () => Math.round((performance.now() - started) * 10) / 10;
+      return this.check(stage, ctx).then(
+        (verdict) => ({ ok: true, verdict, ms: ms() }),
+        (err: unknown) => ({ ok: false, err, ms: ms() }),
+      );
+    };
+    // Parallel: every stage starts now; the loop below still takes their outcomes one by one in stage order.
+    const early = this.parallel.has(phase) && stages.length > 1 ? stages.map(start) : undefined;
+    for (let i = 0; i < stages.length; i++) {
+      const stage = stages[i];
+      const outcome = await (early ? early[i] : start(stage));
+      const ms = outcome.ms;
+      const failure: unknown = outcome.ok ? null : outcome.err;
+      let verdict = outcome.ok ? outcome.verdict : this.failureVerdict(stage, ctx);
       verdict = normalizeVerdict(verdict);
       result.verdicts.push({ stage: stage.name, action: verdict.action, ms });
       if (verdict.tags) {
@@ -241,6 +259,8 @@ export function applyMarks(message: Buffer, headers: [string, string][], subject
     }
   }
 
+  // Nothing to add, remove or replace (no filter marks, no forged X-Spam fields): the message as it is, uncopied.
+  if (top.length === 0 && edits.length === 0) return message;
   const parts: Buffer[] = [Buffer.from(top.join(''))];
   let pos = 0;
   for (const [s, e, bytes] of edits) {

@@ -207,17 +207,17 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
 
   private async doScan(): Promise<void> {
     const start = ++this.seq;
-    let list: QueueEnvelope[];
+    let scanned: Awaited<ReturnType<Spool['scan']>>;
     try {
-      list = await this.spool.list();
+      // Envelopes that did not change since the last scan are not read again (a deep queue costs stats, not reads).
+      scanned = await this.spool.scan((id) => !this.entries.has(id));
     } catch (err) {
       this.log.error({ err }, 'cannot read the queue directory');
       return;
     }
     if (this.stopped) return;
-    const seen = new Set<string>();
-    for (const env of list) {
-      seen.add(env.id);
+    const seen = new Set<string>(scanned.ids);
+    for (const env of scanned.envelopes) {
       const due = time(env.nextAttemptAt, Date.now());
       const e = this.entries.get(env.id);
       if (!e) {

@@ -4,6 +4,7 @@
  *  - submission (587): STARTTLS required before AUTH (RFC 3207 §4, RFC 4954 §4), AUTH required before MAIL.
  *  - smtps (465): implicit TLS (RFC 8314 §3.3), AUTH required before MAIL.
  * AUTH is offered only inside TLS, on any listener (on-secure.ts).
+ * Each listener has its own pregreet wait (pregreet.ts): on for smtp, off for submission and smtps.
  */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
@@ -16,6 +17,7 @@ import { makeOnData, type OnDataOptions } from './on-data.js';
 import { makeOnMailFrom } from './on-mail-from.js';
 import { makeOnRcptTo } from './on-rcpt-to.js';
 import { makeOnSecure } from './on-secure.js';
+import { EARLY_TALKER_REPLY, Pregreet } from './pregreet.js';
 import { Sessions, type ListenerRole, type SmtpDeps } from './session.js';
 
 export interface SmtpListener {
@@ -46,6 +48,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
   // One limit for all listeners together; smtp-server's maxClients counts per server. Only sessions that were let in
   // are counted: smtp-server calls onClose for a connection refused in onConnect too.
   const counted = new Set<string>();
+  const pregreet = new Pregreet(deps.settings);
 
   for (const role of ['smtp', 'submission', 'smtps'] as const) {
     const l = opts.listeners[role];
@@ -77,6 +80,9 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       size: deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024,
       disableReverseLookup: true,
       logger: false,
+      // The early-talker pause of smtp-server is ours to set (patches/smtp-server+*.patch): postscreen's pregreet.
+      greetingDelay: (client) => pregreet.delay(l.pregreet, client),
+      earlyTalkerResponse: EARLY_TALKER_REPLY,
     };
     const server = new SMTPServer({
       ...options,
@@ -86,6 +92,9 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
           return cb(new SmtpError(421, '4.7.0', `${deps.hostname} Too many connections, try again later`));
         }
         counted.add(session.id);
+        if (pregreet.greeted(l.pregreet, session.id)) {
+          deps.log.debug({ component: COMPONENT[role], client: session.remoteAddress, event: 'pregreet', result: 'pass' }, 'pregreet test passed');
+        }
         makeOnConnect(deps, role, sessions, () => {
           // "Queue message max size", read per connection so a change applies without a restart (RFC 1870 SIZE).
           server.options.size = deps.settings.get('queue.maxMessageSizeMB') * 1024 * 1024;
@@ -93,6 +102,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       },
       onClose: (session) => {
         counted.delete(session.id);
+        pregreet.forget(session.id);
         makeOnClose(sessions)(session);
       },
       onSecure: makeOnSecure(deps, role, sessions),
@@ -102,6 +112,12 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       onData: makeOnData(deps, sessions, opts.data),
     });
     server.on('error', (err) => deps.log.error({ component: COMPONENT[role], err }, 'listener error'));
+    server.on('earlytalker', (client: { id: string; remoteAddress: string }) => {
+      pregreet.forget(client.id);
+      const reply = `${EARLY_TALKER_REPLY.code} ${EARLY_TALKER_REPLY.message}`;
+      deps.log.info({ component: COMPONENT[role], client: client.remoteAddress, event: 'reject', stage: 'pregreet', reply }, 'client talked before the greeting');
+      deps.stats?.countRejected({ listener: role, client: client.remoteAddress, stage: 'connect', reply });
+    });
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
       server.listen(l.port, l.host, () => {

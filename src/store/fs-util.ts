@@ -22,6 +22,46 @@ export async function fsyncDir(path: string): Promise<void> {
 }
 
 /**
+ * fsyncDir shared by concurrent callers on the same directory (group commit, as the queue's spool does it): a caller
+ * is released only by an fsync that started after it called, so the promise is that of one fsync per caller, while
+ * twenty deliveries into one INBOX at once cost one or two directory fsyncs instead of twenty.
+ */
+export function fsyncDirShared(path: string): Promise<void> {
+  let group = syncGroups.get(path);
+  if (!group) {
+    group = { running: false, waiting: [] };
+    syncGroups.set(path, group);
+  }
+  const g = group;
+  return new Promise((resolve, reject) => {
+    g.waiting.push({ resolve, reject });
+    if (!g.running) void runSyncGroup(path, g);
+  });
+}
+
+interface SyncGroup {
+  running: boolean;
+  waiting: { resolve: () => void; reject: (err: unknown) => void }[];
+}
+const syncGroups = new Map<string, SyncGroup>();
+
+async function runSyncGroup(path: string, g: SyncGroup): Promise<void> {
+  g.running = true;
+  while (g.waiting.length) {
+    const batch = g.waiting;
+    g.waiting = [];
+    try {
+      await fsyncDir(path);
+      for (const w of batch) w.resolve();
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    }
+  }
+  g.running = false;
+  syncGroups.delete(path);
+}
+
+/**
  * mkdir -p, fsyncing the parent of every level it reaches. Also fsyncs when the directory already exists: another
  * delivery may have just made it and not yet fsynced its parent, and this one must not return before that is
  * durable. Only called on the slow path (a directory was found missing), so the extra fsyncs cost nothing.

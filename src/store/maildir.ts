@@ -19,7 +19,7 @@ import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/pr
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../lib/logger.js';
-import { errorCode, ensureMaildir, fsyncDir, FILE_MODE, writeAll } from './fs-util.js';
+import { errorCode, ensureMaildir, fsyncDirShared, FILE_MODE, writeAll } from './fs-util.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import {
   folderDirName,
@@ -110,8 +110,8 @@ export class MaildirStore implements MailStore {
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
         fh = await this.openTmp(maildir, dir, tmpPath);
         tmpExists = true;
-        await writeAll(fh, prefix);
-        await writeAll(fh, message);
+        // One write, not two: the prefix (Return-Path, Delivered-To) is a few dozen bytes.
+        await writeAll(fh, prefix.length ? Buffer.concat([prefix, message]) : message);
       } else {
         fh = await this.openTmp(maildir, dir, tmpPath);
         tmpExists = true;
@@ -136,7 +136,8 @@ export class MaildirStore implements MailStore {
         if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
       });
       tmpExists = false;
-      await fsyncDir(targetDir);
+      // Concurrent deliveries into the same folder share the directory fsync (group commit).
+      await fsyncDirShared(targetDir);
       this.log.debug({ owner: ownerLabel(owner), folder, path, size }, 'store: delivered');
       return { path, size };
     } catch (err) {

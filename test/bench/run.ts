@@ -7,12 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { benchDirectory } from './directory.bench.ts';
 import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
+import { benchSmtp } from './smtp.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCHES: Record<string, (root: string) => Promise<string>> = {
   directory: benchDirectory,
   filters: benchFilters,
   imap: benchImap,
+  smtp: benchSmtp,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

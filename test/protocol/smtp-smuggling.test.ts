@@ -229,19 +229,6 @@ describe('STARTTLS', () => {
 });
 
 describe('other raw-socket edge cases', () => {
-  test('refuses a client that talks before the greeting', async () => {
-    const { connect } = await import('node:net');
-    const got = await new Promise<string>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port: server.ports.smtp }, () => s.write('EHLO early.example\r\n'));
-      let buf = '';
-      s.setEncoding('latin1');
-      s.on('data', (d: string) => (buf += d));
-      s.on('close', () => resolve(buf));
-      setTimeout(() => s.destroy(), 1000);
-    });
-    assert.match(got, /^421 /m);
-  });
-
   test('answers an HTTP request with 421 and closes (cross-protocol requests from browsers)', async () => {
     const c = await RawSmtp.connect(server.ports.smtp);
     try {

@@ -40,6 +40,9 @@ function stage(name: string, phase: FilterPhase, check: (c: FilterContext) => Fi
   };
 }
 
+/** The data phase one stage after the other, so a test can see which stages ran at all. */
+const SEQUENTIAL: Partial<FilterPipelineOptions> = { parallel: [] };
+
 function pipeline(stages: FilterStage[], extra: Partial<FilterPipelineOptions> = {}) {
   const { log, lines } = capture();
   return { p: new FilterPipeline({ stages, log, ...extra }), lines };
@@ -115,7 +118,7 @@ test('stops at the first reject, with its reply; later stages do not run', async
     stage('mark', 'data', () => ({ action: 'mark', headers: [['X-A', '1']] }), calls),
     stage('attachments', 'data', () => ({ action: 'reject', reply, tags: { blockedAttachment: { class: 'executables' } } }), calls),
     stage('spam', 'data', () => ({ action: 'accept' }), calls),
-  ]);
+  ], SEQUENTIAL);
   const r = await p.run('data', ctx());
   assert.deepEqual(calls, ['mark', 'attachments']);
   assert.equal(r.action, 'reject');
@@ -127,7 +130,7 @@ test('stops at the first reject, with its reply; later stages do not run', async
 test('discard and tempfail stop too', async () => {
   for (const action of ['discard', 'tempfail'] as const) {
     const calls: string[] = [];
-    const { p } = pipeline([stage('s', 'data', () => ({ action }), calls), stage('after', 'data', () => ({ action: 'accept' }), calls)]);
+    const { p } = pipeline([stage('s', 'data', () => ({ action }), calls), stage('after', 'data', () => ({ action: 'accept' }), calls)], SEQUENTIAL);
     const r = await p.run('data', ctx());
     assert.equal(r.action, action);
     assert.deepEqual(calls, ['s']);
@@ -151,7 +154,7 @@ test('a stage that throws (clamd down) is a temporary failure: 451 4.7.1 <stage>
       throw new Error('connect ECONNREFUSED 127.0.0.1:3310');
     }, calls),
     stage('spam', 'data', () => ({ action: 'accept' }), calls),
-  ]);
+  ], SEQUENTIAL);
   const r = await p.run('data', ctx());
   assert.equal(r.action, 'tempfail');
   assert.deepEqual(r.reply, { code: 451, enhanced: '4.7.1', text: 'clamav temporarily unavailable, try again later' });
@@ -172,7 +175,7 @@ test('a stage that throws is accepted when onFailure says so: logged at warn, na
       }, calls),
       stage('last', 'data', () => ({ action: 'mark', headers: [['X-Last', 'yes']] }), calls),
     ],
-    { onFailure: (s) => (s === 'spamassassin' ? 'accept' : 'tempfail') },
+    { onFailure: (s) => (s === 'spamassassin' ? 'accept' : 'tempfail'), ...SEQUENTIAL },
   );
   const c = ctx();
   const r = await p.run('data', c);
@@ -191,6 +194,86 @@ test('a stage that throws is accepted when onFailure says so: logged at warn, na
   const r2 = await p2.run('data', ctx());
   assert.equal(r2.action, 'accept');
   assert.deepEqual(r2.headers, [['X-Last', 'yes']]);
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('data-phase stages run at the same time (clamd and spamd asked together); other phases one after the other', async () => {
+  let running = 0;
+  let most = 0;
+  const slow = (name: string, ms: number, phase: FilterPhase = 'data') =>
+    stage(name, phase, async () => {
+      most = Math.max(most, ++running);
+      await sleep(ms);
+      running--;
+      return { action: 'accept' };
+    });
+  const { p } = pipeline([slow('clamav', 120), slow('spamassassin', 150), slow('mail-auth', 100)]);
+  const r = await p.run('data', ctx());
+  assert.equal(r.action, 'accept');
+  assert.equal(most, 3);
+  // Other phases stay sequential (the lists read each other's tags).
+  const m = pipeline([slow('a', 10, 'mail'), slow('b', 10, 'mail')]);
+  most = 0;
+  await m.p.run('mail', ctx());
+  assert.equal(most, 1);
+});
+
+test('in parallel the first refusal in stage order wins, even when a later stage answers first', async () => {
+  const early = { code: 554, enhanced: '5.7.1', text: 'spam' };
+  const first = { code: 554, enhanced: '5.7.1', text: 'virus' };
+  const { p, lines } = pipeline([
+    stage('mark', 'data', () => ({ action: 'mark', headers: [['X-A', '1']] })),
+    stage('clamav', 'data', async () => {
+      await sleep(60);
+      return { action: 'reject', reply: first, tags: { virus: 'Eicar' } };
+    }),
+    stage('spamassassin', 'data', () => ({ action: 'reject', reply: early, tags: { spam: true } })),
+  ]);
+  const r = await p.run('data', ctx());
+  assert.equal(r.action, 'reject');
+  assert.deepEqual(r.reply, first);
+  assert.deepEqual(r.tags, { virus: 'Eicar' });
+  assert.deepEqual(r.verdicts.map((v) => v.stage), ['mark', 'clamav']);
+  assert.ok(!lines.some((l) => l.stage === 'spamassassin'), 'a verdict that was not used is not logged as one');
+});
+
+test('in parallel marks and tags are collected in stage order, whatever order the stages finish in', async () => {
+  const { p } = pipeline([
+    stage('a', 'data', async () => {
+      await sleep(40);
+      return { action: 'mark', headers: [['X-A', '1']], tags: { t: 'a' }, subject: 'from a' };
+    }),
+    stage('b', 'data', () => ({ action: 'mark', headers: [['X-B', '2']], tags: { t: 'b', b: true }, subject: 'from b' })),
+  ]);
+  const c = ctx();
+  const r = await p.run('data', c);
+  assert.deepEqual(r.headers, [
+    ['X-A', '1'],
+    ['X-B', '2'],
+  ]);
+  assert.equal(r.subject, 'from b');
+  assert.deepEqual(c.tags, { t: 'b', b: true });
+});
+
+test('in parallel a failed stage is judged in its place: tempfail stops, accept-on-failure goes on and is named', async () => {
+  const { p } = pipeline(
+    [
+      stage('spamassassin', 'data', () => Promise.reject(new Error('spamd timeout'))),
+      stage('clamav', 'data', async () => {
+        await sleep(20);
+        throw new Error('clamd down');
+      }),
+      stage('last', 'data', () => ({ action: 'mark', headers: [['X-Last', 'yes']] })),
+    ],
+    { onFailure: (s) => (s === 'spamassassin' ? 'accept' : 'tempfail') },
+  );
+  const c = ctx();
+  const r = await p.run('data', c);
+  assert.equal(r.action, 'tempfail');
+  assert.equal(r.reply?.text, 'clamav temporarily unavailable, try again later');
+  assert.deepEqual(c.tags.failedStages, ['spamassassin']);
+  assert.deepEqual(r.headers, []);
 });
 
 test('a hung stage times out and counts as failed', async () => {

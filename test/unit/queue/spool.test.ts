@@ -234,3 +234,34 @@ test('one server per spool: the lock is refused to a second holder, here or in a
   assert.deepEqual(await second.list(), []);
   assert.deepEqual((await second.recover()).removedOrphans, []);
 });
+
+test('scan() reads an envelope again only when its file changed (or when asked), and lists every queued id', async (t) => {
+  const { spool } = await tempSpool(t);
+  const a = await spool.enqueue(message('a'), envelope('alice@corp.example', 'bob@partner.example'));
+  const b = await spool.enqueue(message('b'), envelope('alice@corp.example', 'bob@partner.example'));
+  const first = await spool.scan(() => false);
+  assert.deepEqual(first.ids, [a, b].sort());
+  assert.deepEqual(first.envelopes.map((e) => e.id).sort(), [a, b].sort(), 'never seen: read');
+  const second = await spool.scan(() => false);
+  assert.deepEqual(second.ids, [a, b].sort());
+  assert.deepEqual(second.envelopes, [], 'unchanged: not read');
+  // What `postern queue flush` does from another process: a new envelope file renamed over the old one.
+  await spool.modify(a, (e) => {
+    e.nextAttemptAt = new Date(0).toISOString();
+  });
+  const third = await spool.scan((id) => id === b);
+  assert.deepEqual(third.envelopes.map((e) => e.id).sort(), [a, b].sort(), 'a changed, b asked for');
+  assert.equal(third.envelopes.find((e) => e.id === a)?.nextAttemptAt, new Date(0).toISOString());
+  await spool.remove(b);
+  assert.deepEqual((await spool.scan(() => true)).ids, [a]);
+});
+
+test('the first delivery attempt gets the message from memory; a removed message is not kept', async (t) => {
+  const { spool } = await tempSpool(t);
+  const id = await spool.enqueue(message('fresh'), envelope('alice@corp.example', 'bob@partner.example'));
+  assert.match((await spool.readMessage(id)).toString(), /Subject: fresh/);
+  assert.match((await spool.readMessage(id)).toString(), /Subject: fresh/, 'later reads come from the file');
+  const gone = await spool.enqueue(message('gone'), envelope('alice@corp.example', 'bob@partner.example'));
+  await spool.remove(gone);
+  await assert.rejects(spool.readMessage(gone), NotQueuedError);
+});

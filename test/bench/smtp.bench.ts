@@ -1,0 +1,219 @@
+/**
+ * SMTP benchmark (issue 11): messages accepted and in the Maildir per second, postern against Postfix from Debian
+ * (test/bench/postfix.ts: smtpd → cleanup → qmgr → virtual, no filters) in the same run, driven by Postfix's own
+ * load generator smtp-source. Measured "accepted → in the Maildir": from smtp-source's start until N files are
+ * in the recipient's Maildir new/ directory (polled). Also the servers' CPU time per message (user + system, all
+ * their processes: Postfix's master collects its exited children's times).
+ *
+ * postern runs as `postern serve` (bin/postern.js) in its own process, port 25 role, with the LDIF directory, the
+ * content filters off (Postfix has none either) and the pregreet wait off (Postfix's smtpd has none without
+ * postscreen).
+ *
+ * Cases (each run for both servers, POSTERN_BENCH_SMTP_RUNS times, default 2):
+ *   1 session    smtp-source -s 1  -m 1000   (a connection per message, as most senders do)
+ *   20 sessions  smtp-source -s 20 -m 5000
+ *   20 sessions, connections reused (smtp-source -d)
+ * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_PROF=DIR starts
+ * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { childrenOf, freePort, startPostfix } from './postfix.ts';
+import { table } from './lib.ts';
+
+const num = (name: string, dflt: number): number => {
+  const v = process.env[`POSTERN_BENCH_SMTP_${name}`];
+  return v && /^\d+$/.test(v) ? Number(v) : dflt;
+};
+const ONE = num('ONE', 1000);
+const MANY = num('MANY', 5000);
+const SIZE = num('SIZE', 10240);
+const RUNS = num('RUNS', 2);
+const PROF = process.env.POSTERN_BENCH_SMTP_PROF;
+const RECIPIENT = 'john@example.com';
+
+interface Side {
+  name: string;
+  port: number;
+  newDir: string;
+  /** CPU seconds used so far by all the server's processes. */
+  cpu(): number;
+  stop(): Promise<void>;
+}
+
+interface Case {
+  label: string;
+  sessions: number;
+  messages: number;
+  reuse: boolean;
+}
+
+const TICK = 100; // USER_HZ on Linux
+
+/** utime + stime (+ cutime + cstime with `children`) of a process, in seconds; 0 when it is gone. */
+function cpuOf(pid: number, children: boolean): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after the comm: state=0 … utime=11 stime=12 cutime=13 cstime=14
+    const t = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return t / TICK;
+  } catch {
+    return 0;
+  }
+}
+
+function countFiles(dir: string): number {
+  try {
+    return readdirSync(dir).length;
+  } catch {
+    return 0;
+  }
+}
+
+async function startPosternSide(root: string, run: number): Promise<Side> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'postern-bench-smtp-'));
+  const port = await freePort();
+  const configFile = join(dataDir, 'postern.yaml');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      hostname: 'postern-bench.example.com',
+      dataDir,
+      directory: { type: 'ldif', file: join(root, 'fixtures/ad/corp.ldif') },
+      listeners: {
+        smtp: { port, host: '127.0.0.1', pregreet: { waitMs: 0 } },
+        submission: false,
+        smtps: false,
+        imap: false,
+        imaps: false,
+        pop3: false,
+        pop3s: false,
+        admin: false,
+        http: false,
+      },
+      smtp: { maxClients: 1000 },
+    }),
+  );
+  const cli = (args: string[]) => {
+    const r = spawnSync(process.execPath, [join(root, 'bin/postern.js'), '--config', configFile, ...args], { cwd: root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`postern ${args.join(' ')}: ${r.stderr}`);
+  };
+  cli(['domain', 'add', 'example.com']);
+  cli(['settings', 'set', 'filter.antivirus', 'no', 'filter.spam', 'no']);
+  const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=postern-${Date.now()}-${run}.cpuprofile`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
+    cwd: root,
+    env: { ...process.env, POSTERN_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 30_000;
+  while (!/mail domains: /.test(out)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postern did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    name: 'postern',
+    port,
+    newDir: join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', 'new'),
+    cpu: () => cpuOf(child.pid!, true),
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise<void>((r) => child.once('exit', () => r()));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startPostfixSide(): Promise<Side> {
+  const pf = await startPostfix(RECIPIENT);
+  const master = pf.pids()[0];
+  return {
+    name: 'postfix',
+    port: pf.port,
+    newDir: pf.newDir,
+    cpu: () => cpuOf(master, true) + childrenOf(master).reduce((s, p) => s + cpuOf(p, false), 0),
+    stop: () => pf.destroy(),
+  };
+}
+
+interface Result {
+  seconds: number;
+  rate: number;
+  cpuMsPerMessage: number;
+}
+
+/** Sends `c.messages` with smtp-source and waits until they are all in new/. */
+async function runCase(side: Side, c: Case): Promise<Result> {
+  const before = countFiles(side.newDir);
+  const cpu0 = side.cpu();
+  const t0 = performance.now();
+  const args = ['-s', String(c.sessions), '-m', String(c.messages), '-l', String(SIZE), '-M', 'client.example.net', '-f', 'sender@example.net', '-t', RECIPIENT];
+  if (c.reuse) args.unshift('-d');
+  const src = spawn('smtp-source', [...args, `127.0.0.1:${side.port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  src.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const srcDone = new Promise<number | null>((r) => src.once('exit', (code) => r(code)));
+  const limit = Date.now() + Math.max(120_000, c.messages * 200);
+  for (;;) {
+    const n = countFiles(side.newDir) - before;
+    if (n >= c.messages) break;
+    if (Date.now() > limit) {
+      src.kill('SIGKILL');
+      throw new Error(`${side.name}: only ${n} of ${c.messages} messages arrived; smtp-source said: ${err.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const code = await srcDone;
+  if (code !== 0) throw new Error(`${side.name}: smtp-source exited ${code}: ${err.slice(-500)}`);
+  // Let the server finish what it does after delivery (queue removal) before the CPU is read.
+  await new Promise((r) => setTimeout(r, 500));
+  const cpu = side.cpu() - cpu0;
+  return { seconds, rate: c.messages / seconds, cpuMsPerMessage: (cpu * 1000) / c.messages };
+}
+
+export async function benchSmtp(root: string): Promise<string> {
+  if (!existsSync('/proc/self/stat')) throw new Error('the SMTP benchmark reads /proc (Linux only)');
+  const cases: Case[] = [
+    { label: `1 session, ${ONE} × ${SIZE} B`, sessions: 1, messages: ONE, reuse: false },
+    { label: `20 sessions, ${MANY} × ${SIZE} B`, sessions: 20, messages: MANY, reuse: false },
+    { label: `20 sessions, ${MANY} × ${SIZE} B, connections reused (-d)`, sessions: 20, messages: MANY, reuse: true },
+  ];
+  const rows: string[][] = [['case', 'run', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg']];
+  for (let run = 1; run <= RUNS; run++) {
+    // Fresh servers per run, started one after the other so that neither runs while the other is measured.
+    for (const c of cases) {
+      const results: Record<string, Result> = {};
+      for (const start of [() => startPostfixSide(), () => startPosternSide(root, run)]) {
+        const side = await start();
+        try {
+          // A short warm-up: the first connections pay for process starts (Postfix) and JIT (postern).
+          await runCase(side, { label: 'warm-up', sessions: Math.min(c.sessions, 5), messages: 50, reuse: false });
+          results[side.name] = await runCase(side, c);
+        } finally {
+          await side.stop();
+        }
+      }
+      const p = results.postfix;
+      const o = results.postern;
+      rows.push([c.label, String(run), p.rate.toFixed(0), o.rate.toFixed(0), (o.rate / p.rate).toFixed(2), p.cpuMsPerMessage.toFixed(2), o.cpuMsPerMessage.toFixed(2)]);
+      console.error(rows.at(-1)!.join('  '));
+    }
+  }
+  return [
+    `SMTP: smtp-source → server → Maildir (accepted → in new/), ${SIZE}-byte messages; ratio = postern / Postfix`,
+    table(rows),
+  ].join('\n');
+}
