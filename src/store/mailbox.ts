@@ -80,6 +80,12 @@ export interface MailboxAccess {
   append(owner: MailboxOwner, folder: string, message: Buffer, flags: Flag[], internalDate?: Date): Promise<{ uidValidity: number; uid: number }>;
   /** RFC 4315 COPYUID data; `move` also expunges the sources (RFC 6851). */
   copy(owner: MailboxOwner, from: string, uids: number[], to: string, opts?: { move?: boolean; toOwner?: MailboxOwner }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  /**
+   * RFC 3501 §2.3.2 \Recent: the first UID no session has yet claimed as recent. With `claimUpTo` (a SELECT, or a
+   * selected session noticing new messages) every UID below it is claimed, so the next caller sees them as old.
+   * Dovecot keeps the same counter (first_recent_uid) per mailbox.
+   */
+  firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number>;
   /** Quota usage and limit in bytes (0 = none) for GETQUOTAROOT (RFC 9208). */
   quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }>;
   /** Calls back on changes made by other sessions or by delivery; returns the unsubscribe function. */

@@ -523,6 +523,11 @@ export class MaildirMailbox implements MailboxAccess {
     return { uidValidity: this.index(dstDir).uidValidity, mapping: items.map((i, n) => [i.uid, newUids[n]!]) };
   }
 
+  async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
+    const dir = await this.folderDir(owner, folder);
+    return folderLocks.run(dir, async () => this.index(dir).firstRecentUid(claimUpTo));
+  }
+
   async quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }> {
     const usage = await this.store.quotaUsage(owner);
     return { usedBytes: usage.bytes, limitBytes: this.quotaBytesOf(owner), messages: usage.messages };

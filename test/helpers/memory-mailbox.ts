@@ -20,6 +20,8 @@ interface Folder {
   parts?: Map<number, { envelope?: unknown; bodystructure?: unknown }>;
   uidValidity: number;
   uidNext: number;
+  /** RFC 3501 §2.3.2: UIDs below it were claimed as \Recent by a session. */
+  firstRecent: number;
   modseq: number;
   subscribed: boolean;
   specialUse?: FolderInfo['specialUse'];
@@ -65,7 +67,7 @@ export class MemoryMailbox implements MailboxAccess {
   }
 
   private newFolder(): Folder {
-    return { uidValidity: this.nextValidity++, uidNext: 1, modseq: 1, subscribed: true, messages: [] };
+    return { uidValidity: this.nextValidity++, uidNext: 1, firstRecent: 1, modseq: 1, subscribed: true, messages: [] };
   }
 
   private folder(owner: MailboxOwner, name: string): Folder {
@@ -199,6 +201,13 @@ export class MemoryMailbox implements MailboxAccess {
       this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid) });
     }
     return { uidValidity: dst.uidValidity, mapping };
+  }
+
+  async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
+    const f = this.folder(owner, folder);
+    const first = f.firstRecent;
+    if (claimUpTo !== undefined && claimUpTo > first) f.firstRecent = claimUpTo;
+    return first;
   }
 
   async quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }> {
