@@ -10,6 +10,12 @@ import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange } from './par
 /** The shared namespace (RFC 2342): "Shared/<group>" is a group's INBOX, "Shared/<group>/<folder>" its folders. */
 export const SHARED_PREFIX = 'Shared';
 
+/** Whether two owners are the same mailbox (logins and group names are case-insensitive). */
+export function sameOwner(a: import('../store/types.js').MailboxOwner, b: import('../store/types.js').MailboxOwner): boolean {
+  if (a.kind === 'user' && b.kind === 'user') return a.login.toLowerCase() === b.login.toLowerCase();
+  return a.kind === 'shared' && b.kind === 'shared' && a.group.toLowerCase() === b.group.toLowerCase();
+}
+
 export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
 
 export interface Completion {

@@ -280,11 +280,15 @@ function readLiteral(cur: Cursor, tag: string): Buffer {
   return cur.buf.subarray(p, p + size);
 }
 
+/** FETCH items whose "[...]" is a section that may hold spaces and parentheses (RFC 3501 §6.4.5, RFC 3516). */
+const SECTION_ITEM = /^(?:BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)$/i;
+
 function readAtom(cur: Cursor, tag: string): string {
   const start = cur.pos;
   for (;;) {
     const c = cur.peek();
-    if (c === 0x5b) {
+    // Elsewhere '[' is an ordinary ATOM-CHAR (RFC 3501 §9: only ']' is a resp-special), e.g. in a mailbox name.
+    if (c === 0x5b && SECTION_ITEM.test(cur.buf.subarray(start, cur.pos).toString('latin1'))) {
       // A section: BODY[HEADER.FIELDS (From To)] keeps its brackets, spaces and parentheses in the atom.
       const close = cur.buf.indexOf(0x5d, cur.pos);
       if (close < 0) throw new ParseError('Unterminated section', tag);

@@ -3,7 +3,7 @@
  * before the continuation; the message is stored with CRLF line ends only (DESIGN.md §6). Over quota is
  * `NO [OVERQUOTA]` (RFC 9208 §5.3), a missing folder `NO [TRYCREATE]`.
  */
-import { bad, flagList, mailboxName, no, type ImapCommand } from '../command.js';
+import { bad, flagList, mailboxName, no, sameOwner, type ImapCommand } from '../command.js';
 import { parseImapDate } from '../response.js';
 import { tokenText } from '../parser.js';
 
@@ -35,7 +35,8 @@ export const append: ImapCommand = {
     if (message.value.length === 0) throw no('Empty message');
     const ref = session.resolve(name);
     const result = await session.deps.mailbox.append(ref.owner, ref.folder, toCrlf(message.value), flags, date);
-    if (session.selected?.name === name) session.checkExists = true;
+    const sel = session.selected;
+    if (sel && sameOwner(sel.owner, ref.owner) && sel.folder === ref.folder) session.checkExists = true;
     return { code: `APPENDUID ${result.uidValidity} ${result.uid}`, text: 'APPEND completed' };
   },
 };

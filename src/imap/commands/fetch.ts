@@ -124,8 +124,11 @@ export const fetch: ImapCommand = {
       }
       const parts: Buffer[] = [];
       const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
-      for (const a of atts) item(...render(a, meta, raw, tree, cached));
-      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(meta));
+      // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
+      const shown = { ...meta, flags: session.flagsOf(meta) };
+      session.announceKeywords(meta.flags);
+      for (const a of atts) item(...render(a, shown, raw, tree, cached));
+      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
       const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
       session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
       await session.drain();

@@ -40,13 +40,27 @@ export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: b
   const send = (name: string, flags: string[]) =>
     session.write(Buffer.concat([Buffer.from(`* ${verb} (${flags.join(' ')}) "/" `), encodeMailbox(name), Buffer.from('\r\n')]));
   const folders: FolderInfo[] = await session.deps.mailbox.listFolders(session.owner!);
-  for (const f of folders) {
-    if (lsub && !f.subscribed) continue;
-    if (!matchesPattern(f.name, re)) continue;
-    const flags: string[] = [];
-    if (!lsub) flags.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
-    if (f.specialUse) flags.push(f.specialUse);
-    send(f.name, flags);
+  const shown = lsub ? folders.filter((f) => f.subscribed) : folders;
+  const names = new Set(shown.map((f) => f.name));
+  const parents = new Set<string>();
+  for (const f of shown) {
+    if (matchesPattern(f.name, re)) {
+      const flags: string[] = [];
+      if (!lsub) flags.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
+      if (f.specialUse) flags.push(f.specialUse);
+      send(f.name, flags);
+    }
+    // RFC 3501 §6.3.8 / §6.3.9: a parent that does not exist (Maildir++ "a/b" without "a"), or for LSUB is not
+    // subscribed, is listed as \Noselect when "%" stops at it, so the client can still walk down to "a/b". For LIST
+    // a missing parent is shown whenever it matches, as Dovecot does.
+    const parts = f.name.split('/');
+    for (let n = 1; n < parts.length; n++) {
+      const parent = parts.slice(0, n).join('/');
+      if (names.has(parent) || parents.has(parent) || !matchesPattern(parent, re)) continue;
+      if (lsub && matchesPattern(f.name, re)) continue;
+      parents.add(parent);
+      send(parent, lsub ? ['\\Noselect'] : ['\\Noselect', '\\HasChildren']);
+    }
   }
   // The shared namespace: "Shared" itself cannot be selected; each group's INBOX is "Shared/<group>".
   if (!session.sharedGroups.length) return;

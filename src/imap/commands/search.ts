@@ -9,6 +9,7 @@ import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
 import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
 import { parseImapDate } from '../response.js';
+import { addressSearchText, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -25,7 +26,9 @@ export type Criterion =
   | { op: 'all' }
   | { op: 'flag'; flag: string; set: boolean }
   | { op: 'none' }
+  | { op: 'recent' }
   | { op: 'header'; field: string; value: string }
+  | { op: 'address'; field: string; value: string }
   | { op: 'body'; value: string; withHeaders: boolean }
   | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean }
   | { op: 'size'; cmp: 'larger' | 'smaller'; n: number }
@@ -68,12 +71,14 @@ export function parseCriteria(tokens: Token[]): Criterion {
     if (FLAG_KEYS[key]) return { op: 'flag', flag: FLAG_KEYS[key][0], set: FLAG_KEYS[key][1] };
     switch (key) {
       case 'ALL':
-      case 'OLD':
         return { op: 'all' };
-      // \Recent is not tracked: no message is recent, so none is new.
+      // RFC 3501 §6.4.4: NEW is "RECENT UNSEEN", OLD is "NOT RECENT".
       case 'RECENT':
+        return { op: 'recent' };
+      case 'OLD':
+        return { op: 'not', c: { op: 'recent' } };
       case 'NEW':
-        return { op: 'none' };
+        return { op: 'and', list: [{ op: 'recent' }, { op: 'flag', flag: '\\Seen', set: false }] };
       case 'KEYWORD':
         return { op: 'flag', flag: normalizeFlag(text('keyword')), set: true };
       case 'UNKEYWORD':
@@ -82,6 +87,7 @@ export function parseCriteria(tokens: Token[]): Criterion {
       case 'TO':
       case 'CC':
       case 'BCC':
+        return { op: 'address', field: key.toLowerCase(), value: text('string') };
       case 'SUBJECT':
         return { op: 'header', field: key.toLowerCase(), value: text('string') };
       case 'HEADER': {
@@ -170,6 +176,7 @@ function headerSection(message: Buffer): Buffer {
 function needsContent(c: Criterion): boolean {
   switch (c.op) {
     case 'header':
+    case 'address':
     case 'body':
       return true;
     case 'date':
@@ -190,11 +197,18 @@ interface Candidate {
   meta: MessageMeta;
   count: number;
   maxUid: number;
+  /** \Recent in this session (RFC 3501 §2.3.2). */
+  recent?: boolean;
   tree?: MimeNode;
 }
 
 function dayOf(d: Date): number {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+}
+
+/** Header values are kept as latin1 strings of the raw bytes; 8-bit headers are UTF-8 in practice (RFC 6532). */
+function utf8(latin1: string): string {
+  return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
 function contains(haystack: string, needle: string): boolean {
@@ -207,6 +221,8 @@ export function matches(c: Criterion, m: Candidate): boolean {
       return true;
     case 'none':
       return false;
+    case 'recent':
+      return m.recent === true;
     case 'flag':
       return m.meta.flags.includes(c.flag) === c.set;
     case 'size':
@@ -224,6 +240,9 @@ export function matches(c: Criterion, m: Candidate): boolean {
       // RFC 3501: HEADER with an empty string matches every message that has the field.
       return values.some((v) => contains(v, c.value));
     }
+    case 'address':
+      // RFC 3501 §6.4.4: the address fields are matched as addresses, not as header text (search-match.ts).
+      return m.tree!.headers.some((h) => h.key === c.field && contains(addressSearchText(utf8(h.value)), c.value));
     case 'body': {
       const tree = m.tree!;
       if (contains(searchableText(tree), c.value)) return true;
@@ -233,9 +252,9 @@ export function matches(c: Criterion, m: Candidate): boolean {
       let t: number;
       if (c.sent) {
         const hdr = headerValue(m.tree!, 'date');
-        const parsed = hdr ? new Date(hdr) : undefined;
-        if (!parsed || Number.isNaN(parsed.getTime())) return false;
-        t = dayOf(parsed);
+        const day = hdr === undefined ? undefined : sentDay(hdr);
+        if (day === undefined) return false;
+        t = day;
       } else t = dayOf(m.meta.internalDate);
       const d = c.date.getTime();
       return c.cmp === 'before' ? t < d : c.cmp === 'on' ? t === d : t >= d;
@@ -253,7 +272,7 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   const body = content && needsBody(criteria);
   const out: { seq: number; meta: MessageMeta }[] = [];
   for (let i = 0; i < msgs.length; i++) {
-    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid };
+    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid, recent: sel.recent.has(msgs[i].uid) };
     if (content) {
       try {
         if (body) {

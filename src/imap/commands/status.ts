@@ -1,6 +1,21 @@
 /** STATUS (RFC 3501 §6.3.10): counters of a folder without selecting it. */
-import { bad, expectArgs, mailboxName, type ImapCommand } from '../command.js';
+import { bad, expectArgs, mailboxName, sameOwner, type ImapCommand } from '../command.js';
 import { encodeMailbox } from '../response.js';
+import type { ImapSession } from '../connection.js';
+import type { MessageMeta } from '../../store/mailbox.js';
+import type { MailboxOwner } from '../../store/types.js';
+
+/**
+ * RFC 3501 §6.3.10 RECENT: messages not yet claimed by a SELECT, plus, for the folder this session has selected,
+ * the ones it claimed itself.
+ */
+async function recentCount(session: ImapSession, owner: MailboxOwner, folder: string, messages: MessageMeta[]): Promise<number> {
+  const first = await session.deps.mailbox.firstRecentUid(owner, folder);
+  let n = messages.filter((m) => m.uid >= first).length;
+  const sel = session.selected;
+  if (sel && sel.folder === folder && sameOwner(sel.owner, owner)) n += messages.filter((m) => m.uid < first && sel.recent.has(m.uid)).length;
+  return n;
+}
 
 export const status: ImapCommand = {
   names: ['STATUS'],
@@ -16,7 +31,7 @@ export const status: ImapCommand = {
     for (const t of items.items) {
       const item = t.type === 'atom' ? t.value.toUpperCase() : '';
       if (item === 'MESSAGES') out.push(`MESSAGES ${state.messages.length}`);
-      else if (item === 'RECENT') out.push('RECENT 0');
+      else if (item === 'RECENT') out.push(`RECENT ${await recentCount(session, ref.owner, ref.folder, state.messages)}`);
       else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
       else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
       else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);

@@ -1,0 +1,294 @@
+/**
+ * IMAP behaviour RFC 3501 decides and Dovecot's imaptest checks (issue 10): \Recent, SEARCH by address and sent
+ * date, atoms with '[', MOVE into the selected mailbox, LSUB parents, keyword announcements, CAPABILITY by state,
+ * the special-use folders at login, and "deleted to Trash" without duplicates. The server runs on port 0 over the
+ * Maildir store in a temporary directory, driven by raw command scripts (and imapflow where a client would do it).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ImapFlow } from 'imapflow';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import { authSchema } from '../../src/config/schema.ts';
+import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
+import { startImap, type ImapServer } from '../../src/imap/server.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
+import { MaildirStore } from '../../src/store/maildir.ts';
+import { ROOT } from '../helpers/cli.ts';
+import { RawImap } from '../helpers/raw-imap.ts';
+
+const PASSWORD = 'Corp!Passw0rd';
+const TLS = {
+  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
+  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
+};
+const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
+
+let dir: string;
+let store: MaildirStore;
+let mailbox: MaildirMailbox;
+let server: ImapServer;
+
+const msg = (subject: string, extra = '') => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n${extra}\r\nbody of ${subject}\r\n`;
+
+async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<string> {
+  c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
+  const r = await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
+  assert.match(r, new RegExp(`^${tag} OK`, 'm'), r);
+  return r;
+}
+
+const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD);
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'postern-imapc-'));
+  store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
+  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
+  const auth = new Authenticator({
+    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
+    config: authSchema.parse({ failureDelayMs: 0 }),
+    masterUserEnabled: () => false,
+    log: silentLogger,
+  });
+  server = await startImap({
+    port: 0,
+    host: '127.0.0.1',
+    secure: false,
+    tls: TLS,
+    auth,
+    mailbox,
+    settings: { get: (key) => settings[key] },
+    hostname: 'mail.example.com',
+    log: silentLogger,
+  });
+});
+
+after(async () => {
+  await server.close();
+  mailbox.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('\\Recent (RFC 3501 §2.3.2)', () => {
+  test('one session sees new messages as recent: EXAMINE looks, SELECT claims, STATUS counts the unclaimed', async () => {
+    const a = await login();
+    await a.ok('r1', 'CREATE Recent1');
+    await append(a, 'r2', 'Recent1', msg('one'));
+    await append(a, 'r3', 'Recent1', msg('two'));
+    assert.match(await a.ok('r4', 'STATUS Recent1 (MESSAGES RECENT)'), /^\* STATUS "?Recent1"? \(MESSAGES 2 RECENT 2\)/m);
+
+    const ex = await a.ok('r5', 'EXAMINE Recent1');
+    assert.match(ex, /^\* 2 RECENT\r$/m);
+    assert.match(await a.ok('r6', 'FETCH 1:* FLAGS'), /^\* 1 FETCH \(FLAGS \(\\Recent\)\)\r\n\* 2 FETCH \(FLAGS \(\\Recent\)\)/m);
+    assert.match(await a.ok('r7', 'SEARCH RECENT'), /^\* SEARCH 1 2\r$/m);
+    await a.ok('r8', 'CLOSE');
+    // EXAMINE claimed nothing.
+    assert.match(await a.ok('r9', 'STATUS Recent1 (RECENT)'), /RECENT 2\)/);
+
+    const b = await login();
+    assert.match(await b.ok('s1', 'SELECT Recent1'), /^\* 2 RECENT\r$/m);
+    await b.ok('s2', 'STORE 1 +FLAGS.SILENT (\\Seen)');
+    assert.match(await b.ok('s3', 'SEARCH NEW'), /^\* SEARCH 2\r$/m);
+    assert.match(await b.ok('s4', 'SEARCH OLD'), /^\* SEARCH\r$/m);
+    assert.match(await b.ok('s5', 'FETCH 1 FLAGS'), /^\* 1 FETCH \(FLAGS \(\\Recent \\Seen\)\)/m);
+    // \Recent cannot be stored or removed by a client.
+    assert.match(await b.ok('s6', 'STORE 2 FLAGS (\\Flagged)'), /^\* 2 FETCH \(FLAGS \(\\Recent \\Flagged\)\)/m);
+    // The claim holds for the other sessions: nothing recent is left for them.
+    assert.match(await a.ok('r10', 'STATUS Recent1 (RECENT)'), /RECENT 0\)/);
+    assert.match(await a.ok('r11', 'SELECT Recent1'), /^\* 0 RECENT\r$/m);
+    assert.match(await a.ok('r12', 'SEARCH OLD'), /^\* SEARCH 1 2\r$/m);
+    assert.match(await a.ok('r13', 'SEARCH RECENT'), /^\* SEARCH\r$/m);
+    a.close();
+    b.close();
+  });
+
+  test('an APPEND or COPY into a selected folder is recent for the session that has it selected', async () => {
+    const a = await login();
+    await a.ok('a1', 'CREATE Recent2');
+    await a.ok('a2', 'CREATE Recent3');
+    await a.ok('a3', 'SELECT Recent2');
+    const r = await append(a, 'a4', 'Recent2', msg('appended'), '\\Seen');
+    assert.match(r, /^\* 1 EXISTS\r\n\* 1 RECENT\r$/m);
+    assert.match(await a.ok('a5', 'FETCH 1 FLAGS'), /FLAGS \(\\Recent \\Seen\)/);
+
+    const b = await login();
+    await b.ok('b1', 'SELECT Recent3');
+    await a.ok('a6', 'COPY 1 Recent3');
+    assert.match(await b.ok('b2', 'NOOP'), /^\* 1 EXISTS\r\n\* 1 RECENT\r$/m);
+    assert.match(await b.ok('b3', 'FETCH 1 FLAGS'), /FLAGS \(\\Recent \\Seen\)/);
+    a.close();
+    b.close();
+  });
+
+  test('the claim survives a restart of the store (it is kept in the folder index)', async () => {
+    const a = await login();
+    await a.ok('p1', 'CREATE Recent4');
+    await append(a, 'p2', 'Recent4', msg('kept'));
+    await a.ok('p3', 'SELECT Recent4');
+    a.close();
+    const fresh = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger });
+    try {
+      const owner = { kind: 'user' as const, login: 'john.smith' };
+      const state = await fresh.openFolder(owner, 'Recent4');
+      assert.equal(await fresh.firstRecentUid(owner, 'Recent4'), state.uidNext);
+    } finally {
+      fresh.close();
+    }
+  });
+});
+
+describe('SEARCH addresses and sent dates (RFC 3501 §6.4.4)', () => {
+  test('FROM matches a parsed address; SENTON takes the day written in Date:', async () => {
+    const a = await login();
+    await a.ok('f1', 'CREATE Search1');
+    await append(a, 'f2', 'Search1', 'From: <user-from (comment)@ (comment) domain.org>\r\nDate: Sun, 25 Mar 2007 00:00:00 +0200\r\n\r\nbody\r\n');
+    await append(a, 'f3', 'Search1', 'From: user-from1@domain.org (RealFrom)\r\nDate: Sat, 24 Mar 2007 23:00:00 +0200\r\n\r\nbody\r\n');
+    await a.ok('f4', 'SELECT Search1');
+    assert.match(await a.ok('f5', 'SEARCH FROM user-from@domain.org'), /^\* SEARCH 1\r$/m);
+    assert.match(await a.ok('f6', 'SEARCH FROM realfrom'), /^\* SEARCH 2\r$/m);
+    assert.match(await a.ok('f7', 'SEARCH SENTON 25-Mar-2007'), /^\* SEARCH 1\r$/m);
+    assert.match(await a.ok('f8', 'SEARCH SENTBEFORE 25-Mar-2007'), /^\* SEARCH 2\r$/m);
+    a.close();
+  });
+});
+
+describe('atoms, MOVE, LSUB, keywords', () => {
+  test('"[" is an atom character outside FETCH sections: SELECT of such a name is NO and the session goes on', async () => {
+    const a = await login();
+    assert.match(await a.command('t1', "SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}"), /^t1 NO/m);
+    await a.ok('t2', "LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*");
+    assert.match(await a.command('t3', 'SELECT a[b'), /^t3 NO/m);
+    await a.ok('t4', 'NOOP');
+    await a.ok('t5', 'SELECT INBOX');
+    a.close();
+  });
+
+  test('MOVE into the selected mailbox gives the message a new UID: COPYUID, EXPUNGE, then EXISTS', async () => {
+    const a = await login();
+    await a.ok('m1', 'CREATE Move1');
+    await append(a, 'm2', 'Move1', msg('a'));
+    await append(a, 'm3', 'Move1', msg('b'));
+    const sel = await a.ok('m4', 'SELECT Move1');
+    const validity = /UIDVALIDITY (\d+)/.exec(sel)![1];
+    const r = await a.ok('m5', 'MOVE 1 Move1');
+    assert.match(r, new RegExp(`^\\* OK \\[COPYUID ${validity} 1 3\\][^\\r]*\\r\\n\\* 1 EXPUNGE\\r\\n\\* 2 EXISTS\\r$`, 'm'));
+    assert.match(await a.ok('m6', 'FETCH 1:* UID'), /^\* 1 FETCH \(UID 2\)\r\n\* 2 FETCH \(UID 3\)/m);
+    a.close();
+
+    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
+    await c.connect();
+    try {
+      const lock = await c.getMailboxLock('Move1');
+      try {
+        const res = await c.messageMove('1', 'Move1', { uid: false });
+        assert.ok(res && res.uidMap instanceof Map);
+        assert.equal(res.uidMap.get(2), 4);
+        const uids = (await c.search({ all: true }, { uid: true })) || [];
+        assert.deepEqual(uids, [3, 4]);
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await c.logout();
+    }
+  });
+
+  test('LSUB lists an unsubscribed parent of a subscribed folder as \\Noselect where "%" stops (RFC 3501 §6.3.9)', async () => {
+    const a = await login();
+    await a.ok('l1', 'CREATE Subs/a');
+    await a.ok('l2', 'CREATE Subs/b/c');
+    await a.ok('l3', 'SUBSCRIBE Subs/a');
+    await a.ok('l4', 'SUBSCRIBE Subs/b/c');
+    const pct = await a.ok('l5', 'LSUB "" Subs/%');
+    assert.match(pct, /^\* LSUB \(\) "\/" "?Subs\/a"?\r$/m);
+    assert.match(pct, /^\* LSUB \(\\Noselect\) "\/" "?Subs\/b"?\r$/m);
+    assert.doesNotMatch(pct, /Subs\/b\/c/);
+    const star = await a.ok('l6', 'LSUB "" Subs/*');
+    assert.match(star, /Subs\/b\/c/);
+    assert.doesNotMatch(star, /"?Subs\/b"?\r/);
+    // LIST shows the parent that does not exist (Maildir++ has ".Subs.b.c" without ".Subs.b") as \Noselect.
+    assert.match(await a.ok('l7', 'LIST "" Subs/%'), /^\* LIST \(\\Noselect \\HasChildren\) "\/" "?Subs\/b"?\r$/m);
+    a.close();
+  });
+
+  test('a new keyword is announced with FLAGS and PERMANENTFLAGS before a FETCH shows it, in every session', async () => {
+    const a = await login();
+    await a.ok('k1', 'CREATE Kw1');
+    await append(a, 'k2', 'Kw1', msg('kw'));
+    await a.ok('k3', 'SELECT Kw1');
+    const b = await login();
+    assert.doesNotMatch(await b.ok('j1', 'SELECT Kw1'), /\$Work/);
+    const r = await a.ok('k4', 'STORE 1 +FLAGS ($Work)');
+    assert.match(r, /^\* FLAGS \([^)]*\$Work\)\r\n\* OK \[PERMANENTFLAGS \([^)]*\$Work \\\*\)\][^\r]*\r\n\* 1 FETCH \(FLAGS \(\\Recent \$Work\)\)/m);
+    // Already announced to this session: the next change does not repeat FLAGS.
+    assert.doesNotMatch(await a.ok('k5', 'STORE 1 +FLAGS (\\Seen)'), /^\* FLAGS/m);
+    const noop = await b.ok('j2', 'NOOP');
+    assert.match(noop, /^\* FLAGS \([^)]*\$Work\)\r\n\* OK \[PERMANENTFLAGS [^\r]*\r\n\* 1 FETCH \(UID 1 FLAGS \([^)]*\$Work[^)]*\)\)/m);
+    a.close();
+    b.close();
+  });
+});
+
+describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
+  test('STARTTLS is offered only before TLS and before login; AUTH= only before login', async () => {
+    const a = await RawImap.connect(server.port);
+    assert.match(await a.ok('c1', 'CAPABILITY'), /^\* CAPABILITY [^\r]*STARTTLS/m);
+    await a.starttls();
+    assert.doesNotMatch(await a.ok('c2', 'CAPABILITY'), /STARTTLS/);
+    a.close();
+    const b = await RawImap.connect(server.port);
+    const logged = await b.ok('c3', `LOGIN john.smith "${PASSWORD}"`);
+    assert.match(logged, /\[CAPABILITY IMAP4rev1 /);
+    assert.doesNotMatch(logged, /STARTTLS|AUTH=/);
+    assert.doesNotMatch(await b.ok('c4', 'CAPABILITY'), /STARTTLS|AUTH=|LOGINDISABLED/);
+    b.close();
+  });
+
+  test("a user's special-use folders exist from the first login, before any LIST", async () => {
+    const owner = { kind: 'user' as const, login: 'anna.bianchi' };
+    assert.equal(existsSync(join(store.folderPath(owner, 'Sent'), 'cur')), false);
+    const a = await login('anna.bianchi');
+    await append(a, 'u1', 'Sent', msg('sent'));
+    assert.match(await a.ok('u2', 'SELECT Drafts'), /^\* 0 EXISTS/m);
+    assert.match(await a.ok('u3', 'STATUS Junk (MESSAGES)'), /MESSAGES 0/);
+    assert.match(await a.ok('u4', 'STATUS Trash (MESSAGES)'), /MESSAGES 0/);
+    a.close();
+  });
+
+  test('with deletedToTrash a client-side move (COPY, \\Deleted, EXPUNGE) leaves one copy; a plain delete goes to Trash', async () => {
+    settings['mailbox.deletedToTrash'] = true;
+    try {
+      const owner = { kind: 'user' as const, login: 'laura.verdi' };
+      const a = await login('laura.verdi');
+      await a.ok('d1', 'CREATE Archive');
+      await append(a, 'd2', 'INBOX', msg('moved by copy'));
+      await append(a, 'd3', 'INBOX', msg('deleted'));
+      await append(a, 'd4', 'INBOX', msg('copied to trash'));
+      await a.ok('d5', 'SELECT INBOX');
+      await a.ok('d6', 'COPY 1 Archive');
+      await a.ok('d7', 'COPY 3 Trash');
+      await a.ok('d8', 'STORE 1:3 +FLAGS.SILENT (\\Deleted)');
+      const r = await a.ok('d9', 'EXPUNGE');
+      assert.equal((r.match(/^\* \d+ EXPUNGE/gm) ?? []).length, 3);
+      const subjects = async (folder: string) => {
+        const state = await mailbox.openFolder(owner, folder);
+        const out: string[] = [];
+        for (const m of state.messages) out.push(/^Subject: (.*)$/m.exec((await mailbox.readMessage(owner, folder, m.uid)).toString())![1].trim());
+        return out.sort();
+      };
+      assert.deepEqual(await subjects('INBOX'), []);
+      assert.deepEqual(await subjects('Archive'), ['moved by copy']);
+      // The one the client deleted went to Trash (undeleted); the one it copied there itself is not doubled.
+      assert.deepEqual(await subjects('Trash'), ['copied to trash', 'deleted']);
+      const trash = await mailbox.openFolder(owner, 'Trash');
+      assert.ok(trash.messages.every((m) => !m.flags.includes('\\Deleted')));
+      a.close();
+    } finally {
+      settings['mailbox.deletedToTrash'] = false;
+    }
+  });
+});
