@@ -75,6 +75,8 @@ export interface SelectedFolder {
   keywords: Set<string>;
   /** UIDs this session COPYed elsewhere: with `mailbox.deletedToTrash` their EXPUNGE is a real one (expunge.ts). */
   copied: Set<number>;
+  /** RFC 5182 SEARCHRES: UIDs saved by SEARCH RETURN (SAVE), "$" in later commands; empty at SELECT. */
+  saved: Set<number>;
   pending: FolderChange[];
   unwatch: () => void;
 }
@@ -166,7 +168,7 @@ export class ImapSession {
       if (this.loginDisabled) caps.push('LOGINDISABLED');
       else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
     }
-    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`);
+    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN');
     return caps;
   }
 
@@ -458,6 +460,7 @@ export class ImapSession {
       recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
       keywords: new Set(),
       copied: new Set(),
+      saved: new Set(),
       pending: [],
       unwatch: () => {},
     };

@@ -292,3 +292,65 @@ describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
     }
   });
 });
+
+describe('ESEARCH (RFC 4731), SEARCHRES (RFC 5182), WITHIN (RFC 5032)', () => {
+  test('SEARCH RETURN gives MIN, MAX, ALL and COUNT in one ESEARCH, tagged and UID-marked', async () => {
+    const a = await login();
+    await a.ok('e1', 'CREATE Es1');
+    for (let i = 1; i <= 5; i++) await append(a, `e2${i}`, 'Es1', msg(`m${i}`), i % 2 ? '\\Seen' : '');
+    await a.ok('e3', 'SELECT Es1');
+    assert.match(await a.ok('e4', 'CAPABILITY'), /ESEARCH SEARCHRES WITHIN/);
+    assert.match(await a.ok('e5', 'SEARCH RETURN (MIN MAX COUNT ALL) SEEN'), /^\* ESEARCH \(TAG "e5"\) MIN 1 MAX 5 ALL 1,3,5 COUNT 3\r$/m);
+    assert.match(await a.ok('e6', 'SEARCH RETURN () ALL'), /^\* ESEARCH \(TAG "e6"\) ALL 1:5\r$/m);
+    assert.match(await a.ok('e7', 'UID SEARCH RETURN (COUNT) UNSEEN'), /^\* ESEARCH \(TAG "e7"\) UID COUNT 2\r$/m);
+    // Nothing matched: only COUNT is given.
+    assert.match(await a.ok('e8', 'SEARCH RETURN (MIN MAX COUNT) 1000'), /^\* ESEARCH \(TAG "e8"\) COUNT 0\r$/m);
+    assert.match(await a.command('e9', 'SEARCH RETURN (FROB) ALL'), /^e9 BAD/m);
+    // Without RETURN the answer stays a plain SEARCH.
+    assert.match(await a.ok('e10', 'SEARCH SEEN'), /^\* SEARCH 1 3 5\r$/m);
+    a.close();
+  });
+
+  test('RETURN (SAVE) keeps the result as "$" for FETCH, STORE, SEARCH and UID commands; expunged messages leave it', async () => {
+    const a = await login();
+    await a.ok('v1', 'CREATE Es2');
+    for (let i = 1; i <= 4; i++) await append(a, `v2${i}`, 'Es2', msg(`s${i}`), i > 2 ? '\\Flagged' : '');
+    await a.ok('v3', 'SELECT Es2');
+    const saved = await a.ok('v4', 'SEARCH RETURN (SAVE) FLAGGED');
+    assert.doesNotMatch(saved, /ESEARCH|\* SEARCH/, 'SAVE alone answers nothing untagged');
+    assert.match(await a.ok('v5', 'FETCH $ (UID)'), /^\* 3 FETCH \(UID 3\)\r\n\* 4 FETCH \(UID 4\)\r$/m);
+    assert.match(await a.ok('v6', 'UID SEARCH UID $ SEEN'), /^\* SEARCH\r$/m);
+    await a.ok('v7', 'STORE $ +FLAGS.SILENT (\\Seen)');
+    assert.match(await a.ok('v8', 'SEARCH $ SEEN'), /^\* SEARCH 3 4\r$/m);
+    await a.ok('v9', 'STORE 3 +FLAGS.SILENT (\\Deleted)');
+    await a.ok('v10', 'EXPUNGE');
+    assert.match(await a.ok('v11', 'UID FETCH $ (FLAGS)'), /^\* 3 FETCH \(UID 4 FLAGS \([^)]*\)\)\r\nv11 OK/m);
+    // With MIN alone only the first match is saved, and the ESEARCH is still sent.
+    assert.match(await a.ok('v12', 'SEARCH RETURN (SAVE MIN) ALL'), /^\* ESEARCH \(TAG "v12"\) MIN 1\r$/m);
+    assert.match(await a.ok('v13', 'SEARCH $'), /^\* SEARCH 1\r$/m);
+    // A failed SEARCH ... SAVE empties it.
+    assert.match(await a.command('v14', 'SEARCH RETURN (SAVE) FROB'), /^v14 BAD/m);
+    assert.match(await a.ok('v15', 'SEARCH $'), /^\* SEARCH\r$/m);
+    // A new SELECT starts with nothing saved.
+    await a.ok('v16', 'SEARCH RETURN (SAVE) ALL');
+    await a.ok('v17', 'SELECT Es2');
+    assert.match(await a.ok('v18', 'FETCH $ UID'), /^v18 OK/m);
+    assert.match(await a.ok('v19', 'SEARCH $'), /^\* SEARCH\r$/m);
+    a.close();
+  });
+
+  test('OLDER and YOUNGER compare the internal date with now, in seconds', async () => {
+    const a = await login();
+    await a.ok('w1', 'CREATE Within1');
+    const msgOld = msg('old');
+    a.send(`w2 APPEND Within1 "01-Jan-2020 10:00:00 +0000" {${msgOld.length}+}\r\n${msgOld}\r\n`);
+    await a.until(/^w2 OK/m);
+    await append(a, 'w3', 'Within1', msg('new'));
+    await a.ok('w4', 'SELECT Within1');
+    assert.match(await a.ok('w5', 'SEARCH YOUNGER 3600'), /^\* SEARCH 2\r$/m);
+    assert.match(await a.ok('w6', 'SEARCH OLDER 3600'), /^\* SEARCH 1\r$/m);
+    assert.match(await a.ok('w7', 'SEARCH NOT OLDER 3600'), /^\* SEARCH 2\r$/m);
+    assert.match(await a.command('w8', 'SEARCH OLDER 0'), /^w8 BAD/m);
+    a.close();
+  });
+});

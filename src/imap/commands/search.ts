@@ -7,7 +7,7 @@ import type { MessageMeta } from '../../store/mailbox.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
-import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
+import { formatSequenceSet, inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
 import { parseImapDate } from '../response.js';
 import { addressSearchText, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
@@ -27,6 +27,8 @@ export type Criterion =
   | { op: 'flag'; flag: string; set: boolean }
   | { op: 'none' }
   | { op: 'recent' }
+  | { op: 'saved' }
+  | { op: 'age'; cmp: 'older' | 'younger'; seconds: number }
   | { op: 'header'; field: string; value: string }
   | { op: 'address'; field: string; value: string }
   | { op: 'body'; value: string; withHeaders: boolean }
@@ -68,6 +70,8 @@ export function parseCriteria(tokens: Token[]): Criterion {
     if (t.type !== 'atom') throw bad('Invalid search criterion');
     const key = t.value.toUpperCase();
     if (/^[\d*:,]+$/.test(key)) return { op: 'set', set: seqSet(key), uid: false };
+    // RFC 5182 §2.1: "$" is the result saved by SEARCH RETURN (SAVE).
+    if (key === '$') return { op: 'saved' };
     if (FLAG_KEYS[key]) return { op: 'flag', flag: FLAG_KEYS[key][0], set: FLAG_KEYS[key][1] };
     switch (key) {
       case 'ALL':
@@ -115,8 +119,17 @@ export function parseCriteria(tokens: Token[]): Criterion {
         if (!Number.isInteger(n) || n < 0) throw bad('Invalid number');
         return { op: 'size', cmp: key.toLowerCase() as 'larger' | 'smaller', n };
       }
-      case 'UID':
-        return { op: 'set', set: seqSet(text('UID set')), uid: true };
+      case 'UID': {
+        const set = text('UID set');
+        return set === '$' ? { op: 'saved' } : { op: 'set', set: seqSet(set), uid: true };
+      }
+      // RFC 5032 WITHIN: the internal date's age in seconds, relative to now.
+      case 'OLDER':
+      case 'YOUNGER': {
+        const n = Number(text('interval'));
+        if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) throw bad('Invalid interval');
+        return { op: 'age', cmp: key === 'OLDER' ? 'older' : 'younger', seconds: n };
+      }
       case 'NOT':
         return { op: 'not', c: one() };
       case 'OR': {
@@ -199,6 +212,10 @@ interface Candidate {
   maxUid: number;
   /** \Recent in this session (RFC 3501 §2.3.2). */
   recent?: boolean;
+  /** UIDs of the saved search result (RFC 5182). */
+  saved?: Set<number>;
+  /** "Now" for OLDER/YOUNGER, in ms. */
+  now?: number;
   tree?: MimeNode;
 }
 
@@ -223,6 +240,13 @@ export function matches(c: Criterion, m: Candidate): boolean {
       return false;
     case 'recent':
       return m.recent === true;
+    case 'saved':
+      return m.saved?.has(m.meta.uid) === true;
+    case 'age': {
+      // RFC 5032 §3: OLDER is "at least n seconds old", YOUNGER the rest, so NOT OLDER n is YOUNGER n.
+      const age = ((m.now ?? Date.now()) - m.meta.internalDate.getTime()) / 1000;
+      return c.cmp === 'older' ? age >= c.seconds : age < c.seconds;
+    }
     case 'flag':
       return m.meta.flags.includes(c.flag) === c.set;
     case 'size':
@@ -271,8 +295,9 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   // SEARCH cost as much as a full-text one (test/bench/imap.bench.ts).
   const body = content && needsBody(criteria);
   const out: { seq: number; meta: MessageMeta }[] = [];
+  const now = Date.now();
   for (let i = 0; i < msgs.length; i++) {
-    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid, recent: sel.recent.has(msgs[i].uid) };
+    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid, recent: sel.recent.has(msgs[i].uid), saved: sel.saved, now };
     if (content) {
       try {
         if (body) {
@@ -298,20 +323,66 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   return out;
 }
 
+type ReturnOption = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
+
+/** RFC 4731 §3 / RFC 5182 §2.4: `RETURN (...)` options; an empty list means ALL. */
+function parseReturn(t: Token | undefined): Set<ReturnOption> {
+  if (!t || t.type !== 'list') throw bad('Expected RETURN options');
+  const out = new Set<ReturnOption>();
+  for (const i of t.items) {
+    const o = i.type === 'atom' ? i.value.toUpperCase() : '';
+    if (o !== 'MIN' && o !== 'MAX' && o !== 'ALL' && o !== 'COUNT' && o !== 'SAVE') throw bad(`Unknown RETURN option ${o}`);
+    out.add(o);
+  }
+  if (!out.size) out.add('ALL');
+  return out;
+}
+
 export const search: ImapCommand = {
   names: ['SEARCH'],
   states: ['selected'],
   uid: true,
   async handle(session, cmd) {
+    const sel = session.selected!;
     let args = cmd.args;
-    if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
-      const charset = (tokenText(args[1]) ?? '').toUpperCase();
-      if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
-      args = args.slice(2);
+    let ret: Set<ReturnOption> | undefined;
+    try {
+      if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
+        ret = parseReturn(args[1]);
+        args = args.slice(2);
+      }
+      if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
+        const charset = (tokenText(args[1]) ?? '').toUpperCase();
+        if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
+        args = args.slice(2);
+      }
+      const criteria = parseCriteria(args);
+      const found = await runSearch(session, criteria);
+      if (!ret) {
+        const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
+        session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
+        return;
+      }
+      const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
+      if (ret.has('SAVE')) {
+        // RFC 5182 §2.4: with only MIN and/or MAX beside SAVE, only those messages are saved.
+        const onlyEnds = !ret.has('ALL') && !ret.has('COUNT') && (ret.has('MIN') || ret.has('MAX'));
+        const kept = onlyEnds ? [...new Set([ret.has('MIN') ? found[0] : undefined, ret.has('MAX') ? found[found.length - 1] : undefined])].filter((f) => f !== undefined) : found;
+        sel.saved = new Set(kept.map((f) => f.meta.uid));
+        // RFC 5182 §2.4: SAVE alone returns no ESEARCH.
+        if (ret.size === 1) return;
+      }
+      // RFC 4731 §3.1: MIN/MAX/ALL are left out when nothing matched; COUNT is always there.
+      let out = `ESEARCH (TAG ${JSON.stringify(cmd.tag)})${cmd.uid ? ' UID' : ''}`;
+      if (nums.length && ret.has('MIN')) out += ` MIN ${nums[0]}`;
+      if (nums.length && ret.has('MAX')) out += ` MAX ${nums[nums.length - 1]}`;
+      if (nums.length && ret.has('ALL')) out += ` ALL ${formatSequenceSet(nums)}`;
+      if (ret.has('COUNT')) out += ` COUNT ${nums.length}`;
+      session.untagged(out);
+    } catch (err) {
+      // RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves the saved result empty.
+      if (ret?.has('SAVE') || cmd.args.some((a) => a.type === 'list' && a.items.some((i) => i.type === 'atom' && i.value.toUpperCase() === 'SAVE'))) sel.saved = new Set();
+      throw err;
     }
-    const criteria = parseCriteria(args);
-    const found = await runSearch(session, criteria);
-    const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
-    session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
   },
 };
