@@ -67,6 +67,8 @@ export interface MailboxAccess {
   deleteFolder(owner: MailboxOwner, name: string): Promise<void>;
   renameFolder(owner: MailboxOwner, from: string, to: string): Promise<void>;
   subscribe(owner: MailboxOwner, name: string, on: boolean): Promise<void>;
+  /** Every subscribed name, including names whose folder no longer exists (RFC 3501 §6.3.6, RFC 5258 \NonExistent). */
+  subscriptions(owner: MailboxOwner): Promise<string[]>;
 
   /** Brings the index up to date with the Maildir (new/ → cur/, new UIDs) and returns the folder. */
   openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;

@@ -290,6 +290,10 @@ export class MaildirMailbox implements MailboxAccess {
     });
   }
 
+  subscriptions(owner: MailboxOwner): Promise<string[]> {
+    return this.readSubscriptions(owner);
+  }
+
   private async readSubscriptions(owner: MailboxOwner): Promise<string[]> {
     try {
       const text = await readFile(join(this.store.maildirPath(owner), SUBSCRIPTIONS_FILE), 'utf8');

@@ -93,12 +93,12 @@ export class MemoryMailbox implements MailboxAccess {
   async createFolder(owner: MailboxOwner, name: string): Promise<void> {
     const all = this.folders(owner);
     if (all.has(name)) throw new Error(`folder exists: ${name}`);
-    all.set(name, this.newFolder());
+    all.set(name, { ...this.newFolder(), subscribed: this.ghostSubs(owner).delete(name) || true });
   }
 
   async deleteFolder(owner: MailboxOwner, name: string): Promise<void> {
     if (name === 'INBOX') throw new Error('cannot delete INBOX');
-    this.folder(owner, name);
+    if (this.folder(owner, name).subscribed) this.ghostSubs(owner).add(name);
     this.folders(owner).delete(name);
   }
 
@@ -115,7 +115,25 @@ export class MemoryMailbox implements MailboxAccess {
   }
 
   async subscribe(owner: MailboxOwner, name: string, on: boolean): Promise<void> {
-    this.folder(owner, name).subscribed = on;
+    const f = this.folders(owner).get(name);
+    const ghosts = this.ghostSubs(owner);
+    if (f) f.subscribed = on;
+    else if (on) ghosts.add(name);
+    else ghosts.delete(name);
+  }
+
+  /** Subscriptions outlive their folder (RFC 3501 §6.3.6); these are the ones whose folder is gone. */
+  private readonly ghosts = new Map<string, Set<string>>();
+  private ghostSubs(owner: MailboxOwner): Set<string> {
+    const k = this.key(owner);
+    let g = this.ghosts.get(k);
+    if (!g) this.ghosts.set(k, (g = new Set()));
+    return g;
+  }
+
+  async subscriptions(owner: MailboxOwner): Promise<string[]> {
+    const own = [...this.folders(owner).entries()].filter(([, f]) => f.subscribed).map(([n]) => n);
+    return [...own, ...this.ghostSubs(owner)];
   }
 
   async openFolder(owner: MailboxOwner, name: string): Promise<FolderState> {

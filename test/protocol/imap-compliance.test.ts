@@ -354,3 +354,69 @@ describe('ESEARCH (RFC 4731), SEARCHRES (RFC 5182), WITHIN (RFC 5032)', () => {
     a.close();
   });
 });
+
+describe('LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 8438)', () => {
+  test('selection and return options: SUBSCRIBED with \\NonExistent, RECURSIVEMATCH with CHILDINFO, several patterns', async () => {
+    const a = await login();
+    for (const f of ['Lx/one', 'Lx/two/one', 'Lx/three', 'Lx/gone']) await a.ok('x1', `CREATE ${f}`);
+    for (const f of ['Lx/one', 'Lx/two/one', 'Lx/gone']) await a.ok('x2', `SUBSCRIBE ${f}`);
+    await a.ok('x3', 'DELETE Lx/gone');
+    assert.match(await a.ok('x4', 'CAPABILITY'), /LIST-EXTENDED LIST-STATUS STATUS=SIZE/);
+
+    const subscribed = await a.ok('x5', 'LIST (SUBSCRIBED) "" Lx/*');
+    assert.match(subscribed, /^\* LIST \([^)]*\\Subscribed[^)]*\) "\/" "?Lx\/one"?\r$/m);
+    assert.match(subscribed, /^\* LIST \([^)]*\\Subscribed[^)]*\) "\/" "?Lx\/two\/one"?\r$/m);
+    assert.match(subscribed, /^\* LIST \((?=[^)]*\\NonExistent)(?=[^)]*\\Subscribed)[^)]*\) "\/" "?Lx\/gone"?\r$/m);
+    assert.doesNotMatch(subscribed, /Lx\/three/);
+
+    const recursive = await a.ok('x6', 'LIST (SUBSCRIBED RECURSIVEMATCH) "" Lx/%');
+    assert.match(recursive, /^\* LIST \([^)]*\) "\/" "?Lx\/two"? \("CHILDINFO" \("SUBSCRIBED"\)\)\r$/m);
+    assert.doesNotMatch(recursive, /"?Lx\/two"? \([^)]*\\Subscribed/);
+
+    const two = await a.ok('x7', 'LIST "" (Lx/three Lx/one) RETURN (SUBSCRIBED CHILDREN)');
+    assert.match(two, /^\* LIST \(\\HasNoChildren \\Subscribed\) "\/" "?Lx\/one"?\r$/m);
+    assert.match(two, /^\* LIST \(\\HasNoChildren\) "\/" "?Lx\/three"?\r$/m);
+    assert.equal((two.match(/^\* LIST/gm) ?? []).length, 2);
+
+    for (const [tag, bad] of [['x8', 'LIST (FROB) "" *'], ['x9', 'LIST (RECURSIVEMATCH) "" *'], ['x10', 'LIST (RECURSIVEMATCH REMOTE) "" *'], ['x11', 'LIST "" * RETURN (FROB)']]) {
+      assert.match(await a.command(tag, bad), new RegExp(`^${tag} BAD`, 'm'), bad);
+    }
+    // With the extended syntax "" is an ordinary pattern, not the separator question.
+    assert.doesNotMatch(await a.ok('x12', 'LIST () "" ""'), /^\* LIST/m);
+    a.close();
+  });
+
+  test('RETURN (STATUS ...) follows each selectable mailbox with its STATUS; STATUS SIZE is the sum of the sizes', async () => {
+    const a = await login();
+    await a.ok('y1', 'CREATE Ls/a');
+    await a.ok('y2', 'CREATE Ls/b/c');
+    const m1 = msg('size one');
+    const m2 = msg('size two, longer');
+    await append(a, 'y3', 'Ls/a', m1, '\\Seen');
+    await append(a, 'y4', 'Ls/a', m2);
+    const r = await a.ok('y5', 'LIST "" Ls/* RETURN (STATUS (MESSAGES UNSEEN SIZE))');
+    const size = Buffer.byteLength(m1) + Buffer.byteLength(m2);
+    assert.match(r, new RegExp(`^\\* LIST \\([^)]*\\) "/" "?Ls/a"?\\r\\n\\* STATUS "?Ls/a"? \\(MESSAGES 2 UNSEEN 1 SIZE ${size}\\)\\r$`, 'm'));
+    assert.match(r, /^\* STATUS "?Ls\/b\/c"? \(MESSAGES 0 UNSEEN 0 SIZE 0\)\r$/m);
+    // "Ls/b" does not exist (Maildir++): listed as a parent, but it has no STATUS.
+    assert.match(r, /^\* LIST \(\\Noselect \\HasChildren\) "\/" "?Ls\/b"?\r$/m);
+    assert.doesNotMatch(r, /STATUS "?Ls\/b"? /);
+    assert.match(await a.ok('y6', 'STATUS Ls/a (SIZE)'), new RegExp(`^\\* STATUS "?Ls/a"? \\(SIZE ${size}\\)`, 'm'));
+    assert.match(await a.command('y7', 'LIST "" * RETURN (STATUS (FROB))'), /^y7 BAD/m);
+    a.close();
+  });
+
+  test('imapflow lists with status through LIST-STATUS', async () => {
+    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
+    await c.connect();
+    try {
+      const list = await c.list({ statusQuery: { messages: true, unseen: true } });
+      const a = list.find((f) => f.path === 'Ls/a');
+      assert.ok(a?.status, 'status delivered with the list');
+      assert.equal(a.status.messages, 2);
+      assert.equal(a.status.unseen, 1);
+    } finally {
+      await c.logout();
+    }
+  });
+});

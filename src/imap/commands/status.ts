@@ -1,7 +1,8 @@
 /** STATUS (RFC 3501 §6.3.10): counters of a folder without selecting it. */
 import { bad, expectArgs, mailboxName, sameOwner, type ImapCommand } from '../command.js';
 import { encodeMailbox } from '../response.js';
-import type { ImapSession } from '../connection.js';
+import type { ImapSession, MailboxRef } from '../connection.js';
+import type { Token } from '../parser.js';
 import type { MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 
@@ -17,27 +18,40 @@ async function recentCount(session: ImapSession, owner: MailboxOwner, folder: st
   return n;
 }
 
+const ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'SIZE']);
+
+/** The status items of a STATUS command or a LIST RETURN (STATUS (...)) (RFC 5819), checked before any work. */
+export function statusItems(t: Token | undefined): string[] {
+  if (!t || t.type !== 'list' || !t.items.length) throw bad('Expected status items');
+  return t.items.map((i) => {
+    const item = i.type === 'atom' ? i.value.toUpperCase() : '';
+    if (!ITEMS.has(item)) throw bad(`Unknown status item ${item}`);
+    return item;
+  });
+}
+
+/** Sends `* STATUS name (...)` for a folder. SIZE is RFC 8438's: the sum of the messages' RFC822.SIZE. */
+export async function sendStatus(session: ImapSession, name: string, ref: MailboxRef, items: string[]): Promise<void> {
+  const state = await session.deps.mailbox.openFolder(ref.owner, ref.folder);
+  const out: string[] = [];
+  for (const item of items) {
+    if (item === 'MESSAGES') out.push(`MESSAGES ${state.messages.length}`);
+    else if (item === 'RECENT') out.push(`RECENT ${await recentCount(session, ref.owner, ref.folder, state.messages)}`);
+    else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
+    else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
+    else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
+    else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
+  }
+  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+}
+
 export const status: ImapCommand = {
   names: ['STATUS'],
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 2);
     const name = mailboxName(cmd.args[0]);
-    const items = cmd.args[1];
-    if (items.type !== 'list' || !items.items.length) throw bad('Expected status items');
-    const ref = session.resolve(name);
-    const state = await session.deps.mailbox.openFolder(ref.owner, ref.folder);
-    const out: string[] = [];
-    for (const t of items.items) {
-      const item = t.type === 'atom' ? t.value.toUpperCase() : '';
-      if (item === 'MESSAGES') out.push(`MESSAGES ${state.messages.length}`);
-      else if (item === 'RECENT') out.push(`RECENT ${await recentCount(session, ref.owner, ref.folder, state.messages)}`);
-      else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
-      else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
-      else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
-      else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
-      else throw bad(`Unknown status item ${item}`);
-    }
-    session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+    const items = statusItems(cmd.args[1]);
+    await sendStatus(session, name, session.resolve(name), items);
   },
 };
