@@ -86,6 +86,9 @@ export interface MessageRef {
   meta: MessageMeta;
 }
 
+/** The most a MULTIAPPEND may carry in total (one message may always be as large as APPENDLIMIT). */
+const MAX_MULTIAPPEND = 100 * 1024 * 1024;
+
 /** Commands read ahead of the one running before the socket is paused. */
 const MAX_QUEUED = 64;
 
@@ -168,7 +171,7 @@ export class ImapSession {
       if (this.loginDisabled) caps.push('LOGINDISABLED');
       else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
     }
-    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE');
+    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE', 'MULTIAPPEND');
     return caps;
   }
 
@@ -291,6 +294,8 @@ export class ImapSession {
     if (command === 'APPEND' && this.state !== 'not-authenticated') {
       // RFC 7889: refuse before the client sends the message.
       if (size > this.deps.appendLimit) return { ok: false, status: 'NO', code: 'TOOBIG', text: 'Message too large' };
+      // MULTIAPPEND (RFC 3502) holds every message of the command in memory until the last one arrives: bound the sum.
+      if (head.length + size > Math.max(this.deps.appendLimit, MAX_MULTIAPPEND)) return { ok: false, status: 'NO', code: 'TOOBIG', text: 'Too much data in one APPEND' };
     } else if (head.length + size > MAX_LITERAL + 8192) {
       return { ok: false, status: 'BAD', code: 'TOOBIG', text: 'Literal too large' };
     }

@@ -32,6 +32,8 @@ let dir: string;
 let store: MaildirStore;
 let mailbox: MaildirMailbox;
 let server: ImapServer;
+/** Quotas in bytes by login (none by default). */
+const quotas = new Map<string, number>();
 
 const msg = (subject: string, extra = '') => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n${extra}\r\nbody of ${subject}\r\n`;
 
@@ -47,7 +49,7 @@ const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'postern-imapc-'));
   store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
+  mailbox = new MaildirMailbox({ store, quotaBytes: (o) => quotas.get(o.kind === 'user' ? o.login : o.group) ?? 0, log: silentLogger, debounceMs: 10 });
   const auth = new Authenticator({
     directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
     config: authSchema.parse({ failureDelayMs: 0 }),
@@ -418,5 +420,56 @@ describe('LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 843
     } finally {
       await c.logout();
     }
+  });
+});
+
+describe('CREATE-SPECIAL-USE (RFC 6154 §3), MULTIAPPEND (RFC 3502)', () => {
+  test('CREATE with USE is honoured when the name carries the use, refused with USEATTR (and nothing created) otherwise', async () => {
+    const a = await login('giulia.gallo');
+    assert.match(await a.ok('n0', 'CAPABILITY'), /CREATE-SPECIAL-USE/);
+    await a.ok('n1', 'CREATE "Sent Items" (USE (\\Sent))');
+    await a.ok('n2', 'CREATE Archive (USE (\\Archive))');
+    assert.match(await a.command('n3', 'CREATE Receipts (USE (\\Sent))'), /^n3 NO \[USEATTR\]/m);
+    assert.match(await a.command('n4', 'CREATE Archive2 (USE (\\Frob))'), /^n4 NO \[USEATTR\]/m);
+    assert.match(await a.command('n5', 'CREATE Other (FROB (x))'), /^n5 BAD/m);
+    const special = await a.ok('n6', 'LIST (SPECIAL-USE) "" *');
+    assert.match(special, /^\* LIST \([^)]*\\Sent[^)]*\) "\/" "Sent Items"\r$/m);
+    assert.match(special, /^\* LIST \([^)]*\\Archive[^)]*\) "\/" "?Archive"?\r$/m);
+    assert.doesNotMatch(special, /INBOX|Receipts|Archive2/);
+    const all = await a.ok('n7', 'LIST "" *');
+    assert.doesNotMatch(all, /Receipts|Archive2|Other/);
+    a.close();
+  });
+
+  test('APPEND of several messages stores them all with one APPENDUID, or none when one fails', async () => {
+    const a = await login('giulia.gallo');
+    await a.ok('q1', 'CREATE Multi');
+    const m1 = msg('multi one');
+    const m2 = msg('multi two');
+    a.send(`q2 APPEND Multi (\\Seen) {${m1.length}+}\r\n${m1} (\\Flagged) "01-Jan-2020 10:00:00 +0000" {${m2.length}+}\r\n${m2}\r\n`);
+    const r = await a.until(/^q2 (OK|NO|BAD).*\r\n/m);
+    assert.match(r, /^q2 OK \[APPENDUID \d+ 1:2\]/m);
+    await a.ok('q3', 'SELECT Multi');
+    const f = await a.ok('q4', 'FETCH 1:2 (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+    assert.match(f, /^\* 1 FETCH \(FLAGS \([^)]*\\Seen[^)]*\)/m);
+    assert.match(f, /^\* 2 FETCH \(FLAGS \([^)]*\\Flagged[^)]*\) INTERNALDATE " 1-Jan-2020 10:00:00 \+0000"/m);
+    assert.match(f, /multi two/);
+    await a.ok('q5', 'UNSELECT');
+
+    // A bad second item: nothing is stored.
+    a.send(`q6 APPEND Multi {${m1.length}+}\r\n${m1} (\\Seen) (\\Seen) {${m2.length}+}\r\n${m2}\r\n`);
+    assert.match(await a.until(/^q6 (OK|NO|BAD).*\r\n/m), /^q6 BAD/m);
+    // Over quota at the second message: the first one is taken back.
+    const owner = { kind: 'user' as const, login: 'giulia.gallo' };
+    const used = (await mailbox.quota(owner)).usedBytes;
+    quotas.set('giulia.gallo', used + m1.length + 10);
+    try {
+      a.send(`q7 APPEND Multi {${m1.length}+}\r\n${m1} {${m2.length}+}\r\n${m2}\r\n`);
+      assert.match(await a.until(/^q7 (OK|NO|BAD).*\r\n/m), /^q7 NO \[OVERQUOTA\]/m);
+    } finally {
+      quotas.delete('giulia.gallo');
+    }
+    assert.equal((await mailbox.openFolder(owner, 'Multi')).messages.length, 2);
+    a.close();
   });
 });
