@@ -193,3 +193,50 @@ export function sentDay(value: string): number | undefined {
   else if (m[3].length === 3) year += 1900;
   return Date.UTC(year, month, day);
 }
+
+// ---- i;unicode-casemap (RFC 5051), the SEARCH comparator of I18NLEVEL=1 (RFC 5255 §4.3) ------------------------
+
+/** The Latin digraphs whose titlecase is neither their upper- nor lowercase form (UnicodeData.txt field 14). */
+const TITLE_DIGRAPHS: Readonly<Record<string, string>> = {
+  '\u01C4': '\u01C5', '\u01C5': '\u01C5', '\u01C6': '\u01C5',
+  '\u01C7': '\u01C8', '\u01C8': '\u01C8', '\u01C9': '\u01C8',
+  '\u01CA': '\u01CB', '\u01CB': '\u01CB', '\u01CC': '\u01CB',
+  '\u01F1': '\u01F2', '\u01F2': '\u01F2', '\u01F3': '\u01F2',
+};
+
+const titleCache = new Map<string, string>();
+
+/**
+ * RFC 5051 §2 step 2: a character's simple titlecase mapping. JavaScript has only full uppercase mappings: they
+ * agree with the simple titlecase ones except for the digraphs above, Georgian Mkhedruli (whose titlecase is
+ * itself), and characters whose full mapping has several characters (ß → SS), which simple mapping leaves alone.
+ */
+function titlecase(ch: string): string {
+  const digraph = TITLE_DIGRAPHS[ch];
+  if (digraph) return digraph;
+  let t = titleCache.get(ch);
+  if (t !== undefined) return t;
+  const cp = ch.codePointAt(0)!;
+  const up = ch.toUpperCase();
+  t = (cp >= 0x10d0 && cp <= 0x10ff) || [...up].length !== 1 ? ch : up;
+  if (titleCache.size < 65536) titleCache.set(ch, t);
+  return t;
+}
+
+/**
+ * The titlecased canonical form of RFC 5051 §2: each character titlecased, then fully decomposed (canonical and
+ * compatibility mappings, as NFKD does; Hangul syllables into their jamo, as Dovecot does). The decomposition is not
+ * titlecased again, so the "ﬁ" ligature becomes "fi", as in RFC 5051 and Dovecot.
+ */
+export function unicodeCasemap(s: string): string {
+  // US-ASCII: titlecase is uppercase and nothing decomposes.
+  if (/^[\x00-\x7f]*$/.test(s)) return s.toUpperCase();
+  let out = '';
+  for (const ch of s) out += ch.charCodeAt(0) < 0x80 ? ch.toUpperCase() : titlecase(ch).normalize('NFKD');
+  return out;
+}
+
+/** RFC 5051 §3 substring operation: `needle` within `haystack` under i;unicode-casemap. */
+export function casemapContains(haystack: string, needle: string): boolean {
+  return unicodeCasemap(haystack).includes(unicodeCasemap(needle));
+}

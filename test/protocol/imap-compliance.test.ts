@@ -473,3 +473,21 @@ describe('CREATE-SPECIAL-USE (RFC 6154 §3), MULTIAPPEND (RFC 3502)', () => {
     a.close();
   });
 });
+
+describe('I18NLEVEL=1 (RFC 5255)', () => {
+  test('SEARCH compares with i;unicode-casemap: case is ignored beyond ASCII, accents are not', async () => {
+    const a = await login();
+    assert.match(await a.ok('i0', 'CAPABILITY'), /I18NLEVEL=1/);
+    await a.ok('i1', 'CREATE I18n');
+    await append(a, 'i2', 'I18n', 'Subject: =?UTF-8?Q?Caff=C3=A8_=C3=80_Roma?=\r\n\r\nbody\r\n');
+    await a.ok('i3', 'SELECT I18n');
+    const search = async (tag: string, text: string) => {
+      const bytes = Buffer.from(text, 'utf8');
+      a.send(Buffer.concat([Buffer.from(`${tag} SEARCH CHARSET UTF-8 SUBJECT {${bytes.length}+}\r\n`), bytes, Buffer.from('\r\n')]));
+      return a.until(new RegExp(`^${tag} OK.*\\r\\n`, 'm'));
+    };
+    assert.match(await search('i4', 'CAFFÈ à'), /^\* SEARCH 1\r$/m);
+    assert.match(await search('i5', 'caffe à'), /^\* SEARCH\r$/m);
+    a.close();
+  });
+});

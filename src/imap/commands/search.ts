@@ -1,7 +1,7 @@
 /**
  * SEARCH and UID SEARCH (RFC 3501 §6.4.4), CHARSET UTF-8 / US-ASCII. Criteria are parsed into a tree first, so a
  * syntax error is BAD before anything is read, and message contents are read only when a text criterion needs them.
- * Text matching is a case-insensitive substring test on decoded headers and decoded text parts.
+ * Text matching is a substring test under i;unicode-casemap (RFC 5051, I18NLEVEL=1) on decoded headers and text parts.
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
@@ -9,7 +9,7 @@ import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
 import { formatSequenceSet, inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
 import { parseImapDate } from '../response.js';
-import { addressSearchText, sentDay } from '../search-match.js';
+import { addressSearchText, casemapContains, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -228,8 +228,9 @@ function utf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/** RFC 5255 §4.3 (I18NLEVEL=1): SEARCH compares with i;unicode-casemap (RFC 5051), substring-wise. */
 function contains(haystack: string, needle: string): boolean {
-  return haystack.toLowerCase().includes(needle.toLowerCase());
+  return casemapContains(haystack, needle);
 }
 
 export function matches(c: Criterion, m: Candidate): boolean {

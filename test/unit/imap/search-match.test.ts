@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { matches, parseCriteria } from '../../../src/imap/commands/search.ts';
 import { parseMime } from '../../../src/imap/mime.ts';
 import { parseCommand } from '../../../src/imap/parser.ts';
-import { addressSearchText, parseSearchAddresses, sentDay } from '../../../src/imap/search-match.ts';
+import { addressSearchText, casemapContains, parseSearchAddresses, sentDay, unicodeCasemap } from '../../../src/imap/search-match.ts';
 
 describe('SEARCH address matching', () => {
   test('comments and spaces inside an angle address do not hide it', () => {
@@ -79,5 +79,34 @@ describe('SEARCH sent dates', () => {
     assert.equal(on('SENTBEFORE 26-Mar-2007'), true);
     assert.equal(on('SENTSINCE 25-Mar-2007'), true);
     assert.equal(on('SENTSINCE 26-Mar-2007'), false);
+  });
+});
+
+describe('i;unicode-casemap (RFC 5051)', () => {
+  test('case and decomposition are ignored: accents precomposed or combining, ligatures, digraphs', () => {
+    assert.equal(unicodeCasemap('caffè'), unicodeCasemap('CAFFÈ'));
+    assert.equal(unicodeCasemap('caff\u00e8'), unicodeCasemap('caffe\u0300'));
+    // The decomposition is not titlecased again (RFC 5051 §2, Dovecot): the ligature stays lowercase "fi".
+    assert.equal(unicodeCasemap('\ufb01le'), 'fiLE');
+    assert.equal(unicodeCasemap('\u01c6'), unicodeCasemap('\u01c4'));
+    assert.equal(unicodeCasemap('\u01c5'), unicodeCasemap('\u01c4'));
+    assert.equal(unicodeCasemap('Straße'), unicodeCasemap('STRAßE'));
+  });
+
+  test('only simple mappings: ß is not "ss"; Hangul syllables decompose; Georgian keeps its letters', () => {
+    assert.ok(!casemapContains('Strasse', 'ß'));
+    assert.ok(!casemapContains('Straße', 'ss'));
+    assert.equal(unicodeCasemap('\ud55c'), '\u1112\u1161\u11ab');
+    assert.equal(unicodeCasemap('\u10d0'), '\u10d0');
+  });
+
+  test('SEARCH uses it for SUBJECT and BODY', () => {
+    const crit = (s: string) => parseCriteria(parseCommand(Buffer.from(`s SEARCH CHARSET UTF-8 ${s}\r\n`)).args.slice(2));
+    const meta = { uid: 1, size: 10, flags: [], internalDate: new Date() };
+    const tree = parseMime(Buffer.from('Subject: =?UTF-8?Q?R=C3=89SUM=C3=89?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nna\u0131ve\r\n'));
+    const on = (s: string) => matches(crit(s), { seq: 1, meta, count: 1, maxUid: 1, tree });
+    assert.equal(on('SUBJECT "résumé"'), true);
+    assert.equal(on('SUBJECT "resume"'), false);
+    assert.equal(on('BODY "NAIVE"'), true);
   });
 });
