@@ -361,17 +361,31 @@ export interface BodySection {
 }
 
 export type FetchAtt =
-  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' }
+  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' | 'PREVIEW' }
   | { kind: 'section'; section: BodySection };
 
-const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT']);
+const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
+
+/** RFC 8970 §3.2: PREVIEW may be followed by its modifiers, "(LAZY)"; we always compute it, so LAZY changes nothing. */
+function previewModifiers(t: Token): void {
+  if (t.type !== 'list' || !t.items.length || t.items.some((i) => i.type !== 'atom' || i.value.toUpperCase() !== 'LAZY')) throw new Error('invalid PREVIEW modifiers');
+}
 
 /** Parses the FETCH argument: a macro (ALL, FAST, FULL), one attribute, or a list of attributes (RFC 3501 §6.4.5). */
-export function parseFetchAtts(arg: Token): FetchAtt[] {
+export function parseFetchAtts(arg: Token, modifiers?: Token): FetchAtt[] {
   const atoms: string[] = [];
-  if (arg.type === 'atom') atoms.push(arg.value);
-  else if (arg.type === 'list') {
+  if (arg.type === 'atom') {
+    atoms.push(arg.value);
+    if (modifiers) {
+      if (arg.value.toUpperCase() !== 'PREVIEW') throw new Error('invalid fetch attribute');
+      previewModifiers(modifiers);
+    }
+  } else if (arg.type === 'list') {
     for (const t of arg.items) {
+      if (t.type === 'list' && atoms.length && atoms[atoms.length - 1].toUpperCase() === 'PREVIEW') {
+        previewModifiers(t);
+        continue;
+      }
       if (t.type !== 'atom') throw new Error('invalid fetch attribute');
       atoms.push(t.value);
     }

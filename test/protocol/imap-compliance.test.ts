@@ -491,3 +491,19 @@ describe('I18NLEVEL=1 (RFC 5255)', () => {
     a.close();
   });
 });
+
+describe('PREVIEW (RFC 8970)', () => {
+  test('FETCH PREVIEW and PREVIEW (LAZY) give the text preview and leave \\Seen alone', async () => {
+    const a = await login();
+    assert.match(await a.ok('pv0', 'CAPABILITY'), / PREVIEW/);
+    await a.ok('pv1', 'CREATE Preview1');
+    await append(a, 'pv2', 'Preview1', 'Subject: p\r\nContent-Type: text/plain\r\n\r\nHello   there,\r\nsee you.\r\n');
+    await a.ok('pv3', 'SELECT Preview1');
+    assert.match(await a.ok('pv4', 'FETCH 1 (UID PREVIEW)'), /^\* 1 FETCH \(UID 1 PREVIEW "Hello there, see you\."\)\r$/m);
+    assert.match(await a.ok('pv5', 'FETCH 1 PREVIEW (LAZY)'), /^\* 1 FETCH \(PREVIEW "Hello there, see you\."\)\r$/m);
+    assert.match(await a.ok('pv6', 'FETCH 1 (PREVIEW (LAZY) FLAGS)'), /PREVIEW "Hello there, see you\." FLAGS \(\\Recent\)\)/);
+    assert.match(await a.command('pv7', 'FETCH 1 PREVIEW (FROB)'), /^pv7 BAD/m);
+    assert.match(await a.command('pv8', 'FETCH 1 FLAGS (LAZY)'), /^pv8 BAD/m);
+    a.close();
+  });
+});
