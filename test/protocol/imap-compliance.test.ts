@@ -507,3 +507,29 @@ describe('PREVIEW (RFC 8970)', () => {
     a.close();
   });
 });
+
+describe('CATENATE (RFC 4469)', () => {
+  test('APPEND CATENATE joins TEXT literals and parts of stored messages named by IMAP URLs', async () => {
+    const a = await login();
+    await a.ok('ct1', 'CREATE Cat1');
+    await append(a, 'ct2', 'Cat1', 'From: foo@example.com\r\nSubject: src\r\n\r\nHello world body\r\n');
+    const sel = await a.ok('ct3', 'EXAMINE Cat1');
+    const validity = /UIDVALIDITY (\d+)/.exec(sel)![1];
+    assert.match(await a.ok('ct0', 'CAPABILITY'), /CATENATE/);
+    const tail = 'suffix\r\n';
+    a.send(`ct4 APPEND Cat1 (\\Seen) CATENATE (URL "/Cat1;UIDVALIDITY=${validity}/;UID=1/;SECTION=HEADER" TEXT {${tail.length}+}\r\n${tail} URL "/Cat1/;UID=1/;SECTION=TEXT")\r\n`);
+    assert.match(await a.until(/^ct4 (OK|NO|BAD).*\r\n/m), /^ct4 OK \[APPENDUID \d+ 2\]/m);
+    assert.match(
+      await a.ok('ct5', 'FETCH 2 BODY.PEEK[]'),
+      /BODY\[\] \{\d+\}\r\nFrom: foo@example.com\r\nSubject: src\r\n\r\nsuffix\r\nHello world body\r\n\)/,
+    );
+    // A URL that does not resolve (wrong UIDVALIDITY, missing UID): NO [BADURL], nothing stored.
+    assert.match(await a.command('ct6', 'APPEND Cat1 CATENATE (URL "/Cat1;UIDVALIDITY=1/;UID=1/;SECTION=HEADER")'), /^ct6 NO \[BADURL \/Cat1;UIDVALIDITY=1\/;UID=1\/;SECTION=HEADER\]/m);
+    assert.match(await a.command('ct7', 'APPEND Cat1 CATENATE (URL "/Cat1/;UID=99")'), /^ct7 NO \[BADURL/m);
+    // The target is checked first: a missing one is TRYCREATE even with a bad URL.
+    assert.match(await a.command('ct8', 'APPEND NoSuchCat CATENATE (URL "/Cat1;UIDVALIDITY=1/;UID=1")'), /^ct8 NO \[TRYCREATE\]/m);
+    assert.match(await a.command('ct9', 'APPEND Cat1 CATENATE (FROB "x")'), /^ct9 BAD/m);
+    assert.match(await a.ok('ct10', 'STATUS Cat1 (MESSAGES)'), /MESSAGES 2\)/);
+    a.close();
+  });
+});
