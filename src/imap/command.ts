@@ -10,6 +10,12 @@ import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange } from './par
 /** The shared namespace (RFC 2342): "Shared/<group>" is a group's INBOX, "Shared/<group>/<folder>" its folders. */
 export const SHARED_PREFIX = 'Shared';
 
+/** Whether two owners are the same mailbox (logins and group names are case-insensitive). */
+export function sameOwner(a: import('../store/types.js').MailboxOwner, b: import('../store/types.js').MailboxOwner): boolean {
+  if (a.kind === 'user' && b.kind === 'user') return a.login.toLowerCase() === b.login.toLowerCase();
+  return a.kind === 'shared' && b.kind === 'shared' && a.group.toLowerCase() === b.group.toLowerCase();
+}
+
 export type ImapState = 'not-authenticated' | 'authenticated' | 'selected' | 'logout';
 
 export interface Completion {
@@ -100,13 +106,15 @@ export const PERMANENT_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen'
 export function resolveSet(session: ImapSession, text: string, uid: boolean): { seq: number; meta: import('../store/mailbox.js').MessageMeta }[] {
   const sel = session.selected;
   if (!sel) throw bad('No mailbox selected');
+  const msgs = sel.messages;
+  // RFC 5182 §2.1: "$" is the saved search result; expunged messages have left it with the view.
+  if (text === '$') return msgs.flatMap((meta, i) => (sel.saved.has(meta.uid) ? [{ seq: i + 1, meta }] : []));
   let set: SeqRange[];
   try {
     set = parseSequenceSet(text);
   } catch {
     throw bad('Invalid sequence set');
   }
-  const msgs = sel.messages;
   const out: { seq: number; meta: import('../store/mailbox.js').MessageMeta }[] = [];
   if (uid) {
     const max = msgs.length ? msgs[msgs.length - 1].uid : 0;

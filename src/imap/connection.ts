@@ -14,7 +14,7 @@ import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type MessageMeta } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
-import { ImapError, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
+import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
@@ -66,6 +66,17 @@ export interface SelectedFolder {
   uidNext: number;
   /** The client's view: index + 1 is the sequence number. */
   messages: MessageMeta[];
+  /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
+  recent: Set<number>;
+  /**
+   * Keywords announced in FLAGS / PERMANENTFLAGS. It only grows while the folder is selected: a keyword a client saw
+   * in a FETCH must have been in FLAGS first (RFC 3501 §7.2.6), and dropping one still in use confuses clients.
+   */
+  keywords: Set<string>;
+  /** UIDs this session COPYed elsewhere: with `mailbox.deletedToTrash` their EXPUNGE is a real one (expunge.ts). */
+  copied: Set<number>;
+  /** RFC 5182 SEARCHRES: UIDs saved by SEARCH RETURN (SAVE), "$" in later commands; empty at SELECT. */
+  saved: Set<number>;
   pending: FolderChange[];
   unwatch: () => void;
 }
@@ -74,6 +85,9 @@ export interface MessageRef {
   seq: number;
   meta: MessageMeta;
 }
+
+/** The most a MULTIAPPEND may carry in total (one message may always be as large as APPENDLIMIT). */
+const MAX_MULTIAPPEND = 100 * 1024 * 1024;
 
 /** Commands read ahead of the one running before the socket is paused. */
 const MAX_QUEUED = 64;
@@ -151,12 +165,13 @@ export class ImapSession {
 
   capabilities(): string[] {
     const caps = ['IMAP4rev1'];
-    if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');
     if (this.state === 'not-authenticated') {
+      // RFC 3501 §6.2.1: STARTTLS only where it can be used — before TLS and before login.
+      if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');
       if (this.loginDisabled) caps.push('LOGINDISABLED');
       else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
     }
-    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`);
+    caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE', 'MULTIAPPEND', 'I18NLEVEL=1', 'PREVIEW', 'CATENATE');
     return caps;
   }
 
@@ -279,6 +294,8 @@ export class ImapSession {
     if (command === 'APPEND' && this.state !== 'not-authenticated') {
       // RFC 7889: refuse before the client sends the message.
       if (size > this.deps.appendLimit) return { ok: false, status: 'NO', code: 'TOOBIG', text: 'Message too large' };
+      // MULTIAPPEND (RFC 3502) holds every message of the command in memory until the last one arrives: bound the sum.
+      if (head.length + size > Math.max(this.deps.appendLimit, MAX_MULTIAPPEND)) return { ok: false, status: 'NO', code: 'TOOBIG', text: 'Too much data in one APPEND' };
     } else if (head.length + size > MAX_LITERAL + 8192) {
       return { ok: false, status: 'BAD', code: 'TOOBIG', text: 'Literal too large' };
     }
@@ -400,6 +417,11 @@ export class ImapSession {
   /** Loads what the login gives access to beyond the own mailbox (shared folders of the user's groups). */
   async loadAccess(): Promise<void> {
     if (this.user && this.deps.sharedGroups) this.sharedGroups = await this.deps.sharedGroups(this.user);
+    // The store creates a user's missing special-use folders (Sent, Drafts, Junk, Trash) when it lists them: doing
+    // it at login means a client's first APPEND to Sent or SELECT of Drafts finds them (not only after a LIST).
+    if (this.owner) {
+      await this.deps.mailbox.listFolders(this.owner).catch((err: unknown) => this.log.warn({ err, user: this.user?.login }, 'imap: could not list folders at login'));
+    }
   }
 
   /** Resolves a client mailbox name; an unknown shared group is an unknown mailbox (FolderNotFound). */
@@ -428,6 +450,9 @@ export class ImapSession {
     const ref = this.resolve(name);
     const { owner } = ref;
     const state = await this.deps.mailbox.openFolder(owner, ref.folder);
+    // RFC 3501 §6.3.1/§6.3.2: SELECT claims the recent messages for this session; EXAMINE only looks, so the next
+    // SELECT still sees them as recent.
+    const firstRecent = await this.deps.mailbox.firstRecentUid(owner, ref.folder, readOnly ? undefined : state.uidNext);
     const sel: SelectedFolder = {
       name,
       owner,
@@ -437,6 +462,10 @@ export class ImapSession {
       uidValidity: state.uidValidity,
       uidNext: state.uidNext,
       messages: state.messages.map((m) => ({ ...m, flags: [...m.flags] })),
+      recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
+      keywords: new Set(),
+      copied: new Set(),
+      saved: new Set(),
       pending: [],
       unwatch: () => {},
     };
@@ -481,6 +510,7 @@ export class ImapSession {
           const i = this.indexOfUid(uid);
           if (i < 0) continue;
           sel.messages.splice(i, 1);
+          sel.recent.delete(uid);
           this.untagged(`${i + 1} EXPUNGE`);
         }
       } else {
@@ -489,7 +519,8 @@ export class ImapSession {
         const m = sel.messages[i];
         if (sameFlags(m.flags, ch.flags)) continue;
         m.flags = [...ch.flags];
-        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${m.flags.join(' ')}))`);
+        this.announceKeywords(m.flags);
+        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')}))`);
       }
     }
     sel.pending.unshift(...held);
@@ -500,12 +531,45 @@ export class ImapSession {
       const added = state.messages.filter((m) => m.uid > maxUid);
       sel.uidNext = state.uidNext;
       if (added.length) {
+        // RFC 3501 §2.3.2: the first session to be told about a message sees it as recent (a read-write one claims it).
+        const firstRecent = await this.deps.mailbox.firstRecentUid(sel.owner, sel.folder, sel.readOnly ? undefined : state.uidNext);
+        if (this.selected !== sel) return;
+        for (const m of added) if (m.uid >= firstRecent) sel.recent.add(m.uid);
         sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
+        for (const m of added) this.announceKeywords(m.flags);
         this.untagged(`${sel.messages.length} EXISTS`);
-        // RFC 3501 §7.3.2: RECENT accompanies EXISTS; we do not track \Recent.
-        this.untagged('0 RECENT');
+        // RFC 3501 §7.3.2: RECENT accompanies EXISTS.
+        this.untagged(`${sel.recent.size} RECENT`);
       }
     }
+  }
+
+  /** A message's flags as this session shows them: \Recent (never stored) first, as Dovecot does. */
+  flagsOf(meta: MessageMeta): string[] {
+    return this.selected?.recent.has(meta.uid) ? ['\\Recent', ...meta.flags] : meta.flags;
+  }
+
+  /** FLAGS and PERMANENTFLAGS of the selected folder with every keyword announced so far (SELECT and later). */
+  sendFlags(): void {
+    const sel = this.selected;
+    if (!sel) return;
+    const flags = [...PERMANENT_FLAGS, ...sel.keywords];
+    this.untagged(`FLAGS (${flags.join(' ')})`);
+    // RFC 3501 §7.1: "\*" = new keywords may be created; a read-only session may change nothing.
+    this.untagged(`OK [PERMANENTFLAGS (${sel.readOnly ? '' : [...flags, '\\*'].join(' ')})] Flags permitted`);
+  }
+
+  /** RFC 3501 §7.2.6: a keyword is announced in FLAGS before a FETCH shows it; new ones trigger FLAGS again. */
+  announceKeywords(flags: string[]): void {
+    const sel = this.selected;
+    if (!sel) return;
+    let fresh = false;
+    for (const f of flags) {
+      if (f.startsWith('\\') || sel.keywords.has(f)) continue;
+      sel.keywords.add(f);
+      fresh = true;
+    }
+    if (fresh) this.sendFlags();
   }
 
   indexOfUid(uid: number): number {
@@ -531,6 +595,7 @@ export class ImapSession {
       const i = this.indexOfUid(uid);
       if (i < 0) continue;
       sel.messages.splice(i, 1);
+      sel.recent.delete(uid);
       if (!silent) this.untagged(`${i + 1} EXPUNGE`);
     }
   }

@@ -280,11 +280,15 @@ function readLiteral(cur: Cursor, tag: string): Buffer {
   return cur.buf.subarray(p, p + size);
 }
 
+/** FETCH items whose "[...]" is a section that may hold spaces and parentheses (RFC 3501 §6.4.5, RFC 3516). */
+const SECTION_ITEM = /^(?:BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)$/i;
+
 function readAtom(cur: Cursor, tag: string): string {
   const start = cur.pos;
   for (;;) {
     const c = cur.peek();
-    if (c === 0x5b) {
+    // Elsewhere '[' is an ordinary ATOM-CHAR (RFC 3501 §9: only ']' is a resp-special), e.g. in a mailbox name.
+    if (c === 0x5b && SECTION_ITEM.test(cur.buf.subarray(start, cur.pos).toString('latin1'))) {
       // A section: BODY[HEADER.FIELDS (From To)] keeps its brackets, spaces and parentheses in the atom.
       const close = cur.buf.indexOf(0x5d, cur.pos);
       if (close < 0) throw new ParseError('Unterminated section', tag);
@@ -357,17 +361,31 @@ export interface BodySection {
 }
 
 export type FetchAtt =
-  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' }
+  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' | 'PREVIEW' }
   | { kind: 'section'; section: BodySection };
 
-const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT']);
+const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
+
+/** RFC 8970 §3.2: PREVIEW may be followed by its modifiers, "(LAZY)"; we always compute it, so LAZY changes nothing. */
+function previewModifiers(t: Token): void {
+  if (t.type !== 'list' || !t.items.length || t.items.some((i) => i.type !== 'atom' || i.value.toUpperCase() !== 'LAZY')) throw new Error('invalid PREVIEW modifiers');
+}
 
 /** Parses the FETCH argument: a macro (ALL, FAST, FULL), one attribute, or a list of attributes (RFC 3501 §6.4.5). */
-export function parseFetchAtts(arg: Token): FetchAtt[] {
+export function parseFetchAtts(arg: Token, modifiers?: Token): FetchAtt[] {
   const atoms: string[] = [];
-  if (arg.type === 'atom') atoms.push(arg.value);
-  else if (arg.type === 'list') {
+  if (arg.type === 'atom') {
+    atoms.push(arg.value);
+    if (modifiers) {
+      if (arg.value.toUpperCase() !== 'PREVIEW') throw new Error('invalid fetch attribute');
+      previewModifiers(modifiers);
+    }
+  } else if (arg.type === 'list') {
     for (const t of arg.items) {
+      if (t.type === 'list' && atoms.length && atoms[atoms.length - 1].toUpperCase() === 'PREVIEW') {
+        previewModifiers(t);
+        continue;
+      }
       if (t.type !== 'atom') throw new Error('invalid fetch attribute');
       atoms.push(t.value);
     }

@@ -231,6 +231,16 @@ export class FolderIndex {
     return tx.immediate();
   }
 
+  /** RFC 3501 §2.3.2: the first UID not yet claimed as \Recent; claiming moves it up to `claimUpTo`. */
+  firstRecentUid(claimUpTo?: number): number {
+    const tx = this.db.transaction(() => {
+      const first = (this.stmt.meta.get('firstrecent') as number | undefined) ?? 1;
+      if (claimUpTo !== undefined && claimUpTo > first) this.stmt.setMeta.run('firstrecent', claimUpTo);
+      return first;
+    });
+    return tx.immediate();
+  }
+
   cached(uid: number): { envelope?: unknown; bodystructure?: unknown } {
     const r = this.stmt.cached.get(uid) as { envelope: string | null; bodystructure: string | null } | undefined;
     if (!r) return {};

@@ -67,6 +67,8 @@ export interface MailboxAccess {
   deleteFolder(owner: MailboxOwner, name: string): Promise<void>;
   renameFolder(owner: MailboxOwner, from: string, to: string): Promise<void>;
   subscribe(owner: MailboxOwner, name: string, on: boolean): Promise<void>;
+  /** Every subscribed name, including names whose folder no longer exists (RFC 3501 §6.3.6, RFC 5258 \NonExistent). */
+  subscriptions(owner: MailboxOwner): Promise<string[]>;
 
   /** Brings the index up to date with the Maildir (new/ → cur/, new UIDs) and returns the folder. */
   openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;
@@ -80,6 +82,12 @@ export interface MailboxAccess {
   append(owner: MailboxOwner, folder: string, message: Buffer, flags: Flag[], internalDate?: Date): Promise<{ uidValidity: number; uid: number }>;
   /** RFC 4315 COPYUID data; `move` also expunges the sources (RFC 6851). */
   copy(owner: MailboxOwner, from: string, uids: number[], to: string, opts?: { move?: boolean; toOwner?: MailboxOwner }): Promise<{ uidValidity: number; mapping: [number, number][] }>;
+  /**
+   * RFC 3501 §2.3.2 \Recent: the first UID no session has yet claimed as recent. With `claimUpTo` (a SELECT, or a
+   * selected session noticing new messages) every UID below it is claimed, so the next caller sees them as old.
+   * Dovecot keeps the same counter (first_recent_uid) per mailbox.
+   */
+  firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number>;
   /** Quota usage and limit in bytes (0 = none) for GETQUOTAROOT (RFC 9208). */
   quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }>;
   /** Calls back on changes made by other sessions or by delivery; returns the unsubscribe function. */

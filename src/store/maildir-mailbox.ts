@@ -290,6 +290,10 @@ export class MaildirMailbox implements MailboxAccess {
     });
   }
 
+  subscriptions(owner: MailboxOwner): Promise<string[]> {
+    return this.readSubscriptions(owner);
+  }
+
   private async readSubscriptions(owner: MailboxOwner): Promise<string[]> {
     try {
       const text = await readFile(join(this.store.maildirPath(owner), SUBSCRIPTIONS_FILE), 'utf8');
@@ -521,6 +525,11 @@ export class MaildirMailbox implements MailboxAccess {
     const newUids = await this.deliverAndIndex(toOwner, to, dstDir, items);
     if (opts.move) await this.expunge(owner, from, items.map((i) => i.uid));
     return { uidValidity: this.index(dstDir).uidValidity, mapping: items.map((i, n) => [i.uid, newUids[n]!]) };
+  }
+
+  async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
+    const dir = await this.folderDir(owner, folder);
+    return folderLocks.run(dir, async () => this.index(dir).firstRecentUid(claimUpTo));
   }
 
   async quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }> {

@@ -20,6 +20,8 @@ interface Folder {
   parts?: Map<number, { envelope?: unknown; bodystructure?: unknown }>;
   uidValidity: number;
   uidNext: number;
+  /** RFC 3501 §2.3.2: UIDs below it were claimed as \Recent by a session. */
+  firstRecent: number;
   modseq: number;
   subscribed: boolean;
   specialUse?: FolderInfo['specialUse'];
@@ -65,7 +67,7 @@ export class MemoryMailbox implements MailboxAccess {
   }
 
   private newFolder(): Folder {
-    return { uidValidity: this.nextValidity++, uidNext: 1, modseq: 1, subscribed: true, messages: [] };
+    return { uidValidity: this.nextValidity++, uidNext: 1, firstRecent: 1, modseq: 1, subscribed: true, messages: [] };
   }
 
   private folder(owner: MailboxOwner, name: string): Folder {
@@ -91,12 +93,12 @@ export class MemoryMailbox implements MailboxAccess {
   async createFolder(owner: MailboxOwner, name: string): Promise<void> {
     const all = this.folders(owner);
     if (all.has(name)) throw new Error(`folder exists: ${name}`);
-    all.set(name, this.newFolder());
+    all.set(name, { ...this.newFolder(), subscribed: this.ghostSubs(owner).delete(name) || true });
   }
 
   async deleteFolder(owner: MailboxOwner, name: string): Promise<void> {
     if (name === 'INBOX') throw new Error('cannot delete INBOX');
-    this.folder(owner, name);
+    if (this.folder(owner, name).subscribed) this.ghostSubs(owner).add(name);
     this.folders(owner).delete(name);
   }
 
@@ -113,7 +115,25 @@ export class MemoryMailbox implements MailboxAccess {
   }
 
   async subscribe(owner: MailboxOwner, name: string, on: boolean): Promise<void> {
-    this.folder(owner, name).subscribed = on;
+    const f = this.folders(owner).get(name);
+    const ghosts = this.ghostSubs(owner);
+    if (f) f.subscribed = on;
+    else if (on) ghosts.add(name);
+    else ghosts.delete(name);
+  }
+
+  /** Subscriptions outlive their folder (RFC 3501 §6.3.6); these are the ones whose folder is gone. */
+  private readonly ghosts = new Map<string, Set<string>>();
+  private ghostSubs(owner: MailboxOwner): Set<string> {
+    const k = this.key(owner);
+    let g = this.ghosts.get(k);
+    if (!g) this.ghosts.set(k, (g = new Set()));
+    return g;
+  }
+
+  async subscriptions(owner: MailboxOwner): Promise<string[]> {
+    const own = [...this.folders(owner).entries()].filter(([, f]) => f.subscribed).map(([n]) => n);
+    return [...own, ...this.ghostSubs(owner)];
   }
 
   async openFolder(owner: MailboxOwner, name: string): Promise<FolderState> {
@@ -199,6 +219,13 @@ export class MemoryMailbox implements MailboxAccess {
       this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid) });
     }
     return { uidValidity: dst.uidValidity, mapping };
+  }
+
+  async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
+    const f = this.folder(owner, folder);
+    const first = f.firstRecent;
+    if (claimUpTo !== undefined && claimUpTo > first) f.firstRecent = claimUpTo;
+    return first;
   }
 
   async quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }> {

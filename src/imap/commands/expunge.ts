@@ -1,6 +1,13 @@
 /**
  * EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1). With the "deleted to Trash" option
  * (`mailbox.deletedToTrash`) messages Outlook flags \Deleted outside Trash are moved to Trash instead of destroyed.
+ *
+ * When the move happens: at the EXPUNGE (and CLOSE), not at the flag. Outlook's IMAP delete only sets \Deleted
+ * (the message shows struck through and can be undeleted) and purges later; moving at the STORE would make the
+ * undo impossible, and the EXPUNGE it would imply may not be sent during a STORE (RFC 3501 §7.4.1). A message this
+ * session COPYed elsewhere before is really expunged: that is a client's own "move" (COPY, \Deleted, EXPUNGE, what
+ * clients without MOVE do, Outlook included, also when it moves to Trash itself), and the copy it made is the one
+ * the user wanted — a second one in Trash would be a duplicate.
  */
 import type { ImapSession } from '../connection.js';
 import { expectArgs, no, resolveSet, type ImapCommand } from '../command.js';
@@ -16,9 +23,14 @@ export async function expungeDeleted(session: ImapSession, only: Set<number> | u
     const folders = await store.listFolders(owner);
     const trash = folders.find((f) => f.specialUse === '\\Trash')?.name ?? 'Trash';
     if (sel.folder !== trash) {
-      const { mapping } = await store.copy(owner, sel.folder, deleted, trash, { move: true });
-      if (mapping.length) await store.storeFlags(owner, trash, mapping.map(([, to]) => to), 'remove', ['\\Deleted']);
-      session.applyExpunge(deleted, silent);
+      const toTrash = deleted.filter((uid) => !sel.copied.has(uid));
+      const copied = deleted.filter((uid) => sel.copied.has(uid));
+      if (toTrash.length) {
+        const { mapping } = await store.copy(owner, sel.folder, toTrash, trash, { move: true });
+        if (mapping.length) await store.storeFlags(owner, trash, mapping.map(([, to]) => to), 'remove', ['\\Deleted']);
+        session.applyExpunge(toTrash, silent);
+      }
+      if (copied.length) session.applyExpunge(await store.expunge(owner, sel.folder, copied), silent);
       return;
     }
   }

@@ -9,8 +9,9 @@ import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
 import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
+import { previewText } from '../preview.js';
 
-const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT']);
+const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
 
 /**
  * Optional on a MailboxAccess (the Maildir one has it): ENVELOPE and BODYSTRUCTURE kept in the folder index, so a
@@ -65,12 +66,13 @@ export const fetch: ImapCommand = {
   states: ['selected'],
   uid: true,
   async handle(session, cmd) {
-    expectArgs(cmd, 2);
+    // RFC 8970 §3.2: "FETCH 1 PREVIEW (LAZY)" has a third argument.
+    expectArgs(cmd, 2, 3);
     const sel = session.selected!;
     if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
     let atts: FetchAtt[];
     try {
-      atts = parseFetchAtts(cmd.args[1]);
+      atts = parseFetchAtts(cmd.args[1], cmd.args[2]);
     } catch (err) {
       throw bad((err as Error).message);
     }
@@ -124,8 +126,11 @@ export const fetch: ImapCommand = {
       }
       const parts: Buffer[] = [];
       const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
-      for (const a of atts) item(...render(a, meta, raw, tree, cached));
-      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(meta));
+      // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
+      const shown = { ...meta, flags: session.flagsOf(meta) };
+      session.announceKeywords(meta.flags);
+      for (const a of atts) item(...render(a, shown, raw, tree, cached));
+      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
       const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
       session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
       await session.drain();
@@ -160,5 +165,7 @@ function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: M
       return ['RFC822.HEADER', encodeString(tree!.header)];
     case 'RFC822.TEXT':
       return ['RFC822.TEXT', encodeString(tree!.body)];
+    case 'PREVIEW':
+      return ['PREVIEW', encodeString(previewText(tree!))];
   }
 }

@@ -1,12 +1,13 @@
 /**
- * LIST (RFC 3501 §6.3.8) with SPECIAL-USE flags (RFC 6154) and CHILDREN (RFC 3348). LSUB shares the matching and
- * shows only subscribed folders.
+ * LIST (RFC 3501 §6.3.8) with SPECIAL-USE flags (RFC 6154) and CHILDREN (RFC 3348), LIST-EXTENDED (RFC 5258) and
+ * LIST-STATUS (RFC 5819). LSUB shares the matching and shows only subscribed folders.
  */
 import type { FolderInfo } from '../../store/mailbox.js';
-import { astring, expectArgs, SHARED_PREFIX, type ImapCommand } from '../command.js';
-import type { ImapSession } from '../connection.js';
-import type { ParsedCommand } from '../parser.js';
+import { astring, bad, SHARED_PREFIX, type ImapCommand } from '../command.js';
+import type { ImapSession, MailboxRef } from '../connection.js';
+import type { ParsedCommand, Token } from '../parser.js';
 import { encodeMailbox } from '../response.js';
+import { sendStatus, statusItems } from './status.js';
 
 /** RFC 3501 §6.3.8: "*" matches anything, "%" anything but the hierarchy separator. */
 export function patternToRegExp(pattern: string): RegExp {
@@ -25,40 +26,146 @@ export function matchesPattern(name: string, re: RegExp): boolean {
   return re.test(name);
 }
 
+interface ListOptions {
+  /** RFC 5258 extended syntax (selection options, several patterns or RETURN): "" is then an ordinary pattern. */
+  extended: boolean;
+  subscribed: boolean;
+  recursive: boolean;
+  specialUse: boolean;
+  returnSubscribed: boolean;
+  /** RFC 5819 LIST-STATUS items. */
+  status?: string[];
+}
+
+function optionNames(t: Token | undefined, what: string): string[] {
+  if (!t || t.type !== 'list') throw bad(`Expected ${what}`);
+  return t.items.map((i) => {
+    if (i.type !== 'atom') throw bad(`Invalid ${what}`);
+    return i.value.toUpperCase();
+  });
+}
+
+/** LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)] — RFC 5258 §3, RFC 5819, RFC 6154 §5. */
+function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; patterns: string[]; opts: ListOptions } {
+  const args = [...cmd.args];
+  const opts: ListOptions = { extended: false, subscribed: false, recursive: false, specialUse: false, returnSubscribed: false };
+  if (!lsub && args[0]?.type === 'list') {
+    opts.extended = true;
+    const sel = optionNames(args.shift(), 'selection options');
+    for (const o of sel) {
+      if (o === 'SUBSCRIBED') opts.subscribed = true;
+      else if (o === 'RECURSIVEMATCH') opts.recursive = true;
+      else if (o === 'SPECIAL-USE') opts.specialUse = true;
+      else if (o !== 'REMOTE') throw bad(`Unknown selection option ${o}`);
+    }
+    // RFC 5258 §3.1: RECURSIVEMATCH needs a selection option it can recurse on (REMOTE is not one).
+    if (opts.recursive && !opts.subscribed && !opts.specialUse) throw bad('RECURSIVEMATCH needs another selection option');
+  }
+  if (args.length < 2) throw bad(`Wrong number of arguments for ${cmd.command}`);
+  const reference = astring(args.shift(), 'reference');
+  const pat = args.shift()!;
+  let patterns: string[];
+  if (!lsub && pat.type === 'list') {
+    opts.extended = true;
+    patterns = pat.items.map((t) => astring(t, 'pattern'));
+    if (!patterns.length) throw bad('Expected patterns');
+  } else patterns = [astring(pat, 'pattern')];
+  if (args.length) {
+    const kw = args.shift();
+    if (lsub || kw?.type !== 'atom' || kw.value.toUpperCase() !== 'RETURN' || args.length !== 1) throw bad(`Wrong arguments for ${cmd.command}`);
+    opts.extended = true;
+    const ret = args.shift()!;
+    if (ret.type !== 'list') throw bad('Expected return options');
+    for (let k = 0; k < ret.items.length; k++) {
+      const t = ret.items[k];
+      const o = t.type === 'atom' ? t.value.toUpperCase() : '';
+      if (o === 'SUBSCRIBED') opts.returnSubscribed = true;
+      else if (o === 'STATUS') opts.status = statusItems(ret.items[++k]);
+      // We send \HasChildren / \HasNoChildren and the special-use attributes always (RFC 3348, RFC 6154 §5.1).
+      else if (o !== 'CHILDREN' && o !== 'SPECIAL-USE') throw bad(`Unknown return option ${o}`);
+    }
+  }
+  return { reference, patterns, opts };
+}
+
 export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: boolean): Promise<void> {
-  expectArgs(cmd, 2);
-  const reference = astring(cmd.args[0], 'reference');
-  const pattern = astring(cmd.args[1], 'pattern');
+  const { reference, patterns, opts } = parseListArgs(cmd, lsub);
   const verb = lsub ? 'LSUB' : 'LIST';
-  if (pattern === '') {
-    // RFC 3501: an empty pattern asks for the hierarchy separator.
+  if (!opts.extended && patterns[0] === '') {
+    // RFC 3501 §6.3.8: an empty pattern asks for the hierarchy separator.
     session.untagged(`${verb} (\\Noselect) "/" ""`);
     return;
   }
-  const full = reference && !pattern.startsWith('/') ? `${reference.replace(/\/$/, '')}/${pattern}` : pattern;
-  const re = patternToRegExp(full);
-  const send = (name: string, flags: string[]) =>
-    session.write(Buffer.concat([Buffer.from(`* ${verb} (${flags.join(' ')}) "/" `), encodeMailbox(name), Buffer.from('\r\n')]));
-  const folders: FolderInfo[] = await session.deps.mailbox.listFolders(session.owner!);
-  for (const f of folders) {
-    if (lsub && !f.subscribed) continue;
-    if (!matchesPattern(f.name, re)) continue;
+  const res = patterns.map((p) => patternToRegExp(reference && !p.startsWith('/') ? `${reference.replace(/\/$/, '')}/${p}` : p));
+  const matchAny = (name: string) => res.some((re) => matchesPattern(name, re));
+  const send = async (name: string, flags: string[], childInfo = false, statusOf?: MailboxRef) => {
+    const extra = childInfo ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
+    session.write(Buffer.concat([Buffer.from(`* ${verb} (${flags.join(' ')}) "/" `), encodeMailbox(name), Buffer.from(`${extra}\r\n`)]));
+    // RFC 5819 §2: the STATUS of each selectable mailbox follows its LIST line.
+    if (opts.status && statusOf) await sendStatus(session, name, statusOf, opts.status);
+  };
+  const owner = session.owner!;
+  const folders: FolderInfo[] = await session.deps.mailbox.listFolders(owner);
+  const exists = new Map(folders.map((f) => [f.name, f]));
+  const wantSubs = lsub || opts.subscribed || opts.returnSubscribed;
+  const subs = new Set(wantSubs ? await session.deps.mailbox.subscriptions(owner) : []);
+  const childrenOf = (name: string) => folders.some((f) => f.name.startsWith(name + '/'));
+  const markSubscribed = !lsub && (opts.subscribed || opts.returnSubscribed);
+
+  // The mailboxes that meet the selection criteria (RFC 5258 §3): all, the subscribed ones (also those whose folder
+  // is gone: \NonExistent), or those with a special use (RFC 6154 §5.2).
+  const base = lsub || opts.subscribed ? [...subs] : opts.specialUse ? folders.filter((f) => f.specialUse).map((f) => f.name) : folders.map((f) => f.name);
+  const inBase = new Set(base);
+  const emitted = new Set<string>();
+  for (const name of base) {
+    if (!matchAny(name)) continue;
+    const f = exists.get(name);
     const flags: string[] = [];
-    if (!lsub) flags.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
-    if (f.specialUse) flags.push(f.specialUse);
-    send(f.name, flags);
+    if (!lsub) {
+      if (f) flags.push(f.hasChildren ? '\\HasChildren' : '\\HasNoChildren');
+      else flags.push('\\NonExistent', ...(childrenOf(name) ? ['\\HasChildren'] : []));
+    }
+    if (f?.specialUse) flags.push(f.specialUse);
+    if (markSubscribed && subs.has(name)) flags.push('\\Subscribed');
+    emitted.add(name);
+    await send(name, flags, false, f ? session.resolve(name) : undefined);
+  }
+  // Parents that are not in the selection: RFC 3501 §6.3.8/§6.3.9 for a Maildir++ "a/b" without "a" (LIST) or
+  // an unsubscribed "a" (LSUB) where "%" stops, so the client can still walk down; RFC 5258 §3.5 RECURSIVEMATCH for
+  // a parent whose subscribed descendant the patterns do not list (CHILDINFO).
+  for (const name of base) {
+    const parts = name.split('/');
+    for (let n = 1; n < parts.length; n++) {
+      const parent = parts.slice(0, n).join('/');
+      if (inBase.has(parent) || emitted.has(parent) || !matchAny(parent)) continue;
+      if (lsub) {
+        if (matchAny(name)) continue;
+        emitted.add(parent);
+        await send(parent, ['\\Noselect']);
+      } else if (!opts.subscribed && !opts.specialUse) {
+        emitted.add(parent);
+        await send(parent, ['\\Noselect', '\\HasChildren', ...(markSubscribed && subs.has(parent) ? ['\\Subscribed'] : [])]);
+      } else if (opts.recursive && opts.subscribed && !matchAny(name)) {
+        emitted.add(parent);
+        const f = exists.get(parent);
+        const flags = f ? [f.hasChildren ? '\\HasChildren' : '\\HasNoChildren', ...(f.specialUse ? [f.specialUse] : [])] : ['\\NonExistent', '\\HasChildren'];
+        await send(parent, flags, true, f ? session.resolve(parent) : undefined);
+      }
+    }
   }
   // The shared namespace: "Shared" itself cannot be selected; each group's INBOX is "Shared/<group>".
-  if (!session.sharedGroups.length) return;
-  if (!lsub && re.test(SHARED_PREFIX)) send(SHARED_PREFIX, ['\\Noselect', '\\HasChildren']);
+  if (!session.sharedGroups.length || opts.specialUse) return;
+  if (!lsub && !opts.subscribed && matchAny(SHARED_PREFIX)) await send(SHARED_PREFIX, ['\\Noselect', '\\HasChildren']);
   for (const group of session.sharedGroups) {
     const shared: FolderInfo[] = await session.deps.mailbox.listFolders({ kind: 'shared', group });
     for (const f of shared) {
-      if (lsub && !f.subscribed) continue;
+      if ((lsub || opts.subscribed) && !f.subscribed) continue;
       const name = session.sharedName(group, f.name);
-      if (!re.test(name)) continue;
+      if (!res.some((re) => re.test(name))) continue;
       const children = f.name === 'INBOX' ? shared.length > 1 : f.hasChildren;
-      send(name, lsub ? [] : [children ? '\\HasChildren' : '\\HasNoChildren']);
+      const flags = lsub ? [] : [children ? '\\HasChildren' : '\\HasNoChildren'];
+      if (markSubscribed && f.subscribed) flags.push('\\Subscribed');
+      await send(name, flags, false, { name, owner: { kind: 'shared', group }, folder: f.name, shared: group });
     }
   }
 }

@@ -1,15 +1,12 @@
 /**
  * MOVE and UID MOVE (RFC 6851): COPYUID goes in an untagged OK before the EXPUNGE responses (§4.3), so the
- * client learns the new UIDs before the old sequence numbers disappear.
+ * client learns the new UIDs before the old sequence numbers disappear. A MOVE into the selected mailbox itself is
+ * allowed (§3.3 does not forbid it, Dovecot does it): the messages get new UIDs, and the EXISTS for them follows
+ * the EXPUNGEs.
  */
-import { bad, expectArgs, mailboxName, no, resolveSet, type ImapCommand } from '../command.js';
-import type { MailboxOwner } from '../../store/types.js';
+import { bad, expectArgs, mailboxName, no, resolveSet, sameOwner, type ImapCommand } from '../command.js';
 import { formatSequenceSet } from '../parser.js';
 import { trainOnTransfer } from '../spam-training.js';
-
-function ownerKey(o: MailboxOwner): string {
-  return o.kind === 'user' ? o.login.toLowerCase() : o.group.toLowerCase();
-}
 
 export const move: ImapCommand = {
   names: ['MOVE'],
@@ -23,9 +20,9 @@ export const move: ImapCommand = {
     const sel = session.selected!;
     if (sel.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
     if (!refs.length) return { text: 'Nothing to move' };
-    if (to.owner.kind === sel.owner.kind && ownerKey(to.owner) === ownerKey(sel.owner) && to.folder === sel.folder) throw no('Source and target are the same mailbox', 'CANNOT');
     const uids = refs.map((r) => r.meta.uid);
     const { uidValidity, mapping } = await session.deps.mailbox.copy(sel.owner, sel.folder, uids, to.folder, { move: true, toOwner: to.owner });
+    if (sameOwner(to.owner, sel.owner) && to.folder === sel.folder) session.checkExists = true;
     mapping.sort((a, b) => a[0] - b[0]);
     if (mapping.length) {
       session.untagged(`OK [COPYUID ${uidValidity} ${formatSequenceSet(mapping.map((m) => m[0]))} ${formatSequenceSet(mapping.map((m) => m[1]))}] Moved`);

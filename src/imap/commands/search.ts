@@ -1,14 +1,15 @@
 /**
  * SEARCH and UID SEARCH (RFC 3501 §6.4.4), CHARSET UTF-8 / US-ASCII. Criteria are parsed into a tree first, so a
  * syntax error is BAD before anything is read, and message contents are read only when a text criterion needs them.
- * Text matching is a case-insensitive substring test on decoded headers and decoded text parts.
+ * Text matching is a substring test under i;unicode-casemap (RFC 5051, I18NLEVEL=1) on decoded headers and text parts.
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
-import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
+import { formatSequenceSet, inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
 import { parseImapDate } from '../response.js';
+import { addressSearchText, casemapContains, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
 
 /**
@@ -25,7 +26,11 @@ export type Criterion =
   | { op: 'all' }
   | { op: 'flag'; flag: string; set: boolean }
   | { op: 'none' }
+  | { op: 'recent' }
+  | { op: 'saved' }
+  | { op: 'age'; cmp: 'older' | 'younger'; seconds: number }
   | { op: 'header'; field: string; value: string }
+  | { op: 'address'; field: string; value: string }
   | { op: 'body'; value: string; withHeaders: boolean }
   | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean }
   | { op: 'size'; cmp: 'larger' | 'smaller'; n: number }
@@ -65,15 +70,19 @@ export function parseCriteria(tokens: Token[]): Criterion {
     if (t.type !== 'atom') throw bad('Invalid search criterion');
     const key = t.value.toUpperCase();
     if (/^[\d*:,]+$/.test(key)) return { op: 'set', set: seqSet(key), uid: false };
+    // RFC 5182 §2.1: "$" is the result saved by SEARCH RETURN (SAVE).
+    if (key === '$') return { op: 'saved' };
     if (FLAG_KEYS[key]) return { op: 'flag', flag: FLAG_KEYS[key][0], set: FLAG_KEYS[key][1] };
     switch (key) {
       case 'ALL':
-      case 'OLD':
         return { op: 'all' };
-      // \Recent is not tracked: no message is recent, so none is new.
+      // RFC 3501 §6.4.4: NEW is "RECENT UNSEEN", OLD is "NOT RECENT".
       case 'RECENT':
+        return { op: 'recent' };
+      case 'OLD':
+        return { op: 'not', c: { op: 'recent' } };
       case 'NEW':
-        return { op: 'none' };
+        return { op: 'and', list: [{ op: 'recent' }, { op: 'flag', flag: '\\Seen', set: false }] };
       case 'KEYWORD':
         return { op: 'flag', flag: normalizeFlag(text('keyword')), set: true };
       case 'UNKEYWORD':
@@ -82,6 +91,7 @@ export function parseCriteria(tokens: Token[]): Criterion {
       case 'TO':
       case 'CC':
       case 'BCC':
+        return { op: 'address', field: key.toLowerCase(), value: text('string') };
       case 'SUBJECT':
         return { op: 'header', field: key.toLowerCase(), value: text('string') };
       case 'HEADER': {
@@ -109,8 +119,17 @@ export function parseCriteria(tokens: Token[]): Criterion {
         if (!Number.isInteger(n) || n < 0) throw bad('Invalid number');
         return { op: 'size', cmp: key.toLowerCase() as 'larger' | 'smaller', n };
       }
-      case 'UID':
-        return { op: 'set', set: seqSet(text('UID set')), uid: true };
+      case 'UID': {
+        const set = text('UID set');
+        return set === '$' ? { op: 'saved' } : { op: 'set', set: seqSet(set), uid: true };
+      }
+      // RFC 5032 WITHIN: the internal date's age in seconds, relative to now.
+      case 'OLDER':
+      case 'YOUNGER': {
+        const n = Number(text('interval'));
+        if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) throw bad('Invalid interval');
+        return { op: 'age', cmp: key === 'OLDER' ? 'older' : 'younger', seconds: n };
+      }
       case 'NOT':
         return { op: 'not', c: one() };
       case 'OR': {
@@ -170,6 +189,7 @@ function headerSection(message: Buffer): Buffer {
 function needsContent(c: Criterion): boolean {
   switch (c.op) {
     case 'header':
+    case 'address':
     case 'body':
       return true;
     case 'date':
@@ -190,6 +210,12 @@ interface Candidate {
   meta: MessageMeta;
   count: number;
   maxUid: number;
+  /** \Recent in this session (RFC 3501 §2.3.2). */
+  recent?: boolean;
+  /** UIDs of the saved search result (RFC 5182). */
+  saved?: Set<number>;
+  /** "Now" for OLDER/YOUNGER, in ms. */
+  now?: number;
   tree?: MimeNode;
 }
 
@@ -197,8 +223,14 @@ function dayOf(d: Date): number {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
 }
 
+/** Header values are kept as latin1 strings of the raw bytes; 8-bit headers are UTF-8 in practice (RFC 6532). */
+function utf8(latin1: string): string {
+  return Buffer.from(latin1, 'latin1').toString('utf8');
+}
+
+/** RFC 5255 §4.3 (I18NLEVEL=1): SEARCH compares with i;unicode-casemap (RFC 5051), substring-wise. */
 function contains(haystack: string, needle: string): boolean {
-  return haystack.toLowerCase().includes(needle.toLowerCase());
+  return casemapContains(haystack, needle);
 }
 
 export function matches(c: Criterion, m: Candidate): boolean {
@@ -207,6 +239,15 @@ export function matches(c: Criterion, m: Candidate): boolean {
       return true;
     case 'none':
       return false;
+    case 'recent':
+      return m.recent === true;
+    case 'saved':
+      return m.saved?.has(m.meta.uid) === true;
+    case 'age': {
+      // RFC 5032 §3: OLDER is "at least n seconds old", YOUNGER the rest, so NOT OLDER n is YOUNGER n.
+      const age = ((m.now ?? Date.now()) - m.meta.internalDate.getTime()) / 1000;
+      return c.cmp === 'older' ? age >= c.seconds : age < c.seconds;
+    }
     case 'flag':
       return m.meta.flags.includes(c.flag) === c.set;
     case 'size':
@@ -224,6 +265,9 @@ export function matches(c: Criterion, m: Candidate): boolean {
       // RFC 3501: HEADER with an empty string matches every message that has the field.
       return values.some((v) => contains(v, c.value));
     }
+    case 'address':
+      // RFC 3501 §6.4.4: the address fields are matched as addresses, not as header text (search-match.ts).
+      return m.tree!.headers.some((h) => h.key === c.field && contains(addressSearchText(utf8(h.value)), c.value));
     case 'body': {
       const tree = m.tree!;
       if (contains(searchableText(tree), c.value)) return true;
@@ -233,9 +277,9 @@ export function matches(c: Criterion, m: Candidate): boolean {
       let t: number;
       if (c.sent) {
         const hdr = headerValue(m.tree!, 'date');
-        const parsed = hdr ? new Date(hdr) : undefined;
-        if (!parsed || Number.isNaN(parsed.getTime())) return false;
-        t = dayOf(parsed);
+        const day = hdr === undefined ? undefined : sentDay(hdr);
+        if (day === undefined) return false;
+        t = day;
       } else t = dayOf(m.meta.internalDate);
       const d = c.date.getTime();
       return c.cmp === 'before' ? t < d : c.cmp === 'on' ? t === d : t >= d;
@@ -252,8 +296,9 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   // SEARCH cost as much as a full-text one (test/bench/imap.bench.ts).
   const body = content && needsBody(criteria);
   const out: { seq: number; meta: MessageMeta }[] = [];
+  const now = Date.now();
   for (let i = 0; i < msgs.length; i++) {
-    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid };
+    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid, recent: sel.recent.has(msgs[i].uid), saved: sel.saved, now };
     if (content) {
       try {
         if (body) {
@@ -279,20 +324,66 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   return out;
 }
 
+type ReturnOption = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
+
+/** RFC 4731 §3 / RFC 5182 §2.4: `RETURN (...)` options; an empty list means ALL. */
+function parseReturn(t: Token | undefined): Set<ReturnOption> {
+  if (!t || t.type !== 'list') throw bad('Expected RETURN options');
+  const out = new Set<ReturnOption>();
+  for (const i of t.items) {
+    const o = i.type === 'atom' ? i.value.toUpperCase() : '';
+    if (o !== 'MIN' && o !== 'MAX' && o !== 'ALL' && o !== 'COUNT' && o !== 'SAVE') throw bad(`Unknown RETURN option ${o}`);
+    out.add(o);
+  }
+  if (!out.size) out.add('ALL');
+  return out;
+}
+
 export const search: ImapCommand = {
   names: ['SEARCH'],
   states: ['selected'],
   uid: true,
   async handle(session, cmd) {
+    const sel = session.selected!;
     let args = cmd.args;
-    if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
-      const charset = (tokenText(args[1]) ?? '').toUpperCase();
-      if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
-      args = args.slice(2);
+    let ret: Set<ReturnOption> | undefined;
+    try {
+      if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
+        ret = parseReturn(args[1]);
+        args = args.slice(2);
+      }
+      if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
+        const charset = (tokenText(args[1]) ?? '').toUpperCase();
+        if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
+        args = args.slice(2);
+      }
+      const criteria = parseCriteria(args);
+      const found = await runSearch(session, criteria);
+      if (!ret) {
+        const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
+        session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
+        return;
+      }
+      const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
+      if (ret.has('SAVE')) {
+        // RFC 5182 §2.4: with only MIN and/or MAX beside SAVE, only those messages are saved.
+        const onlyEnds = !ret.has('ALL') && !ret.has('COUNT') && (ret.has('MIN') || ret.has('MAX'));
+        const kept = onlyEnds ? [...new Set([ret.has('MIN') ? found[0] : undefined, ret.has('MAX') ? found[found.length - 1] : undefined])].filter((f) => f !== undefined) : found;
+        sel.saved = new Set(kept.map((f) => f.meta.uid));
+        // RFC 5182 §2.4: SAVE alone returns no ESEARCH.
+        if (ret.size === 1) return;
+      }
+      // RFC 4731 §3.1: MIN/MAX/ALL are left out when nothing matched; COUNT is always there.
+      let out = `ESEARCH (TAG ${JSON.stringify(cmd.tag)})${cmd.uid ? ' UID' : ''}`;
+      if (nums.length && ret.has('MIN')) out += ` MIN ${nums[0]}`;
+      if (nums.length && ret.has('MAX')) out += ` MAX ${nums[nums.length - 1]}`;
+      if (nums.length && ret.has('ALL')) out += ` ALL ${formatSequenceSet(nums)}`;
+      if (ret.has('COUNT')) out += ` COUNT ${nums.length}`;
+      session.untagged(out);
+    } catch (err) {
+      // RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves the saved result empty.
+      if (ret?.has('SAVE') || cmd.args.some((a) => a.type === 'list' && a.items.some((i) => i.type === 'atom' && i.value.toUpperCase() === 'SAVE'))) sel.saved = new Set();
+      throw err;
     }
-    const criteria = parseCriteria(args);
-    const found = await runSearch(session, criteria);
-    const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
-    session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
   },
 };

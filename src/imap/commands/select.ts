@@ -1,5 +1,5 @@
 /** SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. */
-import { expectArgs, mailboxName, PERMANENT_FLAGS, type ImapCommand } from '../command.js';
+import { expectArgs, mailboxName, type ImapCommand } from '../command.js';
 
 export const select: ImapCommand = {
   names: ['SELECT', 'EXAMINE'],
@@ -9,13 +9,10 @@ export const select: ImapCommand = {
     const name = mailboxName(cmd.args[0]);
     const readOnly = cmd.command === 'EXAMINE';
     const sel = await session.select(name, readOnly);
-    const keywords = new Set<string>();
-    for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
-    const flags = [...PERMANENT_FLAGS, ...keywords];
-    session.untagged(`FLAGS (${flags.join(' ')})`);
-    session.untagged(`OK [PERMANENTFLAGS (${readOnly ? '' : [...flags, '\\*'].join(' ')})] Flags permitted`);
+    for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) sel.keywords.add(f);
+    session.sendFlags();
     session.untagged(`${sel.messages.length} EXISTS`);
-    session.untagged('0 RECENT');
+    session.untagged(`${sel.recent.size} RECENT`);
     const firstUnseen = sel.messages.findIndex((m) => !m.flags.includes('\\Seen'));
     if (firstUnseen >= 0) session.untagged(`OK [UNSEEN ${firstUnseen + 1}] First unseen`);
     session.untagged(`OK [UIDVALIDITY ${sel.uidValidity}] UIDs valid`);

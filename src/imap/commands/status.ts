@@ -1,6 +1,49 @@
 /** STATUS (RFC 3501 §6.3.10): counters of a folder without selecting it. */
-import { bad, expectArgs, mailboxName, type ImapCommand } from '../command.js';
+import { bad, expectArgs, mailboxName, sameOwner, type ImapCommand } from '../command.js';
 import { encodeMailbox } from '../response.js';
+import type { ImapSession, MailboxRef } from '../connection.js';
+import type { Token } from '../parser.js';
+import type { MessageMeta } from '../../store/mailbox.js';
+import type { MailboxOwner } from '../../store/types.js';
+
+/**
+ * RFC 3501 §6.3.10 RECENT: messages not yet claimed by a SELECT, plus, for the folder this session has selected,
+ * the ones it claimed itself.
+ */
+async function recentCount(session: ImapSession, owner: MailboxOwner, folder: string, messages: MessageMeta[]): Promise<number> {
+  const first = await session.deps.mailbox.firstRecentUid(owner, folder);
+  let n = messages.filter((m) => m.uid >= first).length;
+  const sel = session.selected;
+  if (sel && sel.folder === folder && sameOwner(sel.owner, owner)) n += messages.filter((m) => m.uid < first && sel.recent.has(m.uid)).length;
+  return n;
+}
+
+const ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'SIZE']);
+
+/** The status items of a STATUS command or a LIST RETURN (STATUS (...)) (RFC 5819), checked before any work. */
+export function statusItems(t: Token | undefined): string[] {
+  if (!t || t.type !== 'list' || !t.items.length) throw bad('Expected status items');
+  return t.items.map((i) => {
+    const item = i.type === 'atom' ? i.value.toUpperCase() : '';
+    if (!ITEMS.has(item)) throw bad(`Unknown status item ${item}`);
+    return item;
+  });
+}
+
+/** Sends `* STATUS name (...)` for a folder. SIZE is RFC 8438's: the sum of the messages' RFC822.SIZE. */
+export async function sendStatus(session: ImapSession, name: string, ref: MailboxRef, items: string[]): Promise<void> {
+  const state = await session.deps.mailbox.openFolder(ref.owner, ref.folder);
+  const out: string[] = [];
+  for (const item of items) {
+    if (item === 'MESSAGES') out.push(`MESSAGES ${state.messages.length}`);
+    else if (item === 'RECENT') out.push(`RECENT ${await recentCount(session, ref.owner, ref.folder, state.messages)}`);
+    else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
+    else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
+    else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
+    else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
+  }
+  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+}
 
 export const status: ImapCommand = {
   names: ['STATUS'],
@@ -8,21 +51,7 @@ export const status: ImapCommand = {
   async handle(session, cmd) {
     expectArgs(cmd, 2);
     const name = mailboxName(cmd.args[0]);
-    const items = cmd.args[1];
-    if (items.type !== 'list' || !items.items.length) throw bad('Expected status items');
-    const ref = session.resolve(name);
-    const state = await session.deps.mailbox.openFolder(ref.owner, ref.folder);
-    const out: string[] = [];
-    for (const t of items.items) {
-      const item = t.type === 'atom' ? t.value.toUpperCase() : '';
-      if (item === 'MESSAGES') out.push(`MESSAGES ${state.messages.length}`);
-      else if (item === 'RECENT') out.push('RECENT 0');
-      else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
-      else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
-      else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
-      else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
-      else throw bad(`Unknown status item ${item}`);
-    }
-    session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+    const items = statusItems(cmd.args[1]);
+    await sendStatus(session, name, session.resolve(name), items);
   },
 };

@@ -20,11 +20,12 @@ export const store: ImapCommand = {
     if (sel.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
     if (!refs.length) return;
     const result = await session.deps.mailbox.storeFlags(sel.owner, sel.folder, refs.map((r) => r.meta.uid), mode, flags);
+    for (const now of result.values()) session.announceKeywords(now);
     for (const r of refs) {
       const now = result.get(r.meta.uid);
       if (!now) continue;
       r.meta.flags = [...now];
-      if (!silent) session.untagged(`${r.seq} FETCH (FLAGS (${now.join(' ')})${cmd.uid ? ` UID ${r.meta.uid}` : ''})`);
+      if (!silent) session.untagged(`${r.seq} FETCH (FLAGS (${session.flagsOf(r.meta).join(' ')})${cmd.uid ? ` UID ${r.meta.uid}` : ''})`);
     }
   },
 };

@@ -82,6 +82,13 @@ describe('IMAP tokenizer', () => {
     );
   });
 
+  test('"[" outside a FETCH section is an ordinary atom character (RFC 3501 §9 ATOM-CHAR)', () => {
+    assert.deepEqual(cmd('s SELECT a[b\r\n').args, [{ type: 'atom', value: 'a[b' }]);
+    assert.deepEqual(cmd('s LIST "" x[%\r\n').args[1], { type: 'atom', value: 'x[%' });
+    // A section still keeps its spaces, whatever the case of the item name.
+    assert.deepEqual(cmd('f FETCH 1 binary.peek[1 2]\r\n').args[1], { type: 'atom', value: 'binary.peek[1 2]' });
+  });
+
   test('reads nested lists and refuses unbalanced ones', () => {
     const c = cmd('s SEARCH (OR (FROM a) (TO b)) ALL\r\n');
     assert.equal(c.args[0].type, 'list');
