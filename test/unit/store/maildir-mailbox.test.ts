@@ -488,7 +488,7 @@ test('Dovecot pointed at the same Maildir sees the same flags, internal date, fo
   await new Promise((resolve) => child.on('close', resolve));
   assert.match(out, /\* LSUB \(\) "\/" Archive\/2024/);
   assert.match(out, /\* 1 FETCH \(FLAGS \(\\Flagged \\Seen\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: m0/);
-  // No \\Recent: the messages are not new to Dovecot, dovecot-uidlist already lists them.
+  // No \Recent: the messages are not new to Dovecot, dovecot-uidlist already lists them.
   assert.match(out, /\* 2 FETCH \(FLAGS \(\\Answered \\Deleted \\Draft\)/);
   assert.match(out, /\* 3 FETCH \(FLAGS \(\)/);
   assert.match(out, /\* 1 FETCH \(FLAGS \(\\Seen\) INTERNALDATE "01-May-2024 10:00:00 \+0000"\)/);
