@@ -3,7 +3,7 @@
  * shows only subscribed folders.
  */
 import type { FolderInfo } from '../../store/mailbox.js';
-import { astring, expectArgs, SHARED_PREFIX, type ImapCommand } from '../command.js';
+import { astring, expectArgs, SHARED_PREFIX, wireMailboxName, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import type { ParsedCommand } from '../parser.js';
 import { encodeMailbox } from '../response.js';
@@ -27,8 +27,8 @@ export function matchesPattern(name: string, re: RegExp): boolean {
 
 export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: boolean): Promise<void> {
   expectArgs(cmd, 2);
-  const reference = astring(cmd.args[0], 'reference');
-  const pattern = astring(cmd.args[1], 'pattern');
+  const reference = wireMailboxName(astring(cmd.args[0], 'reference'));
+  const pattern = wireMailboxName(astring(cmd.args[1], 'pattern'));
   const verb = lsub ? 'LSUB' : 'LIST';
   if (pattern === '') {
     // RFC 3501: an empty pattern asks for the hierarchy separator.
