@@ -47,6 +47,7 @@ import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-
 import { KeyedMutex } from './keyed-mutex.js';
 import { FolderNotFound, OverQuota, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
+import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
 import { appendMaildirSize, readMaildirSize, recalculateMaildirSize } from './quota.js';
 import { QuotaExceeded, type MailboxOwner } from './types.js';
@@ -77,7 +78,8 @@ export class MessageNotFound extends Error {
 /**
  * Dovecot's subscriptions file in the Maildir root, in its version 2 format (src/lib-storage/list/subscription-file.c):
  * a "V\t2\n\n" header, then one folder per line with the hierarchy levels separated by TAB (so the file does not
- * depend on the separator a namespace is configured with), each level tab-escaped.
+ * depend on the separator a namespace is configured with), each level a storage name (modified UTF-7, as Dovecot
+ * 2.3 writes them), tab-escaped.
  */
 export const SUBSCRIPTIONS_FILE = 'subscriptions';
 const SUBSCRIPTIONS_V2 = 'V\t2\n\n';
@@ -89,6 +91,19 @@ function tabEscape(s: string): string {
 
 function tabUnescape(s: string): string {
   return s.replace(/\u0001([1trn0])/g, (_, c: string) => (c === '1' ? '\u0001' : c === 't' ? '\t' : c === 'r' ? '\r' : c === 'n' ? '\n' : ''));
+}
+
+/**
+ * A hierarchy level of a subscriptions line. Dovecot writes storage names, modified UTF-7 like the directories
+ * ('Entw&APw-rfe'); earlier postern versions wrote UTF-8, which is kept as it is (as is anything not valid mUTF-7).
+ */
+function storageLevelName(level: string): string {
+  if (/[^\x00-\x7f]/.test(level)) return level;
+  try {
+    return decodeMutf7(level);
+  } catch {
+    return level;
+  }
 }
 
 const FLAG_LETTERS: ReadonlyArray<[Flag, string]> = [
@@ -342,7 +357,8 @@ export class MaildirMailbox implements MailboxAccess {
       if (on) subs.push(name);
       await this.store.createFolder(owner, 'INBOX');
       const tmp = join(root, 'tmp', `subscriptions.${process.pid}.${Date.now()}`);
-      await writeFile(tmp, SUBSCRIPTIONS_V2 + subs.map((s) => `${s.split(FOLDER_SEPARATOR).map(tabEscape).join('\t')}\n`).join(''), { mode: 0o600 });
+      const lines = subs.map((s) => `${s.split(FOLDER_SEPARATOR).map((level) => tabEscape(encodeMutf7(level))).join('\t')}\n`);
+      await writeFile(tmp, SUBSCRIPTIONS_V2 + lines.join(''), { mode: 0o600 });
       await rename(tmp, join(root, SUBSCRIPTIONS_FILE));
     });
   }
@@ -355,7 +371,7 @@ export class MaildirMailbox implements MailboxAccess {
         .slice(SUBSCRIPTIONS_V2.length)
         .split('\n')
         .filter((l) => l !== '')
-        .map((l) => l.split('\t').map(tabUnescape).join(FOLDER_SEPARATOR));
+        .map((l) => l.split('\t').map((level) => storageLevelName(tabUnescape(level))).join(FOLDER_SEPARATOR));
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return [];
       throw err;

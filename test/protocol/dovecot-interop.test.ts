@@ -2,9 +2,10 @@
  * One Maildir, handed back and forth between a real Dovecot (test/harness/dovecot.ts) and postern's IMAP server,
  * each driven by imapflow the way a mail client does, never both at once:
  *
- *  1. Dovecot makes folders with non-ASCII names and messages with keywords, expunges one, and stops; postern
- *     opened on the same files shows the same UIDVALIDITY, UIDNEXT, UIDs, flags, keywords and folder names.
- *  2. postern appends, flags, un-flags and makes a folder; Dovecot started again shows the same.
+ *  1. Dovecot makes and subscribes folders with non-ASCII names, messages with keywords, expunges one, and
+ *     stops; postern opened on the same files shows the same UIDVALIDITY, UIDNEXT, UIDs, flags, keywords, folder
+ *     names and subscriptions.
+ *  2. postern appends, flags, un-flags, makes a folder and (un)subscribes; Dovecot started again shows the same.
  *  3. Dovecot's next APPEND continues postern's UIDs.
  *
  * A client moved from one server to the other therefore keeps its cache: that is what the UIDs are for.
@@ -98,6 +99,8 @@ interface View {
    * 'Café/Sub', as \Noselect; postern leaves it out, which RFC 3501 §6.3.8 allows for "*".)
    */
   folders: string[];
+  /** The subscribed ones (LSUB; Dovecot's `subscriptions` file). */
+  subscribed: string[];
   byFolder: Record<string, FolderView>;
 }
 
@@ -105,6 +108,7 @@ interface View {
 async function view(c: ImapFlow): Promise<View> {
   const list = (await c.list()).filter((f) => !f.flags.has('\\Noselect'));
   const folders = list.map((f) => f.path).sort();
+  const subscribed = list.filter((f) => f.subscribed).map((f) => f.path).sort();
   const byFolder: Record<string, FolderView> = {};
   for (const f of list) {
     const box = await c.mailboxOpen(f.path, { readOnly: true });
@@ -118,7 +122,7 @@ async function view(c: ImapFlow): Promise<View> {
     byFolder[f.path] = { uidValidity: String(box.uidValidity), uidNext: box.uidNext, messages };
     await c.mailboxClose();
   }
-  return { folders, byFolder };
+  return { folders, subscribed, byFolder };
 }
 
 async function withClient<T>(port: number, fn: (c: ImapFlow) => Promise<T>): Promise<T> {
@@ -162,6 +166,8 @@ test('a Maildir moves between Dovecot and postern keeping UIDVALIDITY, UIDs, key
   const fromDovecot = await withClient(dovecot.port, async (c) => {
     await c.mailboxCreate('Entwürfe');
     await c.mailboxCreate('Café/Sub');
+    await c.mailboxSubscribe('Entwürfe');
+    await c.mailboxSubscribe('Café/Sub');
     await c.append('INBOX', msg('one'), ['\\Seen', '$Forwarded', 'Work']);
     await c.append('INBOX', msg('two'), ['NonJunk']);
     await c.append('INBOX', msg('three'), []);
@@ -182,6 +188,7 @@ test('a Maildir moves between Dovecot and postern keeping UIDVALIDITY, UIDs, key
     [3, []],
     [4, ['Work', '\\Flagged'].sort()],
   ]);
+  assert.deepEqual(fromDovecot.subscribed, ['Café/Sub', 'Entwürfe', 'INBOX']); // imapflow counts INBOX always
   assert.match(dovecotWire, /\* LIST \([^)]*\) "\/" "?Entw&APw-rfe"?\r\n/);
   // Stored as Dovecot stores them: modified UTF-7, '.' between levels.
   assert.ok(existsSync(join(maildir, '.Entw&APw-rfe', 'cur')), 'Dovecot made .Entw&APw-rfe');
@@ -203,11 +210,14 @@ test('a Maildir moves between Dovecot and postern keeping UIDVALIDITY, UIDs, key
     await c.messageFlagsRemove('1', ['Work'], { uid: true });
     await c.mailboxClose();
     await c.mailboxCreate('Übersicht');
+    await c.mailboxSubscribe('Übersicht');
+    await c.mailboxUnsubscribe('Entwürfe');
     await c.append('Übersicht', msg('overview'), ['$Label3', '\\Seen']);
     await c.append('Entwürfe', msg('second draft'), ['$Label1', 'Project']);
     return view(c);
   });
   await postern.close();
+  assert.deepEqual(fromPostern.subscribed, ['Café/Sub', 'INBOX', 'Übersicht']);
   assert.deepEqual(fromPostern.byFolder.INBOX!.messages.map(([u]) => u), [1, 3, 4, 5], 'the APPEND got Dovecot\'s next UID');
   assert.ok(existsSync(join(maildir, '.&ANw-bersicht', 'cur')), 'postern made .&ANw-bersicht, as Dovecot would');
   assert.match(lettersOf(maildir), /^0 \$Forwarded\n1 Work\n2 NonJunk\n(\d+ .+\n)*\d+ Project\n/, 'new keywords added to Dovecot\'s list');
