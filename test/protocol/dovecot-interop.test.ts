@@ -210,6 +210,7 @@ test('a Maildir moves between Dovecot and postern keeping UIDVALIDITY, UIDs, key
     await c.messageFlagsRemove('1', ['Work'], { uid: true });
     await c.mailboxClose();
     await c.mailboxCreate('Übersicht');
+    await c.mailboxCreate('Café/Entwürfe');
     await c.mailboxSubscribe('Übersicht');
     await c.mailboxUnsubscribe('Entwürfe');
     await c.append('Übersicht', msg('overview'), ['$Label3', '\\Seen']);
@@ -217,9 +218,10 @@ test('a Maildir moves between Dovecot and postern keeping UIDVALIDITY, UIDs, key
     return view(c);
   });
   await postern.close();
-  assert.deepEqual(fromPostern.subscribed, ['Café/Sub', 'INBOX', 'Übersicht']);
+  assert.deepEqual(fromPostern.subscribed, ['Café/Entwürfe', 'Café/Sub', 'INBOX', 'Übersicht']); // imapflow subscribes what it creates
   assert.deepEqual(fromPostern.byFolder.INBOX!.messages.map(([u]) => u), [1, 3, 4, 5], 'the APPEND got Dovecot\'s next UID');
   assert.ok(existsSync(join(maildir, '.&ANw-bersicht', 'cur')), 'postern made .&ANw-bersicht, as Dovecot would');
+  assert.ok(existsSync(join(maildir, '.Caf&AOk-.Entw&APw-rfe', 'cur')), 'postern made .Caf&AOk-.Entw&APw-rfe');
   assert.match(lettersOf(maildir), /^0 \$Forwarded\n1 Work\n2 NonJunk\n(\d+ .+\n)*\d+ Project\n/, 'new keywords added to Dovecot\'s list');
 
   await dovecot.start();
