@@ -6,6 +6,7 @@
 import type { ImapSession } from './connection.js';
 import type { ParsedCommand, Token } from './parser.js';
 import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange } from './parser.js';
+import { decodeMutf7 } from '../store/mutf7.js';
 
 /** The shared namespace (RFC 2342): "Shared/<group>" is a group's INBOX, "Shared/<group>/<folder>" its folders. */
 export const SHARED_PREFIX = 'Shared';
@@ -67,9 +68,23 @@ export function astring(t: Token | undefined, what: string): string {
   return s;
 }
 
+/**
+ * A mailbox name or LIST pattern from the wire: modified UTF-7 (RFC 3501 §5.1.3) decoded. A name with 8-bit
+ * characters is taken as UTF-8, as sent by clients that skip the encoding; one that is not valid modified UTF-7 is
+ * refused, so that no two wire names reach the same folder.
+ */
+export function wireMailboxName(raw: string): string {
+  if (/[^\x00-\x7f]/.test(raw)) return raw;
+  try {
+    return decodeMutf7(raw);
+  } catch {
+    throw bad('Mailbox name is not valid modified UTF-7');
+  }
+}
+
 /** A mailbox name argument: INBOX is case-insensitive (RFC 3501 §5.1), trailing separators are dropped. */
 export function mailboxName(t: Token | undefined): string {
-  const raw = astring(t, 'mailbox name');
+  const raw = wireMailboxName(astring(t, 'mailbox name'));
   const name = raw.replace(/\/+$/, '');
   if (name.toUpperCase() === 'INBOX') return 'INBOX';
   if (/^INBOX\//i.test(name)) return 'INBOX' + name.slice(5);

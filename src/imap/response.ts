@@ -2,6 +2,7 @@
  * Serialising response data (RFC 3501 §4): strings go quoted when they are short, 7-bit and free of CR/LF, and as
  * literals otherwise, so a header with raw 8-bit bytes or a quote never breaks the response syntax.
  */
+import { encodeMutf7 } from '../store/mutf7.js';
 
 /** A value in a response: a raw atom, NIL (null), a number, a string (quoted or literal), or a list. */
 export type Value = null | number | { atom: string } | string | Buffer | Value[];
@@ -41,9 +42,9 @@ export function encode(v: Value): Buffer {
   return Buffer.from(v.atom, 'latin1');
 }
 
-/** A mailbox name as an astring: quoted when needed (names are UTF-8 with IMAP4rev1 clients that ENABLE'd nothing). */
+/** A mailbox name as an astring, in modified UTF-7 (RFC 3501 §5.1.3): IMAP4rev1 has no UTF-8 names without UTF8=ACCEPT. */
 export function encodeMailbox(name: string): Buffer {
-  return encodeString(name);
+  return encodeString(encodeMutf7(name));
 }
 
 /** RFC 3501 date-time: "17-Jul-1996 02:44:25 -0700" (we answer in UTC). */

@@ -1,14 +1,14 @@
 /**
  * The per-folder index of the Maildir mailbox (issue 5 §6): `postern-index.db`, one SQLite file in each folder's
- * Maildir (next to cur/ new/ tmp/, where Dovecot keeps its own dovecot-uidlist and ignores other files).
+ * Maildir (next to cur/ new/ tmp/ and Dovecot's own files, which ignore it).
  *
- * It maps UIDs to message files by the Maildir base name (the part before ',' and ':', which never changes when
- * flags change), and keeps what the file name cannot hold: UIDVALIDITY, UIDNEXT, the internal date of APPENDed
- * messages, IMAP keywords and modification sequences. The file name stays the truth for the system flags (`:2,FRS`)
- * and the size (`,S=`), so Dovecot pointed at the same Maildir sees the same flags.
+ * It is a cache of what the Maildir and Dovecot's files say, plus what only postern keeps: UIDs map to message files
+ * by the Maildir base name (the part before ',' and ':', which never changes when flags change); it holds the
+ * internal date of APPENDed messages, the keywords that found no letter in dovecot-keywords, the cached ENVELOPE /
+ * BODYSTRUCTURE and the modification sequences. dovecot-uidlist (dovecot-uidlist.ts) is the truth for UIDVALIDITY
+ * and UIDs, the file name for system flags, lettered keywords and the size (`,S=`).
  *
- * Losing the index loses nothing but UIDs: a missing or unreadable file is rebuilt from the directory listing with
- * a new UIDVALIDITY (RFC 3501 §2.3.1.1), which makes clients drop their caches and resync.
+ * Losing the index loses nothing but MODSEQs and caches: it is rebuilt from dovecot-uidlist and the directory.
  */
 import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -35,12 +35,14 @@ export interface IndexRow {
   size: number;
   /** Internal date, ms since the epoch. */
   internalDate: number;
-  /** IMAP keywords, space-separated ('' for none). */
+  /** IMAP keywords without a letter in dovecot-keywords (the lettered ones are in the file name), space-separated. */
   keywords: string;
   modseq: number;
 }
 
 export interface NewRow {
+  /** The UID dovecot-uidlist gave it; absent = the next one. */
+  uid?: number;
   base: string;
   name: string;
   size: number;
@@ -194,6 +196,11 @@ export class FolderIndex {
   get modseq(): number {
     return this.stmt.meta.get('modseq') as number;
   }
+  /** The dovecot-uidlist state (uidlistSignature) the rows were last reconciled with; '' when none yet. */
+  get uidlistSignature(): string {
+    const v = this.stmt.meta.get('uidlist') as string | number | undefined;
+    return typeof v === 'string' ? v : '';
+  }
 
   rows(): IndexRow[] {
     return this.stmt.all.all() as IndexRow[];
@@ -208,24 +215,42 @@ export class FolderIndex {
   }
 
   /**
-   * One transaction: removes rows, records new file names / keywords, and adds new messages with the next UIDs in
-   * the order given. Every touched row gets the new modseq. Returns the UIDs given to `add`.
+   * One transaction: optionally empties the index under a new UIDVALIDITY (dovecot-uidlist says another one),
+   * removes rows, records new file names / keywords, and adds messages, with the UID given or the next UIDs in the
+   * order given. Every touched row gets the new modseq. Returns the UIDs of `add`.
    */
-  apply(changes: { remove?: number[]; update?: { uid: number; name: string; keywords: string }[]; add?: NewRow[] }): number[] {
+  apply(changes: {
+    reset?: { uidValidity: number };
+    remove?: number[];
+    update?: { uid: number; name: string; keywords: string }[];
+    add?: NewRow[];
+    /** Raise UIDNEXT to at least this (dovecot-uidlist's next UID). */
+    uidNext?: number;
+    uidlistSignature?: string;
+  }): number[] {
     const tx = this.db.transaction(() => {
       const modseq = this.modseq + 1;
       let touched = false;
+      let next = this.uidNext;
+      if (changes.reset) {
+        touched = this.db.prepare('DELETE FROM messages').run().changes > 0;
+        this.stmt.setMeta.run('uidvalidity', changes.reset.uidValidity);
+        next = 1;
+      }
       for (const uid of changes.remove ?? []) touched = this.stmt.remove.run(uid).changes > 0 || touched;
       for (const u of changes.update ?? []) touched = this.stmt.update.run(u.name, u.keywords, modseq, u.uid).changes > 0 || touched;
       const uids: number[] = [];
-      let next = this.uidNext;
       for (const r of changes.add ?? []) {
-        this.stmt.insert.run(next, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
-        uids.push(next++);
+        const uid = r.uid ?? next;
+        this.stmt.insert.run(uid, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
+        uids.push(uid);
+        next = Math.max(next, uid + 1);
         touched = true;
       }
-      if (uids.length) this.stmt.setMeta.run('uidnext', next);
-      if (touched) this.stmt.setMeta.run('modseq', modseq);
+      next = Math.max(next, changes.uidNext ?? 0);
+      if (next !== this.uidNext || changes.reset) this.stmt.setMeta.run('uidnext', next);
+      if (changes.uidlistSignature !== undefined) this.stmt.setMeta.run('uidlist', changes.uidlistSignature);
+      if (touched || changes.reset) this.stmt.setMeta.run('modseq', modseq);
       return uids;
     });
     return tx.immediate();

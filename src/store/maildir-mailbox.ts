@@ -1,15 +1,22 @@
 /**
  * MailboxAccess (src/store/mailbox.ts) on the Maildir++ store: what IMAP and POP3 read and change.
  *
- * Each folder's Maildir holds a `postern-index.db` (folder-index.ts). Opening a folder syncs it with the
- * directories: files in new/ move to cur/ with an empty `:2,` info, unindexed files get the next UIDs in file-name
- * time order, rows whose file vanished are dropped, and a file renamed by another program (Dovecot, a script) is a
- * flag change. Only directory listings and the index are read: never message contents, and no stat() for names
- * that carry `,S=`.
+ * The Maildir is shared with Dovecot: UIDVALIDITY and UIDs come from Dovecot's `dovecot-uidlist`
+ * (dovecot-uidlist.ts) and keywords are lowercase letters in the file names, named by `dovecot-keywords`
+ * (dovecot-keywords.ts); both are changed only under Dovecot's `dovecot-uidlist.lock` (dotlock.ts). A Maildir
+ * moved from Dovecot keeps its UIDs and keywords, and Dovecot opening one postern wrote sees the same.
  *
- * System flags live in the file name as the Maildir spec and Dovecot have them (S \Seen, R \Answered, F \Flagged,
- * T \Deleted, D \Draft); letters we do not map (P, Dovecot's lowercase keyword letters) are kept untouched. IMAP
- * keywords live in the index only.
+ * Each folder's Maildir also holds a `postern-index.db` (folder-index.ts): a cache of the above plus MODSEQs, the
+ * keywords beyond Dovecot's 26 letters and cached ENVELOPE / BODYSTRUCTURE. Opening a folder syncs it with the
+ * directories: files in new/ move to cur/ with an empty `:2,` info; dovecot-uidlist is read (in one pass) only when
+ * it changed since the last sync; files it does not know get the next UIDs in file-name time order, appended to it
+ * under the lock; rows whose file vanished are dropped, and a file renamed by another program is a flag change.
+ * Only directory listings, those two small files and the index are read: never message contents, and no stat() for
+ * names that carry `,S=` and a delivery time.
+ *
+ * System flags live in the file name as the Maildir spec and Dovecot have them (S \Seen, R \Answered,
+ * F \Flagged, T \Deleted, D \Draft); letters we do not map (P, lowercase letters dovecot-keywords does not name)
+ * are kept untouched.
  *
  * Changes are announced on an in-process hub (watch.ts) to every `watch` listener of the folder, including the
  * session that made them (the contract has no session identity; a session compares with what it already knows).
@@ -21,11 +28,26 @@ import { readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from '
 import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
+import { withDotlock } from './dotlock.js';
+import { KEYWORDS_FILE, KeywordMap, keywordsSignature, MAX_KEYWORD_LETTERS, readKeywords, writeKeywords } from './dovecot-keywords.js';
+import {
+  appendUidlist,
+  readUidlist,
+  uidlistName,
+  uidlistSignature,
+  uidlistStat,
+  UidlistCorrupt,
+  UIDLIST_FILE,
+  writeUidlist,
+  type Uidlist,
+  type UidlistRecord,
+} from './dovecot-uidlist.js';
 import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { FolderNotFound, OverQuota, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
+import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
 import { appendMaildirSize, readMaildirSize, recalculateMaildirSize } from './quota.js';
 import { QuotaExceeded, type MailboxOwner } from './types.js';
@@ -56,7 +78,8 @@ export class MessageNotFound extends Error {
 /**
  * Dovecot's subscriptions file in the Maildir root, in its version 2 format (src/lib-storage/list/subscription-file.c):
  * a "V\t2\n\n" header, then one folder per line with the hierarchy levels separated by TAB (so the file does not
- * depend on the separator a namespace is configured with), each level tab-escaped.
+ * depend on the separator a namespace is configured with), each level a storage name (modified UTF-7, as Dovecot
+ * 2.3 writes them), tab-escaped.
  */
 export const SUBSCRIPTIONS_FILE = 'subscriptions';
 const SUBSCRIPTIONS_V2 = 'V\t2\n\n';
@@ -70,6 +93,19 @@ function tabUnescape(s: string): string {
   return s.replace(/\u0001([1trn0])/g, (_, c: string) => (c === '1' ? '\u0001' : c === 't' ? '\t' : c === 'r' ? '\r' : c === 'n' ? '\n' : ''));
 }
 
+/**
+ * A hierarchy level of a subscriptions line. Dovecot writes storage names, modified UTF-7 like the directories
+ * ('Entw&APw-rfe'); earlier postern versions wrote UTF-8, which is kept as it is (as is anything not valid mUTF-7).
+ */
+function storageLevelName(level: string): string {
+  if (/[^\x00-\x7f]/.test(level)) return level;
+  try {
+    return decodeMutf7(level);
+  } catch {
+    return level;
+  }
+}
+
 const FLAG_LETTERS: ReadonlyArray<[Flag, string]> = [
   ['\\Draft', 'D'],
   ['\\Flagged', 'F'],
@@ -80,14 +116,32 @@ const FLAG_LETTERS: ReadonlyArray<[Flag, string]> = [
 const LETTER_OF = new Map(FLAG_LETTERS.map(([f, l]) => [f.toLowerCase(), l]));
 const SYSTEM_LETTERS = new Set(FLAG_LETTERS.map(([, l]) => l));
 
-/** Flags for a file name's info letters plus the index keywords, system flags first. */
-export function flagsOf(name: string, keywords: string): Flag[] {
+const EMPTY_MAP = new KeywordMap();
+
+/**
+ * Flags of a message: system flags from the file name's letters, then the keywords its lowercase letters stand for
+ * (by the folder's dovecot-keywords), then the index's unlettered keywords; each keyword once.
+ */
+export function flagsOf(name: string, keywords: string, map: KeywordMap = EMPTY_MAP): Flag[] {
   const info = name.indexOf(':2,');
   const letters = info < 0 ? '' : name.slice(info + 3);
   const out: Flag[] = [];
   for (const [flag, letter] of FLAG_LETTERS) if (letters.includes(letter)) out.push(flag);
-  if (keywords) out.push(...keywords.split(' '));
+  let seen: Set<string> | undefined;
+  for (const l of letters) {
+    if (l < 'a' || l > 'z') continue;
+    const k = map.keywordOf(l);
+    if (k === undefined) continue;
+    (seen ??= new Set()).add(k.toLowerCase());
+    out.push(k);
+  }
+  if (keywords) for (const k of keywords.split(' ')) if (!seen?.has(k.toLowerCase())) out.push(k);
   return out;
+}
+
+/** The keywords (non-system flags) of a message, as flagsOf gives them. */
+function keywordsOf(name: string, keywords: string, map: KeywordMap): string[] {
+  return flagsOf(name, keywords, map).filter((f) => !f.startsWith('\\'));
 }
 
 /** Splits IMAP flags into Maildir letters and keywords (de-duplicated case-insensitively, RFC 3501 §2.3.2). */
@@ -107,11 +161,27 @@ function splitFlags(flags: Flag[]): { letters: Set<string>; keywords: string[] }
   return { letters, keywords };
 }
 
-/** The file name with its system-flag letters replaced, other info letters kept, in ASCII order. */
-function renameWithLetters(name: string, letters: Set<string>): string {
+/** Keywords → the letters dovecot-keywords gives them, and those without one (kept in the index). */
+function keywordLetters(keywords: string[], map: KeywordMap): { letters: string[]; unlettered: string[] } {
+  const letters: string[] = [];
+  const unlettered: string[] = [];
+  for (const k of keywords) {
+    const l = map.letterOf(k);
+    if (l) letters.push(l);
+    else unlettered.push(k);
+  }
+  return { letters, unlettered };
+}
+
+/**
+ * The file name with its system-flag and keyword letters replaced; letters we do not manage (P, lowercase ones
+ * dovecot-keywords does not name) are kept. Letters in ASCII order, as the Maildir spec requires.
+ */
+function renameWithLetters(name: string, letters: Iterable<string>, map: KeywordMap | 'all'): string {
   const colon = name.indexOf(':');
   const head = colon < 0 ? name : name.slice(0, colon);
-  const kept = [...parseMaildirFileName(name).flags].filter((l) => !SYSTEM_LETTERS.has(l));
+  const managed = (l: string): boolean => l >= 'a' && l <= 'z' && (map === 'all' || map.keywordOf(l) !== undefined);
+  const kept = [...parseMaildirFileName(name).flags].filter((l) => !SYSTEM_LETTERS.has(l) && !managed(l));
   return `${head}:2,${[...new Set([...kept, ...letters])].sort().join('')}`;
 }
 
@@ -187,6 +257,8 @@ export class MaildirMailbox implements MailboxAccess {
    */
   private readonly rowCache = new WeakMap<FolderIndex, { modseq: number; rows: IndexRow[] }>();
   private readonly watchers = new Map<string, Watcher>();
+  /** Each folder's dovecot-keywords as last read, with the stat it was read at. */
+  private readonly keywordMaps = new Map<string, { map: KeywordMap; signature: string }>();
 
   constructor(opts: MaildirMailboxOptions) {
     this.store = opts.store;
@@ -285,7 +357,8 @@ export class MaildirMailbox implements MailboxAccess {
       if (on) subs.push(name);
       await this.store.createFolder(owner, 'INBOX');
       const tmp = join(root, 'tmp', `subscriptions.${process.pid}.${Date.now()}`);
-      await writeFile(tmp, SUBSCRIPTIONS_V2 + subs.map((s) => `${s.split(FOLDER_SEPARATOR).map(tabEscape).join('\t')}\n`).join(''), { mode: 0o600 });
+      const lines = subs.map((s) => `${s.split(FOLDER_SEPARATOR).map((level) => tabEscape(encodeMutf7(level))).join('\t')}\n`);
+      await writeFile(tmp, SUBSCRIPTIONS_V2 + lines.join(''), { mode: 0o600 });
       await rename(tmp, join(root, SUBSCRIPTIONS_FILE));
     });
   }
@@ -302,7 +375,7 @@ export class MaildirMailbox implements MailboxAccess {
         .slice(SUBSCRIPTIONS_V2.length)
         .split('\n')
         .filter((l) => l !== '')
-        .map((l) => l.split('\t').map(tabUnescape).join(FOLDER_SEPARATOR));
+        .map((l) => l.split('\t').map((level) => storageLevelName(tabUnescape(level))).join(FOLDER_SEPARATOR));
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return [];
       throw err;
@@ -325,10 +398,11 @@ export class MaildirMailbox implements MailboxAccess {
         FolderIndex.discard(dir);
         index = await this.syncLocked(owner, name, dir);
       }
+      const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
       const messages: MessageMeta[] = this.rows(index).map((r) => ({
         uid: r.uid,
         size: r.size,
-        flags: flagsOf(r.name, r.keywords),
+        flags: flagsOf(r.name, r.keywords, map),
         internalDate: new Date(r.internalDate),
       }));
       return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages, modseq: index.modseq };
@@ -367,12 +441,14 @@ export class MaildirMailbox implements MailboxAccess {
     const changes: FolderChange[] = [];
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
+      // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
+      const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
       const updates: { uid: number; name: string; keywords: string }[] = [];
       for (const uid of uids) {
         const row = index.row(uid);
         if (!row) continue;
         const oldLetters = new Set([...parseMaildirFileName(row.name).flags].filter((l) => SYSTEM_LETTERS.has(l)));
-        const oldKeywords = row.keywords ? row.keywords.split(' ') : [];
+        const oldKeywords = keywordsOf(row.name, row.keywords, map);
         let letters: Set<string>;
         let keywords: string[];
         if (mode === 'set') {
@@ -386,8 +462,9 @@ export class MaildirMailbox implements MailboxAccess {
           const drop = new Set(given.keywords.map((k) => k.toLowerCase()));
           keywords = oldKeywords.filter((k) => !drop.has(k.toLowerCase()));
         }
-        const name = renameWithLetters(row.name, letters);
-        const kw = keywords.join(' ');
+        const split = keywordLetters(keywords, map);
+        const name = renameWithLetters(row.name, [...letters, ...split.letters], map);
+        const kw = split.unlettered.join(' ');
         if (name !== row.name) {
           try {
             await rename(join(dir, 'cur', row.name), join(dir, 'cur', name));
@@ -396,7 +473,7 @@ export class MaildirMailbox implements MailboxAccess {
             throw err;
           }
         }
-        const newFlags = flagsOf(name, kw);
+        const newFlags = flagsOf(name, kw, map);
         result.set(uid, newFlags);
         if (name !== row.name || kw !== row.keywords) {
           updates.push({ uid, name, keywords: kw });
@@ -434,7 +511,10 @@ export class MaildirMailbox implements MailboxAccess {
           else throw err;
         }
       }
-      if (removed.length) index.apply({ remove: removed.map((r) => r.uid) });
+      if (removed.length) {
+        index.apply({ remove: removed.map((r) => r.uid) });
+        await this.dropFromUidlist(dir, index, removed);
+      }
     });
     if (removed.length) {
       const bytes = removed.reduce((n, r) => n + r.size, 0);
@@ -446,8 +526,7 @@ export class MaildirMailbox implements MailboxAccess {
 
   async append(owner: MailboxOwner, folder: string, message: Buffer, flags: Flag[], internalDate?: Date): Promise<{ uidValidity: number; uid: number }> {
     const dir = await this.folderDir(owner, folder);
-    const { letters, keywords } = splitFlags(flags);
-    const [uid] = await this.deliverAndIndex(owner, folder, dir, [{ message, letters: [...letters].join(''), keywords: keywords.join(' '), internalDate }]);
+    const [uid] = await this.deliverAndIndex(owner, folder, dir, [{ message, flags, internalDate }]);
     return { uidValidity: this.index(dir).uidValidity, uid: uid! };
   }
 
@@ -471,37 +550,43 @@ export class MaildirMailbox implements MailboxAccess {
     if (rows.length === 0) return { uidValidity: this.index(dstDir).uidValidity, mapping: [] };
 
     if (opts.move && sameOwner && srcDir !== dstDir) {
-      // RFC 6851 MOVE within one Maildir++: a rename keeps the file (and the quota) as it is.
-      const moved: IndexRow[] = [];
+      // RFC 6851 MOVE within one Maildir++: a rename keeps the file (and the quota) as it is. Keyword letters are
+      // per folder (each has its own dovecot-keywords), so the name gets the target's letters on the way.
+      const srcMap = await this.keywordMap(srcDir);
+      const flagsByUid = new Map(rows.map((r) => [r.uid, flagsOf(r.name, r.keywords, srcMap)]));
+      const dstMap = await folderLocks.run(dstDir, () =>
+        this.ensureLetters(dstDir, [...flagsByUid.values()].flatMap((f) => f.filter((k) => !k.startsWith('\\')))),
+      );
+      const moved: { row: IndexRow; name: string; unlettered: string }[] = [];
       await folderLocks.run(srcDir, async () => {
         for (const r of rows) {
+          const { letters, keywords } = splitFlags(flagsByUid.get(r.uid)!);
+          const split = keywordLetters(keywords, dstMap);
+          // Keyword letters mean something only in the source folder: all are replaced.
+          const name = renameWithLetters(r.name, [...letters, ...split.letters], 'all');
           try {
-            await rename(join(srcDir, 'cur', r.name), join(dstDir, 'cur', r.name));
-            moved.push(r);
+            await rename(join(srcDir, 'cur', r.name), join(dstDir, 'cur', name));
+            moved.push({ row: r, name, unlettered: split.unlettered.join(' ') });
           } catch (err) {
             if (errorCode(err) !== 'ENOENT') throw err;
           }
         }
-        if (moved.length) src.apply({ remove: moved.map((r) => r.uid) });
+        if (moved.length) {
+          src.apply({ remove: moved.map((m) => m.row.uid) });
+          await this.dropFromUidlist(srcDir, src, moved.map((m) => m.row));
+        }
       });
-      let newUids: number[] = [];
-      await folderLocks.run(dstDir, async () => {
-        const dst = this.index(dstDir);
-        // A sync of the target may have seen the files already; keep the UIDs it gave them.
-        const fresh = moved.filter((r) => dst.uidOfBase(r.base) === undefined);
-        const seen = moved.filter((r) => !fresh.includes(r) && r.keywords !== '');
-        const added = dst.apply({
-          add: fresh.map((r) => ({ base: r.base, name: r.name, size: r.size, internalDate: r.internalDate, keywords: r.keywords })),
-          update: seen.map((r) => ({ uid: dst.uidOfBase(r.base)!, name: r.name, keywords: r.keywords })),
-        });
-        const byBase = new Map(fresh.map((r, i) => [r.base, added[i]!]));
-        newUids = moved.map((r) => byBase.get(r.base) ?? dst.uidOfBase(r.base)!);
-      });
+      const newUids = await this.indexNew(
+        toOwner,
+        to,
+        dstDir,
+        moved.map((m) => ({ base: m.row.base, name: m.name, size: m.row.size, internalDate: m.row.internalDate, keywords: m.unlettered })),
+      );
       if (moved.length) {
-        this.events.emit(srcDir, { kind: 'expunge', uids: moved.map((r) => r.uid) });
+        this.events.emit(srcDir, { kind: 'expunge', uids: moved.map((m) => m.row.uid) });
         this.events.emit(dstDir, { kind: 'exists', uidNext: this.index(dstDir).uidNext });
       }
-      return { uidValidity: this.index(dstDir).uidValidity, mapping: moved.map((r, i) => [r.uid, newUids[i]!]) };
+      return { uidValidity: this.index(dstDir).uidValidity, mapping: moved.map((m, i) => [m.row.uid, newUids[i]!]) };
     }
 
     // RFC 9208 §4.1.3 / RFC 4315: refuse the whole COPY rather than copy part of it.
@@ -511,7 +596,8 @@ export class MaildirMailbox implements MailboxAccess {
       const total = rows.reduce((n, r) => n + r.size, 0);
       if (used + total > limit) throw new OverQuota();
     }
-    const items: { uid: number; message: Buffer; letters: string; keywords: string; internalDate: Date }[] = [];
+    const srcMap = await this.keywordMap(srcDir);
+    const items: { uid: number; message: Buffer; flags: Flag[]; internalDate: Date }[] = [];
     for (const r of rows) {
       let message: Buffer;
       try {
@@ -520,7 +606,7 @@ export class MaildirMailbox implements MailboxAccess {
         if (errorCode(err) === 'ENOENT') continue;
         throw err;
       }
-      items.push({ uid: r.uid, message, letters: parseMaildirFileName(r.name).flags, keywords: r.keywords, internalDate: new Date(r.internalDate) });
+      items.push({ uid: r.uid, message, flags: flagsOf(r.name, r.keywords, srcMap), internalDate: new Date(r.internalDate) });
     }
     const newUids = await this.deliverAndIndex(toOwner, to, dstDir, items);
     if (opts.move) await this.expunge(owner, from, items.map((i) => i.uid));
@@ -635,11 +721,15 @@ export class MaildirMailbox implements MailboxAccess {
   private dropIndex(dir: string): void {
     this.indexes.get(dir)?.close();
     this.indexes.delete(dir);
+    this.keywordMaps.delete(dir);
   }
 
-  /** Brings the index up to date with new/ and cur/; runs under the folder's lock. Emits what it finds. */
-  private async syncLocked(owner: MailboxOwner, folder: string, dir: string): Promise<FolderIndex> {
-    const index = this.index(dir);
+  /**
+   * Brings the index up to date with new/, cur/ and dovecot-uidlist; runs under the folder's lock. Emits what it
+   * finds.
+   */
+  private async syncLocked(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>): Promise<FolderIndex> {
+    let index = this.index(dir);
     const cur = join(dir, 'cur');
 
     // Maildir spec: a reader moves new/<name> to cur/<name>:2,<flags>.
@@ -659,47 +749,305 @@ export class MaildirMailbox implements MailboxAccess {
       if (n.startsWith('.')) continue;
       onDisk.set(baseOf(n), n);
     }
+    const map = await this.keywordMap(dir);
+    const expunged: number[] = [];
+
+    // UIDs: dovecot-uidlist, read only when it changed since the index last followed it.
+    const st = await uidlistStat(dir);
+    if (!st || uidlistSignature(st) !== index.uidlistSignature) expunged.push(...(await this.adoptUidlist(index, dir, onDisk)));
+    const indexed = new Set(this.rows(index).map((r) => r.base));
+    const unknown = [...onDisk.entries()].filter(([base]) => !indexed.has(base)).map(([base, name]) => ({ base, name }));
+    let added = 0;
+    if (unknown.length) {
+      // What this process wrote itself (`known`, from indexNew) it describes better than the file name does.
+      const described = [
+        ...unknown.flatMap((u) => (known?.has(u.base) ? [{ ...known.get(u.base)!, name: u.name }] : [])),
+        ...(await this.describe(cur, unknown.filter((u) => !known?.has(u.base)))),
+      ];
+      const r = await this.assignLocked(index, dir, described, onDisk);
+      expunged.push(...r!.gone);
+      added = r!.added;
+    }
+
     const remove: number[] = [];
     const update: { uid: number; name: string; keywords: string }[] = [];
     const flagChanges: FolderChange[] = [];
     for (const r of this.rows(index)) {
       const name = onDisk.get(r.base);
       if (name === undefined) remove.push(r.uid);
-      else {
-        onDisk.delete(r.base);
-        if (name !== r.name) {
-          update.push({ uid: r.uid, name, keywords: r.keywords });
-          flagChanges.push({ kind: 'flags', uid: r.uid, flags: flagsOf(name, r.keywords) });
-        }
+      else if (name !== r.name) {
+        update.push({ uid: r.uid, name, keywords: r.keywords });
+        flagChanges.push({ kind: 'flags', uid: r.uid, flags: flagsOf(name, r.keywords, map) });
       }
     }
-    const add: NewRow[] = [];
-    for (const base of [...onDisk.keys()].sort(compareNames)) {
-      const name = onDisk.get(base)!;
-      const parsed = parseMaildirFileName(name);
-      let size = parsed.size;
-      let internalDate = timeKey(base)[0] * 1000;
-      if (size === undefined || internalDate >= Number.MAX_SAFE_INTEGER) {
-        // Not a Maildir++ name (another program wrote it): one stat, still no read.
-        try {
-          const st = await stat(join(cur, name));
-          size ??= st.size;
-          if (internalDate >= Number.MAX_SAFE_INTEGER) internalDate = st.mtimeMs;
-        } catch (err) {
-          if (errorCode(err) === 'ENOENT') continue;
-          throw err;
-        }
-      }
-      add.push({ base, name, size, internalDate: Math.floor(internalDate), keywords: '' });
+    if (remove.length || update.length) index.apply({ remove, update });
+    expunged.push(...remove);
+    if (expunged.length) this.events.emit(dir, { kind: 'expunge', uids: expunged });
+    for (const c of flagChanges) this.events.emit(dir, c);
+    if (added > 0) this.events.emit(dir, { kind: 'exists', uidNext: index.uidNext });
+    if (expunged.length || update.length || added) {
+      this.log.debug({ owner: ownerLabel(owner), folder, added, removed: expunged.length, renamed: update.length }, 'mailbox: synced');
     }
-    if (remove.length || update.length || add.length) {
-      index.apply({ remove, update, add });
-      if (remove.length) this.events.emit(dir, { kind: 'expunge', uids: remove });
-      for (const c of flagChanges) this.events.emit(dir, c);
-      if (add.length) this.events.emit(dir, { kind: 'exists', uidNext: index.uidNext });
-      this.log.debug({ owner: ownerLabel(owner), folder, added: add.length, removed: remove.length, renamed: update.length }, 'mailbox: synced');
-    }
+    index = this.index(dir);
     return index;
+  }
+
+  // ---- Dovecot's files ------------------------------------------------------------------------------------------
+
+  private withUidlistLock<T>(dir: string, section: () => Promise<T>): Promise<T> {
+    return withDotlock(join(dir, UIDLIST_FILE), section);
+  }
+
+  /** The folder's dovecot-keywords, re-read whenever its stat changed. */
+  private async keywordMap(dir: string): Promise<KeywordMap> {
+    let st;
+    try {
+      st = await stat(join(dir, KEYWORDS_FILE));
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+    }
+    const signature = keywordsSignature(st);
+    const cached = this.keywordMaps.get(dir);
+    if (cached?.signature === signature) return cached.map;
+    const read = await readKeywords(dir);
+    this.keywordMaps.set(dir, read);
+    return read.map;
+  }
+
+  /** The keyword map, after giving letters to those of `keywords` that have none (while letters are free). */
+  private async ensureLetters(dir: string, keywords: string[]): Promise<KeywordMap> {
+    const map = await this.keywordMap(dir);
+    if (map.size >= MAX_KEYWORD_LETTERS || keywords.every((k) => map.letterOf(k) !== undefined)) return map;
+    return this.withUidlistLock(dir, () => this.ensureLettersLocked(dir, keywords));
+  }
+
+  /** ensureLetters with the dovecot-uidlist lock held (Dovecot changes dovecot-keywords only under it). */
+  private async ensureLettersLocked(dir: string, keywords: string[]): Promise<KeywordMap> {
+    const fresh = await readKeywords(dir);
+    const next = fresh.map.withKeywords(keywords);
+    if (next.size === fresh.map.size) {
+      this.keywordMaps.set(dir, fresh);
+      return fresh.map;
+    }
+    const signature = await writeKeywords(dir, next);
+    this.keywordMaps.set(dir, { map: next, signature });
+    return next;
+  }
+
+  private async tryReadUidlist(dir: string): Promise<Awaited<ReturnType<typeof readUidlist>>> {
+    try {
+      return await readUidlist(dir);
+    } catch (err) {
+      if (!(err instanceof UidlistCorrupt)) throw err;
+      this.log.warn({ dir, reason: err.message }, 'mailbox: dovecot-uidlist is broken; rewriting it from the index');
+      return undefined;
+    }
+  }
+
+  /**
+   * Follows a dovecot-uidlist that changed (or appeared, or is missing or broken: then one is written from the
+   * index). Returns the UIDs that are no longer there.
+   */
+  private async adoptUidlist(index: FolderIndex, dir: string, onDisk: Map<string, string>): Promise<number[]> {
+    const read = await this.tryReadUidlist(dir);
+    if (read && read.list.version === 3 && read.list.guid) return this.reconcile(index, dir, read, onDisk);
+    return this.withUidlistLock(dir, async () => {
+      const again = await this.tryReadUidlist(dir);
+      if (!again) {
+        await this.migrateToUidlist(index, dir, onDisk);
+        return [];
+      }
+      const gone = await this.reconcile(index, dir, again, onDisk);
+      if (again.list.version !== 3 || !again.list.guid) {
+        // Dovecot 1.0's version 1, or no mailbox GUID: rewritten as version 3, as Dovecot does.
+        index.apply({ uidlistSignature: await writeUidlist(dir, again.list) });
+      }
+      return gone;
+    });
+  }
+
+  /**
+   * Makes the index agree with dovecot-uidlist: its UIDVALIDITY (another one empties the index) and, for each file
+   * it lists, its UID. An index row whose file the uidlist does not list loses its UID: the file is new to the
+   * uidlist and gets the next one, as Dovecot would give it. Returns the UIDs that went away.
+   */
+  private async reconcile(
+    index: FolderIndex,
+    dir: string,
+    read: { list: Uidlist; signature: string },
+    onDisk: Map<string, string>,
+  ): Promise<number[]> {
+    const { list } = read;
+    const old = this.rows(index);
+    const reset = list.uidValidity !== index.uidValidity;
+    const rows = reset ? [] : old;
+    const byBase = new Map(rows.map((r) => [r.base, r]));
+    const byUid = new Map(rows.map((r) => [r.uid, r]));
+    const remove = new Set<number>();
+    const kept = new Set<number>();
+    const fresh: { uid: number; base: string; name: string; keywords: string }[] = [];
+    for (const rec of list.records) {
+      const base = baseOf(rec.name);
+      const name = onDisk.get(base);
+      if (name === undefined) continue; // expunged, or not listed yet
+      const row = byBase.get(base);
+      if (row?.uid === rec.uid) {
+        kept.add(row.uid);
+        continue;
+      }
+      if (row) remove.add(row.uid);
+      const other = byUid.get(rec.uid);
+      if (other) remove.add(other.uid);
+      fresh.push({ uid: rec.uid, base, name, keywords: row?.keywords ?? '' });
+    }
+    for (const r of rows) if (!kept.has(r.uid) && onDisk.has(r.base)) remove.add(r.uid);
+    const add = await this.describe(join(dir, 'cur'), fresh);
+    if (reset) this.log.warn({ dir, from: index.uidValidity, to: list.uidValidity }, 'mailbox: dovecot-uidlist has another UIDVALIDITY; following it');
+    index.apply({
+      ...(reset ? { reset: { uidValidity: list.uidValidity } } : {}),
+      remove: [...remove],
+      add,
+      uidNext: list.nextUid,
+      uidlistSignature: read.signature,
+    });
+    const now = new Set(add.map((r) => r.uid));
+    return reset ? old.map((r) => r.uid).filter((u) => !now.has(u)) : [...remove].filter((u) => !now.has(u));
+  }
+
+  /**
+   * Under the uidlist lock, with no dovecot-uidlist (a folder postern made before it kept one, or a new folder):
+   * the index's UIDVALIDITY and UIDs become the uidlist's, and its keywords become letters in the file names, so
+   * that Dovecot sees the same.
+   */
+  private async migrateToUidlist(index: FolderIndex, dir: string, onDisk: Map<string, string>): Promise<void> {
+    const rows = this.rows(index).filter((r) => onDisk.has(r.base));
+    const withKeywords = rows.filter((r) => r.keywords !== '');
+    const update: { uid: number; name: string; keywords: string }[] = [];
+    if (withKeywords.length) {
+      const map = await this.ensureLettersLocked(dir, [...new Set(withKeywords.flatMap((r) => r.keywords.split(' ')))]);
+      for (const r of withKeywords) {
+        const current = onDisk.get(r.base)!;
+        const { letters, keywords } = splitFlags(flagsOf(current, r.keywords, map));
+        const split = keywordLetters(keywords, map);
+        const name = renameWithLetters(current, [...letters, ...split.letters], map);
+        if (name !== current) {
+          try {
+            await rename(join(dir, 'cur', current), join(dir, 'cur', name));
+          } catch (err) {
+            if (errorCode(err) === 'ENOENT') continue;
+            throw err;
+          }
+          onDisk.set(r.base, name);
+        }
+        update.push({ uid: r.uid, name, keywords: split.unlettered.join(' ') });
+      }
+    }
+    const records: UidlistRecord[] = rows.map((r) => ({ uid: r.uid, name: uidlistName(onDisk.get(r.base)!), ext: '' }));
+    const signature = await writeUidlist(dir, { uidValidity: index.uidValidity, nextUid: index.uidNext, guid: '', headerExt: '', records });
+    index.apply({ update, uidlistSignature: signature });
+    if (rows.length) this.log.info({ dir, messages: rows.length, uidValidity: index.uidValidity }, 'mailbox: wrote dovecot-uidlist from the index');
+  }
+
+  /**
+   * Index rows for files new to the index, from their names: the size from ',S=', the internal date from the
+   * delivery time (`<secs>.M<usecs>…`). Only a name without them (another program wrote it) costs a stat().
+   */
+  private async describe(cur: string, items: { base: string; name: string; uid?: number; keywords?: string }[]): Promise<NewRow[]> {
+    const out: NewRow[] = [];
+    const slow: { item: (typeof items)[number]; size: number | undefined; time: number }[] = [];
+    const row = (it: (typeof items)[number], size: number, internalDate: number): NewRow => {
+      const r: NewRow = { base: it.base, name: it.name, size, internalDate: Math.floor(internalDate), keywords: it.keywords ?? '' };
+      if (it.uid !== undefined) r.uid = it.uid;
+      return r;
+    };
+    for (const it of items) {
+      const size = parseMaildirFileName(it.name).size;
+      const secs = timeKey(it.base)[0];
+      if (size !== undefined && secs < Number.MAX_SAFE_INTEGER) out.push(row(it, size, secs * 1000));
+      else slow.push({ item: it, size, time: secs });
+    }
+    for (let i = 0; i < slow.length; i += 64) {
+      const chunk = await Promise.all(
+        slow.slice(i, i + 64).map(async ({ item, size, time }): Promise<NewRow | undefined> => {
+          try {
+            const st = await stat(join(cur, item.name));
+            return row(item, size ?? st.size, time < Number.MAX_SAFE_INTEGER ? time * 1000 : st.mtimeMs);
+          } catch (err) {
+            if (errorCode(err) === 'ENOENT') return undefined;
+            throw err;
+          }
+        }),
+      );
+      for (const r of chunk) if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Gives `items` (files in cur/ the index does not have) the next UIDs: appended to dovecot-uidlist under its
+   * lock, then indexed. When the uidlist changed since the index last followed it, it is followed first, which
+   * needs the cur/ listing: without `onDisk` this returns undefined having done nothing, and the caller syncs.
+   */
+  private assignLocked(index: FolderIndex, dir: string, items: NewRow[], onDisk?: Map<string, string>): Promise<{ gone: number[]; added: number } | undefined> {
+    return this.withUidlistLock(dir, async () => {
+      let gone: number[] = [];
+      let st = await uidlistStat(dir);
+      if (!st || uidlistSignature(st) !== index.uidlistSignature) {
+        if (!onDisk) return undefined;
+        const read = await this.tryReadUidlist(dir);
+        if (read) gone = await this.reconcile(index, dir, read, onDisk);
+        else await this.migrateToUidlist(index, dir, onDisk);
+        st = await uidlistStat(dir);
+      }
+      const known = new Set(this.rows(index).map((r) => r.base));
+      const todo = items.filter((r) => !known.has(r.base)).sort((a, b) => compareNames(a.base, b.base));
+      if (!todo.length) return { gone, added: 0 };
+      // Our order for what we deliver ourselves (APPEND, COPY: the order given), Dovecot's for files found.
+      const ordered = onDisk ? todo : items.filter((r) => !known.has(r.base));
+      let next = index.uidNext;
+      const add = ordered.map((r) => ({ ...r, uid: next++ }));
+      const records = add.map((r) => ({ uid: r.uid, name: uidlistName(r.name), ext: '' }));
+      let signature = st ? await appendUidlist(dir, records, st.size) : undefined;
+      if (signature === undefined) {
+        const read = await readUidlist(dir);
+        const base = read?.list ?? { uidValidity: index.uidValidity, nextUid: 1, guid: '', headerExt: '', records: [] };
+        signature = await writeUidlist(dir, { ...base, nextUid: Math.max(base.nextUid, next), records: [...base.records, ...records] });
+      }
+      index.apply({ add, uidlistSignature: signature });
+      return { gone, added: add.length };
+    });
+  }
+
+  /** Takes expunged (or moved-away) messages out of dovecot-uidlist, so that a file coming back gets a new UID. */
+  private async dropFromUidlist(dir: string, index: FolderIndex, rows: IndexRow[]): Promise<void> {
+    await this.withUidlistLock(dir, async () => {
+      const read = await this.tryReadUidlist(dir);
+      if (!read) return; // the next sync writes one from the index
+      const drop = new Map(rows.map((r) => [r.base, r.uid]));
+      const records = read.list.records.filter((r) => drop.get(baseOf(r.name)) !== r.uid);
+      if (records.length === read.list.records.length) return;
+      const signature = await writeUidlist(dir, { ...read.list, nextUid: Math.max(read.list.nextUid, index.uidNext), records });
+      // Changes someone else made in between are not in the index yet: then the next sync reads the file.
+      index.apply({ uidlistSignature: read.signature === index.uidlistSignature ? signature : '' });
+    });
+  }
+
+  /** Indexes files this object put into the folder's cur/ (APPEND, COPY, MOVE); returns their UIDs in order. */
+  private async indexNew(owner: MailboxOwner, folder: string, dir: string, items: NewRow[]): Promise<number[]> {
+    let uids: number[] = [];
+    await folderLocks.run(dir, async () => {
+      let index = this.index(dir);
+      const fresh = items.filter((i) => index.uidOfBase(i.base) === undefined);
+      if (fresh.length && !(await this.assignLocked(index, dir, fresh))) {
+        index = await this.syncLocked(owner, folder, dir, new Map(fresh.map((r) => [r.base, r])));
+      }
+      // A sync may have indexed some of them already (without unlettered keywords): give them what the caller said.
+      const stale = items.filter((i) => i.keywords !== '' && index.row(index.uidOfBase(i.base) ?? 0)?.keywords !== i.keywords);
+      if (stale.length) index.apply({ update: stale.map((w) => ({ uid: index.uidOfBase(w.base)!, name: index.row(index.uidOfBase(w.base)!)!.name, keywords: w.keywords })) });
+      uids = items.map((w) => index.uidOfBase(w.base) ?? 0);
+    });
+    if (items.length) this.events.emit(dir, { kind: 'exists', uidNext: this.index(dir).uidNext });
+    return uids;
   }
 
   /** Writes messages through the store (tmp → cur with flags, quota checked) and indexes them; returns their UIDs. */
@@ -707,15 +1055,19 @@ export class MaildirMailbox implements MailboxAccess {
     owner: MailboxOwner,
     folder: string,
     dir: string,
-    items: { message: Buffer; letters: string; keywords: string; internalDate?: Date }[],
+    items: { message: Buffer; flags: Flag[]; internalDate?: Date }[],
   ): Promise<number[]> {
     const quotaBytes = this.quotaBytesOf(owner);
+    const split = items.map((i) => splitFlags(i.flags));
+    const map = await folderLocks.run(dir, () => this.ensureLetters(dir, split.flatMap((s) => s.keywords)));
     const written: NewRow[] = [];
-    for (const item of items) {
+    for (let n = 0; n < items.length; n++) {
+      const item = items[n]!;
+      const kw = keywordLetters(split[n]!.keywords, map);
       let path: string;
       let size: number;
       try {
-        ({ path, size } = await this.store.deliver(owner, item.message, { folder, flags: item.letters, quotaBytes }));
+        ({ path, size } = await this.store.deliver(owner, item.message, { folder, flags: [...split[n]!.letters, ...kw.letters].join(''), quotaBytes }));
       } catch (err) {
         if (err instanceof QuotaExceeded) throw new OverQuota(`quota exceeded (${err.usage.bytes} of ${err.quotaBytes} bytes)`);
         throw err;
@@ -727,20 +1079,9 @@ export class MaildirMailbox implements MailboxAccess {
         // Dovecot takes a Maildir message's received date from the file's mtime; keep both views equal.
         await utimes(path, item.internalDate, item.internalDate).catch(() => undefined);
       }
-      written.push({ base: parseMaildirFileName(name).base, name, size, internalDate, keywords: item.keywords });
+      written.push({ base: parseMaildirFileName(name).base, name, size, internalDate, keywords: kw.unlettered.join(' ') });
     }
-    let uids: number[] = [];
-    await folderLocks.run(dir, async () => {
-      const index = this.index(dir);
-      const fresh = written.filter((w) => index.uidOfBase(w.base) === undefined);
-      index.apply({ add: fresh });
-      // A concurrent sync may have indexed some of them already (without keywords): give them what APPEND said.
-      const stale = written.filter((w) => !fresh.includes(w) && w.keywords !== '');
-      if (stale.length) index.apply({ update: stale.map((w) => ({ uid: index.uidOfBase(w.base)!, name: w.name, keywords: w.keywords })) });
-      uids = written.map((w) => index.uidOfBase(w.base)!);
-    });
-    if (written.length) this.events.emit(dir, { kind: 'exists', uidNext: this.index(dir).uidNext });
-    return uids;
+    return this.indexNew(owner, folder, dir, written);
   }
 
   private async recountQuota(owner: MailboxOwner): Promise<void> {

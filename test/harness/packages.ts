@@ -54,6 +54,9 @@ export const CLIENT_PACKAGES = {
   kinit: { binary: 'kinit', package: 'krb5-user' },
 } satisfies Record<string, DebianPackage>;
 
+/** Dovecot for the Maildir interop test (test/harness/dovecot.ts): the master, imap and imap-login. */
+export const DOVECOT_PACKAGES: DebianPackage[] = [{ binary: 'dovecot', package: 'dovecot-imapd' }];
+
 /** Files that must exist besides the binaries: samba installs fine without its recommends but cannot provision. */
 const SAMBA_DATA_FILES: { file: string; package: string }[] = [
   { file: '/usr/share/samba/setup/provision.ldif', package: 'samba-ad-provision' },

@@ -3,7 +3,7 @@
  * LIST-STATUS (RFC 5819). LSUB shares the matching and shows only subscribed folders.
  */
 import type { FolderInfo } from '../../store/mailbox.js';
-import { astring, bad, SHARED_PREFIX, type ImapCommand } from '../command.js';
+import { astring, bad, SHARED_PREFIX, wireMailboxName, type ImapCommand } from '../command.js';
 import type { ImapSession, MailboxRef } from '../connection.js';
 import type { ParsedCommand, Token } from '../parser.js';
 import { encodeMailbox } from '../response.js';
@@ -62,14 +62,15 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; 
     if (opts.recursive && !opts.subscribed && !opts.specialUse) throw bad('RECURSIVEMATCH needs another selection option');
   }
   if (args.length < 2) throw bad(`Wrong number of arguments for ${cmd.command}`);
-  const reference = astring(args.shift(), 'reference');
+  // RFC 3501 §5.1.3: names on the wire are modified UTF-7; matching works on the decoded names.
+  const reference = wireMailboxName(astring(args.shift(), 'reference'));
   const pat = args.shift()!;
   let patterns: string[];
   if (!lsub && pat.type === 'list') {
     opts.extended = true;
-    patterns = pat.items.map((t) => astring(t, 'pattern'));
+    patterns = pat.items.map((t) => wireMailboxName(astring(t, 'pattern')));
     if (!patterns.length) throw bad('Expected patterns');
-  } else patterns = [astring(pat, 'pattern')];
+  } else patterns = [wireMailboxName(astring(pat, 'pattern'))];
   if (args.length) {
     const kw = args.shift();
     if (lsub || kw?.type !== 'atom' || kw.value.toUpperCase() !== 'RETURN' || args.length !== 1) throw bad(`Wrong arguments for ${cmd.command}`);

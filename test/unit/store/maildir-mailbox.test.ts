@@ -127,23 +127,38 @@ test('several new files get UIDs in the time order of their names', async (t) =>
   assert.deepEqual(bodies, ['aaa', 'bbb', 'ccc']);
 });
 
-test('a deleted index is rebuilt with a new UIDVALIDITY; a corrupt one too', async (t) => {
+test('a deleted or corrupt index is rebuilt from dovecot-uidlist with the same UIDVALIDITY and UIDs', async (t) => {
+  const f = await fixture(t);
+  for (let i = 0; i < 3; i++) await f.store.deliver(alice, message(`m${i}`));
+  const mb = f.mailbox();
+  const first = await mb.openFolder(alice, 'INBOX');
+  await mb.expunge(alice, 'INBOX', [2]);
+  await unlink(join(f.store.folderPath(alice), INDEX_FILE));
+  const second = await mb.openFolder(alice, 'INBOX');
+  assert.equal(second.uidValidity, first.uidValidity);
+  assert.deepEqual(second.messages.map((m) => m.uid), [1, 3]);
+  assert.equal(second.uidNext, 4);
+  mb.close();
+  await writeFile(join(f.store.folderPath(alice), INDEX_FILE), Buffer.alloc(8192, 0x41));
+  const third = await f.mailbox().openFolder(alice, 'INBOX');
+  assert.equal(third.uidValidity, first.uidValidity);
+  assert.deepEqual(third.messages.map((m) => m.uid), [1, 3]);
+});
+
+test('with both the index and dovecot-uidlist gone, the folder gets a new UIDVALIDITY', async (t) => {
   const f = await fixture(t);
   await f.store.deliver(alice, message());
   const mb = f.mailbox();
   const first = await mb.openFolder(alice, 'INBOX');
+  mb.close();
   await unlink(join(f.store.folderPath(alice), INDEX_FILE));
-  const second = await mb.openFolder(alice, 'INBOX');
+  await unlink(join(f.store.folderPath(alice), 'dovecot-uidlist'));
+  const second = await f.mailbox().openFolder(alice, 'INBOX');
   assert.notEqual(second.uidValidity, first.uidValidity);
   assert.deepEqual(second.messages.map((m) => m.uid), [1]);
-  mb.close();
-  await writeFile(join(f.store.folderPath(alice), INDEX_FILE), Buffer.alloc(8192, 0x41));
-  const third = await f.mailbox().openFolder(alice, 'INBOX');
-  assert.notEqual(third.uidValidity, second.uidValidity);
-  assert.equal(third.messages.length, 1);
 });
 
-test('flags round-trip through the file name; keywords stay in the index', async (t) => {
+test('flags and keywords round-trip through the file name, keywords as dovecot-keywords letters', async (t) => {
   const f = await fixture(t);
   await f.store.deliver(alice, message());
   const mb = f.mailbox();
@@ -151,13 +166,15 @@ test('flags round-trip through the file name; keywords stay in the index', async
   let r = await mb.storeFlags(alice, 'INBOX', [1], 'add', ['\\Seen', '\\Flagged', '$Junk']);
   assert.deepEqual(r.get(1), ['\\Flagged', '\\Seen', '$Junk']);
   const cur = join(f.store.folderPath(alice), 'cur');
-  assert.match((await readdir(cur))[0]!, /:2,FS$/);
+  assert.match((await readdir(cur))[0]!, /:2,FSa$/);
+  assert.equal(await readFile(join(f.store.folderPath(alice), 'dovecot-keywords'), 'utf8'), '0 $Junk\n');
   r = await mb.storeFlags(alice, 'INBOX', [1], 'remove', ['\\Flagged', '$junk']);
   assert.deepEqual(r.get(1), ['\\Seen']);
   r = await mb.storeFlags(alice, 'INBOX', [1], 'set', ['\\Answered', '\\Deleted', '\\Draft', 'Work']);
   assert.deepEqual(r.get(1), ['\\Draft', '\\Answered', '\\Deleted', 'Work']);
-  assert.match((await readdir(cur))[0]!, /:2,DRT$/);
-  // A new instance reads the same flags back from the name and the index.
+  assert.match((await readdir(cur))[0]!, /:2,DRTb$/);
+  assert.equal(await readFile(join(f.store.folderPath(alice), 'dovecot-keywords'), 'utf8'), '0 $Junk\n1 Work\n');
+  // A new instance reads the same flags back from the name and dovecot-keywords.
   const [m] = (await f.mailbox().openFolder(alice, 'INBOX')).messages;
   assert.deepEqual(m!.flags, ['\\Draft', '\\Answered', '\\Deleted', 'Work']);
 });
@@ -466,8 +483,9 @@ test('Dovecot pointed at the same Maildir sees the same flags, internal date, fo
     { input: script, timeoutMs: 30_000 },
   );
   assert.match(out, /\* LSUB \(\) "\/" Archive\/2024/);
-  assert.match(out, /\* 1 FETCH \(FLAGS \(\\Flagged \\Seen \\Recent\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: m0/);
-  assert.match(out, /\* 2 FETCH \(FLAGS \(\\Answered \\Deleted \\Draft \\Recent\)/);
-  assert.match(out, /\* 3 FETCH \(FLAGS \(\\Recent\)/);
-  assert.match(out, /\* 1 FETCH \(FLAGS \(\\Seen \\Recent\) INTERNALDATE "01-May-2024 10:00:00 \+0000"\)/);
+  assert.match(out, /\* 1 FETCH \(FLAGS \(\\Flagged \\Seen\) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: m0/);
+  // No \Recent: the messages are not new to Dovecot, dovecot-uidlist already lists them.
+  assert.match(out, /\* 2 FETCH \(FLAGS \(\\Answered \\Deleted \\Draft\)/);
+  assert.match(out, /\* 3 FETCH \(FLAGS \(\)/);
+  assert.match(out, /\* 1 FETCH \(FLAGS \(\\Seen\) INTERNALDATE "01-May-2024 10:00:00 \+0000"\)/);
 });
