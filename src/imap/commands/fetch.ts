@@ -28,13 +28,22 @@ function partsCache(store: object): PartsCache | undefined {
 
 type Cached = { envelope?: Buffer; bodystructure?: Buffer };
 
+/**
+ * Cached values carry the version of the code that rendered them: values written before section numbering, group
+ * syntax and the multipart grammar were fixed are ignored and rendered again.
+ */
+const CACHE_VERSION = 'v2 ';
+
 function fromCache(v: { envelope?: unknown; bodystructure?: unknown }): Cached {
-  return {
-    envelope: typeof v.envelope === 'string' ? Buffer.from(v.envelope, 'latin1') : undefined,
-    bodystructure: typeof v.bodystructure === 'string' ? Buffer.from(v.bodystructure, 'latin1') : undefined,
-  };
+  const read = (x: unknown) => (typeof x === 'string' && x.startsWith(CACHE_VERSION) ? Buffer.from(x.slice(CACHE_VERSION.length), 'latin1') : undefined);
+  return { envelope: read(v.envelope), bodystructure: read(v.bodystructure) };
 }
 
+/**
+ * The bytes of BODY[section] (RFC 3501 §6.4.5). With a part number, "" is the part's body (for a MESSAGE/RFC822
+ * part: the whole encapsulated message), MIME its own header, and HEADER, HEADER.FIELDS[.NOT] and TEXT refer to the
+ * message a MESSAGE/RFC822 part holds; other parts have no such sections and give an empty string.
+ */
 export function sectionData(raw: Buffer, tree: MimeNode, s: BodySection): Buffer {
   let data: Buffer;
   const part = s.path.length ? findPart(tree, s.path) : tree;
@@ -109,7 +118,7 @@ export const fetch: ImapCommand = {
           const structure = encode(bodystructure(tree, true));
           cached = { envelope: env, bodystructure: structure };
           await cache
-            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: env.toString('latin1'), bodystructure: structure.toString('latin1') })
+            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: CACHE_VERSION + env.toString('latin1'), bodystructure: CACHE_VERSION + structure.toString('latin1') })
             .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
         }
       }

@@ -1,0 +1,207 @@
+/**
+ * The message-structure side of the IMAP server against the real listener on port 0: BODY[section] through
+ * forwarded (message/rfc822) messages, ENVELOPE and BODYSTRUCTURE on the wire, SORT, THREAD and BINARY — by raw
+ * command scripts (exact response bytes) and by imapflow where a mail client would ask the same.
+ */
+import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ImapFlow } from 'imapflow';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import { authSchema } from '../../src/config/schema.ts';
+import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
+import { startImap, type ImapServer } from '../../src/imap/server.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { ROOT } from '../helpers/cli.ts';
+import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
+
+const PASSWORD = 'Corp!Passw0rd';
+const crlf = (lines: string[]) => lines.join('\r\n');
+
+/** A message forwarded as an attachment: its whole body is message/rfc822. */
+const FORWARDED = crlf([
+  'From: mario@example.com',
+  'To: "Sales: EMEA": anna@example.com, <@relay.example:luca@example.com>;',
+  'Subject: Fwd: order',
+  'Date: Tue, 10 Nov 2026 09:00:00 +0000',
+  'MIME-Version: 1.0',
+  'Content-Type: message/rfc822',
+  '',
+  'From: customer@example.org',
+  'Subject: order',
+  '',
+  'Please send 3 boxes.',
+  '',
+]);
+
+const MIXED = crlf([
+  'From: anna@example.com',
+  'Subject: two parts',
+  'MIME-Version: 1.0',
+  'Content-Type: multipart/mixed; boundary="b1"',
+  '',
+  '--b1',
+  'Content-Type: text/plain; charset=utf-8',
+  '',
+  'Hello',
+  '--b1',
+  'Content-Type: application/pdf; name="q3.pdf"',
+  'Content-Disposition: attachment; filename="q3.pdf"',
+  'Content-Transfer-Encoding: base64',
+  '',
+  'JVBERi0xLjQK',
+  '--b1--',
+  '',
+]);
+
+let server: ImapServer;
+let mailbox: MemoryMailbox;
+
+/** A raw IMAP connection (plain; the test allows LOGIN without TLS): send a command, read up to its tagged reply. */
+class RawImap {
+  private data = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.data = Buffer.concat([this.data, c]);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on('close', () => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  static async login(port: number, user = 'john.smith'): Promise<RawImap> {
+    const s = netConnect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
+    const c = new RawImap(s);
+    await c.until(/^\* OK .*\r\n/m);
+    assert.match(await c.command('l', `LOGIN ${user} "${PASSWORD}"`), /^l OK/m);
+    return c;
+  }
+  /** Waits for a regexp in what was received (latin1), returns everything up to its end and consumes it. */
+  async until(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = this.data.toString('latin1');
+      const m = re.exec(text);
+      if (m) {
+        const end = m.index + m[0].length;
+        this.data = this.data.subarray(end);
+        return text.slice(0, end);
+      }
+      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`timeout waiting for ${re}; got ${JSON.stringify(text)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+  send(data: string | Buffer) {
+    this.socket.write(data);
+  }
+  command(tag: string, text: string): Promise<string> {
+    this.send(`${tag} ${text}\r\n`);
+    return this.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
+  }
+  close() {
+    this.socket.destroy();
+  }
+}
+
+function client(user = 'john.smith'): ImapFlow {
+  return new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, auth: { user, pass: PASSWORD }, logger: false });
+}
+
+before(async () => {
+  const log = silentLogger;
+  const auth = new Authenticator({
+    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
+    config: authSchema.parse({ failureDelayMs: 0 }),
+    masterUserEnabled: () => false,
+    log,
+  });
+  mailbox = new MemoryMailbox();
+  server = await startImap({
+    port: 0,
+    host: '127.0.0.1',
+    secure: false,
+    auth,
+    mailbox,
+    settings: { get: (key) => (key === 'mailbox.allowUnencrypted' ? true : key === 'mailbox.imap') },
+    hostname: 'mail.example.com',
+    log,
+    appendLimit: 1024 * 1024,
+  });
+  await mailbox.deliver({ kind: 'user', login: 'john.smith' }, FORWARDED);
+  await mailbox.deliver({ kind: 'user', login: 'john.smith' }, MIXED);
+});
+
+after(async () => {
+  await server?.close();
+});
+
+describe('FETCH of message structure', () => {
+  test('BODY[1] of a forwarded message is the whole encapsulated message; [1.HEADER], [1.TEXT], [1.1] go inside it', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      await c.command('s', 'EXAMINE INBOX');
+      const inner = 'From: customer@example.org\r\nSubject: order\r\n\r\nPlease send 3 boxes.\r\n';
+      const r = await c.command('f', 'FETCH 1 (BODY.PEEK[1] BODY.PEEK[1.HEADER] BODY.PEEK[1.TEXT] BODY.PEEK[1.1] BODY.PEEK[1.HEADER.FIELDS (SUBJECT)])');
+      assert.equal(
+        r,
+        `* 1 FETCH (BODY[1] {${inner.length}}\r\n${inner} BODY[1.HEADER] {46}\r\nFrom: customer@example.org\r\nSubject: order\r\n\r\n` +
+          ' BODY[1.TEXT] {22}\r\nPlease send 3 boxes.\r\n BODY[1.1] {22}\r\nPlease send 3 boxes.\r\n' +
+          ' BODY[1.HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: order\r\n\r\n)\r\nf OK Completed\r\n',
+      );
+    } finally {
+      c.close();
+    }
+  });
+
+  test('ENVELOPE has the group markers and the source route; BODYSTRUCTURE puts no space between parts', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      await c.command('s', 'EXAMINE INBOX');
+      const r = await c.command('f', 'FETCH 1:2 (ENVELOPE BODYSTRUCTURE)');
+      assert.ok(
+        r.includes('((NIL NIL "Sales: EMEA" NIL)(NIL NIL "anna" "example.com")(NIL "@relay.example" "luca" "example.com")(NIL NIL NIL NIL))'),
+        r,
+      );
+      assert.ok(
+        r.includes(
+          'BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 5 1 NIL NIL NIL NIL)' +
+            '("APPLICATION" "PDF" ("NAME" "q3.pdf") NIL NIL "BASE64" 12 NIL ("ATTACHMENT" ("FILENAME" "q3.pdf")) NIL NIL) "MIXED" ("BOUNDARY" "b1") NIL NIL NIL)',
+        ),
+        r,
+      );
+      assert.match(r, /BODYSTRUCTURE \("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 68 \(NIL "order" \(\(NIL NIL "customer" "example.org"\)\)/);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('imapflow reads the forwarded message as part 1 and its text as part 1.1', async () => {
+    const c = client();
+    await c.connect();
+    const lock = await c.getMailboxLock('INBOX');
+    try {
+      const msg = await c.fetchOne('1', { bodyStructure: true, bodyParts: ['1', '1.1'] });
+      assert.ok(msg);
+      assert.equal(msg.bodyStructure?.type, 'message/rfc822');
+      assert.equal(msg.bodyParts?.get('1')?.toString(), 'From: customer@example.org\r\nSubject: order\r\n\r\nPlease send 3 boxes.\r\n');
+      assert.equal(msg.bodyParts?.get('1.1')?.toString(), 'Please send 3 boxes.\r\n');
+      const mixed = await c.fetchOne('2', { bodyStructure: true });
+      assert.deepEqual(
+        mixed && mixed.bodyStructure?.childNodes?.map((n) => [n.part, n.type, n.disposition]),
+        [
+          ['1', 'text/plain', undefined],
+          ['2', 'application/pdf', 'attachment'],
+        ],
+      );
+    } finally {
+      lock.release();
+      await c.logout();
+    }
+  });
+});
