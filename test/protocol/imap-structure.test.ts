@@ -205,3 +205,68 @@ describe('FETCH of message structure', () => {
     }
   });
 });
+
+/** APPENDs messages (header lines; the body is added) to a new folder with the given internal dates, and selects it. */
+async function folderWith(c: RawImap, name: string, msgs: { h: string[]; date: string }[]): Promise<void> {
+  assert.match(await c.command('c', `CREATE ${name}`), /^c OK/m);
+  for (const [i, m] of msgs.entries()) {
+    const text = m.h.join('\r\n') + `\r\n\r\nbody ${i + 1}\r\n`;
+    c.send(`a${i} APPEND ${name} "${m.date}" {${Buffer.byteLength(text)}+}\r\n${text}\r\n`);
+    assert.match(await c.until(new RegExp(`^a${i} (OK|NO|BAD).*\\r\\n`, 'm')), new RegExp(`^a${i} OK`, 'm'));
+  }
+  assert.match(await c.command('s', `SELECT ${name}`), /^s OK/m);
+}
+
+describe('SORT and THREAD', () => {
+  test('SORT and UID SORT order the messages a search matched; CAPABILITY announces SORT, SORT=DISPLAY and THREAD', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      assert.match(await c.command('k', 'CAPABILITY'), /^\* CAPABILITY .*\bSORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES\b/m);
+      await folderWith(c, 'Sorting', [
+        { h: ['From: Zoe <zoe@example.com>', 'Subject: Re: budget', 'Date: Mon, 09 Nov 2026 10:00:00 +0100'], date: '10-Nov-2026 09:00:00 +0000' },
+        { h: ['From: anna@example.com', 'Subject: agenda', 'Date: Mon, 09 Nov 2026 08:00:00 +0000'], date: '09-Nov-2026 09:00:00 +0000' },
+        { h: ['From: "Bob" <bob@example.com>', 'Subject: [team] Budget (fwd)'], date: '08-Nov-2026 09:00:00 +0000' },
+      ]);
+      assert.match(await c.command('t1', 'SORT (SUBJECT) UTF-8 ALL'), /^\* SORT 2 1 3\r\nt1 OK/m);
+      assert.match(await c.command('t2', 'SORT (REVERSE DATE) US-ASCII ALL'), /^\* SORT 1 2 3\r\nt2 OK/m);
+      assert.match(await c.command('t3', 'SORT (ARRIVAL) UTF-8 ALL'), /^\* SORT 3 2 1\r\nt3 OK/m);
+      assert.match(await c.command('t4', 'SORT (FROM) UTF-8 NOT SUBJECT agenda'), /^\* SORT 3 1\r\nt4 OK/m);
+      assert.match(await c.command('t5', 'SORT (DISPLAYFROM) UTF-8 ALL'), /^\* SORT 2 3 1\r\nt5 OK/m);
+      assert.match(await c.command('t6', 'UID SORT (SUBJECT) UTF-8 2:3'), /^\* SORT 2 3\r\nt6 OK/m);
+      assert.match(await c.command('t7', 'SORT (SUBJECT) UTF-8 SUBJECT nothing'), /^\* SORT\r\nt7 OK/m);
+      assert.match(await c.command('t8', 'SORT (SUBJECT) KOI8-R ALL'), /^t8 NO \[BADCHARSET \(UTF-8 US-ASCII\)\]/m);
+      assert.match(await c.command('t9', 'SORT (SUBJECT REVERSE) UTF-8 ALL'), /^t9 BAD/m);
+      assert.match(await c.command('t10', 'SORT SUBJECT UTF-8 ALL'), /^t10 BAD/m);
+
+      // ORDEREDSUBJECT: both budget messages are one thread under the older one; agenda is alone. REFERENCES: both
+      // are replies or forwards ("Re:", "(fwd)"), so neither is the other's parent: they are siblings under a dummy.
+      assert.match(await c.command('h1', 'THREAD ORDEREDSUBJECT UTF-8 ALL'), /^\* THREAD \(3 1\)\(2\)\r\nh1 OK/m);
+      assert.match(await c.command('h2', 'UID THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(\(3\)\(1\)\)\(2\)\r\nh2 OK/m);
+      assert.match(await c.command('h3', 'THREAD NONSENSE UTF-8 ALL'), /^h3 BAD/m);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('THREAD REFERENCES follows References and In-Reply-To, and answers in sequence numbers after an expunge', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      await folderWith(c, 'Threads', [
+        { h: ['Message-ID: <root@x>', 'Subject: plan'], date: '01-Nov-2026 09:00:00 +0000' },
+        { h: ['Message-ID: <r1@x>', 'In-Reply-To: <root@x>', 'Subject: Re: plan'], date: '02-Nov-2026 09:00:00 +0000' },
+        { h: ['Message-ID: <r2@x>', 'References: <root@x> <r1@x>', 'Subject: Re: plan'], date: '03-Nov-2026 09:00:00 +0000' },
+        { h: ['Message-ID: <r3@x>', 'References: <root@x>', 'Subject: Re: plan'], date: '04-Nov-2026 09:00:00 +0000' },
+        { h: ['Message-ID: <other@x>', 'Subject: lunch'], date: '01-Nov-2026 08:00:00 +0000' },
+      ]);
+      assert.match(await c.command('h1', 'THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(5\)\(1 \(2 3\)\(4\)\)\r\nh1 OK/m);
+      assert.match(await c.command('h2', 'UID THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(5\)\(1 \(2 3\)\(4\)\)\r\nh2 OK/m);
+      await c.command('d', 'STORE 1 +FLAGS.SILENT (\\Deleted)');
+      assert.match(await c.command('e', 'EXPUNGE'), /^\* 1 EXPUNGE/m);
+      // <root@x> is now a dummy with two children: they become siblings in a nested list.
+      assert.match(await c.command('h3', 'THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(4\)\(\(1 2\)\(3\)\)\r\nh3 OK/m);
+      assert.match(await c.command('h4', 'UID THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(5\)\(\(2 3\)\(4\)\)\r\nh4 OK/m);
+    } finally {
+      c.close();
+    }
+  });
+});
