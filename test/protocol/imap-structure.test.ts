@@ -270,3 +270,78 @@ describe('SORT and THREAD', () => {
     }
   });
 });
+
+describe('BINARY (RFC 3516)', () => {
+  test('FETCH BINARY decodes base64 and quoted-printable, BINARY.SIZE counts decoded octets, partials cut them', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      await folderWith(c, 'Binary', [
+        {
+          h: [
+            'Subject: encoded',
+            'MIME-Version: 1.0',
+            'Content-Type: multipart/mixed; boundary=b',
+            '',
+            '--b',
+            'Content-Type: text/plain; charset=utf-8',
+            'Content-Transfer-Encoding: quoted-printable',
+            '',
+            'caf=C3=A8 =',
+            'soft',
+            '--b',
+            'Content-Type: application/octet-stream',
+            'Content-Transfer-Encoding: base64',
+            '',
+            'AAECAwQF',
+            '--b',
+            'Content-Transfer-Encoding: x-uuencode',
+            '',
+            'begin 644 a',
+            '--b--',
+          ],
+          date: '01-Nov-2026 09:00:00 +0000',
+        },
+      ]);
+      const r = await c.command('f1', 'FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2] BINARY.PEEK[2]<2.3> FLAGS)');
+      const bytes = Buffer.from(r, 'latin1');
+      const want = Buffer.concat([
+        Buffer.from('* 1 FETCH (BINARY.SIZE[1] 10 BINARY[1] {10}\r\ncaf'),
+        Buffer.from('è soft', 'utf8'),
+        Buffer.from(' BINARY.SIZE[2] 6 BINARY[2] ~{6}\r\n'),
+        Buffer.from([0, 1, 2, 3, 4, 5]),
+        // Without NUL the content is an ordinary string (RFC 3501 §9 CHAR allows the other control octets).
+        Buffer.from(' BINARY[2]<2> "\x02\x03\x04"'),
+        Buffer.from(' FLAGS ())\r\nf1 OK Completed\r\n'),
+      ]);
+      assert.deepEqual(bytes, want, r);
+      // An encoding we cannot undo fails the FETCH, and reading without PEEK sets \Seen.
+      assert.match(await c.command('f2', 'FETCH 1 BINARY[3]'), /^f2 NO \[UNKNOWN-CTE\]/m);
+      assert.match(await c.command('f3', 'FETCH 1 (BINARY[2]<0.1> FLAGS)'), /FLAGS \(\\Seen\)\)\r\nf3 OK/);
+      assert.match(await c.command('f4', 'FETCH 1 BINARY[1.MIME]'), /^f4 BAD/m);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('APPEND with a literal8 keeps binary content: BINARY returns the octets sent, the stored form is CRLF-only base64', async () => {
+    const c = await RawImap.login(server.port);
+    try {
+      assert.match(await c.command('c', 'CREATE Octets'), /^c OK/m);
+      const content = Buffer.from([0x00, 0x2d, 0xe4, 0x0a, 0x0d, 0x0a, 0x0a]);
+      const msg = Buffer.concat([Buffer.from('From: user@domain.org\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n'), content]);
+      c.send(`a APPEND Octets ~{${msg.length}}\r\n`);
+      await c.until(/^\+ .*\r\n/m);
+      c.send(Buffer.concat([msg, Buffer.from('\r\n')]));
+      assert.match(await c.until(/^a (OK|NO|BAD).*\r\n/m), /^a OK \[APPENDUID \d+ 1\]/m);
+      await c.command('s', 'SELECT Octets');
+      const r = Buffer.from(await c.command('f', 'FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])'), 'latin1');
+      assert.deepEqual(r, Buffer.concat([Buffer.from('* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n'), content, Buffer.from(')\r\nf OK Completed\r\n')]));
+      const body = await c.command('g', 'FETCH 1 BODY.PEEK[1.MIME]');
+      assert.match(body, /Content-Transfer-Encoding: base64/);
+      const stored = (await mailbox.readMessage({ kind: 'user', login: 'john.smith' }, 'Octets', 1)).toString('latin1');
+      assert.ok(!/\x00|\r(?!\n)|(?<!\r)\n/.test(stored), JSON.stringify(stored));
+    } finally {
+      c.close();
+    }
+  });
+});

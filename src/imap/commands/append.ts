@@ -4,6 +4,7 @@
  * `NO [OVERQUOTA]` (RFC 9208 §5.3), a missing folder `NO [TRYCREATE]`.
  */
 import { bad, flagList, mailboxName, no, type ImapCommand } from '../command.js';
+import { encodeBinaryParts } from '../binary.js';
 import { parseImapDate } from '../response.js';
 import { tokenText } from '../parser.js';
 
@@ -34,7 +35,7 @@ export const append: ImapCommand = {
     if (message.value.length > session.deps.appendLimit) throw no('Message too large', 'TOOBIG');
     if (message.value.length === 0) throw no('Empty message');
     const ref = session.resolve(name);
-    const result = await session.deps.mailbox.append(ref.owner, ref.folder, toCrlf(message.value), flags, date);
+    const result = await session.deps.mailbox.append(ref.owner, ref.folder, toCrlf(encodeBinaryParts(message.value)), flags, date);
     if (session.selected?.name === name) session.checkExists = true;
     return { code: `APPENDUID ${result.uidValidity} ${result.uid}`, text: 'APPEND completed' };
   },

@@ -1,11 +1,13 @@
 /**
  * FETCH and UID FETCH (RFC 3501 §6.4.5): FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODYSTRUCTURE, BODY,
- * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT. Reading a body without PEEK sets \Seen
+ * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT, and BINARY[part]<partial>, BINARY.PEEK,
+ * BINARY.SIZE (RFC 3516, decoding in binary.ts). Reading a body without PEEK sets \Seen
  * (unless EXAMINEd), and the new FLAGS are part of the same response.
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
+import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
 import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
@@ -66,7 +68,8 @@ export function sectionData(raw: Buffer, tree: MimeNode, s: BodySection): Buffer
 }
 
 function setsSeen(a: FetchAtt): boolean {
-  return a.kind === 'section' ? !a.section.peek : a.name === 'RFC822' || a.name === 'RFC822.TEXT';
+  if (a.kind === 'section' || a.kind === 'binary') return !a.section.peek;
+  return a.kind === 'simple' && (a.name === 'RFC822' || a.name === 'RFC822.TEXT');
 }
 
 export const fetch: ImapCommand = {
@@ -85,7 +88,7 @@ export const fetch: ImapCommand = {
     }
     if (cmd.uid && !atts.some((a) => a.kind === 'simple' && a.name === 'UID')) atts.unshift({ kind: 'simple', name: 'UID' });
     const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
-    const needsContent = atts.some((a) => a.kind === 'section' || NEEDS_CONTENT.has(a.name));
+    const needsContent = atts.some((a) => a.kind !== 'simple' || NEEDS_CONTENT.has(a.name));
     const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
     const wantsStructure = atts.some((a) => a.kind === 'simple' && a.name === 'BODYSTRUCTURE');
     // Only ENVELOPE / BODYSTRUCTURE among the content items: the cache may spare reading the message.
@@ -122,6 +125,13 @@ export const fetch: ImapCommand = {
             .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
         }
       }
+      // RFC 3516 §4.3: a part we cannot decode fails the FETCH before \Seen is set.
+      const binary = new Map<string, Buffer>();
+      for (const a of atts) {
+        if (a.kind !== 'binary' && a.kind !== 'binary-size') continue;
+        const path = a.kind === 'binary' ? a.section.path : a.path;
+        if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
+      }
       let flagsChanged = false;
       if (markSeen && !meta.flags.includes('\\Seen')) {
         const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
@@ -133,7 +143,7 @@ export const fetch: ImapCommand = {
       }
       const parts: Buffer[] = [];
       const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
-      for (const a of atts) item(...render(a, meta, raw, tree, cached));
+      for (const a of atts) item(...render(a, meta, raw, tree, cached, binary));
       if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(meta));
       const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
       session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
@@ -146,8 +156,10 @@ function flagsValue(meta: MessageMeta): Buffer {
   return Buffer.from(`(${meta.flags.join(' ')})`);
 }
 
-function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached): [string, Buffer] {
+function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached, binary: Map<string, Buffer>): [string, Buffer] {
   if (a.kind === 'section') return [a.section.responseName, encodeString(sectionData(raw!, tree!, a.section))];
+  if (a.kind === 'binary') return [a.responseName, encodeBinary(partialOf(binary.get(a.section.path.join('.'))!, a.section.partial), encodeString)];
+  if (a.kind === 'binary-size') return [a.responseName, Buffer.from(String(binary.get(a.path.join('.'))!.length))];
   switch (a.name) {
     case 'UID':
       return ['UID', Buffer.from(String(meta.uid))];
