@@ -157,8 +157,8 @@ export class ImapSession {
       else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
     }
     caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`);
-    // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), THREAD (RFC 5256), BINARY (RFC 3516).
-    caps.push('SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'BINARY');
+    // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267), THREAD (RFC 5256), BINARY (RFC 3516).
+    caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'BINARY');
     return caps;
   }
 

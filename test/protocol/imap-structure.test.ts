@@ -221,7 +221,7 @@ describe('SORT and THREAD', () => {
   test('SORT and UID SORT order the messages a search matched; CAPABILITY announces SORT, SORT=DISPLAY and THREAD', async () => {
     const c = await RawImap.login(server.port);
     try {
-      assert.match(await c.command('k', 'CAPABILITY'), /^\* CAPABILITY .*\bSORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES\b/m);
+      assert.match(await c.command('k', 'CAPABILITY'), /^\* CAPABILITY .*\bSORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY\b/m);
       await folderWith(c, 'Sorting', [
         { h: ['From: Zoe <zoe@example.com>', 'Subject: Re: budget', 'Date: Mon, 09 Nov 2026 10:00:00 +0100'], date: '10-Nov-2026 09:00:00 +0000' },
         { h: ['From: anna@example.com', 'Subject: agenda', 'Date: Mon, 09 Nov 2026 08:00:00 +0000'], date: '09-Nov-2026 09:00:00 +0000' },
@@ -237,6 +237,9 @@ describe('SORT and THREAD', () => {
       assert.match(await c.command('t8', 'SORT (SUBJECT) KOI8-R ALL'), /^t8 NO \[BADCHARSET \(UTF-8 US-ASCII\)\]/m);
       assert.match(await c.command('t9', 'SORT (SUBJECT REVERSE) UTF-8 ALL'), /^t9 BAD/m);
       assert.match(await c.command('t10', 'SORT SUBJECT UTF-8 ALL'), /^t10 BAD/m);
+      // ESORT (RFC 5267): the same order in one ESEARCH response.
+      assert.match(await c.command('t11', 'SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL'), /^\* ESEARCH \(TAG "t11"\) MIN 2 MAX 3 ALL 2,1,3 COUNT 3\r\nt11 OK/m);
+      assert.match(await c.command('t12', 'UID SORT RETURN (COUNT) (SUBJECT) UTF-8 SUBJECT nothing'), /^\* ESEARCH \(TAG "t12"\) UID COUNT 0\r\nt12 OK/m);
 
       // ORDEREDSUBJECT: both budget messages are one thread under the older one; agenda is alone. REFERENCES: both
       // are replies or forwards ("Re:", "(fwd)"), so neither is the other's parent: they are siblings under a dummy.

@@ -1,5 +1,6 @@
 /**
- * SORT and UID SORT (RFC 5256 §3), with the DISPLAYFROM and DISPLAYTO keys of SORT=DISPLAY (RFC 5957). The
+ * SORT and UID SORT (RFC 5256 §3), with the DISPLAYFROM and DISPLAYTO keys of SORT=DISPLAY (RFC 5957) and the
+ * RETURN (MIN MAX ALL COUNT) options of ESORT (RFC 5267 §3), answered in one ESEARCH response. The
  * messages matched by the search criteria are ordered by the sort keys in turn; REVERSE reverses only the key it
  * precedes, and messages equal on every key keep their mailbox order (RFC 5256 §3: "sorted according to the order
  * in which they appear in the mailbox"). Strings compare with i;ascii-casemap.
@@ -100,16 +101,63 @@ export async function searchWithKeys(session: ImapSession, criteria: Token[]): P
   return found.map((f, i) => ({ seq: f.seq, meta: f.meta, keys: keys[i] }));
 }
 
+type ReturnOption = 'MIN' | 'MAX' | 'ALL' | 'COUNT';
+
+/** RFC 5267 §3 / RFC 4731 §3.1: `RETURN (...)`; an empty list means ALL. */
+export function parseReturnOptions(t: Token | undefined): Set<ReturnOption> {
+  if (!t || t.type !== 'list') throw bad('Expected RETURN options');
+  const out = new Set<ReturnOption>();
+  for (const i of t.items) {
+    const o = i.type === 'atom' ? i.value.toUpperCase() : '';
+    if (o !== 'MIN' && o !== 'MAX' && o !== 'ALL' && o !== 'COUNT') throw bad(`Unknown RETURN option ${o || '?'}`);
+    out.add(o);
+  }
+  if (!out.size) out.add('ALL');
+  return out;
+}
+
+/** RFC 5267 §3.1: ALL keeps the sort order, so only ascending runs of consecutive numbers become ranges. */
+export function orderedSet(nums: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < nums.length; ) {
+    let j = i;
+    while (j + 1 < nums.length && nums[j + 1] === nums[j] + 1) j++;
+    parts.push(i === j ? String(nums[i]) : `${nums[i]}:${nums[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/**
+ * RFC 5267 §3.1: MIN and MAX are the first and last message in sort order, ALL all of them in that order, COUNT how
+ * many; MIN, MAX and ALL are left out when nothing matched (RFC 4731 §3.1).
+ */
+export function esearchResponse(tag: string, uid: boolean, nums: number[], ret: Set<ReturnOption>): string {
+  let out = `ESEARCH (TAG ${JSON.stringify(tag)})${uid ? ' UID' : ''}`;
+  if (nums.length && ret.has('MIN')) out += ` MIN ${nums[0]}`;
+  if (nums.length && ret.has('MAX')) out += ` MAX ${nums[nums.length - 1]}`;
+  if (nums.length && ret.has('ALL')) out += ` ALL ${orderedSet(nums)}`;
+  if (ret.has('COUNT')) out += ` COUNT ${nums.length}`;
+  return out;
+}
+
 export const sort: ImapCommand = {
   names: ['SORT'],
   states: ['selected'],
   uid: true,
   async handle(session, cmd) {
-    if (cmd.args.length < 3) throw bad('Wrong number of arguments for SORT');
-    const criteria = parseSortCriteria(cmd.args[0]);
-    checkCharset(cmd.args[1]);
-    const sorted = sortMessages(await searchWithKeys(session, cmd.args.slice(2)), criteria);
+    let args = cmd.args;
+    let ret: Set<ReturnOption> | undefined;
+    if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
+      ret = parseReturnOptions(args[1]);
+      args = args.slice(2);
+    }
+    if (args.length < 3) throw bad('Wrong number of arguments for SORT');
+    const criteria = parseSortCriteria(args[0]);
+    checkCharset(args[1]);
+    const sorted = sortMessages(await searchWithKeys(session, args.slice(2)), criteria);
     const nums = sorted.map((m) => (cmd.uid ? m.meta.uid : m.seq));
-    session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
+    if (ret) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret));
+    else session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
   },
 };

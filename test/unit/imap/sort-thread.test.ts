@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseSortCriteria, sortMessages, type Sortable } from '../../../src/imap/commands/sort.ts';
+import { esearchResponse, orderedSet, parseReturnOptions, parseSortCriteria, sortMessages, type Sortable } from '../../../src/imap/commands/sort.ts';
 import { formatThreads, orderedSubject, references } from '../../../src/imap/commands/thread.ts';
 import { ImapError } from '../../../src/imap/command.ts';
 import { baseSubject, casemap, keysOf } from '../../../src/imap/message-keys.ts';
@@ -106,6 +106,18 @@ describe('SORT (RFC 5256 §3, RFC 5957)', () => {
     for (const bad of ['()', 'SUBJECT', '(REVERSE)', '(SUBJECT REVERSE)', '(REVERSE REVERSE DATE)', '(FOO)']) {
       assert.throws(() => parseSortCriteria(parseCommand(Buffer.from(`t SORT ${bad} UTF-8 ALL\r\n`)).args[0]), (e: unknown) => e instanceof ImapError && e.status === 'BAD', bad);
     }
+  });
+});
+
+describe('ESORT (RFC 5267 §3)', () => {
+  test('MIN and MAX are the ends of the sort order, ALL keeps the order with ranges only for ascending runs', () => {
+    assert.equal(orderedSet([1, 2, 3, 7, 5, 4, 9, 10]), '1:3,7,5,4,9:10');
+    const all = parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 ALL\r\n')).args[1]);
+    assert.equal(esearchResponse('t1', false, [4, 2, 3], all), 'ESEARCH (TAG "t1") MIN 4 MAX 3 ALL 4,2:3 COUNT 3');
+    assert.equal(esearchResponse('t2', true, [], all), 'ESEARCH (TAG "t2") UID COUNT 0');
+    const empty = parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN () (DATE) UTF-8 ALL\r\n')).args[1]);
+    assert.equal(esearchResponse('t3', false, [1, 2], empty), 'ESEARCH (TAG "t3") ALL 1:2');
+    assert.throws(() => parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN (PARTIAL) (DATE) UTF-8 ALL\r\n')).args[1]), ImapError);
   });
 });
 
