@@ -54,6 +54,94 @@ function utf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/** Drops RFC 5322 comments (nested, with quoted pairs) outside quoted strings. */
+function stripComments(v: string): string {
+  let out = '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i];
+    if (quoted) {
+      out += c;
+      if (c === '\\' && i + 1 < v.length) out += v[++i];
+      else if (c === '"') quoted = false;
+    } else if (depth > 0) {
+      if (c === '\\') i++;
+      else if (c === '(') depth++;
+      else if (c === ')') depth--;
+    } else if (c === '(') {
+      depth = 1;
+      out += ' ';
+    } else {
+      if (c === '"') quoted = true;
+      out += c;
+    }
+  }
+  return out;
+}
+
+/**
+ * A Content-Type or Content-Disposition value: the leading token and its parameters (RFC 2045 §5.1), names
+ * lower-cased, values as sent (raw octets as latin1, quotes removed). RFC 2231 §3 continuations (name*0, name*1)
+ * are joined; when a segment is extended (name*0*), the result is the extended form "name*" = charset'lang'%XX,
+ * left encoded as Dovecot does, so the client decodes it.
+ */
+export function parseParameterized(raw: string): { value: string; params: Record<string, string> } {
+  const text = stripComments(raw);
+  const semi = firstUnquoted(text, ';');
+  const value = (semi < 0 ? text : text.slice(0, semi)).replace(/\s+/g, '').toLowerCase();
+  const segments = new Map<string, { n: number; extended: boolean; value: string }[]>();
+  const order: string[] = [];
+  const re = /;\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s"]*)/g;
+  for (const m of (semi < 0 ? '' : text.slice(semi)).matchAll(re)) {
+    let name = m[1].toLowerCase();
+    let v = m[2];
+    if (v.startsWith('"')) v = v.slice(1, -1).replace(/\\(.)/g, '$1');
+    const c = /^(.*?)\*(\d+)(\*?)$/.exec(name);
+    let n = -1;
+    let extended = false;
+    if (c) {
+      name = c[1];
+      n = Number(c[2]);
+      extended = c[3] === '*';
+    } else if (name.endsWith('*')) {
+      name = name.slice(0, -1);
+      extended = true;
+    }
+    if (!segments.has(name)) {
+      segments.set(name, []);
+      order.push(name);
+    }
+    segments.get(name)!.push({ n, extended, value: v });
+  }
+  const params: Record<string, string> = {};
+  for (const name of order) {
+    const segs = segments.get(name)!;
+    const plain = segs.find((x) => x.n < 0 && !x.extended);
+    const single = segs.find((x) => x.n < 0 && x.extended);
+    const parts = segs.filter((x) => x.n >= 0).sort((a, b) => a.n - b.n);
+    if (parts.length) {
+      const extended = parts.some((x) => x.extended);
+      const joined = parts.map((x) => (extended && !x.extended ? encodeURIComponent(x.value) : x.value)).join('');
+      params[extended ? name + '*' : name] = joined;
+    } else if (single) params[name + '*'] = single.value;
+    else if (plain) params[name] = plain.value;
+  }
+  return { value, params };
+}
+
+function firstUnquoted(s: string, ch: string): number {
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    if (quoted) {
+      if (s[i] === '\\') i++;
+      else if (s[i] === '"') quoted = false;
+    } else if (s[i] === '"') quoted = true;
+    else if (s[i] === ch) return i;
+  }
+  return -1;
+}
+
 export function parseMime(buf: Buffer, defaultType = 'text/plain', depth = 0): MimeNode {
   const { header, body } = splitHeader(buf);
   const headers = parseHeaderLines(header);
@@ -62,21 +150,24 @@ export function parseMime(buf: Buffer, defaultType = 'text/plain', depth = 0): M
   let subtype = defaultType.split('/')[1];
   let params: Record<string, string> = {};
   if (ct) {
-    const parsed = libmime.parseHeaderValue(utf8(ct));
-    const [t, s] = String(parsed.value).toLowerCase().split('/');
-    if (t && s) {
-      type = t.trim();
-      subtype = s.trim();
+    const parsed = parseParameterized(ct);
+    const m = /^([!#$%&'*+\-.^_`|~0-9a-z]+)\/([!#$%&'*+\-.^_`|~0-9a-z]+)$/.exec(parsed.value);
+    // RFC 2045 §5.2: a Content-Type we cannot read counts as absent (the default type, no parameters).
+    if (m) {
+      type = m[1];
+      subtype = m[2];
+      params = parsed.params;
     }
-    params = {};
-    for (const [k, v] of Object.entries(parsed.params)) params[k.toLowerCase()] = String(v);
   }
   const node: MimeNode = { header, body, headers, type, subtype, params, children: [] };
   // Deeply nested messages are a denial-of-service vector: treat anything past 20 levels as a leaf.
   if (depth > 20) return node;
-  if (type === 'multipart' && params.boundary) {
+  if (type === 'multipart') {
     const childDefault = subtype === 'digest' ? 'message/rfc822' : 'text/plain';
-    for (const part of splitMultipart(body, params.boundary)) node.children.push(parseMime(part, childDefault, depth + 1));
+    if (params.boundary) for (const part of splitMultipart(body, params.boundary)) node.children.push(parseMime(part, childDefault, depth + 1));
+    // A multipart must have a part (RFC 2046 §5.1.1): without a boundary or any part, it gets one empty text/plain
+    // part, as in Dovecot, so BODYSTRUCTURE stays a multipart and [1] is that (empty) part.
+    if (!node.children.length) node.children.push(parseMime(Buffer.alloc(0), 'text/plain', depth + 1));
   } else if (type === 'message' && (subtype === 'rfc822' || subtype === 'global')) {
     node.message = parseMime(body, 'text/plain', depth + 1);
   }
@@ -141,11 +232,13 @@ function partsOf(message: MimeNode): MimeNode[] {
   return message.children.length ? message.children : [message];
 }
 
-/** Lines of a body: a last line without its CRLF (the CRLF before a boundary belongs to the boundary) counts. */
+/**
+ * Lines of a body for BODYSTRUCTURE (RFC 3501 body-fld-lines): its line ends. A last line without one (the CRLF
+ * before a boundary belongs to the boundary, RFC 2046 §5.1.1) is not counted, as in Dovecot and Cyrus.
+ */
 function countLines(b: Buffer): number {
   let n = 0;
   for (const c of b) if (c === 0x0a) n++;
-  if (b.length && b[b.length - 1] !== 0x0a) n++;
   return n;
 }
 
@@ -295,7 +388,8 @@ export function parseAddressList(text: string): Address[] {
         } else if (u?.kind === 'word') pos++;
         else break;
       }
-      const name = phrase.length ? phrase.map((p) => p.text).join(' ') : null;
+      // An empty display name (`"" <a@b>`) is no name.
+      const name = phrase.map((p) => p.text).join(' ') || null;
       return { name, route: routes.length ? routes.join(',') : null, ...spec };
     }
     // addr-spec = local-part "@" domain, with an optional trailing comment as the name.
@@ -402,16 +496,15 @@ export function envelope(node: MimeNode): Value {
 function paramList(params: Record<string, string>, skip: string[] = []): Value {
   const entries = Object.entries(params).filter(([k]) => !skip.includes(k));
   if (!entries.length) return null;
-  return entries.flatMap(([k, v]) => [k.toUpperCase(), Buffer.from(v, 'utf8')]);
+  return entries.flatMap(([k, v]) => [k.toUpperCase(), Buffer.from(v, 'latin1')]);
 }
 
 function disposition(node: MimeNode): Value {
   const v = headerValue(node, 'content-disposition');
   if (!v) return null;
-  const parsed = libmime.parseHeaderValue(utf8(v));
-  const params: Record<string, string> = {};
-  for (const [k, val] of Object.entries(parsed.params)) params[k.toLowerCase()] = String(val);
-  return [String(parsed.value).toUpperCase(), paramList(params)];
+  const parsed = parseParameterized(v);
+  if (!parsed.value) return null;
+  return [parsed.value.toUpperCase(), paramList(parsed.params)];
 }
 
 function language(node: MimeNode): Value {
@@ -435,10 +528,6 @@ export function bodystructure(node: MimeNode, extensible: boolean): Value {
       node.children.map((c) => bodystructure(c, extensible)),
       tail,
     );
-  }
-  if (node.type === 'multipart') {
-    // A multipart without parts (no boundary found): describe it as an empty text part so clients still parse it.
-    return bodystructure({ ...node, type: 'text', subtype: 'plain', params: {} }, extensible);
   }
   // RFC 2045 §6.1: "7BIT" when absent; only the mechanism token counts (a comment after it is not part of it).
   const cte = /^[^\s;(]+/.exec((headerValue(node, 'content-transfer-encoding') ?? '').trim())?.[0];

@@ -170,7 +170,7 @@ describe('FETCH of message structure', () => {
       );
       assert.ok(
         r.includes(
-          'BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 5 1 NIL NIL NIL NIL)' +
+          'BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 5 0 NIL NIL NIL NIL)' +
             '("APPLICATION" "PDF" ("NAME" "q3.pdf") NIL NIL "BASE64" 12 NIL ("ATTACHMENT" ("FILENAME" "q3.pdf")) NIL NIL) "MIXED" ("BOUNDARY" "b1") NIL NIL NIL)',
         ),
         r,

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sectionData } from '../../../src/imap/commands/fetch.ts';
-import { bodystructure, envelope, parseAddressList, parseMime } from '../../../src/imap/mime.ts';
+import { bodystructure, envelope, parseAddressList, parseMime, parseParameterized } from '../../../src/imap/mime.ts';
 import { parseFetchAtt } from '../../../src/imap/parser.ts';
 import { encode } from '../../../src/imap/response.ts';
 
@@ -244,7 +244,7 @@ describe('BODYSTRUCTURE (RFC 3501 §7.4.2 and §9)', () => {
 
   test('no Content-Type is text/plain; charset=us-ascii (RFC 2045 §5.2); a text part without charset is us-ascii', () => {
     assert.equal(structure('Subject: x\r\n\r\nhello\r\nworld\r\n', false), '("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 14 2)');
-    assert.equal(structure('Content-Type: text/html\r\n\r\n<p>x</p>', false), '("TEXT" "HTML" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 1)');
+    assert.equal(structure('Content-Type: text/html\r\n\r\n<p>x</p>', false), '("TEXT" "HTML" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 0)');
     assert.equal(structure('Content-Type: image/png; name=a.png\r\nContent-Transfer-Encoding: BASE64\r\n\r\niVBO\r\n', false), '("IMAGE" "PNG" ("NAME" "a.png") NIL NIL "BASE64" 6)');
   });
 
@@ -272,8 +272,42 @@ describe('BODYSTRUCTURE (RFC 3501 §7.4.2 and §9)', () => {
     ]);
     assert.equal(
       structure(m, false),
-      '((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 5 1)("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "7BIT" 8 1) "ALTERNATIVE")' +
-        '("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 4 1) "MIXED")',
+      '((("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 5 0)("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "7BIT" 8 0) "ALTERNATIVE")' +
+        '("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 4 0) "MIXED")',
     );
+  });
+
+  test('parameters: comments and case do not matter, RFC 2231 continuations are joined, extended values stay encoded', () => {
+    assert.deepEqual(parseParameterized('TEXT/Plain (comment); CHARSET=ISO-8859-1 (c2); Format="flowed"'), {
+      value: 'text/plain',
+      params: { charset: 'ISO-8859-1', format: 'flowed' },
+    });
+    assert.deepEqual(parseParameterized(`attachment; filename*0="long"; filename*1="name.bin"; name*=utf-8''na%C3%AFve.bin`), {
+      value: 'attachment',
+      params: { filename: 'longname.bin', 'name*': "utf-8''na%C3%AFve.bin" },
+    });
+    assert.deepEqual(parseParameterized(`x; t*0*=utf-8''%C3%A8; t*1=" a;b"`).params, { 't*': "utf-8''%C3%A8%20a%3Bb" });
+    assert.equal(
+      structure(crlf(['Content-Type: application/octet-stream; name*=utf-8\'\'na%C3%AFve.bin', 'Content-Disposition: attachment; filename*0="a"; filename*1="b.bin"', '', 'x']), true),
+      '("APPLICATION" "OCTET-STREAM" ("NAME*" "utf-8\'\'na%C3%AFve.bin") NIL NIL "7BIT" 1 NIL ("ATTACHMENT" ("FILENAME" "ab.bin")) NIL NIL)',
+    );
+  });
+
+  test('a multipart without a boundary or without parts has one empty text part, as in Dovecot', () => {
+    for (const ct of ['multipart/mixed', 'multipart/mixed; boundary=zz']) {
+      const m = `Content-Type: ${ct}\r\n\r\njust text\r\n`;
+      assert.match(structure(m, false), /^\(\("TEXT" "PLAIN" \("CHARSET" "us-ascii"\) NIL NIL "7BIT" 0 0\) "MIXED"\)$/);
+      assert.equal(section(m, 'BODY[1]'), '');
+      assert.equal(section(m, 'BODY[TEXT]'), 'just text\r\n');
+    }
+  });
+
+  test('line counts are line ends: a last line without CRLF (before a boundary, or at the end) is not counted', () => {
+    assert.match(structure('Subject: x\r\n\r\none\r\ntwo', false), / 8 1\)$/);
+    assert.match(structure('Subject: x\r\n\r\none\r\ntwo\r\n', false), / 10 2\)$/);
+  });
+
+  test('an empty display name is NIL', () => {
+    assert.deepEqual(parseAddressList('"" <empty@x>'), [{ name: null, route: null, local: 'empty', domain: 'x' }]);
   });
 });
