@@ -158,7 +158,7 @@ export class ImapSession {
     }
     caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`);
     // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267), THREAD (RFC 5256), BINARY (RFC 3516).
-    caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'BINARY');
+    caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     return caps;
   }
 

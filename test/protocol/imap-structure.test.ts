@@ -221,7 +221,7 @@ describe('SORT and THREAD', () => {
   test('SORT and UID SORT order the messages a search matched; CAPABILITY announces SORT, SORT=DISPLAY and THREAD', async () => {
     const c = await RawImap.login(server.port);
     try {
-      assert.match(await c.command('k', 'CAPABILITY'), /^\* CAPABILITY .*\bSORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES BINARY\b/m);
+      assert.match(await c.command('k', 'CAPABILITY'), /^\* CAPABILITY .*\bSORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES THREAD=REFS BINARY\b/m);
       await folderWith(c, 'Sorting', [
         { h: ['From: Zoe <zoe@example.com>', 'Subject: Re: budget', 'Date: Mon, 09 Nov 2026 10:00:00 +0100'], date: '10-Nov-2026 09:00:00 +0000' },
         { h: ['From: anna@example.com', 'Subject: agenda', 'Date: Mon, 09 Nov 2026 08:00:00 +0000'], date: '09-Nov-2026 09:00:00 +0000' },
@@ -245,6 +245,8 @@ describe('SORT and THREAD', () => {
       // are replies or forwards ("Re:", "(fwd)"), so neither is the other's parent: they are siblings under a dummy.
       assert.match(await c.command('h1', 'THREAD ORDEREDSUBJECT UTF-8 ALL'), /^\* THREAD \(3 1\)\(2\)\r\nh1 OK/m);
       assert.match(await c.command('h2', 'UID THREAD REFERENCES UTF-8 ALL'), /^\* THREAD \(\(3\)\(1\)\)\(2\)\r\nh2 OK/m);
+      // REFS does not group by subject: the three are threads of their own, oldest newest message first.
+      assert.match(await c.command('h4', 'THREAD REFS UTF-8 ALL'), /^\* THREAD \(3\)\(2\)\(1\)\r\nh4 OK/m);
       assert.match(await c.command('h3', 'THREAD NONSENSE UTF-8 ALL'), /^h3 BAD/m);
     } finally {
       c.close();

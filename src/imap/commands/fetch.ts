@@ -34,7 +34,7 @@ type Cached = { envelope?: Buffer; bodystructure?: Buffer };
  * Cached values carry the version of the code that rendered them: values written before section numbering, group
  * syntax and the multipart grammar were fixed are ignored and rendered again.
  */
-const CACHE_VERSION = 'v2 ';
+const CACHE_VERSION = 'v3 ';
 
 function fromCache(v: { envelope?: unknown; bodystructure?: unknown }): Cached {
   const read = (x: unknown) => (typeof x === 'string' && x.startsWith(CACHE_VERSION) ? Buffer.from(x.slice(CACHE_VERSION.length), 'latin1') : undefined);

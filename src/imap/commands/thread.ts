@@ -1,6 +1,6 @@
 /**
- * THREAD and UID THREAD (RFC 5256 §3) with the ORDEREDSUBJECT and REFERENCES algorithms, over the messages the
- * search criteria match. Dates are sent dates, or the internal date when a message has none (RFC 5256 §3 "sent
+ * THREAD and UID THREAD (RFC 5256 §3) with the ORDEREDSUBJECT and REFERENCES algorithms (and REFS, see below),
+ * over the messages the search criteria match. Dates are sent dates, or the internal date when a message has none (RFC 5256 §3 "sent
  * date"); equal dates keep mailbox order. Where RFC 5256 leaves a choice open (which of two parents a message keeps,
  * the subject table's tie rules) we decide as Dovecot does, so clients see the same threads on either server.
  */
@@ -97,8 +97,11 @@ function sortRoots(roots: Root[]): void {
   roots.sort((a, b) => (a.ignore || b.ignore ? Number(a.ignore) - Number(b.ignore) : byDate(a.first!, b.first!)));
 }
 
-/** RFC 5256 §3 REFERENCES, steps (1) to (6). */
-export function references(msgs: Sortable[]): ThreadNode[] {
+/**
+ * RFC 5256 §3 REFERENCES, steps (1) to (6); with `refs`, the REFS algorithm of draft-ietf-morg-inthread (as Dovecot
+ * has it): the same links, but no grouping by subject, and threads ordered by their newest message.
+ */
+export function references(msgs: Sortable[], refs = false): ThreadNode[] {
   // (1) Containers by Message-ID; a missing or repeated Message-ID gets a container of its own.
   const byId = new Map<string, Container>();
   const all: Container[] = [];
@@ -151,6 +154,8 @@ export function references(msgs: Sortable[]): ThreadNode[] {
     while (!p.msg && p.parent) p = p.parent;
     nodeOf(p).children.push(nodeOf(c));
   }
+
+  if (refs) return refsOrder(roots);
 
   // (4) sort the roots, (5) gather roots of equal base subject, (5)(C) merge them, and sort again.
   sortRoots(roots);
@@ -207,6 +212,22 @@ export function references(msgs: Sortable[]): ThreadNode[] {
   return out;
 }
 
+/** REFS: threads by the date of their newest message (then UID, a dummy first), replies by date at every level. */
+function refsOrder(roots: Root[]): ThreadNode[] {
+  const newest = (n: ThreadNode): number => Math.max(n.msg ? dateOf(n.msg) : -Infinity, ...n.children.map(newest));
+  const keyed = roots
+    .filter((r) => r.node.msg || r.node.children.length)
+    .map((r) => ({ node: r.node.msg || r.node.children.length > 1 ? r.node : r.node.children[0], date: newest(r.node), uid: r.node.msg?.meta.uid ?? 0 }));
+  keyed.sort((a, b) => a.date - b.date || a.uid - b.uid);
+  const sortAll = (n: ThreadNode) => {
+    sortChildren(n);
+    n.children.forEach(sortAll);
+  };
+  const out = keyed.map((k) => k.node);
+  out.forEach(sortAll);
+  return out;
+}
+
 /**
  * RFC 5256 §4: thread-list = "(" (thread-members / thread-nested) ")"; a message with one reply continues the
  * list, one with several replies ends it with a nested list per reply; a dummy is only its nested lists.
@@ -235,10 +256,10 @@ export const thread: ImapCommand = {
   async handle(session, cmd) {
     if (cmd.args.length < 3) throw bad('Wrong number of arguments for THREAD');
     const alg = cmd.args[0].type === 'atom' ? cmd.args[0].value.toUpperCase() : '';
-    if (alg !== 'ORDEREDSUBJECT' && alg !== 'REFERENCES') throw bad('Unknown threading algorithm');
+    if (alg !== 'ORDEREDSUBJECT' && alg !== 'REFERENCES' && alg !== 'REFS') throw bad('Unknown threading algorithm');
     checkCharset(cmd.args[1]);
     const msgs = await searchWithKeys(session, cmd.args.slice(2));
-    const threads = alg === 'ORDEREDSUBJECT' ? orderedSubject(msgs) : references(msgs);
+    const threads = alg === 'ORDEREDSUBJECT' ? orderedSubject(msgs) : references(msgs, alg === 'REFS');
     const text = formatThreads(threads, (m) => (cmd.uid ? m.meta.uid : m.seq));
     session.untagged(`THREAD${text ? ' ' + text : ''}`);
   },

@@ -23,7 +23,8 @@ function messages(...specs: { h: string[]; internal?: string; size?: number }[])
 const sortBy = (msgs: Sortable[], criteria: string) =>
   sortMessages(msgs, parseSortCriteria(parseCommand(Buffer.from(`t SORT ${criteria} UTF-8 ALL\r\n`)).args[0])).map((m) => m.seq);
 
-const threads = (msgs: Sortable[], alg: 'refs' | 'subject') => formatThreads(alg === 'refs' ? references(msgs) : orderedSubject(msgs), (m) => m.seq);
+const threads = (msgs: Sortable[], alg: 'refs' | 'subject' | 'REFS') =>
+  formatThreads(alg === 'refs' ? references(msgs) : alg === 'REFS' ? references(msgs, true) : orderedSubject(msgs), (m) => m.seq);
 
 describe('base subject (RFC 5256 §2.1)', () => {
   test('removes Re:, Fwd:, blobs, (fwd) trailers and [fwd: ...] wrappers, and says it was a reply or forward', () => {
@@ -187,5 +188,16 @@ describe('THREAD (RFC 5256 §3)', () => {
       { h: ['References: <y@b>', 'Subject: s'] },
     );
     assert.equal(threads(dummies, 'refs'), '((1)(2)(3)(4))');
+  });
+
+  test('REFS: the same links without grouping by subject; threads ordered by their newest message', () => {
+    const msgs = messages(
+      { h: ['Message-Id: <a@b>', 'Subject: foo'], internal: '2008-02-22T10:00:00Z' },
+      { h: ['Message-Id: <b@b>', 'Subject: foo'], internal: '2008-02-22T11:00:00Z' },
+      { h: ['Message-Id: <c@b>', 'References: <a@b>', 'Subject: Re: foo'], internal: '2008-02-22T12:00:00Z' },
+      { h: ['References: <x@b>'], internal: '2008-02-22T09:00:00Z' },
+    );
+    assert.equal(threads(msgs, 'refs'), '(4)((1 3)(2))');
+    assert.equal(threads(msgs, 'REFS'), '(4)(2)(1 3)');
   });
 });
