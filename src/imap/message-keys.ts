@@ -1,7 +1,8 @@
 /**
  * What SORT (RFC 5256, RFC 5957) and THREAD (RFC 5256) compare: base subjects, first addresses, sent dates and
- * message IDs, read from the header section of each message. Comparisons use the i;ascii-casemap collation
- * (RFC 4790 §9.2, required by RFC 5256 §2.2): a-z fold to A-Z and the UTF-8 octets are compared.
+ * message IDs, read from the header section of each message. Strings compare with i;unicode-casemap (RFC 5051),
+ * the collation RFC 5255 §4.1 makes the default of SORT and THREAD on a server that offers I18NLEVEL=1 (as ours and
+ * Dovecot do). On US-ASCII it is the i;ascii-casemap of RFC 5256 §2.2: a-z fold to A-Z.
  */
 import libmime from 'libmime';
 import { LRUCache } from 'lru-cache';
@@ -29,11 +30,29 @@ export interface MessageKeys {
   references: string[];
 }
 
-/** RFC 4790 §9.2 i;ascii-casemap: only US-ASCII letters fold; everything else compares as octets. */
+/** Simple titlecase mappings that differ from the simple uppercase ones (UnicodeData.txt field 14). */
+function titlecase(cp: number): number {
+  // The Latin digraphs DŽ, LJ, NJ, DZ have a titlecase form of their own.
+  if (cp >= 0x1c4 && cp <= 0x1c6) return 0x1c5;
+  if (cp >= 0x1c7 && cp <= 0x1c9) return 0x1c8;
+  if (cp >= 0x1ca && cp <= 0x1cc) return 0x1cb;
+  if (cp >= 0x1f1 && cp <= 0x1f3) return 0x1f2;
+  // Greek with ypogegrammeni: titlecase keeps one character (prosgegrammeni) where uppercase makes two.
+  if ((cp >= 0x1f80 && cp <= 0x1f87) || (cp >= 0x1f90 && cp <= 0x1f97) || (cp >= 0x1fa0 && cp <= 0x1fa7)) return cp + 8;
+  if (cp === 0x1fb3 || cp === 0x1fc3 || cp === 0x1ff3) return cp + 9;
+  const upper = String.fromCodePoint(cp).toUpperCase();
+  // A full mapping to several characters (ß → SS) has no simple mapping: the character stays.
+  return upper.length === 1 || (upper.length === 2 && upper.codePointAt(0)! > 0xffff) ? upper.codePointAt(0)! : cp;
+}
+
+/**
+ * RFC 5051 i;unicode-casemap: each character to its simple titlecase, then the Unicode decomposition (NFKD); the
+ * resulting UTF-8 octets compare. "é" is "E" + U+0301, so it sorts with E, after "e" and before "f".
+ */
 export function casemap(s: string): Buffer {
-  const b = Buffer.from(s, 'utf8');
-  for (let i = 0; i < b.length; i++) if (b[i] >= 0x61 && b[i] <= 0x7a) b[i] -= 0x20;
-  return b;
+  let out = '';
+  for (const ch of s) out += String.fromCodePoint(titlecase(ch.codePointAt(0)!));
+  return Buffer.from(out.normalize('NFKD'), 'utf8');
 }
 
 function decodeWords(raw: string): string {

@@ -3,7 +3,7 @@
  * RETURN (MIN MAX ALL COUNT) options of ESORT (RFC 5267 §3), answered in one ESEARCH response. The
  * messages matched by the search criteria are ordered by the sort keys in turn; REVERSE reverses only the key it
  * precedes, and messages equal on every key keep their mailbox order (RFC 5256 §3: "sorted according to the order
- * in which they appear in the mailbox"). Strings compare with i;ascii-casemap.
+ * in which they appear in the mailbox"). Strings compare with i;unicode-casemap (message-keys.ts).
  */
 import { bad, no, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';

@@ -45,10 +45,14 @@ describe('base subject (RFC 5256 §2.1)', () => {
     for (const [subject, base, reply] of cases) assert.deepEqual(baseSubject(subject), { base, replyOrForward: reply }, subject);
   });
 
-  test('i;ascii-casemap folds only a-z: "_" sorts after letters', () => {
+  test('i;unicode-casemap (RFC 5051): titlecase then NFKD; on US-ASCII it is i;ascii-casemap, so "_" sorts after letters', () => {
     assert.ok(Buffer.compare(casemap('_'), casemap('z')) > 0);
-    assert.ok(casemap('Caffè').equals(casemap('CAFFè')));
-    assert.ok(!casemap('è').equals(casemap('È')));
+    assert.ok(casemap('Caffè').equals(casemap('CAFFÈ')));
+    assert.ok(Buffer.compare(casemap('Émile'), casemap('emile')) > 0);
+    assert.ok(Buffer.compare(casemap('Émile'), casemap('F')) < 0);
+    assert.ok(casemap('ǆ').equals(casemap('ǅ')));
+    assert.ok(casemap('Ǆ').equals(casemap('ǆ')));
+    assert.ok(!casemap('ß').equals(casemap('SS')));
   });
 });
 
