@@ -172,6 +172,8 @@ export class ImapSession {
       else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
     }
     caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE', 'MULTIAPPEND', 'I18NLEVEL=1', 'PREVIEW', 'CATENATE');
+    // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267), THREAD (RFC 5256), BINARY (RFC 3516).
+    caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     return caps;
   }
 
@@ -323,8 +325,9 @@ export class ImapSession {
       if (!mod || (cmd.uid && !mod.uid)) throw new ImapError('BAD', `Unknown command ${cmd.uid ? 'UID ' : ''}${cmd.command}`);
       if (!mod.states.includes(this.state)) throw new ImapError('BAD', `${cmd.command} not allowed now`);
       const result = (await mod.handle(this, cmd)) ?? {};
-      // RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH (but UID variants may).
-      const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH'].includes(cmd.command);
+      // RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH (but UID variants may); SORT and THREAD answer with
+      // sequence numbers too (RFC 5256 §3).
+      const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(cmd.command);
       if (cmd.command !== 'LOGOUT') await this.flushChanges(!holdExpunge);
       this.complete(tag, result);
       if (this.state === 'logout') this.end();

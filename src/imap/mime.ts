@@ -4,7 +4,7 @@
  * re-encoded form.
  */
 import libmime from 'libmime';
-import { atom, type Value } from './response.js';
+import { atom, encode, type Value } from './response.js';
 
 export interface MimeNode {
   /** The header block including the blank line that ends it. */
@@ -39,7 +39,8 @@ export function parseHeaderLines(header: Buffer): { key: string; value: string }
   for (const line of text.split(/\r?\n(?![ \t])/)) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
-    out.push({ key: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).replace(/\r?\n[ \t]/g, ' ').trim() });
+    // RFC 5322 §2.2.3: unfolding removes the CRLF and keeps the whitespace after it.
+    out.push({ key: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').trim() });
   }
   return out;
 }
@@ -53,29 +54,120 @@ function utf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/** Drops RFC 5322 comments (nested, with quoted pairs) outside quoted strings. */
+function stripComments(v: string): string {
+  let out = '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i];
+    if (quoted) {
+      out += c;
+      if (c === '\\' && i + 1 < v.length) out += v[++i];
+      else if (c === '"') quoted = false;
+    } else if (depth > 0) {
+      if (c === '\\') i++;
+      else if (c === '(') depth++;
+      else if (c === ')') depth--;
+    } else if (c === '(') {
+      depth = 1;
+      out += ' ';
+    } else {
+      if (c === '"') quoted = true;
+      out += c;
+    }
+  }
+  return out;
+}
+
+/**
+ * A Content-Type or Content-Disposition value: the leading token and its parameters (RFC 2045 §5.1), names
+ * lower-cased, values as sent (raw octets as latin1, quotes removed). RFC 2231 §3 continuations (name*0, name*1)
+ * are joined; when a segment is extended (name*0*), the result is the extended form "name*" = charset'lang'%XX,
+ * left encoded as Dovecot does, so the client decodes it.
+ */
+export function parseParameterized(raw: string): { value: string; params: Record<string, string> } {
+  const text = stripComments(raw);
+  const semi = firstUnquoted(text, ';');
+  const value = (semi < 0 ? text : text.slice(0, semi)).replace(/\s+/g, '').toLowerCase();
+  const segments = new Map<string, { n: number; extended: boolean; value: string }[]>();
+  const order: string[] = [];
+  const re = /;\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s"]*)/g;
+  for (const m of (semi < 0 ? '' : text.slice(semi)).matchAll(re)) {
+    let name = m[1].toLowerCase();
+    let v = m[2];
+    if (v.startsWith('"')) v = v.slice(1, -1).replace(/\\(.)/g, '$1');
+    const c = /^(.*?)\*(\d+)(\*?)$/.exec(name);
+    let n = -1;
+    let extended = false;
+    if (c) {
+      name = c[1];
+      n = Number(c[2]);
+      extended = c[3] === '*';
+    } else if (name.endsWith('*')) {
+      name = name.slice(0, -1);
+      extended = true;
+    }
+    if (!segments.has(name)) {
+      segments.set(name, []);
+      order.push(name);
+    }
+    segments.get(name)!.push({ n, extended, value: v });
+  }
+  const params: Record<string, string> = {};
+  for (const name of order) {
+    const segs = segments.get(name)!;
+    const plain = segs.find((x) => x.n < 0 && !x.extended);
+    const single = segs.find((x) => x.n < 0 && x.extended);
+    const parts = segs.filter((x) => x.n >= 0).sort((a, b) => a.n - b.n);
+    if (parts.length) {
+      const extended = parts.some((x) => x.extended);
+      const joined = parts.map((x) => (extended && !x.extended ? encodeURIComponent(x.value) : x.value)).join('');
+      params[extended ? name + '*' : name] = joined;
+    } else if (single) params[name + '*'] = single.value;
+    else if (plain) params[name] = plain.value;
+  }
+  return { value, params };
+}
+
+function firstUnquoted(s: string, ch: string): number {
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    if (quoted) {
+      if (s[i] === '\\') i++;
+      else if (s[i] === '"') quoted = false;
+    } else if (s[i] === '"') quoted = true;
+    else if (s[i] === ch) return i;
+  }
+  return -1;
+}
+
 export function parseMime(buf: Buffer, defaultType = 'text/plain', depth = 0): MimeNode {
   const { header, body } = splitHeader(buf);
   const headers = parseHeaderLines(header);
   const ct = headers.find((h) => h.key === 'content-type')?.value;
   let type = defaultType.split('/')[0];
   let subtype = defaultType.split('/')[1];
-  let params: Record<string, string> = ct ? {} : defaultType === 'text/plain' ? { charset: 'us-ascii' } : {};
+  let params: Record<string, string> = {};
   if (ct) {
-    const parsed = libmime.parseHeaderValue(utf8(ct));
-    const [t, s] = String(parsed.value).toLowerCase().split('/');
-    if (t && s) {
-      type = t.trim();
-      subtype = s.trim();
+    const parsed = parseParameterized(ct);
+    const m = /^([!#$%&'*+\-.^_`|~0-9a-z]+)\/([!#$%&'*+\-.^_`|~0-9a-z]+)$/.exec(parsed.value);
+    // RFC 2045 §5.2: a Content-Type we cannot read counts as absent (the default type, no parameters).
+    if (m) {
+      type = m[1];
+      subtype = m[2];
+      params = parsed.params;
     }
-    params = {};
-    for (const [k, v] of Object.entries(parsed.params)) params[k.toLowerCase()] = String(v);
   }
   const node: MimeNode = { header, body, headers, type, subtype, params, children: [] };
   // Deeply nested messages are a denial-of-service vector: treat anything past 20 levels as a leaf.
   if (depth > 20) return node;
-  if (type === 'multipart' && params.boundary) {
+  if (type === 'multipart') {
     const childDefault = subtype === 'digest' ? 'message/rfc822' : 'text/plain';
-    for (const part of splitMultipart(body, params.boundary)) node.children.push(parseMime(part, childDefault, depth + 1));
+    if (params.boundary) for (const part of splitMultipart(body, params.boundary)) node.children.push(parseMime(part, childDefault, depth + 1));
+    // A multipart must have a part (RFC 2046 §5.1.1): without a boundary or any part, it gets one empty text/plain
+    // part, as in Dovecot, so BODYSTRUCTURE stays a multipart and [1] is that (empty) part.
+    if (!node.children.length) node.children.push(parseMime(Buffer.alloc(0), 'text/plain', depth + 1));
   } else if (type === 'message' && (subtype === 'rfc822' || subtype === 'global')) {
     node.message = parseMime(body, 'text/plain', depth + 1);
   }
@@ -117,109 +209,227 @@ function splitMultipart(body: Buffer, boundary: string): Buffer[] {
   return parts;
 }
 
-/** The part at a path (RFC 3501 §6.4.5 section numbering): a non-multipart message is its own part 1. */
+/**
+ * The part at a path (RFC 3501 §6.4.5 section numbering). A message that is not multipart is its own part 1; a
+ * multipart's parts are numbered from 1; the parts of a MESSAGE/RFC822 part are the parts of the message it holds,
+ * so for a message whose body is message/rfc822, [1] is that whole encapsulated message and [1.1] its part 1.
+ */
 export function findPart(root: MimeNode, path: number[]): MimeNode | undefined {
-  let node: MimeNode | undefined = root;
-  for (const n of path) {
+  let parts = partsOf(root);
+  let node: MimeNode | undefined;
+  for (let i = 0; i < path.length; i++) {
+    node = parts[path[i] - 1];
     if (!node) return undefined;
-    if (node.message && !node.children.length) node = node.message;
-    if (node.children.length) node = node.children[n - 1];
-    else if (n !== 1) return undefined;
+    if (i + 1 === path.length) break;
+    if (node.children.length) parts = node.children;
+    else if (node.message) parts = partsOf(node.message);
+    else return undefined;
   }
   return node;
 }
 
-/** Lines of a body: a last line without its CRLF (the CRLF before a boundary belongs to the boundary) counts. */
+function partsOf(message: MimeNode): MimeNode[] {
+  return message.children.length ? message.children : [message];
+}
+
+/**
+ * Lines of a body for BODYSTRUCTURE (RFC 3501 body-fld-lines): its line ends. A last line without one (the CRLF
+ * before a boundary belongs to the boundary, RFC 2046 §5.1.1) is not counted, as in Dovecot and Cyrus.
+ */
 function countLines(b: Buffer): number {
   let n = 0;
   for (const c of b) if (c === 0x0a) n++;
-  if (b.length && b[b.length - 1] !== 0x0a) n++;
   return n;
 }
 
 // ---- ENVELOPE ---------------------------------------------------------------------------------------------------
 
+/** One address of an address list (RFC 5322 §3.4), or a group with its members. Strings are the raw header text. */
 export interface Address {
+  /** display-name, or the comment of an addr-spec in the old style "a@b (Name)"; for a group, the group's name. */
   name: string | null;
-  address: string;
+  /** The obsolete source route, "@r1,@r2" (RFC 5322 §4.4 obs-route): the adl of RFC 3501 §7.4.2. */
+  route: string | null;
+  local: string;
+  domain: string;
   group?: Address[];
 }
 
-/** A small RFC 5322 address-list parser: "Name" <a@b>, a@b (Comment), groups "team: a@b, c@d;". */
-export function parseAddressList(text: string): Address[] {
-  const tokens: string[] = [];
-  let cur = '';
-  let depth = 0;
-  let quoted = false;
-  let angle = false;
-  const items: { text: string; group?: string }[] = [];
-  let groupName: string | undefined;
-  const groupItems: string[] = [];
-  const flush = (s: string) => {
-    const t = s.trim();
-    if (groupName !== undefined) {
-      if (t) groupItems.push(t);
-    } else if (t) items.push({ text: t });
-  };
-  for (let i = 0; i < text.length; i++) {
+type AddrToken = { kind: 'word'; text: string; quoted: boolean } | { kind: 'comment'; text: string } | { kind: 'special'; text: string };
+
+/** RFC 5322 §3.2 lexical tokens: quoted strings, comments (nested), domain literals, specials and atoms with dots. */
+function addressTokens(text: string): AddrToken[] {
+  const out: AddrToken[] = [];
+  let i = 0;
+  while (i < text.length) {
     const c = text[i];
-    if (quoted) {
-      cur += c;
-      if (c === '\\' && i + 1 < text.length) cur += text[++i];
-      else if (c === '"') quoted = false;
-      continue;
+    if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
+      i++;
+    } else if (c === '"') {
+      let s = '';
+      i++;
+      while (i < text.length && text[i] !== '"') {
+        if (text[i] === '\\' && i + 1 < text.length) i++;
+        s += text[i++];
+      }
+      i++;
+      out.push({ kind: 'word', text: s, quoted: true });
+    } else if (c === '(') {
+      let depth = 1;
+      let s = '';
+      i++;
+      while (i < text.length && depth > 0) {
+        const d = text[i];
+        if (d === '\\' && i + 1 < text.length) {
+          s += text[i + 1];
+          i += 2;
+          continue;
+        }
+        if (d === '(') depth++;
+        else if (d === ')' && --depth === 0) break;
+        s += d;
+        i++;
+      }
+      i++;
+      out.push({ kind: 'comment', text: s.trim() });
+    } else if (c === '[') {
+      const end = text.indexOf(']', i);
+      const stop = end < 0 ? text.length : end + 1;
+      out.push({ kind: 'word', text: text.slice(i, stop), quoted: false });
+      i = stop;
+    } else if ('<>@,;:'.includes(c)) {
+      out.push({ kind: 'special', text: c });
+      i++;
+    } else {
+      let j = i;
+      while (j < text.length && !' \t\r\n"(<>@,;:['.includes(text[j])) j++;
+      // A stray ")" or "]" is part of the atom rather than an endless loop.
+      if (j === i) j++;
+      out.push({ kind: 'word', text: text.slice(i, j), quoted: false });
+      i = j;
     }
-    if (depth > 0) {
-      if (c === '(') depth++;
-      else if (c === ')') depth--;
-      cur += c;
-      continue;
-    }
-    if (c === '"') quoted = true;
-    else if (c === '(') depth++;
-    else if (c === '<') angle = true;
-    else if (c === '>') angle = false;
-    else if (c === ',' && !angle) {
-      flush(cur);
-      cur = '';
-      continue;
-    } else if (c === ':' && !angle && groupName === undefined) {
-      groupName = cur.trim();
-      cur = '';
-      continue;
-    } else if (c === ';' && !angle && groupName !== undefined) {
-      flush(cur);
-      cur = '';
-      items.push({ text: '', group: groupName });
-      (items[items.length - 1] as { text: string; group?: string; members?: string[] }).members = [...groupItems];
-      groupItems.length = 0;
-      groupName = undefined;
-      continue;
-    }
-    cur += c;
-  }
-  flush(cur);
-  void tokens;
-  const out: Address[] = [];
-  for (const item of items as { text: string; group?: string; members?: string[] }[]) {
-    if (item.group !== undefined) out.push({ name: item.group, address: '', group: (item.members ?? []).map(parseMailbox) });
-    else out.push(parseMailbox(item.text));
   }
   return out;
 }
 
-function parseMailbox(text: string): Address {
-  const lt = text.lastIndexOf('<');
-  const gt = text.lastIndexOf('>');
-  if (lt >= 0 && gt > lt) {
-    let name = text.slice(0, lt).trim();
-    if (name.startsWith('"') && name.endsWith('"') && name.length >= 2) name = name.slice(1, -1).replace(/\\(.)/g, '$1');
-    return { name: name || null, address: text.slice(lt + 1, gt).trim() };
+/**
+ * An RFC 5322 address-list (§3.4) as ENVELOPE needs it (RFC 3501 §7.4.2): groups with their members, source routes
+ * (obs-route, kept as the adl), display names or old-style comment names. Empty list elements (obs-addr-list) and a
+ * group holding only a comment (`group2: (foo) ;`) have no members.
+ */
+export function parseAddressList(text: string): Address[] {
+  const toks = addressTokens(text);
+  let pos = 0;
+  const peek = () => toks[pos];
+  const isSpecial = (t: AddrToken | undefined, s: string) => t?.kind === 'special' && t.text === s;
+
+  /** One mailbox, or null when the element is empty; stops before "," ";" or the end. */
+  const mailbox = (inGroup: boolean): Address | Address[] | null => {
+    const phrase: AddrToken[] = [];
+    let comment: string | null = null;
+    for (;;) {
+      const t = peek();
+      if (!t) break;
+      if (t.kind === 'comment') {
+        comment = t.text;
+        pos++;
+        continue;
+      }
+      if (t.kind === 'word') {
+        phrase.push(t);
+        pos++;
+        continue;
+      }
+      break;
+    }
+    const t = peek();
+    if (isSpecial(t, ':') && !inGroup) {
+      // group = display-name ":" [group-list] ";"
+      pos++;
+      const members: Address[] = [];
+      while (pos < toks.length && !isSpecial(peek(), ';')) {
+        if (isSpecial(peek(), ',')) {
+          pos++;
+          continue;
+        }
+        const before = pos;
+        const m = mailbox(true);
+        if (m && !Array.isArray(m)) members.push(m);
+        if (pos === before) pos++;
+      }
+      if (isSpecial(peek(), ';')) pos++;
+      return [{ name: phrase.map((p) => p.text).join(' '), route: null, local: '', domain: '', group: members }];
+    }
+    if (isSpecial(t, '<')) {
+      // name-addr = [display-name] angle-addr; angle-addr = "<" [obs-route] addr-spec ">"
+      pos++;
+      const routes: string[] = [];
+      const inner: AddrToken[] = [];
+      while (pos < toks.length && !isSpecial(peek(), '>')) {
+        const u = toks[pos++];
+        if (u.kind === 'comment') continue;
+        inner.push(u);
+      }
+      if (isSpecial(peek(), '>')) pos++;
+      let k = 0;
+      const colon = inner.findIndex((u) => isSpecial(u, ':'));
+      if (colon >= 0 && isSpecial(inner[0], '@')) {
+        for (let r = 0; r < colon; r++) {
+          if (isSpecial(inner[r], '@') && inner[r + 1]?.kind === 'word') routes.push('@' + inner[r + 1].text);
+        }
+        k = colon + 1;
+      }
+      const spec = addrSpec(inner.slice(k));
+      for (;;) {
+        const u = peek();
+        if (u?.kind === 'comment') {
+          if (comment === null) comment = u.text;
+          pos++;
+        } else if (u?.kind === 'word') pos++;
+        else break;
+      }
+      // An empty display name (`"" <a@b>`) is no name.
+      const name = phrase.map((p) => p.text).join(' ') || null;
+      return { name, route: routes.length ? routes.join(',') : null, ...spec };
+    }
+    // addr-spec = local-part "@" domain, with an optional trailing comment as the name.
+    const rest: AddrToken[] = [...phrase];
+    while (pos < toks.length) {
+      const u = peek();
+      if (isSpecial(u, ',') || isSpecial(u, ';') || (isSpecial(u, ':') && !inGroup)) break;
+      pos++;
+      if (u.kind === 'comment') {
+        comment = u.text;
+        continue;
+      }
+      rest.push(u);
+    }
+    if (!rest.length) return null;
+    return { name: comment || null, route: null, ...addrSpec(rest) };
+  };
+
+  const out: Address[] = [];
+  while (pos < toks.length) {
+    const t = peek();
+    if (isSpecial(t, ',') || isSpecial(t, ';') || isSpecial(t, '>')) {
+      pos++;
+      continue;
+    }
+    const before = pos;
+    const m = mailbox(false);
+    if (Array.isArray(m)) out.push(...m);
+    else if (m) out.push(m);
+    if (pos === before) pos++;
   }
-  // addr (Comment): the comment is the name in old mailers' style.
-  const m = /^([^\s(]+)\s*\((.*)\)\s*$/.exec(text);
-  if (m) return { name: m[2] || null, address: m[1] };
-  return { name: null, address: text.replace(/\s+/g, '') };
+  return out;
+}
+
+/** local-part "@" domain from tokens; the last "@" separates them (a quoted local part may contain one). */
+function addrSpec(toks: AddrToken[]): { local: string; domain: string } {
+  const at = toks.map((t) => t.kind === 'special' && t.text === '@').lastIndexOf(true);
+  const text = (ts: AddrToken[]) => ts.filter((t) => t.kind !== 'comment').map((t) => (t.kind === 'word' && t.quoted && /[\s"\\@,;:<>()[\]]/.test(t.text) ? `"${t.text.replace(/[\\"]/g, '\\$&')}"` : t.text)).join('');
+  if (at < 0) return { local: text(toks), domain: '' };
+  return { local: text(toks.slice(0, at)), domain: text(toks.slice(at + 1)) };
 }
 
 function addressValue(list: Address[] | undefined): Value {
@@ -233,14 +443,19 @@ function addressValue(list: Address[] | undefined): Value {
       out.push([null, null, null, null]);
     } else out.push(mailboxValue(a));
   }
-  return out;
+  // RFC 3501 §9 env-from etc.: "(" 1*address ")" — addresses follow each other without a space.
+  return adjoined(out);
 }
 
 function mailboxValue(a: Address): Value {
-  const at = a.address.lastIndexOf('@');
-  const local = at >= 0 ? a.address.slice(0, at) : a.address;
-  const domain = at >= 0 ? a.address.slice(at + 1) : '';
-  return [a.name === null ? null : bin(a.name), null, bin(local), domain ? bin(domain) : null];
+  // A host of NIL means group syntax (RFC 3501 §7.4.2), so a mailbox without a domain gets an empty one.
+  return [a.name === null ? null : bin(a.name), a.route === null ? null : bin(a.route), bin(a.local), bin(a.domain)];
+}
+
+/** A parenthesized list whose items are written without separating spaces (RFC 3501 §9 body-type-mpart, env-*). */
+function adjoined(items: Value[], tail: Value[] = []): Value {
+  const inner = Buffer.concat([...items.map(encode), ...tail.flatMap((t) => [Buffer.from(' '), encode(t)])]);
+  return atom('(' + inner.toString('latin1') + ')');
 }
 
 function bin(s: string): Buffer {
@@ -281,16 +496,15 @@ export function envelope(node: MimeNode): Value {
 function paramList(params: Record<string, string>, skip: string[] = []): Value {
   const entries = Object.entries(params).filter(([k]) => !skip.includes(k));
   if (!entries.length) return null;
-  return entries.flatMap(([k, v]) => [k.toUpperCase(), Buffer.from(v, 'utf8')]);
+  return entries.flatMap(([k, v]) => [k.toUpperCase(), Buffer.from(v, 'latin1')]);
 }
 
 function disposition(node: MimeNode): Value {
   const v = headerValue(node, 'content-disposition');
   if (!v) return null;
-  const parsed = libmime.parseHeaderValue(utf8(v));
-  const params: Record<string, string> = {};
-  for (const [k, val] of Object.entries(parsed.params)) params[k.toLowerCase()] = String(val);
-  return [String(parsed.value).toUpperCase(), paramList(params)];
+  const parsed = parseParameterized(v);
+  if (!parsed.value) return null;
+  return [parsed.value.toUpperCase(), paramList(parsed.params)];
 }
 
 function language(node: MimeNode): Value {
@@ -299,23 +513,31 @@ function language(node: MimeNode): Value {
   return v.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-/** BODYSTRUCTURE (extensible = true) or BODY (false), RFC 3501 §7.4.2. */
+/**
+ * BODYSTRUCTURE (extensible = true) or BODY (false), RFC 3501 §7.4.2 and the §9 grammar: a multipart is its parts
+ * one after the other with no space between them (body-type-mpart = 1*body SP media-subtype), then the subtype and
+ * the extension data (body-ext-mpart: parameters, disposition, language, location); a single part has its basic
+ * fields, then the envelope, body and line count for MESSAGE/RFC822 (body-type-msg) or the line count for TEXT
+ * (body-type-text), then the extension data (body-ext-1part: MD5, disposition, language, location).
+ */
 export function bodystructure(node: MimeNode, extensible: boolean): Value {
   if (node.children.length) {
-    const out: Value[] = node.children.map((c) => bodystructure(c, extensible));
-    out.push(node.subtype.toUpperCase());
-    if (extensible) out.push(paramList(node.params), disposition(node), language(node), hv(node, 'content-location'));
-    return out;
+    const tail: Value[] = [node.subtype.toUpperCase()];
+    if (extensible) tail.push(paramList(node.params), disposition(node), language(node), hv(node, 'content-location'));
+    return adjoined(
+      node.children.map((c) => bodystructure(c, extensible)),
+      tail,
+    );
   }
-  if (node.type === 'multipart') {
-    // A multipart without parts (no boundary found): describe it as an empty text part so clients still parse it.
-    return bodystructure({ ...node, type: 'text', subtype: 'plain', params: {} }, extensible);
-  }
-  const encoding = (headerValue(node, 'content-transfer-encoding') ?? '7bit').trim().toUpperCase();
+  // RFC 2045 §6.1: "7BIT" when absent; only the mechanism token counts (a comment after it is not part of it).
+  const cte = /^[^\s;(]+/.exec((headerValue(node, 'content-transfer-encoding') ?? '').trim())?.[0];
+  const encoding = (cte ?? '7bit').toUpperCase();
+  // RFC 2045 §5.2 / RFC 2046 §4.1.2: a text part without a charset is US-ASCII; say so, as Dovecot does.
+  const params = node.type === 'text' && node.params.charset === undefined ? { ...node.params, charset: 'us-ascii' } : node.params;
   const out: Value[] = [
     node.type.toUpperCase(),
     node.subtype.toUpperCase(),
-    paramList(node.params),
+    paramList(params),
     hv(node, 'content-id'),
     hv(node, 'content-description'),
     encoding,

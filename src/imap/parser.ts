@@ -6,6 +6,7 @@
  * before the `+` continuation (RFC 3501 §7.5, RFC 7859 APPENDLIMIT) and never buffered. `parseCommand` then turns a
  * frame into a tag, a command name and argument tokens.
  */
+import { parseBinaryAtt, type BinaryAtt } from './binary.js';
 
 /** RFC 7162 §4 recommends at least 8192 octets; 64 KiB leaves room for long UID sets from clients like Thunderbird. */
 export const MAX_LINE = 64 * 1024;
@@ -362,7 +363,8 @@ export interface BodySection {
 
 export type FetchAtt =
   | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' | 'PREVIEW' }
-  | { kind: 'section'; section: BodySection };
+  | { kind: 'section'; section: BodySection }
+  | BinaryAtt;
 
 const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
 
@@ -406,6 +408,7 @@ function simple(name: string): FetchAtt {
 export function parseFetchAtt(text: string): FetchAtt {
   const upper = text.toUpperCase();
   if (SIMPLE_ATTS.has(upper)) return simple(upper);
+  if (upper.startsWith('BINARY')) return parseBinaryAtt(text);
   const m = /^(BODY(?:\.PEEK)?|BINARY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?$/i.exec(text);
   if (!m || m[1].toUpperCase().startsWith('BINARY')) throw new Error(`invalid fetch attribute: ${text}`);
   const peek = m[1].toUpperCase() === 'BODY.PEEK';

@@ -10,6 +10,7 @@ import { bad, flagList, mailboxName, no, sameOwner, type ImapCommand } from '../
 import { formatSequenceSet, parseFetchAtt, tokenText, type Token } from '../parser.js';
 import { parseMime } from '../mime.js';
 import { sectionData } from './fetch.js';
+import { encodeBinaryParts } from '../binary.js';
 import { parseImapDate } from '../response.js';
 
 export function toCrlf(buf: Buffer): Buffer {
@@ -146,7 +147,7 @@ export const append: ImapCommand = {
     let uidValidity = 0;
     try {
       for (const item of items) {
-        const result = await session.deps.mailbox.append(ref.owner, ref.folder, toCrlf(item.message), item.flags, item.date);
+        const result = await session.deps.mailbox.append(ref.owner, ref.folder, toCrlf(encodeBinaryParts(item.message)), item.flags, item.date);
         uids.push(result.uid);
         uidValidity = result.uidValidity;
       }

@@ -1,11 +1,13 @@
 /**
  * FETCH and UID FETCH (RFC 3501 §6.4.5): FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODYSTRUCTURE, BODY,
- * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT. Reading a body without PEEK sets \Seen
+ * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT, and BINARY[part]<partial>, BINARY.PEEK,
+ * BINARY.SIZE (RFC 3516, decoding in binary.ts). Reading a body without PEEK sets \Seen
  * (unless EXAMINEd), and the new FLAGS are part of the same response.
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
+import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
 import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
@@ -29,13 +31,22 @@ function partsCache(store: object): PartsCache | undefined {
 
 type Cached = { envelope?: Buffer; bodystructure?: Buffer };
 
+/**
+ * Cached values carry the version of the code that rendered them: values written before section numbering, group
+ * syntax and the multipart grammar were fixed are ignored and rendered again.
+ */
+const CACHE_VERSION = 'v3 ';
+
 function fromCache(v: { envelope?: unknown; bodystructure?: unknown }): Cached {
-  return {
-    envelope: typeof v.envelope === 'string' ? Buffer.from(v.envelope, 'latin1') : undefined,
-    bodystructure: typeof v.bodystructure === 'string' ? Buffer.from(v.bodystructure, 'latin1') : undefined,
-  };
+  const read = (x: unknown) => (typeof x === 'string' && x.startsWith(CACHE_VERSION) ? Buffer.from(x.slice(CACHE_VERSION.length), 'latin1') : undefined);
+  return { envelope: read(v.envelope), bodystructure: read(v.bodystructure) };
 }
 
+/**
+ * The bytes of BODY[section] (RFC 3501 §6.4.5). With a part number, "" is the part's body (for a MESSAGE/RFC822
+ * part: the whole encapsulated message), MIME its own header, and HEADER, HEADER.FIELDS[.NOT] and TEXT refer to the
+ * message a MESSAGE/RFC822 part holds; other parts have no such sections and give an empty string.
+ */
 export function sectionData(raw: Buffer, tree: MimeNode, s: BodySection): Buffer {
   let data: Buffer;
   const part = s.path.length ? findPart(tree, s.path) : tree;
@@ -58,7 +69,8 @@ export function sectionData(raw: Buffer, tree: MimeNode, s: BodySection): Buffer
 }
 
 function setsSeen(a: FetchAtt): boolean {
-  return a.kind === 'section' ? !a.section.peek : a.name === 'RFC822' || a.name === 'RFC822.TEXT';
+  if (a.kind === 'section' || a.kind === 'binary') return !a.section.peek;
+  return a.kind === 'simple' && (a.name === 'RFC822' || a.name === 'RFC822.TEXT');
 }
 
 export const fetch: ImapCommand = {
@@ -78,7 +90,7 @@ export const fetch: ImapCommand = {
     }
     if (cmd.uid && !atts.some((a) => a.kind === 'simple' && a.name === 'UID')) atts.unshift({ kind: 'simple', name: 'UID' });
     const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
-    const needsContent = atts.some((a) => a.kind === 'section' || NEEDS_CONTENT.has(a.name));
+    const needsContent = atts.some((a) => a.kind !== 'simple' || NEEDS_CONTENT.has(a.name));
     const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
     const wantsStructure = atts.some((a) => a.kind === 'simple' && a.name === 'BODYSTRUCTURE');
     // Only ENVELOPE / BODYSTRUCTURE among the content items: the cache may spare reading the message.
@@ -111,9 +123,16 @@ export const fetch: ImapCommand = {
           const structure = encode(bodystructure(tree, true));
           cached = { envelope: env, bodystructure: structure };
           await cache
-            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: env.toString('latin1'), bodystructure: structure.toString('latin1') })
+            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: CACHE_VERSION + env.toString('latin1'), bodystructure: CACHE_VERSION + structure.toString('latin1') })
             .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
         }
+      }
+      // RFC 3516 §4.3: a part we cannot decode fails the FETCH before \Seen is set.
+      const binary = new Map<string, Buffer>();
+      for (const a of atts) {
+        if (a.kind !== 'binary' && a.kind !== 'binary-size') continue;
+        const path = a.kind === 'binary' ? a.section.path : a.path;
+        if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
       }
       let flagsChanged = false;
       if (markSeen && !meta.flags.includes('\\Seen')) {
@@ -129,7 +148,7 @@ export const fetch: ImapCommand = {
       // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
       const shown = { ...meta, flags: session.flagsOf(meta) };
       session.announceKeywords(meta.flags);
-      for (const a of atts) item(...render(a, shown, raw, tree, cached));
+      for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
       if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
       const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
       session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
@@ -142,8 +161,10 @@ function flagsValue(meta: MessageMeta): Buffer {
   return Buffer.from(`(${meta.flags.join(' ')})`);
 }
 
-function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached): [string, Buffer] {
+function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached, binary: Map<string, Buffer>): [string, Buffer] {
   if (a.kind === 'section') return [a.section.responseName, encodeString(sectionData(raw!, tree!, a.section))];
+  if (a.kind === 'binary') return [a.responseName, encodeBinary(partialOf(binary.get(a.section.path.join('.'))!, a.section.partial), encodeString)];
+  if (a.kind === 'binary-size') return [a.responseName, Buffer.from(String(binary.get(a.path.join('.'))!.length))];
   switch (a.name) {
     case 'UID':
       return ['UID', Buffer.from(String(meta.uid))];

@@ -29,10 +29,12 @@ import { rename } from './rename.js';
 import { search } from './search.js';
 import { select } from './select.js';
 import { setacl } from './setacl.js';
+import { sort } from './sort.js';
 import { starttls } from './starttls.js';
 import { status } from './status.js';
 import { store } from './store.js';
 import { subscribe } from './subscribe.js';
+import { thread } from './thread.js';
 import { unselect } from './unselect.js';
 
 const MODULES: ImapCommand[] = [
@@ -40,6 +42,7 @@ const MODULES: ImapCommand[] = [
   select, create, deleteCommand, rename, subscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquotaroot, getquota,
   myrights, getacl, listrights, setacl,
+  sort, thread,
 ];
 
 export const COMMANDS: ReadonlyMap<string, ImapCommand> = new Map(MODULES.flatMap((m) => m.names.map((n) => [n, m] as const)));

@@ -44,9 +44,9 @@ describe('BODYSTRUCTURE and ENVELOPE', () => {
   test('describes a multipart with a message/rfc822 part (RFC 3501 §7.4.2)', () => {
     assert.equal(
       encode(bodystructure(parseMime(Buffer.from(NESTED)), true)).toString(),
-      '(("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 5 1 NIL NIL NIL NIL) ' +
+      '(("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 5 0 NIL NIL NIL NIL)' +
         '("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 28 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) ' +
-        '("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL) ' +
+        '("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL) ' +
         '"MIXED" ("BOUNDARY" "b1") NIL NIL NIL)',
     );
   });
@@ -84,9 +84,9 @@ describe('BODYSTRUCTURE and ENVELOPE', () => {
     assert.equal(
       encode(envelope(parseMime(Buffer.from(NESTED)))).toString(),
       '(NIL "hi" ((NIL NIL "anna" "example.com")) ((NIL NIL "anna" "example.com")) ((NIL NIL "anna" "example.com")) ' +
-        '((NIL NIL "team" NIL) (NIL NIL "a" "x.com") ("B, b" NIL "b" "x.com") (NIL NIL NIL NIL) ("Cee" NIL "c" "y.org")) NIL NIL NIL NIL)',
+        '((NIL NIL "team" NIL)(NIL NIL "a" "x.com")("B, b" NIL "b" "x.com")(NIL NIL NIL NIL)("Cee" NIL "c" "y.org")) NIL NIL NIL NIL)',
     );
-    assert.deepEqual(parseAddressList('"Rossi, Mario" <mario@example.com>'), [{ name: 'Rossi, Mario', address: 'mario@example.com' }]);
+    assert.deepEqual(parseAddressList('"Rossi, Mario" <mario@example.com>'), [{ name: 'Rossi, Mario', route: null, local: 'mario', domain: 'example.com' }]);
   });
 });
 

@@ -203,7 +203,7 @@ describe('FETCH attributes', () => {
   });
 
   test('refuses malformed sections', () => {
-    for (const bad of ['BODY[MIME]', 'BODY[0]', 'BODY[1.X]', 'BODY[HEADER.FIELDS]', 'BODY[TEXT (A)]', 'BODY[]<1.0>', 'BODY[.TEXT]', 'FOO', 'BINARY[1]']) {
+    for (const bad of ['BODY[MIME]', 'BODY[0]', 'BODY[1.X]', 'BODY[HEADER.FIELDS]', 'BODY[TEXT (A)]', 'BODY[]<1.0>', 'BODY[.TEXT]', 'FOO', 'BINARY[TEXT]']) {
       assert.throws(() => parseFetchAtt(bad), Error, bad);
     }
   });
