@@ -89,15 +89,17 @@ export const authSchema = z
     if (a.method === 'kerberos' && !a.realm) ctx.addIssue({ code: 'custom', path: ['realm'], message: 'required when method is kerberos' });
   });
 
+const listenerAddress = () => ({
+  port: (port: number, what: string) => z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
+  host: z
+    .string()
+    .optional()
+    .describe('Address to listen on; default all addresses (the embedded defaults, with no config file, listen on 127.0.0.1 only)'),
+});
+
 const listener = (port: number, what: string) =>
   z
-    .object({
-      port: z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
-      host: z
-        .string()
-        .optional()
-        .describe('Address to listen on; default all addresses (the embedded defaults, with no config file, listen on 127.0.0.1 only)'),
-    })
+    .object({ port: listenerAddress().port(port, what), host: listenerAddress().host })
     .strict();
 
 /**
@@ -123,8 +125,8 @@ const pregreet = (waitMs: number) =>
 const smtpListener = (port: number, what: string, waitMs: number) =>
   z
     .object({
-      port: z.number().int().min(0).max(65535).default(port).describe(`${what}; 0 picks a free port`),
-      host: z.string().optional().describe('Address to listen on; default all addresses'),
+      port: listenerAddress().port(port, what),
+      host: listenerAddress().host,
       pregreet: pregreet(waitMs)
         .prefault({})
         .describe('Early-talker test before the greeting (postscreen pregreet); off on submission, skipped for relay/trusted networks'),

@@ -78,7 +78,8 @@ export function wireMailboxName(raw: string): string {
   try {
     return decodeMutf7(raw);
   } catch {
-    throw bad('Mailbox name is not valid modified UTF-7');
+    // A name no folder can have, like any other unknown name: NO, as Dovecot answers, and the session goes on.
+    throw no('Mailbox name is not valid modified UTF-7', 'CANNOT');
   }
 }
 

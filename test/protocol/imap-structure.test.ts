@@ -316,7 +316,8 @@ describe('BINARY (RFC 3516)', () => {
         Buffer.from([0, 1, 2, 3, 4, 5]),
         // Without NUL the content is an ordinary string (RFC 3501 §9 CHAR allows the other control octets).
         Buffer.from(' BINARY[2]<2> "\x02\x03\x04"'),
-        Buffer.from(' FLAGS ())\r\nf1 OK Completed\r\n'),
+        // This session is the first to select the folder since the APPEND: the message is \Recent to it (RFC 3501 §2.3.2).
+        Buffer.from(' FLAGS (\\Recent))\r\nf1 OK Completed\r\n'),
       ]);
       assert.deepEqual(bytes, want, r);
       // An encoding we cannot undo fails the FETCH, and reading without PEEK sets \Seen.
