@@ -37,6 +37,7 @@ function resolvePaths(cfg: Config, base: string): Config {
       tls: { ...cfg.directory.tls, caFile: abs(cfg.directory.tls.caFile) },
     },
     tls: { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) },
+    log: { ...cfg.log, file: abs(cfg.log.file), imapFile: abs(cfg.log.imapFile) },
   };
 }
 
