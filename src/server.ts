@@ -158,8 +158,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       // The seed: moving into/out of Junk teaches SpamAssassin; if a group "spamtrainers" exists, only its members.
       learn: async (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => {
         const trainers = await directory.findGroup('spamtrainers');
-        if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return;
+        if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return false;
         await learner.learn(message, kind, { by: user.login });
+        return true;
       },
     };
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];

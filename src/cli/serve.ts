@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { EMBEDDED_HOST } from '../config/load.js';
-import { createLogger } from '../lib/logger.js';
+import { EXIT } from '../lib/errors.js';
+import { createServerLogger, LogFileError, type ServerLogger } from '../lib/logger.js';
 import { SpoolLockedError } from '../queue/lock.js';
 import { ListenerError, startServer } from '../server.js';
 import type { CliContext } from './context.js';
@@ -12,7 +13,27 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
     .description('run the mail server (SMTP listeners, queue, delivery) until SIGINT/SIGTERM')
     .action(async () => {
       const config = ctx.config();
-      const log = createLogger(process.env.POSTERN_LOG_LEVEL ?? config.log.level);
+      let logger: ServerLogger;
+      try {
+        logger = createServerLogger({
+          level: process.env.POSTERN_LOG_LEVEL ?? config.log.level,
+          format: config.log.format,
+          file: config.log.file,
+          imapFile: config.log.imapFile,
+          host: config.hostname,
+        });
+      } catch (err) {
+        if (!(err instanceof LogFileError)) throw err;
+        ctx.err(`postern: configuration error: ${err.message}`);
+        return setCode(EXIT.config);
+      }
+      const log = logger.log;
+      // logrotate moves the files and sends SIGUSR1 (postrotate: kill -USR1 $(pidof postern)), as for Dovecot.
+      const reopen = () => {
+        logger.reopen();
+        log.info({ signal: 'SIGUSR1' }, 'log files reopened');
+      };
+      process.on('SIGUSR1', reopen);
       let server;
       try {
         server = await startServer(config, log, { embedded: !config.source });
@@ -73,6 +94,8 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
       await server.close();
+      process.off('SIGUSR1', reopen);
+      logger.close();
       setCode(0);
     });
 }

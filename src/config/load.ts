@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -37,6 +37,7 @@ function resolvePaths(cfg: Config, base: string): Config {
       tls: { ...cfg.directory.tls, caFile: abs(cfg.directory.tls.caFile) },
     },
     tls: { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) },
+    log: { ...cfg.log, file: abs(cfg.log.file), imapFile: abs(cfg.log.imapFile) },
   };
 }
 
@@ -86,5 +87,31 @@ export function loadConfig(file?: string): LoadedConfig {
   } catch (err) {
     throw new ConfigError(`${path}: not valid YAML: ${(err as Error).message}`);
   }
-  return parseConfig(data, path, dirname(resolve(path)));
+  const cfg = parseConfig(data, path, dirname(resolve(path)));
+  checkFiles(cfg, path);
+  return cfg;
+}
+
+/**
+ * The files a configuration names must be readable now: a missing CA file or password file is one line naming the
+ * key and the path (exit 78), not a stack trace from deep inside the start.
+ */
+function checkFiles(cfg: Config, file: string): void {
+  const named: [string, string | undefined][] = [
+    ['directory.file', cfg.directory.type === 'ldif' ? cfg.directory.file : undefined],
+    ['directory.tls.caFile', cfg.directory.type === 'ldap' ? cfg.directory.tls.caFile : undefined],
+    ['directory.bindPasswordFile', cfg.directory.type === 'ldap' && cfg.directory.bindPassword === undefined ? cfg.directory.bindPasswordFile : undefined],
+    ['tls.cert', cfg.tls.cert],
+    ['tls.key', cfg.tls.key],
+  ];
+  const problems: string[] = [];
+  for (const [key, p] of named) {
+    if (p === undefined) continue;
+    try {
+      accessSync(p, constants.R_OK);
+    } catch (err) {
+      problems.push(`${file}: ${key}: ${p}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems.join('\n'));
 }

@@ -262,7 +262,21 @@ export const configSchema = z
       .strict()
       .prefault({}),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        format: z
+          .enum(['json', 'text'])
+          .default('json')
+          .describe('json: one JSON object per line; text: the seed\'s maillog lines (time, host, postern/<component>[pid]:, queue id, message, key=value)'),
+        file: z
+          .string()
+          .optional()
+          .describe('Mail transactions, like the seed\'s /var/log/maillog; default stderr. Relative to the config file; reopened on SIGUSR1 (logrotate)'),
+        imapFile: z
+          .string()
+          .optional()
+          .describe('IMAP and POP3 logins and logouts, like the seed\'s /var/log/imap; default with the rest. Reopened on SIGUSR1'),
+      })
       .strict()
       .prefault({}),
   })

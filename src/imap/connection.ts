@@ -34,7 +34,8 @@ export interface ImapDeps {
   /** Groups whose shared folders the user sees under "Shared/" (nested membership resolved by the caller). */
   sharedGroups?: (user: UserEntry) => Promise<string[]>;
   /** Spam training when the user moves a message into or out of Junk (spam-training.ts). */
-  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<void>;
+  /** Resolves false when the message was not taught (the user may not train); anything else counts as taught. */
+  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<boolean | void>;
   secureContext?: SecureContext;
   /** RFC 7889 APPENDLIMIT in bytes. */
   appendLimit: number;

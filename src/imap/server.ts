@@ -34,7 +34,8 @@ export interface ImapServerOptions {
    * Teaches the spam filter when a user moves a message into Junk ('spam') or out of it ('ham'); the hook decides
    * whether this user may teach (the seed's `spamtrainers` group) and talks to spamd. Errors are only logged.
    */
-  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<void>;
+  /** Resolves false when the message was not taught (the user may not train); anything else counts as taught. */
+  learn?: (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => Promise<boolean | void>;
   /** RFC 7889 APPENDLIMIT; 50 MiB by default. */
   appendLimit?: number;
   /** RFC 3501 §5.4 autologout timer: at least 30 minutes (the default); tests shorten it. */

@@ -30,14 +30,19 @@ export async function trainOnTransfer(
   const kind = intoJunk ? 'spam' : 'ham';
   const log = session.deps.log;
   void (async () => {
+    let taught = 0;
+    let refused = 0;
     for (const uid of destUids) {
       try {
         const message = await session.deps.mailbox.readMessage(to.owner, to.folder, uid);
-        await learn(user, kind, message);
+        if ((await learn(user, kind, message)) === false) refused++;
+        else taught++;
       } catch (err) {
         log.warn({ err, user: user.login, kind, uid }, 'imap: spam training failed');
       }
     }
-    log.info({ user: user.login, kind, messages: destUids.length, client: session.client }, `imap: taught ${kind}`);
+    // Only work done is logged as done: a user outside `spamtrainers` moving mail into Junk taught nothing.
+    if (taught) log.info({ user: user.login, kind, messages: taught, client: session.client }, `imap: taught ${kind}`);
+    if (refused) log.info({ user: user.login, kind, messages: refused, client: session.client }, `imap: not taught ${kind}: not a member of spamtrainers`);
   })();
 }

@@ -11,7 +11,8 @@
  * - on process 'exit' (test/run.ts runs `node --test --test-force-exit`, so a file whose tests have finished exits
  *   even while something still holds its event loop, and this hook then kills the groups);
  * - on SIGINT / SIGTERM / SIGHUP to a test file's process (the runner's per-file timeout, Ctrl-C), which would
- *   otherwise end the process without 'exit' hooks and leave the groups orphaned;
+ *   otherwise end the process without 'exit' hooks and leave the groups orphaned: the signal is passed on to each
+ *   group, and after 3 s (or once every leader has exited) the groups are SIGKILLed;
  * - by test/run.ts after each `node --test` run, from the pid files written to $POSTERN_TEST_RUN_DIR/children:
  *   the backstop for a test process that was itself SIGKILLed.
  *
@@ -20,7 +21,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { after } from 'node:test';
 
 export interface ChildExit {
@@ -55,14 +56,18 @@ export interface Child {
   stop(graceMs?: number): Promise<ChildExit>;
 }
 
-/** Set by test/run.ts: a directory for this run; children register their groups under children/. */
+/**
+ * Set by test/run.ts (test/harness/runner.ts): the directory of this run, children register their groups under
+ * children/ there. A run started inside a test (the harness's own tests) prepends its dir to the list (':'), so its
+ * children are registered in the outer run too and the outer sweep finds them if the inner run is killed.
+ */
 export const RUN_DIR_ENV = 'POSTERN_TEST_RUN_DIR';
 
 interface Registered {
   child: ChildProcess;
   pid: number;
   name: string;
-  pidFile: string | undefined;
+  pidFiles: string[];
 }
 
 const live = new Map<number, Registered>();
@@ -87,7 +92,7 @@ function unregister(pid: number): void {
   const r = live.get(pid);
   if (!r) return;
   live.delete(pid);
-  if (r.pidFile) rmSync(r.pidFile, { force: true });
+  for (const f of r.pidFiles) rmSync(f, { force: true });
 }
 
 /**
@@ -116,10 +121,22 @@ function installHooks(): void {
   hooksInstalled = true;
   process.on('exit', () => killAllChildren('SIGKILL'));
   if (!inTestProcess) return; // test/run.ts has its own signal handling (it stops the DCs cleanly first)
+  let signalled = false;
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
     process.on(sig, () => {
-      killAllChildren('SIGKILL');
-      process.exit(code);
+      const groups = [...live.values()];
+      const finish = () => {
+        for (const r of groups) killGroup(r.pid, 'SIGKILL'); // what is left of each group, the leader gone or not
+        killAllChildren('SIGKILL');
+        process.exit(code);
+      };
+      if (signalled) finish(); // a second signal: no more waiting
+      signalled = true;
+      // Pass the signal on first, so a child that cleans up after itself (a `node --test` of the harness's own
+      // tests, a daemon) can; then SIGKILL whatever is still there once the groups are empty or after 5 s. Empty
+      // groups, not exited leaders: a `node --test` leader exits before its test processes have cleaned up.
+      for (const r of groups) killGroup(r.pid, sig);
+      void waitForEmptyGroups(groups.map((r) => r.pid), 5000).then(finish);
     });
   }
 }
@@ -136,12 +153,17 @@ if (inTestProcess) {
   });
 }
 
-function childrenDir(): string | undefined {
-  const dir = process.env[RUN_DIR_ENV];
-  if (!dir) return undefined;
-  const d = join(dir, 'children');
-  mkdirSync(d, { recursive: true });
-  return d;
+function childrenDirs(): string[] {
+  const dirs = (process.env[RUN_DIR_ENV] ?? '').split(delimiter).filter(Boolean);
+  return dirs.flatMap((dir) => {
+    const d = join(dir, 'children');
+    try {
+      mkdirSync(d, { recursive: true });
+      return [d];
+    } catch {
+      return []; // an outer run that has ended and removed its dir
+    }
+  });
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks), to tell a reused pid from ours; undefined if gone. */
@@ -182,12 +204,10 @@ export function spawnChild(command: string, args: readonly string[], opts: Spawn
   });
   const pid = child.pid ?? -1;
   if (child.pid !== undefined) {
-    const dir = childrenDir();
-    const pidFile = dir ? join(dir, String(pid)) : undefined;
-    if (pidFile) {
-      writeFileSync(pidFile, JSON.stringify({ pid, name, parent: process.pid, start: startTime(pid), argv: [command, ...args] }) + '\n');
-    }
-    live.set(pid, { child, pid, name, pidFile });
+    const record = JSON.stringify({ pid, name, parent: process.pid, start: startTime(pid), argv: [command, ...args] }) + '\n';
+    const pidFiles = childrenDirs().map((d) => join(d, String(pid)));
+    for (const f of pidFiles) writeFileSync(f, record);
+    live.set(pid, { child, pid, name, pidFiles });
   }
   const running = () => child.pid !== undefined && exitInfo === undefined;
   const kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<ChildExit> => {
@@ -316,6 +336,14 @@ export function isAlive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false; // gone between the two looks
+  }
+}
+
+/** Resolves once none of the groups has a live member, or after timeoutMs. */
+export async function waitForEmptyGroups(pgids: number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pgids.some((g) => groupMembers(g).length > 0) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -11,9 +11,9 @@
  * The summary (`# pass N` ...) is written to runDir/NAME.counts by test/harness/summary-reporter.mjs.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RUN_DIR_ENV, spawnChild, sweepRegisteredChildren, type Child } from './children.ts';
+import { RUN_DIR_ENV, spawnChild, sweepRegisteredChildren, waitForEmptyGroups, type Child } from './children.ts';
 
 const SUMMARY_REPORTER = join(dirname(fileURLToPath(import.meta.url)), 'summary-reporter.mjs');
 
@@ -95,7 +95,9 @@ export async function runNodeTest(opts: RunNodeTestOptions): Promise<RunNodeTest
   const pipe = opts.stdio === 'pipe';
   // Set in a test process: a runner started from one (the harness's own tests) would take itself for a file's
   // child and report in the runner's internal protocol.
-  const env: NodeJS.ProcessEnv = { ...opts.env, [RUN_DIR_ENV]: opts.runDir, POSTERN_TEST_SUMMARY_FILE: countsFile };
+  // An outer run's dirs stay on the list: its sweep then also finds what this run's test processes spawned.
+  const runDirs = [opts.runDir, ...(opts.env[RUN_DIR_ENV] ?? '').split(delimiter).filter(Boolean)].join(delimiter);
+  const env: NodeJS.ProcessEnv = { ...opts.env, [RUN_DIR_ENV]: runDirs, POSTERN_TEST_SUMMARY_FILE: countsFile };
   delete env.NODE_TEST_CONTEXT;
   const runner = spawnChild(process.execPath, args, {
     name: `node --test (${opts.name})`,
@@ -123,8 +125,14 @@ export async function runNodeTest(opts: RunNodeTestOptions): Promise<RunNodeTest
   const exit = await runner.exited;
   clearTimeout(timer);
   if (runner.error && runner.pid === -1) say(`cannot start node --test: ${runner.error.message}`);
-  // Test processes the runner left behind (it was killed) share its group.
-  await runner.kill('SIGKILL');
+  // Test processes the runner left behind share its group. After a signal the runner may end before they have
+  // killed their own children: give them a few seconds (an empty group does not wait), then SIGKILL the rest.
+  if (!watchdog) await waitForEmptyGroups([runner.pid], 10_000);
+  try {
+    process.kill(-runner.pid, 'SIGKILL'); // the leader has exited: Child.kill() would not signal the group any more
+  } catch {
+    /* the group is empty */
+  }
   const leftovers = opts.sweep === false ? [] : sweepRegisteredChildren(opts.runDir);
   for (const l of leftovers) {
     say(`killed a process group left running by test process ${l.parent}: ${l.name} (pid ${l.pid}, ${l.members} process(es))`);

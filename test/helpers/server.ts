@@ -21,7 +21,7 @@ export interface TestServer extends Server {
   waitForMail(owner: string, n?: number, opts?: { folder?: string; ms?: number }): Promise<string[]>;
 }
 
-export async function startTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[]; log?: boolean; filters?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[]; log?: boolean; filters?: boolean; logStream?: NodeJS.WritableStream } = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'postern-srv-'));
   const config = parseConfig(
     {
@@ -59,7 +59,11 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
     '(test)',
     ROOT,
   );
-  const log = opts.log || process.env.POSTERN_TEST_LOG ? createLogger(process.env.POSTERN_TEST_LOG ?? 'debug') : silentLogger;
+  const log = opts.logStream
+    ? createLogger('debug', opts.logStream)
+    : opts.log || process.env.POSTERN_TEST_LOG
+      ? createLogger(process.env.POSTERN_TEST_LOG ?? 'debug')
+      : silentLogger;
   const server = await startServer(config, log);
   if (!opts.filters) {
     // No clamd/spamd in the protocol tier: those filters are on by default and would answer every message 451.

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig, PACKAGE_ROOT } from '../../../src/config/load.ts';
 import { configJsonSchema } from '../../../src/config/schema.ts';
@@ -58,10 +58,33 @@ test('a bad file names the key and what was expected', () => {
 
 test('relative paths are resolved against the directory of the config file', () => {
   const { file, dataDir } = writeConfig({ directory: { type: 'ldif', file: 'corp.ldif' } });
+  copyFileSync(join(PACKAGE_ROOT, 'fixtures/ad/corp.ldif'), join(dataDir, 'corp.ldif')); // named files must exist
   const cfg = loadConfig(file);
   assert.equal(cfg.directory.file, join(dataDir, 'corp.ldif'));
 });
 
 test('a file that is not YAML or cannot be read is a clear error', () => {
   assert.throws(() => loadConfig('/nonexistent/postern.yaml'), /\/nonexistent\/postern\.yaml: cannot read/);
+});
+
+test('a file the configuration names that cannot be read is one line naming the key and the path, not a stack trace', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { main } = await import('../../../src/main.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'postern-cfg-files-'));
+  const file = join(dir, 'postern.yaml');
+  writeFileSync(
+    file,
+    'directory:\n  type: ldap\n  urls: [ldaps://dc1.corp.example:636]\n  tls: { caFile: ad-ca.pem }\n  baseDN: DC=corp,DC=example\n  bindDN: CN=svc\n  bindPassword: x\n',
+  );
+  assert.throws(() => loadConfig(file), (err: Error) => {
+    assert.ok(err instanceof ConfigError);
+    assert.equal(err.message, `${file}: directory.tls.caFile: ${join(dir, 'ad-ca.pem')}: cannot read (ENOENT)`);
+    return true;
+  });
+  const errs: string[] = [];
+  const code = await main(['--config', file, 'serve'], { out: () => undefined, err: (l) => errs.push(l) });
+  assert.equal(code, 78);
+  assert.match(errs.join('\n'), /directory\.tls\.caFile: .*ad-ca\.pem: cannot read \(ENOENT\)/);
+  assert.doesNotMatch(errs.join('\n'), /\n\s+at /);
 });
