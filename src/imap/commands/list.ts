@@ -26,6 +26,18 @@ export function matchesPattern(name: string, re: RegExp): boolean {
   return re.test(name);
 }
 
+/**
+ * A LIST reference or pattern: decoded like a mailbox name, but one that is not valid modified UTF-7 is kept as it is,
+ * so it matches no folder and LIST answers OK with nothing (as Dovecot does), where SELECT of it is NO.
+ */
+function wirePattern(raw: string): string {
+  try {
+    return wireMailboxName(raw);
+  } catch {
+    return raw;
+  }
+}
+
 interface ListOptions {
   /** RFC 5258 extended syntax (selection options, several patterns or RETURN): "" is then an ordinary pattern. */
   extended: boolean;
@@ -63,14 +75,14 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; 
   }
   if (args.length < 2) throw bad(`Wrong number of arguments for ${cmd.command}`);
   // RFC 3501 §5.1.3: names on the wire are modified UTF-7; matching works on the decoded names.
-  const reference = wireMailboxName(astring(args.shift(), 'reference'));
+  const reference = wirePattern(astring(args.shift(), 'reference'));
   const pat = args.shift()!;
   let patterns: string[];
   if (!lsub && pat.type === 'list') {
     opts.extended = true;
-    patterns = pat.items.map((t) => wireMailboxName(astring(t, 'pattern')));
+    patterns = pat.items.map((t) => wirePattern(astring(t, 'pattern')));
     if (!patterns.length) throw bad('Expected patterns');
-  } else patterns = [wireMailboxName(astring(pat, 'pattern'))];
+  } else patterns = [wirePattern(astring(pat, 'pattern'))];
   if (args.length) {
     const kw = args.shift();
     if (lsub || kw?.type !== 'atom' || kw.value.toUpperCase() !== 'RETURN' || args.length !== 1) throw bad(`Wrong arguments for ${cmd.command}`);
