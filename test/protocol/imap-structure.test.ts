@@ -322,7 +322,7 @@ describe('BINARY (RFC 3516)', () => {
       assert.deepEqual(bytes, want, r);
       // An encoding we cannot undo fails the FETCH, and reading without PEEK sets \Seen.
       assert.match(await c.command('f2', 'FETCH 1 BINARY[3]'), /^f2 NO \[UNKNOWN-CTE\]/m);
-      assert.match(await c.command('f3', 'FETCH 1 (BINARY[2]<0.1> FLAGS)'), /FLAGS \(\\Seen\)\)\r\nf3 OK/);
+      assert.match(await c.command('f3', 'FETCH 1 (BINARY[2]<0.1> FLAGS)'), /FLAGS \(\\Recent \\Seen\)\)\r\nf3 OK/);
       assert.match(await c.command('f4', 'FETCH 1 BINARY[1.MIME]'), /^f4 BAD/m);
     } finally {
       c.close();
