@@ -163,6 +163,26 @@ test('sign → verify roundtrip; other domains unchanged; parent-domain key; tam
   assert.equal((await verify(retitled)).results[0].status.result, 'fail');
 });
 
+test('the t= that is sent is the one that was signed, even when the clock ticks during signing', async (t) => {
+  const dataDir = tempDir(t);
+  const r = await generateDkimKey(dataDir, 'corp.example', { selector: 's1', bits: 1024 });
+  const signer = new DkimSigner({ dataDir, log: silentLogger });
+  const { verify } = await verifier(t, [r]);
+
+  // Every read of Date.now() is a second later than the one before: what a slow RSA signature on a loaded machine
+  // does once in a while, when a second boundary falls between two reads of the clock.
+  let now = Date.now() - 60_000;
+  const clock = t.mock.method(Date, 'now', () => (now += 1000));
+  const signed = await signer.sign(MESSAGE);
+  clock.mock.restore();
+
+  const header = signed.toString().split('\r\n\r\n')[0].replace(/\r\n\s+/g, ' ');
+  const ts = Number(/[;\s]t=(\d+)/.exec(header)?.[1]);
+  assert.ok(ts > 0 && ts * 1000 <= Date.now(), `t=${ts} is a signing time, not in the future`);
+  const result = (await verify(signed)).results[0];
+  assert.equal(result.status.result, 'pass', JSON.stringify(result.status));
+});
+
 test('the signer reloads keys when they change on disk', async (t) => {
   const dataDir = tempDir(t);
   const signer = new DkimSigner({ dataDir, log: silentLogger });
