@@ -93,9 +93,9 @@ export class RawImap {
     this.data = '';
     this.listen(t);
   }
-  /** COMPRESS DEFLATE (RFC 4978): after the tagged OK both directions are raw DEFLATE. */
-  async compress(): Promise<void> {
-    this.send('zz COMPRESS DEFLATE\r\n');
+  /** COMPRESS DEFLATE (RFC 4978): after the tagged OK both directions are raw DEFLATE. `pipelined` follows in clear. */
+  async compress(pipelined = ''): Promise<void> {
+    this.send(`zz COMPRESS DEFLATE\r\n${pipelined}`);
     const r = await this.until(/^zz (OK|NO|BAD).*\r\n/m);
     assert.match(r, /^zz OK/m, r);
     this.socket.removeAllListeners('data');

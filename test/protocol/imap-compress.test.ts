@@ -201,6 +201,17 @@ describe('COMPRESS=DEFLATE (RFC 4978)', () => {
     }
   });
 
+  test('a command pipelined in clear after COMPRESS is discarded, not run (§3: the client waits for the OK)', { timeout: LONG }, async () => {
+    const c = await loggedIn();
+    try {
+      await c.compress('n1 CREATE Pipelined\r\n');
+      const r = await c.ok('n2', 'LIST "" "Pipelined"');
+      assert.doesNotMatch(r, /n1 |\* LIST/);
+    } finally {
+      c.close();
+    }
+  });
+
   test('a client that sends what is not DEFLATE after the OK is disconnected', { timeout: LONG }, async () => {
     const c = await loggedIn();
     try {
