@@ -5,10 +5,14 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw } from 'node:zlib';
 
 export class RawImap {
   private data = '';
   private waiters: (() => void)[] = [];
+  private deflate?: DeflateRaw;
+  /** Bytes as they came off the wire after COMPRESS (to check that they really are compressed). */
+  wire: Buffer[] = [];
   constructor(public socket: Socket | TLSSocket) {
     this.listen(socket);
   }
@@ -20,6 +24,14 @@ export class RawImap {
     s.on('close', () => {
       for (const w of this.waiters.splice(0)) w();
     });
+  }
+  /** Connects with implicit TLS (a 993-style listener). */
+  static async connectTls(port: number): Promise<RawImap> {
+    const s = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+    const c = new RawImap(s);
+    await c.until(/^\* OK .*\r\n/m);
+    return c;
   }
   static async connect(port: number): Promise<RawImap> {
     const s = netConnect(port, '127.0.0.1');
@@ -35,7 +47,13 @@ export class RawImap {
     return c;
   }
   send(text: string | Buffer) {
-    this.socket.write(text);
+    if (!this.deflate) {
+      this.socket.write(text);
+      return;
+    }
+    // A client flushes after each command (RFC 4978 §3 asks it of both sides), or the server never sees it.
+    this.deflate.write(text);
+    this.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
   }
   /** Waits for a regexp in what was received since the last take, returns it all and consumes it. */
   async until(re: RegExp, timeoutMs = 5000): Promise<string> {
@@ -74,6 +92,32 @@ export class RawImap {
     this.socket = t;
     this.data = '';
     this.listen(t);
+  }
+  /** COMPRESS DEFLATE (RFC 4978): after the tagged OK both directions are raw DEFLATE. `pipelined` follows in clear. */
+  async compress(pipelined = ''): Promise<void> {
+    this.send(`zz COMPRESS DEFLATE\r\n${pipelined}`);
+    const r = await this.until(/^zz (OK|NO|BAD).*\r\n/m);
+    assert.match(r, /^zz OK/m, r);
+    this.socket.removeAllListeners('data');
+    // Anything after the OK in the same packet is already compressed: it goes into the inflater first.
+    const early = Buffer.from(this.data, 'latin1');
+    this.data = '';
+    const inflate = createInflateRaw();
+    inflate.on('data', (c: Buffer) => {
+      this.data += c.toString('latin1');
+      for (const w of this.waiters.splice(0)) w();
+    });
+    if (early.length) {
+      this.wire.push(early);
+      inflate.write(early);
+    }
+    this.socket.on('data', (c: Buffer) => {
+      this.wire.push(c);
+      inflate.write(c);
+    });
+    const deflate = createDeflateRaw();
+    deflate.on('data', (c: Buffer) => this.socket.write(c));
+    this.deflate = deflate;
   }
   close() {
     this.socket.destroy();

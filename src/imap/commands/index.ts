@@ -5,6 +5,7 @@ import { authenticate } from './authenticate.js';
 import { capability } from './capability.js';
 import { check } from './check.js';
 import { close } from './close.js';
+import { compress } from './compress.js';
 import { copy } from './copy.js';
 import { create } from './create.js';
 import { deleteCommand } from './delete.js';
@@ -42,7 +43,7 @@ const MODULES: ImapCommand[] = [
   select, create, deleteCommand, rename, subscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquotaroot, getquota,
   myrights, getacl, listrights, setacl,
-  sort, thread,
+  sort, thread, compress,
 ];
 
 export const COMMANDS: ReadonlyMap<string, ImapCommand> = new Map(MODULES.flatMap((m) => m.names.map((n) => [n, m] as const)));
