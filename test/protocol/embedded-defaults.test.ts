@@ -6,17 +6,17 @@
  *  - a hostname that is not an FQDN gets a start-up warning.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import { isFqdn } from '../../src/cli/serve.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { ListenerError, startServer } from '../../src/server.ts';
+import { spawnChild } from '../harness/children.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -95,48 +95,44 @@ test('a listener whose port is taken names the listener and its config key', asy
   });
 });
 
-test('`postern serve` on a taken port exits 1 with that one line, no stack trace', { timeout: 60_000 }, async () => {
-  const { port } = await occupy();
-  const dir = mkdtempSync(join(tmpdir(), 'postern-taken-cli-'));
+/** A config file for `postern serve` with only an SMTP listener, on `port` (0: any). */
+function smtpOnlyConfig(prefix: string, hostname: string, port: number): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   const file = join(dir, 'postern.yaml');
+  const off = ['submission', 'smtps', 'imap', 'imaps', 'pop3', 'pop3s', 'admin', 'http', 'https'].map((l) => `  ${l}: false`);
   writeFileSync(
     file,
     [
-      'hostname: mx.example.com',
+      `hostname: ${hostname}`,
       `dataDir: ${join(dir, 'var')}`,
       `directory: { type: ldif, file: ${join(ROOT, 'fixtures/ad/corp.ldif')} }`,
       'listeners:',
       `  smtp: { port: ${port}, host: 127.0.0.1 }`,
-      '  submission: false',
-      '  smtps: false',
-      '  imap: false',
-      '  imaps: false',
-      '  pop3: false',
-      '  pop3s: false',
-      '  admin: false',
-      '  http: false',
-      '  https: false',
+      ...off,
       '',
     ].join('\n'),
   );
-  const child = spawn(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', file, 'serve'], {
+  return file;
+}
+
+/** `postern serve --config FILE` as an admin runs it, in its own process group, killed when the test ends. */
+function serve(t: TestContext, file: string) {
+  return spawnChild(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', file, 'serve'], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, POSTERN_LOG_LEVEL: 'silent' },
-    detached: true,
+    name: 'postern serve',
+    owner: t,
   });
+}
+
+test('`postern serve` on a taken port exits 1 with that one line, no stack trace', { timeout: 60_000 }, async (t) => {
+  const { port } = await occupy();
+  const child = serve(t, smtpOnlyConfig('postern-taken-cli-', 'mx.example.com', port));
   let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  child.stdout!.resume();
-  const killer = setTimeout(() => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }, 50_000);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  clearTimeout(killer);
+  child.process.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.process.stdout!.resume();
+  const { code } = await child.exited;
   assert.equal(code, 1, err);
   assert.match(err, new RegExp(`listener smtp cannot listen on 127\\.0\\.0\\.1:${port}.*listeners\\.smtp\\.port`));
   assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
@@ -152,63 +148,20 @@ test('an FQDN is recognised; a bare host name, an address or an empty label is n
   assert.ok(!isFqdn('-bad.example.com'));
 });
 
-test('`postern serve` warns at start-up when the hostname is not an FQDN', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'postern-fqdn-'));
-  const file = join(dir, 'postern.yaml');
-  writeFileSync(
-    file,
-    [
-      'hostname: mailhost',
-      `dataDir: ${join(dir, 'var')}`,
-      `directory: { type: ldif, file: ${join(ROOT, 'fixtures/ad/corp.ldif')} }`,
-      'listeners:',
-      '  smtp: { port: 0, host: 127.0.0.1 }',
-      '  submission: false',
-      '  smtps: false',
-      '  imap: false',
-      '  imaps: false',
-      '  pop3: false',
-      '  pop3s: false',
-      '  admin: false',
-      '  http: false',
-      '  https: false',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn(process.execPath, [join(ROOT, 'bin/postern.js'), '--config', file, 'serve'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, POSTERN_LOG_LEVEL: 'silent' },
-    detached: true,
-  });
-  const kill = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  };
-  servers.push({ close: kill });
+test('`postern serve` warns at start-up when the hostname is not an FQDN', { timeout: 60_000 }, async (t) => {
+  const child = serve(t, smtpOnlyConfig('postern-fqdn-', 'mailhost', 0));
+  child.process.stderr!.resume();
   let out = '';
-  child.stderr!.resume();
-  const seen = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 50_000);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+  const warning = /warning: hostname "mailhost" is not a fully qualified domain name/;
+  // The banner is printed at once; the warning comes right after its "mail domains" line. Waits for it (or the end).
+  await new Promise<void>((resolve) => {
+    child.process.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      if (/mail domains: /.test(out) && /\n/.test(out.slice(out.indexOf('mail domains: ')))) {
-        // the warning follows the mail domains line; give the rest of the banner its line
-        if (/warning: hostname "mailhost" is not a fully qualified domain name/.test(out)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      }
+      if (warning.test(out)) resolve();
     });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(/warning: hostname "mailhost"/.test(out));
-    });
+    void child.exited.then(() => resolve());
   });
-  kill();
-  assert.ok(seen, out);
+  await child.kill();
+  assert.match(out, warning);
   assert.match(out, /set hostname in the config/);
 });
