@@ -7,7 +7,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { adminCall, waitFor } from '../helpers/admin-call.ts';
+import { adminCall } from '../helpers/admin-call.ts';
+import { waitFor } from '../helpers/wait.ts';
 import type { TestServer } from '../helpers/server.ts';
 import { message, startSmtpTestServer, transport, waitForEmptyQueue } from './smtp-env.ts';
 

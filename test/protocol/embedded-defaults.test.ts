@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { createServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { ListenerError, startServer } from '../../src/server.ts';
 import { spawnChild } from '../harness/children.ts';
+import { adminCall } from '../helpers/admin-call.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -25,31 +25,14 @@ after(async () => {
   for (const s of servers) await s.close();
 });
 
-function getJson(port: number, path: string, user: string, password: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path, rejectUnauthorized: false, auth: `${user}:${password}`, timeout: 10_000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.end();
-  });
-}
-
 test('the admin of corp.ldif uses the admin API on the fixture as shipped (memberOf counts beside member)', async () => {
   // The embedded defaults' directory and admin group (Domain Admins), nothing added to the fixture.
   const srv: TestServer = await startTestServer();
   servers.push(srv);
-  const port = srv.ports.admin;
-  const ok = await getJson(port, '/api/dashboard', 'admin', 'Adm1n!Secret');
-  assert.equal(ok.status, 200, ok.body);
+  const ok = await adminCall(srv, 'GET', '/api/dashboard', undefined, { user: 'admin', password: 'Adm1n!Secret' });
+  assert.equal(ok.status, 200, ok.text);
   // john.smith is in no admin group: refused.
-  const refused = await getJson(port, '/api/dashboard', 'john.smith', 'Corp!Passw0rd');
+  const refused = await adminCall(srv, 'GET', '/api/dashboard', undefined, { user: 'john.smith', password: 'Corp!Passw0rd' });
   assert.equal(refused.status, 401);
 });
 

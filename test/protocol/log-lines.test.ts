@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
-import { waitFor } from '../helpers/admin-call.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { imapLogin } from '../helpers/logins.ts';
 import { startProcessServer } from '../helpers/process-server.ts';

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adminCall, waitFor } from '../helpers/admin-call.ts';
+import { adminCall } from '../helpers/admin-call.ts';
+import { waitFor } from '../helpers/wait.ts';
 import type { TestServer } from '../helpers/server.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { JOHN, TLS_FILES, transport } from './smtp-env.ts';
@@ -53,7 +54,7 @@ test('an untrusted smarthost certificate defers the mail; smarthost.caFile set t
 
   const r = await adminCall(server, 'PUT', '/api/settings/smarthost.caFile', { value: TLS_FILES.cert });
   assert.equal(r.status, 200, r.text);
-  await waitFor('the message at the smarthost', () => arrived('ca file'), 15_000);
+  await waitFor('the message at the smarthost', () => arrived('ca file'), { timeoutMs: 15_000 });
   assert.equal(arrived('ca file')!.secure, true);
   assert.equal(arrived('ca file')!.user, 'relayuser');
 });
@@ -64,7 +65,7 @@ test('smarthost.verify off sends to a smarthost whose certificate cannot be veri
   assert.equal(r.status, 200, r.text);
   t.after(() => server.core.settings.unset('smarthost.verify'));
   await send('no verify');
-  await waitFor('the message at the smarthost', () => arrived('no verify'), 15_000);
+  await waitFor('the message at the smarthost', () => arrived('no verify'), { timeoutMs: 15_000 });
   assert.equal(arrived('no verify')!.secure, true);
 });
 
