@@ -54,6 +54,18 @@ async function setup(t: TestContext): Promise<Env> {
   };
 }
 
+/**
+ * The questions asked, each once: c-ares re-sends a question whose answer is slower than its per-try timeout
+ * (timeoutMs / 3, 133 ms here), which a loaded machine can make happen. A retry is not a second lookup.
+ */
+function asked(dns: TestDnsServer): { name: string; type: string }[] {
+  const seen = new Set<string>();
+  return dns.queries.filter((q) => {
+    const key = `${q.type} ${q.name}`;
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}
+
 function ctx(address: string, listener: FilterContext['client']['listener'] = 'smtp'): FilterContext {
   return { id: 'sess1', client: { address, listener }, recipients: [], tags: {} };
 }
@@ -107,7 +119,7 @@ test('a listed client is refused with 554 5.7.1 and the zone\'s TXT reason', asy
     text: 'Service unavailable; client [127.0.0.2] blocked using bl.test; Listed in bl.test: see https://bl.test/q?ip=127.0.0.2',
   });
   assert.deepEqual(v.tags, { dnsbl: { zone: 'bl.test', answer: '127.0.0.2', reason: 'Listed in bl.test: see https://bl.test/q?ip=127.0.0.2' } });
-  assert.deepEqual(env.dns.queries.slice(0, 2), [
+  assert.deepEqual(asked(env.dns).slice(0, 2), [
     { name: '2.0.0.127.bl.test', type: 'A' },
     { name: '2.0.0.127.bl.test', type: 'TXT' },
   ]);
@@ -118,7 +130,7 @@ test('a client not listed (NXDOMAIN) is accepted', async (t) => {
   env.settings.set('filter.dnsbl.zones', ['bl.test']);
   const v = await env.stage().check(ctx('127.0.0.3'));
   assert.equal(v.action, 'accept');
-  assert.deepEqual(env.dns.queries, [{ name: '3.0.0.127.bl.test', type: 'A' }]);
+  assert.deepEqual(asked(env.dns), [{ name: '3.0.0.127.bl.test', type: 'A' }]);
 });
 
 test('127.255.255.254 (error code), 127.0.0.1 and non-127 answers are not listings', async (t) => {
