@@ -107,16 +107,15 @@ test('retries a temporary failure with a growing delay, then delivers', async (t
   assert.equal(e.reason, 'done');
   assert.equal(agent.calls.length, 4);
   assert.equal(e.envelope!.attempts, 4);
-  // The schedule written after each attempt: retryMinSeconds doubling (50, 100, 200 ms).
+  // The schedule written after each attempt: at least retryMinSeconds doubling (50, 100, 200 ms) after it started.
+  // Only lower bounds: the attempt's own time on a loaded machine adds to each; the doubling itself is the
+  // retryDelayMs test below.
   const planned = attempts.map((a) => Date.parse(a.envelope.nextAttemptAt) - Date.parse(a.envelope.lastAttemptAt!));
   assert.equal(planned.length, 3);
-  for (const [i, want] of [50, 100, 200].entries()) {
-    assert.ok(planned[i] >= want && planned[i] < want + 40, `planned delay ${i + 1}: ${planned[i]} ms, want ~${want}`);
-  }
-  // And it is kept: the gaps between calls grow.
+  for (const [i, want] of [50, 100, 200].entries()) assert.ok(planned[i] >= want, `planned delay ${i + 1}: ${planned[i]} ms, want ≥ ${want}`);
+  // And it is kept: no attempt comes before its delay.
   const gaps = agent.calls.slice(1).map((c, i) => c.at - agent.calls[i].at);
   for (const [i, want] of [50, 100, 200].entries()) assert.ok(gaps[i] >= want - 2, `gap ${i + 1}: ${gaps[i]} ms, want ≥ ${want}`);
-  assert.ok(gaps[2] > gaps[0] * 2, `delays grow: ${gaps.join(', ')}`);
   // The envelope on disk between attempts said the same.
   assert.equal(attempts[0].envelope.recipients[0].lastResult, '451 4.2.0 try again later');
   assert.equal(attempts[2].envelope.attempts, 3);
