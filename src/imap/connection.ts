@@ -113,6 +113,7 @@ export class ImapSession {
   /** Groups with shared folders this user may open, loaded at login. */
   sharedGroups: string[] = [];
   selected?: SelectedFolder;
+  /** Extensions turned on with ENABLE (RFC 5161), upper-case. */
   enabled = new Set<string>();
   readonly remoteAddress: string;
   /** Set by IDLE: changes are sent as they arrive. */
@@ -169,6 +170,19 @@ export class ImapSession {
     });
   }
 
+  /** RFC 9051 behaviour (ENABLE IMAP4rev2); without it the session is exactly RFC 3501's. */
+  get rev2(): boolean {
+    return this.enabled.has('IMAP4REV2');
+  }
+
+  /**
+   * Mailbox names are UTF-8 on the wire, not modified UTF-7: after ENABLE UTF8=ACCEPT (RFC 6855 §3) or
+   * ENABLE IMAP4rev2 (RFC 9051 §5.1). The store keeps modified UTF-7 on disk either way (names.ts).
+   */
+  get utf8(): boolean {
+    return this.rev2 || this.enabled.has('UTF8=ACCEPT');
+  }
+
   get client(): string {
     return this.remoteAddress;
   }
@@ -185,6 +199,8 @@ export class ImapSession {
 
   capabilities(): string[] {
     const caps = ['IMAP4rev1'];
+    // RFC 6855: UTF-8 mailbox names, quoted strings and headers once the client enables it.
+    caps.push('UTF8=ACCEPT');
     if (this.state === 'not-authenticated') {
       // RFC 3501 §6.2.1: STARTTLS only where it can be used — before TLS and before login.
       if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');

@@ -34,7 +34,7 @@ export const create: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     if (cmd.args.length < 1 || cmd.args.length > 2) throw bad('Wrong number of arguments for CREATE');
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const uses = requestedUses(cmd.args[1]);
     if (!name || name.split('/').some((p) => p === '')) throw bad('Invalid mailbox name');
     // "Shared" is the shared namespace's root for users in groups with shared folders.

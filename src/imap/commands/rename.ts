@@ -6,8 +6,8 @@ export const rename: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 2);
-    const from = session.resolve(mailboxName(cmd.args[0]));
-    const to = session.resolve(mailboxName(cmd.args[1]));
+    const from = session.resolve(mailboxName(cmd.args[0], session));
+    const to = session.resolve(mailboxName(cmd.args[1], session));
     // A rename moves a folder inside one store; across mailboxes it would be a copy of every message.
     if (from.shared !== to.shared) throw no('Cannot rename across mailboxes', 'CANNOT');
     if (from.folder === 'INBOX' && from.shared) throw no('Cannot rename a shared INBOX', 'CANNOT');

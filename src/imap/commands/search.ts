@@ -353,6 +353,8 @@ export const search: ImapCommand = {
         args = args.slice(2);
       }
       if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
+        // RFC 6855 §3: after ENABLE UTF8=ACCEPT every string is UTF-8, and a CHARSET would contradict that.
+        if (session.enabled.has('UTF8=ACCEPT')) throw bad('No CHARSET after ENABLE UTF8=ACCEPT');
         const charset = (tokenText(args[1]) ?? '').toUpperCase();
         if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
         args = args.slice(2);

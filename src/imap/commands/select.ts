@@ -6,7 +6,7 @@ export const select: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const readOnly = cmd.command === 'EXAMINE';
     const sel = await session.select(name, readOnly);
     for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) sel.keywords.add(f);

@@ -42,7 +42,7 @@ export async function sendStatus(session: ImapSession, name: string, ref: Mailbo
     else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
     else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
   }
-  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name, session), Buffer.from(` (${out.join(' ')})\r\n`)]));
 }
 
 export const status: ImapCommand = {
@@ -50,7 +50,7 @@ export const status: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 2);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const items = statusItems(cmd.args[1]);
     await sendStatus(session, name, session.resolve(name), items);
   },

@@ -1,0 +1,172 @@
+/**
+ * UTF8=ACCEPT (RFC 6855) and IMAP4rev2 (RFC 9051) beside IMAP4rev1: what a session sees after ENABLE, and that a
+ * session that enables nothing sees exactly RFC 3501. The server runs on port 0 over the Maildir store in a
+ * temporary directory, driven by raw command scripts; the folder directories are checked on disk, where names stay
+ * modified UTF-7 as Dovecot keeps them.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import { authSchema } from '../../src/config/schema.ts';
+import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
+import { startImap, type ImapServer } from '../../src/imap/server.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
+import { MaildirStore } from '../../src/store/maildir.ts';
+import { ROOT } from '../helpers/cli.ts';
+import { RawImap } from '../helpers/raw-imap.ts';
+
+const PASSWORD = 'Corp!Passw0rd';
+const TLS = {
+  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
+  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
+};
+const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
+
+let dir: string;
+let mailbox: MaildirMailbox;
+let server: ImapServer;
+
+/** RawImap keeps what it received as latin1 (one char per byte): this reads it back as UTF-8. */
+const utf8 = (latin1: string) => Buffer.from(latin1, 'latin1').toString('utf8');
+const maildir = (login: string) => join(dir, 'mail', 'users', login, 'Maildir');
+
+const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD);
+
+/** `APPEND <mailbox> [flags] UTF8 (~{n+}<message>)` (RFC 6855 §4). */
+async function appendUtf8(c: RawImap, tag: string, head: string, message: string): Promise<string> {
+  c.send(Buffer.concat([Buffer.from(`${tag} APPEND ${head} UTF8 (~{${Buffer.byteLength(message)}+}\r\n`), Buffer.from(message), Buffer.from(')\r\n')]));
+  return c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'postern-imaputf8-'));
+  const store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
+  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
+  const auth = new Authenticator({
+    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
+    config: authSchema.parse({ failureDelayMs: 0 }),
+    masterUserEnabled: () => false,
+    log: silentLogger,
+  });
+  server = await startImap({
+    port: 0,
+    host: '127.0.0.1',
+    secure: false,
+    tls: TLS,
+    auth,
+    mailbox,
+    settings: { get: (key) => settings[key] },
+    hostname: 'mail.example.com',
+    log: silentLogger,
+  });
+});
+
+after(async () => {
+  await server.close();
+  mailbox.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('UTF8=ACCEPT (RFC 6855)', () => {
+  test('is announced, and ENABLE answers ENABLED UTF8=ACCEPT once (nothing for what is unknown or already on)', async () => {
+    const c = await login();
+    assert.match(await c.ok('a1', 'CAPABILITY'), /^\* CAPABILITY .* UTF8=ACCEPT[ \r]/m);
+    const r = await c.ok('a2', 'ENABLE utf8=accept X-UNKNOWN');
+    assert.match(r, /^\* ENABLED UTF8=ACCEPT\r\n/m);
+    assert.match(await c.ok('a3', 'ENABLE UTF8=ACCEPT'), /^\* ENABLED\r\n/m);
+    c.close();
+  });
+
+  test('a UTF-8 name is created as modified UTF-7 on disk; the rev1 session sees modified UTF-7, the UTF-8 one UTF-8', async () => {
+    const u = await login();
+    await u.ok('b1', 'ENABLE UTF8=ACCEPT');
+    await u.ok('b2', 'CREATE "Café"');
+    await u.ok('b2b', 'CREATE "Café/Entwürfe"');
+    assert.ok(existsSync(join(maildir('john.smith'), '.Caf&AOk-.Entw&APw-rfe')), 'directory as Dovecot names it');
+    const list = utf8(await u.ok('b3', 'LIST "" "Caf*"'));
+    // RFC 6855 §3: UTF-8 goes in quoted strings once enabled.
+    assert.match(list, /^\* LIST \(\\HasChildren\) "\/" "Café"\r\n/m);
+    assert.match(list, /^\* LIST \(\\HasNoChildren\) "\/" "Café\/Entwürfe"\r\n/m);
+    assert.match(utf8(await u.ok('b4', 'STATUS "Café/Entwürfe" (MESSAGES)')), /^\* STATUS "Café\/Entwürfe" \(MESSAGES 0\)/m);
+
+    const r1 = await login();
+    const old = await r1.ok('b5', 'LIST "" "Caf*"');
+    assert.match(old, /^\* LIST \(\\HasChildren\) "\/" "Caf&AOk-"\r\n/m);
+    assert.match(old, /^\* LIST \(\\HasNoChildren\) "\/" "Caf&AOk-\/Entw&APw-rfe"\r\n/m);
+    assert.match(await r1.ok('b6', 'SELECT Caf&AOk-/Entw&APw-rfe'), /^b6 OK \[READ-WRITE\]/m);
+    u.close();
+    r1.close();
+  });
+
+  test('"&" is an ordinary character in a UTF-8 name, and modified UTF-7 is not decoded any more', async () => {
+    const u = await login();
+    await u.ok('c1', 'ENABLE UTF8=ACCEPT');
+    await u.ok('c2', 'CREATE "R&D"');
+    assert.ok(existsSync(join(maildir('john.smith'), '.R&-D')));
+    // "Caf&AOk-" is now a name of its own, not "Café".
+    assert.match(await u.command('c3', 'SELECT "Caf&AOk-"'), /^c3 NO \[NONEXISTENT\]/m);
+    const r1 = await login();
+    assert.match(await r1.ok('c4', 'LIST "" "R*"'), /^\* LIST \(\\HasNoChildren\) "\/" "R&-D"\r\n/m);
+    u.close();
+    r1.close();
+  });
+
+  test('a denormalized (NFD) name opens the NFC mailbox; a name that is not UTF-8 is BAD and the session goes on', async () => {
+    const u = await login();
+    await u.ok('d1', 'ENABLE UTF8=ACCEPT');
+    await u.ok('d2', 'CREATE "Noël"');
+    assert.match(await u.ok('d3', `SELECT "${'Noël'.normalize('NFD')}"`), /^d3 OK \[READ-WRITE\]/m);
+    assert.match(await u.command('d4', 'CREATE "Noël"'), /^d4 NO \[ALREADYEXISTS\]/m);
+    u.send(Buffer.concat([Buffer.from('d5 CREATE "bad'), Buffer.from([0xff, 0xfe]), Buffer.from('"\r\n')]));
+    assert.match(await u.until(/^d5 (OK|NO|BAD).*\r\n/m), /^d5 BAD/m);
+    await u.ok('d6', 'NOOP');
+    u.close();
+  });
+
+  test('ENABLE UTF8=ACCEPT is refused while a mailbox is selected (names would change encoding mid-view)', async () => {
+    const u = await login();
+    await u.ok('e1', 'SELECT INBOX');
+    assert.match(await u.ok('e2', 'ENABLE UTF8=ACCEPT'), /^\* ENABLED\r\n/m);
+    await u.ok('e3', 'UNSELECT');
+    assert.match(await u.ok('e4', 'ENABLE UTF8=ACCEPT'), /^\* ENABLED UTF8=ACCEPT\r\n/m);
+    u.close();
+  });
+
+  test('APPEND UTF8 (~{n+}) stores a message with UTF-8 headers; FETCH and SEARCH give them back as they are', async () => {
+    const message = 'From: Jörg <jörg@example.com>\r\nTo: john@example.com\r\nSubject: Grüße aus Köln\r\n\r\nHallo\r\n';
+    const before = await login();
+    // Without ENABLE the UTF8 data item does not exist for the session.
+    assert.match(await appendUtf8(before, 'f0', 'INBOX', message), /^f0 BAD/m);
+    await before.ok('f0b', 'NOOP');
+    before.close();
+
+    const u = await login();
+    await u.ok('f1', 'ENABLE UTF8=ACCEPT');
+    const r = await appendUtf8(u, 'f2', '"Café" (\\Seen)', message);
+    assert.match(r, /^f2 OK \[APPENDUID \d+ 1\]/m, r);
+    await u.ok('f3', 'SELECT "Café"');
+    const env = utf8(await u.ok('f4', 'FETCH 1 (ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])'));
+    assert.ok(env.includes('Grüße aus Köln'), env);
+    assert.ok(env.includes('Jörg'), env);
+    assert.match(utf8(await u.ok('f5', 'SEARCH SUBJECT "grüße"')), /^\* SEARCH 1\r\n/m);
+    // RFC 6855 §3: a CHARSET would contradict the session's UTF-8.
+    assert.match(await u.command('f6', 'SEARCH CHARSET UTF-8 SUBJECT "x"'), /^f6 BAD/m);
+    // CATENATE's part may be UTF8 (literal8) too.
+    u.send(Buffer.concat([Buffer.from(`f7 APPEND "Café" CATENATE (UTF8 (~{${Buffer.byteLength(message)}+}\r\n`), Buffer.from(message), Buffer.from('))\r\n')]));
+    assert.match(await u.until(/^f7 (OK|NO|BAD).*\r\n/m), /^f7 OK \[APPENDUID \d+ 2\]/m);
+    u.close();
+  });
+
+  test('a session that enables nothing still gets SEARCH CHARSET and modified UTF-7 (RFC 3501 unchanged)', async () => {
+    const c = await login();
+    await c.ok('g1', 'SELECT Caf&AOk-');
+    assert.match(await c.ok('g2', 'SEARCH CHARSET UTF-8 ALL'), /^\* SEARCH 1 2\r\n/m);
+    assert.match(await c.ok('g3', 'STATUS Caf&AOk- (MESSAGES)'), /^\* STATUS "Caf&AOk-" \(MESSAGES 2\)/m);
+    c.close();
+  });
+});
