@@ -170,3 +170,125 @@ describe('UTF8=ACCEPT (RFC 6855)', () => {
     c.close();
   });
 });
+
+describe('IMAP4rev2 (RFC 9051) beside IMAP4rev1', () => {
+  const msg = (subject: string) => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
+  async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<void> {
+    c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
+    assert.match(await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm')), new RegExp(`^${tag} OK`, 'm'));
+  }
+  const rev2 = async (user = 'john.smith') => {
+    const c = await login(user);
+    assert.match(await c.ok('r0', 'ENABLE IMAP4rev2'), /^\* ENABLED IMAP4rev2\r\n/m);
+    return c;
+  };
+
+  test('both are announced; ENABLE IMAP4rev2 answers once, and not while a mailbox is selected', async () => {
+    const c = await login('anna.bianchi');
+    assert.match(await c.ok('a1', 'CAPABILITY'), /^\* CAPABILITY IMAP4rev1 IMAP4rev2 /m);
+    await c.ok('a2', 'SELECT INBOX');
+    assert.match(await c.ok('a3', 'ENABLE IMAP4rev2'), /^\* ENABLED\r\n/m);
+    await c.ok('a4', 'UNSELECT');
+    assert.match(await c.ok('a5', 'ENABLE IMAP4rev2'), /^\* ENABLED IMAP4rev2\r\n/m);
+    assert.match(await c.ok('a6', 'ENABLE IMAP4rev2'), /^\* ENABLED\r\n/m);
+    c.close();
+  });
+
+  test('SELECT: rev1 gets RECENT, UNSEEN and \\Recent; rev2 gets none of them, a LIST of the mailbox, and OK [CLOSED]', async () => {
+    const setup = await login('anna.bianchi');
+    await setup.ok('b0', 'CREATE Rev');
+    await append(setup, 'b1', 'Rev', msg('one'), '\\Seen');
+    await append(setup, 'b2', 'Rev', msg('two'));
+    setup.close();
+
+    const v2 = await rev2('anna.bianchi');
+    await v2.ok('b3', 'EXAMINE INBOX');
+    const sel = await v2.ok('b4', 'SELECT Rev');
+    assert.match(sel, /^\* OK \[CLOSED\]/m);
+    // CLOSED comes before anything about the new mailbox (RFC 9051 §7.1).
+    assert.ok(sel.indexOf('[CLOSED]') < sel.indexOf('EXISTS'), sel);
+    assert.match(sel, /^\* 2 EXISTS\r\n/m);
+    assert.doesNotMatch(sel, /RECENT|\[UNSEEN/);
+    assert.match(sel, /^\* OK \[UIDVALIDITY \d+\]/m);
+    assert.match(sel, /^\* OK \[UIDNEXT 3\]/m);
+    assert.match(sel, /^\* LIST \(\\HasNoChildren\) "\/" "Rev"\r\n/m);
+    assert.match(sel, /^b4 OK \[READ-WRITE\]/m);
+    // The messages were recent (nobody had selected Rev): rev2 shows no \Recent, but it claimed them.
+    assert.doesNotMatch(await v2.ok('b5', 'FETCH 1:* FLAGS'), /\\Recent/);
+    assert.match(await v2.command('b6', 'SEARCH RECENT'), /^b6 BAD/m);
+
+    const v1 = await login('anna.bianchi');
+    await append(v1, 'b7', 'Rev', msg('three'));
+    const sel1 = await v1.ok('b8', 'SELECT Rev');
+    assert.match(sel1, /^\* 1 RECENT\r\n/m);
+    assert.match(sel1, /^\* OK \[UNSEEN 2\]/m);
+    assert.doesNotMatch(sel1, /CLOSED|\* LIST/);
+    assert.match(await v1.ok('b9', 'FETCH 3 FLAGS'), /^\* 3 FETCH \(FLAGS \(\\Recent\)\)/m);
+    assert.match(await v1.ok('b10', 'SEARCH RECENT'), /^\* SEARCH 3\r\n/m);
+    assert.doesNotMatch(await v1.ok('b11', 'EXAMINE INBOX'), /CLOSED/);
+
+    // A message arriving while selected: EXISTS alone in rev2, EXISTS and RECENT in rev1.
+    await append(v1, 'b12', 'Rev', msg('four'));
+    const noop = await v2.ok('b13', 'NOOP');
+    assert.match(noop, /^\* 4 EXISTS\r\n/m);
+    assert.doesNotMatch(noop, /RECENT/);
+    v1.close();
+    v2.close();
+  });
+
+  test('SEARCH is answered with ESEARCH in rev2 (RETURN (ALL) by default), with SEARCH in rev1', async () => {
+    const v2 = await rev2('anna.bianchi');
+    await v2.ok('c1', 'SELECT Rev');
+    assert.match(await v2.ok('c2', 'SEARCH ALL'), /^\* ESEARCH \(TAG "c2"\) ALL 1:4\r\n/m);
+    assert.match(await v2.ok('c3', 'UID SEARCH UNSEEN'), /^\* ESEARCH \(TAG "c3"\) UID ALL 2:4\r\n/m);
+    const none = await v2.ok('c4', 'UID SEARCH SUBJECT nothing-like-this');
+    assert.match(none, /^\* ESEARCH \(TAG "c4"\) UID\r\n/m);
+    assert.doesNotMatch(none, /^\* SEARCH/m);
+    assert.match(await v2.ok('c5', 'SEARCH RETURN (COUNT) ALL'), /^\* ESEARCH \(TAG "c5"\) COUNT 4\r\n/m);
+    // CHARSET stays (RFC 9051 §6.4.4: US-ASCII and UTF-8).
+    assert.match(await v2.ok('c6', 'SEARCH CHARSET UTF-8 SUBJECT two'), /^\* ESEARCH \(TAG "c6"\) ALL 2\r\n/m);
+    v2.close();
+    const v1 = await login('anna.bianchi');
+    await v1.ok('c7', 'SELECT Rev');
+    const r1 = await v1.ok('c8', 'SEARCH ALL');
+    assert.match(r1, /^\* SEARCH 1 2 3 4\r\n/m);
+    assert.doesNotMatch(r1, /ESEARCH/);
+    v1.close();
+  });
+
+  test('STATUS: DELETED and SIZE in rev2, RECENT gone; rev1 keeps RECENT and knows no DELETED', async () => {
+    const v2 = await rev2('anna.bianchi');
+    await v2.ok('d1', 'SELECT Rev');
+    await v2.ok('d2', 'STORE 1 +FLAGS.SILENT (\\Deleted)');
+    await v2.ok('d3', 'UNSELECT');
+    assert.match(await v2.ok('d4', 'STATUS Rev (MESSAGES DELETED SIZE UNSEEN)'), /^\* STATUS "Rev" \(MESSAGES 4 DELETED 1 SIZE \d+ UNSEEN 3\)\r\n/m);
+    assert.match(await v2.command('d5', 'STATUS Rev (RECENT)'), /^d5 BAD/m);
+    assert.match(await v2.ok('d6', 'LIST "" Rev RETURN (STATUS (DELETED))'), /^\* STATUS "Rev" \(DELETED 1\)\r\n/m);
+    v2.close();
+    const v1 = await login('anna.bianchi');
+    assert.match(await v1.command('d7', 'STATUS Rev (DELETED)'), /^d7 BAD/m);
+    assert.match(await v1.ok('d8', 'STATUS Rev (MESSAGES RECENT)'), /^\* STATUS "Rev" \(MESSAGES 4 RECENT 0\)\r\n/m);
+    v1.close();
+  });
+
+  test('names are UTF-8 without UTF8=ACCEPT; a denormalized name is answered with LIST … OLDNAME', async () => {
+    const v2 = await rev2('anna.bianchi');
+    const nfd = 'Entwürfe'.normalize('NFD');
+    const created = utf8(await v2.ok('e1', `CREATE "${nfd}"`));
+    assert.ok(created.includes(`* LIST (\\HasNoChildren) "/" "Entwürfe" ("OLDNAME" ("${nfd}"))\r\n`), created);
+    assert.ok(existsSync(join(maildir('anna.bianchi'), '.Entw&APw-rfe')));
+    assert.match(utf8(await v2.ok('e2', 'LIST "" "Entw*"')), /^\* LIST \(\\HasNoChildren\) "\/" "Entwürfe"\r\n/m);
+    const sel = utf8(await v2.ok('e3', `SELECT "${nfd}"`));
+    assert.ok(sel.includes(`* LIST (\\HasNoChildren) "/" "Entwürfe" ("OLDNAME" ("${nfd}"))\r\n`), sel);
+    // A name already in NFC gets no OLDNAME.
+    assert.doesNotMatch(await v2.ok('e4', 'CREATE "Drafts/Plain"'), /^\* LIST/m);
+    const renamed = utf8(await v2.ok('e5', `RENAME "Drafts/Plain" "${'Drafts/Café'.normalize('NFD')}"`));
+    assert.ok(renamed.includes(`* LIST (\\HasNoChildren) "/" "Drafts/Café" ("OLDNAME" ("${'Drafts/Café'.normalize('NFD')}"))`), renamed);
+    // UTF8 (literal8) APPEND belongs to UTF8=ACCEPT, not to IMAP4rev2.
+    assert.match(await appendUtf8(v2, 'e6', 'INBOX', msg('x')), /^e6 BAD/m);
+    v2.close();
+    const v1 = await login('anna.bianchi');
+    assert.match(await v1.ok('e7', 'LIST "" "Entw*"'), /^\* LIST \(\\HasNoChildren\) "\/" "Entw&APw-rfe"\r\n/m);
+    v1.close();
+  });
+});

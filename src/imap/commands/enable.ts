@@ -19,6 +19,8 @@ const beforeSelect = (s: ImapSession) => s.state === 'authenticated';
 /** What can be enabled, by upper-case name. */
 const ENABLEABLE: ReadonlyMap<string, Enableable> = new Map([
   ['UTF8=ACCEPT', { name: 'UTF8=ACCEPT', allowed: beforeSelect }],
+  // RFC 9051 §6.3.1 / Appendix E: the session follows RFC 9051 instead of RFC 3501 from here on.
+  ['IMAP4REV2', { name: 'IMAP4rev2', allowed: beforeSelect }],
 ]);
 
 export const enable: ImapCommand = {

@@ -59,7 +59,7 @@ function optionNames(t: Token | undefined, what: string): string[] {
 }
 
 /** LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)] — RFC 5258 §3, RFC 5819, RFC 6154 §5. */
-function parseListArgs(cmd: ParsedCommand, lsub: boolean, mode: NameMode): { reference: string; patterns: string[]; opts: ListOptions } {
+function parseListArgs(cmd: ParsedCommand, lsub: boolean, mode: NameMode & { rev2: boolean }): { reference: string; patterns: string[]; opts: ListOptions } {
   const args = [...cmd.args];
   const opts: ListOptions = { extended: false, subscribed: false, recursive: false, specialUse: false, returnSubscribed: false };
   if (!lsub && args[0]?.type === 'list') {
@@ -95,7 +95,7 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean, mode: NameMode): { ref
       const t = ret.items[k];
       const o = t.type === 'atom' ? t.value.toUpperCase() : '';
       if (o === 'SUBSCRIBED') opts.returnSubscribed = true;
-      else if (o === 'STATUS') opts.status = statusItems(ret.items[++k]);
+      else if (o === 'STATUS') opts.status = statusItems(ret.items[++k], mode);
       // We send \HasChildren / \HasNoChildren and the special-use attributes always (RFC 3348, RFC 6154 §5.1).
       else if (o !== 'CHILDREN' && o !== 'SPECIAL-USE') throw bad(`Unknown return option ${o}`);
     }
@@ -183,6 +183,28 @@ export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: b
       await send(name, flags, false, { name, owner: { kind: 'shared', group }, folder: f.name, shared: group });
     }
   }
+}
+
+/** The LIST attributes of one existing mailbox (CHILDREN, SPECIAL-USE), as LIST itself gives them. */
+export async function mailboxAttributes(session: ImapSession, ref: MailboxRef): Promise<string[]> {
+  const folders = await session.deps.mailbox.listFolders(ref.owner);
+  const f = folders.find((x) => x.name === ref.folder);
+  if (!f) return ['\\NonExistent'];
+  const children = ref.shared && f.name === 'INBOX' ? folders.length > 1 : f.hasChildren;
+  return [children ? '\\HasChildren' : '\\HasNoChildren', ...(!ref.shared && f.specialUse ? [f.specialUse] : [])];
+}
+
+/**
+ * The untagged LIST an IMAP4rev2 SELECT, EXAMINE, CREATE and RENAME send about their mailbox (RFC 9051 §6.3.2,
+ * §6.3.4, §6.3.6), with OLDNAME (§7.3.1) when the client wrote the name in a form that is not NFC and the mailbox
+ * is known by its NFC form.
+ */
+export async function sendMailboxList(session: ImapSession, ref: MailboxRef, oldName?: string): Promise<void> {
+  const flags = await mailboxAttributes(session, ref);
+  const parts = [Buffer.from(`* LIST (${flags.join(' ')}) "/" `), encodeMailbox(ref.name, session)];
+  if (oldName !== undefined) parts.push(Buffer.from(' ("OLDNAME" ('), encodeMailbox(oldName, session), Buffer.from('))'));
+  parts.push(Buffer.from('\r\n'));
+  session.write(Buffer.concat(parts));
 }
 
 export const list: ImapCommand = {

@@ -1,5 +1,6 @@
 /** RENAME (RFC 3501 §6.3.5): renaming INBOX is left to the store (it moves the messages, INBOX stays). */
-import { expectArgs, mailboxName, no, type ImapCommand } from '../command.js';
+import { denormalized, expectArgs, mailboxName, no, type ImapCommand } from '../command.js';
+import { sendMailboxList } from './list.js';
 
 export const rename: ImapCommand = {
   names: ['RENAME'],
@@ -14,5 +15,8 @@ export const rename: ImapCommand = {
     const folders = await session.deps.mailbox.listFolders(to.owner);
     if (folders.some((f) => f.name === to.folder)) throw no('Target mailbox exists', 'ALREADYEXISTS');
     await session.deps.mailbox.renameFolder(from.owner, from.folder, to.folder);
+    // RFC 9051 §6.3.6: a new name the server normalized (to NFC, §5.1) is told back with OLDNAME.
+    const given = session.rev2 ? denormalized(cmd.args[1], session) : undefined;
+    if (given !== undefined) await sendMailboxList(session, to, given);
   },
 };
