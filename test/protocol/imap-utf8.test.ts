@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ImapFlow } from 'imapflow';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { authSchema } from '../../src/config/schema.ts';
 import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
@@ -290,5 +291,37 @@ describe('IMAP4rev2 (RFC 9051) beside IMAP4rev1', () => {
     const v1 = await login('anna.bianchi');
     assert.match(await v1.ok('e7', 'LIST "" "Entw*"'), /^\* LIST \(\\HasNoChildren\) "\/" "Entw&APw-rfe"\r\n/m);
     v1.close();
+  });
+});
+
+describe('imapflow, which enables IMAP4rev2 and UTF8=ACCEPT when offered', () => {
+  test('works in a rev2 + UTF-8 session: UTF-8 folder names, ESEARCH, STATUS DELETED, no \\Recent', async () => {
+    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'mario.rossi', pass: PASSWORD }, logger: false });
+    await c.connect();
+    try {
+      assert.ok(c.enabled.has('IMAP4REV2'), [...c.enabled].join(' '));
+      assert.ok(c.enabled.has('UTF8=ACCEPT'), [...c.enabled].join(' '));
+      await c.mailboxCreate('Ελληνικά');
+      assert.ok(existsSync(join(maildir('mario.rossi'), '.&A5UDuwO7A7cDvQO5A7oDrA-')), 'stored as Dovecot names it');
+      const list = await c.list();
+      assert.ok(list.some((f) => f.path === 'Ελληνικά'), list.map((f) => f.path).join(', '));
+      await c.append('Ελληνικά', 'From: a@example.com\r\nSubject: Καλημέρα\r\n\r\nhi\r\n');
+      await c.append('Ελληνικά', 'From: a@example.com\r\nSubject: other\r\n\r\nhi\r\n', ['\\Deleted']);
+      const status = await c.status('Ελληνικά', { messages: true, deleted: true } as Parameters<ImapFlow['status']>[1]);
+      assert.ok(status);
+      assert.equal(status.messages, 2);
+      assert.equal((status as { deleted?: number }).deleted, 1);
+      const lock = await c.getMailboxLock('Ελληνικά');
+      try {
+        assert.deepEqual(await c.search({ subject: 'Καλημέρα' }, { uid: true }), [1]);
+        const flags = [];
+        for await (const m of c.fetch('1:*', { flags: true })) flags.push(...(m.flags ?? []));
+        assert.ok(!flags.includes('\\Recent'), flags.join(' '));
+      } finally {
+        lock.release();
+      }
+    } finally {
+      await c.logout();
+    }
   });
 });
