@@ -68,12 +68,38 @@ export function astring(t: Token | undefined, what: string): string {
   return s;
 }
 
+/** What decides how a session's mailbox names look on the wire (ImapSession.utf8). */
+export interface NameMode {
+  utf8: boolean;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
- * A mailbox name or LIST pattern from the wire: modified UTF-7 (RFC 3501 §5.1.3) decoded. A name with 8-bit
- * characters is taken as UTF-8, as sent by clients that skip the encoding; one that is not valid modified UTF-7 is
- * refused, so that no two wire names reach the same folder.
+ * A mailbox name or LIST pattern from the wire, as the client wrote it. With UTF-8 names (RFC 6855 §3, RFC 9051
+ * §5.1) a string that is not valid UTF-8 is BAD: it cannot name any mailbox, and decoding it loosely would let two
+ * byte strings reach the same folder.
  */
-export function wireMailboxName(raw: string): string {
+export function wireText(t: Token | undefined, what: string, mode?: NameMode): string {
+  if (mode?.utf8 && t?.type === 'string') {
+    try {
+      return strictUtf8.decode(t.value);
+    } catch {
+      throw bad(`${what[0].toUpperCase()}${what.slice(1)} is not valid UTF-8`);
+    }
+  }
+  return astring(t, what);
+}
+
+/**
+ * A mailbox name or LIST pattern from the wire, decoded. IMAP4rev1 names are modified UTF-7 (RFC 3501 §5.1.3); a
+ * name with 8-bit characters is taken as UTF-8, as sent by clients that skip the encoding; one that is not valid
+ * modified UTF-7 is refused, so that no two wire names reach the same folder. UTF-8 names (RFC 6855 §3, RFC 9051
+ * §5.1) are taken as they are, in Unicode normalization form C: "&" is then an ordinary character, and a
+ * denormalized name opens the same mailbox as its NFC form (RFC 9051 §5.1).
+ */
+export function wireMailboxName(raw: string, mode?: NameMode): string {
+  if (mode?.utf8) return raw.normalize('NFC');
   if (/[^\x00-\x7f]/.test(raw)) return raw;
   try {
     return decodeMutf7(raw);
@@ -83,9 +109,16 @@ export function wireMailboxName(raw: string): string {
   }
 }
 
+/** Whether a UTF-8 name as written is not in NFC: RFC 9051 §6.3.2, §6.3.4, §6.3.6 then answer LIST with OLDNAME. */
+export function denormalized(t: Token | undefined, mode: NameMode): string | undefined {
+  if (!mode.utf8) return undefined;
+  const raw = wireText(t, 'mailbox name', mode);
+  return raw === raw.normalize('NFC') ? undefined : raw.replace(/\/+$/, '');
+}
+
 /** A mailbox name argument: INBOX is case-insensitive (RFC 3501 §5.1), trailing separators are dropped. */
-export function mailboxName(t: Token | undefined): string {
-  const raw = wireMailboxName(astring(t, 'mailbox name'));
+export function mailboxName(t: Token | undefined, mode?: NameMode): string {
+  const raw = wireMailboxName(wireText(t, 'mailbox name', mode), mode);
   const name = raw.replace(/\/+$/, '');
   if (name.toUpperCase() === 'INBOX') return 'INBOX';
   if (/^INBOX\//i.test(name)) return 'INBOX' + name.slice(5);

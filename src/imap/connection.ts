@@ -113,6 +113,7 @@ export class ImapSession {
   /** Groups with shared folders this user may open, loaded at login. */
   sharedGroups: string[] = [];
   selected?: SelectedFolder;
+  /** Extensions turned on with ENABLE (RFC 5161), upper-case. */
   enabled = new Set<string>();
   readonly remoteAddress: string;
   /** Set by IDLE: changes are sent as they arrive. */
@@ -169,6 +170,19 @@ export class ImapSession {
     });
   }
 
+  /** RFC 9051 behaviour (ENABLE IMAP4rev2); without it the session is exactly RFC 3501's. */
+  get rev2(): boolean {
+    return this.enabled.has('IMAP4REV2');
+  }
+
+  /**
+   * Mailbox names are UTF-8 on the wire, not modified UTF-7: after ENABLE UTF8=ACCEPT (RFC 6855 §3) or
+   * ENABLE IMAP4rev2 (RFC 9051 §5.1). The store keeps modified UTF-7 on disk either way (names.ts).
+   */
+  get utf8(): boolean {
+    return this.rev2 || this.enabled.has('UTF8=ACCEPT');
+  }
+
   get client(): string {
     return this.remoteAddress;
   }
@@ -185,6 +199,10 @@ export class ImapSession {
 
   capabilities(): string[] {
     const caps = ['IMAP4rev1'];
+    // RFC 9051 beside RFC 3501: a client opts in with ENABLE IMAP4rev2 (§6.3.1), others keep IMAP4rev1.
+    caps.push('IMAP4rev2');
+    // RFC 6855: UTF-8 mailbox names, quoted strings and headers once the client enables it.
+    caps.push('UTF8=ACCEPT');
     if (this.state === 'not-authenticated') {
       // RFC 3501 §6.2.1: STARTTLS only where it can be used — before TLS and before login.
       if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');
@@ -646,15 +664,19 @@ export class ImapSession {
         sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
         for (const m of added) this.announceKeywords(m.flags);
         this.untagged(`${sel.messages.length} EXISTS`);
-        // RFC 3501 §7.3.2: RECENT accompanies EXISTS.
-        this.untagged(`${sel.recent.size} RECENT`);
+        // RFC 3501 §7.3.2: RECENT accompanies EXISTS; RFC 9051 has neither \Recent nor RECENT.
+        if (!this.rev2) this.untagged(`${sel.recent.size} RECENT`);
       }
     }
   }
 
-  /** A message's flags as this session shows them: \Recent (never stored) first, as Dovecot does. */
+  /**
+   * A message's flags as this session shows them: \Recent (never stored) first, as Dovecot does. IMAP4rev2 has no
+   * \Recent (RFC 9051 Appendix E); such a session still claims recent messages at SELECT, so that rev1 sessions
+   * agree on who saw them first.
+   */
   flagsOf(meta: MessageMeta): string[] {
-    return this.selected?.recent.has(meta.uid) ? ['\\Recent', ...meta.flags] : meta.flags;
+    return !this.rev2 && this.selected?.recent.has(meta.uid) ? ['\\Recent', ...meta.flags] : meta.flags;
   }
 
   /** FLAGS and PERMANENTFLAGS of the selected folder with every keyword announced so far (SELECT and later). */

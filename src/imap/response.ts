@@ -11,12 +11,13 @@ export function atom(s: string): { atom: string } {
   return { atom: s };
 }
 
-export function encodeString(s: string | Buffer): Buffer {
+/** `utf8`: 8-bit (UTF-8) bytes may go quoted, which RFC 6855 §3 and RFC 9051 §4.3 allow once the client enabled it. */
+export function encodeString(s: string | Buffer, utf8 = false): Buffer {
   const buf = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
   let simple = buf.length < 1024;
   if (simple) {
     for (const c of buf) {
-      if (c === 0x0d || c === 0x0a || c === 0 || c > 0x7f) {
+      if (c === 0x0d || c === 0x0a || c === 0 || (c > 0x7f && !utf8)) {
         simple = false;
         break;
       }
@@ -42,9 +43,12 @@ export function encode(v: Value): Buffer {
   return Buffer.from(v.atom, 'latin1');
 }
 
-/** A mailbox name as an astring, in modified UTF-7 (RFC 3501 §5.1.3): IMAP4rev1 has no UTF-8 names without UTF8=ACCEPT. */
-export function encodeMailbox(name: string): Buffer {
-  return encodeString(encodeMutf7(name));
+/**
+ * A mailbox name as an astring: modified UTF-7 for IMAP4rev1 (RFC 3501 §5.1.3), UTF-8 once the session enabled
+ * UTF8=ACCEPT (RFC 6855 §3) or IMAP4rev2 (RFC 9051 §5.1).
+ */
+export function encodeMailbox(name: string, mode?: { utf8: boolean }): Buffer {
+  return mode?.utf8 ? encodeString(name, true) : encodeString(encodeMutf7(name));
 }
 
 /** RFC 3501 date-time: "17-Jul-1996 02:44:25 -0700" (we answer in UTC). */

@@ -28,17 +28,33 @@ interface Item {
   date?: Date;
 }
 
+/**
+ * RFC 6855 §4 `UTF8 (literal8)`: a message with UTF-8 headers, allowed once the client enabled UTF8=ACCEPT (before
+ * that the syntax does not exist for the session: BAD).
+ */
+function utf8Literal(t: Token | undefined, utf8: boolean): Buffer {
+  if (!utf8) throw bad('UTF8 needs ENABLE UTF8=ACCEPT');
+  if (t?.type !== 'list' || t.items.length !== 1 || t.items[0].type !== 'string' || !t.items[0].literal) throw bad('Expected UTF8 (literal)');
+  return t.items[0].value;
+}
+
 /** `[flags] [date-time] literal`, repeated (RFC 3502 §6); everything is checked before anything is stored. */
-function parseItems(args: Token[]): Item[] {
+function parseItems(args: Token[], utf8: boolean): Item[] {
   const items: Item[] = [];
   let flags: string[] | undefined;
   let date: Date | undefined;
   let catenate = false;
+  let utf8Next = false;
   for (const t of args) {
-    if ((t.type === 'string' && t.literal) || catenate) {
+    if (utf8Next) {
+      items.push({ message: utf8Literal(t, utf8), flags: flags ?? [], date });
+      flags = undefined;
+      date = undefined;
+      utf8Next = false;
+    } else if ((t.type === 'string' && t.literal) || catenate) {
       if (catenate) {
         if (t.type !== 'list' || !t.items.length) throw bad('Expected CATENATE parts');
-        checkParts(t.items);
+        checkParts(t.items, utf8);
       }
       items.push(catenate && t.type === 'list' ? { message: Buffer.alloc(0), parts: t.items, flags: flags ?? [], date } : { message: (t as { value: Buffer }).value, flags: flags ?? [], date });
       flags = undefined;
@@ -46,6 +62,8 @@ function parseItems(args: Token[]): Item[] {
       catenate = false;
     } else if (t.type === 'atom' && t.value.toUpperCase() === 'CATENATE') {
       catenate = true;
+    } else if (t.type === 'atom' && t.value.toUpperCase() === 'UTF8') {
+      utf8Next = true;
     } else if (t.type === 'list' && !flags && !date) {
       flags = flagList(t).filter((f) => f !== '\\Recent');
     } else if (t.type !== 'list' && !date) {
@@ -53,17 +71,18 @@ function parseItems(args: Token[]): Item[] {
       if (!date) throw bad('Invalid date-time');
     } else throw bad('Invalid APPEND arguments');
   }
-  if (!items.length || flags || date || catenate) throw bad('Expected message literal');
+  if (!items.length || flags || date || catenate || utf8Next) throw bad('Expected message literal');
   return items;
 }
 
-/** RFC 4469 §5 cat-part: TEXT literal / URL astring. */
-function checkParts(parts: Token[]): void {
+/** RFC 4469 §5 cat-part: TEXT literal / URL astring, and RFC 6855 §4's UTF8 (literal8). */
+function checkParts(parts: Token[], utf8: boolean): void {
   if (parts.length % 2) throw bad('Invalid CATENATE parts');
   for (let i = 0; i < parts.length; i += 2) {
     const kind = parts[i].type === 'atom' ? (parts[i] as { value: string }).value.toUpperCase() : '';
     const v = parts[i + 1];
-    if (kind === 'TEXT' ? !(v.type === 'string' && v.literal) : kind !== 'URL' || tokenText(v) === undefined) throw bad('Invalid CATENATE part');
+    if (kind === 'UTF8') utf8Literal(v, utf8);
+    else if (kind === 'TEXT' ? !(v.type === 'string' && v.literal) : kind !== 'URL' || tokenText(v) === undefined) throw bad('Invalid CATENATE part');
   }
 }
 
@@ -104,6 +123,7 @@ async function catenate(session: ImapSession, parts: Token[]): Promise<Buffer> {
     const kind = (parts[i] as { value: string }).value.toUpperCase();
     const v = parts[i + 1];
     if (kind === 'TEXT') out.push((v as { value: Buffer }).value);
+    else if (kind === 'UTF8') out.push(utf8Literal(v, true));
     else {
       const url = tokenText(v)!;
       const data = await urlData(session, url);
@@ -131,8 +151,8 @@ export const append: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     if (cmd.args.length < 2) throw bad('Wrong number of arguments for APPEND');
-    const name = mailboxName(cmd.args[0]);
-    const items = parseItems(cmd.args.slice(1));
+    const name = mailboxName(cmd.args[0], session);
+    const items = parseItems(cmd.args.slice(1), session.enabled.has('UTF8=ACCEPT'));
     const ref = session.resolve(name);
     if (items.some((i) => i.parts)) {
       // RFC 4469 §5: a missing target is TRYCREATE whatever the URLs say, so it is looked at first.

@@ -11,7 +11,7 @@ export const copy: ImapCommand = {
     expectArgs(cmd, 2);
     if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
     const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
-    const to = session.resolve(mailboxName(cmd.args[1]));
+    const to = session.resolve(mailboxName(cmd.args[1], session));
     const sel = session.selected!;
     if (!refs.length) return { text: 'Nothing to copy' };
     const { uidValidity, mapping } = await session.deps.mailbox.copy(sel.owner, sel.folder, refs.map((r) => r.meta.uid), to.folder, { toOwner: to.owner });

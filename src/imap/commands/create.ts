@@ -7,8 +7,9 @@
  * give the use MUST NOT create the mailbox and SHOULD say NO [USEATTR].
  */
 import { specialUseOf } from '../../store/names.js';
-import { bad, mailboxName, no, SHARED_PREFIX, type ImapCommand } from '../command.js';
+import { bad, denormalized, mailboxName, no, SHARED_PREFIX, type ImapCommand } from '../command.js';
 import type { Token } from '../parser.js';
+import { sendMailboxList } from './list.js';
 
 const USES = new Set(['\\ALL', '\\ARCHIVE', '\\DRAFTS', '\\FLAGGED', '\\JUNK', '\\SENT', '\\TRASH']);
 
@@ -34,7 +35,7 @@ export const create: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     if (cmd.args.length < 1 || cmd.args.length > 2) throw bad('Wrong number of arguments for CREATE');
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const uses = requestedUses(cmd.args[1]);
     if (!name || name.split('/').some((p) => p === '')) throw bad('Invalid mailbox name');
     // "Shared" is the shared namespace's root for users in groups with shared folders.
@@ -51,5 +52,8 @@ export const create: ImapCommand = {
     const folders = await session.deps.mailbox.listFolders(ref.owner);
     if (folders.some((f) => f.name === ref.folder)) throw no('Mailbox already exists', 'ALREADYEXISTS');
     await session.deps.mailbox.createFolder(ref.owner, ref.folder);
+    // RFC 9051 §6.3.4: a name the server normalized (to NFC, §5.1) is told back with OLDNAME.
+    const given = session.rev2 ? denormalized(cmd.args[0], session) : undefined;
+    if (given !== undefined) await sendMailboxList(session, ref, given);
   },
 };

@@ -6,7 +6,7 @@ export const deleteCommand: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const ref = session.resolve(name);
     if (ref.folder === 'INBOX') throw no('INBOX cannot be deleted', 'CANNOT');
     if (session.selected?.name === name) session.unselect();

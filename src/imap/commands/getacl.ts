@@ -11,10 +11,10 @@ export const getacl: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const ref = session.resolve(name);
     await session.deps.mailbox.openFolder(ref.owner, ref.folder);
     const [identifier, rights] = ref.shared ? [`$${ref.shared}`, MEMBER_RIGHTS] : [session.user!.login, OWNER_RIGHTS];
-    session.write(Buffer.concat([Buffer.from('* ACL '), encodeMailbox(name), Buffer.from(' '), encodeString(identifier), Buffer.from(` ${rights}\r\n`)]));
+    session.write(Buffer.concat([Buffer.from('* ACL '), encodeMailbox(name, session), Buffer.from(' '), encodeString(identifier), Buffer.from(` ${rights}\r\n`)]));
   },
 };

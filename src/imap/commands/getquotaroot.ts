@@ -8,11 +8,11 @@ export const getquotaroot: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const ref = session.resolve(name);
     await session.deps.mailbox.openFolder(ref.owner, ref.folder);
     const root = ref.shared ? session.sharedName(ref.shared, 'INBOX') : '';
-    session.write(Buffer.concat([Buffer.from('* QUOTAROOT '), encodeMailbox(name), Buffer.from(' '), encodeString(root), Buffer.from('\r\n')]));
+    session.write(Buffer.concat([Buffer.from('* QUOTAROOT '), encodeMailbox(name, session), Buffer.from(' '), encodeString(root), Buffer.from('\r\n')]));
     session.write(await quotaLine(session, ref.owner, root));
   },
 };

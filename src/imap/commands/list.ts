@@ -3,7 +3,7 @@
  * LIST-STATUS (RFC 5819). LSUB shares the matching and shows only subscribed folders.
  */
 import type { FolderInfo } from '../../store/mailbox.js';
-import { astring, bad, SHARED_PREFIX, wireMailboxName, type ImapCommand } from '../command.js';
+import { bad, SHARED_PREFIX, wireMailboxName, wireText, type ImapCommand, type NameMode } from '../command.js';
 import type { ImapSession, MailboxRef } from '../connection.js';
 import type { ParsedCommand, Token } from '../parser.js';
 import { encodeMailbox } from '../response.js';
@@ -30,9 +30,10 @@ export function matchesPattern(name: string, re: RegExp): boolean {
  * A LIST reference or pattern: decoded like a mailbox name, but one that is not valid modified UTF-7 is kept as it is,
  * so it matches no folder and LIST answers OK with nothing (as Dovecot does), where SELECT of it is NO.
  */
-function wirePattern(raw: string): string {
+function wirePattern(t: Token | undefined, what: string, mode: NameMode): string {
+  const raw = wireText(t, what, mode);
   try {
-    return wireMailboxName(raw);
+    return wireMailboxName(raw, mode);
   } catch {
     return raw;
   }
@@ -58,7 +59,7 @@ function optionNames(t: Token | undefined, what: string): string[] {
 }
 
 /** LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)] — RFC 5258 §3, RFC 5819, RFC 6154 §5. */
-function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; patterns: string[]; opts: ListOptions } {
+function parseListArgs(cmd: ParsedCommand, lsub: boolean, mode: NameMode & { rev2: boolean }): { reference: string; patterns: string[]; opts: ListOptions } {
   const args = [...cmd.args];
   const opts: ListOptions = { extended: false, subscribed: false, recursive: false, specialUse: false, returnSubscribed: false };
   if (!lsub && args[0]?.type === 'list') {
@@ -74,15 +75,16 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; 
     if (opts.recursive && !opts.subscribed && !opts.specialUse) throw bad('RECURSIVEMATCH needs another selection option');
   }
   if (args.length < 2) throw bad(`Wrong number of arguments for ${cmd.command}`);
-  // RFC 3501 §5.1.3: names on the wire are modified UTF-7; matching works on the decoded names.
-  const reference = wirePattern(astring(args.shift(), 'reference'));
+  // RFC 3501 §5.1.3: names on the wire are modified UTF-7 (UTF-8 with UTF8=ACCEPT or IMAP4rev2); matching works on
+  // the decoded names.
+  const reference = wirePattern(args.shift(), 'reference', mode);
   const pat = args.shift()!;
   let patterns: string[];
   if (!lsub && pat.type === 'list') {
     opts.extended = true;
-    patterns = pat.items.map((t) => wirePattern(astring(t, 'pattern')));
+    patterns = pat.items.map((t) => wirePattern(t, 'pattern', mode));
     if (!patterns.length) throw bad('Expected patterns');
-  } else patterns = [wirePattern(astring(pat, 'pattern'))];
+  } else patterns = [wirePattern(pat, 'pattern', mode)];
   if (args.length) {
     const kw = args.shift();
     if (lsub || kw?.type !== 'atom' || kw.value.toUpperCase() !== 'RETURN' || args.length !== 1) throw bad(`Wrong arguments for ${cmd.command}`);
@@ -93,7 +95,7 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; 
       const t = ret.items[k];
       const o = t.type === 'atom' ? t.value.toUpperCase() : '';
       if (o === 'SUBSCRIBED') opts.returnSubscribed = true;
-      else if (o === 'STATUS') opts.status = statusItems(ret.items[++k]);
+      else if (o === 'STATUS') opts.status = statusItems(ret.items[++k], mode);
       // We send \HasChildren / \HasNoChildren and the special-use attributes always (RFC 3348, RFC 6154 §5.1).
       else if (o !== 'CHILDREN' && o !== 'SPECIAL-USE') throw bad(`Unknown return option ${o}`);
     }
@@ -102,7 +104,7 @@ function parseListArgs(cmd: ParsedCommand, lsub: boolean): { reference: string; 
 }
 
 export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: boolean): Promise<void> {
-  const { reference, patterns, opts } = parseListArgs(cmd, lsub);
+  const { reference, patterns, opts } = parseListArgs(cmd, lsub, session);
   const verb = lsub ? 'LSUB' : 'LIST';
   if (!opts.extended && patterns[0] === '') {
     // RFC 3501 §6.3.8: an empty pattern asks for the hierarchy separator.
@@ -113,7 +115,7 @@ export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: b
   const matchAny = (name: string) => res.some((re) => matchesPattern(name, re));
   const send = async (name: string, flags: string[], childInfo = false, statusOf?: MailboxRef) => {
     const extra = childInfo ? ' ("CHILDINFO" ("SUBSCRIBED"))' : '';
-    session.write(Buffer.concat([Buffer.from(`* ${verb} (${flags.join(' ')}) "/" `), encodeMailbox(name), Buffer.from(`${extra}\r\n`)]));
+    session.write(Buffer.concat([Buffer.from(`* ${verb} (${flags.join(' ')}) "/" `), encodeMailbox(name, session), Buffer.from(`${extra}\r\n`)]));
     // RFC 5819 §2: the STATUS of each selectable mailbox follows its LIST line.
     if (opts.status && statusOf) await sendStatus(session, name, statusOf, opts.status);
   };
@@ -181,6 +183,28 @@ export async function listLike(session: ImapSession, cmd: ParsedCommand, lsub: b
       await send(name, flags, false, { name, owner: { kind: 'shared', group }, folder: f.name, shared: group });
     }
   }
+}
+
+/** The LIST attributes of one existing mailbox (CHILDREN, SPECIAL-USE), as LIST itself gives them. */
+export async function mailboxAttributes(session: ImapSession, ref: MailboxRef): Promise<string[]> {
+  const folders = await session.deps.mailbox.listFolders(ref.owner);
+  const f = folders.find((x) => x.name === ref.folder);
+  if (!f) return ['\\NonExistent'];
+  const children = ref.shared && f.name === 'INBOX' ? folders.length > 1 : f.hasChildren;
+  return [children ? '\\HasChildren' : '\\HasNoChildren', ...(!ref.shared && f.specialUse ? [f.specialUse] : [])];
+}
+
+/**
+ * The untagged LIST an IMAP4rev2 SELECT, EXAMINE, CREATE and RENAME send about their mailbox (RFC 9051 §6.3.2,
+ * §6.3.4, §6.3.6), with OLDNAME (§7.3.1) when the client wrote the name in a form that is not NFC and the mailbox
+ * is known by its NFC form.
+ */
+export async function sendMailboxList(session: ImapSession, ref: MailboxRef, oldName?: string): Promise<void> {
+  const flags = await mailboxAttributes(session, ref);
+  const parts = [Buffer.from(`* LIST (${flags.join(' ')}) "/" `), encodeMailbox(ref.name, session)];
+  if (oldName !== undefined) parts.push(Buffer.from(' ("OLDNAME" ('), encodeMailbox(oldName, session), Buffer.from('))'));
+  parts.push(Buffer.from('\r\n'));
+  session.write(Buffer.concat(parts));
 }
 
 export const list: ImapCommand = {

@@ -7,12 +7,12 @@ export const listrights: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 2);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const identifier = astring(cmd.args[1], 'identifier');
     const ref = session.resolve(name);
     await session.deps.mailbox.openFolder(ref.owner, ref.folder);
     session.write(
-      Buffer.concat([Buffer.from('* LISTRIGHTS '), encodeMailbox(name), Buffer.from(' '), encodeString(identifier), Buffer.from(' "" l r s w i p k x t e a\r\n')]),
+      Buffer.concat([Buffer.from('* LISTRIGHTS '), encodeMailbox(name, session), Buffer.from(' '), encodeString(identifier), Buffer.from(' "" l r s w i p k x t e a\r\n')]),
     );
   },
 };

@@ -16,7 +16,7 @@ export const move: ImapCommand = {
     expectArgs(cmd, 2);
     if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
     const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
-    const to = session.resolve(mailboxName(cmd.args[1]));
+    const to = session.resolve(mailboxName(cmd.args[1], session));
     const sel = session.selected!;
     if (sel.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
     if (!refs.length) return { text: 'Nothing to move' };

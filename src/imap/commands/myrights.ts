@@ -19,9 +19,9 @@ export const myrights: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const name = mailboxName(cmd.args[0]);
+    const name = mailboxName(cmd.args[0], session);
     const ref = session.resolve(name);
     await session.deps.mailbox.openFolder(ref.owner, ref.folder);
-    session.write(Buffer.concat([Buffer.from('* MYRIGHTS '), encodeMailbox(name), Buffer.from(` ${rightsOf(ref)}\r\n`)]));
+    session.write(Buffer.concat([Buffer.from('* MYRIGHTS '), encodeMailbox(name, session), Buffer.from(` ${rightsOf(ref)}\r\n`)]));
   },
 };

@@ -52,7 +52,8 @@ const FLAG_KEYS: Record<string, [string, boolean]> = {
   UNSEEN: ['\\Seen', false],
 };
 
-export function parseCriteria(tokens: Token[]): Criterion {
+/** `rev2`: RFC 9051 §6.4.4 has no RECENT, NEW or OLD (there is no \Recent in IMAP4rev2): BAD like any unknown key. */
+export function parseCriteria(tokens: Token[], opts: { rev2?: boolean } = {}): Criterion {
   let i = 0;
   const text = (what: string): string => {
     const t = tokens[i++];
@@ -73,6 +74,7 @@ export function parseCriteria(tokens: Token[]): Criterion {
     // RFC 5182 §2.1: "$" is the result saved by SEARCH RETURN (SAVE).
     if (key === '$') return { op: 'saved' };
     if (FLAG_KEYS[key]) return { op: 'flag', flag: FLAG_KEYS[key][0], set: FLAG_KEYS[key][1] };
+    if (opts.rev2 && (key === 'RECENT' || key === 'NEW' || key === 'OLD')) throw bad(`Unknown search key ${key} in IMAP4rev2`);
     switch (key) {
       case 'ALL':
         return { op: 'all' };
@@ -353,11 +355,15 @@ export const search: ImapCommand = {
         args = args.slice(2);
       }
       if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
+        // RFC 6855 §3: after ENABLE UTF8=ACCEPT every string is UTF-8, and a CHARSET would contradict that.
+        if (session.enabled.has('UTF8=ACCEPT')) throw bad('No CHARSET after ENABLE UTF8=ACCEPT');
         const charset = (tokenText(args[1]) ?? '').toUpperCase();
         if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
         args = args.slice(2);
       }
-      const criteria = parseCriteria(args);
+      const criteria = parseCriteria(args, { rev2: session.rev2 });
+      // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH; no RETURN is RETURN (ALL).
+      if (!ret && session.rev2) ret = new Set(['ALL']);
       const found = await runSearch(session, criteria);
       if (!ret) {
         const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));

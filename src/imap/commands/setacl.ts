@@ -9,7 +9,7 @@ export const setacl: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, cmd.command === 'SETACL' ? 3 : 2);
-    const ref = session.resolve(mailboxName(cmd.args[0]));
+    const ref = session.resolve(mailboxName(cmd.args[0], session));
     await session.deps.mailbox.openFolder(ref.owner, ref.folder);
     throw no('Access rights follow Active Directory group membership', 'NOPERM');
   },

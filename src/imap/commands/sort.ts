@@ -96,7 +96,7 @@ export function sortMessages(msgs: Sortable[], criteria: SortCriterion[]): Sorta
 
 /** The messages matched by `criteria` tokens, with their sort keys. */
 export async function searchWithKeys(session: ImapSession, criteria: Token[]): Promise<Sortable[]> {
-  const found = await runSearch(session, parseCriteria(criteria));
+  const found = await runSearch(session, parseCriteria(criteria, { rev2: session.rev2 }));
   const keys = await loadKeys(session, found);
   return found.map((f, i) => ({ seq: f.seq, meta: f.meta, keys: keys[i] }));
 }

@@ -19,13 +19,16 @@ async function recentCount(session: ImapSession, owner: MailboxOwner, folder: st
 }
 
 const ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'SIZE']);
+/** RFC 9051 §6.3.11 status-att: DELETED is new, RECENT is gone with \Recent. */
+const REV2_ITEMS = new Set(['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE']);
 
 /** The status items of a STATUS command or a LIST RETURN (STATUS (...)) (RFC 5819), checked before any work. */
-export function statusItems(t: Token | undefined): string[] {
+export function statusItems(t: Token | undefined, session: { rev2: boolean }): string[] {
   if (!t || t.type !== 'list' || !t.items.length) throw bad('Expected status items');
+  const known = session.rev2 ? REV2_ITEMS : ITEMS;
   return t.items.map((i) => {
     const item = i.type === 'atom' ? i.value.toUpperCase() : '';
-    if (!ITEMS.has(item)) throw bad(`Unknown status item ${item}`);
+    if (!known.has(item)) throw bad(`Unknown status item ${item}`);
     return item;
   });
 }
@@ -40,9 +43,10 @@ export async function sendStatus(session: ImapSession, name: string, ref: Mailbo
     else if (item === 'UIDNEXT') out.push(`UIDNEXT ${state.uidNext}`);
     else if (item === 'UIDVALIDITY') out.push(`UIDVALIDITY ${state.uidValidity}`);
     else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
+    else if (item === 'DELETED') out.push(`DELETED ${state.messages.filter((m) => m.flags.includes('\\Deleted')).length}`);
     else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
   }
-  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name), Buffer.from(` (${out.join(' ')})\r\n`)]));
+  session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name, session), Buffer.from(` (${out.join(' ')})\r\n`)]));
 }
 
 export const status: ImapCommand = {
@@ -50,8 +54,8 @@ export const status: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 2);
-    const name = mailboxName(cmd.args[0]);
-    const items = statusItems(cmd.args[1]);
+    const name = mailboxName(cmd.args[0], session);
+    const items = statusItems(cmd.args[1], session);
     await sendStatus(session, name, session.resolve(name), items);
   },
 };

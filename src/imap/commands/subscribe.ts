@@ -6,7 +6,7 @@ export const subscribe: ImapCommand = {
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
     expectArgs(cmd, 1);
-    const ref = session.resolve(mailboxName(cmd.args[0]));
+    const ref = session.resolve(mailboxName(cmd.args[0], session));
     await session.deps.mailbox.subscribe(ref.owner, ref.folder, cmd.command === 'SUBSCRIBE');
   },
 };
