@@ -20,6 +20,7 @@ import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapSt
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
+import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -80,6 +81,10 @@ export interface SelectedFolder {
   copied: Set<number>;
   /** RFC 5182 SEARCHRES: UIDs saved by SEARCH RETURN (SAVE), "$" in later commands; empty at SELECT. */
   saved: Set<number>;
+  /** RFC 5267 §4.3: updating searches (SEARCH / SORT RETURN (UPDATE)) by tag; they end with the selection. */
+  contexts: Map<string, SearchContext>;
+  /** UIDs that arrived or changed flags since the contexts were last brought up to date. */
+  changed: Set<number>;
   pending: FolderChange[];
   unwatch: () => void;
 }
@@ -196,6 +201,8 @@ export class ImapSession {
     caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     // RFC 4978: announced in every state (the RFC's own example does) so clients that read only the greeting see it.
     caps.push('COMPRESS=DEFLATE');
+    // RFC 5267 §4: updating searches (UPDATE, CANCELUPDATE) and PARTIAL, for SEARCH and for SORT.
+    caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
     return caps;
   }
 
@@ -574,6 +581,8 @@ export class ImapSession {
       keywords: new Set(),
       copied: new Set(),
       saved: new Set(),
+      contexts: new Map(),
+      changed: new Set(),
       pending: [],
       unwatch: () => {},
     };
@@ -614,19 +623,13 @@ export class ImapSession {
           held.push(ch);
           continue;
         }
-        for (const uid of ch.uids) {
-          const i = this.indexOfUid(uid);
-          if (i < 0) continue;
-          sel.messages.splice(i, 1);
-          sel.recent.delete(uid);
-          this.untagged(`${i + 1} EXPUNGE`);
-        }
+        this.reportExpunge(ch.uids, false);
       } else {
         const i = this.indexOfUid(ch.uid);
         if (i < 0) continue;
         const m = sel.messages[i];
         if (sameFlags(m.flags, ch.flags)) continue;
-        m.flags = [...ch.flags];
+        this.setFlags(m, ch.flags);
         this.announceKeywords(m.flags);
         this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')}))`);
       }
@@ -648,7 +651,68 @@ export class ImapSession {
         this.untagged(`${sel.messages.length} EXISTS`);
         // RFC 3501 §7.3.2: RECENT accompanies EXISTS.
         this.untagged(`${sel.recent.size} RECENT`);
+        if (sel.contexts.size) for (const m of added) sel.changed.add(m.uid);
       }
+    }
+    // RFC 5267 §4.3: ADDTO / REMOVEFROM after the EXISTS and FETCH they follow from, so their numbers are known.
+    if (sel.contexts.size && sel.changed.size && this.selected === sel) {
+      const changed = [...sel.changed];
+      sel.changed.clear();
+      await updateContexts(this, changed);
+    }
+  }
+
+  /** A message's flags changed in this session's view (STORE, FETCH's implicit \Seen, another session's change). */
+  setFlags(meta: MessageMeta, flags: string[]): void {
+    meta.flags = [...flags];
+    const sel = this.selected;
+    if (sel?.contexts.size) sel.changed.add(meta.uid);
+  }
+
+  /**
+   * RFC 5267 §4.3: keeps the result of SEARCH / SORT RETURN (UPDATE). A session keeping too many already gets the
+   * result without updates: `* NO [NOUPDATE "tag"]`. A tag in use is replaced (the client reused it).
+   */
+  addSearchContext(ctx: SearchContext): void {
+    const sel = this.selected;
+    if (!sel) return;
+    if (!sel.contexts.has(ctx.tag) && sel.contexts.size >= MAX_SEARCH_CONTEXTS) {
+      this.untagged(`NO [NOUPDATE ${JSON.stringify(ctx.tag)}] Too many updating searches`);
+      return;
+    }
+    sel.contexts.set(ctx.tag, ctx);
+  }
+
+  /**
+   * Every expunge the client hears of goes through here: from this session's EXPUNGE, CLOSE, MOVE, and from other
+   * sessions through the watch. Updating searches hear REMOVEFROM first, while the sequence numbers they name are
+   * still valid (RFC 5267 §4.3), then each message is removed from the view and reported. `silent` (CLOSE) only
+   * removes. With QRESYNC enabled this is where VANISHED replaces EXPUNGE (RFC 7162 §3.2.10).
+   */
+  reportExpunge(uids: number[], silent: boolean): void {
+    const sel = this.selected;
+    if (!sel) return;
+    const sorted = [...uids].sort((a, b) => a - b).filter((uid) => this.indexOfUid(uid) >= 0);
+    if (!sorted.length) return;
+    if (!silent && sel.contexts.size) {
+      const gone = new Set(sorted);
+      for (const ctx of sel.contexts.values()) {
+        const members = ctx.result.filter((u) => gone.has(u));
+        if (members.length) removeFromContext(this, ctx, members);
+      }
+    }
+    // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
+    for (const uid of sorted) {
+      const i = this.indexOfUid(uid);
+      if (i < 0) continue;
+      sel.messages.splice(i, 1);
+      sel.recent.delete(uid);
+      sel.changed.delete(uid);
+      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
+    }
+    if (silent && sel.contexts.size) {
+      const gone = new Set(sorted);
+      for (const ctx of sel.contexts.values()) ctx.result = ctx.result.filter((u) => !gone.has(u));
     }
   }
 
@@ -696,16 +760,7 @@ export class ImapSession {
 
   /** Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). */
   applyExpunge(uids: number[], silent: boolean): void {
-    const sel = this.selected;
-    if (!sel) return;
-    // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
-    for (const uid of [...uids].sort((a, b) => a - b)) {
-      const i = this.indexOfUid(uid);
-      if (i < 0) continue;
-      sel.messages.splice(i, 1);
-      sel.recent.delete(uid);
-      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
-    }
+    this.reportExpunge(uids, silent);
   }
 }
 

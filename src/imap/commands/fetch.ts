@@ -139,7 +139,7 @@ export const fetch: ImapCommand = {
         const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
         const now = result.get(meta.uid);
         if (now) {
-          meta.flags = [...now];
+          session.setFlags(meta, now);
           flagsChanged = true;
         }
       }
