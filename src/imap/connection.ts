@@ -20,6 +20,8 @@ import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapSt
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
+import { sendFetch } from './commands/fetch.js';
+import { NOTIFY_BACKLOG_BYTES, NotifyState, type NotifySpec } from './notify.js';
 import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
@@ -124,6 +126,10 @@ export class ImapSession {
   idling = false;
   /** Set when this session changed the selected folder (APPEND, COPY into it) so the next flush looks for EXISTS. */
   checkExists = false;
+  /** RFC 5465 NOTIFY SET of this session; undefined before it and after NOTIFY NONE. */
+  notify?: NotifyState;
+  /** A command is running: notifications wait for its completion (IDLE excepted). */
+  private busy = false;
 
   private readonly reader: CommandReader;
   private frames: Buffer[] = [];
@@ -203,6 +209,8 @@ export class ImapSession {
     caps.push('COMPRESS=DEFLATE');
     // RFC 5267 §4: updating searches (UPDATE, CANCELUPDATE) and PARTIAL, for SEARCH and for SORT.
     caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
+    // RFC 5465: unsolicited STATUS / LIST / EXISTS / EXPUNGE / FETCH for the mailboxes and events the client names.
+    caps.push('NOTIFY');
     return caps;
   }
 
@@ -321,6 +329,8 @@ export class ImapSession {
     if (this.closed) return;
     this.closed = true;
     this.selected?.unwatch();
+    this.notify?.stop();
+    this.notify = undefined;
     if (this.user) {
       const key = this.user.login.toLowerCase();
       const n = (this.deps.userSessions.get(key) ?? 1) - 1;
@@ -383,6 +393,9 @@ export class ImapSession {
 
   private async execute(frame: Buffer) {
     let tag = '*';
+    // Notifications sent between commands (NOTIFY) finish before the command starts, so none lands in its middle.
+    await this.flushing;
+    this.busy = true;
     try {
       const cmd = parseCommand(frame);
       tag = cmd.tag;
@@ -394,6 +407,7 @@ export class ImapSession {
       // sequence numbers too (RFC 5256 §3).
       const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(cmd.command);
       if (cmd.command !== 'LOGOUT') await this.flushChanges(!holdExpunge);
+      if (this.notify && cmd.command !== 'LOGOUT') await this.serial(() => this.notify?.pump());
       this.complete(tag, result);
       if (this.state === 'logout') this.end();
     } catch (err) {
@@ -418,6 +432,8 @@ export class ImapSession {
       const command = peekCommand(frame).command;
       if (!this.secure && !this.closed && command === 'STARTTLS') this.reader.reset();
       if (!this.deflate && !this.closed && command === 'COMPRESS') this.reader.reset();
+      this.busy = false;
+      this.afterCommand();
     }
   }
 
@@ -590,6 +606,7 @@ export class ImapSession {
       if (this.selected !== sel) return;
       sel.pending.push(change);
       if (this.idling) void this.flushChanges(true);
+      else if (!this.busy && this.notify?.wantsNow(change)) this.flushNow();
     });
     this.selected = sel;
     this.state = 'selected';
@@ -604,9 +621,65 @@ export class ImapSession {
 
   /** Sends the queued changes of the selected folder as untagged responses (serialised: IDLE may call concurrently). */
   flushChanges(allowExpunge: boolean): Promise<void> {
-    const run = this.flushing.then(() => this.doFlush(allowExpunge));
+    return this.serial(() => this.doFlush(allowExpunge));
+  }
+
+  /** Runs `fn` after every flush and notification before it: one writer of unsolicited responses at a time. */
+  private serial(fn: () => Promise<void> | void): Promise<void> {
+    const run = this.flushing.then(fn);
     this.flushing = run.catch((err) => this.log.warn({ err, client: this.client }, 'imap: could not refresh the folder'));
     return this.flushing;
+  }
+
+  // ---- NOTIFY (RFC 5465; notify.ts) ----
+
+  /** NOTIFY SET replaces what was set before; NOTIFY NONE (null) ends it. */
+  async setNotify(spec: NotifySpec | null): Promise<void> {
+    this.notify?.stop();
+    this.notify = undefined;
+    if (!spec) return;
+    const n = new NotifyState(this, spec);
+    this.notify = n;
+    await n.start();
+  }
+
+  /** Bytes written but not yet taken by the client. */
+  private get backlog(): number {
+    return this.socket.writableLength + (this.deflate?.writableLength ?? 0);
+  }
+
+  /**
+   * RFC 5465 §5.8: a client that does not read what it asked to hear would make us buffer without bound. Past the
+   * limit it is told once, and NOTIFY is off as after NOTIFY NONE; the base protocol's updates go on.
+   */
+  private overflowed(): boolean {
+    if (!this.notify || this.backlog <= NOTIFY_BACKLOG_BYTES) return false;
+    this.notify.stop();
+    this.notify = undefined;
+    this.untagged('OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off');
+    return true;
+  }
+
+  /** NOTIFY found something for a mailbox that is not selected: sent now, or at the end of the running command. */
+  notificationsPending(): void {
+    if ((this.busy && !this.idling) || this.closed || this.overflowed()) return;
+    void this.serial(() => this.notify?.pump());
+  }
+
+  /** RFC 5465 §6.1: with "selected" events go out at once, "selected-delayed" keeps EXPUNGE for a command. */
+  private flushNow(): void {
+    const group = this.notify?.selectedGroup;
+    if (!group || this.closed || this.overflowed()) return;
+    const delayed = group.filter.kind === 'selected' && group.filter.delayed;
+    void this.flushChanges(!delayed);
+  }
+
+  /** What arrived while the command ran and is to be told now that it is done. */
+  private afterCommand(): void {
+    const n = this.notify;
+    if (!n || this.closed) return;
+    if (n.pending) this.notificationsPending();
+    if (this.selected?.pending.some((c) => n.wantsNow(c))) this.flushNow();
   }
 
   private async doFlush(allowExpunge: boolean) {
@@ -651,6 +724,12 @@ export class ImapSession {
         this.untagged(`${sel.messages.length} EXISTS`);
         // RFC 3501 §7.3.2: RECENT accompanies EXISTS.
         this.untagged(`${sel.recent.size} RECENT`);
+        // RFC 5465 §5.2: MessageNew's fetch-att, for the new messages, right after the EXISTS that numbers them.
+        const fetch = this.notify?.selectedGroup?.fetch;
+        if (fetch) {
+          const refs = added.map((m) => this.indexOfUid(m.uid)).filter((i) => i >= 0).map((i) => ({ seq: i + 1, meta: sel.messages[i] }));
+          await sendFetch(this, refs, fetch);
+        }
         if (sel.contexts.size) for (const m of added) sel.changed.add(m.uid);
       }
     }

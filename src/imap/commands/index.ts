@@ -27,6 +27,7 @@ import { move } from './move.js';
 import { myrights } from './myrights.js';
 import { namespace } from './namespace.js';
 import { noop } from './noop.js';
+import { notify } from './notify.js';
 import { rename } from './rename.js';
 import { search } from './search.js';
 import { select } from './select.js';
@@ -44,7 +45,7 @@ const MODULES: ImapCommand[] = [
   select, create, deleteCommand, rename, subscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquotaroot, getquota,
   myrights, getacl, listrights, setacl,
-  sort, thread, compress, cancelupdate,
+  sort, thread, compress, cancelupdate, notify,
 ];
 
 export const COMMANDS: ReadonlyMap<string, ImapCommand> = new Map(MODULES.flatMap((m) => m.names.map((n) => [n, m] as const)));
