@@ -49,6 +49,8 @@ export interface ImapDeps {
   /** Logged-in sessions per user (by login, case-insensitive); the server shares the map between sessions. */
   maxPerUser: number;
   userSessions: Map<string, number>;
+  /** RFC 5465 §5.8: unsent output past which NOTIFY overflows (NOTIFY_BACKLOG_BYTES by default). */
+  notifyBacklogBytes?: number;
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -653,7 +655,7 @@ export class ImapSession {
    * limit it is told once, and NOTIFY is off as after NOTIFY NONE; the base protocol's updates go on.
    */
   private overflowed(): boolean {
-    if (!this.notify || this.backlog <= NOTIFY_BACKLOG_BYTES) return false;
+    if (!this.notify || this.backlog <= (this.deps.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES)) return false;
     this.notify.stop();
     this.notify = undefined;
     this.untagged('OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off');
