@@ -5,7 +5,9 @@
  * Commands run one at a time in the order received. The selected folder's view (sequence numbers) changes only when
  * the client is told: changes reported by `watch` are queued and sent as untagged EXISTS / EXPUNGE / FETCH FLAGS at
  * command completion, or at once during IDLE. EXPUNGE is held back during FETCH, STORE and SEARCH, because the client
- * may be using the sequence numbers it got from them (RFC 3501 §7.4.1).
+ * may be using the sequence numbers it got from them (RFC 3501 §7.4.1). With NOTIFY (RFC 5465, notify.ts) they are
+ * also sent between commands, and so are STATUS / LIST for other mailboxes. Every expunge goes through
+ * reportExpunge, which also tells updating searches (RFC 5267, search-context.ts) what left their result.
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
