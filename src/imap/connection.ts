@@ -5,7 +5,9 @@
  * Commands run one at a time in the order received. The selected folder's view (sequence numbers) changes only when
  * the client is told: changes reported by `watch` are queued and sent as untagged EXISTS / EXPUNGE / FETCH FLAGS at
  * command completion, or at once during IDLE. EXPUNGE is held back during FETCH, STORE and SEARCH, because the client
- * may be using the sequence numbers it got from them (RFC 3501 §7.4.1).
+ * may be using the sequence numbers it got from them (RFC 3501 §7.4.1). With NOTIFY (RFC 5465, notify.ts) they are
+ * also sent between commands, and so are STATUS / LIST for other mailboxes. Every expunge goes through
+ * reportExpunge, which also tells updating searches (RFC 5267, search-context.ts) what left their result.
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -20,6 +22,9 @@ import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapSt
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
+import { sendFetch } from './commands/fetch.js';
+import { NOTIFY_BACKLOG_BYTES, NotifyState, type NotifySpec } from './notify.js';
+import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -46,6 +51,8 @@ export interface ImapDeps {
   /** Logged-in sessions per user (by login, case-insensitive); the server shares the map between sessions. */
   maxPerUser: number;
   userSessions: Map<string, number>;
+  /** RFC 5465 §5.8: unsent output past which NOTIFY overflows (NOTIFY_BACKLOG_BYTES by default). */
+  notifyBacklogBytes?: number;
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -80,6 +87,10 @@ export interface SelectedFolder {
   copied: Set<number>;
   /** RFC 5182 SEARCHRES: UIDs saved by SEARCH RETURN (SAVE), "$" in later commands; empty at SELECT. */
   saved: Set<number>;
+  /** RFC 5267 §4.3: updating searches (SEARCH / SORT RETURN (UPDATE)) by tag; they end with the selection. */
+  contexts: Map<string, SearchContext>;
+  /** UIDs that arrived or changed flags since the contexts were last brought up to date. */
+  changed: Set<number>;
   pending: FolderChange[];
   unwatch: () => void;
 }
@@ -120,6 +131,10 @@ export class ImapSession {
   idling = false;
   /** Set when this session changed the selected folder (APPEND, COPY into it) so the next flush looks for EXISTS. */
   checkExists = false;
+  /** RFC 5465 NOTIFY SET of this session; undefined before it and after NOTIFY NONE. */
+  notify?: NotifyState;
+  /** A command is running: notifications wait for its completion (IDLE excepted). */
+  private busy = false;
 
   private readonly reader: CommandReader;
   private frames: Buffer[] = [];
@@ -214,6 +229,10 @@ export class ImapSession {
     caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     // RFC 4978: announced in every state (the RFC's own example does) so clients that read only the greeting see it.
     caps.push('COMPRESS=DEFLATE');
+    // RFC 5267 §4: updating searches (UPDATE, CANCELUPDATE) and PARTIAL, for SEARCH and for SORT.
+    caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
+    // RFC 5465: unsolicited STATUS / LIST / EXISTS / EXPUNGE / FETCH for the mailboxes and events the client names.
+    caps.push('NOTIFY');
     return caps;
   }
 
@@ -332,6 +351,8 @@ export class ImapSession {
     if (this.closed) return;
     this.closed = true;
     this.selected?.unwatch();
+    this.notify?.stop();
+    this.notify = undefined;
     if (this.user) {
       const key = this.user.login.toLowerCase();
       const n = (this.deps.userSessions.get(key) ?? 1) - 1;
@@ -394,6 +415,9 @@ export class ImapSession {
 
   private async execute(frame: Buffer) {
     let tag = '*';
+    // Notifications sent between commands (NOTIFY) finish before the command starts, so none lands in its middle.
+    await this.flushing;
+    this.busy = true;
     try {
       const cmd = parseCommand(frame);
       tag = cmd.tag;
@@ -405,6 +429,7 @@ export class ImapSession {
       // sequence numbers too (RFC 5256 §3).
       const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(cmd.command);
       if (cmd.command !== 'LOGOUT') await this.flushChanges(!holdExpunge);
+      if (this.notify && cmd.command !== 'LOGOUT') await this.serial(() => this.notify?.pump());
       this.complete(tag, result);
       if (this.state === 'logout') this.end();
     } catch (err) {
@@ -429,6 +454,8 @@ export class ImapSession {
       const command = peekCommand(frame).command;
       if (!this.secure && !this.closed && command === 'STARTTLS') this.reader.reset();
       if (!this.deflate && !this.closed && command === 'COMPRESS') this.reader.reset();
+      this.busy = false;
+      this.afterCommand();
     }
   }
 
@@ -592,6 +619,8 @@ export class ImapSession {
       keywords: new Set(),
       copied: new Set(),
       saved: new Set(),
+      contexts: new Map(),
+      changed: new Set(),
       pending: [],
       unwatch: () => {},
     };
@@ -599,6 +628,7 @@ export class ImapSession {
       if (this.selected !== sel) return;
       sel.pending.push(change);
       if (this.idling) void this.flushChanges(true);
+      else if (!this.busy && this.notify?.wantsNow(change)) this.flushNow();
     });
     this.selected = sel;
     this.state = 'selected';
@@ -613,9 +643,65 @@ export class ImapSession {
 
   /** Sends the queued changes of the selected folder as untagged responses (serialised: IDLE may call concurrently). */
   flushChanges(allowExpunge: boolean): Promise<void> {
-    const run = this.flushing.then(() => this.doFlush(allowExpunge));
+    return this.serial(() => this.doFlush(allowExpunge));
+  }
+
+  /** Runs `fn` after every flush and notification before it: one writer of unsolicited responses at a time. */
+  private serial(fn: () => Promise<void> | void): Promise<void> {
+    const run = this.flushing.then(fn);
     this.flushing = run.catch((err) => this.log.warn({ err, client: this.client }, 'imap: could not refresh the folder'));
     return this.flushing;
+  }
+
+  // ---- NOTIFY (RFC 5465; notify.ts) ----
+
+  /** NOTIFY SET replaces what was set before; NOTIFY NONE (null) ends it. */
+  async setNotify(spec: NotifySpec | null): Promise<void> {
+    this.notify?.stop();
+    this.notify = undefined;
+    if (!spec) return;
+    const n = new NotifyState(this, spec);
+    this.notify = n;
+    await n.start();
+  }
+
+  /** Bytes written but not yet taken by the client. */
+  private get backlog(): number {
+    return this.socket.writableLength + (this.deflate?.writableLength ?? 0);
+  }
+
+  /**
+   * RFC 5465 §5.8: a client that does not read what it asked to hear would make us buffer without bound. Past the
+   * limit it is told once, and NOTIFY is off as after NOTIFY NONE; the base protocol's updates go on.
+   */
+  private overflowed(): boolean {
+    if (!this.notify || this.backlog <= (this.deps.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES)) return false;
+    this.notify.stop();
+    this.notify = undefined;
+    this.untagged('OK [NOTIFICATIONOVERFLOW] Too many notifications; NOTIFY is off');
+    return true;
+  }
+
+  /** NOTIFY found something for a mailbox that is not selected: sent now, or at the end of the running command. */
+  notificationsPending(): void {
+    if ((this.busy && !this.idling) || this.closed || this.overflowed()) return;
+    void this.serial(() => this.notify?.pump());
+  }
+
+  /** RFC 5465 §6.1: with "selected" events go out at once, "selected-delayed" keeps EXPUNGE for a command. */
+  private flushNow(): void {
+    const group = this.notify?.selectedGroup;
+    if (!group || this.closed || this.overflowed()) return;
+    const delayed = group.filter.kind === 'selected' && group.filter.delayed;
+    void this.flushChanges(!delayed);
+  }
+
+  /** What arrived while the command ran and is to be told now that it is done. */
+  private afterCommand(): void {
+    const n = this.notify;
+    if (!n || this.closed) return;
+    if (n.pending) this.notificationsPending();
+    if (this.selected?.pending.some((c) => n.wantsNow(c))) this.flushNow();
   }
 
   private async doFlush(allowExpunge: boolean) {
@@ -632,19 +718,13 @@ export class ImapSession {
           held.push(ch);
           continue;
         }
-        for (const uid of ch.uids) {
-          const i = this.indexOfUid(uid);
-          if (i < 0) continue;
-          sel.messages.splice(i, 1);
-          sel.recent.delete(uid);
-          this.untagged(`${i + 1} EXPUNGE`);
-        }
+        this.reportExpunge(ch.uids, false);
       } else {
         const i = this.indexOfUid(ch.uid);
         if (i < 0) continue;
         const m = sel.messages[i];
         if (sameFlags(m.flags, ch.flags)) continue;
-        m.flags = [...ch.flags];
+        this.setFlags(m, ch.flags);
         this.announceKeywords(m.flags);
         this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')}))`);
       }
@@ -666,7 +746,74 @@ export class ImapSession {
         this.untagged(`${sel.messages.length} EXISTS`);
         // RFC 3501 §7.3.2: RECENT accompanies EXISTS; RFC 9051 has neither \Recent nor RECENT.
         if (!this.rev2) this.untagged(`${sel.recent.size} RECENT`);
+        // RFC 5465 §5.2: MessageNew's fetch-att, for the new messages, right after the EXISTS that numbers them.
+        const fetch = this.notify?.selectedGroup?.fetch;
+        if (fetch) {
+          const refs = added.map((m) => this.indexOfUid(m.uid)).filter((i) => i >= 0).map((i) => ({ seq: i + 1, meta: sel.messages[i] }));
+          await sendFetch(this, refs, fetch);
+        }
+        if (sel.contexts.size) for (const m of added) sel.changed.add(m.uid);
       }
+    }
+    // RFC 5267 §4.3: ADDTO / REMOVEFROM after the EXISTS and FETCH they follow from, so their numbers are known.
+    if (sel.contexts.size && sel.changed.size && this.selected === sel) {
+      const changed = [...sel.changed];
+      sel.changed.clear();
+      await updateContexts(this, changed);
+    }
+  }
+
+  /** A message's flags changed in this session's view (STORE, FETCH's implicit \Seen, another session's change). */
+  setFlags(meta: MessageMeta, flags: string[]): void {
+    meta.flags = [...flags];
+    const sel = this.selected;
+    if (sel?.contexts.size) sel.changed.add(meta.uid);
+  }
+
+  /**
+   * RFC 5267 §4.3: keeps the result of SEARCH / SORT RETURN (UPDATE). A session keeping too many already gets the
+   * result without updates: `* NO [NOUPDATE "tag"]`. A tag in use is replaced (the client reused it).
+   */
+  addSearchContext(ctx: SearchContext): void {
+    const sel = this.selected;
+    if (!sel) return;
+    if (!sel.contexts.has(ctx.tag) && sel.contexts.size >= MAX_SEARCH_CONTEXTS) {
+      this.untagged(`NO [NOUPDATE ${JSON.stringify(ctx.tag)}] Too many updating searches`);
+      return;
+    }
+    sel.contexts.set(ctx.tag, ctx);
+  }
+
+  /**
+   * Every expunge the client hears of goes through here: from this session's EXPUNGE, CLOSE, MOVE, and from other
+   * sessions through the watch. Updating searches hear REMOVEFROM first, while the sequence numbers they name are
+   * still valid (RFC 5267 §4.3), then each message is removed from the view and reported. `silent` (CLOSE) only
+   * removes. With QRESYNC enabled this is where VANISHED replaces EXPUNGE (RFC 7162 §3.2.10).
+   */
+  reportExpunge(uids: number[], silent: boolean): void {
+    const sel = this.selected;
+    if (!sel) return;
+    const sorted = [...uids].sort((a, b) => a - b).filter((uid) => this.indexOfUid(uid) >= 0);
+    if (!sorted.length) return;
+    if (!silent && sel.contexts.size) {
+      const gone = new Set(sorted);
+      for (const ctx of sel.contexts.values()) {
+        const members = ctx.result.filter((u) => gone.has(u));
+        if (members.length) removeFromContext(this, ctx, members);
+      }
+    }
+    // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
+    for (const uid of sorted) {
+      const i = this.indexOfUid(uid);
+      if (i < 0) continue;
+      sel.messages.splice(i, 1);
+      sel.recent.delete(uid);
+      sel.changed.delete(uid);
+      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
+    }
+    if (silent && sel.contexts.size) {
+      const gone = new Set(sorted);
+      for (const ctx of sel.contexts.values()) ctx.result = ctx.result.filter((u) => !gone.has(u));
     }
   }
 
@@ -718,16 +865,7 @@ export class ImapSession {
 
   /** Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). */
   applyExpunge(uids: number[], silent: boolean): void {
-    const sel = this.selected;
-    if (!sel) return;
-    // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
-    for (const uid of [...uids].sort((a, b) => a - b)) {
-      const i = this.indexOfUid(uid);
-      if (i < 0) continue;
-      sel.messages.splice(i, 1);
-      sel.recent.delete(uid);
-      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
-    }
+    this.reportExpunge(uids, silent);
   }
 }
 

@@ -2,6 +2,7 @@
  * The IMAP listener (DESIGN.md §2 `imap/`): plain with STARTTLS (143) or implicit TLS (993). Everything
  * protocol-specific is in connection.ts and commands/; this file only builds the listener and its dependencies.
  */
+import { NOTIFY_BACKLOG_BYTES } from './notify.js';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -44,6 +45,8 @@ export interface ImapServerOptions {
   maxPerAddress?: number;
   /** Logged-in sessions of one user (default 20: Thunderbird alone opens up to 5 per account and device). */
   maxPerUser?: number;
+  /** RFC 5465 §5.8: unsent output past which NOTIFY overflows (default 4 MiB; tests make it small). */
+  notifyBacklogBytes?: number;
 }
 
 export interface ImapServer {
@@ -71,6 +74,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     appendLimit: opts.appendLimit ?? 50 * 1024 * 1024,
     idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60 * 1000,
     maxPerUser: opts.maxPerUser ?? 20,
+    notifyBacklogBytes: opts.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES,
     userSessions: new Map<string, number>(),
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;

@@ -46,6 +46,13 @@ export type FolderChange =
   | { kind: 'expunge'; uids: number[] }
   | { kind: 'flags'; uid: number; flags: Flag[] };
 
+/** A change of the folder list or the subscriptions of one mailbox owner, by any session of this process. */
+export type MailboxListChange =
+  | { kind: 'created'; name: string }
+  | { kind: 'deleted'; name: string }
+  | { kind: 'renamed'; name: string; oldName: string }
+  | { kind: 'subscription'; name: string; subscribed: boolean };
+
 export class FolderNotFound extends Error {
   constructor(readonly folder: string) {
     super(`no such folder: ${folder}`);
@@ -92,4 +99,6 @@ export interface MailboxAccess {
   quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }>;
   /** Calls back on changes made by other sessions or by delivery; returns the unsubscribe function. */
   watch(owner: MailboxOwner, folder: string, listener: (change: FolderChange) => void): () => void;
+  /** Calls back when folders of the owner are created, deleted, renamed or (un)subscribed; optional for a store. */
+  watchMailboxes?(owner: MailboxOwner, listener: (change: MailboxListChange) => void): () => void;
 }

@@ -45,13 +45,13 @@ import {
 import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { FolderNotFound, OverQuota, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MessageMeta } from './mailbox.js';
+import { FolderNotFound, OverQuota, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
 import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
 import { appendMaildirSize, readMaildirSize, recalculateMaildirSize } from './quota.js';
 import { QuotaExceeded, type MailboxOwner } from './types.js';
-import { folderEvents, type FolderEvents } from './watch.js';
+import { folderEvents, mailboxListEvents, type FolderEvents } from './watch.js';
 
 export class FolderExists extends Error {
   constructor(readonly folder: string) {
@@ -310,6 +310,15 @@ export class MaildirMailbox implements MailboxAccess {
     const dir = this.store.folderPath(owner, name);
     if (dir === this.store.maildirPath(owner) || (await isDir(dir))) throw new FolderExists(name);
     await this.store.createFolder(owner, name);
+    this.listChanged(owner, { kind: 'created', name });
+  }
+
+  watchMailboxes(owner: MailboxOwner, listener: (change: MailboxListChange) => void): () => void {
+    return mailboxListEvents.on(this.store.maildirPath(owner), listener);
+  }
+
+  private listChanged(owner: MailboxOwner, change: MailboxListChange): void {
+    mailboxListEvents.emit(this.store.maildirPath(owner), change);
   }
 
   async deleteFolder(owner: MailboxOwner, name: string): Promise<void> {
@@ -321,6 +330,7 @@ export class MaildirMailbox implements MailboxAccess {
       // Children are separate Maildir++ directories ('.A.B' next to '.A') and are kept (RFC 3501 §6.3.4).
       await rm(dir, { recursive: true, force: true });
     });
+    this.listChanged(owner, { kind: 'deleted', name });
     await this.recountQuota(owner);
   }
 
@@ -335,6 +345,7 @@ export class MaildirMailbox implements MailboxAccess {
       await this.store.createFolder(owner, to);
       const state = await this.openFolder(owner, 'INBOX');
       if (state.messages.length) await this.copy(owner, 'INBOX', state.messages.map((m) => m.uid), to, { move: true });
+      this.listChanged(owner, { kind: 'created', name: to });
       return;
     }
     if (!(await isDir(fromDir))) throw new FolderNotFound(from);
@@ -347,6 +358,7 @@ export class MaildirMailbox implements MailboxAccess {
         // The index moves with the directory: UIDVALIDITY and UIDs are kept.
         await rename(f.path, target);
       });
+      this.listChanged(owner, { kind: 'renamed', name: to + f.name.slice(from.length), oldName: f.name });
     }
   }
 
@@ -361,6 +373,7 @@ export class MaildirMailbox implements MailboxAccess {
       await writeFile(tmp, SUBSCRIPTIONS_V2 + lines.join(''), { mode: 0o600 });
       await rename(tmp, join(root, SUBSCRIPTIONS_FILE));
     });
+    this.listChanged(owner, { kind: 'subscription', name, subscribed: on });
   }
 
   subscriptions(owner: MailboxOwner): Promise<string[]> {

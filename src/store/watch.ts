@@ -3,14 +3,15 @@
  * on the same folder"). Keyed by the folder's Maildir path, so every MaildirMailbox over the same store root in
  * this process shares it: one IMAP session's STORE reaches another session's IDLE without going through the disk.
  */
-import type { FolderChange } from './mailbox.js';
+import type { FolderChange, MailboxListChange } from './mailbox.js';
 
 export type FolderListener = (change: FolderChange) => void;
 
-export class FolderEvents {
-  private readonly listeners = new Map<string, Set<FolderListener>>();
+/** Listeners by key; a change is emitted to the listeners of its key. */
+export class EventHub<T> {
+  private readonly listeners = new Map<string, Set<(change: T) => void>>();
 
-  on(key: string, listener: FolderListener): () => void {
+  on(key: string, listener: (change: T) => void): () => void {
     let set = this.listeners.get(key);
     if (!set) this.listeners.set(key, (set = new Set()));
     set.add(listener);
@@ -24,7 +25,7 @@ export class FolderEvents {
     return (this.listeners.get(key)?.size ?? 0) > 0;
   }
 
-  emit(key: string, change: FolderChange): void {
+  emit(key: string, change: T): void {
     const set = this.listeners.get(key);
     if (!set) return;
     // A throwing listener (a session whose socket died) must not keep the others from hearing the change.
@@ -38,5 +39,13 @@ export class FolderEvents {
   }
 }
 
+export class FolderEvents extends EventHub<FolderChange> {}
+
 /** The process-wide hub MaildirMailbox uses unless given another. */
 export const folderEvents = new FolderEvents();
+
+/**
+ * Changes of a mailbox's folder list and subscriptions (RFC 5465 NOTIFY MailboxName / SubscriptionChange), keyed by
+ * the owner's Maildir root. In-process, like folder changes between sessions.
+ */
+export const mailboxListEvents = new EventHub<MailboxListChange>();

@@ -7,6 +7,7 @@
 import type { MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
+import type { ImapSession } from '../connection.js';
 import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
 import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
@@ -80,7 +81,6 @@ export const fetch: ImapCommand = {
   async handle(session, cmd) {
     // RFC 8970 §3.2: "FETCH 1 PREVIEW (LAZY)" has a third argument.
     expectArgs(cmd, 2, 3);
-    const sel = session.selected!;
     if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
     let atts: FetchAtt[];
     try {
@@ -89,73 +89,78 @@ export const fetch: ImapCommand = {
       throw bad((err as Error).message);
     }
     if (cmd.uid && !atts.some((a) => a.kind === 'simple' && a.name === 'UID')) atts.unshift({ kind: 'simple', name: 'UID' });
-    const refs = resolveSet(session, cmd.args[0].value, cmd.uid);
-    const needsContent = atts.some((a) => a.kind !== 'simple' || NEEDS_CONTENT.has(a.name));
-    const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
-    const wantsStructure = atts.some((a) => a.kind === 'simple' && a.name === 'BODYSTRUCTURE');
-    // Only ENVELOPE / BODYSTRUCTURE among the content items: the cache may spare reading the message.
-    const cacheable = needsContent && atts.every((a) => a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE'));
-    const markSeen = !sel.readOnly && atts.some(setsSeen);
-    const store = session.deps.mailbox;
-    const cache = partsCache(store);
-    for (const { seq, meta } of refs) {
-      let raw: Buffer | undefined;
-      let tree: MimeNode | undefined;
-      let cached: Cached = {};
-      if (cache && (wantsEnvelope || wantsStructure)) {
-        try {
-          cached = fromCache(await cache.cachedParts(sel.owner, sel.folder, meta.uid));
-        } catch {
-          cached = {};
-        }
-      }
-      const cacheHit = cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
-      if (needsContent && !cacheHit) {
-        try {
-          raw = await store.readMessage(sel.owner, sel.folder, meta.uid);
-        } catch {
-          // Expunged by another session since our view was made: RFC 2180 §4.1.2 lets us omit it.
-          continue;
-        }
-        tree = parseMime(raw);
-        if (cache && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure))) {
-          const env = encode(envelope(tree));
-          const structure = encode(bodystructure(tree, true));
-          cached = { envelope: env, bodystructure: structure };
-          await cache
-            .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: CACHE_VERSION + env.toString('latin1'), bodystructure: CACHE_VERSION + structure.toString('latin1') })
-            .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
-        }
-      }
-      // RFC 3516 §4.3: a part we cannot decode fails the FETCH before \Seen is set.
-      const binary = new Map<string, Buffer>();
-      for (const a of atts) {
-        if (a.kind !== 'binary' && a.kind !== 'binary-size') continue;
-        const path = a.kind === 'binary' ? a.section.path : a.path;
-        if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
-      }
-      let flagsChanged = false;
-      if (markSeen && !meta.flags.includes('\\Seen')) {
-        const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
-        const now = result.get(meta.uid);
-        if (now) {
-          meta.flags = [...now];
-          flagsChanged = true;
-        }
-      }
-      const parts: Buffer[] = [];
-      const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
-      // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
-      const shown = { ...meta, flags: session.flagsOf(meta) };
-      session.announceKeywords(meta.flags);
-      for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
-      if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
-      const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
-      session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
-      await session.drain();
-    }
+    await sendFetch(session, resolveSet(session, cmd.args[0].value, cmd.uid), atts);
   },
 };
+
+/** `* n FETCH (...)` for each message of the view in `refs`; FETCH, and NOTIFY's MessageNew (RFC 5465 §5.2). */
+export async function sendFetch(session: ImapSession, refs: { seq: number; meta: MessageMeta }[], atts: FetchAtt[]): Promise<void> {
+  const sel = session.selected!;
+  const needsContent = atts.some((a) => a.kind !== 'simple' || NEEDS_CONTENT.has(a.name));
+  const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
+  const wantsStructure = atts.some((a) => a.kind === 'simple' && a.name === 'BODYSTRUCTURE');
+  // Only ENVELOPE / BODYSTRUCTURE among the content items: the cache may spare reading the message.
+  const cacheable = needsContent && atts.every((a) => a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE'));
+  const markSeen = !sel.readOnly && atts.some(setsSeen);
+  const store = session.deps.mailbox;
+  const cache = partsCache(store);
+  for (const { seq, meta } of refs) {
+    let raw: Buffer | undefined;
+    let tree: MimeNode | undefined;
+    let cached: Cached = {};
+    if (cache && (wantsEnvelope || wantsStructure)) {
+      try {
+        cached = fromCache(await cache.cachedParts(sel.owner, sel.folder, meta.uid));
+      } catch {
+        cached = {};
+      }
+    }
+    const cacheHit = cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
+    if (needsContent && !cacheHit) {
+      try {
+        raw = await store.readMessage(sel.owner, sel.folder, meta.uid);
+      } catch {
+        // Expunged by another session since our view was made: RFC 2180 §4.1.2 lets us omit it.
+        continue;
+      }
+      tree = parseMime(raw);
+      if (cache && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure))) {
+        const env = encode(envelope(tree));
+        const structure = encode(bodystructure(tree, true));
+        cached = { envelope: env, bodystructure: structure };
+        await cache
+          .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: CACHE_VERSION + env.toString('latin1'), bodystructure: CACHE_VERSION + structure.toString('latin1') })
+          .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
+      }
+    }
+    // RFC 3516 §4.3: a part we cannot decode fails the FETCH before \Seen is set.
+    const binary = new Map<string, Buffer>();
+    for (const a of atts) {
+      if (a.kind !== 'binary' && a.kind !== 'binary-size') continue;
+      const path = a.kind === 'binary' ? a.section.path : a.path;
+      if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
+    }
+    let flagsChanged = false;
+    if (markSeen && !meta.flags.includes('\\Seen')) {
+      const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
+      const now = result.get(meta.uid);
+      if (now) {
+        session.setFlags(meta, now);
+        flagsChanged = true;
+      }
+    }
+    const parts: Buffer[] = [];
+    const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
+    // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
+    const shown = { ...meta, flags: session.flagsOf(meta) };
+    session.announceKeywords(meta.flags);
+    for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
+    if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
+    const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
+    session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
+    await session.drain();
+  }
+}
 
 function flagsValue(meta: MessageMeta): Buffer {
   return Buffer.from(`(${meta.flags.join(' ')})`);

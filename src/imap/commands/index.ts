@@ -2,6 +2,7 @@
 import type { ImapCommand } from '../command.js';
 import { append } from './append.js';
 import { authenticate } from './authenticate.js';
+import { cancelupdate } from './cancelupdate.js';
 import { capability } from './capability.js';
 import { check } from './check.js';
 import { close } from './close.js';
@@ -26,6 +27,7 @@ import { move } from './move.js';
 import { myrights } from './myrights.js';
 import { namespace } from './namespace.js';
 import { noop } from './noop.js';
+import { notify } from './notify.js';
 import { rename } from './rename.js';
 import { search } from './search.js';
 import { select } from './select.js';
@@ -43,7 +45,7 @@ const MODULES: ImapCommand[] = [
   select, create, deleteCommand, rename, subscribe, list, lsub, status, append,
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquotaroot, getquota,
   myrights, getacl, listrights, setacl,
-  sort, thread, compress,
+  sort, thread, compress, cancelupdate, notify,
 ];
 
 export const COMMANDS: ReadonlyMap<string, ImapCommand> = new Map(MODULES.flatMap((m) => m.names.map((n) => [n, m] as const)));

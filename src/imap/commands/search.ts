@@ -7,7 +7,8 @@ import type { MessageMeta } from '../../store/mailbox.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
-import { formatSequenceSet, inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
+import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange, type Token } from '../parser.js';
+import { esearchResponse, parseReturn, wantsData, type ReturnOptions } from '../search-return.js';
 import { parseImapDate } from '../response.js';
 import { addressSearchText, casemapContains, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
@@ -290,6 +291,16 @@ export function matches(c: Criterion, m: Candidate): boolean {
 }
 
 export async function runSearch(session: ImapSession, criteria: Criterion): Promise<{ seq: number; meta: MessageMeta }[]> {
+  const msgs = session.selected!.messages;
+  const found = await matchAt(session, criteria, msgs.map((_, i) => i));
+  return found.map((i) => ({ seq: i + 1, meta: msgs[i] }));
+}
+
+/**
+ * The view indexes (sequence number - 1) among `indexes` whose messages match, ascending. SEARCH runs it on the
+ * whole view; an updating search (RFC 5267 §4.3) on the messages that arrived or changed flags since.
+ */
+export async function matchAt(session: ImapSession, criteria: Criterion, indexes: number[]): Promise<number[]> {
   const sel = session.selected!;
   const msgs = sel.messages;
   const maxUid = msgs.length ? msgs[msgs.length - 1].uid : 0;
@@ -297,21 +308,22 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
   // SUBJECT/FROM/HEADER/SENT* need the header only: parsing whole messages (attachments included) made a header
   // SEARCH cost as much as a full-text one (test/bench/imap.bench.ts).
   const body = content && needsBody(criteria);
-  const out: { seq: number; meta: MessageMeta }[] = [];
+  const out: number[] = [];
   const now = Date.now();
-  for (let i = 0; i < msgs.length; i++) {
-    const cand: Candidate = { seq: i + 1, meta: msgs[i], count: msgs.length, maxUid, recent: sel.recent.has(msgs[i].uid), saved: sel.saved, now };
+  for (const i of indexes) {
+    const meta = msgs[i];
+    const cand: Candidate = { seq: i + 1, meta, count: msgs.length, maxUid, recent: sel.recent.has(meta.uid), saved: sel.saved, now };
     if (content) {
       try {
         if (body) {
-          cand.tree = parseMime(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid));
+          cand.tree = parseMime(await session.deps.mailbox.readMessage(sel.owner, sel.folder, meta.uid));
         } else {
           const who = sel.owner.kind === 'user' ? `u:${sel.owner.login}` : `s:${sel.owner.group}`;
-          const key = `${who.toLowerCase()}\0${sel.folder}\0${sel.uidValidity}\0${msgs[i].uid}`;
+          const key = `${who.toLowerCase()}\0${sel.folder}\0${sel.uidValidity}\0${meta.uid}`;
           let hit = headerCache.get(key);
           if (!hit) {
             // A copy: a subarray would keep the whole message (attachments included) alive in the cache.
-            const header = Buffer.from(headerSection(await session.deps.mailbox.readMessage(sel.owner, sel.folder, msgs[i].uid)));
+            const header = Buffer.from(headerSection(await session.deps.mailbox.readMessage(sel.owner, sel.folder, meta.uid)));
             hit = { tree: parseMime(header), bytes: header.length };
             headerCache.set(key, hit);
           }
@@ -320,24 +332,11 @@ export async function runSearch(session: ImapSession, criteria: Criterion): Prom
       } catch {
         continue;
       }
+      // Reading may have waited: the view is the one the caller's indexes refer to only if it is still selected.
+      if (session.selected !== sel || msgs[i] !== meta) continue;
     }
-    if (matches(criteria, cand)) out.push({ seq: cand.seq, meta: cand.meta });
+    if (matches(criteria, cand)) out.push(i);
   }
-  return out;
-}
-
-type ReturnOption = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
-
-/** RFC 4731 §3 / RFC 5182 §2.4: `RETURN (...)` options; an empty list means ALL. */
-function parseReturn(t: Token | undefined): Set<ReturnOption> {
-  if (!t || t.type !== 'list') throw bad('Expected RETURN options');
-  const out = new Set<ReturnOption>();
-  for (const i of t.items) {
-    const o = i.type === 'atom' ? i.value.toUpperCase() : '';
-    if (o !== 'MIN' && o !== 'MAX' && o !== 'ALL' && o !== 'COUNT' && o !== 'SAVE') throw bad(`Unknown RETURN option ${o}`);
-    out.add(o);
-  }
-  if (!out.size) out.add('ALL');
   return out;
 }
 
@@ -348,10 +347,10 @@ export const search: ImapCommand = {
   async handle(session, cmd) {
     const sel = session.selected!;
     let args = cmd.args;
-    let ret: Set<ReturnOption> | undefined;
+    let ret: ReturnOptions | undefined;
     try {
       if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
-        ret = parseReturn(args[1]);
+        ret = parseReturn(args[1], true);
         args = args.slice(2);
       }
       if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'CHARSET') {
@@ -363,32 +362,26 @@ export const search: ImapCommand = {
       }
       const criteria = parseCriteria(args, { rev2: session.rev2 });
       // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH; no RETURN is RETURN (ALL).
-      if (!ret && session.rev2) ret = new Set(['ALL']);
+      if (!ret && session.rev2) ret = { min: false, max: false, all: true, count: false, save: false, update: false };
       const found = await runSearch(session, criteria);
+      const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
       if (!ret) {
-        const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
         session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
         return;
       }
-      const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
-      if (ret.has('SAVE')) {
+      if (ret.save) {
         // RFC 5182 §2.4: with only MIN and/or MAX beside SAVE, only those messages are saved.
-        const onlyEnds = !ret.has('ALL') && !ret.has('COUNT') && (ret.has('MIN') || ret.has('MAX'));
-        const kept = onlyEnds ? [...new Set([ret.has('MIN') ? found[0] : undefined, ret.has('MAX') ? found[found.length - 1] : undefined])].filter((f) => f !== undefined) : found;
+        const onlyEnds = !ret.all && !ret.count && !ret.partial && (ret.min || ret.max);
+        const kept = onlyEnds ? [...new Set([ret.min ? found[0] : undefined, ret.max ? found[found.length - 1] : undefined])].filter((f) => f !== undefined) : found;
         sel.saved = new Set(kept.map((f) => f.meta.uid));
-        // RFC 5182 §2.4: SAVE alone returns no ESEARCH.
-        if (ret.size === 1) return;
       }
-      // RFC 4731 §3.1: MIN/MAX/ALL are left out when nothing matched; COUNT is always there.
-      let out = `ESEARCH (TAG ${JSON.stringify(cmd.tag)})${cmd.uid ? ' UID' : ''}`;
-      if (nums.length && ret.has('MIN')) out += ` MIN ${nums[0]}`;
-      if (nums.length && ret.has('MAX')) out += ` MAX ${nums[nums.length - 1]}`;
-      if (nums.length && ret.has('ALL')) out += ` ALL ${formatSequenceSet(nums)}`;
-      if (ret.has('COUNT')) out += ` COUNT ${nums.length}`;
-      session.untagged(out);
+      // RFC 5182 §2.4: SAVE alone returns no ESEARCH. UPDATE alone returns one without data (RFC 5267 §4.3: the
+      // client asked to hear of changes only), as Dovecot answers.
+      if (ret.update || wantsData(ret)) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret, false));
+      if (ret.update) session.addSearchContext({ tag: cmd.tag, uid: cmd.uid, criteria, result: found.map((f) => f.meta.uid) });
     } catch (err) {
       // RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves the saved result empty.
-      if (ret?.has('SAVE') || cmd.args.some((a) => a.type === 'list' && a.items.some((i) => i.type === 'atom' && i.value.toUpperCase() === 'SAVE'))) sel.saved = new Set();
+      if (ret?.save || cmd.args.some((a) => a.type === 'list' && a.items.some((i) => i.type === 'atom' && i.value.toUpperCase() === 'SAVE'))) sel.saved = new Set();
       throw err;
     }
   },

@@ -1,9 +1,10 @@
 /**
  * SORT and UID SORT (RFC 5256 §3), with the DISPLAYFROM and DISPLAYTO keys of SORT=DISPLAY (RFC 5957) and the
- * RETURN (MIN MAX ALL COUNT) options of ESORT (RFC 5267 §3), answered in one ESEARCH response. The
- * messages matched by the search criteria are ordered by the sort keys in turn; REVERSE reverses only the key it
- * precedes, and messages equal on every key keep their mailbox order (RFC 5256 §3: "sorted according to the order
- * in which they appear in the mailbox"). Strings compare with i;unicode-casemap (message-keys.ts).
+ * RETURN (MIN MAX ALL COUNT) options of ESORT (RFC 5267 §3), answered in one ESEARCH response, with PARTIAL and
+ * UPDATE of CONTEXT=SORT (RFC 5267 §4.3, §4.4; the updates are in search-context.ts). The messages matched by the
+ * search criteria are ordered by the sort keys in turn; REVERSE reverses only the key it precedes, and messages equal
+ * on every key keep their mailbox order (RFC 5256 §3: "sorted according to the order in which they appear in the
+ * mailbox"). Strings compare with i;unicode-casemap (message-keys.ts).
  */
 import { bad, no, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
@@ -12,6 +13,7 @@ import type { Token } from '../parser.js';
 import { tokenText } from '../parser.js';
 import type { MessageMeta } from '../../store/mailbox.js';
 import { parseCriteria, runSearch } from './search.js';
+import { esearchResponse, parseReturn, wantsData, type ReturnOptions } from '../search-return.js';
 
 export type SortKey = 'ARRIVAL' | 'CC' | 'DATE' | 'FROM' | 'SIZE' | 'SUBJECT' | 'TO' | 'DISPLAYFROM' | 'DISPLAYTO';
 
@@ -84,61 +86,28 @@ function compareBy(key: SortKey, a: Sortable, b: Sortable): number {
   }
 }
 
+/** The order of SORT: each key in turn, then mailbox order (RFC 5256 §3), which is UID order as well. */
+export function compareSortable(criteria: SortCriterion[], a: Sortable, b: Sortable): number {
+  for (const c of criteria) {
+    const d = compareBy(c.key, a, b);
+    if (d !== 0) return c.reverse ? -d : d;
+  }
+  return a.meta.uid - b.meta.uid;
+}
+
 export function sortMessages(msgs: Sortable[], criteria: SortCriterion[]): Sortable[] {
-  return [...msgs].sort((a, b) => {
-    for (const c of criteria) {
-      const d = compareBy(c.key, a, b);
-      if (d !== 0) return c.reverse ? -d : d;
-    }
-    return a.seq - b.seq;
-  });
+  return [...msgs].sort((a, b) => compareSortable(criteria, a, b));
 }
 
 /** The messages matched by `criteria` tokens, with their sort keys. */
 export async function searchWithKeys(session: ImapSession, criteria: Token[]): Promise<Sortable[]> {
-  const found = await runSearch(session, parseCriteria(criteria, { rev2: session.rev2 }));
+  return sortableOf(session, await runSearch(session, parseCriteria(criteria, { rev2: session.rev2 })));
+}
+
+/** Messages of the view with their sort keys. */
+export async function sortableOf(session: ImapSession, found: { seq: number; meta: MessageMeta }[]): Promise<Sortable[]> {
   const keys = await loadKeys(session, found);
   return found.map((f, i) => ({ seq: f.seq, meta: f.meta, keys: keys[i] }));
-}
-
-type ReturnOption = 'MIN' | 'MAX' | 'ALL' | 'COUNT';
-
-/** RFC 5267 §3 / RFC 4731 §3.1: `RETURN (...)`; an empty list means ALL. */
-export function parseReturnOptions(t: Token | undefined): Set<ReturnOption> {
-  if (!t || t.type !== 'list') throw bad('Expected RETURN options');
-  const out = new Set<ReturnOption>();
-  for (const i of t.items) {
-    const o = i.type === 'atom' ? i.value.toUpperCase() : '';
-    if (o !== 'MIN' && o !== 'MAX' && o !== 'ALL' && o !== 'COUNT') throw bad(`Unknown RETURN option ${o || '?'}`);
-    out.add(o);
-  }
-  if (!out.size) out.add('ALL');
-  return out;
-}
-
-/** RFC 5267 §3.1: ALL keeps the sort order, so only ascending runs of consecutive numbers become ranges. */
-export function orderedSet(nums: number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < nums.length; ) {
-    let j = i;
-    while (j + 1 < nums.length && nums[j + 1] === nums[j] + 1) j++;
-    parts.push(i === j ? String(nums[i]) : `${nums[i]}:${nums[j]}`);
-    i = j + 1;
-  }
-  return parts.join(',');
-}
-
-/**
- * RFC 5267 §3.1: MIN and MAX are the first and last message in sort order, ALL all of them in that order, COUNT how
- * many; MIN, MAX and ALL are left out when nothing matched (RFC 4731 §3.1).
- */
-export function esearchResponse(tag: string, uid: boolean, nums: number[], ret: Set<ReturnOption>): string {
-  let out = `ESEARCH (TAG ${JSON.stringify(tag)})${uid ? ' UID' : ''}`;
-  if (nums.length && ret.has('MIN')) out += ` MIN ${nums[0]}`;
-  if (nums.length && ret.has('MAX')) out += ` MAX ${nums[nums.length - 1]}`;
-  if (nums.length && ret.has('ALL')) out += ` ALL ${orderedSet(nums)}`;
-  if (ret.has('COUNT')) out += ` COUNT ${nums.length}`;
-  return out;
 }
 
 export const sort: ImapCommand = {
@@ -147,17 +116,32 @@ export const sort: ImapCommand = {
   uid: true,
   async handle(session, cmd) {
     let args = cmd.args;
-    let ret: Set<ReturnOption> | undefined;
+    let ret: ReturnOptions | undefined;
     if (args[0]?.type === 'atom' && args[0].value.toUpperCase() === 'RETURN') {
-      ret = parseReturnOptions(args[1]);
+      ret = parseReturn(args[1], false);
       args = args.slice(2);
     }
     if (args.length < 3) throw bad('Wrong number of arguments for SORT');
     const criteria = parseSortCriteria(args[0]);
     checkCharset(args[1]);
-    const sorted = sortMessages(await searchWithKeys(session, args.slice(2)), criteria);
+    const search = parseCriteria(args.slice(2));
+    const sorted = sortMessages(await sortableOf(session, await runSearch(session, search)), criteria);
     const nums = sorted.map((m) => (cmd.uid ? m.meta.uid : m.seq));
-    if (ret) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret));
-    else session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
+    if (!ret) {
+      session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
+      return;
+    }
+    // RFC 5267 §4.3: UPDATE alone answers without data; the changes follow as ADDTO / REMOVEFROM with positions.
+    if (ret.update || wantsData(ret)) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret, true));
+    if (ret.update) {
+      session.addSearchContext({
+        tag: cmd.tag,
+        uid: cmd.uid,
+        criteria: search,
+        sort: criteria,
+        result: sorted.map((m) => m.meta.uid),
+        keys: new Map(sorted.map((m) => [m.meta.uid, m.keys])),
+      });
+    }
   },
 };

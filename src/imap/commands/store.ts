@@ -24,7 +24,7 @@ export const store: ImapCommand = {
     for (const r of refs) {
       const now = result.get(r.meta.uid);
       if (!now) continue;
-      r.meta.flags = [...now];
+      session.setFlags(r.meta, now);
       if (!silent) session.untagged(`${r.seq} FETCH (FLAGS (${session.flagsOf(r.meta).join(' ')})${cmd.uid ? ` UID ${r.meta.uid}` : ''})`);
     }
   },

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { esearchResponse, orderedSet, parseReturnOptions, parseSortCriteria, sortMessages, type Sortable } from '../../../src/imap/commands/sort.ts';
+import { parseSortCriteria, sortMessages, type Sortable } from '../../../src/imap/commands/sort.ts';
+import { esearchResponse, orderedSet, parseReturn } from '../../../src/imap/search-return.ts';
 import { formatThreads, orderedSubject, references } from '../../../src/imap/commands/thread.ts';
 import { ImapError } from '../../../src/imap/command.ts';
 import { baseSubject, casemap, keysOf } from '../../../src/imap/message-keys.ts';
@@ -117,12 +118,17 @@ describe('SORT (RFC 5256 §3, RFC 5957)', () => {
 describe('ESORT (RFC 5267 §3)', () => {
   test('MIN and MAX are the ends of the sort order, ALL keeps the order with ranges only for ascending runs', () => {
     assert.equal(orderedSet([1, 2, 3, 7, 5, 4, 9, 10]), '1:3,7,5,4,9:10');
-    const all = parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN (MIN MAX ALL COUNT) (DATE) UTF-8 ALL\r\n')).args[1]);
-    assert.equal(esearchResponse('t1', false, [4, 2, 3], all), 'ESEARCH (TAG "t1") MIN 4 MAX 3 ALL 4,2:3 COUNT 3');
-    assert.equal(esearchResponse('t2', true, [], all), 'ESEARCH (TAG "t2") UID COUNT 0');
-    const empty = parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN () (DATE) UTF-8 ALL\r\n')).args[1]);
-    assert.equal(esearchResponse('t3', false, [1, 2], empty), 'ESEARCH (TAG "t3") ALL 1:2');
-    assert.throws(() => parseReturnOptions(parseCommand(Buffer.from('t SORT RETURN (PARTIAL) (DATE) UTF-8 ALL\r\n')).args[1]), ImapError);
+    const ret = (text: string) => parseReturn(parseCommand(Buffer.from(`t SORT RETURN ${text} (DATE) UTF-8 ALL\r\n`)).args[1], false);
+    const all = ret('(MIN MAX ALL COUNT)');
+    assert.equal(esearchResponse('t1', false, [4, 2, 3], all, true), 'ESEARCH (TAG "t1") MIN 4 MAX 3 ALL 4,2:3 COUNT 3');
+    assert.equal(esearchResponse('t2', true, [], all, true), 'ESEARCH (TAG "t2") UID COUNT 0');
+    assert.equal(esearchResponse('t3', false, [1, 2], ret('()'), true), 'ESEARCH (TAG "t3") ALL 1:2');
+    // RFC 5267 §4.4: PARTIAL takes a range of positions (given either way round) and keeps the sort order.
+    assert.equal(esearchResponse('t4', false, [5, 3, 4, 2, 1], ret('(PARTIAL 4:2)'), true), 'ESEARCH (TAG "t4") PARTIAL (2:4 3:4,2)');
+    assert.equal(esearchResponse('t5', false, [5, 3], ret('(PARTIAL 3:9 COUNT)'), true), 'ESEARCH (TAG "t5") PARTIAL (3:9 NIL) COUNT 2');
+    for (const bad of ['(PARTIAL)', '(PARTIAL 1)', '(PARTIAL 1:*)', '(PARTIAL *:1)', '(PARTIAL 0:3)', '(PARTIAL 1:2 ALL)', '(SAVE)']) {
+      assert.throws(() => ret(bad), (e: unknown) => e instanceof ImapError && e.status === 'BAD', bad);
+    }
   });
 });
 
