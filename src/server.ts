@@ -26,6 +26,7 @@ import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
+import { UrlauthKeyStore } from './store/urlauth-keys.js';
 import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
@@ -145,6 +146,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const { directory } = core;
     const imapDeps = {
       tls,
+      // RFC 4467: mailbox access keys in each user's Maildir root (store/urlauth-keys.ts).
+      urlauthKeys: new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) }),
       auth: core.auth,
       mailbox,
       settings,

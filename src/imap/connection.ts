@@ -20,6 +20,8 @@ import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapSt
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
+import type { UrlauthKeys } from '../store/urlauth-keys.js';
+import type { UrlauthContext } from './urlauth.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -46,6 +48,8 @@ export interface ImapDeps {
   /** Logged-in sessions per user (by login, case-insensitive); the server shares the map between sessions. */
   maxPerUser: number;
   userSessions: Map<string, number>;
+  /** URLAUTH (RFC 4467): the mailbox access keys, and the directory to find the user a URL names. */
+  urlauth?: { keys: UrlauthKeys; findUser: (login: string) => Promise<UserEntry | null> };
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -115,6 +119,8 @@ export class ImapSession {
   selected?: SelectedFolder;
   enabled = new Set<string>();
   readonly remoteAddress: string;
+  /** The address the client connected to: an IMAP URL naming it names this server (RFC 4467 §9). */
+  readonly localAddress: string;
   /** Set by IDLE: changes are sent as they arrive. */
   idling = false;
   /** Set when this session changed the selected folder (APPEND, COPY into it) so the next flush looks for EXISTS. */
@@ -138,6 +144,7 @@ export class ImapSession {
   ) {
     this.secure = opts.secure;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.localAddress = (socket.localAddress ?? '').replace(/^::ffff:/, '');
     this.log = deps.log;
     this.reader = new CommandReader({
       frame: (data) => {
@@ -196,9 +203,26 @@ export class ImapSession {
     caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     // RFC 8514 SAVEDATE: FETCH SAVEDATE, SEARCH SAVEDBEFORE/SAVEDON/SAVEDSINCE/SAVEDATESUPPORTED.
     caps.push('SAVEDATE');
+    // RFC 4467 URLAUTH, RFC 5524 URLAUTH=BINARY, RFC 5550 URL-PARTIAL: GENURLAUTH, RESETKEY, URLFETCH.
+    if (this.deps.urlauth) caps.push('URLAUTH', 'URLAUTH=BINARY', 'URL-PARTIAL');
     // RFC 4978: announced in every state (the RFC's own example does) so clients that read only the greeting see it.
     caps.push('COMPRESS=DEFLATE');
     return caps;
+  }
+
+  /** What GENURLAUTH, RESETKEY and URLFETCH need; undefined when the server has no key store. */
+  get urlauth(): UrlauthContext | undefined {
+    const u = this.deps.urlauth;
+    if (!u) return undefined;
+    const names = new Set([this.deps.hostname.toLowerCase(), 'localhost', this.localAddress.toLowerCase()]);
+    return {
+      mailbox: this.deps.mailbox,
+      keys: u.keys,
+      findUser: u.findUser,
+      resolveOwner: this.deps.resolveOwner,
+      sharedGroups: this.deps.sharedGroups,
+      hosts: (host) => names.has(host.toLowerCase()),
+    };
   }
 
   // ---- I/O ----

@@ -9,6 +9,7 @@ import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
+import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import { ImapSession, type ImapSettings } from './connection.js';
 
 export interface ImapServerOptions {
@@ -44,6 +45,8 @@ export interface ImapServerOptions {
   maxPerAddress?: number;
   /** Logged-in sessions of one user (default 20: Thunderbird alone opens up to 5 per account and device). */
   maxPerUser?: number;
+  /** URLAUTH (RFC 4467) mailbox access keys; without them GENURLAUTH/URLFETCH are not offered. */
+  urlauthKeys?: UrlauthKeys;
 }
 
 export interface ImapServer {
@@ -72,6 +75,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     idleTimeoutMs: opts.idleTimeoutMs ?? 30 * 60 * 1000,
     maxPerUser: opts.maxPerUser ?? 20,
     userSessions: new Map<string, number>(),
+    urlauth: opts.urlauthKeys ? { keys: opts.urlauthKeys, findUser: (login: string) => opts.auth.findUser(login) } : undefined,
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;
   const perAddress = new Map<string, number>();
