@@ -3,6 +3,7 @@
  * mechanism), creating the key on first use; answers `* GENURLAUTH url-full...` in the order asked.
  */
 import { bad, no, type ImapCommand } from '../command.js';
+import { TempFailure } from '../../lib/errors.js';
 import { parseImapUrl, UrlError } from '../imap-url.js';
 import { tokenText } from '../parser.js';
 import { encodeString } from '../response.js';
@@ -30,7 +31,10 @@ export const genurlauth: ImapCommand = {
       if (!URLAUTH_MECHANISMS.includes(mech)) throw no(`Unsupported URLAUTH mechanism ${mech}`);
       // §7: only the owner of the mailbox may sign URLs for it (the URL's user is the logged-in user).
       const user = session.user!;
-      const owner = await ctx.findUser(url.user);
+      const owner = await ctx.findUser(url.user).catch((err: unknown) => {
+        if (err instanceof TempFailure) throw no('Temporary failure, try again later', 'UNAVAILABLE');
+        throw err;
+      });
       if (!owner || owner.dn.toLowerCase() !== user.dn.toLowerCase()) throw no('The URL is not for your mailbox');
       if (!ctx.hosts(url.host)) throw no('The URL is not for this server');
       const where = await resolveMailbox(ctx, user, url.mailbox);

@@ -4,7 +4,8 @@
  * for this user or for nothing that exists is answered NIL, the same in every case (RFC 4467 §10). Nothing is
  * marked \Seen.
  */
-import { bad, type ImapCommand } from '../command.js';
+import { bad, no, type ImapCommand } from '../command.js';
+import { TempFailure } from '../../lib/errors.js';
 import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { sectionData } from './fetch.js';
 import { parseImapUrl } from '../imap-url.js';
@@ -59,7 +60,14 @@ export const urlfetch: ImapCommand = {
       } catch {
         url = undefined;
       }
-      const content = url && (await openUrl(ctx, url, { kind: 'user', user: session.user! }));
+      let content;
+      try {
+        content = url && (await openUrl(ctx, url, { kind: 'user', user: session.user! }));
+      } catch (err) {
+        // RFC 5530 UNAVAILABLE: the directory could not answer; NIL would wrongly say the URL is bad.
+        if (err instanceof TempFailure) throw no('Temporary failure, try again later', 'UNAVAILABLE');
+        throw err;
+      }
       if (content) {
         try {
           value = render(r, content);
