@@ -8,13 +8,15 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { UserEntry } from '../directory/types.js';
 import { loginKey } from '../directory/types.js';
+import { TempFailure } from '../lib/errors.js';
 import type { MailboxOwner } from '../store/types.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import { SHARED_PREFIX } from './command.js';
 import { binaryTree } from './binary.js';
 import { findPart, parseMime, bodystructure, type MimeNode } from './mime.js';
-import type { ImapUrl } from './imap-url.js';
+import { parseImapUrl, type ImapUrl } from './imap-url.js';
+import { sectionData } from './commands/fetch.js';
 import type { Value } from './response.js';
 
 /** RFC 4467 §7: INTERNAL is the one mechanism every URLAUTH server has. */
@@ -118,7 +120,9 @@ export async function openUrl(ctx: UrlauthContext, url: ImapUrl, who: UrlRequest
     const part = url.body.path.length ? findPart(tree, url.body.path) : tree;
     if (url.body.path.length && !part) return undefined;
     return { raw, tree, part: url.body.specifier === '' ? part : undefined, url };
-  } catch {
+  } catch (err) {
+    // DESIGN.md §6 "temporary beats wrong": a directory that cannot answer is not an invalid URL.
+    if (err instanceof TempFailure) throw err;
     return undefined;
   }
 }
@@ -131,4 +135,20 @@ export function bodyPartStructure(content: UrlContent, binary: boolean): Value |
   if (!content.part) return undefined;
   // BINARY of the whole message is the message as stored (binaryData), so only a part's sizes change.
   return bodystructure(binary && content.url.body.path.length ? binaryTree(content.part) : content.part, true);
+}
+
+/**
+ * BURL (RFC 4468 §3): what the submission server sends for `BURL <url>` by `user` — the URL's section (and
+ * partial) as URLFETCH would give it, fetched as "submit+<user>"; undefined for anything that does not resolve.
+ */
+export async function resolveBurl(ctx: UrlauthContext, url: string, user: UserEntry): Promise<Buffer | undefined> {
+  let parsed: ImapUrl;
+  try {
+    parsed = parseImapUrl(url, 'full');
+  } catch {
+    return undefined;
+  }
+  const content = await openUrl(ctx, parsed, { kind: 'submit', user });
+  if (!content) return undefined;
+  return sectionData(content.raw, content.tree, { ...parsed.body, partial: parsed.partial });
 }
