@@ -2,7 +2,7 @@
  * `postern serve`: the whole server from one configuration — the core (settings, directory, resolver, auth), the
  * Maildir store, the queue with its scheduler and delivery agent, and the SMTP listeners.
  */
-import { hostname as osHostname } from 'node:os';
+import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import { openCore, type Core } from './core.js';
@@ -26,6 +26,8 @@ import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
+import { UrlauthKeyStore } from './store/urlauth-keys.js';
+import { resolveBurl } from './imap/urlauth.js';
 import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
@@ -93,6 +95,26 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
     const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
+    // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
+    const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
+    const { auth, directory: dir } = core;
+    const ourHosts = new Set([hostname.toLowerCase(), 'localhost', ...Object.values(networkInterfaces()).flatMap((a) => (a ?? []).map((i) => i.address.toLowerCase()))]);
+    const fetchBurl = (url: string, user: UserEntry) =>
+      resolveBurl(
+        {
+          mailbox,
+          keys: urlauthKeys,
+          findUser: (login) => auth.findUser(login),
+          resolveOwner: (u) => ({ kind: 'user', login: u.login }),
+          sharedGroups:
+            config.directory.groupDelivery === 'shared'
+              ? async (u: UserEntry) => (await dir.groupsOf(u)).filter((g) => g.mailEnabled).map((g) => g.name)
+              : undefined,
+          hosts: (host) => ourHosts.has(host.toLowerCase()),
+        },
+        url,
+        user,
+      );
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -127,6 +149,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       tls,
       listeners: config.listeners,
       limits: config.smtp,
+      // RFC 4468 BURL: the URLAUTH URL is resolved in our own store, as "submit+<user>" (imap/urlauth.ts).
+      burl: (url, user) => fetchBurl(url, user),
       data: {
         hopLimit: config.delivery.hopLimit,
         // Mail our users send: the seed's disclaimer is attached (not added) for a domain that has one, then the
@@ -145,6 +169,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const { directory } = core;
     const imapDeps = {
       tls,
+      urlauthKeys,
       auth: core.auth,
       mailbox,
       settings,

@@ -79,6 +79,16 @@ export class Authenticator {
     return result;
   }
 
+  /**
+   * A user who may have mail (enabled: not disabled, not expired) by login, without a password: for whoever must find
+   * the owner of something a user made, e.g. the mailbox an IMAP URL names (RFC 4467). Throws TempFailure like a login.
+   */
+  async findUser(login: string): Promise<UserEntry | null> {
+    if (login.trim() === '' || login.includes('\0')) return null;
+    const user = await this.opts.directory.findLogin(login);
+    return user && user.enabled ? user : null;
+  }
+
   private async check(login: string, password: string, ctx: AuthContext): Promise<AuthResult> {
     if (password === '' || login.trim() === '' || login.includes('\0') || password.includes('\0')) return { status: 'invalid' };
     try {

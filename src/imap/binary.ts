@@ -77,8 +77,13 @@ export function binaryData(raw: Buffer, tree: MimeNode, path: number[]): Buffer 
   if (!path.length) return raw;
   const part = findPart(tree, path);
   if (!part) return Buffer.alloc(0);
-  // A multipart or message/rfc822 body can only be 7bit, 8bit or binary (RFC 2045 §6.4): it is returned as it is.
-  if (part.children.length || part.message) return part.body;
+  // A multipart or message/rfc822 body can only be 7bit, 8bit or binary (RFC 2045 §6.4); the parts inside it are
+  // decoded in place, each with "Content-Transfer-Encoding: binary" (what Dovecot's URLFETCH BINARY returns).
+  if (part.children.length || part.message) return decodeNested(part.body, part);
+  return decodeLeaf(part);
+}
+
+function decodeLeaf(part: MimeNode): Buffer {
   switch (transferEncoding(part)) {
     case '7bit':
     case '8bit':
@@ -91,6 +96,50 @@ export function binaryData(raw: Buffer, tree: MimeNode, path: number[]): Buffer 
     default:
       throw new ImapError('NO', 'Unknown Content-Transfer-Encoding', 'UNKNOWN-CTE');
   }
+}
+
+/**
+ * `container` (a multipart's or message/rfc822 part's body) with every base64 or quoted-printable part inside it
+ * decoded and its Content-Transfer-Encoding header made "binary"; other parts are left byte for byte.
+ */
+function decodeNested(container: Buffer, node: MimeNode): Buffer {
+  const edits: { start: number; end: number; replacement: Buffer }[] = [];
+  const base = container.byteOffset;
+  const visit = (n: MimeNode) => {
+    n.children.forEach(visit);
+    if (n.message) visit(n.message);
+    if (n.children.length || n.message) return;
+    const cte = transferEncoding(n);
+    if (cte !== 'base64' && cte !== 'quoted-printable') return;
+    const start = n.header.byteOffset - base;
+    const end = n.body.byteOffset - base + n.body.length;
+    if (start < 0 || end > container.length) return;
+    const header = n.header.toString('latin1').replace(/^(content-transfer-encoding[ \t]*:)[^\r\n]*(\r?\n[ \t][^\r\n]*)*/im, '$1 binary');
+    edits.push({ start, end, replacement: Buffer.concat([Buffer.from(header, 'latin1'), decodeLeaf(n)]) });
+  };
+  node.children.forEach(visit);
+  if (node.message) visit(node.message);
+  if (!edits.length) return container;
+  edits.sort((a, b) => a.start - b.start);
+  const out: Buffer[] = [];
+  let pos = 0;
+  for (const e of edits) {
+    if (e.start < pos) continue;
+    out.push(container.subarray(pos, e.start), e.replacement);
+    pos = e.end;
+  }
+  out.push(container.subarray(pos));
+  return Buffer.concat(out);
+}
+
+/**
+ * The part as BINARY sees it, for the RFC 5524 BODYPARTSTRUCTURE of a URLFETCH that also asks for BINARY: every
+ * body is the decoded one, so sizes and line counts describe the data the client gets; the headers (and so the
+ * encoding fields) stay as stored, as Dovecot reports them. Throws like binaryData for an unknown encoding.
+ */
+export function binaryTree(node: MimeNode): MimeNode {
+  const body = node.children.length || node.message ? decodeNested(node.body, node) : decodeLeaf(node);
+  return { ...node, body, children: node.children.map(binaryTree), ...(node.message ? { message: binaryTree(node.message) } : {}) };
 }
 
 export function partialOf(data: Buffer, partial: BinarySection['partial']): Buffer {

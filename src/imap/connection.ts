@@ -25,6 +25,8 @@ import { encode, type Value } from './response.js';
 import { sendFetch } from './commands/fetch.js';
 import { NOTIFY_BACKLOG_BYTES, NotifyState, type NotifySpec } from './notify.js';
 import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
+import type { UrlauthKeys } from '../store/urlauth-keys.js';
+import type { UrlauthContext } from './urlauth.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -53,6 +55,8 @@ export interface ImapDeps {
   userSessions: Map<string, number>;
   /** RFC 5465 §5.8: unsent output past which NOTIFY overflows (NOTIFY_BACKLOG_BYTES by default). */
   notifyBacklogBytes?: number;
+  /** URLAUTH (RFC 4467): the mailbox access keys, and the directory to find the user a URL names. */
+  urlauth?: { keys: UrlauthKeys; findUser: (login: string) => Promise<UserEntry | null> };
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -127,6 +131,8 @@ export class ImapSession {
   /** Extensions turned on with ENABLE (RFC 5161), upper-case. */
   enabled = new Set<string>();
   readonly remoteAddress: string;
+  /** The address the client connected to: an IMAP URL naming it names this server (RFC 4467 §9). */
+  readonly localAddress: string;
   /** Set by IDLE: changes are sent as they arrive. */
   idling = false;
   /** Set when this session changed the selected folder (APPEND, COPY into it) so the next flush looks for EXISTS. */
@@ -154,6 +160,7 @@ export class ImapSession {
   ) {
     this.secure = opts.secure;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.localAddress = (socket.localAddress ?? '').replace(/^::ffff:/, '');
     this.log = deps.log;
     this.reader = new CommandReader({
       frame: (data) => {
@@ -227,6 +234,10 @@ export class ImapSession {
     caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE', 'MULTIAPPEND', 'I18NLEVEL=1', 'PREVIEW', 'CATENATE');
     // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267), THREAD (RFC 5256), BINARY (RFC 3516).
     caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
+    // RFC 8514 SAVEDATE: FETCH SAVEDATE, SEARCH SAVEDBEFORE/SAVEDON/SAVEDSINCE/SAVEDATESUPPORTED.
+    caps.push('SAVEDATE');
+    // RFC 4467 URLAUTH, RFC 5524 URLAUTH=BINARY, RFC 5550 URL-PARTIAL: GENURLAUTH, RESETKEY, URLFETCH.
+    if (this.deps.urlauth) caps.push('URLAUTH', 'URLAUTH=BINARY', 'URL-PARTIAL');
     // RFC 4978: announced in every state (the RFC's own example does) so clients that read only the greeting see it.
     caps.push('COMPRESS=DEFLATE');
     // RFC 5267 §4: updating searches (UPDATE, CANCELUPDATE) and PARTIAL, for SEARCH and for SORT.
@@ -234,6 +245,21 @@ export class ImapSession {
     // RFC 5465: unsolicited STATUS / LIST / EXISTS / EXPUNGE / FETCH for the mailboxes and events the client names.
     caps.push('NOTIFY');
     return caps;
+  }
+
+  /** What GENURLAUTH, RESETKEY and URLFETCH need; undefined when the server has no key store. */
+  get urlauth(): UrlauthContext | undefined {
+    const u = this.deps.urlauth;
+    if (!u) return undefined;
+    const names = new Set([this.deps.hostname.toLowerCase(), 'localhost', this.localAddress.toLowerCase()]);
+    return {
+      mailbox: this.deps.mailbox,
+      keys: u.keys,
+      findUser: u.findUser,
+      resolveOwner: this.deps.resolveOwner,
+      sharedGroups: this.deps.sharedGroups,
+      hosts: (host) => names.has(host.toLowerCase()),
+    };
   }
 
   // ---- I/O ----

@@ -10,6 +10,7 @@ import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
+import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import { ImapSession, type ImapSettings } from './connection.js';
 
 export interface ImapServerOptions {
@@ -47,6 +48,8 @@ export interface ImapServerOptions {
   maxPerUser?: number;
   /** RFC 5465 §5.8: unsent output past which NOTIFY overflows (default 4 MiB; tests make it small). */
   notifyBacklogBytes?: number;
+  /** URLAUTH (RFC 4467) mailbox access keys; without them GENURLAUTH/URLFETCH are not offered. */
+  urlauthKeys?: UrlauthKeys;
 }
 
 export interface ImapServer {
@@ -76,6 +79,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     maxPerUser: opts.maxPerUser ?? 20,
     notifyBacklogBytes: opts.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES,
     userSessions: new Map<string, number>(),
+    urlauth: opts.urlauthKeys ? { keys: opts.urlauthKeys, findUser: (login: string) => opts.auth.findUser(login) } : undefined,
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;
   const perAddress = new Map<string, number>();

@@ -11,6 +11,8 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config } from '../config/schema.js';
 import { SmtpError } from '../lib/errors.js';
 import type { TlsMaterial } from '../lib/tls.js';
+import { installBurl } from './burl.js';
+import type { UserEntry } from '../directory/types.js';
 import { makeOnAuth } from './on-auth.js';
 import { COMPONENT, makeOnClose, makeOnConnect } from './on-connect.js';
 import { makeOnData, type OnDataOptions } from './on-data.js';
@@ -39,6 +41,11 @@ export interface SmtpServiceOptions {
   listeners: Config['listeners'];
   limits: Config['smtp'];
   data: OnDataOptions;
+  /**
+   * BURL (RFC 4468) on submission and smtps: the message data an IMAP URL names, fetched for the authenticated user
+   * (undefined when it cannot be had). Without it BURL is not offered.
+   */
+  burl?: (url: string, user: UserEntry) => Promise<Buffer | undefined>;
 }
 
 export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> {
@@ -84,6 +91,14 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       greetingDelay: (client) => pregreet.delay(l.pregreet, client),
       earlyTalkerResponse: EARLY_TALKER_REPLY,
     };
+    if (submission && opts.burl) {
+      installBurl();
+      const fetch = opts.burl;
+      options.burl = async (url, session) => {
+        const user = sessions.get(session).user;
+        return user ? fetch(url, user) : undefined;
+      };
+    }
     const server = new SMTPServer({
       ...options,
       onConnect: (session, cb) => {

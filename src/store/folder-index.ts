@@ -38,6 +38,8 @@ export interface IndexRow {
   /** IMAP keywords without a letter in dovecot-keywords (the lettered ones are in the file name), space-separated. */
   keywords: string;
   modseq: number;
+  /** RFC 8514 save date, ms since the epoch; null for rows indexed before save dates were kept. */
+  saveDate: number | null;
 }
 
 export interface NewRow {
@@ -48,7 +50,15 @@ export interface NewRow {
   size: number;
   internalDate: number;
   keywords: string;
+  /** RFC 8514: when the message was saved into this folder; absent = now (the moment it is indexed). */
+  saveDate?: number;
 }
+
+/**
+ * RFC 8514 save dates live in their own table, created when missing: an index of an older postern gains it on
+ * open without a schema change or a rebuild (which would cost the UIDVALIDITY).
+ */
+const SAVEDATES_DDL = 'CREATE TABLE IF NOT EXISTS savedates (uid INTEGER PRIMARY KEY, save_date INTEGER NOT NULL)';
 
 let lastUidValidity = 0;
 
@@ -81,14 +91,18 @@ export class FolderIndex {
     this.db = db;
     this.created = created;
     this.ino = statSync(file).ino;
+    db.exec(SAVEDATES_DDL);
+    const cols = 'm.uid, m.base, m.name, m.size, m.internal_date AS internalDate, m.keywords, m.modseq, s.save_date AS saveDate';
     this.stmt = {
       meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
-      all: db.prepare('SELECT uid, base, name, size, internal_date AS internalDate, keywords, modseq FROM messages ORDER BY uid'),
-      byUid: db.prepare('SELECT uid, base, name, size, internal_date AS internalDate, keywords, modseq FROM messages WHERE uid = ?'),
+      all: db.prepare(`SELECT ${cols} FROM messages m LEFT JOIN savedates s ON s.uid = m.uid ORDER BY m.uid`),
+      byUid: db.prepare(`SELECT ${cols} FROM messages m LEFT JOIN savedates s ON s.uid = m.uid WHERE m.uid = ?`),
       byBase: db.prepare('SELECT uid FROM messages WHERE base = ?').pluck(),
       insert: db.prepare('INSERT INTO messages (uid, base, name, size, internal_date, keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       remove: db.prepare('DELETE FROM messages WHERE uid = ?'),
+      setSaveDate: db.prepare('INSERT INTO savedates (uid, save_date) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET save_date = excluded.save_date'),
+      removeSaveDate: db.prepare('DELETE FROM savedates WHERE uid = ?'),
       update: db.prepare('UPDATE messages SET name = ?, keywords = ?, modseq = ? WHERE uid = ?'),
       cached: db.prepare('SELECT envelope, bodystructure FROM messages WHERE uid = ?'),
       setCached: db.prepare('UPDATE messages SET envelope = ?, bodystructure = ? WHERE uid = ?'),
@@ -234,15 +248,21 @@ export class FolderIndex {
       let next = this.uidNext;
       if (changes.reset) {
         touched = this.db.prepare('DELETE FROM messages').run().changes > 0;
+        this.db.prepare('DELETE FROM savedates').run();
         this.stmt.setMeta.run('uidvalidity', changes.reset.uidValidity);
         next = 1;
       }
-      for (const uid of changes.remove ?? []) touched = this.stmt.remove.run(uid).changes > 0 || touched;
+      for (const uid of changes.remove ?? []) {
+        touched = this.stmt.remove.run(uid).changes > 0 || touched;
+        this.stmt.removeSaveDate.run(uid);
+      }
       for (const u of changes.update ?? []) touched = this.stmt.update.run(u.name, u.keywords, modseq, u.uid).changes > 0 || touched;
       const uids: number[] = [];
       for (const r of changes.add ?? []) {
         const uid = r.uid ?? next;
         this.stmt.insert.run(uid, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
+        // RFC 8514 §3: the save date is when the message entered this mailbox (APPEND, COPY, MOVE, delivery).
+        this.stmt.setSaveDate.run(uid, Math.floor(r.saveDate ?? Date.now()));
         uids.push(uid);
         next = Math.max(next, uid + 1);
         touched = true;

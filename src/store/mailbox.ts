@@ -19,6 +19,8 @@ export interface MessageMeta {
   size: number;
   flags: Flag[];
   internalDate: Date;
+  /** RFC 8514 save date: when the message was saved into this folder (APPEND, COPY, MOVE, delivery). */
+  saveDate?: Date;
   /** Cached on first need; absent until computed. */
   envelope?: unknown;
   bodystructure?: unknown;

@@ -417,6 +417,8 @@ export class MaildirMailbox implements MailboxAccess {
         size: r.size,
         flags: flagsOf(r.name, r.keywords, map),
         internalDate: new Date(r.internalDate),
+        // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
+        saveDate: new Date(r.saveDate ?? r.internalDate),
       }));
       return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages, modseq: index.modseq };
     });
@@ -777,6 +779,10 @@ export class MaildirMailbox implements MailboxAccess {
         ...unknown.flatMap((u) => (known?.has(u.base) ? [{ ...known.get(u.base)!, name: u.name }] : [])),
         ...(await this.describe(cur, unknown.filter((u) => !known?.has(u.base)))),
       ];
+      // RFC 8514 §3: a file delivered into new/ was saved when it was delivered (the time its name carries), not when
+      // a reader first noticed it; one that appeared in cur/ is saved as of now.
+      const delivered = new Set(fresh.map(baseOf));
+      for (const d of described) if (d.saveDate === undefined && delivered.has(d.base)) d.saveDate = d.internalDate;
       const r = await this.assignLocked(index, dir, described, onDisk);
       expunged.push(...r!.gone);
       added = r!.added;

@@ -190,7 +190,7 @@ export class MemoryMailbox implements MailboxAccess {
     const f = this.folder(owner, folder);
     await this.checkQuota(owner, message.length);
     const uid = f.uidNext++;
-    f.messages.push({ meta: { uid, size: message.length, flags: [...flags], internalDate: internalDate ?? new Date() }, data: message });
+    f.messages.push({ meta: { uid, size: message.length, flags: [...flags], internalDate: internalDate ?? new Date(), saveDate: new Date() }, data: message });
     this.emit(owner, folder, { kind: 'exists', uidNext: f.uidNext });
     return { uidValidity: f.uidValidity, uid };
   }
@@ -210,7 +210,7 @@ export class MemoryMailbox implements MailboxAccess {
     const mapping: [number, number][] = [];
     for (const m of picked) {
       const uid = dst.uidNext++;
-      dst.messages.push({ meta: { ...m.meta, uid, flags: [...m.meta.flags] }, data: m.data });
+      dst.messages.push({ meta: { ...m.meta, uid, flags: [...m.meta.flags], saveDate: new Date() }, data: m.data });
       mapping.push([m.meta.uid, uid]);
     }
     if (mapping.length) this.emit(dstOwner, to, { kind: 'exists', uidNext: dst.uidNext });

@@ -1,7 +1,7 @@
 /**
  * FETCH and UID FETCH (RFC 3501 §6.4.5): FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODYSTRUCTURE, BODY,
  * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT, and BINARY[part]<partial>, BINARY.PEEK,
- * BINARY.SIZE (RFC 3516, decoding in binary.ts). Reading a body without PEEK sets \Seen
+ * BINARY.SIZE (RFC 3516, decoding in binary.ts), SAVEDATE (RFC 8514). Reading a body without PEEK sets \Seen
  * (unless EXAMINEd), and the new FLAGS are part of the same response.
  */
 import type { MessageMeta } from '../../store/mailbox.js';
@@ -177,6 +177,9 @@ function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: M
       return ['FLAGS', flagsValue(meta)];
     case 'INTERNALDATE':
       return ['INTERNALDATE', Buffer.from(`"${formatInternalDate(meta.internalDate)}"`)];
+    // RFC 8514 §4.2: every folder of ours keeps save dates; one indexed before they were kept shows its internal date.
+    case 'SAVEDATE':
+      return ['SAVEDATE', Buffer.from(`"${formatInternalDate(meta.saveDate ?? meta.internalDate)}"`)];
     case 'RFC822.SIZE':
       return ['RFC822.SIZE', Buffer.from(String(raw ? raw.length : meta.size))];
     case 'ENVELOPE':

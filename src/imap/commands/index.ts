@@ -39,6 +39,9 @@ import { store } from './store.js';
 import { subscribe } from './subscribe.js';
 import { thread } from './thread.js';
 import { unselect } from './unselect.js';
+import { genurlauth } from './genurlauth.js';
+import { resetkey } from './resetkey.js';
+import { urlfetch } from './urlfetch.js';
 
 const MODULES: ImapCommand[] = [
   capability, noop, logout, starttls, login, authenticate, id, enable, namespace,
@@ -46,6 +49,7 @@ const MODULES: ImapCommand[] = [
   check, close, unselect, expunge, search, fetch, store, copy, move, idle, getquotaroot, getquota,
   myrights, getacl, listrights, setacl,
   sort, thread, compress, cancelupdate, notify,
+  genurlauth, resetkey, urlfetch,
 ];
 
 export const COMMANDS: ReadonlyMap<string, ImapCommand> = new Map(MODULES.flatMap((m) => m.names.map((n) => [n, m] as const)));

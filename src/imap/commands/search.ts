@@ -33,7 +33,7 @@ export type Criterion =
   | { op: 'header'; field: string; value: string }
   | { op: 'address'; field: string; value: string }
   | { op: 'body'; value: string; withHeaders: boolean }
-  | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean }
+  | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean; saved?: true }
   | { op: 'size'; cmp: 'larger' | 'smaller'; n: number }
   | { op: 'set'; set: SeqRange[]; uid: boolean }
   | { op: 'not'; c: Criterion }
@@ -116,6 +116,17 @@ export function parseCriteria(tokens: Token[], opts: { rev2?: boolean } = {}): C
         const sent = key.startsWith('SENT');
         return { op: 'date', cmp: key.replace('SENT', '').toLowerCase() as 'before' | 'on' | 'since', date, sent };
       }
+      // RFC 8514 §4.3: the save date, compared by day like the internal date.
+      case 'SAVEDBEFORE':
+      case 'SAVEDON':
+      case 'SAVEDSINCE': {
+        const date = parseImapDate(text('date'), false);
+        if (!date) throw bad('Invalid date');
+        return { op: 'date', cmp: key.replace('SAVED', '').toLowerCase() as 'before' | 'on' | 'since', date, sent: false, saved: true };
+      }
+      // RFC 8514 §4.3: every message of a mailbox that keeps save dates, and all of ours do.
+      case 'SAVEDATESUPPORTED':
+        return { op: 'all' };
       case 'LARGER':
       case 'SMALLER': {
         const n = Number(text('number'));
@@ -283,7 +294,7 @@ export function matches(c: Criterion, m: Candidate): boolean {
         const day = hdr === undefined ? undefined : sentDay(hdr);
         if (day === undefined) return false;
         t = day;
-      } else t = dayOf(m.meta.internalDate);
+      } else t = dayOf(c.saved ? (m.meta.saveDate ?? m.meta.internalDate) : m.meta.internalDate);
       const d = c.date.getTime();
       return c.cmp === 'before' ? t < d : c.cmp === 'on' ? t === d : t >= d;
     }

@@ -87,3 +87,15 @@ describe('APPEND of binary content (RFC 3516 §4.4)', () => {
     assert.equal(encodeBinaryParts(plain), plain);
   });
 });
+
+describe('BINARY of a multipart or message/rfc822 part (as Dovecot gives it to URLFETCH BINARY)', () => {
+  test('the encoded parts inside are decoded in place, each labelled binary; other parts and boundaries stay', () => {
+    const inner = crlf(['Subject: inner', 'Content-Type: multipart/alternative; boundary="s"', '', '--s', 'Content-Type: text/plain', 'Content-Transfer-Encoding: base64', '', 'aGVs', 'bG8=', '--s', 'Content-Type: text/plain', '', 'as is', '--s--', '']);
+    const raw = Buffer.from(crlf(['Content-Type: multipart/mixed; boundary="o"', '', '--o', 'Content-Type: message/rfc822', '', inner, '--o--', '']));
+    const tree = parseMime(raw);
+    const out = binaryData(raw, tree, [1]).toString();
+    assert.equal(out, crlf(['Subject: inner', 'Content-Type: multipart/alternative; boundary="s"', '', '--s', 'Content-Type: text/plain', 'Content-Transfer-Encoding: binary', '', 'hello', '--s', 'Content-Type: text/plain', '', 'as is', '--s--', '']));
+    // BINARY[] stays the message as stored.
+    assert.equal(binaryData(raw, tree, []).toString(), raw.toString());
+  });
+});
