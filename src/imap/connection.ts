@@ -20,6 +20,8 @@ import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapSt
 import { COMMANDS } from './commands/index.js';
 import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
+import { condstoreEnabled, modseqItem, noteModseq, qresyncEnabled } from './condstore.js';
+import { formatSequenceSet } from './parser.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -67,6 +69,11 @@ export interface SelectedFolder {
   readOnly: boolean;
   uidValidity: number;
   uidNext: number;
+  /**
+   * RFC 7162 HIGHESTMODSEQ of the client's view: the folder's at SELECT, raised by each change reported since.
+   * 0 when the store keeps no MODSEQs ([NOMODSEQ], §3.1.2.2).
+   */
+  highestModseq: number;
   /** The client's view: index + 1 is the sequence number. */
   messages: MessageMeta[];
   /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
@@ -196,6 +203,8 @@ export class ImapSession {
     caps.push('SORT', 'SORT=DISPLAY', 'ESORT', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES', 'THREAD=REFS', 'BINARY');
     // RFC 4978: announced in every state (the RFC's own example does) so clients that read only the greeting see it.
     caps.push('COMPRESS=DEFLATE');
+    // RFC 7162: MODSEQs persisted in the folder index, VANISHED from its expunge history (condstore.ts).
+    caps.push('CONDSTORE', 'QRESYNC');
     return caps;
   }
 
@@ -569,6 +578,7 @@ export class ImapSession {
       readOnly,
       uidValidity: state.uidValidity,
       uidNext: state.uidNext,
+      highestModseq: state.modseq > 0 && state.messages.every((m) => m.modseq !== undefined) ? state.modseq : 0,
       messages: state.messages.map((m) => ({ ...m, flags: [...m.flags] })),
       recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
       keywords: new Set(),
@@ -614,21 +624,25 @@ export class ImapSession {
           held.push(ch);
           continue;
         }
-        for (const uid of ch.uids) {
-          const i = this.indexOfUid(uid);
-          if (i < 0) continue;
-          sel.messages.splice(i, 1);
-          sel.recent.delete(uid);
-          this.untagged(`${i + 1} EXPUNGE`);
-        }
+        this.applyExpunge(ch.uids, false);
+        noteModseq(sel, ch.modseq);
       } else {
         const i = this.indexOfUid(ch.uid);
         if (i < 0) continue;
         const m = sel.messages[i];
-        if (sameFlags(m.flags, ch.flags)) continue;
+        // With CONDSTORE a change the session has not shown yet may leave the flags as they were (-FLAGS then
+        // +FLAGS by another session): its new MODSEQ is news all the same (RFC 7162 §3.1.4, §3.1.11).
+        const newer = ch.modseq !== undefined && ch.modseq > (m.modseq ?? 0);
+        if (sameFlags(m.flags, ch.flags) && !(newer && condstoreEnabled(this))) {
+          if (newer) m.modseq = ch.modseq;
+          continue;
+        }
         m.flags = [...ch.flags];
+        if (newer) m.modseq = ch.modseq;
+        noteModseq(sel, m.modseq);
         this.announceKeywords(m.flags);
-        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')}))`);
+        // RFC 7162 §3.1.4: once CONDSTORE is enabled every unsolicited FETCH carries MODSEQ.
+        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')})${condstoreEnabled(this) ? ` ${modseqItem(m)}` : ''})`);
       }
     }
     sel.pending.unshift(...held);
@@ -644,6 +658,7 @@ export class ImapSession {
         if (this.selected !== sel) return;
         for (const m of added) if (m.uid >= firstRecent) sel.recent.add(m.uid);
         sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
+        for (const m of added) noteModseq(sel, m.modseq);
         for (const m of added) this.announceKeywords(m.flags);
         this.untagged(`${sel.messages.length} EXISTS`);
         // RFC 3501 §7.3.2: RECENT accompanies EXISTS.
@@ -694,18 +709,25 @@ export class ImapSession {
     return -1;
   }
 
-  /** Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). */
+  /**
+   * Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). With QRESYNC enabled it is
+   * one `VANISHED uids` instead of an EXPUNGE per message (RFC 7162 §3.2.10).
+   */
   applyExpunge(uids: number[], silent: boolean): void {
     const sel = this.selected;
     if (!sel) return;
+    const vanished: number[] = [];
     // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
     for (const uid of [...uids].sort((a, b) => a - b)) {
       const i = this.indexOfUid(uid);
       if (i < 0) continue;
       sel.messages.splice(i, 1);
       sel.recent.delete(uid);
-      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
+      if (silent) continue;
+      if (qresyncEnabled(this)) vanished.push(uid);
+      else this.untagged(`${i + 1} EXPUNGE`);
     }
+    if (vanished.length) this.untagged(`VANISHED ${formatSequenceSet(vanished)}`);
   }
 }
 

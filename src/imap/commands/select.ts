@@ -1,13 +1,25 @@
-/** SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. */
+/**
+ * SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. With the
+ * RFC 7162 parameters: (CONDSTORE) enables CONDSTORE (§3.1.8), (QRESYNC (...)) resynchronises (§3.2.5).
+ */
 import { expectArgs, mailboxName, type ImapCommand } from '../command.js';
+import { enableCondstore, hasModseq, parseSelectParams, qresyncSelect } from '../condstore.js';
 
 export const select: ImapCommand = {
   names: ['SELECT', 'EXAMINE'],
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
-    expectArgs(cmd, 1);
+    expectArgs(cmd, 1, 2);
     const name = mailboxName(cmd.args[0]);
+    const params = parseSelectParams(session, cmd.args[1]);
     const readOnly = cmd.command === 'EXAMINE';
+    // RFC 7162 §3.2.11: the boundary between the old mailbox's responses and the new one's, sent even when the new
+    // SELECT fails (the old mailbox is closed either way, RFC 3501 §6.3.1).
+    if (session.selected) {
+      session.unselect();
+      session.untagged('OK [CLOSED] Previous mailbox closed');
+    }
+    if (params.condstore) enableCondstore(session);
     const sel = await session.select(name, readOnly);
     for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) sel.keywords.add(f);
     session.sendFlags();
@@ -17,6 +29,9 @@ export const select: ImapCommand = {
     if (firstUnseen >= 0) session.untagged(`OK [UNSEEN ${firstUnseen + 1}] First unseen`);
     session.untagged(`OK [UIDVALIDITY ${sel.uidValidity}] UIDs valid`);
     session.untagged(`OK [UIDNEXT ${sel.uidNext}] Predicted next UID`);
+    // RFC 7162 §3.1.2.1 / §3.1.2.2: every successful SELECT/EXAMINE says whether the folder has MODSEQs.
+    session.untagged(hasModseq(sel) ? `OK [HIGHESTMODSEQ ${sel.highestModseq}] Highest` : 'OK [NOMODSEQ] No permanent modsequences');
+    if (params.qresync) await qresyncSelect(session, params.qresync);
     return { code: readOnly ? 'READ-ONLY' : 'READ-WRITE', text: `${cmd.command} completed` };
   },
 };

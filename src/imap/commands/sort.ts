@@ -11,7 +11,7 @@ import { loadKeys, type MessageKeys } from '../message-keys.js';
 import type { Token } from '../parser.js';
 import { tokenText } from '../parser.js';
 import type { MessageMeta } from '../../store/mailbox.js';
-import { parseCriteria, runSearch } from './search.js';
+import { highestModseqOf, parseCriteriaFor, runSearch, usesModseq } from './search.js';
 
 export type SortKey = 'ARRIVAL' | 'CC' | 'DATE' | 'FROM' | 'SIZE' | 'SUBJECT' | 'TO' | 'DISPLAYFROM' | 'DISPLAYTO';
 
@@ -96,7 +96,7 @@ export function sortMessages(msgs: Sortable[], criteria: SortCriterion[]): Sorta
 
 /** The messages matched by `criteria` tokens, with their sort keys. */
 export async function searchWithKeys(session: ImapSession, criteria: Token[]): Promise<Sortable[]> {
-  const found = await runSearch(session, parseCriteria(criteria));
+  const found = await runSearch(session, parseCriteriaFor(session, criteria));
   const keys = await loadKeys(session, found);
   return found.map((f, i) => ({ seq: f.seq, meta: f.meta, keys: keys[i] }));
 }
@@ -157,7 +157,9 @@ export const sort: ImapCommand = {
     checkCharset(args[1]);
     const sorted = sortMessages(await searchWithKeys(session, args.slice(2)), criteria);
     const nums = sorted.map((m) => (cmd.uid ? m.meta.uid : m.seq));
-    if (ret) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret));
-    else session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
+    // RFC 7162 §3.1.9: a SORT with a MODSEQ criterion ends with the highest MODSEQ of the matches.
+    const modseq = sorted.length && usesModseq(parseCriteriaFor(session, args.slice(2))) ? highestModseqOf(sorted) : 0;
+    if (ret) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret) + (modseq ? ` MODSEQ ${modseq}` : ''));
+    else session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}${modseq ? ` (MODSEQ ${modseq})` : ''}`);
   },
 };
