@@ -84,11 +84,13 @@ export class FolderIndex {
   readonly file: string;
   private readonly db: SqliteDatabase;
   private readonly stmt;
+  private readonly historyLimit: number;
 
-  private constructor(file: string, db: SqliteDatabase, created: boolean) {
+  private constructor(file: string, db: SqliteDatabase, created: boolean, historyLimit = MAX_EXPUNGED_HISTORY) {
     this.file = file;
     this.db = db;
     this.created = created;
+    this.historyLimit = historyLimit;
     this.ino = statSync(file).ino;
     this.stmt = {
       meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
@@ -112,7 +114,7 @@ export class FolderIndex {
    * Opens the index of the folder whose Maildir is `dir`, creating it when missing and rebuilding it (empty, new
    * UIDVALIDITY) when it is not a readable index. A busy or locked database is an error, never a reason to rebuild.
    */
-  static open(dir: string, opts: { onRebuild?: (reason: string) => void } = {}): FolderIndex {
+  static open(dir: string, opts: { onRebuild?: (reason: string) => void; historyLimit?: number } = {}): FolderIndex {
     const file = join(dir, INDEX_FILE);
     if (existsSync(file)) {
       let db: SqliteDatabase | undefined;
@@ -131,11 +133,11 @@ export class FolderIndex {
             d.pragma(`user_version = ${SCHEMA_VERSION}`);
           }).immediate();
           db.pragma('synchronous = NORMAL');
-          return new FolderIndex(file, db, false);
+          return new FolderIndex(file, db, false, opts.historyLimit);
         }
         if (version === SCHEMA_VERSION && typeof uidValidity === 'number' && uidValidity > 0) {
           db.pragma('synchronous = NORMAL');
-          return new FolderIndex(file, db, false);
+          return new FolderIndex(file, db, false, opts.historyLimit);
         }
         opts.onRebuild?.(`unknown schema (user_version ${String(version)})`);
       } catch (err) {
@@ -147,7 +149,7 @@ export class FolderIndex {
       }
       db?.close();
     }
-    return FolderIndex.create(file);
+    return FolderIndex.create(file, opts.historyLimit);
   }
 
   /** Removes the index files of a folder (a corrupt index found in use); the next open rebuilds it. */
@@ -163,7 +165,7 @@ export class FolderIndex {
     }
   }
 
-  private static create(file: string): FolderIndex {
+  private static create(file: string, historyLimit?: number): FolderIndex {
     FolderIndex.discard(dirname(file));
     const db = new (driver())(file, { timeout: 5000 });
     try {
@@ -202,7 +204,7 @@ export class FolderIndex {
       db.close();
       throw err;
     }
-    return new FolderIndex(file, db, true);
+    return new FolderIndex(file, db, true, historyLimit);
   }
 
   /** Still the file on disk? (False when it was deleted or replaced since this object opened it.) */
@@ -314,9 +316,9 @@ export class FolderIndex {
   /** Keeps the expunge history bounded; what is dropped raises the floor (RFC 7162 §3.2.5.2 fallback below it). */
   private pruneExpunged(): void {
     const n = this.stmt.expungedCount.get() as number;
-    if (n <= MAX_EXPUNGED_HISTORY) return;
+    if (n <= this.historyLimit) return;
     // A tenth more than needed, so that pruning is not paid on every expunge once the history is full.
-    const drop = n - MAX_EXPUNGED_HISTORY + Math.floor(MAX_EXPUNGED_HISTORY / 10);
+    const drop = n - this.historyLimit + Math.floor(this.historyLimit / 10);
     const top = this.db.prepare('SELECT max(modseq) FROM (SELECT modseq FROM expunged ORDER BY modseq LIMIT ?)').pluck().get(drop) as number;
     this.db.prepare('DELETE FROM expunged WHERE modseq <= ?').run(top);
     this.stmt.setMeta.run('vanishedfloor', Math.max(top, this.vanishedFloor));
