@@ -6,7 +6,7 @@
  * restart). A store that keeps none makes SELECT answer [NOMODSEQ] (§3.1.2.2) and MODSEQ requests NO.
  */
 import type { MessageMeta } from '../store/mailbox.js';
-import { bad, no } from './command.js';
+import { bad } from './command.js';
 import type { ImapSession, SelectedFolder } from './connection.js';
 import { formatSequenceSet, inSequenceSet, parseSequenceSet, type SeqRange, type Token } from './parser.js';
 
@@ -45,10 +45,10 @@ export function modseqValue(t: Token | undefined, zeroOk: boolean): number {
   return n;
 }
 
-/** The selected folder must have MODSEQs for MODSEQ items and modifiers (§3.1.2.2: NOMODSEQ means none). */
+/** §3.1.2.2: after NOMODSEQ, FETCH/SEARCH MODSEQ, CHANGEDSINCE and UNCHANGEDSINCE are rejected with BAD. */
 export function requireModseq(session: ImapSession): SelectedFolder {
   const sel = session.selected!;
-  if (!hasModseq(sel)) throw no('Mailbox does not support mod-sequences', 'NOMODSEQ');
+  if (!hasModseq(sel)) throw bad('Mailbox does not support mod-sequences');
   return sel;
 }
 

@@ -19,7 +19,10 @@ import { silentLogger } from '../../src/lib/logger.ts';
 import { INDEX_FILE } from '../../src/store/folder-index.ts';
 import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
 import { MaildirStore } from '../../src/store/maildir.ts';
+import type { FolderState } from '../../src/store/mailbox.ts';
+import type { MailboxOwner } from '../../src/store/types.ts';
 import { ROOT } from '../helpers/cli.ts';
+import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
 import { RawImap } from '../helpers/raw-imap.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -219,6 +222,46 @@ describe('CONDSTORE (RFC 7162 §3.1)', () => {
     assert.match(await plain.ok('p2', 'NOOP'), /^\* 1 FETCH \(UID 1 FLAGS \(\\Recent \\Flagged\)\)\r$/m);
     plain.close();
     cs.close();
+  });
+});
+
+/** A store that keeps no MODSEQs (RFC 7162 §3.1.2.2): the in-memory one with them taken out. */
+class NoModseqMailbox extends MemoryMailbox {
+  override async openFolder(owner: MailboxOwner, name: string): Promise<FolderState> {
+    const state = await super.openFolder(owner, name);
+    return { ...state, modseq: 0, messages: state.messages.map(({ modseq: _, ...m }) => m) };
+  }
+}
+
+describe('a store without MODSEQs (RFC 7162 §3.1.2.2)', () => {
+  test('SELECT says NOMODSEQ, STATUS HIGHESTMODSEQ is 0, MODSEQ requests are BAD and plain commands still work', async () => {
+    const plain = await startImap({
+      port: 0,
+      host: '127.0.0.1',
+      secure: false,
+      tls: TLS,
+      auth,
+      mailbox: new NoModseqMailbox(),
+      settings: { get: (key) => settings[key] },
+      hostname: 'mail.example.com',
+      log: silentLogger,
+    });
+    const c = await RawImap.login(plain.port, 'john.smith', PASSWORD);
+    try {
+      await append(c, 'n1', 'INBOX', msg('no modseq'));
+      const sel = await c.ok('n2', 'SELECT INBOX (CONDSTORE)');
+      assert.match(sel, /^\* OK \[NOMODSEQ\]/m);
+      assert.doesNotMatch(sel, /HIGHESTMODSEQ/);
+      assert.match(await c.ok('n3', 'STATUS INBOX (HIGHESTMODSEQ)'), /HIGHESTMODSEQ 0\)/);
+      assert.match(await c.command('n4', 'FETCH 1 (MODSEQ)'), /^n4 BAD/m);
+      assert.match(await c.command('n5', 'FETCH 1 (FLAGS) (CHANGEDSINCE 1)'), /^n5 BAD/m);
+      assert.match(await c.command('n6', 'STORE 1 (UNCHANGEDSINCE 5) +FLAGS (\\Seen)'), /^n6 BAD/m);
+      assert.match(await c.command('n7', 'SEARCH MODSEQ 1'), /^n7 BAD/m);
+      assert.match(await c.ok('n8', 'STORE 1 +FLAGS (\\Flagged)'), /^\* 1 FETCH \(FLAGS \([^)]*\\Flagged\)\)\r$/m);
+    } finally {
+      c.close();
+      await plain.close();
+    }
   });
 });
 
