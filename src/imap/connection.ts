@@ -18,10 +18,9 @@ import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type 
 import type { MailboxOwner } from '../store/types.js';
 import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
 import { COMMANDS } from './commands/index.js';
-import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
+import { CommandReader, formatSequenceSet, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
 import { condstoreEnabled, modseqItem, noteModseq, qresyncEnabled } from './condstore.js';
-import { formatSequenceSet } from './parser.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {

@@ -12,11 +12,10 @@ import type { MailboxOwner } from '../../store/types.js';
 import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
 import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
-import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
+import { parseFetchAtts, parseSequenceSet, type BodySection, type FetchAtt, type Token } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
 import { previewText } from '../preview.js';
 import { condstoreEnabled, enableCondstore, modseqItem, modseqValue, noteModseq, qresyncEnabled, requireModseq, sendVanishedEarlier, vanishedEarlier } from '../condstore.js';
-import { parseSequenceSet, type Token } from '../parser.js';
 
 const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
 
