@@ -216,7 +216,7 @@ export class MemoryMailbox implements MailboxAccess {
     if (mapping.length) this.emit(dstOwner, to, { kind: 'exists', uidNext: dst.uidNext });
     if (opts.move && picked.length) {
       src.messages = src.messages.filter((m) => !uids.includes(m.meta.uid));
-      this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid) });
+      this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid), modseq: ++src.modseq });
     }
     return { uidValidity: dst.uidValidity, mapping };
   }
