@@ -20,13 +20,14 @@ import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type 
 import type { MailboxOwner } from '../store/types.js';
 import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
 import { COMMANDS } from './commands/index.js';
-import { CommandReader, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
+import { CommandReader, formatSequenceSet, MAX_LITERAL, parseCommand, ParseError, peekCommand, type LiteralDecision } from './parser.js';
 import { encode, type Value } from './response.js';
 import { sendFetch } from './commands/fetch.js';
 import { NOTIFY_BACKLOG_BYTES, NotifyState, type NotifySpec } from './notify.js';
 import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { UrlauthContext } from './urlauth.js';
+import { condstoreEnabled, modseqItem, noteModseq, qresyncEnabled } from './condstore.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -78,6 +79,11 @@ export interface SelectedFolder {
   readOnly: boolean;
   uidValidity: number;
   uidNext: number;
+  /**
+   * RFC 7162 HIGHESTMODSEQ of the client's view: the folder's at SELECT, raised by each change reported since.
+   * 0 when the store keeps no MODSEQs ([NOMODSEQ], §3.1.2.2).
+   */
+  highestModseq: number;
   /** The client's view: index + 1 is the sequence number. */
   messages: MessageMeta[];
   /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
@@ -244,6 +250,8 @@ export class ImapSession {
     caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
     // RFC 5465: unsolicited STATUS / LIST / EXISTS / EXPUNGE / FETCH for the mailboxes and events the client names.
     caps.push('NOTIFY');
+    // RFC 7162: MODSEQs persisted in the folder index, VANISHED from its expunge history (condstore.ts).
+    caps.push('CONDSTORE', 'QRESYNC');
     return caps;
   }
 
@@ -640,6 +648,7 @@ export class ImapSession {
       readOnly,
       uidValidity: state.uidValidity,
       uidNext: state.uidNext,
+      highestModseq: state.modseq > 0 && state.messages.every((m) => m.modseq !== undefined) ? state.modseq : 0,
       messages: state.messages.map((m) => ({ ...m, flags: [...m.flags] })),
       recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
       keywords: new Set(),
@@ -745,14 +754,24 @@ export class ImapSession {
           continue;
         }
         this.reportExpunge(ch.uids, false);
+        noteModseq(sel, ch.modseq);
       } else {
         const i = this.indexOfUid(ch.uid);
         if (i < 0) continue;
         const m = sel.messages[i];
-        if (sameFlags(m.flags, ch.flags)) continue;
+        // With CONDSTORE a change the session has not shown yet may leave the flags as they were (-FLAGS then
+        // +FLAGS by another session): its new MODSEQ is news all the same (RFC 7162 §3.1.4, §3.1.11).
+        const newer = ch.modseq !== undefined && ch.modseq > (m.modseq ?? 0);
+        if (sameFlags(m.flags, ch.flags) && !(newer && condstoreEnabled(this))) {
+          if (newer) m.modseq = ch.modseq;
+          continue;
+        }
         this.setFlags(m, ch.flags);
+        if (newer) m.modseq = ch.modseq;
+        noteModseq(sel, m.modseq);
         this.announceKeywords(m.flags);
-        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')}))`);
+        // RFC 7162 §3.1.4: once CONDSTORE is enabled every unsolicited FETCH carries MODSEQ.
+        this.untagged(`${i + 1} FETCH (UID ${m.uid} FLAGS (${this.flagsOf(m).join(' ')})${condstoreEnabled(this) ? ` ${modseqItem(m)}` : ''})`);
       }
     }
     sel.pending.unshift(...held);
@@ -768,6 +787,7 @@ export class ImapSession {
         if (this.selected !== sel) return;
         for (const m of added) if (m.uid >= firstRecent) sel.recent.add(m.uid);
         sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
+        for (const m of added) noteModseq(sel, m.modseq);
         for (const m of added) this.announceKeywords(m.flags);
         this.untagged(`${sel.messages.length} EXISTS`);
         // RFC 3501 §7.3.2: RECENT accompanies EXISTS; RFC 9051 has neither \Recent nor RECENT.
@@ -829,14 +849,18 @@ export class ImapSession {
       }
     }
     // Descending sequence numbers would also be valid; ascending with re-computed indexes is what clients expect.
+    const vanished: number[] = [];
     for (const uid of sorted) {
       const i = this.indexOfUid(uid);
       if (i < 0) continue;
       sel.messages.splice(i, 1);
       sel.recent.delete(uid);
       sel.changed.delete(uid);
-      if (!silent) this.untagged(`${i + 1} EXPUNGE`);
+      if (silent) continue;
+      if (qresyncEnabled(this)) vanished.push(uid);
+      else this.untagged(`${i + 1} EXPUNGE`);
     }
+    if (vanished.length) this.untagged(`VANISHED ${formatSequenceSet(vanished)}`);
     if (silent && sel.contexts.size) {
       const gone = new Set(sorted);
       for (const ctx of sel.contexts.values()) ctx.result = ctx.result.filter((u) => !gone.has(u));
@@ -889,7 +913,10 @@ export class ImapSession {
     return -1;
   }
 
-  /** Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). */
+  /**
+   * Removes expunged UIDs from the view and tells the client (EXPUNGE, CLOSE is silent). With QRESYNC enabled it is
+   * one `VANISHED uids` instead of an EXPUNGE per message (RFC 7162 §3.2.10).
+   */
   applyExpunge(uids: number[], silent: boolean): void {
     this.reportExpunge(uids, silent);
   }

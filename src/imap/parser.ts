@@ -362,12 +362,12 @@ export interface BodySection {
 }
 
 export type FetchAtt =
-  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' | 'PREVIEW' | 'SAVEDATE' }
+  | { kind: 'simple'; name: 'FLAGS' | 'INTERNALDATE' | 'RFC822.SIZE' | 'UID' | 'ENVELOPE' | 'BODYSTRUCTURE' | 'BODY' | 'RFC822' | 'RFC822.HEADER' | 'RFC822.TEXT' | 'PREVIEW' | 'SAVEDATE' | 'MODSEQ' }
   | { kind: 'section'; section: BodySection }
   | BinaryAtt;
 
-// RFC 8514 §4.2: SAVEDATE.
-const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW', 'SAVEDATE']);
+// SAVEDATE: RFC 8514 §4.2. MODSEQ: RFC 7162 §3.1.4.2.
+const SIMPLE_ATTS = new Set(['FLAGS', 'INTERNALDATE', 'RFC822.SIZE', 'UID', 'ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW', 'SAVEDATE', 'MODSEQ']);
 
 /** RFC 8970 §3.2: PREVIEW may be followed by its modifiers, "(LAZY)"; we always compute it, so LAZY changes nothing. */
 function previewModifiers(t: Token): void {

@@ -16,7 +16,16 @@ import { dirname, join } from 'node:path';
 import type { SqliteDatabase } from '../settings/db.js';
 
 export const INDEX_FILE = 'postern-index.db';
-const SCHEMA_VERSION = 1;
+/** 2: the `expunged` table (RFC 7162 QRESYNC); a version 1 index is migrated in place, keeping its MODSEQs. */
+const SCHEMA_VERSION = 2;
+
+/**
+ * Expunged UIDs remembered for VANISHED (EARLIER) (RFC 7162 §3.2.5.1). Beyond this many the oldest are forgotten and
+ * the `vanishedfloor` rises: a client resyncing from before it gets the fallback of §3.2.5.2 instead.
+ */
+export const MAX_EXPUNGED_HISTORY = 100_000;
+
+const EXPUNGED_TABLE = 'CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL); CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);';
 
 type DatabaseConstructor = new (filename: string, options?: { fileMustExist?: boolean; timeout?: number }) => SqliteDatabase;
 const require = createRequire(import.meta.url);
@@ -85,11 +94,13 @@ export class FolderIndex {
   readonly file: string;
   private readonly db: SqliteDatabase;
   private readonly stmt;
+  private readonly historyLimit: number;
 
-  private constructor(file: string, db: SqliteDatabase, created: boolean) {
+  private constructor(file: string, db: SqliteDatabase, created: boolean, historyLimit = MAX_EXPUNGED_HISTORY) {
     this.file = file;
     this.db = db;
     this.created = created;
+    this.historyLimit = historyLimit;
     this.ino = statSync(file).ino;
     db.exec(SAVEDATES_DDL);
     const cols = 'm.uid, m.base, m.name, m.size, m.internal_date AS internalDate, m.keywords, m.modseq, s.save_date AS saveDate';
@@ -105,6 +116,10 @@ export class FolderIndex {
       removeSaveDate: db.prepare('DELETE FROM savedates WHERE uid = ?'),
       update: db.prepare('UPDATE messages SET name = ?, keywords = ?, modseq = ? WHERE uid = ?'),
       cached: db.prepare('SELECT envelope, bodystructure FROM messages WHERE uid = ?'),
+      forget: db.prepare('INSERT OR REPLACE INTO expunged (uid, modseq) VALUES (?, ?)'),
+      unforget: db.prepare('DELETE FROM expunged WHERE uid = ?'),
+      vanished: db.prepare('SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid').pluck(),
+      expungedCount: db.prepare('SELECT count(*) FROM expunged').pluck(),
       setCached: db.prepare('UPDATE messages SET envelope = ?, bodystructure = ? WHERE uid = ?'),
     };
   }
@@ -113,7 +128,7 @@ export class FolderIndex {
    * Opens the index of the folder whose Maildir is `dir`, creating it when missing and rebuilding it (empty, new
    * UIDVALIDITY) when it is not a readable index. A busy or locked database is an error, never a reason to rebuild.
    */
-  static open(dir: string, opts: { onRebuild?: (reason: string) => void } = {}): FolderIndex {
+  static open(dir: string, opts: { onRebuild?: (reason: string) => void; historyLimit?: number } = {}): FolderIndex {
     const file = join(dir, INDEX_FILE);
     if (existsSync(file)) {
       let db: SqliteDatabase | undefined;
@@ -123,9 +138,20 @@ export class FolderIndex {
         const version = db.pragma('user_version', { simple: true });
         const hasMeta = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'messages')").pluck().get();
         const uidValidity = hasMeta === 2 ? db.prepare("SELECT value FROM meta WHERE key = 'uidvalidity'").pluck().get() : undefined;
+        if (version === 1 && typeof uidValidity === 'number' && uidValidity > 0) {
+          // No expunge history before now: QRESYNC from an older MODSEQ falls back (RFC 7162 §3.2.5.2).
+          const d = db;
+          d.transaction(() => {
+            d.exec(EXPUNGED_TABLE);
+            d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('vanishedfloor', (SELECT value FROM meta WHERE key = 'modseq'))").run();
+            d.pragma(`user_version = ${SCHEMA_VERSION}`);
+          }).immediate();
+          db.pragma('synchronous = NORMAL');
+          return new FolderIndex(file, db, false, opts.historyLimit);
+        }
         if (version === SCHEMA_VERSION && typeof uidValidity === 'number' && uidValidity > 0) {
           db.pragma('synchronous = NORMAL');
-          return new FolderIndex(file, db, false);
+          return new FolderIndex(file, db, false, opts.historyLimit);
         }
         opts.onRebuild?.(`unknown schema (user_version ${String(version)})`);
       } catch (err) {
@@ -137,7 +163,7 @@ export class FolderIndex {
       }
       db?.close();
     }
-    return FolderIndex.create(file);
+    return FolderIndex.create(file, opts.historyLimit);
   }
 
   /** Removes the index files of a folder (a corrupt index found in use); the next open rebuilds it. */
@@ -153,7 +179,7 @@ export class FolderIndex {
     }
   }
 
-  private static create(file: string): FolderIndex {
+  private static create(file: string, historyLimit?: number): FolderIndex {
     FolderIndex.discard(dirname(file));
     const db = new (driver())(file, { timeout: 5000 });
     try {
@@ -173,19 +199,26 @@ export class FolderIndex {
           envelope      TEXT,
           bodystructure TEXT
         );
+        ${EXPUNGED_TABLE}
       `);
       const set = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
       db.transaction(() => {
         set.run('uidvalidity', nextUidValidity());
         set.run('uidnext', 1);
-        set.run('modseq', 1);
+        // RFC 7162 §3.1.1: MODSEQs never go down for one UIDVALIDITY. A rebuilt index keeps the UIDVALIDITY of
+        // dovecot-uidlist but has lost its MODSEQs, so it starts above any it could have handed out: the clock in
+        // microseconds (2^53 is reached in the year 2255), which an index would pass only after more changes than
+        // microseconds elapsed. Nothing expunged before is known (the floor).
+        const start = Date.now() * 1000;
+        set.run('modseq', start);
+        set.run('vanishedfloor', start);
       })();
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
     } catch (err) {
       db.close();
       throw err;
     }
-    return new FolderIndex(file, db, true);
+    return new FolderIndex(file, db, true, historyLimit);
   }
 
   /** Still the file on disk? (False when it was deleted or replaced since this object opened it.) */
@@ -209,6 +242,18 @@ export class FolderIndex {
   }
   get modseq(): number {
     return this.stmt.meta.get('modseq') as number;
+  }
+  /** RFC 7162 §3.2.5.2: expunges with a MODSEQ at or below this may be forgotten. */
+  get vanishedFloor(): number {
+    return (this.stmt.meta.get('vanishedfloor') as number | undefined) ?? 0;
+  }
+  /**
+   * UIDs expunged after `modseq` (RFC 7162 §3.2.5.1 VANISHED (EARLIER)), ascending; undefined when the history
+   * does not reach back that far (the index was rebuilt or migrated, or old entries were pruned).
+   */
+  vanishedSince(modseq: number): number[] | undefined {
+    if (modseq < this.vanishedFloor) return undefined;
+    return this.stmt.vanished.all(modseq) as number[];
   }
   /** The dovecot-uidlist state (uidlistSignature) the rows were last reconciled with; '' when none yet. */
   get uidlistSignature(): string {
@@ -249,13 +294,22 @@ export class FolderIndex {
       if (changes.reset) {
         touched = this.db.prepare('DELETE FROM messages').run().changes > 0;
         this.db.prepare('DELETE FROM savedates').run();
+        // Expunges under the old UIDVALIDITY mean nothing under the new one (RFC 7162 §3.2.5: QRESYNC with another
+        // UIDVALIDITY gets no VANISHED at all).
+        this.db.prepare('DELETE FROM expunged').run();
+        this.stmt.setMeta.run('vanishedfloor', modseq);
         this.stmt.setMeta.run('uidvalidity', changes.reset.uidValidity);
         next = 1;
       }
+      let forgot = false;
       for (const uid of changes.remove ?? []) {
-        touched = this.stmt.remove.run(uid).changes > 0 || touched;
         this.stmt.removeSaveDate.run(uid);
+        if (this.stmt.remove.run(uid).changes === 0) continue;
+        touched = true;
+        forgot = true;
+        this.stmt.forget.run(uid, modseq);
       }
+      if (forgot) this.pruneExpunged();
       for (const u of changes.update ?? []) touched = this.stmt.update.run(u.name, u.keywords, modseq, u.uid).changes > 0 || touched;
       const uids: number[] = [];
       for (const r of changes.add ?? []) {
@@ -263,6 +317,7 @@ export class FolderIndex {
         this.stmt.insert.run(uid, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
         // RFC 8514 §3: the save date is when the message entered this mailbox (APPEND, COPY, MOVE, delivery).
         this.stmt.setSaveDate.run(uid, Math.floor(r.saveDate ?? Date.now()));
+        this.stmt.unforget.run(uid);
         uids.push(uid);
         next = Math.max(next, uid + 1);
         touched = true;
@@ -274,6 +329,17 @@ export class FolderIndex {
       return uids;
     });
     return tx.immediate();
+  }
+
+  /** Keeps the expunge history bounded; what is dropped raises the floor (RFC 7162 §3.2.5.2 fallback below it). */
+  private pruneExpunged(): void {
+    const n = this.stmt.expungedCount.get() as number;
+    if (n <= this.historyLimit) return;
+    // A tenth more than needed, so that pruning is not paid on every expunge once the history is full.
+    const drop = n - this.historyLimit + Math.floor(this.historyLimit / 10);
+    const top = this.db.prepare('SELECT max(modseq) FROM (SELECT modseq FROM expunged ORDER BY modseq LIMIT ?)').pluck().get(drop) as number;
+    this.db.prepare('DELETE FROM expunged WHERE modseq <= ?').run(top);
+    this.stmt.setMeta.run('vanishedfloor', Math.max(top, this.vanishedFloor));
   }
 
   /** RFC 3501 §2.3.2: the first UID not yet claimed as \Recent; claiming moves it up to `claimUpTo`. */

@@ -21,6 +21,11 @@ export interface MessageMeta {
   internalDate: Date;
   /** RFC 8514 save date: when the message was saved into this folder (APPEND, COPY, MOVE, delivery). */
   saveDate?: Date;
+  /**
+   * RFC 7162 §3.1.1 mod-sequence of the message's last change (arrival, flags, keywords); absent from a store that
+   * keeps none (the IMAP side then answers [NOMODSEQ]).
+   */
+  modseq?: number;
   /** Cached on first need; absent until computed. */
   envelope?: unknown;
   bodystructure?: unknown;
@@ -31,7 +36,10 @@ export interface FolderState {
   uidNext: number;
   /** Messages in UID order; the index in this array + 1 is the sequence number. */
   messages: MessageMeta[];
-  /** Highest modification sequence, for change detection between sessions (CONDSTORE later). */
+  /**
+   * RFC 7162 HIGHESTMODSEQ: the highest mod-sequence of the folder, raised by every change, expunges included (so
+   * that a QRESYNC client sees that something went away).
+   */
   modseq: number;
 }
 
@@ -43,10 +51,20 @@ export interface FolderInfo {
   hasChildren: boolean;
 }
 
+/** `modseq`: the folder's mod-sequence after the change, when the store keeps them (RFC 7162). */
 export type FolderChange =
   | { kind: 'exists'; uidNext: number }
-  | { kind: 'expunge'; uids: number[] }
-  | { kind: 'flags'; uid: number; flags: Flag[] };
+  | { kind: 'expunge'; uids: number[]; modseq?: number }
+  | { kind: 'flags'; uid: number; flags: Flag[]; modseq?: number };
+
+/**
+ * What storeFlags did: the new flags of each message that still exists (the Map), their mod-sequences, and the UIDs
+ * left alone because they changed after `unchangedSince` (RFC 7162 §3.1.3 MODIFIED).
+ */
+export class StoreResult extends Map<number, Flag[]> {
+  readonly modseqs = new Map<number, number>();
+  readonly modified: number[] = [];
+}
 
 /** A change of the folder list or the subscriptions of one mailbox owner, by any session of this process. */
 export type MailboxListChange =
@@ -83,8 +101,19 @@ export interface MailboxAccess {
   openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;
   /** The stored message (with the Return-Path/Delivered-To prefix delivery wrote). */
   readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer>;
-  /** Changes flags; returns the new flags of each message that still exists. */
-  storeFlags(owner: MailboxOwner, folder: string, uids: number[], mode: 'set' | 'add' | 'remove', flags: Flag[]): Promise<Map<number, Flag[]>>;
+  /**
+   * Changes flags; returns the new flags of each message that still exists. With `unchangedSince` (RFC 7162 §3.1.3
+   * UNCHANGEDSINCE) a message whose mod-sequence is above it is not changed and is listed in `modified` instead,
+   * decided under the same lock as the change.
+   */
+  storeFlags(
+    owner: MailboxOwner,
+    folder: string,
+    uids: number[],
+    mode: 'set' | 'add' | 'remove',
+    flags: Flag[],
+    opts?: { unchangedSince?: number },
+  ): Promise<Map<number, Flag[]> | StoreResult>;
   /** Removes the messages (all \Deleted ones when uids is omitted); returns the UIDs removed. */
   expunge(owner: MailboxOwner, folder: string, uids?: number[]): Promise<number[]>;
   /** RFC 4315 APPENDUID data. Throws OverQuota when the quota would be exceeded. */
@@ -99,6 +128,11 @@ export interface MailboxAccess {
   firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number>;
   /** Quota usage and limit in bytes (0 = none) for GETQUOTAROOT (RFC 9208). */
   quota(owner: MailboxOwner): Promise<{ usedBytes: number; limitBytes: number; messages: number }>;
+  /**
+   * RFC 7162 §3.2.5.1: UIDs expunged after `modseq`, ascending; undefined when the store does not remember that far
+   * back (then the caller falls back as §3.2.5.2 says). Optional: a store without it always gets the fallback.
+   */
+  vanishedSince?(owner: MailboxOwner, folder: string, modseq: number): Promise<number[] | undefined>;
   /** Calls back on changes made by other sessions or by delivery; returns the unsubscribe function. */
   watch(owner: MailboxOwner, folder: string, listener: (change: FolderChange) => void): () => void;
   /** Calls back when folders of the owner are created, deleted, renamed or (un)subscribed; optional for a store. */

@@ -45,7 +45,7 @@ import {
 import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { FolderNotFound, OverQuota, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageMeta } from './mailbox.js';
+import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
 import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
@@ -419,6 +419,7 @@ export class MaildirMailbox implements MailboxAccess {
         internalDate: new Date(r.internalDate),
         // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
         saveDate: new Date(r.saveDate ?? r.internalDate),
+        modseq: r.modseq,
       }));
       return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages, modseq: index.modseq };
     });
@@ -449,11 +450,19 @@ export class MaildirMailbox implements MailboxAccess {
     await folderLocks.run(dir, async () => this.index(dir).setCached(uid, data));
   }
 
-  async storeFlags(owner: MailboxOwner, folder: string, uids: number[], mode: 'set' | 'add' | 'remove', flags: Flag[]): Promise<Map<number, Flag[]>> {
+  async storeFlags(
+    owner: MailboxOwner,
+    folder: string,
+    uids: number[],
+    mode: 'set' | 'add' | 'remove',
+    flags: Flag[],
+    opts: { unchangedSince?: number } = {},
+  ): Promise<StoreResult> {
     const dir = await this.folderDir(owner, folder);
     const given = splitFlags(flags);
-    const result = new Map<number, Flag[]>();
-    const changes: FolderChange[] = [];
+    const result = new StoreResult();
+    const changes: { uid: number; flags: Flag[] }[] = [];
+    let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
@@ -462,6 +471,11 @@ export class MaildirMailbox implements MailboxAccess {
       for (const uid of uids) {
         const row = index.row(uid);
         if (!row) continue;
+        // RFC 7162 §3.1.3: changed since the client looked: not stored, reported as MODIFIED.
+        if (opts.unchangedSince !== undefined && row.modseq > opts.unchangedSince) {
+          result.modified.push(uid);
+          continue;
+        }
         const oldLetters = new Set([...parseMaildirFileName(row.name).flags].filter((l) => SYSTEM_LETTERS.has(l)));
         const oldKeywords = keywordsOf(row.name, row.keywords, map);
         let letters: Set<string>;
@@ -490,20 +504,27 @@ export class MaildirMailbox implements MailboxAccess {
         }
         const newFlags = flagsOf(name, kw, map);
         result.set(uid, newFlags);
+        result.modseqs.set(uid, row.modseq);
         if (name !== row.name || kw !== row.keywords) {
           updates.push({ uid, name, keywords: kw });
-          changes.push({ kind: 'flags', uid, flags: newFlags });
+          changes.push({ uid, flags: newFlags });
         }
       }
-      if (updates.length) index.apply({ update: updates });
+      if (updates.length) {
+        index.apply({ update: updates });
+        // One mod-sequence for the whole command (RFC 7162 §3.1.1 allows it), the one apply() gave the rows.
+        modseq = index.modseq;
+        for (const u of updates) result.modseqs.set(u.uid, modseq);
+      }
     });
-    for (const c of changes) this.events.emit(dir, c);
+    for (const c of changes) this.events.emit(dir, { kind: 'flags', uid: c.uid, flags: c.flags, modseq });
     return result;
   }
 
   async expunge(owner: MailboxOwner, folder: string, uids?: number[]): Promise<number[]> {
     const dir = await this.folderDir(owner, folder);
     const removed: IndexRow[] = [];
+    let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
       let rows: IndexRow[];
@@ -528,13 +549,14 @@ export class MaildirMailbox implements MailboxAccess {
       }
       if (removed.length) {
         index.apply({ remove: removed.map((r) => r.uid) });
+        modseq = index.modseq;
         await this.dropFromUidlist(dir, index, removed);
       }
     });
     if (removed.length) {
       const bytes = removed.reduce((n, r) => n + r.size, 0);
       await appendMaildirSize(this.store.maildirPath(owner), -bytes, -removed.length).catch(() => false);
-      this.events.emit(dir, { kind: 'expunge', uids: removed.map((r) => r.uid) });
+      this.events.emit(dir, { kind: 'expunge', uids: removed.map((r) => r.uid), modseq });
     }
     return removed.map((r) => r.uid);
   }
@@ -573,6 +595,7 @@ export class MaildirMailbox implements MailboxAccess {
         this.ensureLetters(dstDir, [...flagsByUid.values()].flatMap((f) => f.filter((k) => !k.startsWith('\\')))),
       );
       const moved: { row: IndexRow; name: string; unlettered: string }[] = [];
+      let movedModseq = 0;
       await folderLocks.run(srcDir, async () => {
         for (const r of rows) {
           const { letters, keywords } = splitFlags(flagsByUid.get(r.uid)!);
@@ -588,6 +611,7 @@ export class MaildirMailbox implements MailboxAccess {
         }
         if (moved.length) {
           src.apply({ remove: moved.map((m) => m.row.uid) });
+          movedModseq = src.modseq;
           await this.dropFromUidlist(srcDir, src, moved.map((m) => m.row));
         }
       });
@@ -598,7 +622,7 @@ export class MaildirMailbox implements MailboxAccess {
         moved.map((m) => ({ base: m.row.base, name: m.name, size: m.row.size, internalDate: m.row.internalDate, keywords: m.unlettered })),
       );
       if (moved.length) {
-        this.events.emit(srcDir, { kind: 'expunge', uids: moved.map((m) => m.row.uid) });
+        this.events.emit(srcDir, { kind: 'expunge', uids: moved.map((m) => m.row.uid), modseq: movedModseq });
         this.events.emit(dstDir, { kind: 'exists', uidNext: this.index(dstDir).uidNext });
       }
       return { uidValidity: this.index(dstDir).uidValidity, mapping: moved.map((m, i) => [m.row.uid, newUids[i]!]) };
@@ -626,6 +650,11 @@ export class MaildirMailbox implements MailboxAccess {
     const newUids = await this.deliverAndIndex(toOwner, to, dstDir, items);
     if (opts.move) await this.expunge(owner, from, items.map((i) => i.uid));
     return { uidValidity: this.index(dstDir).uidValidity, mapping: items.map((i, n) => [i.uid, newUids[n]!]) };
+  }
+
+  async vanishedSince(owner: MailboxOwner, folder: string, modseq: number): Promise<number[] | undefined> {
+    const dir = await this.folderDir(owner, folder);
+    return folderLocks.run(dir, async () => this.index(dir).vanishedSince(modseq));
   }
 
   async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
@@ -801,8 +830,9 @@ export class MaildirMailbox implements MailboxAccess {
     }
     if (remove.length || update.length) index.apply({ remove, update });
     expunged.push(...remove);
-    if (expunged.length) this.events.emit(dir, { kind: 'expunge', uids: expunged });
-    for (const c of flagChanges) this.events.emit(dir, c);
+    const modseq = index.modseq;
+    if (expunged.length) this.events.emit(dir, { kind: 'expunge', uids: expunged, modseq });
+    for (const c of flagChanges) this.events.emit(dir, { ...c, modseq } as FolderChange);
     if (added > 0) this.events.emit(dir, { kind: 'exists', uidNext: index.uidNext });
     if (expunged.length || update.length || added) {
       this.log.debug({ owner: ownerLabel(owner), folder, added, removed: expunged.length, renamed: update.length }, 'mailbox: synced');

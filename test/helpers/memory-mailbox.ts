@@ -171,9 +171,9 @@ export class MemoryMailbox implements MailboxAccess {
       if (mode === 'set') cur.clear();
       for (const fl of flags) mode === 'remove' ? cur.delete(fl) : cur.add(fl);
       m.meta.flags = [...cur];
-      f.modseq++;
+      m.meta.modseq = ++f.modseq;
       out.set(m.meta.uid, [...m.meta.flags]);
-      this.emit(owner, folder, { kind: 'flags', uid: m.meta.uid, flags: [...m.meta.flags] });
+      this.emit(owner, folder, { kind: 'flags', uid: m.meta.uid, flags: [...m.meta.flags], modseq: f.modseq });
     }
     return out;
   }
@@ -182,7 +182,7 @@ export class MemoryMailbox implements MailboxAccess {
     const f = this.folder(owner, folder);
     const removed = f.messages.filter((m) => m.meta.flags.includes('\\Deleted') && (!uids || uids.includes(m.meta.uid))).map((m) => m.meta.uid);
     f.messages = f.messages.filter((m) => !removed.includes(m.meta.uid));
-    if (removed.length) this.emit(owner, folder, { kind: 'expunge', uids: removed });
+    if (removed.length) this.emit(owner, folder, { kind: 'expunge', uids: removed, modseq: ++f.modseq });
     return removed;
   }
 
@@ -190,7 +190,7 @@ export class MemoryMailbox implements MailboxAccess {
     const f = this.folder(owner, folder);
     await this.checkQuota(owner, message.length);
     const uid = f.uidNext++;
-    f.messages.push({ meta: { uid, size: message.length, flags: [...flags], internalDate: internalDate ?? new Date(), saveDate: new Date() }, data: message });
+    f.messages.push({ meta: { uid, size: message.length, flags: [...flags], internalDate: internalDate ?? new Date(), modseq: ++f.modseq, saveDate: new Date() }, data: message });
     this.emit(owner, folder, { kind: 'exists', uidNext: f.uidNext });
     return { uidValidity: f.uidValidity, uid };
   }
@@ -210,13 +210,13 @@ export class MemoryMailbox implements MailboxAccess {
     const mapping: [number, number][] = [];
     for (const m of picked) {
       const uid = dst.uidNext++;
-      dst.messages.push({ meta: { ...m.meta, uid, flags: [...m.meta.flags], saveDate: new Date() }, data: m.data });
+      dst.messages.push({ meta: { ...m.meta, uid, flags: [...m.meta.flags], modseq: ++dst.modseq, saveDate: new Date() }, data: m.data });
       mapping.push([m.meta.uid, uid]);
     }
     if (mapping.length) this.emit(dstOwner, to, { kind: 'exists', uidNext: dst.uidNext });
     if (opts.move && picked.length) {
       src.messages = src.messages.filter((m) => !uids.includes(m.meta.uid));
-      this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid) });
+      this.emit(owner, from, { kind: 'expunge', uids: picked.map((m) => m.meta.uid), modseq: ++src.modseq });
     }
     return { uidValidity: dst.uidValidity, mapping };
   }

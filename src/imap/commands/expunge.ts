@@ -11,6 +11,7 @@
  */
 import type { ImapSession } from '../connection.js';
 import { expectArgs, no, resolveSet, type ImapCommand } from '../command.js';
+import { hasModseq, noteModseq, qresyncEnabled } from '../condstore.js';
 
 export async function expungeDeleted(session: ImapSession, only: Set<number> | undefined, silent: boolean): Promise<void> {
   const sel = session.selected!;
@@ -47,5 +48,11 @@ export const expunge: ImapCommand = {
     if (session.selected!.readOnly) throw no('Mailbox is read-only', 'READ-ONLY');
     const only = cmd.uid ? new Set(resolveSet(session, cmd.args[0].type === 'atom' ? cmd.args[0].value : '', true).map((r) => r.meta.uid)) : undefined;
     await expungeDeleted(session, only, false);
+    // RFC 7162 §3.2.7 (as Dovecot does): with QRESYNC the tagged OK gives the HIGHESTMODSEQ after the expunge, since
+    // VANISHED carries none.
+    const sel = session.selected!;
+    // Our own expunge's MODSEQ is in the change it queued; one whose messages have all left the view is known.
+    for (const ch of sel.pending) if (ch.kind === 'expunge' && ch.uids.every((u) => session.indexOfUid(u) < 0)) noteModseq(sel, ch.modseq);
+    if (qresyncEnabled(session) && hasModseq(sel)) return { code: `HIGHESTMODSEQ ${sel.highestModseq}`, text: 'Expunge completed' };
   },
 };

@@ -3,6 +3,9 @@
  * BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT, and BINARY[part]<partial>, BINARY.PEEK,
  * BINARY.SIZE (RFC 3516, decoding in binary.ts), SAVEDATE (RFC 8514). Reading a body without PEEK sets \Seen
  * (unless EXAMINEd), and the new FLAGS are part of the same response.
+ *
+ * RFC 7162: the MODSEQ item (§3.1.4.2), the CHANGEDSINCE modifier (§3.1.4.1) and, for UID FETCH with QRESYNC
+ * enabled, VANISHED (§3.2.6).
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
@@ -10,9 +13,10 @@ import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
-import { parseFetchAtts, type BodySection, type FetchAtt } from '../parser.js';
+import { parseFetchAtts, parseSequenceSet, type BodySection, type FetchAtt, type Token } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
 import { previewText } from '../preview.js';
+import { condstoreEnabled, enableCondstore, modseqItem, modseqValue, noteModseq, qresyncEnabled, requireModseq, sendVanishedEarlier, vanishedEarlier } from '../condstore.js';
 
 const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
 
@@ -79,17 +83,47 @@ export const fetch: ImapCommand = {
   states: ['selected'],
   uid: true,
   async handle(session, cmd) {
-    // RFC 8970 §3.2: "FETCH 1 PREVIEW (LAZY)" has a third argument.
-    expectArgs(cmd, 2, 3);
+    // RFC 8970 §3.2: "FETCH 1 PREVIEW (LAZY)" has a third argument; RFC 7162 modifiers come last.
+    expectArgs(cmd, 2, 4);
     if (cmd.args[0].type !== 'atom') throw bad('Invalid sequence set');
+    let args = cmd.args;
+    let modifiers: FetchModifiers | undefined;
+    const last = args[args.length - 1];
+    if (args.length > 2 && isFetchModifiers(last)) {
+      modifiers = parseFetchModifiers(last, cmd.uid, qresyncEnabled(session));
+      args = args.slice(0, -1);
+    }
+    if (args.length > 3) throw bad('Wrong number of arguments for FETCH');
     let atts: FetchAtt[];
     try {
-      atts = parseFetchAtts(cmd.args[1], cmd.args[2]);
+      atts = parseFetchAtts(args[1], args[2]);
     } catch (err) {
       throw bad((err as Error).message);
     }
+    const wantsModseq = atts.some((a) => a.kind === 'simple' && a.name === 'MODSEQ');
+    if (modifiers || wantsModseq) {
+      // RFC 7162 §3.1: MODSEQ and CHANGEDSINCE are CONDSTORE enabling; CHANGEDSINCE implies MODSEQ (§3.1.4.1).
+      requireModseq(session);
+      enableCondstore(session);
+      if (modifiers && !wantsModseq) atts.push({ kind: 'simple', name: 'MODSEQ' });
+    }
     if (cmd.uid && !atts.some((a) => a.kind === 'simple' && a.name === 'UID')) atts.unshift({ kind: 'simple', name: 'UID' });
-    await sendFetch(session, resolveSet(session, cmd.args[0].value, cmd.uid), atts);
+    let refs = resolveSet(session, cmd.args[0].value, cmd.uid);
+    if (modifiers) {
+      const since = modifiers.changedSince;
+      if (modifiers.vanished) {
+        // §3.2.6: UIDs of the set expunged since CHANGEDSINCE, before the FETCH responses.
+        let within;
+        try {
+          within = parseSequenceSet(cmd.args[0].value);
+        } catch {
+          throw bad('Invalid sequence set');
+        }
+        sendVanishedEarlier(session, await vanishedEarlier(session, since, within));
+      }
+      refs = refs.filter((r) => (r.meta.modseq ?? 0) > since);
+    }
+    await sendFetch(session, refs, atts);
   },
 };
 
@@ -146,6 +180,9 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
       const now = result.get(meta.uid);
       if (now) {
         session.setFlags(meta, now);
+        const modseq = 'modseqs' in result ? result.modseqs.get(meta.uid) : undefined;
+        if (modseq !== undefined) meta.modseq = modseq;
+        noteModseq(sel, meta.modseq);
         flagsChanged = true;
       }
     }
@@ -156,6 +193,8 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     session.announceKeywords(meta.flags);
     for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
     if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
+    // RFC 7162 §3.1.4: a flag change the client did not ask about carries its MODSEQ once CONDSTORE is on.
+    if (flagsChanged && condstoreEnabled(session) && !atts.some((a) => a.kind === 'simple' && a.name === 'MODSEQ')) parts.push(Buffer.from(modseqItem(meta)));
     const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
     session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
     await session.drain();
@@ -196,5 +235,36 @@ function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: M
       return ['RFC822.TEXT', encodeString(tree!.body)];
     case 'PREVIEW':
       return ['PREVIEW', encodeString(previewText(tree!))];
+    case 'MODSEQ':
+      return ['MODSEQ', Buffer.from(`(${meta.modseq ?? 0})`)];
   }
+}
+
+interface FetchModifiers {
+  changedSince: number;
+  vanished: boolean;
+}
+
+function isFetchModifiers(t: Token): boolean {
+  if (t.type !== 'list' || !t.items.length) return false;
+  const first = t.items[0];
+  return first.type === 'atom' && ['CHANGEDSINCE', 'VANISHED'].includes(first.value.toUpperCase());
+}
+
+/** `(CHANGEDSINCE n [VANISHED])` (RFC 7162 §3.1.4.1, §3.2.6). */
+function parseFetchModifiers(t: Token, uid: boolean, qresync: boolean): FetchModifiers {
+  if (t.type !== 'list') throw bad('Invalid FETCH modifiers');
+  let changedSince: number | undefined;
+  let vanished = false;
+  for (let i = 0; i < t.items.length; i++) {
+    const it = t.items[i];
+    const name = it.type === 'atom' ? it.value.toUpperCase() : '';
+    if (name === 'CHANGEDSINCE' && changedSince === undefined) changedSince = modseqValue(t.items[++i], true);
+    else if (name === 'VANISHED' && !vanished) vanished = true;
+    else throw bad('Invalid FETCH modifier');
+  }
+  // §3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE, after ENABLE QRESYNC.
+  if (vanished && (!uid || !qresync || changedSince === undefined)) throw bad('VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled');
+  if (changedSince === undefined) throw bad('CHANGEDSINCE missing');
+  return { changedSince, vanished };
 }

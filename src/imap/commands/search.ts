@@ -2,6 +2,7 @@
  * SEARCH and UID SEARCH (RFC 3501 §6.4.4), CHARSET UTF-8 / US-ASCII. Criteria are parsed into a tree first, so a
  * syntax error is BAD before anything is read, and message contents are read only when a text criterion needs them.
  * Text matching is a substring test under i;unicode-casemap (RFC 5051, I18NLEVEL=1) on decoded headers and text parts.
+ * RFC 7162 §3.1.5: the MODSEQ criterion, and the highest MODSEQ of the matches in the answer (§3.1.6, ESEARCH §3.1.10).
  */
 import type { MessageMeta } from '../../store/mailbox.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
@@ -12,6 +13,7 @@ import { esearchResponse, parseReturn, wantsData, type ReturnOptions } from '../
 import { parseImapDate } from '../response.js';
 import { addressSearchText, casemapContains, sentDay } from '../search-match.js';
 import { LRUCache } from 'lru-cache';
+import { enableCondstore, modseqValue, requireModseq } from '../condstore.js';
 
 /**
  * Parsed header sections of messages searched recently, across sessions. A message's content never changes for a
@@ -35,6 +37,7 @@ export type Criterion =
   | { op: 'body'; value: string; withHeaders: boolean }
   | { op: 'date'; cmp: 'before' | 'on' | 'since'; date: Date; sent: boolean; saved?: true }
   | { op: 'size'; cmp: 'larger' | 'smaller'; n: number }
+  | { op: 'modseq'; min: number }
   | { op: 'set'; set: SeqRange[]; uid: boolean }
   | { op: 'not'; c: Criterion }
   | { op: 'or'; a: Criterion; b: Criterion }
@@ -144,6 +147,17 @@ export function parseCriteria(tokens: Token[], opts: { rev2?: boolean } = {}): C
         if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) throw bad('Invalid interval');
         return { op: 'age', cmp: key === 'OLDER' ? 'older' : 'younger', seconds: n };
       }
+      // RFC 7162 §3.1.5: MODSEQ [entry-name entry-type] value. We keep one MODSEQ per message, not one per flag,
+      // so the entry (a flag's name, priv/shared/all) narrows nothing: the message's MODSEQ is the one compared.
+      case 'MODSEQ': {
+        const next = tokens[i];
+        if (next?.type === 'string' || (next?.type === 'atom' && !/^\d+$/.test(next.value))) {
+          i++;
+          const type = tokens[i++];
+          if (type?.type !== 'atom' || !['PRIV', 'SHARED', 'ALL'].includes(type.value.toUpperCase())) throw bad('Invalid MODSEQ entry type');
+        }
+        return { op: 'modseq', min: modseqValue(tokens[i++], true) };
+      }
       case 'NOT':
         return { op: 'not', c: one() };
       case 'OR': {
@@ -176,6 +190,40 @@ function seqSet(text: string): SeqRange[] {
   } catch {
     throw bad('Invalid sequence set');
   }
+}
+
+/** Whether a criterion compares MODSEQs (RFC 7162 §3.1.6: then the answer carries the highest one). */
+export function usesModseq(c: Criterion): boolean {
+  switch (c.op) {
+    case 'modseq':
+      return true;
+    case 'not':
+      return usesModseq(c.c);
+    case 'or':
+      return usesModseq(c.a) || usesModseq(c.b);
+    case 'and':
+      return c.list.some(usesModseq);
+    default:
+      return false;
+  }
+}
+
+/** The highest MODSEQ of some messages (RFC 7162 §3.1.6). */
+export function highestModseqOf(found: { meta: MessageMeta }[]): number {
+  return found.reduce((n, f) => Math.max(n, f.meta.modseq ?? 0), 0);
+}
+
+/**
+ * Parses criteria and, for MODSEQ ones, makes sure the folder has MODSEQs and enables CONDSTORE (RFC 7162 §3.1:
+ * SEARCH MODSEQ is an enabling command).
+ */
+export function parseCriteriaFor(session: ImapSession, tokens: Token[]): Criterion {
+  const c = parseCriteria(tokens, { rev2: session.rev2 });
+  if (usesModseq(c)) {
+    requireModseq(session);
+    enableCondstore(session);
+  }
+  return c;
 }
 
 /** Whether a criterion looks past the header section (BODY, TEXT): otherwise only the header is parsed. */
@@ -266,6 +314,8 @@ export function matches(c: Criterion, m: Candidate): boolean {
       return m.meta.flags.includes(c.flag) === c.set;
     case 'size':
       return c.cmp === 'larger' ? m.meta.size > c.n : m.meta.size < c.n;
+    case 'modseq':
+      return (m.meta.modseq ?? 0) >= c.min;
     case 'set':
       return c.uid ? inSequenceSet(c.set, m.meta.uid, m.maxUid) : inSequenceSet(c.set, m.seq, m.count);
     case 'not':
@@ -371,13 +421,16 @@ export const search: ImapCommand = {
         if (charset !== 'UTF-8' && charset !== 'US-ASCII') throw no('Unsupported charset', 'BADCHARSET (UTF-8 US-ASCII)');
         args = args.slice(2);
       }
-      const criteria = parseCriteria(args, { rev2: session.rev2 });
+      const criteria = parseCriteriaFor(session, args);
+      const withModseq = usesModseq(criteria);
       // RFC 9051 §6.4.4 / §7.3.4: IMAP4rev2 answers every SEARCH with ESEARCH; no RETURN is RETURN (ALL).
       if (!ret && session.rev2) ret = { min: false, max: false, all: true, count: false, save: false, update: false };
       const found = await runSearch(session, criteria);
       const nums = found.map((f) => (cmd.uid ? f.meta.uid : f.seq));
       if (!ret) {
-        session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}`);
+        // RFC 7162 §3.1.6: "(MODSEQ n)" only when something matched.
+        const tail = withModseq && found.length ? ` (MODSEQ ${highestModseqOf(found)})` : '';
+        session.untagged(`SEARCH${nums.length ? ' ' + nums.join(' ') : ''}${tail}`);
         return;
       }
       if (ret.save) {
@@ -388,7 +441,17 @@ export const search: ImapCommand = {
       }
       // RFC 5182 §2.4: SAVE alone returns no ESEARCH. UPDATE alone returns one without data (RFC 5267 §4.3: the
       // client asked to hear of changes only), as Dovecot answers.
-      if (ret.update || wantsData(ret)) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret, false));
+      if (ret.update || wantsData(ret)) {
+        let out = esearchResponse(cmd.tag, cmd.uid, nums, ret, false);
+        if (withModseq && found.length) {
+          // RFC 7162 §3.1.10: with only MIN and/or MAX, the highest MODSEQ of the messages returned; otherwise of all
+          // that matched.
+          const onlyEnds = !ret.all && !ret.count && !ret.partial;
+          const of = onlyEnds ? [ret.min ? found[0] : undefined, ret.max ? found[found.length - 1] : undefined].filter((f) => f !== undefined) : found;
+          if (of.length) out += ` MODSEQ ${highestModseqOf(of)}`;
+        }
+        session.untagged(out);
+      }
       if (ret.update) session.addSearchContext({ tag: cmd.tag, uid: cmd.uid, criteria, result: found.map((f) => f.meta.uid) });
     } catch (err) {
       // RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves the saved result empty.

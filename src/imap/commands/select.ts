@@ -1,20 +1,28 @@
 /**
- * SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. An IMAP4rev2
- * session (RFC 9051 §6.3.2) gets no RECENT and no UNSEEN code (\Recent is gone, UNSEEN was dropped), a LIST of the
- * mailbox instead, and OK [CLOSED] first when this closes the mailbox that was selected (§7.1).
+ * SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): open a folder read-write or read-only and describe it. With the
+ * RFC 7162 parameters: (CONDSTORE) enables CONDSTORE (§3.1.8), (QRESYNC (...)) resynchronises (§3.2.5). An IMAP4rev2
+ * session (RFC 9051 §6.3.2) gets no RECENT and no UNSEEN code (\Recent is gone, UNSEEN was dropped) and a LIST of
+ * the mailbox instead.
  */
 import { denormalized, expectArgs, mailboxName, type ImapCommand } from '../command.js';
+import { enableCondstore, hasModseq, parseSelectParams, qresyncSelect } from '../condstore.js';
 import { sendMailboxList } from './list.js';
 
 export const select: ImapCommand = {
   names: ['SELECT', 'EXAMINE'],
   states: ['authenticated', 'selected'],
   async handle(session, cmd) {
-    expectArgs(cmd, 1);
+    expectArgs(cmd, 1, 2);
     const name = mailboxName(cmd.args[0], session);
+    const params = parseSelectParams(session, cmd.args[1]);
     const readOnly = cmd.command === 'EXAMINE';
-    // RFC 9051 §6.3.2: the old mailbox is closed even when the new one cannot be selected.
-    if (session.rev2 && session.selected) session.untagged('OK [CLOSED] Previous mailbox closed');
+    // RFC 7162 §3.2.11: the boundary between the old mailbox's responses and the new one's, sent even when the new
+    // SELECT fails (the old mailbox is closed either way, RFC 3501 §6.3.1; RFC 9051 §7.1 for IMAP4rev2).
+    if (session.selected) {
+      session.unselect();
+      session.untagged('OK [CLOSED] Previous mailbox closed');
+    }
+    if (params.condstore) enableCondstore(session);
     const sel = await session.select(name, readOnly);
     for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) sel.keywords.add(f);
     session.sendFlags();
@@ -27,6 +35,9 @@ export const select: ImapCommand = {
     session.untagged(`OK [UIDVALIDITY ${sel.uidValidity}] UIDs valid`);
     session.untagged(`OK [UIDNEXT ${sel.uidNext}] Predicted next UID`);
     if (session.rev2) await sendMailboxList(session, session.resolve(name), denormalized(cmd.args[0], session));
+    // RFC 7162 §3.1.2.1 / §3.1.2.2: every successful SELECT/EXAMINE says whether the folder has MODSEQs.
+    session.untagged(hasModseq(sel) ? `OK [HIGHESTMODSEQ ${sel.highestModseq}] Highest` : 'OK [NOMODSEQ] No permanent modsequences');
+    if (params.qresync) await qresyncSelect(session, params.qresync);
     return { code: readOnly ? 'READ-ONLY' : 'READ-WRITE', text: `${cmd.command} completed` };
   },
 };

@@ -12,7 +12,7 @@ import { loadKeys, type MessageKeys } from '../message-keys.js';
 import type { Token } from '../parser.js';
 import { tokenText } from '../parser.js';
 import type { MessageMeta } from '../../store/mailbox.js';
-import { parseCriteria, runSearch } from './search.js';
+import { highestModseqOf, parseCriteriaFor, runSearch, usesModseq } from './search.js';
 import { esearchResponse, parseReturn, wantsData, type ReturnOptions } from '../search-return.js';
 
 export type SortKey = 'ARRIVAL' | 'CC' | 'DATE' | 'FROM' | 'SIZE' | 'SUBJECT' | 'TO' | 'DISPLAYFROM' | 'DISPLAYTO';
@@ -101,7 +101,7 @@ export function sortMessages(msgs: Sortable[], criteria: SortCriterion[]): Sorta
 
 /** The messages matched by `criteria` tokens, with their sort keys. */
 export async function searchWithKeys(session: ImapSession, criteria: Token[]): Promise<Sortable[]> {
-  return sortableOf(session, await runSearch(session, parseCriteria(criteria, { rev2: session.rev2 })));
+  return sortableOf(session, await runSearch(session, parseCriteriaFor(session, criteria)));
 }
 
 /** Messages of the view with their sort keys. */
@@ -124,15 +124,17 @@ export const sort: ImapCommand = {
     if (args.length < 3) throw bad('Wrong number of arguments for SORT');
     const criteria = parseSortCriteria(args[0]);
     checkCharset(args[1]);
-    const search = parseCriteria(args.slice(2));
+    const search = parseCriteriaFor(session, args.slice(2));
     const sorted = sortMessages(await sortableOf(session, await runSearch(session, search)), criteria);
     const nums = sorted.map((m) => (cmd.uid ? m.meta.uid : m.seq));
+    // RFC 7162 §3.1.9: a SORT with a MODSEQ criterion ends with the highest MODSEQ of the matches.
+    const modseq = sorted.length && usesModseq(search) ? highestModseqOf(sorted) : 0;
     if (!ret) {
-      session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}`);
+      session.untagged(`SORT${nums.length ? ' ' + nums.join(' ') : ''}${modseq ? ` (MODSEQ ${modseq})` : ''}`);
       return;
     }
     // RFC 5267 §4.3: UPDATE alone answers without data; the changes follow as ADDTO / REMOVEFROM with positions.
-    if (ret.update || wantsData(ret)) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret, true));
+    if (ret.update || wantsData(ret)) session.untagged(esearchResponse(cmd.tag, cmd.uid, nums, ret, true) + (modseq ? ` MODSEQ ${modseq}` : ''));
     if (ret.update) {
       session.addSearchContext({
         tag: cmd.tag,

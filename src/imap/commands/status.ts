@@ -1,6 +1,7 @@
 /** STATUS (RFC 3501 §6.3.10): counters of a folder without selecting it. */
 import { bad, expectArgs, mailboxName, sameOwner, type ImapCommand } from '../command.js';
 import { encodeMailbox } from '../response.js';
+import { enableCondstore } from '../condstore.js';
 import type { ImapSession, MailboxRef } from '../connection.js';
 import type { Token } from '../parser.js';
 import type { MessageMeta } from '../../store/mailbox.js';
@@ -18,9 +19,10 @@ async function recentCount(session: ImapSession, owner: MailboxOwner, folder: st
   return n;
 }
 
-const ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'SIZE']);
+// HIGHESTMODSEQ: RFC 7162 §3.1.7.
+const ITEMS = new Set(['MESSAGES', 'RECENT', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'SIZE', 'HIGHESTMODSEQ']);
 /** RFC 9051 §6.3.11 status-att: DELETED is new, RECENT is gone with \Recent. */
-const REV2_ITEMS = new Set(['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE']);
+const REV2_ITEMS = new Set(['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'HIGHESTMODSEQ']);
 
 /** The status items of a STATUS command or a LIST RETURN (STATUS (...)) (RFC 5819), checked before any work. */
 export function statusItems(t: Token | undefined, session: { rev2: boolean }): string[] {
@@ -35,6 +37,8 @@ export function statusItems(t: Token | undefined, session: { rev2: boolean }): s
 
 /** Sends `* STATUS name (...)` for a folder. SIZE is RFC 8438's: the sum of the messages' RFC822.SIZE. */
 export async function sendStatus(session: ImapSession, name: string, ref: MailboxRef, items: string[]): Promise<void> {
+  // RFC 7162 §3.1: STATUS (HIGHESTMODSEQ) is a CONDSTORE enabling command.
+  if (items.includes('HIGHESTMODSEQ')) enableCondstore(session);
   const state = await session.deps.mailbox.openFolder(ref.owner, ref.folder);
   const out: string[] = [];
   for (const item of items) {
@@ -45,6 +49,8 @@ export async function sendStatus(session: ImapSession, name: string, ref: Mailbo
     else if (item === 'UNSEEN') out.push(`UNSEEN ${state.messages.filter((m) => !m.flags.includes('\\Seen')).length}`);
     else if (item === 'DELETED') out.push(`DELETED ${state.messages.filter((m) => m.flags.includes('\\Deleted')).length}`);
     else if (item === 'SIZE') out.push(`SIZE ${state.messages.reduce((n, m) => n + m.size, 0)}`);
+    // §3.1.7: 0 for a folder without persistent MODSEQs.
+    else if (item === 'HIGHESTMODSEQ') out.push(`HIGHESTMODSEQ ${state.messages.every((m) => m.modseq !== undefined) ? state.modseq : 0}`);
   }
   session.write(Buffer.concat([Buffer.from('* STATUS '), encodeMailbox(name, session), Buffer.from(` (${out.join(' ')})\r\n`)]));
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { FolderIndex, INDEX_FILE } from '../../../src/store/folder-index.ts';
 
@@ -99,4 +100,76 @@ test('cached ENVELOPE and BODYSTRUCTURE round-trip as JSON', async (t) => {
   idx.setCached(1, { bodystructure: { type: 'text' } });
   assert.deepEqual(idx.cached(1), { envelope: ['date', 'subject'], bodystructure: { type: 'text' } });
   idx.close();
+});
+
+test('a new index starts its MODSEQs above any an earlier index of the folder could have handed out', async (t) => {
+  const dir = await tempDir(t);
+  const a = FolderIndex.open(dir);
+  a.apply({ add: [row('1.a')] });
+  for (let i = 0; i < 50; i++) a.apply({ update: [{ uid: 1, name: `1.a,S=10:2,${i % 2 ? 'S' : ''}`, keywords: '' }] });
+  const old = a.modseq;
+  a.close();
+  await unlink(join(dir, INDEX_FILE));
+  const b = FolderIndex.open(dir);
+  assert.ok(b.modseq > old, `${b.modseq} > ${old}`);
+  // RFC 7162 §3.2.5.2: what was expunged before the rebuild is unknown.
+  assert.equal(b.vanishedSince(old), undefined);
+  assert.deepEqual(b.vanishedSince(b.modseq), []);
+  b.close();
+});
+
+test('expunged UIDs are remembered with the MODSEQ of their expunge; a re-added UID and a new UIDVALIDITY clear them', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [row('1.a'), row('2.b'), row('3.c')] });
+  const m0 = idx.modseq;
+  idx.apply({ remove: [2] });
+  const m1 = idx.modseq;
+  idx.apply({ remove: [1, 3, 99] });
+  assert.deepEqual(idx.vanishedSince(m0), [1, 2, 3]);
+  assert.deepEqual(idx.vanishedSince(m1), [1, 3]);
+  assert.deepEqual(idx.vanishedSince(idx.modseq), []);
+  idx.apply({ add: [{ ...row('3.d'), uid: 3 }] });
+  assert.deepEqual(idx.vanishedSince(m0), [1, 2]);
+  idx.apply({ reset: { uidValidity: idx.uidValidity + 1 } });
+  assert.equal(idx.vanishedSince(m0), undefined);
+  assert.deepEqual(idx.vanishedSince(idx.modseq), []);
+  idx.close();
+});
+
+test('the expunge history is bounded: pruning raises the floor below which the answer is "unknown"', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir, { historyLimit: 10 });
+  idx.apply({ add: Array.from({ length: 20 }, (_, i) => row(`${i + 1}.m`)) });
+  const m0 = idx.modseq;
+  for (let uid = 1; uid <= 12; uid++) idx.apply({ remove: [uid] });
+  // The 11th is one too many: the oldest 2 go (a tenth of the limit more than needed, so pruning is not paid on
+  // every expunge); the 12th fits again.
+  assert.equal(idx.vanishedSince(m0), undefined);
+  assert.deepEqual(idx.vanishedSince(idx.vanishedFloor), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  idx.close();
+});
+
+test('a version 1 index is migrated in place: UIDs and MODSEQs kept, no expunge history before the migration', async (t) => {
+  const dir = await tempDir(t);
+  const a = FolderIndex.open(dir);
+  a.apply({ add: [row('1.a'), row('2.b')] });
+  a.apply({ update: [{ uid: 1, name: '1.a,S=10:2,S', keywords: '' }] });
+  const validity = a.uidValidity;
+  const modseq = a.modseq;
+  a.close();
+  const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { exec(s: string): void; pragma(s: string): unknown; close(): void };
+  const db = new Database(join(dir, INDEX_FILE));
+  db.exec("DROP TABLE expunged; DELETE FROM meta WHERE key = 'vanishedfloor';");
+  db.pragma('user_version = 1');
+  db.close();
+  const b = FolderIndex.open(dir);
+  assert.equal(b.created, false);
+  assert.equal(b.uidValidity, validity);
+  assert.equal(b.modseq, modseq);
+  assert.equal(b.row(1)!.modseq, modseq);
+  assert.equal(b.vanishedSince(modseq - 1), undefined);
+  b.apply({ remove: [2] });
+  assert.deepEqual(b.vanishedSince(modseq), [2]);
+  b.close();
 });

@@ -168,7 +168,8 @@ test('sessions watching Junk hear the EXPUNGE; the index keeps the other UIDs', 
   const result = await r.sweep();
   const oldUid = before.messages[0]!.uid;
   assert.deepEqual(result.removed[0]?.uids, [oldUid]);
-  assert.deepEqual(heard, [{ kind: 'expunge', uids: [oldUid] }]);
+  // The expunge carries the folder's MODSEQ after it (RFC 7162), above the one before.
+  assert.deepEqual(heard, [{ kind: 'expunge', uids: [oldUid], modseq: before.modseq + 1 }]);
   const after = await f.mailbox.openFolder(john, 'Junk');
   assert.equal(after.uidValidity, before.uidValidity);
   assert.deepEqual(after.messages.map((m) => m.uid), [before.messages[1]!.uid]);
