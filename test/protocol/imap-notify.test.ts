@@ -108,13 +108,15 @@ describe('NOTIFY (RFC 5465)', () => {
       await a.ok('n', 'NOTIFY SET (mailboxes N2 (MessageNew MessageExpunge FlagChange))');
       await append(b, 'b1', 'N2', msg('one'));
       // No command from a: the STATUS comes by itself.
-      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(MESSAGES 1 UIDNEXT 2 UNSEEN 1\)\r\n/m);
+      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(MESSAGES 1 UIDNEXT 2 UNSEEN 1 HIGHESTMODSEQ \d+\)\r\n/m);
       await b.ok('b2', 'SELECT N2');
       await b.ok('b3', 'STORE 1 +FLAGS (\\Seen)');
-      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(UNSEEN 0\)\r\n/m);
+      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(UNSEEN 0 HIGHESTMODSEQ \d+\)\r\n/m);
       await b.ok('b4', 'STORE 1 +FLAGS (\\Deleted)');
+      // \Deleted changes no STATUS item but the HIGHESTMODSEQ (RFC 5465 §5.3 with CONDSTORE announced).
+      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(HIGHESTMODSEQ \d+\)\r\n/m);
       await b.ok('b5', 'EXPUNGE');
-      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(MESSAGES 0\)\r\n/m);
+      assert.match(await a.until(/^\* STATUS .*\r\n/m), /^\* STATUS "N2" \(MESSAGES 0( HIGHESTMODSEQ \d+)?\)\r\n/m);
       // NOTIFY NONE: nothing more.
       await a.ok('nn', 'NOTIFY NONE');
       await append(b, 'b6', 'N2', msg('two'));
@@ -250,7 +252,7 @@ describe('NOTIFY (RFC 5465)', () => {
         assert.match(await a.command(`x${i}`, `NOTIFY ${bad}`), new RegExp(`^x${i} BAD`, 'm'), bad);
       }
       await append(b, 'b1', 'Ref', msg('still'));
-      await a.until(/^\* STATUS "Ref" \(MESSAGES 1 UIDNEXT 2 UNSEEN 1\)\r\n/m);
+      await a.until(/^\* STATUS "Ref" \(MESSAGES 1 UIDNEXT 2 UNSEEN 1( HIGHESTMODSEQ \d+)?\)\r\n/m);
     } finally {
       a.close();
       b.close();
