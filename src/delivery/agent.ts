@@ -1,9 +1,14 @@
 /**
  * The delivery agent the queue scheduler calls for each attempt (DESIGN.md §3 "Queue" → "delivery" → "store").
  *
- * First, recipients not yet routed are expanded through the resolver, once: list members, shared folders, Bcc
- * copies, forwards (with or without a kept copy), relay domains and remote addresses. The route is stored in the
- * envelope, so a retry delivers only what is still pending and a member reached through two paths gets one copy.
+ * First, every recipient still pending is routed through the resolver, at every attempt: list members, shared
+ * folders, Bcc copies, forwards (with or without a kept copy), relay domains and remote addresses. Routes are
+ * decided when delivering, not when queueing (DESIGN.md §6, Postfix's qmgr asks its transport table per attempt):
+ * a relay next hop, a domain turned local or relay, or a forward changed by IT applies to mail already queued,
+ * from the next attempt (`postern queue flush`) on. The route each recipient took is kept in the envelope, so a
+ * retry delivers only what is still pending and a member reached through two paths gets one copy. What was
+ * expanded stays expanded: a list, or a forward without a kept copy, is final once its children exist (as
+ * Postfix's local(8) resubmits a forward as new mail); each child is then routed afresh at its own attempts.
  * Then local copies go into the Maildir store and remote ones out through RemoteDelivery, each recipient getting
  * its own final or temporary state.
  */
@@ -79,8 +84,12 @@ export class LocalRemoteAgent {
     return recipients;
   }
 
-  /** Resolves every pending recipient without a route; adds children for lists, Bcc and forwards. */
+  /** Routes every pending recipient afresh; adds children for lists, Bcc and forwards (once each). */
   private async expand(recipients: QueueRecipient[], log: Logger): Promise<void> {
+    for (const r of recipients) {
+      // A list member without a mail address has no address to resolve: its route is the directory's answer.
+      if (r.state === 'pending' && r.address.includes('@')) delete r.route;
+    }
     const seen = new Set<string>();
     for (const r of recipients) {
       const k = routeKey(r);
@@ -93,8 +102,13 @@ export class LocalRemoteAgent {
       return d;
     };
     const bccAdded = new Set(recipients.filter((r) => r.origin === 'bcc').map((r) => r.address));
+    const children = new Set(recipients.filter((r) => r.parent).map((r) => `${r.parent}\n${r.address}`));
     const add = (child: QueueRecipient) => {
+      // A recipient routed again at a retry (a forward with a kept copy) does not get its children twice.
+      const key = `${child.parent}\n${child.address}`;
+      if (children.has(key)) return;
       if (recipients.length >= MAX_RECIPIENTS) return;
+      children.add(key);
       recipients.push(child);
       if (!byAddress.has(child.address)) byAddress.set(child.address, child);
     };
