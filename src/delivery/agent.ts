@@ -20,6 +20,7 @@ import type { MailStore, MailboxOwner } from '../store/types.js';
 import { QuotaExceeded } from '../store/types.js';
 import type { DeliveryResult, QueueEnvelope, QueueRecipient } from '../queue/types.js';
 import type { RemoteDelivery } from './remote.js';
+import type { Srs } from './srs.js';
 
 export interface AgentOptions {
   resolver: Resolver;
@@ -32,6 +33,11 @@ export interface AgentOptions {
   log: Logger;
   /** Tells IMAP/POP3 sessions watching the folder that a message arrived. */
   onDelivered?: (owner: MailboxOwner, folder: string) => void;
+  /**
+   * Sender Rewriting Scheme (config srs): copies we send on to another domain (forwards, Bcc and list copies to
+   * remote addresses) leave with an SRS sender so SPF passes at the receiver; bounces to it are reversed here.
+   */
+  srs?: Srs;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
@@ -118,6 +124,18 @@ export class LocalRemoteAgent {
       if (r.state !== 'pending' || r.route) continue;
       if (depth(r) > MAX_DEPTH) {
         fail(r, 554, '5.4.6', 'Too many levels of expansion: mail forwarding loop');
+        continue;
+      }
+      // A bounce to one of our SRS senders goes back to the original sender (checked again: it may have expired).
+      const srs = this.opts.srs?.reverse(r.address);
+      if (srs?.kind === 'valid') {
+        add({ address: srs.address, parent: r.address, origin: 'forward', state: 'pending', attempts: 0, hidden: r.hidden });
+        r.state = 'delivered';
+        r.lastResult = `250 2.1.5 SRS address reversed to ${srs.address}`;
+        continue;
+      }
+      if (srs?.kind === 'invalid') {
+        fail(r, 550, '5.7.1', `Invalid or expired SRS address`);
         continue;
       }
       let res;
@@ -222,22 +240,35 @@ export class LocalRemoteAgent {
     }
   }
 
+  /**
+   * The envelope sender for a remote copy: SRS-rewritten when we send it on (a forward, a Bcc or list copy), the
+   * sender is someone else's (not in one of our domains, like postsrsd's SRS_EXCLUDE_DOMAINS) and not null. A
+   * recipient the client named itself keeps the sender it gave: the client is the one sending.
+   */
+  private senderFor(from: string, r: QueueRecipient): string {
+    const srs = this.opts.srs;
+    if (!srs || !from || r.origin === undefined || r.origin === 'rcpt') return from;
+    const domain = from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+    if (this.opts.settings.getDomain(domain)) return from;
+    return srs.forward(from);
+  }
+
   private async deliverRemote(envelope: QueueEnvelope, message: Buffer, recipients: QueueRecipient[], log: Logger): Promise<void> {
-    const groups = new Map<string, QueueRecipient[]>();
+    const groups = new Map<string, { nexthop?: string; from: string; recipients: QueueRecipient[] }>();
     for (const r of recipients) {
       if (r.state !== 'pending' || r.route?.kind !== 'remote') continue;
-      const key = r.route.nexthop ? `nexthop:${r.route.nexthop}` : `domain:${r.address.slice(r.address.lastIndexOf('@') + 1)}`;
-      const list = groups.get(key) ?? [];
-      list.push(r);
-      groups.set(key, list);
+      const from = this.senderFor(envelope.from, r);
+      const key = `${r.route.nexthop ? `nexthop:${r.route.nexthop}` : `domain:${r.address.slice(r.address.lastIndexOf('@') + 1)}`}\n${from}`;
+      const group = groups.get(key) ?? { nexthop: r.route.nexthop, from, recipients: [] };
+      group.recipients.push(r);
+      groups.set(key, group);
     }
-    for (const [key, group] of groups) {
-      const nexthop = key.startsWith('nexthop:') ? key.slice('nexthop:'.length) : undefined;
+    for (const [key, { nexthop, from, recipients: group }] of groups) {
       let results: DeliveryResult[];
       try {
-        results = await this.opts.remote.send({ queueId: envelope.id, from: envelope.from, recipients: group.map((r) => r.address), message, nexthop });
+        results = await this.opts.remote.send({ queueId: envelope.id, from, recipients: group.map((r) => r.address), message, nexthop });
       } catch (err) {
-        log.error({ err, relay: key }, 'remote delivery failed, will retry');
+        log.error({ err, relay: key.split('\n')[0] }, 'remote delivery failed, will retry');
         results = group.map((r) => ({ recipient: r.address, outcome: 'tempfail', code: 451, status: '4.4.0', detail: (err as Error).message }));
       }
       for (const r of group) {
