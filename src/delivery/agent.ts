@@ -45,6 +45,9 @@ const MAX_DEPTH = 8;
 /** Recipients one message may grow to through expansion. */
 const MAX_RECIPIENTS = 5000;
 
+/** The result of a recipient whose mailbox or address another path of the same message already reaches. */
+const DUPLICATE = '250 2.0.0 duplicate: delivered once';
+
 /** The header section of a message, as text. */
 function headerOf(message: Buffer): string {
   const end = message.indexOf('\r\n\r\n');
@@ -96,10 +99,12 @@ export class LocalRemoteAgent {
       // A list member without a mail address has no address to resolve: its route is the directory's answer.
       if (r.state === 'pending' && r.address.includes('@')) delete r.route;
     }
+    // What this message already reached. Not through a duplicate: that one counted on a recipient that may still be
+    // pending, and is routed again below — it must not find its own mailbox "already reached" and never get it.
     const seen = new Set<string>();
     for (const r of recipients) {
       const k = routeKey(r);
-      if (k) seen.add(k);
+      if (k && r.lastResult !== DUPLICATE) seen.add(k);
     }
     const byAddress = new Map(recipients.map((r) => [r.address, r]));
     const depth = (r: QueueRecipient): number => {
@@ -160,7 +165,7 @@ export class LocalRemoteAgent {
         const key = routeKey(r)!;
         if (seen.has(key)) {
           r.state = 'delivered';
-          r.lastResult = '250 2.0.0 duplicate: delivered once';
+          r.lastResult = DUPLICATE;
         }
         seen.add(key);
       };

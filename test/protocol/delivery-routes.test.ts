@@ -62,8 +62,8 @@ async function cli(...args: string[]): Promise<void> {
 }
 
 /** Sends from outside on port 25, then waits until the first attempt has deferred the message. */
-async function sendAndDefer(to: string, subject: string): Promise<void> {
-  await transport(server, 'smtp').sendMail({ envelope: { from: 'sender@outside.example', to: [to] }, raw: message(subject) });
+async function sendAndDefer(to: string, subject: string, rcpts = [to]): Promise<void> {
+  await transport(server, 'smtp').sendMail({ envelope: { from: 'sender@outside.example', to: rcpts }, raw: message(subject) });
   await waitFor(
     `a deferred attempt for ${to}`,
     async () => (await queued(server)).some((e) => e.attempts >= 1 && e.recipients.some((r) => r.address === to && r.state === 'pending' && /^4/.test(r.lastResult ?? ''))),
@@ -94,6 +94,27 @@ describe('routes at delivery time', () => {
     await waitForEmptyQueue(server, 10_000);
     assert.equal(server.inbox('anna.bianchi').filter((m) => m.includes('Subject: now local')).length, 1);
     assert.equal(delivered('now local').length, 0);
+  });
+
+  test('a mailbox reached twice (list and direct) whose delivery was deferred still gets its one copy', async (t) => {
+    const { store } = server;
+    const deliver = store.deliver.bind(store);
+    store.deliver = async (...args: Parameters<typeof store.deliver>) => {
+      const [owner] = args;
+      if (owner.kind === 'user' && owner.login === 'john.smith') throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+      return deliver(...args);
+    };
+    t.after(() => {
+      store.deliver = deliver;
+    });
+    // sales@ expands to john.smith, laura.verdi and mario.rossi; john is also named directly.
+    await sendAndDefer('john@example.com', 'twice, deferred', ['sales@example.com', 'john@example.com']);
+    store.deliver = deliver;
+    await cli('queue', 'flush');
+    await waitForEmptyQueue(server, 10_000);
+    for (const login of ['john.smith', 'laura.verdi', 'mario.rossi']) {
+      assert.equal(server.inbox(login).filter((m) => m.includes('Subject: twice, deferred')).length, 1, login);
+    }
   });
 
   test('a user whose forward was set while the local delivery was deferred gets the forward', async (t) => {
