@@ -17,6 +17,7 @@ import { domainOf } from './directory/mapping.js';
 import type { Logger } from './lib/logger.js';
 import { loadTls, type TlsMaterial } from './lib/tls.js';
 import { newQueueId } from './queue/id.js';
+import { Srs } from './delivery/srs.js';
 import { Scheduler } from './queue/scheduler.js';
 import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
@@ -115,6 +116,10 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         url,
         user,
       );
+    // SRS for forwards (config srs): the secret is made in dataDir on the first start, like the TLS pair.
+    const srs = config.srs.enabled
+      ? new Srs({ secrets: Srs.secretsFromFile(config.srs.secretFile ?? join(config.dataDir, 'srs.secret')), domain: config.srs.domain ?? hostname, maxAgeDays: config.srs.maxAgeDays })
+      : undefined;
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -124,6 +129,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       hopLimit: config.delivery.hopLimit,
       log,
       onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
+      srs,
     });
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
     await scheduler.start();
@@ -145,6 +151,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         newQueueId: () => newQueueId(),
         filters,
         stats: smtpStats,
+        srs,
       },
       tls,
       listeners: config.listeners,

@@ -38,6 +38,7 @@ function resolvePaths(cfg: Config, base: string): Config {
     },
     tls: { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) },
     log: { ...cfg.log, file: abs(cfg.log.file), imapFile: abs(cfg.log.imapFile) },
+    srs: { ...cfg.srs, secretFile: abs(cfg.srs.secretFile) },
   };
 }
 
@@ -103,6 +104,8 @@ function checkFiles(cfg: Config, file: string): void {
     ['directory.bindPasswordFile', cfg.directory.type === 'ldap' && cfg.directory.bindPassword === undefined ? cfg.directory.bindPasswordFile : undefined],
     ['tls.cert', cfg.tls.cert],
     ['tls.key', cfg.tls.key],
+    // A named SRS secret file must exist (the secrets that verify old bounces); only the default one is made.
+    ['srs.secretFile', cfg.srs.enabled ? cfg.srs.secretFile : undefined],
   ];
   const problems: string[] = [];
   for (const [key, p] of named) {

@@ -252,6 +252,22 @@ export const configSchema = z
       .strict()
       .prefault({}),
     admin: adminSchema.prefault({}),
+    srs: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Rewrite the envelope sender of mail forwarded to other domains with SRS (SRS0, like postsrsd) so SPF still passes, and deliver bounces to those addresses'),
+        domain: z.string().optional().describe('Domain of rewritten senders; it must reach this server (MX or A record). Default: hostname'),
+        secretFile: z
+          .string()
+          .optional()
+          .describe('SRS secrets, one per line: the first signs, every one verifies. Default dataDir/srs.secret, made when absent. Relative to the config file'),
+        maxAgeDays: z.number().int().min(1).max(1000).default(21).describe('Days a rewritten sender is honoured for bounces (libsrs2 maxage)'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Sender Rewriting Scheme for forwards (issue 12)'),
     clamav: clamavSchema.prefault({}).describe('ClamAV daemon used by the antivirus filter (filter.antivirus)'),
     spamassassin: spamassassinSchema.prefault({}).describe('SpamAssassin daemon used by the spam filter (filter.spam)'),
     dns: z

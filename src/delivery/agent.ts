@@ -1,9 +1,14 @@
 /**
  * The delivery agent the queue scheduler calls for each attempt (DESIGN.md §3 "Queue" → "delivery" → "store").
  *
- * First, recipients not yet routed are expanded through the resolver, once: list members, shared folders, Bcc
- * copies, forwards (with or without a kept copy), relay domains and remote addresses. The route is stored in the
- * envelope, so a retry delivers only what is still pending and a member reached through two paths gets one copy.
+ * First, every recipient still pending is routed through the resolver, at every attempt: list members, shared
+ * folders, Bcc copies, forwards (with or without a kept copy), relay domains and remote addresses. Routes are
+ * decided when delivering, not when queueing (DESIGN.md §6, Postfix's qmgr asks its transport table per attempt):
+ * a relay next hop, a domain turned local or relay, or a forward changed by IT applies to mail already queued,
+ * from the next attempt (`postern queue flush`) on. The route each recipient took is kept in the envelope, so a
+ * retry delivers only what is still pending and a member reached through two paths gets one copy. What was
+ * expanded stays expanded: a list, or a forward without a kept copy, is final once its children exist (as
+ * Postfix's local(8) resubmits a forward as new mail); each child is then routed afresh at its own attempts.
  * Then local copies go into the Maildir store and remote ones out through RemoteDelivery, each recipient getting
  * its own final or temporary state.
  */
@@ -15,6 +20,7 @@ import type { MailStore, MailboxOwner } from '../store/types.js';
 import { QuotaExceeded } from '../store/types.js';
 import type { DeliveryResult, QueueEnvelope, QueueRecipient } from '../queue/types.js';
 import type { RemoteDelivery } from './remote.js';
+import type { Srs } from './srs.js';
 
 export interface AgentOptions {
   resolver: Resolver;
@@ -27,12 +33,20 @@ export interface AgentOptions {
   log: Logger;
   /** Tells IMAP/POP3 sessions watching the folder that a message arrived. */
   onDelivered?: (owner: MailboxOwner, folder: string) => void;
+  /**
+   * Sender Rewriting Scheme (config srs): copies we send on to another domain (forwards, Bcc and list copies to
+   * remote addresses) leave with an SRS sender so SPF passes at the receiver; bounces to it are reversed here.
+   */
+  srs?: Srs;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
 const MAX_DEPTH = 8;
 /** Recipients one message may grow to through expansion. */
 const MAX_RECIPIENTS = 5000;
+
+/** The result of a recipient whose mailbox or address another path of the same message already reaches. */
+const DUPLICATE = '250 2.0.0 duplicate: delivered once';
 
 /** The header section of a message, as text. */
 function headerOf(message: Buffer): string {
@@ -79,12 +93,18 @@ export class LocalRemoteAgent {
     return recipients;
   }
 
-  /** Resolves every pending recipient without a route; adds children for lists, Bcc and forwards. */
+  /** Routes every pending recipient afresh; adds children for lists, Bcc and forwards (once each). */
   private async expand(recipients: QueueRecipient[], log: Logger): Promise<void> {
+    for (const r of recipients) {
+      // A list member without a mail address has no address to resolve: its route is the directory's answer.
+      if (r.state === 'pending' && r.address.includes('@')) delete r.route;
+    }
+    // What this message already reached. Not through a duplicate: that one counted on a recipient that may still be
+    // pending, and is routed again below — it must not find its own mailbox "already reached" and never get it.
     const seen = new Set<string>();
     for (const r of recipients) {
       const k = routeKey(r);
-      if (k) seen.add(k);
+      if (k && r.lastResult !== DUPLICATE) seen.add(k);
     }
     const byAddress = new Map(recipients.map((r) => [r.address, r]));
     const depth = (r: QueueRecipient): number => {
@@ -93,8 +113,13 @@ export class LocalRemoteAgent {
       return d;
     };
     const bccAdded = new Set(recipients.filter((r) => r.origin === 'bcc').map((r) => r.address));
+    const children = new Set(recipients.filter((r) => r.parent).map((r) => `${r.parent}\n${r.address}`));
     const add = (child: QueueRecipient) => {
+      // A recipient routed again at a retry (a forward with a kept copy) does not get its children twice.
+      const key = `${child.parent}\n${child.address}`;
+      if (children.has(key)) return;
       if (recipients.length >= MAX_RECIPIENTS) return;
+      children.add(key);
       recipients.push(child);
       if (!byAddress.has(child.address)) byAddress.set(child.address, child);
     };
@@ -104,6 +129,18 @@ export class LocalRemoteAgent {
       if (r.state !== 'pending' || r.route) continue;
       if (depth(r) > MAX_DEPTH) {
         fail(r, 554, '5.4.6', 'Too many levels of expansion: mail forwarding loop');
+        continue;
+      }
+      // A bounce to one of our SRS senders goes back to the original sender (checked again: it may have expired).
+      const srs = this.opts.srs?.reverse(r.address);
+      if (srs?.kind === 'valid') {
+        add({ address: srs.address, parent: r.address, origin: 'forward', state: 'pending', attempts: 0, hidden: r.hidden });
+        r.state = 'delivered';
+        r.lastResult = `250 2.1.5 SRS address reversed to ${srs.address}`;
+        continue;
+      }
+      if (srs?.kind === 'invalid') {
+        fail(r, 550, '5.7.1', `Invalid or expired SRS address`);
         continue;
       }
       let res;
@@ -128,7 +165,7 @@ export class LocalRemoteAgent {
         const key = routeKey(r)!;
         if (seen.has(key)) {
           r.state = 'delivered';
-          r.lastResult = '250 2.0.0 duplicate: delivered once';
+          r.lastResult = DUPLICATE;
         }
         seen.add(key);
       };
@@ -208,22 +245,35 @@ export class LocalRemoteAgent {
     }
   }
 
+  /**
+   * The envelope sender for a remote copy: SRS-rewritten when we send it on (a forward, a Bcc or list copy), the
+   * sender is someone else's (not in one of our domains, like postsrsd's SRS_EXCLUDE_DOMAINS) and not null. A
+   * recipient the client named itself keeps the sender it gave: the client is the one sending.
+   */
+  private senderFor(from: string, r: QueueRecipient): string {
+    const srs = this.opts.srs;
+    if (!srs || !from || r.origin === undefined || r.origin === 'rcpt') return from;
+    const domain = from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+    if (this.opts.settings.getDomain(domain)) return from;
+    return srs.forward(from);
+  }
+
   private async deliverRemote(envelope: QueueEnvelope, message: Buffer, recipients: QueueRecipient[], log: Logger): Promise<void> {
-    const groups = new Map<string, QueueRecipient[]>();
+    const groups = new Map<string, { nexthop?: string; from: string; recipients: QueueRecipient[] }>();
     for (const r of recipients) {
       if (r.state !== 'pending' || r.route?.kind !== 'remote') continue;
-      const key = r.route.nexthop ? `nexthop:${r.route.nexthop}` : `domain:${r.address.slice(r.address.lastIndexOf('@') + 1)}`;
-      const list = groups.get(key) ?? [];
-      list.push(r);
-      groups.set(key, list);
+      const from = this.senderFor(envelope.from, r);
+      const key = `${r.route.nexthop ? `nexthop:${r.route.nexthop}` : `domain:${r.address.slice(r.address.lastIndexOf('@') + 1)}`}\n${from}`;
+      const group = groups.get(key) ?? { nexthop: r.route.nexthop, from, recipients: [] };
+      group.recipients.push(r);
+      groups.set(key, group);
     }
-    for (const [key, group] of groups) {
-      const nexthop = key.startsWith('nexthop:') ? key.slice('nexthop:'.length) : undefined;
+    for (const [key, { nexthop, from, recipients: group }] of groups) {
       let results: DeliveryResult[];
       try {
-        results = await this.opts.remote.send({ queueId: envelope.id, from: envelope.from, recipients: group.map((r) => r.address), message, nexthop });
+        results = await this.opts.remote.send({ queueId: envelope.id, from, recipients: group.map((r) => r.address), message, nexthop });
       } catch (err) {
-        log.error({ err, relay: key }, 'remote delivery failed, will retry');
+        log.error({ err, relay: key.split('\n')[0] }, 'remote delivery failed, will retry');
         results = group.map((r) => ({ recipient: r.address, outcome: 'tempfail', code: 451, status: '4.4.0', detail: (err as Error).message }));
       }
       for (const r of group) {

@@ -14,8 +14,9 @@ export interface QueueRecipient {
   /** Why it was added: rcpt (the client named it), bcc, forward, keep-copy, list, shared. */
   origin?: 'rcpt' | 'bcc' | 'forward' | 'list' | 'shared';
   /**
-   * Where it goes, decided once at expansion so that a retry never delivers twice: a user's or a group's mailbox,
-   * or a remote address (MX, relay next hop or smarthost). Absent until expanded.
+   * Where it goes: a user's or a group's mailbox, or a remote address (MX, relay next hop or smarthost). Decided
+   * again at each attempt while the recipient is pending (routes follow settings changed after queueing); kept
+   * once it is final, so that a copy reached through another path is recognised as a duplicate.
    */
   route?: { kind: 'user'; login: string } | { kind: 'shared'; group: string } | { kind: 'remote'; nexthop?: string };
   state: RecipientState;

@@ -74,11 +74,25 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const recipients = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
       const id = deps.newQueueId();
+      // Built before the filters (DESIGN.md §6): they see the message as it will be delivered, our Received on top,
+      // as Amavis gets it from Postfix — SpamAssassin's relay, DNSBL, SPF and trusted-network rules read it.
+      const received = receivedHeader({
+        helo: session.hostNameAppearsAs,
+        clientHostname: session.clientHostname,
+        clientAddress: session.remoteAddress,
+        hostname: deps.hostname,
+        queueId: id,
+        secure: session.secure,
+        authenticated: state.user !== undefined,
+        esmtp: /^EHLO$/i.test(session.openingCommand || ''),
+        recipient: recipients.length === 1 ? recipients[0] : undefined,
+        tls: session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.name } : undefined,
+      });
       // Content filters before the 250 (DESIGN.md §3): a refused message is refused to the sender's face.
       let message = data;
       let spam = false;
       if (deps.filters) {
-        const ctx = filterContext(session, state, { id, message: data, from, recipients });
+        const ctx = filterContext(session, state, { id, message: Buffer.concat([Buffer.from(received, 'latin1'), data]), from, recipients });
         const r = await deps.filters.run('data', ctx);
         if (r.action === 'reject' || r.action === 'tempfail') {
           const reply = r.reply ?? (r.action === 'reject' ? { code: 554, enhanced: '5.7.1', text: 'Message refused by policy' } : { code: 451, enhanced: '4.7.1', text: 'Try again later' });
@@ -96,18 +110,6 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       }
       const ours = state.user !== undefined || mayRelayByAddress(deps.settings, session.remoteAddress);
       if (ours && opts.outgoing) message = await opts.outgoing(message, from);
-      const received = receivedHeader({
-        helo: session.hostNameAppearsAs,
-        clientHostname: session.clientHostname,
-        clientAddress: session.remoteAddress,
-        hostname: deps.hostname,
-        queueId: id,
-        secure: session.secure,
-        authenticated: state.user !== undefined,
-        esmtp: /^EHLO$/i.test(session.openingCommand || ''),
-        recipient: recipients.length === 1 ? recipients[0] : undefined,
-        tls: session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.name } : undefined,
-      });
       const full = Buffer.concat([Buffer.from(received, 'latin1'), message]);
       try {
         await deps.enqueue(full, {

@@ -32,6 +32,11 @@ export function makeOnRcptTo(deps: SmtpDeps, sessions: Sessions) {
 async function decide(deps: SmtpDeps, state: SessionState, rcpt: string, ip: string): Promise<SmtpError | null> {
   // Source routes, percent hack, bang paths, quoted local parts: never routed, whoever asks (RFC 5321 §3.6.1).
   if (isRoutingTrick(rcpt)) return new SmtpError(550, '5.7.1', `<${rcpt}>: Relay access denied`);
+  // A bounce to a sender we rewrote with SRS (src/delivery/srs.ts): ours to deliver when we signed it and it is
+  // fresh; refused when forged or stale — the SRS domain relays nothing else.
+  const srs = deps.srs?.reverse(rcpt);
+  if (srs?.kind === 'valid') return null;
+  if (srs?.kind === 'invalid') return new SmtpError(550, '5.7.1', `<${rcpt}>: Recipient address rejected: invalid or expired SRS address`);
   const authenticated = state.user !== undefined;
   let r: Resolution;
   try {

@@ -19,6 +19,19 @@ export function disabledCommands(role: ListenerRole, secure: boolean, settings: 
 }
 
 /**
+ * The reply to AUTH where it is not offered (smtp-server's disabledCommandReply, patches/smtp-server+*.patch).
+ * Before STARTTLS on a listener that offers AUTH inside TLS: RFC 3207 §4's 530 5.7.0. Where AUTH is not offered
+ * even with TLS (port 25 without smtp.authOnPort25): Postfix's 503 5.5.1. Anything else stays "500 5.5.2".
+ */
+export function disabledCommandReply(role: ListenerRole, settings: Pick<Settings, 'get'>) {
+  return (command: string, session: SMTPServerSession): { code: number; message: string } | undefined => {
+    if (command !== 'AUTH') return undefined;
+    if (!session.secure && authOffered(role, true, settings)) return { code: 530, message: '5.7.0 Must issue a STARTTLS command first' };
+    return { code: 503, message: '5.5.1 Error: authentication not enabled' };
+  };
+}
+
+/**
  * TLS is up (STARTTLS done, or the handshake of port 465). RFC 3207 §4.2: everything learnt before the handshake
  * is forgotten — smtp-server drops HELO, the transaction and its own user; we drop ours too (DESIGN.md §6
  * "STARTTLS resets the world"), then offer AUTH where the listener allows it.

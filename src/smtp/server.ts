@@ -18,7 +18,7 @@ import { COMPONENT, makeOnClose, makeOnConnect } from './on-connect.js';
 import { makeOnData, type OnDataOptions } from './on-data.js';
 import { makeOnMailFrom } from './on-mail-from.js';
 import { makeOnRcptTo } from './on-rcpt-to.js';
-import { makeOnSecure } from './on-secure.js';
+import { disabledCommandReply, makeOnSecure } from './on-secure.js';
 import { EARLY_TALKER_REPLY, Pregreet } from './pregreet.js';
 import { Sessions, type ListenerRole, type SmtpDeps } from './session.js';
 
@@ -78,8 +78,10 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       maxRecipients: opts.limits.maxRecipients,
       maxCommandLength: opts.limits.maxLineLength,
       socketTimeout: opts.limits.socketTimeoutSeconds * 1000,
-      // Enhanced status codes are part of our own reply texts (RFC 3463), so smtp-server must not add its own.
-      hideENHANCEDSTATUSCODES: true,
+      // Every reply but the greeting and the answer to HELO/EHLO has an enhanced status code (RFC 2034 §3): ours are
+      // in our reply texts (SmtpError), smtp-server adds them to its own replies and keeps ours (patched).
+      hideENHANCEDSTATUSCODES: false,
+      disabledCommandReply: disabledCommandReply(role, deps.settings),
       hideDSN: true,
       // Over-size messages are refused by on-data (552 5.3.4 with our reply text); smtp-server still counts the bytes
       // and flags stream.sizeExceeded, and refuses a MAIL FROM whose SIZE= is over the limit.

@@ -2,6 +2,7 @@
  * What the SMTP hooks share: their dependencies, the per-listener role, and the per-session state that
  * smtp-server's session object does not carry.
  */
+import type { Srs } from '../delivery/srs.js';
 import type { SMTPServerSession } from 'smtp-server';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Directory, UserEntry } from '../directory/types.js';
@@ -32,6 +33,8 @@ export interface SmtpDeps {
   filters?: FilterPipeline;
   /** Counters and recent refusals for /metrics and the dashboard. */
   stats?: SmtpStats;
+  /** Sender Rewriting Scheme: bounces to our SRS addresses are accepted (config srs.enabled). */
+  srs?: Srs;
 }
 
 export interface SessionState {

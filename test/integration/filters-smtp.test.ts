@@ -44,6 +44,18 @@ describe('content filters in the SMTP session (real clamd and spamd)', { skip },
     assert.match(mail, /^X-Spam-Status: No, score=/m);
   });
 
+  it('spamd scores the message with our Received line on top, as Amavis passes it (no NO_RECEIVED, NO_RELAYS)', async () => {
+    const info = await send(server, { to: 'anna@example.com', subject: 'received for spamd', text: 'The minutes of the meeting are attached.' });
+    assert.match(info.response, /^250 /);
+    const mail = (await server.waitForMail('anna.bianchi', 1, { ms: 20000 })).find((m) => m.includes('Subject: received for spamd'));
+    assert.ok(mail);
+    // X-Spam-Status lists the rules that hit (tests=...), unfolded here: applyMarks folds long values.
+    const status = /^X-Spam-Status: (.*(?:\r\n[ \t].*)*)/m.exec(mail)?.[1].replace(/\r\n[ \t]+/g, ' ');
+    assert.ok(status, 'scored');
+    assert.doesNotMatch(status, /\bNO_RECEIVED\b/, status);
+    assert.doesNotMatch(status, /\bNO_RELAYS\b/, status);
+  });
+
   it('EICAR is refused at DATA with 554 5.7.1 naming the signature, and nothing is queued', async () => {
     await assert.rejects(send(server, { subject: 'virus', text: `${EICAR}\n` }), (err: Error & { responseCode?: number; response?: string }) => {
       assert.equal(err.responseCode, 554);
