@@ -22,6 +22,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchImapLoad } from './imap-load.ts';
 import { memoryOf, memoryOfAll, startDovecot, type Dovecot } from './dovecot.ts';
 import { percentile, table, us } from './lib.ts';
 
@@ -445,7 +446,19 @@ const mb = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
 const kb = (kib: number) => `${kib.toFixed(0)} KiB`;
 const ms = (v: number) => `${v.toFixed(0)} ms`;
 
+/**
+ * `npm run bench -- imap`: imaptest's load (./imap-load.ts, issue 11) and then this file's measures (issue 5).
+ * POSTERN_BENCH_IMAP_PARTS=load or =servers runs only one of them.
+ */
 export async function benchImap(root: string): Promise<string> {
+  const parts = (process.env.POSTERN_BENCH_IMAP_PARTS ?? 'load,servers').split(',');
+  const out: string[] = [];
+  if (parts.includes('load')) out.push(await benchImapLoad(root));
+  if (parts.includes('servers')) out.push(await benchImapServers(root));
+  return out.join('\n\n');
+}
+
+async function benchImapServers(root: string): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-bench-imap-'));
   chmodSync(dir, 0o755);
   try {
