@@ -180,6 +180,7 @@ async function startPosternSide(root: string, dir: string, label: string): Promi
         pop3s: false,
         admin: false,
         http: false,
+        https: false,
       },
     }),
   );
@@ -201,19 +202,10 @@ async function startPosternSide(root: string, dir: string, label: string): Promi
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const deadline = Date.now() + 30_000;
-  const { connect } = await import('node:net');
-  for (;;) {
+  // The banner's last line comes once every listener is up (one that fails stops the server before it).
+  const deadline = Date.now() + 60_000;
+  while (!/mail domains: /.test(out)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postern did not start:\n${out}`);
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('data', (d) => {
-        s.destroy();
-        res(d.toString().startsWith('* OK'));
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) break;
     await new Promise((res) => setTimeout(res, 100));
   }
   started = true;
