@@ -418,8 +418,11 @@ export class MaildirMailbox implements MailboxAccess {
 
   async readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer> {
     const dir = await this.folderDir(owner, folder);
-    for (let attempt = 0; ; attempt++) {
-      const row = this.index(dir).row(uid);
+    // The rows last listed (rowCache) name the file without a query per message. A message file's content never
+    // changes, only its name (flags): a stale name is ENOENT, and the index is asked then.
+    let row = this.listedRow(this.index(dir), uid);
+    for (let attempt = row ? -1 : 0; ; attempt++) {
+      if (attempt >= 0) row = this.index(dir).row(uid);
       if (!row) throw new MessageNotFound(folder, uid);
       try {
         // A small file is read at once: open, fstat, read and close through the thread pool cost more CPU than the
@@ -430,8 +433,24 @@ export class MaildirMailbox implements MailboxAccess {
         if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
       }
       // Renamed (flags changed by another program) or deleted since: resync and look again.
-      await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
+      if (attempt === 0) await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
     }
+  }
+
+  /** The row of `uid` as the index last listed it (see rows), without a query; undefined when not listed. */
+  private listedRow(index: FolderIndex, uid: number): IndexRow | undefined {
+    const rows = this.rowCache.get(index)?.rows;
+    if (!rows) return undefined;
+    let lo = 0;
+    let hi = rows.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = rows[mid]!.uid;
+      if (u === uid) return rows[mid];
+      if (u < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
   }
 
   /** The cached ENVELOPE / BODYSTRUCTURE of a message (computed by IMAP on first need), for the IMAP side. */
