@@ -35,7 +35,7 @@ const RUNS = num('LOAD_RUNS', 1);
 const CLIENTS = num('LOAD_CLIENTS', 10);
 const USERS = 10;
 const MESSAGES = 2000;
-const PASSWORD = 'Bench!Passw0rd';
+export const PASSWORD = 'Bench!Passw0rd';
 const PROF = process.env.POSTERN_BENCH_IMAP_PROF;
 /** For profiling one side: POSTERN_BENCH_IMAP_SIDES=postern, POSTERN_BENCH_IMAP_PROFILES=logout=0. */
 const SIDES = process.env.POSTERN_BENCH_IMAP_SIDES?.split(',');
@@ -102,10 +102,10 @@ function writeMbox(file: string): void {
 }
 
 /** An AD-shaped LDIF with user1 … user10, all with PASSWORD (unicodePwd is UTF-16LE of the quoted password). */
-function writeLdif(file: string): void {
+export function writeLdif(file: string, users = USERS): void {
   const pwd = Buffer.from(`"${PASSWORD}"`, 'utf16le').toString('base64');
   const out = ['version: 1', ''];
-  for (let u = 1; u <= USERS; u++) {
+  for (let u = 1; u <= users; u++) {
     out.push(
       `dn: CN=User ${u},OU=Staff,DC=corp,DC=example`,
       'objectClass: top',
@@ -138,7 +138,7 @@ function cpuOf(pid: number, children: boolean): number {
 const treeCpu = (pid: number) => cpuOf(pid, true) + childrenOf(pid).reduce((s, p) => s + cpuOf(p, false), 0);
 
 /** A free loopback port in 26000–26999 (the range this machine's engineers use for fixed ports). */
-async function freePortInRange(): Promise<number> {
+export async function freePortInRange(): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
     const port = 26000 + Math.floor(Math.random() * 1000);
     const ok = await new Promise<boolean>((res) => {
@@ -151,14 +151,18 @@ async function freePortInRange(): Promise<number> {
   throw new Error('no free port in 26000–26999');
 }
 
-interface Side {
+export interface Side {
   name: string;
   port: number;
   cpu(): number;
   stop(): Promise<void>;
 }
 
-async function startPosternSide(root: string, dir: string, label: string): Promise<Side> {
+/**
+ * `postern serve` with only an IMAP listener (plain, or implicit TLS with `secure`) on a free port, the LDIF
+ * directory of `dir`/users.ldif, mailbox.allowUnencrypted on. `pid` is its process, for memory readings.
+ */
+export async function startPosternSide(root: string, dir: string, label: string, opts: { secure?: boolean } = {}): Promise<Side & { pid: number }> {
   const dataDir = join(dir, `postern-${label}`);
   mkdirSync(dataDir);
   const port = await freePortInRange();
@@ -174,8 +178,8 @@ async function startPosternSide(root: string, dir: string, label: string): Promi
         smtp: false,
         submission: false,
         smtps: false,
-        imap: { port, host: '127.0.0.1' },
-        imaps: false,
+        imap: opts.secure ? false : { port, host: '127.0.0.1' },
+        imaps: opts.secure ? { port, host: '127.0.0.1' } : false,
         pop3: false,
         pop3s: false,
         admin: false,
@@ -213,6 +217,7 @@ async function startPosternSide(root: string, dir: string, label: string): Promi
   return {
     name: 'postern',
     port,
+    pid: child.pid!,
     cpu: () => treeCpu(child.pid!),
     async stop() {
       if (child.exitCode === null) {
