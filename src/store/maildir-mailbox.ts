@@ -266,6 +266,7 @@ export class MaildirMailbox implements MailboxAccess {
   private readonly keywordMaps = new Map<string, { map: KeywordMap; signature: string }>();
   /** When each open index was last found still on disk (FolderIndex.isCurrent, a stat). */
   private readonly checkedAt = new WeakMap<FolderIndex, number>();
+  private readonly folderPaths = new Map<string, string>();
 
   constructor(opts: MaildirMailboxOptions) {
     this.store = opts.store;
@@ -716,7 +717,7 @@ export class MaildirMailbox implements MailboxAccess {
 
   /** The folder's Maildir; INBOX is created on first use, any other folder must exist. */
   private async folderDir(owner: MailboxOwner, folder: string): Promise<string> {
-    const dir = this.store.folderPath(owner, folder);
+    const dir = this.folderPathOf(owner, folder);
     // A folder whose index is open and still on disk exists (the index lives in it and goes with it): no stat of
     // cur/ for each message a FETCH reads.
     const open = this.indexes.get(dir);
@@ -727,6 +728,18 @@ export class MaildirMailbox implements MailboxAccess {
       return dir;
     }
     throw new FolderNotFound(folder);
+  }
+
+  /** store.folderPath, remembered: FETCH asks it for every message (name checks and path joins each time). */
+  private folderPathOf(owner: MailboxOwner, folder: string): string {
+    const key = `${ownerLabel(owner)}\0${folder}`;
+    let dir = this.folderPaths.get(key);
+    if (dir === undefined) {
+      dir = this.store.folderPath(owner, folder);
+      if (this.folderPaths.size >= 10_000) this.folderPaths.clear();
+      this.folderPaths.set(key, dir);
+    }
+    return dir;
   }
 
   /**
