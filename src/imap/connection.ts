@@ -113,6 +113,11 @@ export interface MessageRef {
 /** The most a MULTIAPPEND may carry in total (one message may always be as large as APPENDLIMIT). */
 const MAX_MULTIAPPEND = 100 * 1024 * 1024;
 
+/**
+ * Commands whose replies are not gathered (see ImapSession.cork): they swap the transport or wait for the client.
+ */
+const UNCORKED = new Set(['STARTTLS', 'COMPRESS', 'IDLE', 'AUTHENTICATE']);
+
 /** Commands read ahead of the one running before the socket is paused. */
 const MAX_QUEUED = 64;
 
@@ -158,6 +163,8 @@ export class ImapSession {
   private deflate?: DeflateRaw;
   private inflate?: InflateRaw;
   private flushScheduled = false;
+  /** The socket corked for the running command, uncorked when it completes or waits for the client. */
+  private corked?: Socket;
 
   constructor(
     private socket: Socket,
@@ -310,6 +317,9 @@ export class ImapSession {
     const socket = this.socket;
     const out = this.deflate ?? socket;
     if (this.closed || socket.destroyed || !out.writableNeedDrain) return;
+    // A corked socket never drains: send what the command gathered, and gather again once it is out.
+    const recork = this.corked !== undefined;
+    this.uncork();
     await new Promise<void>((resolve) => {
       const done = () => {
         out.off('drain', done);
@@ -321,6 +331,7 @@ export class ImapSession {
       out.on('close', done);
       socket.on('close', done);
     });
+    if (recork) this.cork();
   }
 
   /** An untagged response: `* <text>` with optional data values appended. */
@@ -334,11 +345,30 @@ export class ImapSession {
 
   continuation(text: string): void {
     this.write(`+ ${text}\r\n`);
+    this.uncork();
   }
 
   /** The next line from the client (SASL responses, IDLE's DONE); null when the connection closed. */
   readLine(): Promise<Buffer | null> {
+    this.uncork();
     return this.nextFrame();
+  }
+
+  /**
+   * A command's replies (untagged lines, FETCH items, the tagged completion) are gathered while it runs and go to the
+   * socket in one write when it completes, waits for the client, or has a socket buffer's worth (drain): with
+   * TCP_NODELAY every write is its own syscall and TCP segment otherwise (profiled: most of FETCH's CPU time).
+   */
+  private cork(): void {
+    if (this.deflate || this.corked || this.closed) return;
+    this.corked = this.socket;
+    this.corked.cork();
+  }
+
+  private uncork(): void {
+    const s = this.corked;
+    this.corked = undefined;
+    s?.uncork();
   }
 
   bye(text: string): void {
@@ -348,6 +378,7 @@ export class ImapSession {
 
   /** Closes after what was written is flushed; a client that does not close its side is cut off after 5 s. */
   end(): void {
+    this.uncork();
     if (this.closed) return;
     const socket = this.socket;
     const deflate = this.deflate;
@@ -455,6 +486,7 @@ export class ImapSession {
     try {
       const cmd = parseCommand(frame);
       tag = cmd.tag;
+      if (!UNCORKED.has(cmd.command)) this.cork();
       const mod = COMMANDS.get(cmd.command);
       if (!mod || (cmd.uid && !mod.uid)) throw new ImapError('BAD', `Unknown command ${cmd.uid ? 'UID ' : ''}${cmd.command}`);
       if (!mod.states.includes(this.state)) throw new ImapError('BAD', `${cmd.command} not allowed now`);
@@ -483,6 +515,7 @@ export class ImapSession {
       this.log.error({ err, client: this.client, user: this.user?.login }, 'imap command failed');
       this.complete(tag, { status: 'NO', code: 'SERVERBUG', text: 'Internal error, try again later' });
     } finally {
+      this.uncork();
       // A STARTTLS or COMPRESS that did not change the transport (refused, bad syntax) stopped the reader: let the
       // client go on as before. A COMPRESS that did has restarted it already, and inflated data may be in it now.
       const command = peekCommand(frame).command;

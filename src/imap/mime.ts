@@ -237,8 +237,9 @@ function partsOf(message: MimeNode): MimeNode[] {
  * before a boundary belongs to the boundary, RFC 2046 §5.1.1) is not counted, as in Dovecot and Cyrus.
  */
 function countLines(b: Buffer): number {
+  // indexOf is native; iterating a Buffer byte by byte was most of BODYSTRUCTURE's time.
   let n = 0;
-  for (const c of b) if (c === 0x0a) n++;
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) n++;
   return n;
 }
 

@@ -23,7 +23,7 @@
  * Deliveries by the SMTP side are found by an fs.watch on new/ of watched folders, and, more cheaply and reliably,
  * by `notifyDelivered(owner, folder)` which delivery can call after `store.deliver`.
  */
-import { watch as fsWatch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch as fsWatch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
@@ -117,6 +117,11 @@ const LETTER_OF = new Map(FLAG_LETTERS.map(([f, l]) => [f.toLowerCase(), l]));
 const SYSTEM_LETTERS = new Set(FLAG_LETTERS.map(([, l]) => l));
 
 const EMPTY_MAP = new KeywordMap();
+
+/** See MaildirMailbox.current. */
+const CURRENT_CHECK_MS = 250;
+/** Messages up to this size are read synchronously (readMessage). */
+const SYNC_READ_MAX = 128 * 1024;
 
 /**
  * Flags of a message: system flags from the file name's letters, then the keywords its lowercase letters stand for
@@ -259,6 +264,9 @@ export class MaildirMailbox implements MailboxAccess {
   private readonly watchers = new Map<string, Watcher>();
   /** Each folder's dovecot-keywords as last read, with the stat it was read at. */
   private readonly keywordMaps = new Map<string, { map: KeywordMap; signature: string }>();
+  /** When each open index was last found still on disk (FolderIndex.isCurrent, a stat). */
+  private readonly checkedAt = new WeakMap<FolderIndex, number>();
+  private readonly folderPaths = new Map<string, string>();
 
   constructor(opts: MaildirMailboxOptions) {
     this.store = opts.store;
@@ -427,17 +435,39 @@ export class MaildirMailbox implements MailboxAccess {
 
   async readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer> {
     const dir = await this.folderDir(owner, folder);
-    for (let attempt = 0; ; attempt++) {
-      const row = this.index(dir).row(uid);
+    // The rows last listed (rowCache) name the file without a query per message. A message file's content never
+    // changes, only its name (flags): a stale name is ENOENT, and the index is asked then.
+    let row = this.listedRow(this.index(dir), uid);
+    for (let attempt = row ? -1 : 0; ; attempt++) {
+      if (attempt >= 0) row = this.index(dir).row(uid);
       if (!row) throw new MessageNotFound(folder, uid);
       try {
+        // A small file is read at once: open, fstat, read and close through the thread pool cost more CPU than the
+        // read itself, which the page cache usually answers (Dovecot's imap reads synchronously too).
+        if (row.size <= SYNC_READ_MAX) return readFileSync(join(dir, 'cur', row.name));
         return await readFile(join(dir, 'cur', row.name));
       } catch (err) {
         if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
       }
       // Renamed (flags changed by another program) or deleted since: resync and look again.
-      await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
+      if (attempt === 0) await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
     }
+  }
+
+  /** The row of `uid` as the index last listed it (see rows), without a query; undefined when not listed. */
+  private listedRow(index: FolderIndex, uid: number): IndexRow | undefined {
+    const rows = this.rowCache.get(index)?.rows;
+    if (!rows) return undefined;
+    let lo = 0;
+    let hi = rows.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const u = rows[mid]!.uid;
+      if (u === uid) return rows[mid];
+      if (u < uid) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
   }
 
   /** The cached ENVELOPE / BODYSTRUCTURE of a message (computed by IMAP on first need), for the IMAP side. */
@@ -731,7 +761,11 @@ export class MaildirMailbox implements MailboxAccess {
 
   /** The folder's Maildir; INBOX is created on first use, any other folder must exist. */
   private async folderDir(owner: MailboxOwner, folder: string): Promise<string> {
-    const dir = this.store.folderPath(owner, folder);
+    const dir = this.folderPathOf(owner, folder);
+    // A folder whose index is open and still on disk exists (the index lives in it and goes with it): no stat of
+    // cur/ for each message a FETCH reads.
+    const open = this.indexes.get(dir);
+    if (open && this.current(open)) return dir;
     if (await isDir(join(dir, 'cur'))) return dir;
     if (dir === this.store.maildirPath(owner)) {
       await this.store.createFolder(owner, 'INBOX');
@@ -740,9 +774,34 @@ export class MaildirMailbox implements MailboxAccess {
     throw new FolderNotFound(folder);
   }
 
+  /** store.folderPath, remembered: FETCH asks it for every message (name checks and path joins each time). */
+  private folderPathOf(owner: MailboxOwner, folder: string): string {
+    const key = `${ownerLabel(owner)}\0${folder}`;
+    let dir = this.folderPaths.get(key);
+    if (dir === undefined) {
+      dir = this.store.folderPath(owner, folder);
+      if (this.folderPaths.size >= 10_000) this.folderPaths.clear();
+      this.folderPaths.set(key, dir);
+    }
+    return dir;
+  }
+
+  /**
+   * Whether an open index is still the file on disk. A positive answer holds for CURRENT_CHECK_MS: the index is
+   * replaced only when found corrupt, and a stat for every store call was a tenth of IMAP's CPU under imaptest.
+   */
+  private current(idx: FolderIndex): boolean {
+    const now = Date.now();
+    const at = this.checkedAt.get(idx);
+    if (at !== undefined && now - at < CURRENT_CHECK_MS) return true;
+    if (!idx.isCurrent()) return false;
+    this.checkedAt.set(idx, now);
+    return true;
+  }
+
   private index(dir: string): FolderIndex {
     let idx = this.indexes.get(dir);
-    if (idx && !idx.isCurrent()) {
+    if (idx && !this.current(idx)) {
       idx.close();
       idx = undefined;
     }

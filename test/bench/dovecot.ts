@@ -6,8 +6,9 @@
  * destroy() stops it and removes the temp dir (never the Maildir).
  *
  * Login processes use Dovecot's documented "high-performance" mode (service_count = 0, a couple of long-lived
- * imap-login processes) so that connection set-up does not fork per client; the imap service keeps its default of
- * one process per connection (client_limit = 1), as Debian ships it.
+ * imap-login processes) so that connection set-up does not fork per client, unless `processModel: 'default'` asks
+ * for Debian's default (a login process per connection); the imap service keeps its default of one process per
+ * connection (client_limit = 1), as Debian ships it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,13 @@ export interface DovecotOptions {
   password: string;
   /** Most connections expected at once (process and client limits are set from it). */
   maxConnections?: number;
+  /**
+   * Dovecot's login process model (https://doc.dovecot.org/configuration_manual/service_configuration/): `default`
+   * as Debian ships it (service_count = 1: a fresh imap-login process per connection), or `high-performance`
+   * (service_count = 0: a couple of long-lived imap-login processes, each serving many connections). Default
+   * high-performance.
+   */
+  processModel?: 'default' | 'high-performance';
 }
 
 export interface Dovecot {
@@ -145,10 +153,11 @@ service imap-login {
   inet_listener imaps {
     port = 0
   }
-  service_count = 0
-  process_min_avail = 2
-  client_limit = ${limit}
-}
+${
+    (opts.processModel ?? 'high-performance') === 'high-performance'
+      ? `  service_count = 0\n  process_min_avail = 2\n  client_limit = ${limit}\n`
+      : '  service_count = 1\n'
+  }}
 service imap {
   process_limit = ${limit}
 }

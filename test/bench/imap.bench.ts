@@ -22,6 +22,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchImapIdleTls } from './imap-idle.ts';
+import { benchImapLoad } from './imap-load.ts';
 import { memoryOf, memoryOfAll, startDovecot, type Dovecot } from './dovecot.ts';
 import { percentile, table, us } from './lib.ts';
 
@@ -445,7 +447,21 @@ const mb = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
 const kb = (kib: number) => `${kib.toFixed(0)} KiB`;
 const ms = (v: number) => `${v.toFixed(0)} ms`;
 
+/**
+ * `npm run bench -- imap`: imaptest's load (./imap-load.ts, issue 11), idle IDLE connections over TLS
+ * (./imap-idle.ts, issue 11), then this file's measures (issue 5). POSTERN_BENCH_IMAP_PARTS=load,idle-tls,servers
+ * (any of them) runs only those.
+ */
 export async function benchImap(root: string): Promise<string> {
+  const parts = (process.env.POSTERN_BENCH_IMAP_PARTS ?? 'load,idle-tls,servers').split(',');
+  const out: string[] = [];
+  if (parts.includes('load')) out.push(await benchImapLoad(root));
+  if (parts.includes('idle-tls')) out.push(await benchImapIdleTls(root));
+  if (parts.includes('servers')) out.push(await benchImapServers(root));
+  return out.join('\n\n');
+}
+
+async function benchImapServers(root: string): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-bench-imap-'));
   chmodSync(dir, 0o755);
   try {
