@@ -13,7 +13,8 @@
  *   1 session    smtp-source -s 1  -m 1000   (a connection per message, as most senders do)
  *   20 sessions  smtp-source -s 20 -m 5000
  *   20 sessions, connections reused (smtp-source -d)
- * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_PROF=DIR starts
+ * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_CASES=one,many,reuse
+ * picks cases (default all three). POSTERN_BENCH_SMTP_PROF=DIR starts
  * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -93,6 +94,7 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
         pop3s: false,
         admin: false,
         http: false,
+        https: false,
       },
       smtp: { maxClients: 1000 },
     }),
@@ -191,10 +193,13 @@ export async function benchSmtp(root: string): Promise<string> {
     { label: `20 sessions, ${MANY} × ${SIZE} B`, sessions: 20, messages: MANY, reuse: false },
     { label: `20 sessions, ${MANY} × ${SIZE} B, connections reused (-d)`, sessions: 20, messages: MANY, reuse: true },
   ];
+  const pick = (process.env.POSTERN_BENCH_SMTP_CASES ?? 'one,many,reuse').split(',');
+  const keys = ['one', 'many', 'reuse'];
+  const chosen = cases.filter((_, i) => pick.includes(keys[i]));
   const rows: string[][] = [['case', 'run', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg']];
   for (let run = 1; run <= RUNS; run++) {
     // Fresh servers per run, started one after the other so that neither runs while the other is measured.
-    for (const c of cases) {
+    for (const c of chosen) {
       const results: Record<string, Result> = {};
       for (const start of [() => startPostfixSide(), () => startPosternSide(root, run)]) {
         const side = await start();
