@@ -16,11 +16,15 @@ import type { Logger } from '../lib/logger.js';
 import { buildDsn, failedRecipients } from './dsn.js';
 import { retryDelayMs, type QueueConfig } from './retry.js';
 import { NotQueuedError, type Spool } from './spool.js';
-import type { QueueEnvelope, QueueRecipient } from './types.js';
+import type { QueueEnvelope, QueueRecipient, SpooledFile } from './types.js';
 
-/** Delivers one message; returns the recipient list with states set (it may add expanded recipients). */
+/**
+ * Delivers one message; returns the recipient list with states set (it may add expanded recipients). `spooled`,
+ * when given, is the spool file holding the message behind the envelope's spoolPrefix: local delivery may
+ * hard-link it into a Maildir instead of writing the message again. It may vanish (a CLI delete) at any time.
+ */
 export interface DeliveryAgent {
-  deliver(envelope: QueueEnvelope, message: Buffer): Promise<QueueRecipient[]>;
+  deliver(envelope: QueueEnvelope, message: Buffer, spooled?: SpooledFile): Promise<QueueRecipient[]>;
 }
 
 /** What the scheduler reads from the runtime settings (src/settings/store.ts `Settings` fits). */
@@ -311,7 +315,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     let message: Buffer | undefined;
     if (env.recipients.some((r) => r.state === 'pending')) {
       try {
-        message = await this.spool.readMessage(id);
+        message = await this.spool.readMessage(id, env.spoolPrefix);
       } catch (err) {
         if (err instanceof NotQueuedError) {
           await this.spool.remove(id); // a stray envelope from a delete that raced an update
@@ -325,7 +329,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       env.attempts += 1;
       env.lastAttemptAt = new Date(started).toISOString();
       try {
-        const result = await this.agent.deliver(input, message);
+        const result = await this.agent.deliver(input, message, this.spool.spooledFile(env));
         if (!Array.isArray(result)) throw new TypeError('the delivery agent returned no recipient list');
         env.recipients = result;
       } catch (err) {
@@ -373,7 +377,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       log.info({ failed: failed.length }, 'no DSN: the sender is <>');
     } else if (failed.length) {
       try {
-        message ??= await this.spool.readMessage(env.id);
+        message ??= await this.spool.readMessage(env.id, env.spoolPrefix);
       } catch (err) {
         if (err instanceof NotQueuedError) return this.vanished(e);
         throw err;

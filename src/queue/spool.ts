@@ -2,7 +2,9 @@
  * The spool: the queue on disk, which is the truth (DESIGN.md §3 "Queue", STYLE.md "The queue file is the truth").
  *
  * Layout under `${dataDir}/queue/`, as src/queue/types.ts describes it:
- *   <id>.eml   the message (CRLF), written once, never changed
+ *   <id>.eml   the message (CRLF), written once, never changed; for a single recipient, preceded by the
+ *              envelope's spoolPrefix (the lines local delivery adds), so that delivery can hard-link this file
+ *              into the Maildir: the message is written and fsynced once on its way from DATA to the mailbox
  *   <id>.json  its envelope, replaced atomically as delivery proceeds; its appearance is the commit point
  *   tmp/       files being written; anything left here after a crash was never acknowledged
  *
@@ -28,7 +30,7 @@ import { TempFailure } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
-import type { QueueEnvelope } from './types.js';
+import type { QueueEnvelope, SpooledFile } from './types.js';
 
 /** What the spool fills in when the caller leaves it out. */
 type Filled = 'id' | 'attempts' | 'nextAttemptAt' | 'size' | 'receivedAt';
@@ -74,6 +76,11 @@ export const nodeSpoolFs: SpoolFs = {
 export interface SpoolOptions {
   log?: Logger;
   fs?: Partial<SpoolFs>;
+  /**
+   * What to write ahead of a new message in `<id>.eml` (recorded as the envelope's spoolPrefix): the server passes
+   * the lines local delivery would add, for single-recipient mail. Nothing when absent or when it returns undefined.
+   */
+  prefixFor?: (envelope: QueueEnvelope) => string | undefined;
 }
 
 export interface SpoolStats {
@@ -194,6 +201,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   private readonly log: Logger;
   private readonly fs: SpoolFs;
   private readonly dirSync: DirSyncer;
+  private readonly prefixFor: SpoolOptions['prefixFor'];
   private enqueued = 0;
   private serverLock: SpoolLock | undefined;
   /**
@@ -213,6 +221,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.log = (options.log ?? silentLogger).child({ component: 'queue' });
     this.fs = { ...nodeSpoolFs, ...options.fs };
     this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
+    this.prefixFor = options.prefixFor;
   }
 
   /** Creates the queue directories (the server does this at start; the CLI only reads what exists). */
@@ -274,6 +283,9 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       attempts: input.attempts ?? 0,
       nextAttemptAt: input.nextAttemptAt ?? receivedAt,
     };
+    const prefix = this.prefixFor?.(envelope);
+    if (prefix) envelope.spoolPrefix = prefix;
+    const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
     const tmpMessage = join(this.tmpDir, `${id}.eml`);
     const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalMessage = this.messagePath(id);
@@ -281,7 +293,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     let renamed = 0;
     try {
       const written = await Promise.allSettled([
-        this.fs.writeFileDurable(tmpMessage, message),
+        this.fs.writeFileDurable(tmpMessage, file),
         this.fs.writeFileDurable(tmpEnvelope, JSON.stringify(envelope) + '\n'),
       ]);
       for (const w of written) if (w.status === 'rejected') throw w.reason;
@@ -337,8 +349,16 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.freshBytes -= buf.length;
   }
 
-  /** The message bytes; throws NotQueuedError when the message is gone (deleted meanwhile). */
-  async readMessage(id: string): Promise<Buffer> {
+  /** Where the message of `envelope` lies, with what precedes it in the file (for a hard link into a Maildir). */
+  spooledFile(envelope: QueueEnvelope): SpooledFile | undefined {
+    return envelope.spoolPrefix ? { path: this.messagePath(envelope.id), prefix: envelope.spoolPrefix } : undefined;
+  }
+
+  /**
+   * The message bytes (without the envelope's spoolPrefix: pass it); throws NotQueuedError when the message is
+   * gone (deleted meanwhile).
+   */
+  async readMessage(id: string, spoolPrefix?: string): Promise<Buffer> {
     const kept = this.fresh.get(this.checkId(id));
     if (kept !== undefined) {
       // Only for the first attempt: after it the message is either gone or waits for a retry minutes away.
@@ -349,7 +369,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     }
     const data = await ignoreMissing(readFile(this.messagePath(id)));
     if (data === undefined) throw new NotQueuedError(id);
-    return data;
+    return spoolPrefix ? data.subarray(Buffer.byteLength(spoolPrefix, 'utf8')) : data;
   }
 
   /** Whether `id` is queued (its envelope and its message are there). */
