@@ -81,6 +81,26 @@ function time(iso: string | undefined, fallback: number): number {
   return Number.isFinite(t) ? t : fallback;
 }
 
+/**
+ * The `n` entries due first, earliest first. A backlog (SMTP accepting faster than delivery) makes `due` thousands
+ * long while `n` is at most the concurrency, and pump() runs after every delivery: sorting all of it each time was
+ * O(backlog · log backlog) per message (issue 11). A bounded insertion keeps it O(backlog · n) at worst, O(backlog)
+ * when the entries come in due order (the Map's insertion order, as new mail arrives).
+ */
+export function earliest<T extends { due: number }>(due: T[], n: number): T[] {
+  if (n === 0) return [];
+  if (due.length <= n) return due.sort((a, b) => a.due - b.due);
+  const best: T[] = [];
+  for (const e of due) {
+    if (best.length === n && e.due >= best[n - 1].due) continue;
+    let i = best.length === n ? n - 1 : best.length;
+    if (best.length === n) best.pop();
+    while (i > 0 && best[i - 1].due > e.due) i--;
+    best.splice(i, 0, e);
+  }
+  return best;
+}
+
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim().slice(0, 500);
 }
@@ -259,8 +279,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       else if (e.due < next) next = e.due;
     }
     const free = this.config.concurrency - this.inFlight.size;
-    if (due.length > free) due.sort((a, b) => a.due - b.due);
-    for (const e of due.slice(0, Math.max(0, free))) this.launch(e);
+    for (const e of earliest(due, Math.max(0, free))) this.launch(e);
     // Due messages left waiting for a slot are started when a delivery ends (launch → schedulePump).
     clearTimeout(this.timer);
     this.timer = next === Infinity ? undefined : setTimeout(() => this.pump(), Math.min(Math.max(0, next - Date.now()), TIMER_MAX));
