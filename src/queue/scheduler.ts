@@ -4,7 +4,8 @@
  * and returns what failed to the sender in a DSN.
  *
  * The spool is the truth (STYLE.md): in memory the scheduler keeps only each message's id and due time, and it
- * reads the envelope from disk before every attempt. It re-reads the spool every scanIntervalSeconds, so what the
+ * reads the envelope from disk before every attempt (except a first one within a second of the commit, which uses
+ * the envelope just written: Spool.readForAttempt). It re-reads the spool every scanIntervalSeconds, so what the
  * CLI does to the files (flush: nextAttemptAt = now; delete: the files go) reaches a running server without any
  * other channel, and any file may vanish at any step.
  *
@@ -317,7 +318,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private async attempt(e: Entry): Promise<void> {
     const id = e.id;
     const log = this.log.child({ queueId: id });
-    const env = await this.spool.read(id).catch((err: unknown) => {
+    const env = await this.spool.readForAttempt(id).catch((err: unknown) => {
       log.error({ err }, 'cannot read the envelope; will try again');
       e.due = Date.now() + this.config.retryMaxSeconds * 1000;
       return undefined;

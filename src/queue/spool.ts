@@ -194,6 +194,16 @@ export interface ScanResult {
 
 /** Messages kept in memory between enqueue and their first delivery attempt, at most this many bytes together. */
 const FRESH_BYTES = 32 * 1024 * 1024;
+/** How long after the commit the envelope kept in memory may stand in for the file (see readForAttempt). */
+const FRESH_ENVELOPE_MS = 1000;
+
+interface Fresh {
+  message: Buffer;
+  /** The envelope as written, until the first attempt takes it or an update makes it stale. */
+  envelope: string | undefined;
+  /** performance.now() of the commit. */
+  at: number;
+}
 
 export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   readonly dir: string;
@@ -209,7 +219,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    * message file is never changed, so these are its contents, and reading it back is one open/fstat/read/close
    * saved per message. Oldest first (Map order), bounded by FRESH_BYTES.
    */
-  private readonly fresh = new Map<string, Buffer>();
+  private readonly fresh = new Map<string, Fresh>();
   private freshBytes = 0;
   /** Envelope file stamps (inode, mtime, size) as scan() last read them. */
   private readonly stamps = new Map<string, string>();
@@ -290,11 +300,12 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalMessage = this.messagePath(id);
     const finalEnvelope = this.envelopePath(id);
+    const envelopeText = JSON.stringify(envelope) + '\n';
     let renamed = 0;
     try {
       const written = await Promise.allSettled([
         this.fs.writeFileDurable(tmpMessage, file),
-        this.fs.writeFileDurable(tmpEnvelope, JSON.stringify(envelope) + '\n'),
+        this.fs.writeFileDurable(tmpEnvelope, envelopeText),
       ]);
       for (const w of written) if (w.status === 'rejected') throw w.reason;
       // Message first: an envelope in queue/ always has its message next to it.
@@ -315,7 +326,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       throw failure;
     }
     this.enqueued++;
-    this.keepFresh(id, message);
+    this.keepFresh(id, message, envelopeText);
     this.log.info(
       { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
       'queued',
@@ -331,22 +342,39 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     return checkEnvelope(JSON.parse(text), id);
   }
 
-  private keepFresh(id: string, message: Buffer): void {
+  private keepFresh(id: string, message: Buffer, envelope: string): void {
     if (message.length > FRESH_BYTES / 4) return;
-    this.fresh.set(id, message);
+    this.fresh.set(id, { message, envelope, at: performance.now() });
     this.freshBytes += message.length;
-    for (const [old, buf] of this.fresh) {
+    for (const [old, kept] of this.fresh) {
       if (this.freshBytes <= FRESH_BYTES) break;
       this.fresh.delete(old);
-      this.freshBytes -= buf.length;
+      this.freshBytes -= kept.message.length;
     }
   }
 
   private dropFresh(id: string): void {
-    const buf = this.fresh.get(id);
-    if (buf === undefined) return;
+    const kept = this.fresh.get(id);
+    if (kept === undefined) return;
     this.fresh.delete(id);
-    this.freshBytes -= buf.length;
+    this.freshBytes -= kept.message.length;
+  }
+
+  /**
+   * The envelope for a delivery attempt. For the first one, within FRESH_ENVELOPE_MS of the commit, the envelope
+   * this process just wrote stands in for the file: reading it back is an open/fstat/read/close per message on the
+   * event loop (issue 11). Only the CLI could have changed the file in that second: a flush means nothing to a
+   * message about to be tried, and a delete in that window is indistinguishable from one that loses the race to an
+   * attempt already under way (the scheduler's scans catch deletes later than that). Otherwise read().
+   */
+  async readForAttempt(id: string): Promise<QueueEnvelope | null> {
+    const kept = this.fresh.get(this.checkId(id));
+    if (kept?.envelope !== undefined) {
+      const text = kept.envelope;
+      kept.envelope = undefined;
+      if (performance.now() - kept.at < FRESH_ENVELOPE_MS) return checkEnvelope(JSON.parse(text), id);
+    }
+    return this.read(id);
   }
 
   /** Where the message of `envelope` lies, with what precedes it in the file (for a hard link into a Maildir). */
@@ -362,10 +390,10 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const kept = this.fresh.get(this.checkId(id));
     if (kept !== undefined) {
       // Only for the first attempt: after it the message is either gone or waits for a retry minutes away.
-      // The scheduler has just read the envelope from disk, which is the check that the message is still queued
-      // (a CLI delete takes the envelope first); the file would say nothing more.
+      // The scheduler has just read the envelope (from disk, or the fresh one of readForAttempt), which is the
+      // check that the message is still queued (a CLI delete takes the envelope first); the file would say no more.
       this.dropFresh(id);
-      return kept;
+      return kept.message;
     }
     const data = await ignoreMissing(readFile(this.messagePath(id)));
     if (data === undefined) throw new NotQueuedError(id);
@@ -459,6 +487,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    */
   async update(envelope: QueueEnvelope): Promise<boolean> {
     const id = this.checkId(envelope.id);
+    const kept = this.fresh.get(id);
+    if (kept) kept.envelope = undefined; // stale from now on
     if (!(await this.has(id))) return false;
     // A unique tmp name: the server and the CLI may update the same envelope at the same moment.
     const tmp = join(this.tmpDir, `${id}.${randomBytes(6).toString('hex')}.json`);

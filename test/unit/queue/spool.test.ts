@@ -287,3 +287,20 @@ test('a spool prefix (for local delivery by link) precedes the message in the fi
   assert.equal(spool.spooledFile(e2), undefined);
   assert.deepEqual(readFileSync(join(spool.dir, `${two}.eml`)), bytes);
 });
+
+test('the first attempt gets the envelope just committed without reading it back; later ones and updated ones read the file', async (t) => {
+  const { spool } = await tempSpool(t);
+  const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@corp.example'));
+  const onDisk = await spool.read(id);
+  // The file is changed behind the spool's back (as only another process could): the first attempt does not see it.
+  const path = spool.envelopePath(id);
+  writeFileSync(path, JSON.stringify({ ...onDisk, attempts: 7 }) + '\n');
+  assert.deepEqual(await spool.readForAttempt(id), onDisk, 'the committed envelope, from memory');
+  assert.equal((await spool.readForAttempt(id))!.attempts, 7, 'taken once: the next attempt reads the file');
+  // An update makes the kept envelope stale before the first attempt.
+  const id2 = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@corp.example'));
+  const e2 = (await spool.read(id2))!;
+  e2.attempts = 3;
+  assert.equal(await spool.update(e2), true);
+  assert.equal((await spool.readForAttempt(id2))!.attempts, 3);
+});
