@@ -23,6 +23,7 @@ import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
+import { localDeliveryPrefix } from './delivery/prefix.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
@@ -91,7 +92,12 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const { settings } = core;
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
-    const spool = new Spool(config.dataDir, { log });
+    // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
+    // the Maildir: one write and one fsync of the message from DATA to the mailbox instead of two (issue 11).
+    const spool = new Spool(config.dataDir, {
+      log,
+      prefixFor: (e) => (e.recipients.length === 1 ? localDeliveryPrefix(e.from, e.recipients[0].address) : undefined),
+    });
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.

@@ -18,7 +18,8 @@ import type { Resolver } from '../resolver/resolver.js';
 import type { Settings } from '../settings/store.js';
 import type { MailStore, MailboxOwner } from '../store/types.js';
 import { QuotaExceeded } from '../store/types.js';
-import type { DeliveryResult, QueueEnvelope, QueueRecipient } from '../queue/types.js';
+import type { DeliveryResult, QueueEnvelope, QueueRecipient, SpooledFile } from '../queue/types.js';
+import { localDeliveryPrefix } from './prefix.js';
 import type { RemoteDelivery } from './remote.js';
 import type { Srs } from './srs.js';
 
@@ -78,7 +79,7 @@ export class LocalRemoteAgent {
     this.log = opts.log.child({ component: 'delivery' });
   }
 
-  async deliver(envelope: QueueEnvelope, message: Buffer): Promise<QueueRecipient[]> {
+  async deliver(envelope: QueueEnvelope, message: Buffer, spooled?: SpooledFile): Promise<QueueRecipient[]> {
     const recipients = envelope.recipients.map((r) => ({ ...r }));
     const log = this.log.child({ queueId: envelope.id });
     await this.expand(recipients, log);
@@ -87,7 +88,7 @@ export class LocalRemoteAgent {
     for (const r of recipients) {
       if (r.state !== 'pending' || !r.route || r.route.kind === 'remote') continue;
       r.attempts++;
-      await this.deliverLocal(envelope, message, header, hops, r, log);
+      await this.deliverLocal(envelope, message, header, hops, r, log, spooled);
     }
     await this.deliverRemote(envelope, message, recipients, log);
     return recipients;
@@ -212,7 +213,7 @@ export class LocalRemoteAgent {
     }
   }
 
-  private async deliverLocal(envelope: QueueEnvelope, message: Buffer, header: string, hops: number, r: QueueRecipient, log: Logger): Promise<void> {
+  private async deliverLocal(envelope: QueueEnvelope, message: Buffer, header: string, hops: number, r: QueueRecipient, log: Logger, spooled?: SpooledFile): Promise<void> {
     const route = r.route as Exclude<QueueRecipient['route'], { kind: 'remote' } | undefined>;
     const owner: MailboxOwner = route.kind === 'user' ? { kind: 'user', login: route.login } : { kind: 'shared', group: route.group };
     if (hops >= this.opts.hopLimit) {
@@ -225,9 +226,11 @@ export class LocalRemoteAgent {
     }
     const quotaMB = route.kind === 'user' ? this.opts.settings.effectiveUser(route.login).quotaMB : this.opts.settings.get('mailbox.quotaMB');
     const folder = envelope.spam && this.opts.settings.get('mailbox.moveSpamToJunk') ? 'Junk' : 'INBOX';
-    const prefix = `Return-Path: <${envelope.from}>\r\nDelivered-To: ${r.address}\r\n`;
+    const prefix = localDeliveryPrefix(envelope.from, r.address);
+    // The spool file is this very Maildir file (same prefix, then the message): linked, not written again.
+    const linkFrom = spooled?.prefix === prefix ? spooled.path : undefined;
     try {
-      const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix });
+      const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom });
       this.opts.onDelivered?.(owner, folder);
       r.state = 'delivered';
       r.deliveredAt = new Date().toISOString();

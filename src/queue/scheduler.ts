@@ -4,7 +4,8 @@
  * and returns what failed to the sender in a DSN.
  *
  * The spool is the truth (STYLE.md): in memory the scheduler keeps only each message's id and due time, and it
- * reads the envelope from disk before every attempt. It re-reads the spool every scanIntervalSeconds, so what the
+ * reads the envelope from disk before every attempt (except a first one within a second of the commit, which uses
+ * the envelope just written: Spool.readForAttempt). It re-reads the spool every scanIntervalSeconds, so what the
  * CLI does to the files (flush: nextAttemptAt = now; delete: the files go) reaches a running server without any
  * other channel, and any file may vanish at any step.
  *
@@ -16,11 +17,15 @@ import type { Logger } from '../lib/logger.js';
 import { buildDsn, failedRecipients } from './dsn.js';
 import { retryDelayMs, type QueueConfig } from './retry.js';
 import { NotQueuedError, type Spool } from './spool.js';
-import type { QueueEnvelope, QueueRecipient } from './types.js';
+import type { QueueEnvelope, QueueRecipient, SpooledFile } from './types.js';
 
-/** Delivers one message; returns the recipient list with states set (it may add expanded recipients). */
+/**
+ * Delivers one message; returns the recipient list with states set (it may add expanded recipients). `spooled`,
+ * when given, is the spool file holding the message behind the envelope's spoolPrefix: local delivery may
+ * hard-link it into a Maildir instead of writing the message again. It may vanish (a CLI delete) at any time.
+ */
 export interface DeliveryAgent {
-  deliver(envelope: QueueEnvelope, message: Buffer): Promise<QueueRecipient[]>;
+  deliver(envelope: QueueEnvelope, message: Buffer, spooled?: SpooledFile): Promise<QueueRecipient[]>;
 }
 
 /** What the scheduler reads from the runtime settings (src/settings/store.ts `Settings` fits). */
@@ -75,6 +80,26 @@ const TIMER_MAX = 2 ** 31 - 1;
 function time(iso: string | undefined, fallback: number): number {
   const t = iso === undefined ? NaN : Date.parse(iso);
   return Number.isFinite(t) ? t : fallback;
+}
+
+/**
+ * The `n` entries due first, earliest first. A backlog (SMTP accepting faster than delivery) makes `due` thousands
+ * long while `n` is at most the concurrency, and pump() runs after every delivery: sorting all of it each time was
+ * O(backlog · log backlog) per message (issue 11). A bounded insertion keeps it O(backlog · n) at worst, O(backlog)
+ * when the entries come in due order (the Map's insertion order, as new mail arrives).
+ */
+export function earliest<T extends { due: number }>(due: T[], n: number): T[] {
+  if (n === 0) return [];
+  if (due.length <= n) return due.sort((a, b) => a.due - b.due);
+  const best: T[] = [];
+  for (const e of due) {
+    if (best.length === n && e.due >= best[n - 1].due) continue;
+    let i = best.length === n ? n - 1 : best.length;
+    if (best.length === n) best.pop();
+    while (i > 0 && best[i - 1].due > e.due) i--;
+    best.splice(i, 0, e);
+  }
+  return best;
 }
 
 function oneLine(s: string): string {
@@ -255,8 +280,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       else if (e.due < next) next = e.due;
     }
     const free = this.config.concurrency - this.inFlight.size;
-    if (due.length > free) due.sort((a, b) => a.due - b.due);
-    for (const e of due.slice(0, Math.max(0, free))) this.launch(e);
+    for (const e of earliest(due, Math.max(0, free))) this.launch(e);
     // Due messages left waiting for a slot are started when a delivery ends (launch → schedulePump).
     clearTimeout(this.timer);
     this.timer = next === Infinity ? undefined : setTimeout(() => this.pump(), Math.min(Math.max(0, next - Date.now()), TIMER_MAX));
@@ -294,7 +318,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private async attempt(e: Entry): Promise<void> {
     const id = e.id;
     const log = this.log.child({ queueId: id });
-    const env = await this.spool.read(id).catch((err: unknown) => {
+    const env = await this.spool.readForAttempt(id).catch((err: unknown) => {
       log.error({ err }, 'cannot read the envelope; will try again');
       e.due = Date.now() + this.config.retryMaxSeconds * 1000;
       return undefined;
@@ -311,7 +335,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     let message: Buffer | undefined;
     if (env.recipients.some((r) => r.state === 'pending')) {
       try {
-        message = await this.spool.readMessage(id);
+        message = await this.spool.readMessage(id, env.spoolPrefix);
       } catch (err) {
         if (err instanceof NotQueuedError) {
           await this.spool.remove(id); // a stray envelope from a delete that raced an update
@@ -325,7 +349,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       env.attempts += 1;
       env.lastAttemptAt = new Date(started).toISOString();
       try {
-        const result = await this.agent.deliver(input, message);
+        const result = await this.agent.deliver(input, message, this.spool.spooledFile(env));
         if (!Array.isArray(result)) throw new TypeError('the delivery agent returned no recipient list');
         env.recipients = result;
       } catch (err) {
@@ -373,7 +397,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       log.info({ failed: failed.length }, 'no DSN: the sender is <>');
     } else if (failed.length) {
       try {
-        message ??= await this.spool.readMessage(env.id);
+        message ??= await this.spool.readMessage(env.id, env.spoolPrefix);
       } catch (err) {
         if (err instanceof NotQueuedError) return this.vanished(e);
         throw err;

@@ -2,7 +2,9 @@
  * The spool: the queue on disk, which is the truth (DESIGN.md §3 "Queue", STYLE.md "The queue file is the truth").
  *
  * Layout under `${dataDir}/queue/`, as src/queue/types.ts describes it:
- *   <id>.eml   the message (CRLF), written once, never changed
+ *   <id>.eml   the message (CRLF), written once, never changed; for a single recipient, preceded by the
+ *              envelope's spoolPrefix (the lines local delivery adds), so that delivery can hard-link this file
+ *              into the Maildir: the message is written and fsynced once on its way from DATA to the mailbox
  *   <id>.json  its envelope, replaced atomically as delivery proceeds; its appearance is the commit point
  *   tmp/       files being written; anything left here after a crash was never acknowledged
  *
@@ -28,7 +30,7 @@ import { TempFailure } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
-import type { QueueEnvelope } from './types.js';
+import type { QueueEnvelope, SpooledFile } from './types.js';
 
 /** What the spool fills in when the caller leaves it out. */
 type Filled = 'id' | 'attempts' | 'nextAttemptAt' | 'size' | 'receivedAt';
@@ -74,6 +76,11 @@ export const nodeSpoolFs: SpoolFs = {
 export interface SpoolOptions {
   log?: Logger;
   fs?: Partial<SpoolFs>;
+  /**
+   * What to write ahead of a new message in `<id>.eml` (recorded as the envelope's spoolPrefix): the server passes
+   * the lines local delivery would add, for single-recipient mail. Nothing when absent or when it returns undefined.
+   */
+  prefixFor?: (envelope: QueueEnvelope) => string | undefined;
 }
 
 export interface SpoolStats {
@@ -187,6 +194,16 @@ export interface ScanResult {
 
 /** Messages kept in memory between enqueue and their first delivery attempt, at most this many bytes together. */
 const FRESH_BYTES = 32 * 1024 * 1024;
+/** How long after the commit the envelope kept in memory may stand in for the file (see readForAttempt). */
+const FRESH_ENVELOPE_MS = 1000;
+
+interface Fresh {
+  message: Buffer;
+  /** The envelope as written, until the first attempt takes it or an update makes it stale. */
+  envelope: string | undefined;
+  /** performance.now() of the commit. */
+  at: number;
+}
 
 export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   readonly dir: string;
@@ -194,6 +211,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   private readonly log: Logger;
   private readonly fs: SpoolFs;
   private readonly dirSync: DirSyncer;
+  private readonly prefixFor: SpoolOptions['prefixFor'];
   private enqueued = 0;
   private serverLock: SpoolLock | undefined;
   /**
@@ -201,7 +219,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    * message file is never changed, so these are its contents, and reading it back is one open/fstat/read/close
    * saved per message. Oldest first (Map order), bounded by FRESH_BYTES.
    */
-  private readonly fresh = new Map<string, Buffer>();
+  private readonly fresh = new Map<string, Fresh>();
   private freshBytes = 0;
   /** Envelope file stamps (inode, mtime, size) as scan() last read them. */
   private readonly stamps = new Map<string, string>();
@@ -213,6 +231,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.log = (options.log ?? silentLogger).child({ component: 'queue' });
     this.fs = { ...nodeSpoolFs, ...options.fs };
     this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
+    this.prefixFor = options.prefixFor;
   }
 
   /** Creates the queue directories (the server does this at start; the CLI only reads what exists). */
@@ -274,15 +293,19 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       attempts: input.attempts ?? 0,
       nextAttemptAt: input.nextAttemptAt ?? receivedAt,
     };
+    const prefix = this.prefixFor?.(envelope);
+    if (prefix) envelope.spoolPrefix = prefix;
+    const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
     const tmpMessage = join(this.tmpDir, `${id}.eml`);
     const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalMessage = this.messagePath(id);
     const finalEnvelope = this.envelopePath(id);
+    const envelopeText = JSON.stringify(envelope) + '\n';
     let renamed = 0;
     try {
       const written = await Promise.allSettled([
-        this.fs.writeFileDurable(tmpMessage, message),
-        this.fs.writeFileDurable(tmpEnvelope, JSON.stringify(envelope) + '\n'),
+        this.fs.writeFileDurable(tmpMessage, file),
+        this.fs.writeFileDurable(tmpEnvelope, envelopeText),
       ]);
       for (const w of written) if (w.status === 'rejected') throw w.reason;
       // Message first: an envelope in queue/ always has its message next to it.
@@ -303,7 +326,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       throw failure;
     }
     this.enqueued++;
-    this.keepFresh(id, message);
+    this.keepFresh(id, message, envelopeText);
     this.log.info(
       { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
       'queued',
@@ -319,37 +342,62 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     return checkEnvelope(JSON.parse(text), id);
   }
 
-  private keepFresh(id: string, message: Buffer): void {
+  private keepFresh(id: string, message: Buffer, envelope: string): void {
     if (message.length > FRESH_BYTES / 4) return;
-    this.fresh.set(id, message);
+    this.fresh.set(id, { message, envelope, at: performance.now() });
     this.freshBytes += message.length;
-    for (const [old, buf] of this.fresh) {
+    for (const [old, kept] of this.fresh) {
       if (this.freshBytes <= FRESH_BYTES) break;
       this.fresh.delete(old);
-      this.freshBytes -= buf.length;
+      this.freshBytes -= kept.message.length;
     }
   }
 
   private dropFresh(id: string): void {
-    const buf = this.fresh.get(id);
-    if (buf === undefined) return;
+    const kept = this.fresh.get(id);
+    if (kept === undefined) return;
     this.fresh.delete(id);
-    this.freshBytes -= buf.length;
+    this.freshBytes -= kept.message.length;
   }
 
-  /** The message bytes; throws NotQueuedError when the message is gone (deleted meanwhile). */
-  async readMessage(id: string): Promise<Buffer> {
+  /**
+   * The envelope for a delivery attempt. For the first one, within FRESH_ENVELOPE_MS of the commit, the envelope
+   * this process just wrote stands in for the file: reading it back is an open/fstat/read/close per message on the
+   * event loop (issue 11). Only the CLI could have changed the file in that second: a flush means nothing to a
+   * message about to be tried, and a delete in that window is indistinguishable from one that loses the race to an
+   * attempt already under way (the scheduler's scans catch deletes later than that). Otherwise read().
+   */
+  async readForAttempt(id: string): Promise<QueueEnvelope | null> {
+    const kept = this.fresh.get(this.checkId(id));
+    if (kept?.envelope !== undefined) {
+      const text = kept.envelope;
+      kept.envelope = undefined;
+      if (performance.now() - kept.at < FRESH_ENVELOPE_MS) return checkEnvelope(JSON.parse(text), id);
+    }
+    return this.read(id);
+  }
+
+  /** Where the message of `envelope` lies, with what precedes it in the file (for a hard link into a Maildir). */
+  spooledFile(envelope: QueueEnvelope): SpooledFile | undefined {
+    return envelope.spoolPrefix ? { path: this.messagePath(envelope.id), prefix: envelope.spoolPrefix } : undefined;
+  }
+
+  /**
+   * The message bytes (without the envelope's spoolPrefix: pass it); throws NotQueuedError when the message is
+   * gone (deleted meanwhile).
+   */
+  async readMessage(id: string, spoolPrefix?: string): Promise<Buffer> {
     const kept = this.fresh.get(this.checkId(id));
     if (kept !== undefined) {
       // Only for the first attempt: after it the message is either gone or waits for a retry minutes away.
-      // The scheduler has just read the envelope from disk, which is the check that the message is still queued
-      // (a CLI delete takes the envelope first); the file would say nothing more.
+      // The scheduler has just read the envelope (from disk, or the fresh one of readForAttempt), which is the
+      // check that the message is still queued (a CLI delete takes the envelope first); the file would say no more.
       this.dropFresh(id);
-      return kept;
+      return kept.message;
     }
     const data = await ignoreMissing(readFile(this.messagePath(id)));
     if (data === undefined) throw new NotQueuedError(id);
-    return data;
+    return spoolPrefix ? data.subarray(Buffer.byteLength(spoolPrefix, 'utf8')) : data;
   }
 
   /** Whether `id` is queued (its envelope and its message are there). */
@@ -439,6 +487,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    */
   async update(envelope: QueueEnvelope): Promise<boolean> {
     const id = this.checkId(envelope.id);
+    const kept = this.fresh.get(id);
+    if (kept) kept.envelope = undefined; // stale from now on
     if (!(await this.has(id))) return false;
     // A unique tmp name: the server and the CLI may update the same envelope at the same moment.
     const tmp = join(this.tmpDir, `${id}.${randomBytes(6).toString('hex')}.json`);

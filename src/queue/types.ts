@@ -48,6 +48,18 @@ export interface QueueEnvelope {
   lastAttemptAt?: string;
   /** Spam verdict from the filters (a later issue): delivery files marked messages into Junk. */
   spam?: boolean;
+  /**
+   * Text (UTF-8) that `<id>.eml` holds ahead of the message and that is not part of it: the Return-Path and
+   * Delivered-To lines local delivery would add for the (single) recipient, so that delivery can hard-link the
+   * spool file into the Maildir (src/queue/spool.ts). Absent: the file is the message. `size` excludes it.
+   */
+  spoolPrefix?: string;
+}
+
+/** A queued message's file as it lies in the spool: `prefix` (the envelope's spoolPrefix) and then the message. */
+export interface SpooledFile {
+  path: string;
+  prefix: string;
 }
 
 /** What a delivery agent reports for one recipient. */

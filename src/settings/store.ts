@@ -244,9 +244,14 @@ function checkCount(value: number | null | undefined, what: string): number | nu
   return value;
 }
 
+/** How long a snapshot is used without asking SQLite whether another connection changed the data. */
+const SNAPSHOT_CHECK_MS = 1;
+
 export class Settings {
   private snap: Snapshot | undefined;
   private snapVersion = -1;
+  /** performance.now() of the last data_version check. */
+  private checkedAt = -Infinity;
   private readonly dataVersion: Statement;
   private readonly stmt: Record<string, Statement>;
 
@@ -296,9 +301,18 @@ export class Settings {
 
   // ---- snapshot ---------------------------------------------------------------------------------------------------
 
-  /** The current snapshot, reloaded when this or another connection changed the database since it was taken. */
+  /**
+   * The current snapshot, reloaded when this or another connection changed the database since it was taken.
+   * Another process's change is looked for at most once per SNAPSHOT_CHECK_MS: one SMTP message asks the settings
+   * some thirty times (filters, policy, resolver, delivery), and a PRAGMA each time was 4 % of the server's CPU
+   * under load (issue 11). A change by the CLI reaches the server a millisecond later at worst; this connection's
+   * own writes drop the snapshot at once (write()).
+   */
   private snapshot(): Snapshot {
+    const now = performance.now();
+    if (this.snap && now - this.checkedAt < SNAPSHOT_CHECK_MS) return this.snap;
     try {
+      this.checkedAt = now;
       const version = this.dataVersion.get() as number;
       if (this.snap && version === this.snapVersion) return this.snap;
       this.snapVersion = version;

@@ -13,6 +13,8 @@
  * Delivery is the Maildir protocol (cr.yp.to/proto/maildir.html) with Maildir++ sizes in the name:
  * tmp/<unique> → write → fsync → link into new/ (cur/ when flags are given) → fsync the directory. The caller may
  * answer 250 (or mark the recipient delivered) once deliver() resolves: the message and its name are on disk.
+ * With `linkFrom` (the queue's spool file, already fsynced, holding prefix + message) the first three steps are
+ * already done: the file is linked into new/ directly and the directory fsynced, as for a tmp/ file.
  */
 import type { Dirent } from 'node:fs';
 import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
@@ -97,6 +99,10 @@ export class MaildirStore implements MailStore {
     const quotaBytes = opts.quotaBytes !== undefined && opts.quotaBytes > 0 ? opts.quotaBytes : 0;
     const prefix = Buffer.from(opts.prefix ?? '', 'utf8');
 
+    if (opts.linkFrom !== undefined && Buffer.isBuffer(message)) {
+      const linked = await this.deliverByLink(owner, maildir, dir, opts.linkFrom, prefix.length + message.length, flags, quotaBytes);
+      if (linked) return linked;
+    }
     const base = uniqueName(this.host);
     const tmpPath = join(dir, 'tmp', base);
     let fh: FileHandle | undefined;
@@ -126,7 +132,7 @@ export class MaildirStore implements MailStore {
       const targetDir = join(dir, flags === undefined ? 'new' : 'cur');
       const info = flags === undefined ? '' : `:2,${flags}`;
       const path = await this.locks.run(maildir, async () => {
-        const linked = await this.linkIntoPlace(maildir, dir, tmpPath, targetDir, (b) => `${b},S=${size}${info}`, base);
+        const linked = await this.linkIntoPlace(maildir, dir, tmpPath, targetDir, (b) => `${b},S=${size}${info}`, base, true);
         await this.account(maildir, size, quotaBytes);
         this.release(maildir, reserved);
         reserved = 0;
@@ -146,6 +152,43 @@ export class MaildirStore implements MailStore {
       this.release(maildir, reserved);
       throw err;
     }
+  }
+
+  /**
+   * Delivery by hard link of a durable file that already holds prefix + message (`size` bytes): no write, no file
+   * fsync, only the link and the shared directory fsync. Undefined when the link cannot be made (EXDEV, the file
+   * gone, a file system without hard links): the caller then writes the message. QuotaExceeded passes through.
+   */
+  private async deliverByLink(
+    owner: MailboxOwner,
+    maildir: string,
+    dir: string,
+    source: string,
+    size: number,
+    flags: string | undefined,
+    quotaBytes: number,
+  ): Promise<Delivered | undefined> {
+    let reserved = quotaBytes > 0 ? await this.reserve(owner, maildir, size, quotaBytes) : 0;
+    const targetDir = join(dir, flags === undefined ? 'new' : 'cur');
+    const info = flags === undefined ? '' : `:2,${flags}`;
+    let path: string;
+    try {
+      path = await this.locks.run(maildir, async () => {
+        const linked = await this.linkIntoPlace(maildir, dir, source, targetDir, (b) => `${b},S=${size}${info}`, uniqueName(this.host), false);
+        await this.account(maildir, size, quotaBytes);
+        this.release(maildir, reserved);
+        reserved = 0;
+        return linked;
+      });
+    } catch (err) {
+      this.log.debug({ err, source }, 'store: cannot link the spooled message, writing it');
+      return undefined;
+    } finally {
+      this.release(maildir, reserved);
+    }
+    await fsyncDirShared(targetDir);
+    this.log.debug({ owner: ownerLabel(owner), path, size }, 'store: delivered (linked)');
+    return { path, size };
   }
 
   async quotaUsage(owner: MailboxOwner): Promise<QuotaUsage> {
@@ -225,7 +268,8 @@ export class MaildirStore implements MailStore {
   /**
    * link() rather than rename(), as the Maildir spec says: it can never replace an existing message. EEXIST (a
    * name collision, which the unique name should make impossible) picks a new name; a file system without hard
-   * links falls back to rename().
+   * links falls back to rename() — only for our own tmp/ file (`mayRename`), never for a file that is not ours to
+   * move (the spool's).
    */
   private async linkIntoPlace(
     maildir: string,
@@ -234,6 +278,7 @@ export class MaildirStore implements MailStore {
     targetDir: string,
     finalName: (base: string) => string,
     base: string,
+    mayRename: boolean,
   ): Promise<string> {
     let name = finalName(base);
     for (let attempt = 1; ; attempt++) {
@@ -246,7 +291,7 @@ export class MaildirStore implements MailStore {
         if (attempt >= 3) throw err;
         if (code === 'EEXIST') name = finalName(uniqueName(this.host));
         else if (code === 'ENOENT') await this.ensureFolder(maildir, dir); // new/ or cur/ removed under us
-        else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK') {
+        else if (mayRename && (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK')) {
           await rename(tmpPath, target);
           return target;
         } else throw err;

@@ -14,6 +14,12 @@ export interface DeliverOptions {
   quotaBytes?: number;
   /** Maildir flags to store (e.g. 'S' for seen). */
   flags?: string;
+  /**
+   * A durable file (written and fsynced, never changed) whose bytes are exactly the prefix and then the message
+   * (a Buffer): the store may hard-link it into the folder instead of writing the message again. When the link
+   * cannot be made (another file system, the file gone), the message is written as usual.
+   */
+  linkFrom?: string;
 }
 
 export interface Delivered {

@@ -13,7 +13,8 @@
  *   1 session    smtp-source -s 1  -m 1000   (a connection per message, as most senders do)
  *   20 sessions  smtp-source -s 20 -m 5000
  *   20 sessions, connections reused (smtp-source -d)
- * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_PROF=DIR starts
+ * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_CASES=one,many,reuse
+ * picks cases (default all three). POSTERN_BENCH_SMTP_PROF=DIR starts
  * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -40,6 +41,8 @@ interface Side {
   newDir: string;
   /** CPU seconds used so far by all the server's processes. */
   cpu(): number;
+  /** CPU seconds of the main thread (postern's event loop), when there is one. */
+  loopCpu?(): number;
   stop(): Promise<void>;
 }
 
@@ -53,9 +56,9 @@ interface Case {
 const TICK = 100; // USER_HZ on Linux
 
 /** utime + stime (+ cutime + cstime with `children`) of a process, in seconds; 0 when it is gone. */
-function cpuOf(pid: number, children: boolean): number {
+function cpuOf(pid: number, children: boolean, file = `/proc/${pid}/stat`): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(file, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields after the comm: state=0 … utime=11 stime=12 cutime=13 cstime=14
     const t = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
@@ -93,6 +96,7 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
         pop3s: false,
         admin: false,
         http: false,
+        https: false,
       },
       smtp: { maxClients: 1000 },
     }),
@@ -123,6 +127,8 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
     port,
     newDir: join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', 'new'),
     cpu: () => cpuOf(child.pid!, true),
+    // /proc/<pid>/task/<pid> is the main thread alone: the event loop, without libuv's pool (fsync, file I/O).
+    loopCpu: () => cpuOf(child.pid!, false, `/proc/${child.pid}/task/${child.pid}/stat`),
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -152,12 +158,14 @@ interface Result {
   seconds: number;
   rate: number;
   cpuMsPerMessage: number;
+  loopCpuMsPerMessage?: number;
 }
 
 /** Sends `c.messages` with smtp-source and waits until they are all in new/. */
 async function runCase(side: Side, c: Case): Promise<Result> {
   const before = countFiles(side.newDir);
   const cpu0 = side.cpu();
+  const loop0 = side.loopCpu?.() ?? 0;
   const t0 = performance.now();
   const args = ['-s', String(c.sessions), '-m', String(c.messages), '-l', String(SIZE), '-M', 'client.example.net', '-f', 'sender@example.net', '-t', RECIPIENT];
   if (c.reuse) args.unshift('-d');
@@ -181,7 +189,8 @@ async function runCase(side: Side, c: Case): Promise<Result> {
   // Let the server finish what it does after delivery (queue removal) before the CPU is read.
   await new Promise((r) => setTimeout(r, 500));
   const cpu = side.cpu() - cpu0;
-  return { seconds, rate: c.messages / seconds, cpuMsPerMessage: (cpu * 1000) / c.messages };
+  const loop = side.loopCpu ? side.loopCpu() - loop0 : undefined;
+  return { seconds, rate: c.messages / seconds, cpuMsPerMessage: (cpu * 1000) / c.messages, loopCpuMsPerMessage: loop === undefined ? undefined : (loop * 1000) / c.messages };
 }
 
 export async function benchSmtp(root: string): Promise<string> {
@@ -191,10 +200,13 @@ export async function benchSmtp(root: string): Promise<string> {
     { label: `20 sessions, ${MANY} × ${SIZE} B`, sessions: 20, messages: MANY, reuse: false },
     { label: `20 sessions, ${MANY} × ${SIZE} B, connections reused (-d)`, sessions: 20, messages: MANY, reuse: true },
   ];
-  const rows: string[][] = [['case', 'run', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg']];
+  const pick = (process.env.POSTERN_BENCH_SMTP_CASES ?? 'one,many,reuse').split(',');
+  const keys = ['one', 'many', 'reuse'];
+  const chosen = cases.filter((_, i) => pick.includes(keys[i]));
+  const rows: string[][] = [['case', 'run', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg', 'postern event loop ms/msg']];
   for (let run = 1; run <= RUNS; run++) {
     // Fresh servers per run, started one after the other so that neither runs while the other is measured.
-    for (const c of cases) {
+    for (const c of chosen) {
       const results: Record<string, Result> = {};
       for (const start of [() => startPostfixSide(), () => startPosternSide(root, run)]) {
         const side = await start();
@@ -208,7 +220,7 @@ export async function benchSmtp(root: string): Promise<string> {
       }
       const p = results.postfix;
       const o = results.postern;
-      rows.push([c.label, String(run), p.rate.toFixed(0), o.rate.toFixed(0), (o.rate / p.rate).toFixed(2), p.cpuMsPerMessage.toFixed(2), o.cpuMsPerMessage.toFixed(2)]);
+      rows.push([c.label, String(run), p.rate.toFixed(0), o.rate.toFixed(0), (o.rate / p.rate).toFixed(2), p.cpuMsPerMessage.toFixed(2), o.cpuMsPerMessage.toFixed(2), o.loopCpuMsPerMessage?.toFixed(2) ?? '']);
       console.error(rows.at(-1)!.join('  '));
     }
   }

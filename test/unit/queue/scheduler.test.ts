@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, silentLogger } from '../../../src/lib/logger.ts';
-import { Scheduler, type FinishedEvent, type SchedulerOptions, type AttemptEvent } from '../../../src/queue/scheduler.ts';
+import { earliest, Scheduler, type FinishedEvent, type SchedulerOptions, type AttemptEvent } from '../../../src/queue/scheduler.ts';
 import { Spool } from '../../../src/queue/spool.ts';
 import { openSettings } from '../../../src/settings/store.ts';
 import type { QueueRecipient } from '../../../src/queue/types.ts';
@@ -407,4 +407,13 @@ test('a second scheduler on the same spool refuses to start while the first runs
   await scheduler.stop();
   await other.start();
   await other.stop();
+});
+
+test('the due messages started first are the earliest due, without sorting a whole backlog', () => {
+  for (const n of [0, 1, 3, 20]) {
+    const due = Array.from({ length: 500 }, (_, i) => ({ id: String(i), due: Math.floor(Math.random() * 100) }));
+    const picked = earliest([...due], n).map((e) => e.due);
+    assert.deepEqual(picked, due.map((e) => e.due).sort((a, b) => a - b).slice(0, n), `n = ${n}`);
+  }
+  assert.deepEqual(earliest([{ due: 2 }, { due: 1 }], 5), [{ due: 1 }, { due: 2 }]);
 });

@@ -265,3 +265,42 @@ test('the first delivery attempt gets the message from memory; a removed message
   await spool.remove(gone);
   await assert.rejects(spool.readMessage(gone), NotQueuedError);
 });
+
+test('a spool prefix (for local delivery by link) precedes the message in the file and is never part of what is read', async (t) => {
+  const prefixFor = (e: { from: string; recipients: { address: string }[] }) =>
+    e.recipients.length === 1 ? `Return-Path: <${e.from}>\r\nDelivered-To: ${e.recipients[0].address}\r\n` : undefined;
+  const { dir, spool } = await tempSpool(t, { prefixFor });
+  const bytes = message('linked');
+  const one = await spool.enqueue(bytes, envelope('alice@corp.example', 'bob@corp.example'));
+  const two = await spool.enqueue(bytes, envelope('alice@corp.example', 'bob@corp.example', 'carol@corp.example'));
+  const prefix = 'Return-Path: <alice@corp.example>\r\nDelivered-To: bob@corp.example\r\n';
+  assert.deepEqual(readFileSync(join(spool.dir, `${one}.eml`)), Buffer.concat([Buffer.from(prefix), bytes]));
+  const e = (await spool.read(one))!;
+  assert.equal(e.spoolPrefix, prefix);
+  assert.equal(e.size, bytes.length, 'size is the message alone');
+  assert.deepEqual(spool.spooledFile(e), { path: spool.messagePath(one), prefix });
+  // Read back fresh (kept from enqueue) and from the disk (another process: the CLI, a restarted server).
+  assert.deepEqual(await spool.readMessage(one, e.spoolPrefix), bytes);
+  assert.deepEqual(await new Spool(dir).readMessage(one, e.spoolPrefix), bytes);
+  const e2 = (await spool.read(two))!;
+  assert.equal(e2.spoolPrefix, undefined, 'several recipients: no prefix');
+  assert.equal(spool.spooledFile(e2), undefined);
+  assert.deepEqual(readFileSync(join(spool.dir, `${two}.eml`)), bytes);
+});
+
+test('the first attempt gets the envelope just committed without reading it back; later ones and updated ones read the file', async (t) => {
+  const { spool } = await tempSpool(t);
+  const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@corp.example'));
+  const onDisk = await spool.read(id);
+  // The file is changed behind the spool's back (as only another process could): the first attempt does not see it.
+  const path = spool.envelopePath(id);
+  writeFileSync(path, JSON.stringify({ ...onDisk, attempts: 7 }) + '\n');
+  assert.deepEqual(await spool.readForAttempt(id), onDisk, 'the committed envelope, from memory');
+  assert.equal((await spool.readForAttempt(id))!.attempts, 7, 'taken once: the next attempt reads the file');
+  // An update makes the kept envelope stale before the first attempt.
+  const id2 = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@corp.example'));
+  const e2 = (await spool.read(id2))!;
+  e2.attempts = 3;
+  assert.equal(await spool.update(e2), true);
+  assert.equal((await spool.readForAttempt(id2))!.attempts, 3);
+});

@@ -404,7 +404,9 @@ test('a stored value that no longer passes its schema falls back to the default 
 
 // ---- cache and other connections ----------------------------------------------------------------------------------
 
-test('changes made through another connection are seen without reopening', (t) => {
+test('changes made through another connection are seen without reopening, a millisecond later at most', async (t) => {
+  // The snapshot asks SQLite for other connections' changes at most once a millisecond (store.ts SNAPSHOT_CHECK_MS).
+  const later = () => new Promise((r) => setTimeout(r, 2));
   const { dir, s } = setup(t);
   // Warm the cache of the first connection.
   assert.equal(s.get('mailbox.imap'), true);
@@ -418,6 +420,7 @@ test('changes made through another connection are seen without reopening', (t) =
   other.addPseudonym({ localPart: 'info', domains: 'all', target: { kind: 'user', name: 'ann' } });
   other.setUser('ann', { quotaMB: 10 });
 
+  await later();
   assert.equal(s.get('mailbox.imap'), false);
   assert.equal(s.getDomain('corp.example')?.type, 'local');
   assert.equal(s.findPseudonym('info@corp.example')?.target.name, 'ann');
@@ -425,10 +428,12 @@ test('changes made through another connection are seen without reopening', (t) =
 
   // And the other way round, including a raw write that bypasses the Settings class.
   s.set('mailbox.quotaMB', 42);
+  await later();
   assert.equal(other.get('mailbox.quotaMB'), 42);
   const raw = openSettingsDatabase(dir);
   raw.prepare("UPDATE settings SET value = '7' WHERE key = 'mailbox.quotaMB'").run();
   raw.close();
+  await later();
   assert.equal(s.get('mailbox.quotaMB'), 7);
   assert.equal(other.get('mailbox.quotaMB'), 7);
 });

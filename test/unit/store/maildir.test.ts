@@ -309,3 +309,34 @@ test('listFolders of an owner without a Maildir is just INBOX', async (t) => {
   assert.deepEqual(await store.listFolders({ kind: 'user', login: 'nobody' }), [{ name: 'INBOX', path: store.maildirPath({ kind: 'user', login: 'nobody' }) }]);
   assert.deepEqual(await store.quotaUsage({ kind: 'user', login: 'nobody' }), { bytes: 0, messages: 0 });
 });
+
+test('linkFrom: a durable file holding prefix + message is hard-linked into new/, not written again', async (t) => {
+  const { root, store } = await tempStore(t);
+  const msg = message('linked');
+  const source = join(root, '..', 'spooled.eml');
+  await writeFile(source, Buffer.concat([Buffer.from(PREFIX), msg]), { mode: 0o600 });
+  const d = await store.deliver(alice, msg, { prefix: PREFIX, linkFrom: source, quotaBytes: 1_000_000 });
+  assert.equal(dirname(d.path), join(store.maildirPath(alice), 'new'));
+  assert.equal(d.size, PREFIX.length + msg.length);
+  assert.equal(sizeInName(d.path), d.size);
+  assert.equal((await stat(d.path)).ino, (await stat(source)).ino, 'the same file, linked');
+  assert.equal((await stat(source)).nlink, 2);
+  assert.deepEqual(await readdir(join(store.maildirPath(alice), 'tmp')), []);
+  assert.deepEqual(await store.quotaUsage(alice), { bytes: d.size, messages: 1 }, 'counted in maildirsize like a written one');
+  // The source's name goes (the queue removes it); the Maildir keeps the message.
+  await unlink(source);
+  assert.deepEqual(await readFile(d.path), Buffer.concat([Buffer.from(PREFIX), msg]));
+});
+
+test('linkFrom: a source that cannot be linked (gone) is written as usual; over quota is refused as usual', async (t) => {
+  const { root, store } = await tempStore(t);
+  const msg = message('fallback');
+  const d = await store.deliver(alice, msg, { prefix: PREFIX, linkFrom: join(root, '..', 'gone.eml') });
+  assert.deepEqual(await readFile(d.path), Buffer.concat([Buffer.from(PREFIX), msg]));
+  assert.equal((await stat(d.path)).nlink, 1);
+  const source = join(root, '..', 'big.eml');
+  await writeFile(source, Buffer.concat([Buffer.from(PREFIX), msg]));
+  await assert.rejects(store.deliver(alice, msg, { prefix: PREFIX, linkFrom: source, quotaBytes: d.size + 10 }), QuotaExceeded);
+  assert.equal((await stat(source)).nlink, 1, 'nothing linked');
+  assert.equal((await readdir(join(store.maildirPath(alice), 'new'))).length, 1);
+});
