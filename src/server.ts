@@ -188,6 +188,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       settings,
       hostname,
       log,
+      // RFC 2221: users of a domain whose mailboxes are on another IMAP server are referred there at login.
+      imapReferral: (domain: string) => settings.getDomain(domain)?.imapReferral,
       // groupDelivery: shared makes mail-enabled groups shared folders, shown to their members (nested membership).
       sharedGroups:
         config.directory.groupDelivery === 'shared'

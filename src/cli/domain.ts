@@ -1,6 +1,7 @@
 /**
  * `postern domain add|list|show|set|remove`: the seed's Email > Domains page. A domain is delivered to local
- * mailboxes, or relayed to another server (`--relay HOST[:PORT]`).
+ * mailboxes, or relayed to another server (`--relay HOST[:PORT]`). `--imap-referral imap://HOST[:PORT]/` names the
+ * IMAP server that holds the domain's mailboxes: its users are referred there at IMAP login (RFC 2221).
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -27,6 +28,7 @@ function details(d: Domain): string[] {
   const lines = [`domain ${d.name}: ${describe(d)}`];
   lines.push(`  always Bcc: ${d.bcc ?? 'no'}`);
   lines.push(`  disclaimer: ${d.disclaimer ? `${d.disclaimer.replace(/\n+$/, '').split('\n').length} line(s)` : 'no'}`);
+  lines.push(`  IMAP referral: ${d.imapReferral ? `${d.imapReferral} (IMAP logins of its users are referred there)` : 'no'}`);
   return lines;
 }
 
@@ -40,9 +42,10 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
     .option('--relay <host[:port]>', 'relay mail for this domain to another server instead of delivering it here')
     .option('--bcc <address>', 'always send a hidden copy of mail to this domain to ADDRESS (may be against privacy laws)')
     .option('--disclaimer <file>', 'Markdown text attached to messages sent from this domain (- reads stdin)')
+    .option('--imap-referral <url>', 'imap://HOST[:PORT]/ holding this domain\'s mailboxes: refer its users there at IMAP login (RFC 2221)')
     .option('--force', 'accept a --bcc address the directory does not know (an AD account about to be created)')
     .action(
-      action(ctx, setCode, async (name: string, opts: { relay?: string; bcc?: string; disclaimer?: string; force?: boolean }) => {
+      action(ctx, setCode, async (name: string, opts: { relay?: string; bcc?: string; disclaimer?: string; imapReferral?: string; force?: boolean }) => {
         const disclaimer = opts.disclaimer === undefined ? undefined : await readDisclaimer(ctx, opts.disclaimer);
         if (opts.bcc !== undefined) {
           const adding = opts.relay === undefined ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
@@ -54,6 +57,7 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
           nexthop: opts.relay,
           bcc: opts.bcc,
           disclaimer,
+          imapReferral: opts.imapReferral,
         });
         ctx.out(`added ${details(d).join('\n')}`);
       }),
@@ -74,8 +78,10 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
           ctx.out('no mail domains; add one with: postern domain add NAME');
           return;
         }
-        const rows = [['DOMAIN', 'TYPE', 'NEXT HOP', 'BCC', 'DISCLAIMER']];
-        for (const d of domains) rows.push([d.name, d.type, d.nexthop ?? '-', d.bcc ?? '-', d.disclaimer ? 'yes' : '-']);
+        const rows = [['DOMAIN', 'TYPE', 'NEXT HOP', 'BCC', 'DISCLAIMER', 'IMAP REFERRAL']];
+        for (const d of domains) {
+          rows.push([d.name, d.type, d.nexthop ?? '-', d.bcc ?? '-', d.disclaimer ? 'yes' : '-', d.imapReferral ?? '-']);
+        }
         ctx.out(formatTable(rows).join('\n'));
       }),
     );
@@ -108,12 +114,17 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
     .option('--no-disclaimer', 'remove the disclaimer')
     .option('--relay <host[:port]>', 'relay this domain to another server')
     .option('--local', 'deliver this domain to local mailboxes (stop relaying)')
+    .option('--imap-referral <url>', 'imap://HOST[:PORT]/ holding this domain\'s mailboxes: refer its users there at IMAP login (RFC 2221)')
+    .option('--no-imap-referral', 'let this domain\'s users log in here (stop referring them)')
     .option('--force', 'accept a --bcc address the directory does not know (an AD account about to be created)')
     .action(
       action(
         ctx,
         setCode,
-        async (name: string, opts: { bcc?: string | false; disclaimer?: string | false; relay?: string; local?: boolean; force?: boolean }) => {
+        async (
+          name: string,
+          opts: { bcc?: string | false; disclaimer?: string | false; relay?: string; local?: boolean; imapReferral?: string | false; force?: boolean },
+        ) => {
           if (opts.relay !== undefined && opts.local) throw new CliExit(EXIT.usage, '--relay and --local exclude each other');
           const patch: DomainPatch = {};
           if (opts.bcc !== undefined) patch.bcc = opts.bcc === false ? null : opts.bcc;
@@ -122,8 +133,12 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
           }
           if (opts.relay !== undefined) Object.assign(patch, { type: 'relay', nexthop: opts.relay });
           if (opts.local) Object.assign(patch, { type: 'local', nexthop: null });
+          if (opts.imapReferral !== undefined) patch.imapReferral = opts.imapReferral === false ? null : opts.imapReferral;
           if (!Object.keys(patch).length) {
-            throw new CliExit(EXIT.usage, 'nothing to change: give --bcc, --no-bcc, --disclaimer, --no-disclaimer, --relay or --local');
+            throw new CliExit(
+              EXIT.usage,
+              'nothing to change: give --bcc, --no-bcc, --disclaimer, --no-disclaimer, --relay, --local, --imap-referral or --no-imap-referral',
+            );
           }
           if (typeof patch.bcc === 'string') {
             const adding = opts.local ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;

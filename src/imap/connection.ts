@@ -58,6 +58,8 @@ export interface ImapDeps {
   notifyBacklogBytes?: number;
   /** URLAUTH (RFC 4467): the mailbox access keys, and the directory to find the user a URL names. */
   urlauth?: { keys: UrlauthKeys; findUser: (login: string) => Promise<UserEntry | null> };
+  /** RFC 2221: the IMAP server (`imap://host[:port]/`) holding a domain's mailboxes, null when they are here. */
+  imapReferral?: (domain: string) => string | null | undefined;
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -257,6 +259,8 @@ export class ImapSession {
     caps.push('CONTEXT=SEARCH', 'CONTEXT=SORT');
     // RFC 5465: unsolicited STATUS / LIST / EXISTS / EXPUNGE / FETCH for the mailboxes and events the client names.
     caps.push('NOTIFY');
+    // RFC 2221: always, as Dovecot does; a login is referred only when its domain has an IMAP referral (login.ts).
+    caps.push('LOGIN-REFERRALS');
     // RFC 7162: MODSEQs persisted in the folder index, VANISHED from its expunge history (condstore.ts).
     caps.push('CONDSTORE', 'QRESYNC');
     return caps;

@@ -50,6 +50,11 @@ export interface ImapServerOptions {
   notifyBacklogBytes?: number;
   /** URLAUTH (RFC 4467) mailbox access keys; without them GENURLAUTH/URLFETCH are not offered. */
   urlauthKeys?: UrlauthKeys;
+  /**
+   * RFC 2221 login referrals: the `imap://host[:port]/` holding the mailboxes of a domain (the domain setting
+   * `imapReferral`), or null when its users log in here. Without it nobody is referred.
+   */
+  imapReferral?: (domain: string) => string | null | undefined;
 }
 
 export interface ImapServer {
@@ -79,6 +84,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     maxPerUser: opts.maxPerUser ?? 20,
     notifyBacklogBytes: opts.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES,
     userSessions: new Map<string, number>(),
+    imapReferral: opts.imapReferral,
     urlauth: opts.urlauthKeys ? { keys: opts.urlauthKeys, findUser: (login: string) => opts.auth.findUser(login) } : undefined,
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;

@@ -27,6 +27,7 @@ import {
   normalizeDomain,
   normalizeLocalPart,
   normalizeLogin,
+  normalizeImapReferral,
   normalizeNexthop,
 } from './validate.js';
 
@@ -45,6 +46,11 @@ export interface Domain {
   bcc: string | null;
   /** Markdown text attached to messages sent from this domain. */
   disclaimer: string | null;
+  /**
+   * `imap://host[:port]/`: the IMAP server that holds this domain's mailboxes (a domain still hosted elsewhere during
+   * a migration). Its users are referred there at IMAP login (RFC 2221) instead of logging in here.
+   */
+  imapReferral: string | null;
 }
 
 export interface DomainInput {
@@ -54,9 +60,11 @@ export interface DomainInput {
   nexthop?: string | null;
   bcc?: string | null;
   disclaimer?: string | null;
+  /** imap://host[:port]/; null or absent: the domain's users log in here. */
+  imapReferral?: string | null;
 }
 
-/** Fields left undefined are kept; null clears bcc/disclaimer. Changing type to local drops the nexthop. */
+/** Fields left undefined are kept; null clears bcc/disclaimer/imapReferral. Changing type to local drops the nexthop. */
 export type DomainPatch = Partial<Omit<DomainInput, 'name'>>;
 
 export interface RemovedDomain {
@@ -158,6 +166,7 @@ interface DomainRow {
   nexthop: string | null;
   bcc: string | null;
   disclaimer: string | null;
+  imap_referral: string | null;
 }
 
 interface PseudonymRow {
@@ -188,7 +197,7 @@ interface Snapshot {
 const now = () => new Date().toISOString();
 
 function toDomain(r: DomainRow): Domain {
-  return { name: r.name, type: r.type, nexthop: r.nexthop, bcc: r.bcc, disclaimer: r.disclaimer };
+  return { name: r.name, type: r.type, nexthop: r.nexthop, bcc: r.bcc, disclaimer: r.disclaimer, imapReferral: r.imap_referral };
 }
 
 function toPseudonym(r: PseudonymRow): Pseudonym {
@@ -259,15 +268,15 @@ export class Settings {
     this.dataVersion = db.prepare('PRAGMA data_version').pluck();
     const p = (sql: string) => db.prepare(sql);
     this.stmt = {
-      domains: p('SELECT name, type, nexthop, bcc, disclaimer FROM domains'),
+      domains: p('SELECT name, type, nexthop, bcc, disclaimer, imap_referral FROM domains'),
       pseudonyms: p('SELECT local_part, domain, target_kind, target_name, local_network_only FROM pseudonyms'),
       users: p('SELECT login_key, login, quota_mb, spam_retention_days, forward, keep_copy FROM users'),
       values: p('SELECT key, value FROM settings'),
-      domainGet: p('SELECT name, type, nexthop, bcc, disclaimer FROM domains WHERE name = ?'),
+      domainGet: p('SELECT name, type, nexthop, bcc, disclaimer, imap_referral FROM domains WHERE name = ?'),
       domainInsert: p(
-        'INSERT INTO domains (name, type, nexthop, bcc, disclaimer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO domains (name, type, nexthop, bcc, disclaimer, imap_referral, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      domainUpdate: p('UPDATE domains SET type = ?, nexthop = ?, bcc = ?, disclaimer = ?, updated_at = ? WHERE name = ?'),
+      domainUpdate: p('UPDATE domains SET type = ?, nexthop = ?, bcc = ?, disclaimer = ?, imap_referral = ?, updated_at = ? WHERE name = ?'),
       domainDelete: p('DELETE FROM domains WHERE name = ?'),
       pseudonymGet: p(
         "SELECT local_part, domain, target_kind, target_name, local_network_only FROM pseudonyms WHERE local_part = ? AND ifnull(domain, '') = ?",
@@ -408,11 +417,12 @@ export class Settings {
     const nexthop = this.checkDomainFields(input.type, input.nexthop);
     const bcc = optionalText(input.bcc, (s) => normalizeAddress(s, 'Bcc address')) ?? null;
     const disclaimer = checkDisclaimer(input.disclaimer) ?? null;
+    const imapReferral = optionalText(input.imapReferral, normalizeImapReferral) ?? null;
     return this.write(() => {
       if (this.stmt.domainGet.get(name)) throw new SettingsError('exists', `domain ${name} already exists`);
       const t = now();
-      this.stmt.domainInsert.run(name, input.type, nexthop, bcc, disclaimer, t, t);
-      return { name, type: input.type, nexthop, bcc, disclaimer };
+      this.stmt.domainInsert.run(name, input.type, nexthop, bcc, disclaimer, imapReferral, t, t);
+      return { name, type: input.type, nexthop, bcc, disclaimer, imapReferral };
     });
   }
 
@@ -420,6 +430,7 @@ export class Settings {
     const key = normalizeDomain(name);
     const bcc = optionalText(patch.bcc, (s) => normalizeAddress(s, 'Bcc address'));
     const disclaimer = checkDisclaimer(patch.disclaimer);
+    const imapReferral = optionalText(patch.imapReferral, normalizeImapReferral);
     return this.write(() => {
       const row = this.stmt.domainGet.get(key) as DomainRow | undefined;
       if (!row) throw new SettingsError('not-found', `no domain ${key}`);
@@ -433,8 +444,9 @@ export class Settings {
         nexthop,
         bcc: bcc === undefined ? row.bcc : bcc,
         disclaimer: disclaimer === undefined ? row.disclaimer : disclaimer,
+        imapReferral: imapReferral === undefined ? row.imap_referral : imapReferral,
       };
-      this.stmt.domainUpdate.run(next.type, next.nexthop, next.bcc, next.disclaimer, now(), key);
+      this.stmt.domainUpdate.run(next.type, next.nexthop, next.bcc, next.disclaimer, next.imapReferral, now(), key);
       return next;
     });
   }

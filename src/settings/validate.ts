@@ -152,6 +152,21 @@ export function normalizeNexthop(input: string): string {
   return formatNexthop(parseNexthop(input));
 }
 
+/**
+ * The IMAP server holding a domain's mailboxes, for RFC 2221 login referrals: `imap://host[:port]/` (RFC 5092),
+ * normalised to a lower-case host and a trailing slash. The user part is filled in per login, so the URL names a
+ * server only: no user, no `;AUTH=`, no mailbox path, no query.
+ */
+export function normalizeImapReferral(input: string): string {
+  const s = input.trim();
+  const m = /^imap:\/\/([^/?#]+)\/?$/i.exec(s);
+  if (!m) throw invalid(`${JSON.stringify(input)} is not a valid IMAP referral: expected imap://HOST[:PORT]/`);
+  if (/[@;]/.test(m[1])) {
+    throw invalid(`${JSON.stringify(input)}: give the server only (imap://HOST[:PORT]/); the user name is added per login`);
+  }
+  return `imap://${formatNexthop(parseNexthop(m[1]))}/`;
+}
+
 // Characters AD refuses in sAMAccountName, plus `@`; `*` matters most: it is the master-user separator.
 const LOGIN_FORBIDDEN = /["/\\[\]:;|=,+*?<>@\p{Cc}]/u;
 

@@ -11,6 +11,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
+import { RawImap } from '../helpers/raw-imap.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
@@ -336,7 +337,7 @@ describe('domains', () => {
     assert.deepEqual(list.json.domains.map((d: { name: string }) => d.name), ['example.com', 'example.org']);
     const add = await call('POST', '/api/domains', { body: { name: 'Branch.Example.NET', type: 'relay', nexthop: 'mx.branch.example.net:2525' } });
     assert.equal(add.status, 201, add.text);
-    assert.deepEqual(add.json, { name: 'branch.example.net', type: 'relay', nexthop: 'mx.branch.example.net:2525', bcc: null, disclaimer: null });
+    assert.deepEqual(add.json, { name: 'branch.example.net', type: 'relay', nexthop: 'mx.branch.example.net:2525', bcc: null, disclaimer: null, imapReferral: null });
     assert.equal((await call('POST', '/api/domains', { body: { name: 'branch.example.net', type: 'local' } })).status, 409);
     const upd = await call('PATCH', '/api/domains/example.org', { body: { bcc: 'it.tech@example.com', disclaimer: 'Confidential.' } });
     assert.equal(upd.status, 200, upd.text);
@@ -347,6 +348,44 @@ describe('domains', () => {
     assert.equal(server.core.settings.getDomain('branch.example.net'), null);
     assert.equal((await get('/api/domains/branch.example.net')).status, 404);
     await call('PATCH', '/api/domains/example.org', { body: { bcc: null, disclaimer: null } });
+  });
+
+  test('the IMAP referral (RFC 2221) is set, validated and cleared like the other fields', async () => {
+    const set = await call('PATCH', '/api/domains/example.org', { body: { imapReferral: 'IMAP://Mail.Old.Example:1143' } });
+    assert.equal(set.status, 200, set.text);
+    assert.equal(set.json.imapReferral, 'imap://mail.old.example:1143/');
+    assert.equal(server.core.settings.getDomain('example.org')?.imapReferral, 'imap://mail.old.example:1143/');
+    assert.equal((await get('/api/domains/example.org')).json.imapReferral, 'imap://mail.old.example:1143/');
+    const bad = await call('PATCH', '/api/domains/example.org', { body: { imapReferral: 'https://mail.old.example/' } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.message, /IMAP referral/);
+    const add = await call('POST', '/api/domains', { body: { name: 'old.example', imapReferral: 'imap://mail.old.example/' } });
+    assert.equal(add.status, 201, add.text);
+    assert.equal(add.json.imapReferral, 'imap://mail.old.example/');
+    assert.equal((await call('DELETE', '/api/domains/old.example')).status, 200);
+    const clear = await call('PATCH', '/api/domains/example.org', { body: { imapReferral: null } });
+    assert.equal(clear.json.imapReferral, null);
+  });
+
+  test('postern serve refers IMAP logins of a domain with an IMAP referral, set through the API', async () => {
+    assert.equal((await call('PATCH', '/api/domains/example.com', { body: { imapReferral: 'imap://mail.old.example/' } })).status, 200);
+    try {
+      const c = await RawImap.connectTls(server.ports.imaps);
+      try {
+        const r = await c.command('a1', `LOGIN ${LAURA.user} "${LAURA.password}"`);
+        assert.match(r, /^a1 NO \[REFERRAL imap:\/\/laura\.verdi;AUTH=\*@mail\.old\.example\/\] Your mailbox is on another server\r\n/m);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await call('PATCH', '/api/domains/example.com', { body: { imapReferral: null } });
+    }
+    const c = await RawImap.connectTls(server.ports.imaps);
+    try {
+      assert.match(await c.command('a2', `LOGIN ${LAURA.user} "${LAURA.password}"`), /^a2 OK/m);
+    } finally {
+      c.close();
+    }
   });
 
   test('validation errors name the field', async () => {

@@ -1,6 +1,6 @@
 /**
  * Mail domains (the seed's Domains page): local (delivered here) or relayed to a next hop, with the always-Bcc
- * address and the disclaimer text. Deleting a domain never deletes mail (see Settings.removeDomain).
+ * address, the disclaimer text and the IMAP server holding the domain's mailboxes (RFC 2221 login referrals). Deleting a domain never deletes mail (see Settings.removeDomain).
  */
 import type { DomainInput, DomainPatch } from '../../settings/store.js';
 import { notFound } from '../errors.js';
@@ -13,6 +13,7 @@ const fields = {
   nexthop: nullableString,
   bcc: nullableString,
   disclaimer: nullableString,
+  imapReferral: nullableString,
 };
 
 export function domainsRoutes(app: App, deps: AdminDeps): void {

@@ -1,7 +1,9 @@
 /**
  * LOGIN (RFC 3501 §6.2.3), and the password check AUTHENTICATE shares. Before TLS it is refused (LOGINDISABLED)
  * unless `mailbox.allowUnencrypted`; wrong password and unknown user answer alike; AD unreachable is UNAVAILABLE.
+ * A user whose primary address is on a domain with an IMAP referral is referred there (RFC 2221 §4.1).
  */
+import type { UserEntry } from '../../directory/types.js';
 import type { ImapSession } from '../connection.js';
 import { astring, expectArgs, no, type Completion, type ImapCommand } from '../command.js';
 
@@ -12,6 +14,13 @@ export async function checkPassword(session: ImapSession, login: string, passwor
   }
   const result = await session.deps.auth.authenticate(login, password, { client: session.client, protocol: 'imap' });
   if (result.status === 'ok') {
+    // RFC 2221 §4.1: a NO with a REFERRAL code, the session stays unauthenticated. Only after the password is
+    // verified, so the public listener tells a guesser nothing about who exists or where their mailbox is.
+    const referral = referralFor(session, login, result.user);
+    if (referral) {
+      session.loginFailed(login, 'referred');
+      throw no('Your mailbox is on another server', `REFERRAL ${referral}`);
+    }
     if (!session.claimUserSlot(result.user)) {
       session.loginFailed(login, 'too-many-connections');
       throw no('Too many connections for this user', 'LIMIT');
@@ -24,6 +33,19 @@ export async function checkPassword(session: ImapSession, login: string, passwor
   // RFC 5530 response codes: the client learns "try later" apart from "wrong credentials", and nothing more.
   if (result.status === 'tempfail') throw no('Authentication temporarily unavailable', 'UNAVAILABLE');
   throw no('Invalid credentials', 'AUTHENTICATIONFAILED');
+}
+
+/**
+ * `imap://<login>;AUTH=*@host[:port]/` (RFC 5092 §3, RFC 2221 §4.1) when the user's primary address is on a domain
+ * whose mailboxes are on another IMAP server: the login as the client typed it, so it logs in there the same way.
+ */
+export function referralFor(session: ImapSession, login: string, user: UserEntry): string | null {
+  const address = user.primaryAddress;
+  if (!address || !session.deps.imapReferral) return null;
+  const server = session.deps.imapReferral(address.slice(address.lastIndexOf('@') + 1));
+  if (!server) return null;
+  // RFC 5092 enc-user is achar: encodeURIComponent leaves only unreserved and "!'()*", all of them achar.
+  return server.replace(/^imap:\/\//i, `imap://${encodeURIComponent(login)};AUTH=*@`);
 }
 
 export const login: ImapCommand = {

@@ -60,9 +60,9 @@ test('domain add / list / set / remove', async () => {
 
   r = await run('domain', 'list');
   assert.equal(r.code, 0);
-  assert.match(r.out, /^DOMAIN\s+TYPE\s+NEXT HOP\s+BCC\s+DISCLAIMER$/m);
-  assert.match(r.out, /^corp\.example\s+local\s+-\s+john\.smith@corp\.example\s+-$/m);
-  assert.match(r.out, /^partner\.example\s+relay\s+mx\.partner\.example:2525\s+-\s+yes$/m);
+  assert.match(r.out, /^DOMAIN\s+TYPE\s+NEXT HOP\s+BCC\s+DISCLAIMER\s+IMAP REFERRAL$/m);
+  assert.match(r.out, /^corp\.example\s+local\s+-\s+john\.smith@corp\.example\s+-\s+-$/m);
+  assert.match(r.out, /^partner\.example\s+relay\s+mx\.partner\.example:2525\s+-\s+yes\s+-$/m);
   r = await run('domain', 'list', '--json');
   const list = JSON.parse(r.out) as { name: string; disclaimer: string | null }[];
   assert.deepEqual(list.map((d) => d.name), ['corp.example', 'partner.example']);
@@ -71,7 +71,14 @@ test('domain add / list / set / remove', async () => {
   r = await run('domain', 'set', 'corp.example', '--no-bcc', '--disclaimer', '-');
   assert.equal(r.code, 0, r.err);
   r = await run('domain', 'show', 'corp.example', '--json');
-  assert.deepEqual(JSON.parse(r.out), { name: 'corp.example', type: 'local', nexthop: null, bcc: null, disclaimer: 'Disclaimer from stdin\n' });
+  assert.deepEqual(JSON.parse(r.out), {
+    name: 'corp.example',
+    type: 'local',
+    nexthop: null,
+    bcc: null,
+    disclaimer: 'Disclaimer from stdin\n',
+    imapReferral: null,
+  });
   r = await run('domain', 'set', 'corp.example', '--no-disclaimer');
   assert.equal(r.code, 0);
   r = await run('domain', 'set', 'corp.example');
@@ -80,6 +87,26 @@ test('domain add / list / set / remove', async () => {
   r = await run('domain', 'set', 'nowhere.example', '--no-bcc');
   assert.equal(r.code, 1);
   assert.match(r.err, /no domain nowhere\.example/);
+
+  // RFC 2221 login referrals: the IMAP server that still holds the domain's mailboxes.
+  r = await run('domain', 'set', 'partner.example', '--imap-referral', 'IMAP://Mail.Partner.Example:1143');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /IMAP referral: imap:\/\/mail\.partner\.example:1143\/ \(IMAP logins of its users are referred there\)/);
+  r = await run('domain', 'list');
+  assert.match(r.out, /^partner\.example\s+relay\s+mx\.partner\.example:2525\s+-\s+yes\s+imap:\/\/mail\.partner\.example:1143\/$/m);
+  r = await run('domain', 'show', 'partner.example', '--json');
+  assert.equal((JSON.parse(r.out) as { imapReferral: string }).imapReferral, 'imap://mail.partner.example:1143/');
+  r = await run('domain', 'set', 'partner.example', '--imap-referral', 'imap://someone@mail.partner.example/');
+  assert.equal(r.code, 64);
+  assert.match(r.err, /server only/);
+  r = await run('domain', 'set', 'partner.example', '--no-imap-referral');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /IMAP referral: no/);
+  r = await run('domain', 'add', 'old.example', '--imap-referral', 'imap://mail.old.example/');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /IMAP referral: imap:\/\/mail\.old\.example\//);
+  r = await run('domain', 'remove', 'old.example');
+  assert.equal(r.code, 0);
 
   r = await run('domain', 'remove', 'partner.example');
   assert.equal(r.code, 0);

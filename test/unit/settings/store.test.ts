@@ -7,6 +7,7 @@ import { openSettings, Settings } from '../../../src/settings/store.ts';
 import { SettingsError } from '../../../src/settings/errors.ts';
 import { SETTING_DEFS, SETTING_KEYS } from '../../../src/settings/keys.ts';
 import { openSettingsDatabase } from '../../../src/settings/db.ts';
+import { normalizeImapReferral } from '../../../src/settings/validate.ts';
 
 function setup(t: { after(fn: () => void): void }): { dir: string; s: Settings } {
   const dir = mkdtempSync(join(tmpdir(), 'postern-settings-'));
@@ -37,6 +38,7 @@ test('domains: add, get, list, update, remove; names are lower-case', (t) => {
     nexthop: null,
     bcc: 'archive@corp.example',
     disclaimer: null,
+    imapReferral: null,
   });
   s.addDomain({ name: 'partner.example', type: 'relay', nexthop: 'MX.Partner.Example:2525', disclaimer: 'Be *nice*.\r\n' });
   s.addDomain({ name: 'b.example', type: 'local' });
@@ -97,6 +99,51 @@ test('removing a domain keeps its addresses, inactive until the domain is added 
   assert.equal(s.listPseudonyms().length, 2);
   s.addDomain({ name: 'corp.example', type: 'local' });
   assert.equal(s.findPseudonym('info@corp.example')?.target.name, 'ann');
+});
+
+test('normalizeImapReferral: imap://HOST[:PORT]/ only, normalised; user, AUTH, path, query and other schemes refused', () => {
+  assert.equal(normalizeImapReferral('imap://Mail.Old.Example/'), 'imap://mail.old.example/');
+  assert.equal(normalizeImapReferral(' IMAP://mail.old.example '), 'imap://mail.old.example/');
+  assert.equal(normalizeImapReferral('imap://mail.old.example:1143/'), 'imap://mail.old.example:1143/');
+  assert.equal(normalizeImapReferral('imap://192.0.2.7:143'), 'imap://192.0.2.7:143/');
+  assert.equal(normalizeImapReferral('imap://[2001:db8::1]:993/'), 'imap://[2001:db8::1]:993/');
+  for (const bad of [
+    'mail.old.example',
+    'imaps://mail.old.example/',
+    'pop://mail.old.example/',
+    'imap://',
+    'imap:///',
+    'imap://mail.old.example/INBOX',
+    'imap://mail.old.example/?x=1',
+    'imap://user@mail.old.example/',
+    'imap://;AUTH=*@mail.old.example/',
+    'imap://mail.old.example:0/',
+    'imap://mail.old.example:70000/',
+    'imap://mail_old!/',
+  ]) {
+    assert.throws(() => normalizeImapReferral(bad), code('invalid'), bad);
+  }
+});
+
+test('domains: the IMAP referral is stored normalised, shown, changed, cleared with null or an empty string', (t) => {
+  const { dir, s } = setup(t);
+  const d = s.addDomain({ name: 'acme.io', type: 'relay', nexthop: 'mx.old.example', imapReferral: 'IMAP://Mail.Old.Example' });
+  assert.equal(d.imapReferral, 'imap://mail.old.example/');
+  assert.equal(s.addDomain({ name: 'corp.example', type: 'local' }).imapReferral, null);
+  assert.equal(s.getDomain('ACME.io')?.imapReferral, 'imap://mail.old.example/');
+  assert.throws(() => s.updateDomain('acme.io', { imapReferral: 'imap://x@mail.old.example/' }), code('invalid', /server only/));
+  assert.throws(() => s.addDomain({ name: 'b.example', type: 'local', imapReferral: 'http://x.example/' }), code('invalid', /IMAP referral/));
+  // Other changes keep it; a relay → local switch keeps it too (where the mailboxes are is not where mail goes).
+  assert.equal(s.updateDomain('acme.io', { type: 'local', bcc: 'audit@corp.example' }).imapReferral, 'imap://mail.old.example/');
+  assert.equal(s.updateDomain('acme.io', { imapReferral: 'imap://mail2.old.example:1143/' }).imapReferral, 'imap://mail2.old.example:1143/');
+  // Survives a reopen (stored, not only in the snapshot).
+  const again = openSettings(dir);
+  t.after(() => again.close());
+  assert.equal(again.getDomain('acme.io')?.imapReferral, 'imap://mail2.old.example:1143/');
+  assert.equal(s.updateDomain('acme.io', { imapReferral: '' }).imapReferral, null);
+  s.updateDomain('acme.io', { imapReferral: 'imap://mail.old.example/' });
+  assert.equal(s.updateDomain('acme.io', { imapReferral: null }).imapReferral, null);
+  assert.equal(s.getDomain('acme.io')?.imapReferral, null);
 });
 
 // ---- pseudonyms ---------------------------------------------------------------------------------------------------
