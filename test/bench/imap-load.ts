@@ -18,18 +18,15 @@
  * test/bench/cpuprofile.ts). Nothing here asserts.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDovecot } from './dovecot.ts';
 import { childrenOf } from './postfix.ts';
-import { table } from './lib.ts';
+import { cpuOf, envNumber, table } from './lib.ts';
 
-const num = (name: string, dflt: number): number => {
-  const v = process.env[`POSTERN_BENCH_IMAP_${name}`];
-  return v && /^\d+$/.test(v) ? Number(v) : dflt;
-};
+const num = envNumber('IMAP');
 const SECS = num('SECS', 30);
 const RUNS = num('LOAD_RUNS', 1);
 const CLIENTS = num('LOAD_CLIENTS', 10);
@@ -40,7 +37,6 @@ const PROF = process.env.POSTERN_BENCH_IMAP_PROF;
 /** For profiling one side: POSTERN_BENCH_IMAP_SIDES=postern, POSTERN_BENCH_IMAP_PROFILES=logout=0. */
 const SIDES = process.env.POSTERN_BENCH_IMAP_SIDES?.split(',');
 const PROFILES = process.env.POSTERN_BENCH_IMAP_PROFILES?.split(',');
-const TICK = 100; // USER_HZ
 
 export function imaptestBinary(): string | null {
   for (const p of [process.env.POSTERN_BENCH_IMAPTEST, '/work/tools/imaptest']) {
@@ -125,16 +121,6 @@ export function writeLdif(file: string, users = USERS): void {
   writeFileSync(file, out.join('\n'));
 }
 
-/** utime + stime (+ the reaped children's) of a process in seconds; 0 when it is gone. */
-function cpuOf(pid: number, children: boolean): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) / TICK;
-  } catch {
-    return 0;
-  }
-}
 const treeCpu = (pid: number) => cpuOf(pid, true) + childrenOf(pid).reduce((s, p) => s + cpuOf(p, false), 0);
 
 /** A free loopback port in 26000–26999 (the range this machine's engineers use for fixed ports). */

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { benchImapIdleTls } from './imap-idle.ts';
 import { benchImapLoad } from './imap-load.ts';
 import { memoryOf, memoryOfAll, startDovecot, type Dovecot } from './dovecot.ts';
-import { percentile, table, us } from './lib.ts';
+import { envNumber, percentile, table, us } from './lib.ts';
 
 const HERE = fileURLToPath(import.meta.url);
 const PASSWORD = 'Corp!Passw0rd';
@@ -34,10 +34,7 @@ const USERS = ['john.smith', 'anna.bianchi', 'mario.rossi', 'laura.verdi', 'paol
 const BIG_OWNER = 'john.smith';
 const BIG_FOLDER = 'Big';
 
-const num = (name: string, dflt: number): number => {
-  const v = process.env[`POSTERN_BENCH_IMAP_${name}`];
-  return v && /^\d+$/.test(v) ? Number(v) : dflt;
-};
+const num = envNumber('IMAP');
 const BIG = num('BIG', 100_000);
 const INBOX = num('INBOX', 1_000);
 const CLIENTS = num('CLIENTS', 50);

@@ -1,4 +1,32 @@
-/** Small helpers shared by the benchmarks: percentiles and a table printer. Benchmarks print; they never assert. */
+/**
+ * Small helpers shared by the benchmarks: percentiles, a table printer, numbers from the environment and the CPU
+ * time of a process. Benchmarks print; they never assert.
+ */
+import { readFileSync } from 'node:fs';
+
+/** A reader of `POSTERN_BENCH_<prefix>_<name>` as a whole number, `dflt` when unset or not digits. */
+export function envNumber(prefix: string): (name: string, dflt: number) => number {
+  return (name, dflt) => {
+    const v = process.env[`POSTERN_BENCH_${prefix}_${name}`];
+    return v && /^\d+$/.test(v) ? Number(v) : dflt;
+  };
+}
+
+const TICK = 100; // USER_HZ on Linux
+
+/** utime + stime (+ cutime + cstime with `children`) of a process, in seconds; 0 when it is gone. */
+export function cpuOf(pid: number, children: boolean, file = `/proc/${pid}/stat`): number {
+  try {
+    const stat = readFileSync(file, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after the comm: state=0 … utime=11 stime=12 cutime=13 cstime=14
+    const t = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+    return t / TICK;
+  } catch {
+    return 0;
+  }
+}
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));

@@ -18,16 +18,13 @@
  * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childrenOf, freePort, startPostfix } from './postfix.ts';
-import { table } from './lib.ts';
+import { cpuOf, envNumber, table } from './lib.ts';
 
-const num = (name: string, dflt: number): number => {
-  const v = process.env[`POSTERN_BENCH_SMTP_${name}`];
-  return v && /^\d+$/.test(v) ? Number(v) : dflt;
-};
+const num = envNumber('SMTP');
 const ONE = num('ONE', 1000);
 const MANY = num('MANY', 5000);
 const SIZE = num('SIZE', 10240);
@@ -51,21 +48,6 @@ interface Case {
   sessions: number;
   messages: number;
   reuse: boolean;
-}
-
-const TICK = 100; // USER_HZ on Linux
-
-/** utime + stime (+ cutime + cstime with `children`) of a process, in seconds; 0 when it is gone. */
-function cpuOf(pid: number, children: boolean, file = `/proc/${pid}/stat`): number {
-  try {
-    const stat = readFileSync(file, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields after the comm: state=0 … utime=11 stime=12 cutime=13 cstime=14
-    const t = Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-    return t / TICK;
-  } catch {
-    return 0;
-  }
 }
 
 function countFiles(dir: string): number {

@@ -5,75 +5,26 @@
  * Maildir store in a temporary directory, driven by raw command scripts (and imapflow where a client would do it).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { ROOT } from '../helpers/cli.ts';
+import { PASSWORD, append, msg, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
 import { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
-
-let dir: string;
-let store: MaildirStore;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
+let fx: ImapFixture;
 /** Quotas in bytes by login (none by default). */
 const quotas = new Map<string, number>();
 
-const msg = (subject: string, extra = '') => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n${extra}\r\nbody of ${subject}\r\n`;
-
-async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<string> {
-  c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
-  const r = await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
-  assert.match(r, new RegExp(`^${tag} OK`, 'm'), r);
-  return r;
-}
-
-const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD);
+const login = (user?: string) => fx.login(user);
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-imapc-'));
-  store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: (o) => quotas.get(o.kind === 'user' ? o.login : o.group) ?? 0, log: silentLogger, debounceMs: 10 });
-  const auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log: silentLogger,
-  });
-  server = await startImap({
-    port: 0,
-    host: '127.0.0.1',
-    secure: false,
-    tls: TLS,
-    auth,
-    mailbox,
-    settings: { get: (key) => settings[key] },
-    hostname: 'mail.example.com',
-    log: silentLogger,
-  });
+  fx = await startImapFixture({ prefix: 'postern-imapc-', quotaBytes: (o) => quotas.get(o.kind === 'user' ? o.login : o.group) ?? 0 });
 });
 
-after(async () => {
-  await server.close();
-  mailbox.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
 describe('\\Recent (RFC 3501 §2.3.2)', () => {
   test('one session sees new messages as recent: EXAMINE looks, SELECT claims, STATUS counts the unclaimed', async () => {
@@ -132,7 +83,7 @@ describe('\\Recent (RFC 3501 §2.3.2)', () => {
     await append(a, 'p2', 'Recent4', msg('kept'));
     await a.ok('p3', 'SELECT Recent4');
     a.close();
-    const fresh = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger });
+    const fresh = new MaildirMailbox({ store: fx.store, quotaBytes: () => 0, log: silentLogger });
     try {
       const owner = { kind: 'user' as const, login: 'john.smith' };
       const state = await fresh.openFolder(owner, 'Recent4');
@@ -181,7 +132,7 @@ describe('atoms, MOVE, LSUB, keywords', () => {
     assert.match(await a.ok('m6', 'FETCH 1:* UID'), /^\* 1 FETCH \(UID 2\)\r\n\* 2 FETCH \(UID 3\)/m);
     a.close();
 
-    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
+    const c = new ImapFlow({ host: '127.0.0.1', port: fx.server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
     await c.connect();
     try {
       const lock = await c.getMailboxLock('Move1');
@@ -237,12 +188,12 @@ describe('atoms, MOVE, LSUB, keywords', () => {
 
 describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
   test('STARTTLS is offered only before TLS and before login; AUTH= only before login', async () => {
-    const a = await RawImap.connect(server.port);
+    const a = await RawImap.connect(fx.server.port);
     assert.match(await a.ok('c1', 'CAPABILITY'), /^\* CAPABILITY [^\r]*STARTTLS/m);
     await a.starttls();
     assert.doesNotMatch(await a.ok('c2', 'CAPABILITY'), /STARTTLS/);
     a.close();
-    const b = await RawImap.connect(server.port);
+    const b = await RawImap.connect(fx.server.port);
     const logged = await b.ok('c3', `LOGIN john.smith "${PASSWORD}"`);
     assert.match(logged, /\[CAPABILITY IMAP4rev1 /);
     assert.doesNotMatch(logged, /STARTTLS|AUTH=/);
@@ -252,7 +203,7 @@ describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
 
   test("a user's special-use folders exist from the first login, before any LIST", async () => {
     const owner = { kind: 'user' as const, login: 'anna.bianchi' };
-    assert.equal(existsSync(join(store.folderPath(owner, 'Sent'), 'cur')), false);
+    assert.equal(existsSync(join(fx.store.folderPath(owner, 'Sent'), 'cur')), false);
     const a = await login('anna.bianchi');
     await append(a, 'u1', 'Sent', msg('sent'));
     assert.match(await a.ok('u2', 'SELECT Drafts'), /^\* 0 EXISTS/m);
@@ -262,7 +213,7 @@ describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
   });
 
   test('with deletedToTrash a client-side move (COPY, \\Deleted, EXPUNGE) leaves one copy; a plain delete goes to Trash', async () => {
-    settings['mailbox.deletedToTrash'] = true;
+    fx.settings['mailbox.deletedToTrash'] = true;
     try {
       const owner = { kind: 'user' as const, login: 'laura.verdi' };
       const a = await login('laura.verdi');
@@ -277,20 +228,20 @@ describe('CAPABILITY by state, folders at login, deleted to Trash', () => {
       const r = await a.ok('d9', 'EXPUNGE');
       assert.equal((r.match(/^\* \d+ EXPUNGE/gm) ?? []).length, 3);
       const subjects = async (folder: string) => {
-        const state = await mailbox.openFolder(owner, folder);
+        const state = await fx.mailbox.openFolder(owner, folder);
         const out: string[] = [];
-        for (const m of state.messages) out.push(/^Subject: (.*)$/m.exec((await mailbox.readMessage(owner, folder, m.uid)).toString())![1].trim());
+        for (const m of state.messages) out.push(/^Subject: (.*)$/m.exec((await fx.mailbox.readMessage(owner, folder, m.uid)).toString())![1].trim());
         return out.sort();
       };
       assert.deepEqual(await subjects('INBOX'), []);
       assert.deepEqual(await subjects('Archive'), ['moved by copy']);
       // The one the client deleted went to Trash (undeleted); the one it copied there itself is not doubled.
       assert.deepEqual(await subjects('Trash'), ['copied to trash', 'deleted']);
-      const trash = await mailbox.openFolder(owner, 'Trash');
+      const trash = await fx.mailbox.openFolder(owner, 'Trash');
       assert.ok(trash.messages.every((m) => !m.flags.includes('\\Deleted')));
       a.close();
     } finally {
-      settings['mailbox.deletedToTrash'] = false;
+      fx.settings['mailbox.deletedToTrash'] = false;
     }
   });
 });
@@ -409,7 +360,7 @@ describe('LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), STATUS=SIZE (RFC 843
   });
 
   test('imapflow lists with status through LIST-STATUS', async () => {
-    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
+    const c = new ImapFlow({ host: '127.0.0.1', port: fx.server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
     await c.connect();
     try {
       const list = await c.list({ statusQuery: { messages: true, unseen: true } });
@@ -461,7 +412,7 @@ describe('CREATE-SPECIAL-USE (RFC 6154 §3), MULTIAPPEND (RFC 3502)', () => {
     assert.match(await a.until(/^q6 (OK|NO|BAD).*\r\n/m), /^q6 BAD/m);
     // Over quota at the second message: the first one is taken back.
     const owner = { kind: 'user' as const, login: 'giulia.gallo' };
-    const used = (await mailbox.quota(owner)).usedBytes;
+    const used = (await fx.mailbox.quota(owner)).usedBytes;
     quotas.set('giulia.gallo', used + m1.length + 10);
     try {
       a.send(`q7 APPEND Multi {${m1.length}+}\r\n${m1} {${m2.length}+}\r\n${m2}\r\n`);
@@ -469,7 +420,7 @@ describe('CREATE-SPECIAL-USE (RFC 6154 §3), MULTIAPPEND (RFC 3502)', () => {
     } finally {
       quotas.delete('giulia.gallo');
     }
-    assert.equal((await mailbox.openFolder(owner, 'Multi')).messages.length, 2);
+    assert.equal((await fx.mailbox.openFolder(owner, 'Multi')).messages.length, 2);
     a.close();
   });
 });

@@ -5,34 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { ROOT } from '../helpers/cli.ts';
+import { PASSWORD, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
 import { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
 const LONG = 30_000;
 
-let dir: string;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
-let tlsServer: ImapServer;
+let fx: ImapFixture;
 
 /** About `size` bytes of base64 lines: random, so DEFLATE cannot shrink it and the stream has to carry it all. */
 function bigMessage(subject: string, size: number): string {
@@ -54,35 +34,17 @@ function fetchedBody(response: string): string {
   return response.slice(start, start + Number(m[1]));
 }
 
-async function loggedIn(): Promise<RawImap> {
-  return RawImap.login(server.port, 'john.smith', PASSWORD);
-}
+const loggedIn = () => fx.login();
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-imapz-'));
-  const store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  const auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log: silentLogger,
-  });
-  const common = { port: 0, host: '127.0.0.1', tls: TLS, auth, mailbox, settings: { get: (key: string) => settings[key] }, hostname: 'mail.example.com', log: silentLogger };
-  server = await startImap({ ...common, secure: false });
-  tlsServer = await startImap({ ...common, secure: true });
+  fx = await startImapFixture({ prefix: 'postern-imapz-', implicitTls: true });
 });
 
-after(async () => {
-  await server.close();
-  await tlsServer.close();
-  mailbox.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
 describe('COMPRESS=DEFLATE (RFC 4978)', () => {
   test('is announced, needs a login, refuses unknown mechanisms with BAD and a second COMPRESS with COMPRESSIONACTIVE', async () => {
-    const c = await RawImap.connect(server.port);
+    const c = await RawImap.connect(fx.server.port);
     try {
       assert.match(await c.ok('c1', 'CAPABILITY'), /^\* CAPABILITY [^\r]*COMPRESS=DEFLATE/m);
       assert.match(await c.command('c2', 'COMPRESS DEFLATE'), /^c2 BAD/m);
@@ -185,8 +147,8 @@ describe('COMPRESS=DEFLATE (RFC 4978)', () => {
   });
 
   test('works inside TLS after STARTTLS and on an implicit TLS listener', { timeout: LONG }, async () => {
-    const s = await RawImap.connect(server.port);
-    const t = await RawImap.connectTls(tlsServer.port);
+    const s = await RawImap.connect(fx.server.port);
+    const t = await RawImap.connectTls(fx.tlsServer!.port);
     try {
       await s.starttls();
       for (const c of [s, t]) {
@@ -226,7 +188,7 @@ describe('COMPRESS=DEFLATE (RFC 4978)', () => {
   });
 
   test('imapflow turns compression on by itself and reads and writes through it', { timeout: LONG * 2 }, async () => {
-    const client = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
+    const client = new ImapFlow({ host: '127.0.0.1', port: fx.server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false });
     await client.connect();
     try {
       // imapflow's own record that it negotiated COMPRESS (it keeps the deflater once the server said OK).

@@ -4,88 +4,29 @@
  * uses both extensions when they are offered.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
 import { INDEX_FILE } from '../../src/store/folder-index.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
 import type { FolderState } from '../../src/store/mailbox.ts';
 import type { MailboxOwner } from '../../src/store/types.ts';
-import { ROOT } from '../helpers/cli.ts';
+import { PASSWORD, append, msg, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
 import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
 import { RawImap } from '../helpers/raw-imap.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
 const JOHN = { kind: 'user' as const, login: 'john.smith' };
 
-let dir: string;
-let store: MaildirStore;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
-let auth: Authenticator;
-
-const msg = (subject: string) => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
-
-async function start(): Promise<void> {
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  server = await startImap({
-    port: 0,
-    host: '127.0.0.1',
-    secure: false,
-    tls: TLS,
-    auth,
-    mailbox,
-    settings: { get: (key) => settings[key] },
-    hostname: 'mail.example.com',
-    log: silentLogger,
-  });
-}
-
-async function stop(): Promise<void> {
-  await server.close();
-  mailbox.close();
-}
+let fx: ImapFixture;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-condstore-'));
-  store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log: silentLogger,
-  });
-  await start();
+  fx = await startImapFixture({ prefix: 'postern-condstore-' });
 });
 
-after(async () => {
-  await stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
-const login = () => RawImap.login(server.port, 'john.smith', PASSWORD);
-
-async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<void> {
-  c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
-  const r = await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
-  assert.match(r, new RegExp(`^${tag} OK`, 'm'), r);
-}
+const login = () => fx.login();
 
 /** A folder with `n` messages; returns a session that has it selected (not yet CONDSTORE-enabled). */
 async function folderWith(name: string, n: number): Promise<RawImap> {
@@ -235,17 +176,7 @@ class NoModseqMailbox extends MemoryMailbox {
 
 describe('a store without MODSEQs (RFC 7162 §3.1.2.2)', () => {
   test('SELECT says NOMODSEQ, STATUS HIGHESTMODSEQ is 0, MODSEQ requests are BAD and plain commands still work', async () => {
-    const plain = await startImap({
-      port: 0,
-      host: '127.0.0.1',
-      secure: false,
-      tls: TLS,
-      auth,
-      mailbox: new NoModseqMailbox(),
-      settings: { get: (key) => settings[key] },
-      hostname: 'mail.example.com',
-      log: silentLogger,
-    });
+    const plain = await fx.listen({ mailbox: new NoModseqMailbox() });
     const c = await RawImap.login(plain.port, 'john.smith', PASSWORD);
     try {
       await append(c, 'n1', 'INBOX', msg('no modseq'));
@@ -335,7 +266,7 @@ describe('QRESYNC (RFC 7162 §3.2)', () => {
     await c.ok('h6', 'UNSELECT');
     // The history is lost (as after a rebuilt index or pruning): the floor is above the client's MODSEQ.
     const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { prepare(s: string): { run(...a: unknown[]): unknown }; close(): void };
-    const db = new Database(join(store.folderPath(JOHN, 'Qr3'), INDEX_FILE));
+    const db = new Database(join(fx.store.folderPath(JOHN, 'Qr3'), INDEX_FILE));
     db.prepare('DELETE FROM expunged').run();
     db.prepare("UPDATE meta SET value = ? WHERE key = 'vanishedfloor'").run(after);
     db.close();
@@ -368,8 +299,7 @@ describe('QRESYNC (RFC 7162 §3.2)', () => {
     const h1 = num(/HIGHESTMODSEQ (\d+)\)/, await c.ok('t6', 'STATUS Qr4 (HIGHESTMODSEQ)'));
     c.close();
 
-    await stop();
-    await start();
+    await fx.restart({ keepStore: true });
 
     const d = await login();
     await d.ok('r1', 'ENABLE QRESYNC');
@@ -385,7 +315,7 @@ describe('QRESYNC (RFC 7162 §3.2)', () => {
 
 describe('imapflow with CONDSTORE and QRESYNC', () => {
   const client = () =>
-    new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false, qresync: true });
+    new ImapFlow({ host: '127.0.0.1', port: fx.server.port, secure: false, doSTARTTLS: false, auth: { user: 'john.smith', pass: PASSWORD }, logger: false, qresync: true });
 
   test('resyncs flag changes and vanished messages on reopen, and hears them live with their MODSEQ', async () => {
     await (await folderWith('Flow1', 4)).close();

@@ -5,42 +5,12 @@
  * command or during IDLE.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { ROOT } from '../helpers/cli.ts';
-import { RawImap } from '../helpers/raw-imap.ts';
+import { append, msg, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
+import type { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
-
-let dir: string;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
-
-const msg = (subject: string) => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
-
-async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<string> {
-  c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
-  const r = await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
-  assert.match(r, new RegExp(`^${tag} OK`, 'm'), r);
-  return r;
-}
-
-const login = () => RawImap.login(server.port, 'john.smith', PASSWORD);
+let fx: ImapFixture;
+const login = () => fx.login();
 
 /** A fresh folder with one message per subject (flags per message optional), selected in a new session. */
 async function folderWith(name: string, subjects: string[], flags: string[] = []): Promise<{ a: RawImap; b: RawImap }> {
@@ -69,33 +39,10 @@ async function noopUntil(c: RawImap, re: RegExp, timeoutMs = 5000): Promise<stri
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-imapctx-'));
-  const store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  const auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log: silentLogger,
-  });
-  server = await startImap({
-    port: 0,
-    host: '127.0.0.1',
-    secure: false,
-    tls: TLS,
-    auth,
-    mailbox,
-    settings: { get: (key) => settings[key] },
-    hostname: 'mail.example.com',
-    log: silentLogger,
-  });
+  fx = await startImapFixture({ prefix: 'postern-imapctx-' });
 });
 
-after(async () => {
-  await server.close();
-  mailbox.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
 describe('CONTEXT=SEARCH / CONTEXT=SORT (RFC 5267)', () => {
   test('both are announced after login', async () => {

@@ -4,61 +4,24 @@
  * and the dates survive a restart (a new MaildirMailbox on the same directory).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { formatInternalDate } from '../../src/imap/response.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { ROOT } from '../helpers/cli.ts';
-import { RawImap } from '../helpers/raw-imap.ts';
+import { msg, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
+import type { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-let dir: string;
-let store: MaildirStore;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
-
-const auth = new Authenticator({
-  directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-  config: authSchema.parse({ failureDelayMs: 0 }),
-  masterUserEnabled: () => false,
-  log: silentLogger,
-});
-
-async function start() {
-  store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  server = await startImap({ port: 0, host: '127.0.0.1', secure: false, auth, mailbox, settings: { get: (k) => settings[k] }, hostname: 'mail.example.com', log: silentLogger });
-}
-
-async function stop() {
-  await server.close();
-  mailbox.close();
-}
+let fx: ImapFixture;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-savedate-'));
-  await start();
+  fx = await startImapFixture({ prefix: 'postern-savedate-', tls: false });
 });
 
-after(async () => {
-  await stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
-const login = () => RawImap.login(server.port, 'john.smith', PASSWORD);
-const msg = (subject: string) => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
+const login = () => fx.login();
 
+/** APPEND with an internal date instead of flags. */
 async function append(c: RawImap, tag: string, folder: string, message: string, date = '') {
   c.send(`${tag} APPEND ${folder}${date ? ` "${date}"` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
   const r = await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
@@ -133,7 +96,7 @@ test('APPEND, COPY, MOVE and delivery each save the message with the time it ent
 
     // Delivery: the message enters new/, and the save date is its delivery, even if the folder is read later.
     const deliveredAt = Math.floor(Date.now() / 1000) * 1000;
-    await store.deliver({ kind: 'user', login: 'john.smith' }, Buffer.from(msg('delivered')));
+    await fx.store.deliver({ kind: 'user', login: 'john.smith' }, Buffer.from(msg('delivered')));
     await sleep(1100);
     await c.ok('a15', 'SELECT INBOX');
     const inbox = await saveDates(c, 'a16');
@@ -145,8 +108,7 @@ test('APPEND, COPY, MOVE and delivery each save the message with the time it ent
     c.close();
   }
 
-  await stop();
-  await start();
+  await fx.restart();
   const d = await login();
   try {
     await d.ok('b1', 'SELECT Saved');

@@ -5,18 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
 import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
-import { ROOT } from '../helpers/cli.ts';
+import { PASSWORD, ldifAuth } from '../helpers/imap-fixture.ts';
 import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
 const crlf = (lines: string[]) => lines.join('\r\n');
 
 /** A message forwarded as an attachment: its whole body is message/rfc822. */
@@ -115,12 +110,7 @@ function client(user = 'john.smith'): ImapFlow {
 
 before(async () => {
   const log = silentLogger;
-  const auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log,
-  });
+  const auth = ldifAuth({ log });
   mailbox = new MemoryMailbox();
   server = await startImap({
     port: 0,

@@ -5,68 +5,19 @@
  * survive a restart.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { UrlauthKeyStore } from '../../src/store/urlauth-keys.ts';
-import { ROOT } from '../helpers/cli.ts';
-import { RawImap } from '../helpers/raw-imap.ts';
+import { HOST, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
+import type { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const HOST = 'mail.example.com';
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
-
-let dir: string;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
-
-const auth = new Authenticator({
-  directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-  config: authSchema.parse({ failureDelayMs: 0 }),
-  masterUserEnabled: () => false,
-  log: silentLogger,
-});
-
-async function start() {
-  const store = new MaildirStore({ root: join(dir, 'mail'), hostname: HOST });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  server = await startImap({
-    port: 0,
-    host: '127.0.0.1',
-    secure: false,
-    auth,
-    mailbox,
-    settings: { get: (k) => settings[k] },
-    hostname: HOST,
-    log: silentLogger,
-    urlauthKeys: new UrlauthKeyStore({ root: (o) => store.maildirPath(o) }),
-  });
-}
-
-async function stop() {
-  await server.close();
-  mailbox.close();
-}
+let fx: ImapFixture;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-urlauth-'));
-  await start();
+  fx = await startImapFixture({ prefix: 'postern-urlauth-', tls: false, urlauth: true });
 });
 
-after(async () => {
-  await stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
-const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD);
+const login = (user?: string) => fx.login(user);
 
 const PLAIN = 'From: anna@example.com\r\nTo: john@example.com\r\nSubject: plain\r\n\r\nHello from a plain message.\r\n';
 const MULTIPART = [
@@ -293,8 +244,7 @@ test('keys survive a restart: a URL made before it is fetched after it', async (
   } finally {
     john.close();
   }
-  await stop();
-  await start();
+  await fx.restart();
   const anna = await login('anna.bianchi');
   try {
     assert.equal(await fetchUrl(anna, 'k4', `"${full}"`), PLAIN);

@@ -5,38 +5,20 @@
  * modified UTF-7 as Dovecot keeps them.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
-import { startImap, type ImapServer } from '../../src/imap/server.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
-import { MaildirStore } from '../../src/store/maildir.ts';
-import { ROOT } from '../helpers/cli.ts';
-import { RawImap } from '../helpers/raw-imap.ts';
+import { PASSWORD, append, msg, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
+import type { RawImap } from '../helpers/raw-imap.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
-const settings: Record<string, unknown> = { 'mailbox.imap': true, 'mailbox.allowUnencrypted': true, 'mailbox.deletedToTrash': false };
-
-let dir: string;
-let mailbox: MaildirMailbox;
-let server: ImapServer;
+let fx: ImapFixture;
 
 /** RawImap keeps what it received as latin1 (one char per byte): this reads it back as UTF-8. */
 const utf8 = (latin1: string) => Buffer.from(latin1, 'latin1').toString('utf8');
-const maildir = (login: string) => join(dir, 'mail', 'users', login, 'Maildir');
+const maildir = (login: string) => join(fx.dir, 'mail', 'users', login, 'Maildir');
 
-const login = (user = 'john.smith') => RawImap.login(server.port, user, PASSWORD);
+const login = (user?: string) => fx.login(user);
 
 /** `APPEND <mailbox> [flags] UTF8 (~{n+}<message>)` (RFC 6855 §4). */
 async function appendUtf8(c: RawImap, tag: string, head: string, message: string): Promise<string> {
@@ -45,33 +27,10 @@ async function appendUtf8(c: RawImap, tag: string, head: string, message: string
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'postern-imaputf8-'));
-  const store = new MaildirStore({ root: join(dir, 'mail'), hostname: 'mail.example.com' });
-  mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10 });
-  const auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => false,
-    log: silentLogger,
-  });
-  server = await startImap({
-    port: 0,
-    host: '127.0.0.1',
-    secure: false,
-    tls: TLS,
-    auth,
-    mailbox,
-    settings: { get: (key) => settings[key] },
-    hostname: 'mail.example.com',
-    log: silentLogger,
-  });
+  fx = await startImapFixture({ prefix: 'postern-imaputf8-' });
 });
 
-after(async () => {
-  await server.close();
-  mailbox.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fx.close());
 
 describe('UTF8=ACCEPT (RFC 6855)', () => {
   test('is announced, and ENABLE answers ENABLED UTF8=ACCEPT once (nothing for what is unknown or already on)', async () => {
@@ -173,11 +132,6 @@ describe('UTF8=ACCEPT (RFC 6855)', () => {
 });
 
 describe('IMAP4rev2 (RFC 9051) beside IMAP4rev1', () => {
-  const msg = (subject: string) => `From: anna@example.com\r\nTo: john@example.com\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n`;
-  async function append(c: RawImap, tag: string, folder: string, message: string, flags = ''): Promise<void> {
-    c.send(`${tag} APPEND ${folder}${flags ? ` (${flags})` : ''} {${Buffer.byteLength(message)}+}\r\n${message}\r\n`);
-    assert.match(await c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm')), new RegExp(`^${tag} OK`, 'm'));
-  }
   const rev2 = async (user = 'john.smith') => {
     const c = await login(user);
     assert.match(await c.ok('r0', 'ENABLE IMAP4rev2'), /^\* ENABLED IMAP4rev2\r\n/m);
@@ -297,7 +251,7 @@ describe('IMAP4rev2 (RFC 9051) beside IMAP4rev1', () => {
 
 describe('imapflow, which enables IMAP4rev2 and UTF8=ACCEPT when offered', () => {
   test('works in a rev2 + UTF-8 session: UTF-8 folder names, ESEARCH, STATUS DELETED, no \\Recent', async () => {
-    const c = new ImapFlow({ host: '127.0.0.1', port: server.port, secure: false, doSTARTTLS: false, auth: { user: 'mario.rossi', pass: PASSWORD }, logger: false });
+    const c = new ImapFlow({ host: '127.0.0.1', port: fx.server.port, secure: false, doSTARTTLS: false, auth: { user: 'mario.rossi', pass: PASSWORD }, logger: false });
     await c.connect();
     try {
       assert.ok(c.enabled.has('IMAP4REV2'), [...c.enabled].join(' '));

@@ -4,7 +4,6 @@
  * huge literals, commands pipelined behind STARTTLS).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,19 +14,13 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { ImapFlow } from 'imapflow';
-import { Authenticator } from '../../src/auth/authenticator.ts';
-import { authSchema } from '../../src/config/schema.ts';
-import { LdifDirectory } from '../../src/directory/ldif/ldif-directory.ts';
+import type { Authenticator } from '../../src/auth/authenticator.ts';
 import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { createLogger, silentLogger } from '../../src/lib/logger.ts';
 import { ROOT } from '../helpers/cli.ts';
+import { PASSWORD, TLS, ldifAuth } from '../helpers/imap-fixture.ts';
 import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
 
-const PASSWORD = 'Corp!Passw0rd';
-const TLS = {
-  cert: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.crt')),
-  key: readFileSync(join(ROOT, 'test/fixtures/tls/localhost.key')),
-};
 const JOHN = { kind: 'user' as const, login: 'john.smith' };
 
 const SIMPLE = [
@@ -162,12 +155,7 @@ before(async () => {
       },
     }),
   );
-  auth = new Authenticator({
-    directory: LdifDirectory.fromFile(join(ROOT, 'fixtures/ad/corp.ldif'), { userPrincipalNameIsAddress: true }),
-    config: authSchema.parse({ failureDelayMs: 0 }),
-    masterUserEnabled: () => settings.masterUser,
-    log,
-  });
+  auth = ldifAuth({ masterUserEnabled: () => settings.masterUser, log });
   // it.tech has a tiny quota for the OVERQUOTA tests; everyone else 10 MiB.
   mailbox = new MemoryMailbox({ quotaBytes: (o) => (o.kind === 'user' && o.login === 'it.tech' ? 200 : 10 * 1024 * 1024) });
   server = await startImap({

@@ -12,10 +12,9 @@ import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startServer } from '../../src/server.ts';
 import { ROOT } from '../helpers/cli.ts';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { sendRaw } from '../helpers/raw-smtp.ts';
 import type { TestServer } from '../helpers/server.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import type { SmtpSink } from '../helpers/smtp-sink.ts';
 import {
   JOHN,
   TLS_FILES,
@@ -25,7 +24,7 @@ import {
   queued,
   rawClient,
   sleep,
-  startSmtpTestServer,
+  startWithRemote,
   submissionClient,
   transport,
   waitForEmptyQueue,
@@ -33,22 +32,16 @@ import {
 
 let server: TestServer;
 let sink: SmtpSink;
-let dns: TestDnsServer;
+let close: () => Promise<void>;
 
 before(async () => {
-  sink = await startSmtpSink();
-  dns = await startDnsServer({
+  ({ server, sink, close } = await startWithRemote({
     'remote.example': { MX: [{ exchange: 'mx.remote.example', priority: 10 }] },
     'mx.remote.example': { A: ['127.0.0.1'] },
-  });
-  server = await startSmtpTestServer({ delivery: { remotePort: sink.port }, dns: { servers: [dns.address], timeoutMs: 500 } });
+  }));
 });
 
-after(async () => {
-  await server.close();
-  await sink.close();
-  await dns.close();
-});
+after(() => close());
 
 let seq = 0;
 /** A subject no other test uses, to find the message again. */

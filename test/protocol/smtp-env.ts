@@ -7,8 +7,10 @@ import { Writable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { QueueEnvelope } from '../../src/queue/types.ts';
 import { ROOT } from '../helpers/cli.ts';
+import { startDnsServer, type DnsTable } from '../helpers/dns-server.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 
 export const TLS_FILES = {
   cert: join(ROOT, 'test/fixtures/tls/localhost.crt'),
@@ -22,6 +24,25 @@ export const JOHN = { user: 'john.smith', pass: PASSWORD };
 
 export function startSmtpTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[] } = {}): Promise<TestServer> {
   return startTestServer({ tls: TLS_FILES, ...over }, opts);
+}
+
+/**
+ * The server with a remote side: mail for other domains goes to an SMTP sink on loopback, whose MX records `zones`
+ * give through a DNS server of the test's own. `close` stops all three.
+ */
+export async function startWithRemote(zones: DnsTable): Promise<{ server: TestServer; sink: SmtpSink; close(): Promise<void> }> {
+  const sink = await startSmtpSink();
+  const dns = await startDnsServer(zones);
+  const server = await startSmtpTestServer({ delivery: { remotePort: sink.port }, dns: { servers: [dns.address], timeoutMs: 500 } });
+  return {
+    server,
+    sink,
+    async close() {
+      await server.close();
+      await sink.close();
+      await dns.close();
+    },
+  };
 }
 
 export type Listener = 'smtp' | 'submission' | 'smtps';

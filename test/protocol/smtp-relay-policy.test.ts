@@ -7,31 +7,24 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Directory } from '../../src/directory/types.ts';
 import { TempFailure } from '../../src/lib/errors.ts';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { sendRaw, type RawSmtp } from '../helpers/raw-smtp.ts';
 import type { TestServer } from '../helpers/server.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
-import { JOHN, message, queued, rawClient, startSmtpTestServer, submissionClient, transport, waitForEmptyQueue } from './smtp-env.ts';
+import type { SmtpSink } from '../helpers/smtp-sink.ts';
+import { JOHN, message, queued, rawClient, startSmtpTestServer, startWithRemote, submissionClient, transport, waitForEmptyQueue } from './smtp-env.ts';
 
 let server: TestServer;
 let sink: SmtpSink;
-let dns: TestDnsServer;
+let close: () => Promise<void>;
 
 before(async () => {
-  sink = await startSmtpSink();
-  dns = await startDnsServer({
+  ({ server, sink, close } = await startWithRemote({
     'other.example': { MX: [{ exchange: 'mx.other.example', priority: 10 }] },
     'mx.other.example': { A: ['127.0.0.1'] },
-  });
-  server = await startSmtpTestServer({ delivery: { remotePort: sink.port }, dns: { servers: [dns.address], timeoutMs: 500 } });
+  }));
   server.core.settings.addDomain({ name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${sink.port}` });
 });
 
-after(async () => {
-  await server.close();
-  await sink.close();
-  await dns.close();
-});
+after(() => close());
 
 /** A port 25 session from an outside server, MAIL FROM given. */
 async function outsider(from = 'sender@outside.example'): Promise<RawSmtp> {

@@ -7,32 +7,25 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Srs } from '../../src/delivery/srs.ts';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import type { TestServer } from '../helpers/server.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import type { SmtpSink } from '../helpers/smtp-sink.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { JOHN, message, rawClient, startSmtpTestServer, transport, waitForEmptyQueue } from './smtp-env.ts';
+import { JOHN, message, rawClient, startWithRemote, transport, waitForEmptyQueue } from './smtp-env.ts';
 
 let server: TestServer;
 let sink: SmtpSink;
-let dns: TestDnsServer;
+let close: () => Promise<void>;
 
 before(async () => {
-  sink = await startSmtpSink();
-  dns = await startDnsServer({
+  ({ server, sink, close } = await startWithRemote({
     'remote.example': { MX: [{ exchange: 'mx.remote.example', priority: 10 }] },
     'outside.example': { MX: [{ exchange: 'mx.remote.example', priority: 10 }] },
     'mx.remote.example': { A: ['127.0.0.1'] },
-  });
-  server = await startSmtpTestServer({ delivery: { remotePort: sink.port }, dns: { servers: [dns.address], timeoutMs: 500 } });
+  }));
   server.core.settings.setUser('laura.verdi', { forward: 'laura@remote.example' });
 });
 
-after(async () => {
-  await server.close();
-  await sink.close();
-  await dns.close();
-});
+after(() => close());
 
 const received = (subject: string) => waitFor(`the remote server to get "${subject}"`, () => sink.messages.find((m) => m.data.toString('latin1').includes(`\r\nSubject: ${subject}\r\n`)));
 
