@@ -9,20 +9,27 @@ export const ADMIN_AUTH = { user: 'admin', password: 'Adm1n!Secret' };
 
 export interface AdminResponse {
   status: number;
+  headers: Record<string, string | string[] | undefined>;
   text: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
 }
 
-export function adminCall(
+/** Basic credentials, an automation token (Bearer), or null for no Authorization header. */
+export type AdminAuth = { user: string; password: string } | { token: string } | null;
+
+/** A request with a JSON `body` (or a `raw` one, sent as is, for malformed-input tests), as `auth` (default admin). */
+export function adminRequest(
   server: TestServer,
   method: string,
   path: string,
-  body?: unknown,
-  auth: { user: string; password: string } = ADMIN_AUTH,
+  opts: { auth?: AdminAuth; body?: unknown; raw?: string } = {},
 ): Promise<AdminResponse> {
-  const headers: Record<string, string> = { authorization: `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}` };
-  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const auth = opts.auth === undefined ? ADMIN_AUTH : opts.auth;
+  const headers: Record<string, string> = {};
+  if (auth && 'token' in auth) headers.authorization = `Bearer ${auth.token}`;
+  else if (auth) headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
+  const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
   if (payload !== undefined) headers['content-type'] = 'application/json';
   return new Promise((resolve, reject) => {
     const req = request(
@@ -38,7 +45,7 @@ export function adminCall(
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, text, json });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
         });
       },
     );
@@ -46,4 +53,14 @@ export function adminCall(
     if (payload !== undefined) req.write(payload);
     req.end();
   });
+}
+
+export function adminCall(
+  server: TestServer,
+  method: string,
+  path: string,
+  body?: unknown,
+  auth: { user: string; password: string } = ADMIN_AUTH,
+): Promise<AdminResponse> {
+  return adminRequest(server, method, path, { body, auth });
 }

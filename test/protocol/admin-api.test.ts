@@ -7,68 +7,26 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { RawImap } from '../helpers/raw-imap.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { ROOT } from '../helpers/cli.ts';
+import { ADMIN_AUTH, adminRequest, type AdminAuth, type AdminResponse } from '../helpers/admin-call.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
-const ADMIN = { user: 'admin', password: 'Adm1n!Secret' };
+const ADMIN = ADMIN_AUTH;
 const LAURA = { user: 'laura.verdi', password: 'Corp!Passw0rd' };
 const TOKEN = 'pt_0123456789abcdef-automation';
 
 let server: TestServer;
 
-interface Res {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-}
-
-type Auth = { user: string; password: string } | { token: string } | null;
+type Res = AdminResponse;
+type Auth = AdminAuth;
 
 function call(method: string, path: string, opts: { auth?: Auth; body?: unknown; raw?: string } = {}): Promise<Res> {
-  const auth = opts.auth === undefined ? ADMIN : opts.auth;
-  const headers: Record<string, string> = {};
-  if (auth && 'token' in auth) headers.authorization = `Bearer ${auth.token}`;
-  else if (auth) headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
-  const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
-  if (payload !== undefined) headers['content-type'] = 'application/json';
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: server.ports.admin,
-        method,
-        path,
-        headers,
-        ca: server.tls.cert,
-        checkServerIdentity: () => undefined, // the self-signed certificate names mx.example.com, we dial 127.0.0.1
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
-      },
-    );
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
+  return adminRequest(server, method, path, opts);
 }
 
 const get = (path: string, auth?: Auth) => call('GET', path, { auth });
