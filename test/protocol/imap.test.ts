@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { execChild } from '../harness/children.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import type { Authenticator } from '../../src/auth/authenticator.ts';
 import { startImap, type ImapServer } from '../../src/imap/server.ts';
@@ -20,6 +20,7 @@ import { createLogger, silentLogger } from '../../src/lib/logger.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { PASSWORD, TLS, ldifAuth } from '../helpers/imap-fixture.ts';
 import { MemoryMailbox } from '../helpers/memory-mailbox.ts';
+import { RawImap } from '../helpers/raw-imap.ts';
 
 const JOHN = { kind: 'user' as const, login: 'john.smith' };
 
@@ -78,69 +79,6 @@ function client(user = 'john.smith', pass = PASSWORD): ImapFlow {
     auth: { user, pass },
     logger: false,
   });
-}
-
-/** A raw IMAP connection: send lines, read until a tagged response. */
-class RawImap {
-  private data = '';
-  private waiters: (() => void)[] = [];
-  constructor(public socket: Socket | TLSSocket) {
-    this.listen(socket);
-  }
-  private listen(s: Socket | TLSSocket) {
-    s.on('data', (c: Buffer) => {
-      this.data += c.toString('latin1');
-      for (const w of this.waiters.splice(0)) w();
-    });
-    s.on('close', () => {
-      for (const w of this.waiters.splice(0)) w();
-    });
-  }
-  static async connect(port: number): Promise<RawImap> {
-    const s = netConnect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-    const c = new RawImap(s);
-    await c.until(/^\* OK .*\r\n/m);
-    return c;
-  }
-  send(text: string | Buffer) {
-    this.socket.write(text);
-  }
-  /** Waits for a regexp in what was received since the last take, returns it all and consumes it. */
-  async until(re: RegExp, timeoutMs = 3000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.data);
-      if (m) {
-        const end = m.index + m[0].length;
-        const out = this.data.slice(0, end);
-        this.data = this.data.slice(end);
-        return out;
-      }
-      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`timeout waiting for ${re}; got ${JSON.stringify(this.data)}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-  }
-  async command(tag: string, text: string): Promise<string> {
-    this.send(`${tag} ${text}\r\n`);
-    return this.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'));
-  }
-  async starttls(): Promise<void> {
-    const r = await this.command('st', 'STARTTLS');
-    assert.match(r, /^st OK/m);
-    this.socket.removeAllListeners('data');
-    const t = tlsConnect({ socket: this.socket as Socket, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => t.once('secureConnect', resolve).once('error', reject));
-    this.socket = t;
-    this.data = '';
-    this.listen(t);
-  }
-  close() {
-    this.socket.destroy();
-  }
 }
 
 let auth: Authenticator;
