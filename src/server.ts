@@ -33,6 +33,8 @@ import { resolveBurl } from './imap/urlauth.js';
 import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
+import { SendLimits } from './limits/send-limits.js';
+import { SqliteCounterStore } from './limits/store.js';
 
 export interface Server {
   core: Core;
@@ -47,6 +49,8 @@ export interface Server {
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
+  /** Per-user and per-address send limits (counters in dataDir/limits.db). */
+  sendLimits: SendLimits;
   /** Bound ports by listener name (useful with port 0). */
   ports: Record<string, number>;
   close(): Promise<void>;
@@ -85,6 +89,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   const hostname = serverHostname(config);
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
+  let sendLimits: SendLimits | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
   const opened: { close(): Promise<void> }[] = [];
   try {
@@ -144,6 +149,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const filters = buildPipeline({ config, settings: filterSettings, hostname, log });
     const dkim = new DkimSigner({ dataDir: config.dataDir, log });
     const smtpStats = new SmtpStats();
+    sendLimits = new SendLimits({ settings, log, store: SqliteCounterStore.open(config.dataDir) });
     const smtp = await startSmtp({
       deps: {
         hostname,
@@ -158,6 +164,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         filters,
         stats: smtpStats,
         srs,
+        sendLimits,
       },
       tls,
       listeners: config.listeners,
@@ -240,6 +247,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         mailbox,
         smtpSessions: () => smtp.sessions.size,
         smtpStats,
+        sendLimits,
         imapSessions: () => imap.reduce((n, s) => n + s.sessionCount(), 0),
         pop3Sessions: () => pop3.reduce((n, s) => n + s.sessionCount(), 0),
         ports,
@@ -253,7 +261,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
     if (admin.ports.http !== undefined) ports.http = admin.ports.http;
     if (admin.ports.https !== undefined) ports.https = admin.ports.https;
-    const running = { core, scheduler };
+    const running = { core, scheduler, sendLimits };
     return {
       filtersOff,
       core,
@@ -267,10 +275,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       mailbox,
       retention,
       admin,
+      sendLimits,
       async close() {
         await admin.close();
         await retention.stop();
         await smtp.close();
+        // After the listeners: the last accepted messages are counted, then written.
+        running.sendLimits.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
         await running.scheduler.stop();
         await running.core.close();
@@ -281,6 +292,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // A listener that cannot bind (port in use) must not leave a scheduler delivering from this dataDir.
     await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
     await scheduler?.stop().catch(() => undefined);
+    sendLimits?.close();
     await core?.close().catch(() => undefined);
     throw listenerError(config, err);
   }

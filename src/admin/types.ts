@@ -33,6 +33,8 @@ export interface AdminDeps {
   smtpSessions?: () => number;
   /** Messages received and refusals by step, recent refusals (src/smtp/stats.ts). */
   smtpStats?: import('../smtp/stats.js').SmtpStats;
+  /** Send limits: who is at or near them, overrides, alerts (src/limits). */
+  sendLimits?: import('../limits/send-limits.js').SendLimits;
   /** IMAP and POP3 connections open now. */
   imapSessions?: () => number;
   pop3Sessions?: () => number;

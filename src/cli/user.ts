@@ -1,6 +1,6 @@
 /**
  * `postern user set|show|list`: per-user overrides of the seed's Users > Services tab — custom mailbox quota,
- * custom spam retention, forward (optionally keeping a copy). Users themselves live in Active Directory.
+ * custom spam retention, forward (optionally keeping a copy), custom send limits (messages and recipients per hour). Users themselves live in Active Directory.
  */
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
@@ -16,6 +16,8 @@ function countOrDefault(option: string, text: string): number | null {
   return Number(text.trim());
 }
 
+const perHour = (n: number, what: string) => (n === 0 ? `no ${what} limit` : `${n} ${what}/hour`);
+
 function describe(u: EffectiveUserSettings): string[] {
   const quota = u.quotaMB === 0 ? 'none' : `${u.quotaMB} MB`;
   const retention = u.spamRetentionDays === 0 ? 'kept forever' : `${u.spamRetentionDays} days`;
@@ -24,6 +26,7 @@ function describe(u: EffectiveUserSettings): string[] {
     `  quota: ${quota} ${u.quotaCustom ? '(custom)' : '(mailbox.quotaMB)'}`,
     `  spam retention: ${retention} ${u.spamRetentionCustom ? '(custom)' : '(mailbox.spamRetentionDays)'}`,
     `  forward: ${u.forward ? `${u.forward}${u.keepCopy ? ', keeping a copy here' : ', no copy kept here'}` : 'no'}`,
+    `  send limit: ${perHour(u.sendLimitMessages, 'messages')} ${u.sendLimitMessagesCustom ? '(custom)' : '(smtp.sendLimit.messagesPerHour)'}, ${perHour(u.sendLimitRecipients, 'recipients')} ${u.sendLimitRecipientsCustom ? '(custom)' : '(smtp.sendLimit.recipientsPerHour)'}`,
   ];
 }
 
@@ -40,22 +43,37 @@ export function registerUserCommands(program: Command, ctx: CliContext, setCode:
     .option('--no-forward', 'stop forwarding')
     .option('--keep-copy', 'with a forward: also keep a copy in the mailbox')
     .option('--no-keep-copy', 'with a forward: keep no copy')
+    .option('--send-limit-messages <n>', 'messages per hour this user may send (0 = no limit), or "default" for smtp.sendLimit.messagesPerHour')
+    .option('--send-limit-recipients <n>', 'recipients per hour this user may send to (0 = no limit), or "default" for smtp.sendLimit.recipientsPerHour')
     .option('--force', 'accept a login the directory does not know (an AD account about to be created)')
     .action(
       action(
         ctx,
         setCode,
-        async (login: string, opts: { quota?: string; spamRetention?: string; forward?: string | false; keepCopy?: boolean; force?: boolean }) => {
+        async (
+          login: string,
+          opts: {
+            quota?: string;
+            spamRetention?: string;
+            forward?: string | false;
+            keepCopy?: boolean;
+            sendLimitMessages?: string;
+            sendLimitRecipients?: string;
+            force?: boolean;
+          },
+        ) => {
           const patch: UserPatch = {};
           if (opts.quota !== undefined) patch.quotaMB = countOrDefault('--quota', opts.quota);
           if (opts.spamRetention !== undefined) patch.spamRetentionDays = countOrDefault('--spam-retention', opts.spamRetention);
+          if (opts.sendLimitMessages !== undefined) patch.sendLimitMessages = countOrDefault('--send-limit-messages', opts.sendLimitMessages);
+          if (opts.sendLimitRecipients !== undefined) patch.sendLimitRecipients = countOrDefault('--send-limit-recipients', opts.sendLimitRecipients);
           if (opts.forward !== undefined) patch.forward = opts.forward === false ? null : opts.forward;
           if (opts.keepCopy !== undefined) {
             if (opts.forward === false && opts.keepCopy) throw new CliExit(EXIT.usage, '--keep-copy goes with a forward, not --no-forward');
             patch.keepCopy = opts.keepCopy;
           }
           if (!Object.keys(patch).length) {
-            throw new CliExit(EXIT.usage, 'nothing to change: give --quota, --spam-retention, --forward, --no-forward or --keep-copy');
+            throw new CliExit(EXIT.usage, 'nothing to change: give --quota, --spam-retention, --forward, --no-forward, --keep-copy, --send-limit-messages or --send-limit-recipients');
           }
           normalizeLogin(login); // refuses `*`, `a)(|(x=*` … before the directory is asked
           await checkCliReferences(ctx, [{ kind: 'user', field: 'login', login }], opts.force);

@@ -416,6 +416,39 @@ export const SETTING_DEFS = {
     YES_NO,
     'An authenticated user may only use their own addresses (and those of their groups and pseudonyms) as MAIL FROM. Default yes.',
   ),
+  // Send limits (src/limits): what a stolen password can send before it is stopped with 451 4.7.1.
+  'smtp.sendLimit.messagesPerHour': def(
+    'SMTP access',
+    'integer',
+    count(),
+    500,
+    'a whole number of messages, 0 for no limit',
+    'Messages an authenticated user may send in any 60 minutes (submission 587/465, and port 25 with AUTH); past it MAIL FROM is answered 451 4.7.1. 0 = no limit. A user can have a custom limit (postern user set LOGIN --send-limit-messages N). Default 500, enough for a busy office.',
+  ),
+  'smtp.sendLimit.recipientsPerHour': def(
+    'SMTP access',
+    'integer',
+    count(),
+    2000,
+    'a whole number of recipients, 0 for no limit',
+    'Recipients an authenticated user may send to in any 60 minutes, summed over their messages; past it RCPT TO is answered 451 4.7.1. 0 = no limit. A user can have a custom limit (postern user set LOGIN --send-limit-recipients N). Default 2000.',
+  ),
+  'smtp.sendLimit.ipMessagesPerHour': def(
+    'SMTP access',
+    'integer',
+    count(),
+    1000,
+    'a whole number of messages, 0 for no limit',
+    'Messages authenticated clients from one IP address (one /64 for IPv6) may send in any 60 minutes, whatever accounts they use: many stolen passwords used from one place. smtp.trustedNetworks and smtp.relayFrom are exempt (an office behind one NAT address). 0 = no limit. Default 1000.',
+  ),
+  'smtp.sendLimit.ipRecipientsPerHour': def(
+    'SMTP access',
+    'integer',
+    count(),
+    4000,
+    'a whole number of recipients, 0 for no limit',
+    'Recipients authenticated clients from one IP address (one /64 for IPv6) may send to in any 60 minutes; smtp.trustedNetworks and smtp.relayFrom are exempt. 0 = no limit. Default 4000.',
+  ),
 };
 
 export type SettingKey = keyof typeof SETTING_DEFS;

@@ -121,6 +121,9 @@ export interface UserSettings {
   forward: string | null;
   /** With a forward: keep a copy in the mailbox too. */
   keepCopy: boolean;
+  /** Custom send limits per 60 minutes (0 = none for this user); null = smtp.sendLimit.* applies (src/limits). */
+  sendLimitMessages: number | null;
+  sendLimitRecipients: number | null;
 }
 
 /** Fields left undefined are kept; null resets to the global setting (or no forward). */
@@ -129,6 +132,8 @@ export interface UserPatch {
   spamRetentionDays?: number | null;
   forward?: string | null;
   keepCopy?: boolean;
+  sendLimitMessages?: number | null;
+  sendLimitRecipients?: number | null;
 }
 
 /** The values that apply to a user: overrides where set, the global settings otherwise. */
@@ -140,6 +145,11 @@ export interface EffectiveUserSettings {
   spamRetentionCustom: boolean;
   forward: string | null;
   keepCopy: boolean;
+  /** Messages / recipients per 60 minutes this user may send; 0 = no limit. */
+  sendLimitMessages: number;
+  sendLimitMessagesCustom: boolean;
+  sendLimitRecipients: number;
+  sendLimitRecipientsCustom: boolean;
 }
 
 // ---- Key/value --------------------------------------------------------------------------------------------------
@@ -184,6 +194,8 @@ interface UserRow {
   spam_retention_days: number | null;
   forward: string | null;
   keep_copy: number;
+  send_limit_messages: number | null;
+  send_limit_recipients: number | null;
 }
 
 interface Snapshot {
@@ -217,6 +229,8 @@ function toUser(r: UserRow): UserSettings {
     spamRetentionDays: r.spam_retention_days,
     forward: r.forward,
     keepCopy: r.keep_copy === 1,
+    sendLimitMessages: r.send_limit_messages,
+    sendLimitRecipients: r.send_limit_recipients,
   };
 }
 
@@ -270,7 +284,7 @@ export class Settings {
     this.stmt = {
       domains: p('SELECT name, type, nexthop, bcc, disclaimer, imap_referral FROM domains'),
       pseudonyms: p('SELECT local_part, domain, target_kind, target_name, local_network_only FROM pseudonyms'),
-      users: p('SELECT login_key, login, quota_mb, spam_retention_days, forward, keep_copy FROM users'),
+      users: p('SELECT login_key, login, quota_mb, spam_retention_days, forward, keep_copy, send_limit_messages, send_limit_recipients FROM users'),
       values: p('SELECT key, value FROM settings'),
       domainGet: p('SELECT name, type, nexthop, bcc, disclaimer, imap_referral FROM domains WHERE name = ?'),
       domainInsert: p(
@@ -291,12 +305,14 @@ export class Settings {
         'INSERT INTO pseudonyms (local_part, domain, target_kind, target_name, local_network_only, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       pseudonymDelete: p("DELETE FROM pseudonyms WHERE local_part = ? AND ifnull(domain, '') = ?"),
-      userGet: p('SELECT login_key, login, quota_mb, spam_retention_days, forward, keep_copy FROM users WHERE login_key = ?'),
-      userUpsert: p(`INSERT INTO users (login_key, login, quota_mb, spam_retention_days, forward, keep_copy, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+      userGet: p('SELECT login_key, login, quota_mb, spam_retention_days, forward, keep_copy, send_limit_messages, send_limit_recipients FROM users WHERE login_key = ?'),
+      userUpsert: p(`INSERT INTO users (login_key, login, quota_mb, spam_retention_days, forward, keep_copy, send_limit_messages,
+          send_limit_recipients, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (login_key) DO UPDATE SET login = excluded.login, quota_mb = excluded.quota_mb,
           spam_retention_days = excluded.spam_retention_days, forward = excluded.forward,
-          keep_copy = excluded.keep_copy, updated_at = excluded.updated_at`),
+          keep_copy = excluded.keep_copy, send_limit_messages = excluded.send_limit_messages,
+          send_limit_recipients = excluded.send_limit_recipients, updated_at = excluded.updated_at`),
       userDelete: p('DELETE FROM users WHERE login_key = ?'),
       valueUpsert: p(`INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
@@ -588,29 +604,49 @@ export class Settings {
     const key = loginKey(display);
     const quotaMB = checkCount(patch.quotaMB, 'quota (MB)');
     const spamRetentionDays = checkCount(patch.spamRetentionDays, 'spam retention (days)');
+    const sendLimitMessages = checkCount(patch.sendLimitMessages, 'send limit (messages per hour)');
+    const sendLimitRecipients = checkCount(patch.sendLimitRecipients, 'send limit (recipients per hour)');
     const forward = optionalText(patch.forward, (s) => normalizeAddress(s, 'forward address'));
     if (patch.keepCopy !== undefined && typeof patch.keepCopy !== 'boolean') throw invalid('keepCopy must be true or false');
     return this.write(() => {
       const row = this.stmt.userGet.get(key) as UserRow | undefined;
       const cur: UserSettings = row
         ? toUser(row)
-        : { login: display, quotaMB: null, spamRetentionDays: null, forward: null, keepCopy: false };
+        : { login: display, quotaMB: null, spamRetentionDays: null, forward: null, keepCopy: false, sendLimitMessages: null, sendLimitRecipients: null };
       const next: UserSettings = {
         login: display,
         quotaMB: quotaMB === undefined ? cur.quotaMB : quotaMB,
         spamRetentionDays: spamRetentionDays === undefined ? cur.spamRetentionDays : spamRetentionDays,
         forward: forward === undefined ? cur.forward : forward,
         keepCopy: patch.keepCopy ?? cur.keepCopy,
+        sendLimitMessages: sendLimitMessages === undefined ? cur.sendLimitMessages : sendLimitMessages,
+        sendLimitRecipients: sendLimitRecipients === undefined ? cur.sendLimitRecipients : sendLimitRecipients,
       };
       if (next.forward === null) {
         if (patch.keepCopy === true) throw invalid('keep a copy only applies with a forward address');
         next.keepCopy = false;
       }
-      if (next.quotaMB === null && next.spamRetentionDays === null && next.forward === null) {
+      if (
+        next.quotaMB === null &&
+        next.spamRetentionDays === null &&
+        next.forward === null &&
+        next.sendLimitMessages === null &&
+        next.sendLimitRecipients === null
+      ) {
         this.stmt.userDelete.run(key);
         return null;
       }
-      this.stmt.userUpsert.run(key, next.login, next.quotaMB, next.spamRetentionDays, next.forward, next.keepCopy ? 1 : 0, now());
+      this.stmt.userUpsert.run(
+        key,
+        next.login,
+        next.quotaMB,
+        next.spamRetentionDays,
+        next.forward,
+        next.keepCopy ? 1 : 0,
+        next.sendLimitMessages,
+        next.sendLimitRecipients,
+        now(),
+      );
       return next;
     });
   }
@@ -626,6 +662,10 @@ export class Settings {
       spamRetentionCustom: u?.spamRetentionDays != null,
       forward: u?.forward ?? null,
       keepCopy: u?.keepCopy ?? false,
+      sendLimitMessages: u?.sendLimitMessages ?? this.get('smtp.sendLimit.messagesPerHour'),
+      sendLimitMessagesCustom: u?.sendLimitMessages != null,
+      sendLimitRecipients: u?.sendLimitRecipients ?? this.get('smtp.sendLimit.recipientsPerHour'),
+      sendLimitRecipientsCustom: u?.sendLimitRecipients != null,
     };
   }
 

@@ -41,8 +41,13 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
     stream.on('error', (err) => callback(err));
     stream.on('end', () => {
       accept(Buffer.concat(chunks))
-        .then((id) => callback(null, `2.0.0 Ok: queued as ${id}`))
+        .then((id) => {
+          // Counted only now, once the 250 is certain: a refused message costs the sender nothing (src/limits).
+          deps.sendLimits?.accepted(session.id);
+          callback(null, `2.0.0 Ok: queued as ${id}`);
+        })
         .catch((err: unknown) => {
+          deps.sendLimits?.release(session.id);
           if (err instanceof SmtpError) {
             state.log.info({ event: 'reject', stage: 'data', reply: err.message }, 'message rejected');
             deps.stats?.countRejected({ listener: state.role, client: session.remoteAddress, stage: 'data', from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address).join(', '), reply: `${err.code} ${err.message}` });

@@ -1,7 +1,7 @@
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { SmtpError, TempFailure } from '../lib/errors.js';
 import { isValidHelo } from './policy.js';
-import { filterContext, fromLocalNetwork, refuse, runFilters, type SessionState, type Sessions, type SmtpDeps } from './session.js';
+import { filterContext, fromLocalNetwork, limitSubject, refuse, runFilters, type SessionState, type Sessions, type SmtpDeps } from './session.js';
 
 /**
  * MAIL FROM: the HELO check the seed offers, and for authenticated users the rule that they send only as one of
@@ -13,8 +13,11 @@ export function makeOnMailFrom(deps: SmtpDeps, sessions: Sessions) {
     // A new transaction: the filters' tags and marks of the previous one do not carry over (RFC 5321 §4.1.4).
     state.tags = {};
     state.marks = [];
+    deps.sendLimits?.release(session.id);
     check(deps, state, address.address, session)
       .then(async (err) => err ?? (await runFilters(deps, state, 'mail', filterContext(session, state, { from: address.address }))))
+      // Last, so a message refused for another reason neither reserves nor spends the user's hourly allowance.
+      .then((err) => err ?? deps.sendLimits?.checkMail(limitSubject(session, state)) ?? null)
       .then((err) => {
         if (err) {
           state.log.info({ event: 'reject', stage: 'mail', from: address.address, reply: err.message }, 'sender rejected');

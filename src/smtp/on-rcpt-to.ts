@@ -2,7 +2,7 @@ import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { SmtpError, TempFailure } from '../lib/errors.js';
 import type { Resolution } from '../resolver/types.js';
 import { isRoutingTrick } from './policy.js';
-import { filterContext, fromLocalNetwork, mayRelayByAddress, refuse, runFilters, type SessionState, type Sessions, type SmtpDeps } from './session.js';
+import { filterContext, fromLocalNetwork, limitSubject, mayRelayByAddress, refuse, runFilters, type SessionState, type Sessions, type SmtpDeps } from './session.js';
 
 /**
  * RCPT TO, the seed's SMTP access policy: local and relay domains accept mail from anyone; any other domain only
@@ -14,6 +14,8 @@ export function makeOnRcptTo(deps: SmtpDeps, sessions: Sessions) {
     const state = sessions.get(session);
     decide(deps, state, address.address, session.remoteAddress)
       .then(async (err) => err ?? (await runFilters(deps, state, 'rcpt', filterContext(session, state, { rcpt: address.address.toLowerCase() }))))
+      // Last: only recipients accepted otherwise count against the hourly allowance.
+      .then((err) => err ?? deps.sendLimits?.checkRcpt(limitSubject(session, state)) ?? null)
       .then((err) => {
         if (err) {
           state.log.info({ event: 'reject', stage: 'rcpt', from: session.envelope.mailFrom && session.envelope.mailFrom.address, to: address.address, reply: err.message }, 'recipient rejected');

@@ -120,6 +120,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       onClose: (session) => {
         counted.delete(session.id);
         pregreet.forget(session.id);
+        deps.sendLimits?.release(session.id);
         makeOnClose(sessions)(session);
       },
       onSecure: makeOnSecure(deps, role, sessions),

@@ -15,6 +15,7 @@ import type { QueueEnvelope } from '../queue/types.js';
 import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
 import type { SmtpStats } from './stats.js';
+import type { SendLimits } from '../limits/send-limits.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
 
@@ -35,6 +36,8 @@ export interface SmtpDeps {
   stats?: SmtpStats;
   /** Sender Rewriting Scheme: bounces to our SRS addresses are accepted (config srs.enabled). */
   srs?: Srs;
+  /** Messages and recipients per hour of authenticated users and their client addresses (src/limits). */
+  sendLimits?: SendLimits;
 }
 
 export interface SessionState {
@@ -107,6 +110,11 @@ export function filterContext(session: SMTPServerSession, state: SessionState, e
     tags: state.tags,
     ...extra,
   };
+}
+
+/** Who a send limit counts: the session, its user and its client address. */
+export function limitSubject(session: SMTPServerSession, state: SessionState) {
+  return { id: session.id, login: state.user?.login, ip: session.remoteAddress, log: state.log };
 }
 
 /** Runs one filter phase; a refusal comes back as the SmtpError to send, marks are kept for DATA. */

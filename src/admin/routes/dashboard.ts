@@ -54,6 +54,12 @@ export async function queueSize(deps: AdminDeps) {
   };
 }
 
+function sendLimitsSummary(deps: AdminDeps) {
+  if (!deps.sendLimits) return { overLimit: [], alerts: [] };
+  const st = deps.sendLimits.status();
+  return { overLimit: st.users.filter((u) => u.overLimit), alerts: st.alerts.slice(0, 20) };
+}
+
 export function dashboardRoutes(app: App, deps: AdminDeps): void {
   app.get('/api/dashboard', async () => {
     const users = (await deps.directory.listUsers()).filter((u) => u.enabled && u.addresses.length > 0);
@@ -67,6 +73,8 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
       recentDeliveries: deps.activity?.recentMessages(20) ?? [],
       recentRejections: deps.smtpStats?.recentRejections(20) ?? [],
       bccFailures: { total: deps.activity?.counters.bccFailed ?? 0, recent: deps.activity?.recentBccFailures(20) ?? [] },
+      // Accounts that hit their hourly send limit: the first sign of a stolen password (details: GET /api/limits).
+      sendLimits: sendLimitsSummary(deps),
     };
   });
 }

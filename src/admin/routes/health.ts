@@ -138,6 +138,13 @@ export async function metricsText(deps: AdminDeps): Promise<string> {
       return [{ stage, code, enhanced: enhanced ?? '' }, n];
     }));
   }
+  if (deps.sendLimits) {
+    const sl = deps.sendLimits;
+    metric('postern_send_limit_refusals_total', 'counter', 'MAIL FROM / RCPT TO refused with 451 4.7.1 for a send limit, by reason.', [...sl.refusals].map(([reason, n]) => [{ reason }, n]));
+    const over = sl.overLimitCounts();
+    metric('postern_send_limit_users_over_limit', 'gauge', 'Authenticated users at their hourly send limit now.', [[{}, over.users]]);
+    metric('postern_send_limit_addresses_over_limit', 'gauge', 'Client addresses at their hourly send limit now.', [[{}, over.ips]]);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -1,6 +1,6 @@
 /**
  * Per-user mail settings (the seed's Users > Services tab): custom quota, custom spam retention, forward with or
- * without a copy kept. The users themselves live in AD; this is only what postern adds to them.
+ * without a copy kept, custom send limits (src/limits). The users themselves live in AD; this is only what postern adds to them.
  */
 import type { UserPatch } from '../../settings/store.js';
 import { normalizeLogin } from '../../settings/validate.js';
@@ -33,6 +33,8 @@ export function usersRoutes(app: App, deps: AdminDeps): void {
             spamRetentionDays: countOrNull,
             forward: { type: ['string', 'null'] },
             keepCopy: { type: 'boolean' },
+            sendLimitMessages: countOrNull,
+            sendLimitRecipients: countOrNull,
           },
           additionalProperties: false,
         },
@@ -50,7 +52,7 @@ export function usersRoutes(app: App, deps: AdminDeps): void {
 
   app.delete('/api/users/:login', async (req) => {
     const { login } = req.params as { login: string };
-    settings.setUser(login, { quotaMB: null, spamRetentionDays: null, forward: null });
+    settings.setUser(login, { quotaMB: null, spamRetentionDays: null, forward: null, sendLimitMessages: null, sendLimitRecipients: null });
     deps.log.info({ login, by: req.admin }, 'admin: user settings reset');
     return view(login);
   });
