@@ -213,6 +213,28 @@ test('user set / show / list', async () => {
   assert.deepEqual(JSON.parse(r.out), []);
 });
 
+test('user set --send-limit-messages / --send-limit-recipients: a custom hourly send limit, 0 = none, default', async () => {
+  let r = await run('user', 'show', 'laura.verdi');
+  assert.match(r.out, /send limit: 500 messages\/hour \(smtp\.sendLimit\.messagesPerHour\), 2000 recipients\/hour \(smtp\.sendLimit\.recipientsPerHour\)/);
+  r = await run('user', 'set', 'Laura.Verdi', '--send-limit-messages', '50', '--send-limit-recipients', '0');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /send limit: 50 messages\/hour \(custom\), no recipients limit \(custom\)/);
+  const s = openSettings(dataDir);
+  try {
+    assert.equal(s.effectiveUser('laura.verdi').sendLimitMessages, 50);
+    assert.equal(s.effectiveUser('laura.verdi').sendLimitRecipients, 0);
+  } finally {
+    s.close();
+  }
+  r = await run('user', 'set', 'laura.verdi', '--send-limit-messages', '-3');
+  assert.equal(r.code, 64);
+  r = await run('user', 'set', 'laura.verdi', '--send-limit-messages', 'default', '--send-limit-recipients', 'default');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /send limit: 500 messages\/hour \(smtp\.sendLimit\.messagesPerHour\)/);
+  r = await run('user', 'list', '--json');
+  assert.deepEqual(JSON.parse(r.out), []);
+});
+
 test('settings get / set / unset / list', async () => {
   let r = await run('settings', 'get', 'mailbox.imap');
   assert.equal(r.code, 0);

@@ -246,6 +246,8 @@ test('users: overrides, case-insensitive logins, effective values, reset', (t) =
     spamRetentionDays: null,
     forward: null,
     keepCopy: false,
+    sendLimitMessages: null,
+    sendLimitRecipients: null,
   });
   assert.equal(s.getUser('jsmith')?.quotaMB, 500);
   assert.equal(s.getUser('JSMITH')?.login, 'JSmith');
@@ -256,6 +258,8 @@ test('users: overrides, case-insensitive logins, effective values, reset', (t) =
     spamRetentionDays: 30,
     forward: 'john@elsewhere.example',
     keepCopy: true,
+    sendLimitMessages: null,
+    sendLimitRecipients: null,
   });
   assert.deepEqual(s.listUsers().map((u) => u.login), ['jsmith']);
 
@@ -268,6 +272,10 @@ test('users: overrides, case-insensitive logins, effective values, reset', (t) =
     spamRetentionCustom: true,
     forward: 'john@elsewhere.example',
     keepCopy: true,
+    sendLimitMessages: 500,
+    sendLimitMessagesCustom: false,
+    sendLimitRecipients: 2000,
+    sendLimitRecipientsCustom: false,
   });
   assert.deepEqual(s.effectiveUser('other'), {
     login: 'other',
@@ -277,6 +285,10 @@ test('users: overrides, case-insensitive logins, effective values, reset', (t) =
     spamRetentionCustom: false,
     forward: null,
     keepCopy: false,
+    sendLimitMessages: 500,
+    sendLimitMessagesCustom: false,
+    sendLimitRecipients: 2000,
+    sendLimitRecipientsCustom: false,
   });
 
   // Clearing the forward clears keepCopy; clearing everything deletes the row.
@@ -287,6 +299,14 @@ test('users: overrides, case-insensitive logins, effective values, reset', (t) =
   // 0 is a value (unlimited / keep forever), not "unset".
   assert.equal(s.setUser('ann', { quotaMB: 0 })?.quotaMB, 0);
   assert.equal(s.effectiveUser('ann').quotaMB, 0);
+  // Send limits (migration 004): a custom value, 0 = no limit, null back to smtp.sendLimit.*; negative refused.
+  assert.equal(s.setUser('bob', { sendLimitMessages: 0, sendLimitRecipients: 50 })?.sendLimitRecipients, 50);
+  assert.deepEqual(
+    (({ sendLimitMessages, sendLimitMessagesCustom, sendLimitRecipients, sendLimitRecipientsCustom }) => ({ sendLimitMessages, sendLimitMessagesCustom, sendLimitRecipients, sendLimitRecipientsCustom }))(s.effectiveUser('BOB')),
+    { sendLimitMessages: 0, sendLimitMessagesCustom: true, sendLimitRecipients: 50, sendLimitRecipientsCustom: true },
+  );
+  assert.throws(() => s.setUser('bob', { sendLimitMessages: -1 }), code('invalid'));
+  assert.equal(s.setUser('bob', { sendLimitMessages: null, sendLimitRecipients: null }), null);
 });
 
 test('users: validation', (t) => {
