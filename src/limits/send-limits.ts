@@ -93,6 +93,7 @@ const KEEP_ALERTS = 100;
 
 /** The key of a client address: IPv4 as is (also IPv4-mapped IPv6), IPv6 by its /64. */
 export function clientKey(ip: string): string {
+  if (!ip.includes(':')) return ip; // IPv4, the usual case, without isIPv6's large regular expression
   const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
   if (v4) return v4;
   if (!isIPv6(ip)) return ip;

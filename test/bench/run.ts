@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { benchDirectory } from './directory.bench.ts';
 import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
+import { benchLimits } from './limits.bench.ts';
 import { benchSmtp } from './smtp.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,6 +15,7 @@ const BENCHES: Record<string, (root: string) => Promise<string>> = {
   directory: benchDirectory,
   filters: benchFilters,
   imap: benchImap,
+  limits: benchLimits,
   smtp: benchSmtp,
 };
 
