@@ -34,7 +34,7 @@ import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
-import { DirectoryWatch, endsSessions } from './directory/watch.js';
+import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
 
 export interface Server {
@@ -117,7 +117,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const sessions = new SessionRegistry();
     let watch: DirectoryWatch | undefined;
     if (dir.backend instanceof LdapDirectory && config.directory.watch.enabled) {
-      const w = new DirectoryWatch(dir.backend, dir, config.directory.watch, log);
+      const w = new DirectoryWatch(dir.backend, dir, config.directory.watch, log, join(config.dataDir, WATCH_STATE_FILE));
       watch = w;
       w.onChange((change) => {
         const end = endsSessions(change);

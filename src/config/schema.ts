@@ -39,6 +39,12 @@ const watchSchema = z
       .min(0)
       .default(900)
       .describe('On a move to another DC, objects changed (whenChanged) this long before the last poll are re-read'),
+    deletedSweepSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .default(60)
+      .describe('When the service account may not read CN=Deleted Objects: how often cached objects are checked for deletion (0: never)'),
   })
   .strict();
 

@@ -153,6 +153,16 @@ export class CachedDirectory implements Directory {
     return [...seen.values()];
   }
 
+  /** The distinct users and groups the cache holds as single answers (not member lists), by DN. */
+  cachedEntries(): DirectoryEntry[] {
+    const out = new Map<string, DirectoryEntry>();
+    for (const slot of this.cache.values()) {
+      const v = slot.value as DirectoryEntry | null;
+      if (v && !Array.isArray(v) && typeof v === 'object' && 'dn' in v && (v.kind === 'user' || v.kind === 'group')) out.set(v.dn.toLowerCase(), v);
+    }
+    return [...out.values()];
+  }
+
   /** Drops the answers of one kind (`m:` member lists, `o:` groups of a user): nesting makes them depend on any group. */
   dropKind(kind: 'a' | 'l' | 'g' | 'm' | 'o'): number {
     this.changed();

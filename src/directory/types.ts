@@ -73,6 +73,11 @@ export interface WatchDcHealth {
   lastError?: string;
   /** What the DC's rootDSE announces (supportedControl): change notification, DirSync, show deleted. */
   controls?: { notification: boolean; dirSync: boolean; showDeleted: boolean };
+  /**
+   * How deletions are seen: `tombstones` (the account may read CN=Deleted Objects: at once, with the objectGUID) or
+   * `sweep` (it may not, AD's default for non-admins: the cached objects are checked every deletedSweepSeconds).
+   */
+  deletions?: 'tombstones' | 'sweep';
 }
 
 export interface WatchHealth {

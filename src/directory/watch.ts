@@ -26,6 +26,7 @@
  * any group). Listeners get `{ dn, objectGUID, deleted, user | group }` (the server closes the IMAP/POP3 sessions
  * of a user who may no longer log in; deletions go to the mailbox orphan handling).
  */
+import { renameSync, writeFileSync } from 'node:fs';
 import { Control, type Client, type Entry } from 'ldapts';
 import type { DirectoryConfig } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
@@ -60,6 +61,9 @@ export interface DirectoryChange {
   seenAt: number;
 }
 
+/** The state file `postern serve` keeps in dataDir for `postern directory health`. */
+export const WATCH_STATE_FILE = 'directory-watch.json';
+
 export type ChangeListener = (change: DirectoryChange) => void;
 
 export type WatchConfig = DirectoryConfig['watch'];
@@ -78,6 +82,7 @@ interface Dc {
   retryAt: number;
   lastError?: string;
   controls?: WatchDcHealth['controls'];
+  deletions?: WatchDcHealth['deletions'];
 }
 
 /** The attributes read for each changed object: the mapping's, plus what a change needs. */
@@ -107,12 +112,21 @@ export class DirectoryWatch {
   private stopped = true;
   private changes = 0;
   private failovers = 0;
+  private lastSweepAt = 0;
 
+  private stateWrittenAt = 0;
+  private stateWritten = '';
+
+  /**
+   * `stateFile`: where the serving process keeps its health() for `postern directory health` (another process,
+   * which has no watch of its own); rewritten when the state changes, at most every few seconds otherwise.
+   */
   constructor(
     private readonly backend: LdapDirectory,
     private readonly cache: CachedDirectory,
     private readonly cfg: WatchConfig,
     private readonly log: Logger,
+    private readonly stateFile?: string,
   ) {
     this.dcs = backend.urls.map((url) => ({ url, state: 'standby', mechanism: null, changes: 0, resumes: 0, retryAt: 0 }));
     cache.watch = this;
@@ -128,6 +142,7 @@ export class DirectoryWatch {
     if (!this.stopped) return;
     this.stopped = false;
     const delay = await this.tick();
+    this.writeState(true);
     this.schedule(delay);
   }
 
@@ -137,6 +152,25 @@ export class DirectoryWatch {
     this.timer = undefined;
     await this.running;
     await this.disconnect();
+    this.writeState(true);
+  }
+
+  /** Best effort (tmp + rename, no fsync): it is a status display, rebuilt by the next write. */
+  private writeState(force = false): void {
+    if (!this.stateFile) return;
+    const h = this.health();
+    const key = `${h.state}|${h.dcs.map((d) => d.state).join(',')}`;
+    const now = Date.now();
+    if (!force && key === this.stateWritten && now - this.stateWrittenAt < 5000) return;
+    try {
+      const tmp = `${this.stateFile}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ ...h, pid: process.pid, writtenAt: new Date(now).toISOString() }, null, 2));
+      renameSync(tmp, this.stateFile);
+      this.stateWritten = key;
+      this.stateWrittenAt = now;
+    } catch (err) {
+      this.log.debug({ component: 'directory', err }, 'directory watch: could not write the state file');
+    }
   }
 
   health(): WatchHealth {
@@ -161,6 +195,7 @@ export class DirectoryWatch {
         ...(d.state === 'down' && d.retryAt > now ? { retryAt: iso(d.retryAt) } : {}),
         ...(d.lastError ? { lastError: d.lastError } : {}),
         ...(d.controls ? { controls: d.controls } : {}),
+        ...(d.deletions ? { deletions: d.deletions } : {}),
       })),
     };
   }
@@ -170,7 +205,10 @@ export class DirectoryWatch {
     // Unref'd: a watch left running never keeps a process alive on its own.
     this.timer = setTimeout(() => {
       this.running = this.tick()
-        .then((next) => this.schedule(next))
+        .then((next) => {
+          this.writeState();
+          this.schedule(next);
+        })
         .finally(() => (this.running = undefined));
     }, ms);
     this.timer.unref();
@@ -238,7 +276,7 @@ export class DirectoryWatch {
    * changed recently if it is another one, or (first start, nothing cached yet) just take its current uSN.
    */
   private async attach(dc: Dc, client: Client): Promise<void> {
-    const root = await this.rootDse(client, ['highestCommittedUSN', 'dsServiceName', 'supportedControl']);
+    const root = await this.rootDse(client, ['highestCommittedUSN', 'dsServiceName', 'supportedControl', 'defaultNamingContext']);
     const highest = Number(root.highestCommittedUSN);
     if (!Number.isSafeInteger(highest)) throw new Error('rootDSE has no highestCommittedUSN');
     const controls = new Set((Array.isArray(root.supportedControl) ? root.supportedControl : [root.supportedControl]).map(String));
@@ -248,6 +286,8 @@ export class DirectoryWatch {
     const inv = searchEntries[0]?.invocationId;
     const invocationId = formatGuid(Buffer.isBuffer(inv) ? inv : Array.isArray(inv) && Buffer.isBuffer(inv[0]) ? inv[0] : undefined);
     if (!invocationId) throw new Error(`invocationId of ${dc.dsServiceName} not readable`);
+
+    dc.deletions = (await this.tombstonesVisible(client, String(root.defaultNamingContext ?? this.backend.baseDN))) ? 'tombstones' : 'sweep';
 
     const sameDatabase = dc.invocationId === invocationId && dc.lastUsn !== undefined;
     const previous = this.lastFollowed;
@@ -274,6 +314,58 @@ export class DirectoryWatch {
     this.log.info({ component: 'directory', dc: dc.url, mechanism: dc.mechanism, usn: highest, invocationId, controls: dc.controls }, 'directory watch: following the domain controller');
   }
 
+  /**
+   * Whether this account may read tombstones. AD lets only administrators list CN=Deleted Objects by default
+   * (a sync account needs "List Contents" and "Read Property" on it); without that, a deleted object is invisible
+   * and deletions are found by the sweep instead. The container is named by its well-known GUID (MS-ADTS
+   * §6.1.1.4, GUID_DELETED_OBJECTS_CONTAINER_W) because it may be renamed.
+   */
+  private async tombstonesVisible(client: Client, namingContext: string): Promise<boolean> {
+    try {
+      const { searchEntries } = await client.search(
+        `<WKGUID=18E2EA80684F11D2B9AA00C04F79F805,${namingContext}>`,
+        { scope: 'base', attributes: ['objectClass'] },
+        new Control(SHOW_DELETED_OID),
+      );
+      const oc = searchEntries[0]?.objectClass;
+      return Array.isArray(oc) ? oc.length > 0 : !!oc;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Without read access to tombstones, a deletion is found by asking the DC, every `deletedSweepSeconds`, which of
+   * the objects in the cache still exist (by DN, 50 per search). One that is gone is looked for by its
+   * sAMAccountName: found elsewhere it was moved or renamed (applied as a change), found nowhere it was deleted.
+   */
+  private async sweep(dc: Dc, client: Client): Promise<void> {
+    const cached = this.cache.cachedEntries();
+    for (let i = 0; i < cached.length && !this.stopped; i += 50) {
+      const chunk = cached.slice(i, i + 50);
+      const { searchEntries } = await client.search(this.backend.baseDN, {
+        scope: 'sub',
+        filter: `(|${chunk.map((e) => `(distinguishedName=${escapeFilterValue(e.dn)})`).join('')})`,
+        attributes: ['distinguishedName'],
+      });
+      const present = new Set(searchEntries.map((e) => e.dn.toLowerCase()));
+      for (const gone of chunk.filter((e) => !present.has(e.dn.toLowerCase()))) {
+        const name = gone.kind === 'user' ? gone.login : gone.name;
+        const { searchEntries: moved } = await client.search(this.backend.baseDN, {
+          scope: 'sub',
+          filter: `(&(sAMAccountName=${escapeFilterValue(name)})(objectClass=${gone.kind}))`,
+          attributes: CHANGE_ATTRIBUTES,
+          explicitBufferAttributes: ['objectGUID'],
+        });
+        if (moved[0]) {
+          this.applyOne(dc, toRawEntry(moved[0]));
+          continue;
+        }
+        this.applyOne(dc, { dn: gone.dn, attrs: { samaccountname: [name], isdeleted: ['TRUE'], objectclass: [gone.kind] }, binary: {} });
+      }
+    }
+  }
+
   private async poll(dc: Dc, client: Client): Promise<void> {
     const root = await this.rootDse(client, ['highestCommittedUSN']);
     const highest = Number(root.highestCommittedUSN);
@@ -284,6 +376,10 @@ export class DirectoryWatch {
     dc.lastUsn = highest;
     dc.lastPollAt = Date.now();
     this.lastFollowed = { invocationId: dc.invocationId, at: dc.lastPollAt };
+    if (dc.deletions === 'sweep' && this.cfg.deletedSweepSeconds > 0 && dc.lastPollAt - this.lastSweepAt >= this.cfg.deletedSweepSeconds * 1000) {
+      this.lastSweepAt = dc.lastPollAt;
+      await this.sweep(dc, client);
+    }
   }
 
   /** Reads the users and groups matching `changed` (deleted ones too) and applies them in uSN order. */

@@ -23,7 +23,11 @@ import { Attribute, Change, Client } from 'ldapts';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
-import type { DirectoryChange } from '../../src/directory/watch.ts';
+import { CachedDirectory } from '../../src/directory/cache.ts';
+import { LdapDirectory } from '../../src/directory/ldap/ldap-directory.ts';
+import type { UserEntry } from '../../src/directory/types.ts';
+import { DirectoryWatch, type DirectoryChange } from '../../src/directory/watch.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
 import { controlTestDc } from '../harness/samba.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
@@ -171,7 +175,7 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
 
   before(async () => {
     admin = await adminClient('AD');
-    env1 = await startPostern('AD', { watch: { pollIntervalMs: 1000 } });
+    env1 = await startPostern('AD', { watch: { pollIntervalMs: 1000, deletedSweepSeconds: 2 } });
   });
   after(async () => {
     await env1?.server.close();
@@ -250,7 +254,8 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
     assert.equal(await rcpt(env1.server, u.address), 250, 'locked accounts still receive (DESIGN.md §3)');
   });
 
-  it('a user deleted in AD is refused at RCPT, loses its session, and the event carries its objectGUID', TEST, async (t) => {
+  it('a user deleted in AD (tombstones hidden from the service account: the sweep) is refused at RCPT and loses its session', TEST, async (t) => {
+    assert.equal(env1.server.watch!.health().dcs[0].deletions, 'sweep', "AD's default: only administrators read CN=Deleted Objects");
     const u = await createUser(admin, 'AD', `w-del-${tag()}`, 'example.com');
     await waitFor('the new user to be seen', async () => (await rcpt(env1.server, u.address)) === 250, { timeoutMs: ACT_TIMEOUT_MS, intervalMs: 200 });
     const imap = await openImap(env1.server, u.login);
@@ -264,7 +269,35 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
     const ev = env1.changes.find((c) => c.deleted && c.name?.toLowerCase() === u.login.toLowerCase());
     assert.ok(ev, 'a deletion event');
     assert.equal(ev.dn.toLowerCase(), u.dn.toLowerCase(), 'the DN the object had');
-    if (before?.objectGUID) assert.equal(ev.objectGUID, before.objectGUID, 'the same objectGUID as when it was created');
+    assert.equal(ev.previous?.kind === 'user' && ev.previous.login, u.login);
+    assert.ok(before, 'the creation was seen too');
+  });
+
+  it('an account that may read tombstones sees a deletion at once, with the objectGUID the object had', TEST, async (t) => {
+    // The watch on its own (no server), bound as the domain administrator, who may list CN=Deleted Objects.
+    const cfg = parseConfig({ dataDir: tmpdir(), directory: adDirectory('AD', { bindDN: env('AD', 'ADMIN_DN'), bindPassword: env('AD', 'ADMIN_PASSWORD'), watch: { pollIntervalMs: 500 } }) }, '(test)', ROOT).directory;
+    const backend = new LdapDirectory(cfg, silentLogger);
+    const cache = new CachedDirectory(backend, cfg.cache, silentLogger);
+    const watch = new DirectoryWatch(backend, cache, cfg.watch, silentLogger);
+    const seen: DirectoryChange[] = [];
+    watch.onChange((c) => seen.push(c));
+    try {
+      await watch.start();
+      assert.equal(watch.health().dcs[0].deletions, 'tombstones');
+      const u = await createUser(admin, 'AD', `w-tomb-${tag()}`, 'example.com');
+      const created = await waitFor('the creation event', () => seen.find((c) => c.user?.login === u.login), { timeoutMs: ACT_TIMEOUT_MS });
+      assert.equal(((await cache.findAddress(u.address)) as UserEntry | null)?.dn, u.dn);
+      const t0 = Date.now();
+      await admin.del(u.dn);
+      const ev = await waitFor('the deletion event', () => seen.find((c) => c.deleted && c.name === u.login), { timeoutMs: ACT_TIMEOUT_MS });
+      t.diagnostic(`measured delete (tombstone) → watch event: ${ev.seenAt - t0} ms`);
+      assert.equal(ev.objectGUID, created.objectGUID);
+      assert.equal(ev.dn, u.dn, 'the DN it had, from the cache');
+      assert.equal(ev.user, undefined);
+    } finally {
+      await watch.stop();
+      await cache.close();
+    }
   });
 
   it('an address added to proxyAddresses is accepted although "unknown" was cached for an hour', TEST, async (t) => {
