@@ -116,6 +116,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // IMAP/POP3 session at once (issue 13 item 3).
     const sessions = new SessionRegistry();
     let watch: DirectoryWatch | undefined;
+    let recheck: NodeJS.Timeout | undefined;
     if (dir.backend instanceof LdapDirectory && config.directory.watch.enabled) {
       const w = new DirectoryWatch(dir.backend, dir, config.directory.watch, log, join(config.dataDir, WATCH_STATE_FILE));
       watch = w;
@@ -126,6 +127,21 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         if (closed.imap + closed.pop3 > 0) log.info({ component: 'directory', user: end.login, reason: end.reason, ...closed }, 'directory watch: sessions closed');
       });
       opened.push({ close: () => w.stop() });
+      // A safety net for what no AD write announces (accountExpires simply passing, a lockout seen only by another
+      // DC): every minute the users with open sessions are looked up (through the cache) and checked again.
+      recheck = setInterval(() => {
+        for (const login of sessions.logins()) {
+          dir
+            .findLogin(login)
+            .then((u) => {
+              const end = u ? endsSessions({ dn: u.dn, kind: 'user', deleted: false, user: u, dc: '', usn: 0, seenAt: Date.now() }) : null;
+              if (end) sessions.closeUser(login, end.reason);
+            })
+            .catch(() => undefined);
+        }
+      }, 60_000);
+      recheck.unref();
+      opened.push({ close: async () => clearInterval(recheck) });
       w.start().catch((err: unknown) => log.error({ component: 'directory', err }, 'directory watch failed to start'));
     }
     const ourHosts = new Set([hostname.toLowerCase(), 'localhost', ...Object.values(networkInterfaces()).flatMap((a) => (a ?? []).map((i) => i.address.toLowerCase()))]);
@@ -295,6 +311,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       sessions,
       ...(watch ? { watch } : {}),
       async close() {
+        clearInterval(recheck);
         await watch?.stop();
         await admin.close();
         await retention.stop();

@@ -19,11 +19,12 @@ export class SessionRegistry {
     const key = loginKey(login);
     let set = this.byUser.get(key);
     if (!set) this.byUser.set(key, (set = new Set()));
-    set.add(session);
+    const entry = { ...session, login };
+    set.add(entry);
     return () => {
       const s = this.byUser.get(key);
       if (!s) return;
-      s.delete(session);
+      s.delete(entry);
       if (s.size === 0) this.byUser.delete(key);
     };
   }
@@ -39,6 +40,14 @@ export class SessionRegistry {
       s.close(reason);
     }
     return closed;
+  }
+
+  /** The users with a session open now (as registered). */
+  logins(): string[] {
+    return [...this.byUser.values()].flatMap((set) => {
+      const first = set.values().next().value as (ClosableSession & { login?: string }) | undefined;
+      return first?.login ? [first.login] : [];
+    });
   }
 
   count(login: string): number {

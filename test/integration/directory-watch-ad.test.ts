@@ -29,7 +29,7 @@ import type { UserEntry } from '../../src/directory/types.ts';
 import { DirectoryWatch, type DirectoryChange } from '../../src/directory/watch.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { controlTestDc } from '../harness/samba.ts';
-import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
+import { adDirectory, haveAd, ROOT, runCli, writeConfig } from '../helpers/cli.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -84,6 +84,7 @@ async function createUser(admin: Client, which: Which, name: string, mailDomain:
 interface Env {
   server: Server;
   changes: DirectoryChange[];
+  dataDir: string;
 }
 
 async function startPostern(which: Which, directory: Record<string, unknown>): Promise<Env> {
@@ -111,7 +112,7 @@ async function startPostern(which: Which, directory: Record<string, unknown>): P
   const changes: DirectoryChange[] = [];
   server.watch!.onChange((c) => changes.push(c));
   await waitFor('the directory watch to follow the DC', () => server.watch!.health().state === 'watching', { timeoutMs: 60_000, intervalMs: 100 });
-  return { server, changes };
+  return { server, changes, dataDir };
 }
 
 /** The SMTP answer to RCPT TO on port 25 from outside (no relay: only local recipients are accepted). */
@@ -190,6 +191,16 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
     assert.ok((h.dcs[0].lastUsn ?? 0) > 0);
     assert.match(h.dcs[0].invocationId ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     assert.equal(h.dcs[0].controls?.showDeleted, true);
+  });
+
+  it('postern directory health (another process) shows the watch of the serving process, per DC', TEST, async () => {
+    const { file } = writeConfig({ dataDir: env1.dataDir, directory: adDirectory('AD') });
+    const out = await waitFor('the watch state in directory health', async () => {
+      const r = await runCli(['directory', 'health'], { config: file });
+      return r.out.includes('watch: watching') && r.out;
+    }, { timeoutMs: ACT_TIMEOUT_MS, intervalMs: 200 });
+    assert.match(out, /^ldaps:\/\/[^:]+:636: up/m);
+    assert.match(out, /^  ldaps:\/\/\S+: watching; mechanism usn-poll; last uSN \d+; invocationId [0-9a-f-]{36}; deletions by sweep; DC offers notification (yes|no), DirSync (yes|no)/m);
   });
 
   it('a user disabled in AD (userAccountControl 514) is refused at RCPT and loses its IMAP and POP3 sessions', TEST, async (t) => {

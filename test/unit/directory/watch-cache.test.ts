@@ -127,6 +127,7 @@ test('the session registry closes every session of a user, any case, and forgets
   reg.add('bob', { protocol: 'imap', close: () => closed.push('bob') });
   a();
   assert.equal(reg.count('ann'), 2);
+  assert.deepEqual(reg.logins().sort(), ['ann', 'bob']);
   assert.deepEqual(reg.closeUser('aNN', 'account disabled'), { imap: 1, pop3: 1 });
   assert.deepEqual(closed, ['imap2:account disabled', 'pop3:account disabled']);
   assert.equal(reg.count('ann'), 0);
@@ -138,4 +139,13 @@ test('objectGUID and whenChanged formats', () => {
   assert.equal(formatGuid(b), '33221100-5544-7766-8899-aabbccddeeff');
   assert.equal(formatGuid(Buffer.alloc(3)), undefined);
   assert.equal(generalizedTime(new Date(Date.UTC(2026, 0, 2, 3, 4, 5))), '20260102030405.0Z');
+});
+
+test('health() carries the watch state when a watch is attached', async () => {
+  const backend = { health: async () => ({ backend: 'ldap', servers: [] }) } as unknown as Directory;
+  const cache = new CachedDirectory(backend, opts, silentLogger);
+  assert.equal((await cache.health()).watch, undefined);
+  const state = { state: 'watching', pollIntervalMs: 1000, changes: 3, failovers: 0, dcs: [] } as const;
+  cache.watch = { health: () => ({ ...state, dcs: [] }) };
+  assert.deepEqual((await cache.health()).watch, { ...state, dcs: [] });
 });
