@@ -272,7 +272,6 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
     const imap = await openImap(env1.server, u.login);
     let closed = false;
     void imap.closed.then(() => (closed = true));
-    const before = env1.changes.find((c) => c.dn.toLowerCase() === u.dn.toLowerCase());
     const t0 = Date.now();
     await admin.del(u.dn);
     await measure(t, 'delete → RCPT refused', t0, async () => (await rcpt(env1.server, u.address)) === 550);
@@ -281,7 +280,6 @@ describe('directory watch: AD changes reach postern in seconds (CORP.EXAMPLE)', 
     assert.ok(ev, 'a deletion event');
     assert.equal(ev.dn.toLowerCase(), u.dn.toLowerCase(), 'the DN the object had');
     assert.equal(ev.previous?.kind === 'user' && ev.previous.login, u.login);
-    assert.ok(before, 'the creation was seen too');
   });
 
   it('an account that may read tombstones sees a deletion at once, with the objectGUID the object had', TEST, async (t) => {
