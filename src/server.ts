@@ -35,6 +35,9 @@ import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 import { SendLimits } from './limits/send-limits.js';
 import { SqliteCounterStore } from './limits/store.js';
+import { LdapDirectory } from './directory/ldap/ldap-directory.js';
+import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
+import { SessionRegistry } from './lib/session-registry.js';
 
 export interface Server {
   core: Core;
@@ -53,6 +56,10 @@ export interface Server {
   sendLimits: SendLimits;
   /** Bound ports by listener name (useful with port 0). */
   ports: Record<string, number>;
+  /** Open IMAP/POP3 sessions by user. */
+  sessions: SessionRegistry;
+  /** Follows AD changes (directory.type ldap with directory.watch.enabled); its onChange is for other parts too. */
+  watch?: DirectoryWatch;
   close(): Promise<void>;
 }
 
@@ -110,6 +117,38 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
     const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
     const { auth, directory: dir } = core;
+    // AD changes reach the cache within a poll interval, and a user whose access was taken away loses every open
+    // IMAP/POP3 session at once (issue 13 item 3).
+    const sessions = new SessionRegistry();
+    let watch: DirectoryWatch | undefined;
+    let recheck: NodeJS.Timeout | undefined;
+    if (dir.backend instanceof LdapDirectory && config.directory.watch.enabled) {
+      const w = new DirectoryWatch(dir.backend, dir, config.directory.watch, log, join(config.dataDir, WATCH_STATE_FILE));
+      watch = w;
+      w.onChange((change) => {
+        const end = endsSessions(change);
+        if (!end) return;
+        const closed = sessions.closeUser(end.login, end.reason);
+        if (closed.imap + closed.pop3 > 0) log.info({ component: 'directory', user: end.login, reason: end.reason, ...closed }, 'directory watch: sessions closed');
+      });
+      opened.push({ close: () => w.stop() });
+      // A safety net for what no AD write announces (accountExpires simply passing, a lockout seen only by another
+      // DC): every minute the users with open sessions are looked up (through the cache) and checked again.
+      recheck = setInterval(() => {
+        for (const login of sessions.logins()) {
+          dir
+            .findLogin(login)
+            .then((u) => {
+              const end = u ? endsSessions({ dn: u.dn, kind: 'user', deleted: false, user: u, dc: '', usn: 0, seenAt: Date.now() }) : null;
+              if (end) sessions.closeUser(login, end.reason);
+            })
+            .catch(() => undefined);
+        }
+      }, 60_000);
+      recheck.unref();
+      opened.push({ close: async () => clearInterval(recheck) });
+      w.start().catch((err: unknown) => log.error({ component: 'directory', err }, 'directory watch failed to start'));
+    }
     const ourHosts = new Set([hostname.toLowerCase(), 'localhost', ...Object.values(networkInterfaces()).flatMap((a) => (a ?? []).map((i) => i.address.toLowerCase()))]);
     const fetchBurl = (url: string, user: UserEntry) =>
       resolveBurl(
@@ -189,6 +228,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const { directory } = core;
     const imapDeps = {
       tls,
+      sessions,
       urlauthKeys,
       auth: core.auth,
       mailbox,
@@ -222,7 +262,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     for (const role of ['pop3', 'pop3s'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log });
+      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log, sessions });
       pop3.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
@@ -256,6 +296,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       await retention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
+      await watch?.stop().catch(() => undefined);
       throw err;
     }
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
@@ -276,7 +317,11 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       retention,
       admin,
       sendLimits,
+      sessions,
+      ...(watch ? { watch } : {}),
       async close() {
+        clearInterval(recheck);
+        await watch?.stop();
         await admin.close();
         await retention.stop();
         await smtp.close();

@@ -5,6 +5,10 @@ import { EXIT, TempFailure } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import type { Resolution } from '../resolver/types.js';
 import type { CliContext } from './context.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { WatchHealth } from '../directory/types.js';
+import { WATCH_STATE_FILE } from '../directory/watch.js';
 
 /** The core for one CLI command: logs only warnings (to stderr), no login delay (an admin is asking). */
 function core(ctx: CliContext): Core {
@@ -16,6 +20,14 @@ function core(ctx: CliContext): Core {
 }
 
 /** The `--json` shape of `postern directory lookup` (the issue's contract; more fields may be added). */
+function readWatchState(file: string): (WatchHealth & { writtenAt: string }) | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as WatchHealth & { writtenAt: string };
+  } catch {
+    return null;
+  }
+}
+
 export function resolutionJson(r: Resolution): Record<string, unknown> {
   const out: Record<string, unknown> = { address: r.address, result: r.kind, localNetworkOnly: r.localNetworkOnly, bcc: r.bcc };
   switch (r.kind) {
@@ -94,6 +106,26 @@ export function registerDirectoryCommands(program: Command, ctx: CliContext, set
       const c = core(ctx);
       const h = await c.directory.health();
       for (const s of h.servers) ctx.out(`${s.url}: ${s.up ? 'up' : `down until ${s.downUntil}`}${s.lastError ? ` (${s.lastError})` : ''}`);
+      // The change watch runs in `postern serve`, which keeps its state in dataDir (directory/watch.ts).
+      const watch = readWatchState(join(c.config.dataDir, WATCH_STATE_FILE));
+      if (!watch) {
+        if (h.backend === 'ldap') ctx.out('watch: no state (postern serve not running on this dataDir, or directory.watch.enabled false)');
+        return;
+      }
+      ctx.out(`watch: ${watch.state} (as of ${watch.writtenAt}), ${watch.changes} changes applied, ${watch.failovers} failovers, poll every ${watch.pollIntervalMs} ms`);
+      for (const d of watch.dcs) {
+        const parts = [
+          `mechanism ${d.mechanism ?? 'none yet'}`,
+          d.lastUsn !== undefined ? `last uSN ${d.lastUsn}` : undefined,
+          d.invocationId ? `invocationId ${d.invocationId}` : undefined,
+          d.deletions ? `deletions by ${d.deletions}` : undefined,
+          d.controls ? `DC offers notification ${d.controls.notification ? 'yes' : 'no'}, DirSync ${d.controls.dirSync ? 'yes' : 'no'}` : undefined,
+          `${d.changes} changes, ${d.resumes} resumes`,
+          d.retryAt ? `retry at ${d.retryAt}` : undefined,
+          d.lastError ? `last error: ${d.lastError}` : undefined,
+        ];
+        ctx.out(`  ${d.url}: ${d.state}; ${parts.filter(Boolean).join('; ')}`);
+      }
     });
 
   const auth = program.command('auth').description('authentication checks (like doveadm auth test)');

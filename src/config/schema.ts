@@ -23,6 +23,31 @@ const cacheSchema = z
   })
   .strict();
 
+const watchSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe('Follow AD changes (uSNChanged polling) so that they apply within seconds'),
+    pollIntervalMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(1000)
+      .describe('How often the watched DC is asked for its highestCommittedUSN (one base search of the rootDSE)'),
+    retrySeconds: z.number().int().min(1).default(5).describe('After the watched DC fails, how long before it is tried again'),
+    failoverLookbackSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .default(900)
+      .describe('On a move to another DC, objects changed (whenChanged) this long before the last poll are re-read'),
+    deletedSweepSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .default(60)
+      .describe('When the service account may not read CN=Deleted Objects: how often cached objects are checked for deletion (0: never)'),
+  })
+  .strict();
+
 export const directorySchema = z
   .object({
     type: z.enum(['ldap', 'ldif']).default('ldif').describe('ldap: Active Directory; ldif: an AD-shaped LDIF file'),
@@ -51,6 +76,7 @@ export const directorySchema = z
       .default('distribution')
       .describe('Mail-enabled groups are distribution lists or shared folders'),
     cache: cacheSchema.prefault({}),
+    watch: watchSchema.prefault({}),
     timeoutMs: z.number().int().min(100).default(5000).describe('Per LDAP operation'),
     connectTimeoutMs: z.number().int().min(100).default(3000),
     dcRetrySeconds: z.number().int().min(1).default(30).describe('A DC that failed is skipped this long'),

@@ -10,7 +10,7 @@
 import { LRUCache } from 'lru-cache';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { Directory, DirectoryEntry, DirectoryHealth, GroupEntry, PasswordCheck, UserEntry } from './types.js';
+import type { Directory, DirectoryEntry, DirectoryHealth, GroupEntry, PasswordCheck, UserEntry, WatchHealth } from './types.js';
 import { loginKey } from './types.js';
 
 export interface CacheOptions {
@@ -35,7 +35,15 @@ export interface CacheStats {
 export class CachedDirectory implements Directory {
   private readonly cache: LRUCache<string, Slot>;
   private readonly inflight = new Map<string, Promise<unknown>>();
+  /**
+   * Bumped by every change the directory watch applies (watch.ts). A lookup that started before a change may
+   * carry the old answer: it is returned to its caller but not stored, so the cache never goes back to the
+   * state before the change.
+   */
+  private generation = 0;
   readonly stats = { hits: 0, misses: 0, staleServed: 0 };
+  /** Set by the directory watch (watch.ts) so that `health()` reports it too. */
+  watch?: { health(): WatchHealth };
 
   constructor(
     readonly backend: Directory,
@@ -58,14 +66,18 @@ export class CachedDirectory implements Directory {
       }
     }
     this.stats.misses++;
+    const generation = this.generation;
     let pending = this.inflight.get(key) as Promise<T> | undefined;
     if (!pending) {
-      pending = fetch().finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
+      const p: Promise<T> = fetch().finally(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      });
+      pending = p;
+      this.inflight.set(key, p);
     }
     try {
       const value = await pending;
-      this.cache.set(key, { value, fetchedAt: this.now() });
+      if (generation === this.generation) this.cache.set(key, { value, fetchedAt: this.now() });
       return value;
     } catch (err) {
       if (
@@ -115,8 +127,77 @@ export class CachedDirectory implements Directory {
     return this.backend.verifyPassword(user, password);
   }
 
-  health(): Promise<DirectoryHealth> {
-    return this.backend.health();
+  async health(): Promise<DirectoryHealth> {
+    const h = await this.backend.health();
+    return this.watch ? { ...h, watch: this.watch.health() } : h;
+  }
+
+  /**
+   * Drops every cached answer that is, or contains, an entry matching `match` (a user in a group's member list
+   * counts), and returns those entries, each once by DN. Used by the watch for an AD object that changed: only
+   * what mentions that object goes, the rest of the cache stays warm.
+   */
+  dropWhere(match: (entry: DirectoryEntry) => boolean): DirectoryEntry[] {
+    this.changed();
+    const seen = new Map<string, DirectoryEntry>();
+    const drop: string[] = [];
+    for (const [key, slot] of this.cache.entries()) {
+      const values = Array.isArray(slot.value) ? (slot.value as DirectoryEntry[]) : slot.value ? [slot.value as DirectoryEntry] : [];
+      const hits = values.filter((e) => typeof e === 'object' && e !== null && 'dn' in e && match(e));
+      if (hits.length === 0) continue;
+      drop.push(key);
+      // A group's member list names the members, not the group: only single answers are "previous" entries.
+      if (!Array.isArray(slot.value)) for (const e of hits) seen.set(e.dn.toLowerCase(), e);
+    }
+    for (const key of drop) this.cache.delete(key);
+    return [...seen.values()];
+  }
+
+  /** The distinct users and groups the cache holds as single answers (not member lists), by DN. */
+  cachedEntries(): DirectoryEntry[] {
+    const out = new Map<string, DirectoryEntry>();
+    for (const slot of this.cache.values()) {
+      const v = slot.value as DirectoryEntry | null;
+      if (v && !Array.isArray(v) && typeof v === 'object' && 'dn' in v && (v.kind === 'user' || v.kind === 'group')) out.set(v.dn.toLowerCase(), v);
+    }
+    return [...out.values()];
+  }
+
+  /** Drops the answers of one kind (`m:` member lists, `o:` groups of a user): nesting makes them depend on any group. */
+  dropKind(kind: 'a' | 'l' | 'g' | 'm' | 'o'): number {
+    this.changed();
+    const drop = [...this.cache.keys()].filter((k) => k.startsWith(`${kind}:`));
+    for (const key of drop) this.cache.delete(key);
+    return drop.length;
+  }
+
+  /** Drops the answers for these keys (`a:addr`, `l:login`, `o:dn` ...). */
+  dropKeys(keys: string[]): void {
+    this.changed();
+    for (const key of keys) this.cache.delete(key);
+  }
+
+  /**
+   * Stores the entry as the answer for each name it has (logins, addresses), as a fresh lookup would: a change seen
+   * by the watch is used at once without a round trip to the DC. The caller has dropped the old answers first.
+   */
+  prime(entry: DirectoryEntry): void {
+    this.changed();
+    const slot = { value: entry, fetchedAt: this.now() };
+    if (entry.kind === 'user') {
+      for (const name of [entry.login, entry.userPrincipalName, entry.primaryAddress]) {
+        if (name) this.cache.set(`l:${loginKey(name)}`, slot);
+      }
+    } else {
+      this.cache.set(`g:${loginKey(entry.name)}`, slot);
+    }
+    for (const address of entry.addresses) this.cache.set(`a:${loginKey(address)}`, slot);
+  }
+
+  private changed(): void {
+    this.generation++;
+    // A lookup in flight may have read AD before the change: later callers must not share its answer.
+    this.inflight.clear();
   }
 
   /** Forgets everything (admin "cache flush"). */

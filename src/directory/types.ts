@@ -48,6 +48,46 @@ export type PasswordCheck = 'ok' | 'invalid';
 export interface DirectoryHealth {
   backend: 'ldap' | 'ldif';
   servers: { url: string; up: boolean; downUntil?: string; lastError?: string }[];
+  /** The change watch (directory/watch.ts), when `postern serve` runs one. */
+  watch?: WatchHealth;
+}
+
+/** How postern follows AD changes, per DC (directory/watch.ts). */
+export interface WatchDcHealth {
+  url: string;
+  /** The mechanism in use on this DC; null before the first connection. */
+  mechanism: 'usn-poll' | null;
+  /** watching: the DC being followed; standby: reachable or never tried, not followed; down: failed, retried later. */
+  state: 'watching' | 'standby' | 'down';
+  dsServiceName?: string;
+  /** The DC database's invocationId: uSNs are only comparable under the same one. */
+  invocationId?: string;
+  /** The last uSN whose changes were applied (resume point after a reconnect to the same DC). */
+  lastUsn?: number;
+  lastPollAt?: string;
+  lastChangeAt?: string;
+  changes: number;
+  /** Reconnections that resumed from lastUsn. */
+  resumes: number;
+  retryAt?: string;
+  lastError?: string;
+  /** What the DC's rootDSE announces (supportedControl): change notification, DirSync, show deleted. */
+  controls?: { notification: boolean; dirSync: boolean; showDeleted: boolean };
+  /**
+   * How deletions are seen: `tombstones` (the account may read CN=Deleted Objects: at once, with the objectGUID) or
+   * `sweep` (it may not, AD's default for non-admins: the cached objects are checked every deletedSweepSeconds).
+   */
+  deletions?: 'tombstones' | 'sweep';
+}
+
+export interface WatchHealth {
+  state: 'watching' | 'down' | 'stopped';
+  pollIntervalMs: number;
+  /** Changes applied to the cache since start. */
+  changes: number;
+  /** Moves to a DC with another invocationId (the cache was re-validated, not flushed). */
+  failovers: number;
+  dcs: WatchDcHealth[];
 }
 
 export interface Directory {

@@ -27,6 +27,7 @@ import { NOTIFY_BACKLOG_BYTES, NotifyState, type NotifySpec } from './notify.js'
 import { MAX_SEARCH_CONTEXTS, removeFromContext, updateContexts, type SearchContext } from './search-context.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { UrlauthContext } from './urlauth.js';
+import type { SessionRegistry } from '../lib/session-registry.js';
 import { condstoreEnabled, modseqItem, noteModseq, qresyncEnabled } from './condstore.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
@@ -60,6 +61,8 @@ export interface ImapDeps {
   urlauth?: { keys: UrlauthKeys; findUser: (login: string) => Promise<UserEntry | null> };
   /** RFC 2221: the IMAP server (`imap://host[:port]/`) holding a domain's mailboxes, null when they are here. */
   imapReferral?: (domain: string) => string | null | undefined;
+  /** Open sessions by user, so an AD change that takes the user's access away ends them (directory/watch.ts). */
+  sessions?: SessionRegistry;
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -394,6 +397,7 @@ export class ImapSession {
   }
 
   private detach = () => {};
+  private unregister?: () => void;
 
   private attach(socket: Socket) {
     const onData = (chunk: Buffer) => this.reader.push(chunk);
@@ -422,6 +426,8 @@ export class ImapSession {
     this.selected?.unwatch();
     this.notify?.stop();
     this.notify = undefined;
+    this.unregister?.();
+    this.unregister = undefined;
     if (this.user) {
       const key = this.user.login.toLowerCase();
       const n = (this.deps.userSessions.get(key) ?? 1) - 1;
@@ -624,6 +630,9 @@ export class ImapSession {
 
   loggedIn(user: UserEntry, master?: UserEntry): void {
     this.user = user;
+    // RFC 3501 §7.1.5: the server ends the session with BYE when it must close it (here: the account was disabled,
+    // expired, locked out or removed in AD while the session was open).
+    this.unregister = this.deps.sessions?.add(user.login, { protocol: 'imap', close: (reason) => this.bye(reason) });
     this.owner = this.deps.resolveOwner(user);
     this.state = 'authenticated';
     this.log.info(

@@ -11,6 +11,7 @@ import type { Logger } from '../lib/logger.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
+import type { SessionRegistry } from '../lib/session-registry.js';
 import { ImapSession, type ImapSettings } from './connection.js';
 
 export interface ImapServerOptions {
@@ -55,6 +56,8 @@ export interface ImapServerOptions {
    * `imapReferral`), or null when its users log in here. Without it nobody is referred.
    */
   imapReferral?: (domain: string) => string | null | undefined;
+  /** Open sessions by user (shared with POP3), so an AD change can end a user's sessions (directory/watch.ts). */
+  sessions?: SessionRegistry;
 }
 
 export interface ImapServer {
@@ -85,6 +88,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     notifyBacklogBytes: opts.notifyBacklogBytes ?? NOTIFY_BACKLOG_BYTES,
     userSessions: new Map<string, number>(),
     imapReferral: opts.imapReferral,
+    sessions: opts.sessions,
     urlauth: opts.urlauthKeys ? { keys: opts.urlauthKeys, findUser: (login: string) => opts.auth.findUser(login) } : undefined,
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;

@@ -8,6 +8,7 @@ import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import type { Logger } from '../lib/logger.js';
 import type { TlsMaterial } from '../lib/tls.js';
 import type { MailboxAccess } from '../store/mailbox.js';
+import type { SessionRegistry } from '../lib/session-registry.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_LINE, Pop3Session, type Pop3Context } from './session.js';
 
 export interface Pop3Options {
@@ -27,6 +28,8 @@ export interface Pop3Options {
   maxLineBytes?: number;
   /** Connections at once on this listener (default 1000); more are answered "-ERR [SYS/TEMP]" and closed. */
   maxClients?: number;
+  /** Open sessions by user (shared with IMAP), so an AD change can end a user's sessions (directory/watch.ts). */
+  sessions?: SessionRegistry;
 }
 
 export interface Pop3Service {
@@ -53,6 +56,7 @@ export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
     idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     maxLineBytes: opts.maxLineBytes ?? DEFAULT_MAX_LINE,
     locks,
+    sessions: opts.sessions,
   };
   const maxClients = opts.maxClients ?? 1000;
   const sockets = new Set<Socket>();

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { AuthResult } from '../auth/authenticator.js';
 import type { Logger } from '../lib/logger.js';
+import type { SessionRegistry } from '../lib/session-registry.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import { ownerLabel } from '../store/names.js';
 import { COMMANDS } from './commands/index.js';
@@ -26,6 +27,8 @@ export interface Pop3Context {
   maxLineBytes: number;
   /** RFC 1939 §8: the maildrop is locked while a POP3 session is in TRANSACTION state. Keys of locked owners. */
   locks: Set<string>;
+  /** Open sessions by user (shared with IMAP), so an AD change can end a user's sessions (directory/watch.ts). */
+  sessions?: SessionRegistry;
 }
 
 /** RFC 2449 §4: command lines are at most 255 octets; AUTH responses are longer, so the reader allows more. */
@@ -53,6 +56,7 @@ export class Pop3Session {
   private badCommands = 0;
   private lockKey: string | undefined;
   private endReason = 'disconnected';
+  private unregister?: () => void;
 
   constructor(
     socket: Socket,
@@ -148,6 +152,15 @@ export class Pop3Session {
     }
     this.state = 'transaction';
     this.user = result.user.login;
+    // Closed without QUIT, so no UPDATE state: messages marked deleted stay (RFC 1939 §6).
+    this.unregister = this.ctx.sessions?.add(result.user.login, {
+      protocol: 'pop3',
+      close: (reason) => {
+        this.send(`-ERR [SYS/PERM] ${reason}, closing connection`);
+        this.endReason = reason;
+        this.close();
+      },
+    });
     this.pendingUser = undefined;
     this.log.info({ ...fields, result: 'ok' }, `login ${who}`);
     const { count, octets } = this.maildrop.totals();
@@ -260,6 +273,8 @@ export class Pop3Session {
   }
 
   private async finish(): Promise<void> {
+    this.unregister?.();
+    this.unregister = undefined;
     if (this.user) {
       this.log.info({ user: this.user, client: this.client, protocol: 'pop3', result: this.endReason }, `logout ${this.user}`);
     }

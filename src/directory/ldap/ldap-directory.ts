@@ -153,6 +153,28 @@ export class LdapDirectory implements Directory {
     });
   }
 
+  /** The configured DC URLs, in failover order (for the change watch). */
+  get urls(): string[] {
+    return this.servers.map((s) => s.url);
+  }
+
+  get baseDN(): string {
+    return this.cfg.baseDN!;
+  }
+
+  /**
+   * A connection of its own to one DC, secured and bound as the service account: the change watch (watch.ts)
+   * polls on it, so its searches never queue behind lookups or share their failure marks.
+   */
+  openServiceConnection(url: string): Promise<Client> {
+    return this.connect(url, this.cfg.bindDN!, this.bindPassword);
+  }
+
+  /** Maps a raw entry by the AD rules: a user, a group, or null (computers, anything else). */
+  mapEntry(entry: RawEntry): DirectoryEntry | null {
+    return this.map(entry);
+  }
+
   private map(entry: RawEntry): DirectoryEntry | null {
     const classes = (entry.attrs['objectclass'] ?? []).map((c) => c.toLowerCase());
     if (classes.includes('group')) return mapGroup(entry, this.mapping);
