@@ -20,7 +20,8 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { domainToASCII } from 'node:url';
 import { promisify } from 'node:util';
-import { dkimSign } from 'mailauth';
+import type { dkimSign } from 'mailauth';
+import { loadMailauth } from '../lib/mailauth.js';
 import type { Logger } from '../lib/logger.js';
 import { normalizeDomain } from '../settings/validate.js';
 
@@ -425,7 +426,7 @@ export class DkimSigner {
     const signature = { signingDomain: entry.domain, selector: key.selector, privateKey: key.pem };
     let result: Awaited<ReturnType<typeof dkimSign>>;
     try {
-      result = await dkimSign(message, {
+      result = await (await loadMailauth()).dkimSign(message, {
         ...signature,
         canonicalization: 'relaxed/relaxed',
         algorithm: 'rsa-sha256',

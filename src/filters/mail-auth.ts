@@ -25,7 +25,8 @@
  */
 import { inNetworks } from '../lib/networks.js';
 import { Resolver } from 'node:dns/promises';
-import { authenticate, type AuthenticateResult, type DNSResolver } from 'mailauth';
+import type { AuthenticateResult, DNSResolver } from 'mailauth';
+import { loadMailauth } from '../lib/mailauth.js';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
 import { ACCEPT, type FilterContext, type FilterStage, type FilterVerdict } from './types.js';
@@ -156,18 +157,21 @@ export function mailAuthStage(opts: MailAuthStageOptions): FilterStage {
       if (!opts.checkTrusted && isTrusted(ip)) return ACCEPT;
       const rejectOnPolicy = opts.settings.get('filter.dmarc.rejectOnPolicy');
 
+      const message = ctx.message;
       let timer: NodeJS.Timeout | undefined;
       let result: AuthenticateResult | 'timeout';
       try {
         result = await Promise.race([
-          authenticate(ctx.message, {
-            ip,
-            ...(ctx.client.helo ? { helo: ctx.client.helo } : {}),
-            ...(ctx.from ? { sender: ctx.from } : {}),
-            mta: opts.hostname,
-            resolver,
-            disableBimi: true,
-          }),
+          loadMailauth().then(({ authenticate }) =>
+            authenticate(message, {
+              ip,
+              ...(ctx.client.helo ? { helo: ctx.client.helo } : {}),
+              ...(ctx.from ? { sender: ctx.from } : {}),
+              mta: opts.hostname,
+              resolver,
+              disableBimi: true,
+            }),
+          ),
           new Promise<'timeout'>((resolve) => {
             timer = setTimeout(() => resolve('timeout'), budgetMs);
           }),

@@ -341,6 +341,19 @@ export class ImapSession {
     if (recork) this.cork();
   }
 
+  /** The connection is gone: a long response (a streamed literal) stops early. */
+  get isClosed(): boolean {
+    return this.closed || this.socket.destroyed;
+  }
+
+  /**
+   * Cuts the connection now. For a response that cannot be completed (a literal whose bytes could not all be read
+   * after its length was sent): anything written after it would be read as the literal's bytes.
+   */
+  abort(): void {
+    this.onClose();
+  }
+
   /** An untagged response: `* <text>` with optional data values appended. */
   untagged(text: string, ...values: Value[]): void {
     if (!values.length) return this.write(`* ${text}\r\n`);

@@ -163,9 +163,11 @@ export function keysOf(header: MimeNode): MessageKeys {
 
 /**
  * Keys of messages sorted or threaded recently, across sessions. A message never changes for a given UIDVALIDITY
- * and UID (RFC 3501 §2.3.1.1), so an entry never goes stale; a repeated SORT reads no message again.
+ * and UID (RFC 3501 §2.3.1.1), so an entry never goes stale; a repeated SORT reads no message again. Made on the
+ * first SORT or THREAD: lru-cache allocates its arrays for `max` entries up front (~4 MB an idle server need not hold).
  */
-const keyCache = new LRUCache<string, MessageKeys>({ max: 200_000 });
+let keyCacheInstance: LRUCache<string, MessageKeys> | undefined;
+const keyCache = () => (keyCacheInstance ??= new LRUCache<string, MessageKeys>({ max: 200_000 }));
 
 /** The header section and the blank line that ends it (RFC 5322 §2.1), or the whole message when it has no body. */
 function headerSection(message: Buffer): Buffer {
@@ -180,7 +182,7 @@ export async function loadKeys(session: ImapSession, msgs: { meta: MessageMeta }
   const out: MessageKeys[] = [];
   for (const { meta } of msgs) {
     const key = `${who.toLowerCase()}\0${sel.folder}\0${sel.uidValidity}\0${meta.uid}`;
-    let keys = keyCache.get(key);
+    let keys = keyCache().get(key);
     if (!keys) {
       let raw: Buffer;
       try {
@@ -190,7 +192,7 @@ export async function loadKeys(session: ImapSession, msgs: { meta: MessageMeta }
         continue;
       }
       keys = keysOf(parseMime(Buffer.from(headerSection(raw))));
-      keyCache.set(key, keys);
+      keyCache().set(key, keys);
     }
     out.push(keys);
   }

@@ -87,6 +87,14 @@ export class OverQuota extends Error {
   }
 }
 
+/** An open message file (MailboxAccess.openMessage); its content never changes while it is open. */
+export interface MessageFile {
+  readonly size: number;
+  /** `length` bytes from `position` in a new buffer, fewer only where the file ends. */
+  read(position: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
 export interface MailboxAccess {
   listFolders(owner: MailboxOwner): Promise<FolderInfo[]>;
   createFolder(owner: MailboxOwner, name: string): Promise<void>;
@@ -101,6 +109,11 @@ export interface MailboxAccess {
   openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;
   /** The stored message (with the Return-Path/Delivered-To prefix delivery wrote). */
   readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer>;
+  /**
+   * The stored message (the same bytes as readMessage) as an open file to read in pieces, so a large message is
+   * never held whole (IMAP FETCH BODY[] streams it). Optional: a store without it is read with readMessage.
+   */
+  openMessage?(owner: MailboxOwner, folder: string, uid: number): Promise<MessageFile>;
   /**
    * Changes flags; returns the new flags of each message that still exists. With `unchangedSince` (RFC 7162 §3.1.3
    * UNCHANGEDSINCE) a message whose mod-sequence is above it is not changed and is listed in `modified` instead,

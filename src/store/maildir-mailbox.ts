@@ -24,7 +24,7 @@
  * by `notifyDelivered(owner, folder)` which delivery can call after `store.deliver`.
  */
 import { readFileSync, watch as fsWatch, type FSWatcher } from 'node:fs';
-import { readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
@@ -45,7 +45,7 @@ import {
 import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageMeta } from './mailbox.js';
+import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageFile, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
 import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
@@ -450,6 +450,43 @@ export class MaildirMailbox implements MailboxAccess {
         if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
       }
       // Renamed (flags changed by another program) or deleted since: resync and look again.
+      if (attempt === 0) await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
+    }
+  }
+
+  /** Like readMessage, but the file is opened and read in pieces by the caller (see MailboxAccess.openMessage). */
+  async openMessage(owner: MailboxOwner, folder: string, uid: number): Promise<MessageFile> {
+    const dir = await this.folderDir(owner, folder);
+    let row = this.listedRow(this.index(dir), uid);
+    for (let attempt = row ? -1 : 0; ; attempt++) {
+      if (attempt >= 0) row = this.index(dir).row(uid);
+      if (!row) throw new MessageNotFound(folder, uid);
+      try {
+        const fh = await open(join(dir, 'cur', row.name), 'r');
+        try {
+          // The open descriptor keeps the content even if the file is renamed (flags) or expunged meanwhile.
+          const { size } = await fh.stat();
+          return {
+            size,
+            async read(position: number, length: number): Promise<Buffer> {
+              const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - position)));
+              let got = 0;
+              while (got < buf.length) {
+                const { bytesRead } = await fh.read(buf, got, buf.length - got, position + got);
+                if (bytesRead === 0) break;
+                got += bytesRead;
+              }
+              return got === buf.length ? buf : buf.subarray(0, got);
+            },
+            close: () => fh.close(),
+          };
+        } catch (err) {
+          await fh.close().catch(() => undefined);
+          throw err;
+        }
+      } catch (err) {
+        if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
+      }
       if (attempt === 0) await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
     }
   }

@@ -6,8 +6,13 @@
  *
  * RFC 7162: the MODSEQ item (§3.1.4.2), the CHANGEDSINCE modifier (§3.1.4.1) and, for UID FETCH with QRESYNC
  * enabled, VANISHED (§3.2.6).
+ *
+ * A large message (STREAM_MIN and above) asked for whole or by a byte range — BODY[]<partial>, BINARY[]<partial>,
+ * RFC822, with items that need no parsing (or whose ENVELOPE/BODYSTRUCTURE are cached) — is not read into memory:
+ * its literal is written from the open file in STREAM_CHUNK pieces, each after the socket (or the COMPRESS
+ * deflater, or TLS) has taken the one before, so a client fetching 50 MiB costs a chunk, not 50 MiB.
  */
-import type { MessageMeta } from '../../store/mailbox.js';
+import type { MessageFile, MessageMeta } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
@@ -17,6 +22,11 @@ import { parseFetchAtts, parseSequenceSet, type BodySection, type FetchAtt, type
 import { encode, encodeString, formatInternalDate } from '../response.js';
 import { previewText } from '../preview.js';
 import { condstoreEnabled, enableCondstore, modseqItem, modseqValue, noteModseq, qresyncEnabled, requireModseq, sendVanishedEarlier, vanishedEarlier } from '../condstore.js';
+
+/** Messages from this size on are streamed when the items allow it (see the file comment). */
+export const STREAM_MIN = 256 * 1024;
+/** Bytes read from the file and written per step of a streamed literal. */
+const STREAM_CHUNK = 64 * 1024;
 
 const NEEDS_CONTENT = new Set(['ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822', 'RFC822.HEADER', 'RFC822.TEXT', 'PREVIEW']);
 
@@ -137,6 +147,9 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
   const cacheable = needsContent && atts.every((a) => a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE'));
   const markSeen = !sel.readOnly && atts.some(setsSeen);
   const store = session.deps.mailbox;
+  // Every content item is the whole message or a range of it (ENVELOPE/BODYSTRUCTURE only from the cache).
+  const streamable =
+    needsContent && typeof store.openMessage === 'function' && atts.some(wholeMessageAtt) && atts.every((a) => wholeMessageAtt(a) || (a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE')));
   const cache = partsCache(store);
   for (const { seq, meta } of refs) {
     let raw: Buffer | undefined;
@@ -150,7 +163,8 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
       }
     }
     const cacheHit = cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
-    if (needsContent && !cacheHit) {
+    const stream = streamable && meta.size >= STREAM_MIN && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
+    if (needsContent && !cacheHit && !stream) {
       try {
         raw = await store.readMessage(sel.owner, sel.folder, meta.uid);
       } catch {
@@ -167,6 +181,11 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
           .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
       }
     }
+    if (stream) {
+      if (!(await streamFetch(session, seq, meta, atts, cached, markSeen))) continue;
+      await session.drain();
+      continue;
+    }
     // RFC 3516 §4.3: a part we cannot decode fails the FETCH before \Seen is set.
     const binary = new Map<string, Buffer>();
     for (const a of atts) {
@@ -174,31 +193,158 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
       const path = a.kind === 'binary' ? a.section.path : a.path;
       if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
     }
-    let flagsChanged = false;
-    if (markSeen && !meta.flags.includes('\\Seen')) {
-      const result = await store.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
-      const now = result.get(meta.uid);
-      if (now) {
-        session.setFlags(meta, now);
-        const modseq = 'modseqs' in result ? result.modseqs.get(meta.uid) : undefined;
-        if (modseq !== undefined) meta.modseq = modseq;
-        noteModseq(sel, meta.modseq);
-        flagsChanged = true;
-      }
-    }
+    const flagsChanged = markSeen && (await setSeen(session, meta));
     const parts: Buffer[] = [];
     const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
     // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
     const shown = { ...meta, flags: session.flagsOf(meta) };
     session.announceKeywords(meta.flags);
     for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
-    if (flagsChanged && !atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) item('FLAGS', flagsValue(shown));
-    // RFC 7162 §3.1.4: a flag change the client did not ask about carries its MODSEQ once CONDSTORE is on.
-    if (flagsChanged && condstoreEnabled(session) && !atts.some((a) => a.kind === 'simple' && a.name === 'MODSEQ')) parts.push(Buffer.from(modseqItem(meta)));
+    for (const extra of unaskedItems(session, atts, shown, flagsChanged)) parts.push(extra);
     const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
     session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
     await session.drain();
   }
+}
+
+/** Sets \Seen on a message read without PEEK (RFC 3501 §6.4.5); true when its flags changed. */
+async function setSeen(session: ImapSession, meta: MessageMeta): Promise<boolean> {
+  const sel = session.selected!;
+  if (meta.flags.includes('\\Seen')) return false;
+  const result = await session.deps.mailbox.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
+  const now = result.get(meta.uid);
+  if (!now) return false;
+  session.setFlags(meta, now);
+  const modseq = 'modseqs' in result ? result.modseqs.get(meta.uid) : undefined;
+  if (modseq !== undefined) meta.modseq = modseq;
+  noteModseq(sel, meta.modseq);
+  return true;
+}
+
+/** The new FLAGS when reading changed them, and (RFC 7162 §3.1.4) their MODSEQ once CONDSTORE is on, if not asked. */
+function unaskedItems(session: ImapSession, atts: FetchAtt[], shown: MessageMeta, flagsChanged: boolean): Buffer[] {
+  if (!flagsChanged) return [];
+  const out: Buffer[] = [];
+  if (!atts.some((a) => a.kind === 'simple' && a.name === 'FLAGS')) out.push(Buffer.concat([Buffer.from('FLAGS '), flagsValue(shown)]));
+  if (condstoreEnabled(session) && !atts.some((a) => a.kind === 'simple' && a.name === 'MODSEQ')) out.push(Buffer.from(modseqItem(shown)));
+  return out;
+}
+
+/** BODY[]<partial>, BINARY[]<partial>, BINARY.SIZE[] and RFC822: the message's bytes as stored, or a range of them. */
+function wholeMessageAtt(a: FetchAtt): boolean {
+  if (a.kind === 'section') return a.section.path.length === 0 && a.section.specifier === '';
+  if (a.kind === 'binary') return a.section.path.length === 0;
+  if (a.kind === 'binary-size') return a.path.length === 0;
+  return a.kind === 'simple' && a.name === 'RFC822';
+}
+
+/** A byte range of the message file, written as it is read. */
+interface FileRange {
+  start: number;
+  length: number;
+}
+
+/**
+ * One FETCH response of a large message from its file (see the file comment); false when the message is gone
+ * (expunged by another session: RFC 2180 §4.1.2 lets us omit it). A read that fails once the literal's length was
+ * sent ends the connection: nothing else can follow a literal that is short.
+ */
+async function streamFetch(session: ImapSession, seq: number, meta: MessageMeta, atts: FetchAtt[], cached: Cached, markSeen: boolean): Promise<boolean> {
+  const sel = session.selected!;
+  let file: MessageFile;
+  try {
+    file = await session.deps.mailbox.openMessage!(sel.owner, sel.folder, meta.uid);
+  } catch {
+    return false;
+  }
+  try {
+    const flagsChanged = markSeen && (await setSeen(session, meta));
+    const shown = { ...meta, size: file.size, flags: session.flagsOf(meta) };
+    session.announceKeywords(meta.flags);
+    const pieces: (Buffer | FileRange)[] = [Buffer.from(`* ${seq} FETCH (`)];
+    const item = (name: string, value: (Buffer | FileRange)[]) => {
+      if (pieces.length > 1) pieces.push(Buffer.from(' '));
+      pieces.push(Buffer.from(name + ' '), ...value);
+    };
+    for (const a of atts) {
+      if (!wholeMessageAtt(a)) {
+        const [name, value] = render(a, shown, undefined, undefined, cached, new Map());
+        item(name, [value]);
+        continue;
+      }
+      if (a.kind === 'binary-size') {
+        item(a.responseName, [Buffer.from(String(file.size))]);
+        continue;
+      }
+      const partial = a.kind === 'section' || a.kind === 'binary' ? a.section.partial : undefined;
+      const start = Math.min(partial?.start ?? 0, file.size);
+      const length = partial?.length === undefined ? file.size - start : Math.min(file.size - start, partial.length);
+      const name = a.kind === 'simple' ? a.name : a.kind === 'section' ? a.section.responseName : a.responseName;
+      if (length < STREAM_MIN) {
+        // A short range: read just it, and encode it as any small value (it may go quoted).
+        const data = await readFully(file, start, length);
+        item(name, [a.kind === 'binary' ? encodeBinary(data, encodeString) : encodeString(data)]);
+        continue;
+      }
+      // RFC 3516 §4.3: BINARY content with NUL goes as a literal8; the scan reads the range once more, a chunk at a time.
+      const literal8 = a.kind === 'binary' && (await containsNul(file, start, length));
+      item(name, [Buffer.from(`${literal8 ? '~' : ''}{${length}}\r\n`), { start, length }]);
+    }
+    for (const extra of unaskedItems(session, atts, shown, flagsChanged)) item(...splitItem(extra));
+    pieces.push(Buffer.from(')\r\n'));
+    await writePieces(session, file, pieces);
+    return true;
+  } finally {
+    await file.close().catch(() => undefined);
+  }
+}
+
+/** `FLAGS (...)` / `MODSEQ (n)` as [name, value] for item(). */
+function splitItem(b: Buffer): [string, (Buffer | FileRange)[]] {
+  const sp = b.indexOf(0x20);
+  return [b.subarray(0, sp).toString('latin1'), [b.subarray(sp + 1)]];
+}
+
+async function readFully(file: MessageFile, start: number, length: number): Promise<Buffer> {
+  const data = await file.read(start, length);
+  if (data.length !== length) throw new Error(`message file shorter than its size (${data.length} of ${length} bytes at ${start})`);
+  return data;
+}
+
+async function containsNul(file: MessageFile, start: number, length: number): Promise<boolean> {
+  for (let pos = start; pos < start + length; pos += STREAM_CHUNK) {
+    if ((await readFully(file, pos, Math.min(STREAM_CHUNK, start + length - pos))).includes(0)) return true;
+  }
+  return false;
+}
+
+/**
+ * Writes the response: runs of small pieces in one write, file ranges a chunk at a time with back-pressure (drain
+ * waits until the socket, the deflater or TLS has taken the chunk: a chunk exceeds their buffers, so each write waits).
+ */
+async function writePieces(session: ImapSession, file: MessageFile, pieces: (Buffer | FileRange)[]): Promise<void> {
+  let pending: Buffer[] = [];
+  for (const p of pieces) {
+    if (Buffer.isBuffer(p)) {
+      pending.push(p);
+      continue;
+    }
+    session.write(Buffer.concat(pending));
+    pending = [];
+    for (let pos = p.start; pos < p.start + p.length; pos += STREAM_CHUNK) {
+      if (session.isClosed) return;
+      let chunk: Buffer;
+      try {
+        chunk = await readFully(file, pos, Math.min(STREAM_CHUNK, p.start + p.length - pos));
+      } catch (err) {
+        session.abort();
+        throw err;
+      }
+      session.write(chunk);
+      await session.drain();
+    }
+  }
+  session.write(Buffer.concat(pending));
 }
 
 function flagsValue(meta: MessageMeta): Buffer {
