@@ -20,6 +20,7 @@ export interface Pop3Context {
   auth: {
     authenticate(login: string, password: string, ctx: { client: string; protocol: string }): Promise<AuthResult>;
     /** SASL GSSAPI (auth/gssapi.ts), when the authenticator has it. */
+    gssapiConfigured?(): boolean;
     gssapiAvailable?(): boolean;
     authenticateGssapi?: Authenticator['authenticateGssapi'];
   };
@@ -33,12 +34,13 @@ export interface Pop3Context {
   locks: Set<string>;
 }
 
+/** RFC 2449 §4: command lines are at most 255 octets; AUTH responses are longer, so the reader allows more. */
+export const DEFAULT_MAX_LINE = 4096;
 /**
- * RFC 2449 §4: command lines are at most 255 octets; AUTH responses are longer, so the reader allows more: a
- * Kerberos AP-REQ carries the user's PAC (all group SIDs), up to Windows' MaxTokenSize of 12,000 octets, 16,000 in
- * base64 (RFC 4752 GSSAPI tokens, auth/gssapi.ts).
+ * With SASL GSSAPI on (auth/gssapi.ts): a Kerberos AP-REQ carries the user's PAC (every group SID), up to Windows'
+ * MaxTokenSize of 12,000 octets, 16,000 in base64.
  */
-export const DEFAULT_MAX_LINE = 16 * 1024;
+export const GSSAPI_MAX_LINE = 16 * 1024;
 /** RFC 1939 §3: an inactivity autologout timer of at least 10 minutes. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 const MAX_FAILED_LOGINS = 3;
