@@ -11,7 +11,7 @@
  * had on its client side: patches/kerberos+7.0.0.patch adds them (KerberosServer.wrap / unwrap) and the postinstall
  * rebuilds the addon from source after patch-package. We decided for the patch over the alternatives because the
  * wrap token needs the context's session key, which never leaves libgssapi (so it cannot be built in JavaScript),
- * and skipping the step is not an option: clients (curl, Thunderbird's and Outlook's SASL GSSAPI) unwrap the
+ * and skipping the step is not an option: clients (curl, Thunderbird, Cyrus SASL's gssapiv2 plugin) unwrap the
  * server's security-layer offer and fail without it.
  */
 import { accessSync, constants } from 'node:fs';
