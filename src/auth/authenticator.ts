@@ -11,7 +11,9 @@ import type { Directory, UserEntry } from '../directory/types.js';
 import { loginKey } from '../directory/types.js';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { CachedDirectory } from '../directory/cache.js';
 import { FailureDelay } from './failure-delay.js';
+import { SaslCancelled, type GssapiAcceptor, type GssapiService, type SaslConversation } from './gssapi.js';
 import { kerberosCheck } from './kerberos.js';
 
 export type AuthResult =
@@ -41,7 +43,12 @@ export interface AuthenticatorOptions {
   log: Logger;
   /** Overrides config.failureDelayMs (the CLI `auth test` answers at once). */
   failureDelay?: FailureDelay;
+  /** SASL GSSAPI (Kerberos single sign-on) when `auth.kerberos.keytab` is set. */
+  gssapi?: GssapiAcceptor;
 }
+
+/** A GSSAPI login ends like a password login, or the client cancelled it ("*"). */
+export type GssapiResult = AuthResult | { status: 'cancelled' };
 
 function denyReason(u: UserEntry): 'disabled' | 'expired' | 'locked' | 'must-change-password' | null {
   if (u.disabled) return 'disabled';
@@ -62,7 +69,42 @@ export class Authenticator {
   }
 
   async authenticate(login: string, password: string, ctx: AuthContext): Promise<AuthResult> {
-    const result = await this.check(login, password, ctx);
+    return this.finish(login, await this.check(login, password, ctx), ctx);
+  }
+
+  /** Whether SASL GSSAPI is configured (auth.kerberos); it is offered only while gssapiAvailable(). */
+  gssapiConfigured(): boolean {
+    return this.opts.gssapi !== undefined;
+  }
+
+  /** Whether SASL GSSAPI may be offered now: configured, and its keytab readable (gssapi.ts). */
+  gssapiAvailable(): boolean {
+    return this.opts.gssapi?.available() ?? false;
+  }
+
+  /**
+   * A SASL GSSAPI login (RFC 4752): the Kerberos exchange proves the principal; the AD rules then apply as to a
+   * password login (disabled, expired, locked and must-change accounts are refused although their ticket is valid:
+   * a ticket lives for hours after the account was disabled), with the same failure delay and log lines.
+   */
+  async authenticateGssapi(service: GssapiService, initial: Buffer | undefined, conv: SaslConversation, ctx: AuthContext): Promise<GssapiResult> {
+    const acceptor = this.opts.gssapi;
+    if (!acceptor) return this.finish('(gssapi)', { status: 'invalid' }, ctx);
+    let outcome;
+    try {
+      outcome = await acceptor.accept(service, initial, conv);
+    } catch (err) {
+      if (err instanceof SaslCancelled) return { status: 'cancelled' };
+      throw err;
+    }
+    if (outcome.status !== 'ok') {
+      this.log.info({ client: ctx.client, protocol: ctx.protocol, mechanism: 'GSSAPI', reason: outcome.reason }, 'GSSAPI exchange failed');
+      return this.finish('(gssapi)', outcome.status === 'tempfail' ? { status: 'tempfail', message: outcome.reason } : { status: 'invalid' }, ctx);
+    }
+    return this.finish(outcome.principal, await this.checkPrincipal(outcome.principal, outcome.authzid), ctx);
+  }
+
+  private async finish(login: string, result: AuthResult, ctx: AuthContext): Promise<AuthResult> {
     const logFields = { login, client: ctx.client, protocol: ctx.protocol, result: result.status };
     if (result.status === 'ok') {
       this.delay.succeed(ctx.client);
@@ -107,6 +149,36 @@ export class Authenticator {
       const reason = denyReason(user);
       if (reason) return { status: 'disabled', user, reason };
       return (await this.verify(user, password)) === 'ok' ? { status: 'ok', user } : { status: 'invalid' };
+    } catch (err) {
+      if (err instanceof TempFailure) return { status: 'tempfail', message: err.message };
+      throw err;
+    }
+  }
+
+  /**
+   * The AD user of a Kerberos principal: "name@REALM" in our realm (auth.kerberos.realm, default auth.realm) is the
+   * user whose sAMAccountName is name (AD's KDC names a user's principal so: MS-KILE §3.3.5.1.1). Asked of AD itself,
+   * not of the cache: with a password, AD's bind refuses a just-disabled account; with a ticket nothing else would.
+   * An authorization identity (RFC 4752 §3.1) other than the user itself is refused, as for PLAIN: acting as another
+   * user is the master user's syntax.
+   */
+  private async checkPrincipal(principal: string, authzid: string): Promise<AuthResult> {
+    const realm = this.opts.config.kerberos?.realm ?? this.opts.config.realm;
+    // gss_display_name quotes "/", "@" and "\" inside components with a backslash: such names, and service
+    // principals (name/instance), are no user of ours.
+    const m = /^([^@/\\\s\0]+)@([^@/\\\s\0]+)$/.exec(principal);
+    if (!m || !realm || m[2]!.toUpperCase() !== realm.toUpperCase()) return { status: 'invalid' };
+    try {
+      const dir = this.opts.directory instanceof CachedDirectory ? this.opts.directory.backend : this.opts.directory;
+      const user = await dir.findLogin(m[1]!);
+      if (!user || loginKey(user.login) !== loginKey(m[1]!)) return { status: 'invalid' };
+      if (authzid !== '' && loginKey(authzid) !== loginKey(user.login) && loginKey(authzid) !== loginKey(principal)) {
+        const as = await dir.findLogin(authzid);
+        if (!as || as.dn.toLowerCase() !== user.dn.toLowerCase()) return { status: 'invalid' };
+      }
+      const reason = denyReason(user);
+      if (reason) return { status: 'disabled', user, reason };
+      return { status: 'ok', user };
     } catch (err) {
       if (err instanceof TempFailure) return { status: 'tempfail', message: err.message };
       throw err;

@@ -109,10 +109,29 @@ export const authSchema = z
     failureDelayMaxMs: z.number().int().min(0).default(15000).describe('The delay doubles per failure up to this'),
     masterSeparator: z.string().min(1).max(4).default('*').describe('In "john*admin", the separator'),
     masterLogin: z.string().min(1).default('admin').describe('The master account (its password opens any mailbox)'),
+    kerberos: z
+      .object({
+        keytab: z
+          .string()
+          .min(1)
+          .describe('Keytab with the keys of imap/HOST, pop/HOST and smtp/HOST; SASL GSSAPI (Kerberos single sign-on) is offered while it is readable'),
+        hostname: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('HOST of the service principals; default the server hostname (what clients connect to)'),
+        realm: z.string().min(1).optional().describe('Realm whose users may log in with a ticket; default auth.realm'),
+      })
+      .strict()
+      .optional()
+      .describe('SASL GSSAPI (RFC 4752) on IMAP, POP3 and SMTP submission, independent of auth.method'),
   })
   .strict()
   .superRefine((a, ctx) => {
     if (a.method === 'kerberos' && !a.realm) ctx.addIssue({ code: 'custom', path: ['realm'], message: 'required when method is kerberos' });
+    if (a.kerberos && !a.kerberos.realm && !a.realm) {
+      ctx.addIssue({ code: 'custom', path: ['kerberos', 'realm'], message: 'auth.kerberos.realm or auth.realm is required with auth.kerberos' });
+    }
   });
 
 const listenerAddress = () => ({

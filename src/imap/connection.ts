@@ -247,7 +247,12 @@ export class ImapSession {
       // RFC 3501 §6.2.1: STARTTLS only where it can be used — before TLS and before login.
       if (!this.secure && this.deps.secureContext) caps.push('STARTTLS');
       if (this.loginDisabled) caps.push('LOGINDISABLED');
-      else caps.push('AUTH=PLAIN', 'AUTH=LOGIN', 'SASL-IR');
+      else {
+        caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
+        // RFC 4752 Kerberos single sign-on, under the same TLS rule as passwords (auth/gssapi.ts).
+        if (this.deps.auth.gssapiAvailable()) caps.push('AUTH=GSSAPI');
+        caps.push('SASL-IR');
+      }
     }
     caps.push('LITERAL+', 'ID', 'ENABLE', 'IDLE', 'NAMESPACE', 'UIDPLUS', 'MOVE', 'SPECIAL-USE', 'CHILDREN', 'UNSELECT', 'QUOTA', 'ACL', 'RIGHTS=texk', `APPENDLIMIT=${this.deps.appendLimit}`, 'ESEARCH', 'SEARCHRES', 'WITHIN', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'CREATE-SPECIAL-USE', 'MULTIAPPEND', 'I18NLEVEL=1', 'PREVIEW', 'CATENATE');
     // Message structure: SORT (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267), THREAD (RFC 5256), BINARY (RFC 3516).

@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import type { TlsMaterial } from '../lib/tls.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
-import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_LINE, Pop3Session, type Pop3Context } from './session.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_LINE, GSSAPI_MAX_LINE, Pop3Session, type Pop3Context } from './session.js';
 
 export interface Pop3Options {
   port: number;
@@ -54,7 +54,7 @@ export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
     log,
     secureContext: createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }),
     idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-    maxLineBytes: opts.maxLineBytes ?? DEFAULT_MAX_LINE,
+    maxLineBytes: opts.maxLineBytes ?? (opts.auth.gssapiConfigured?.() ? GSSAPI_MAX_LINE : DEFAULT_MAX_LINE),
     locks,
     sessions: opts.sessions,
   };

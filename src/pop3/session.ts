@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { AuthResult } from '../auth/authenticator.js';
+import type { AuthResult, Authenticator } from '../auth/authenticator.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import type { MailboxAccess } from '../store/mailbox.js';
@@ -18,7 +18,13 @@ export type Pop3State = 'authorization' | 'transaction';
 /** What every session of one server shares. */
 export interface Pop3Context {
   hostname: string;
-  auth: { authenticate(login: string, password: string, ctx: { client: string; protocol: string }): Promise<AuthResult> };
+  auth: {
+    authenticate(login: string, password: string, ctx: { client: string; protocol: string }): Promise<AuthResult>;
+    /** SASL GSSAPI (auth/gssapi.ts), when the authenticator has it. */
+    gssapiConfigured?(): boolean;
+    gssapiAvailable?(): boolean;
+    authenticateGssapi?: Authenticator['authenticateGssapi'];
+  };
   mailbox: MailboxAccess;
   settings: { get(key: 'mailbox.pop3' | 'mailbox.allowUnencrypted'): boolean };
   log: Logger;
@@ -33,6 +39,11 @@ export interface Pop3Context {
 
 /** RFC 2449 §4: command lines are at most 255 octets; AUTH responses are longer, so the reader allows more. */
 export const DEFAULT_MAX_LINE = 4096;
+/**
+ * With SASL GSSAPI on (auth/gssapi.ts): a Kerberos AP-REQ carries the user's PAC (every group SID), up to Windows'
+ * MaxTokenSize of 12,000 octets, 16,000 in base64.
+ */
+export const GSSAPI_MAX_LINE = 16 * 1024;
 /** RFC 1939 §3: an inactivity autologout timer of at least 10 minutes. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 const MAX_FAILED_LOGINS = 3;

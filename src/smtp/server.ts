@@ -57,6 +57,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
   const counted = new Set<string>();
   const pregreet = new Pregreet(deps.settings);
 
+  const kerberos = deps.auth.gssapiConfigured();
   for (const role of ['smtp', 'submission', 'smtps'] as const) {
     const l = opts.listeners[role];
     if (l === false) continue;
@@ -70,13 +71,18 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       secure: role === 'smtps',
       // smtp-server offers AUTH only after TLS unless allowInsecureAuth: passwords never cross in clear text.
       allowInsecureAuth: false,
-      authMethods: ['PLAIN', 'LOGIN'],
+      // GSSAPI (RFC 4752, Kerberos single sign-on) when auth.kerberos is configured, announced only while its keytab
+      // is readable (the authMethodAvailable option of our smtp-server patch; auth/gssapi.ts).
+      authMethods: kerberos ? ['PLAIN', 'LOGIN', 'GSSAPI'] : ['PLAIN', 'LOGIN'],
+      authMethodAvailable: (method) => method !== 'GSSAPI' || deps.auth.gssapiAvailable(),
       authOptional: !submission,
       authRequiredMessage: '5.7.0 Authentication required',
       disabledCommands: [],
       maxClients: opts.limits.maxClients,
       maxRecipients: opts.limits.maxRecipients,
-      maxCommandLength: opts.limits.maxLineLength,
+      // A Kerberos AP-REQ carries the user's PAC (every group SID): RFC 4954 §4 allows AUTH lines and responses of
+      // 12,288 octets, so with GSSAPI on, no line limit below that.
+      maxCommandLength: kerberos ? Math.max(opts.limits.maxLineLength, 12_288) : opts.limits.maxLineLength,
       socketTimeout: opts.limits.socketTimeoutSeconds * 1000,
       // Every reply but the greeting and the answer to HELO/EHLO has an enhanced status code (RFC 2034 §3): ours are
       // in our reply texts (SmtpError), smtp-server adds them to its own replies and keeps ours (patched).

@@ -3,6 +3,7 @@
  * unless `mailbox.allowUnencrypted`; wrong password and unknown user answer alike; AD unreachable is UNAVAILABLE.
  * A user whose primary address is on a domain with an IMAP referral is referred there (RFC 2221 §4.1).
  */
+import type { AuthResult } from '../../auth/authenticator.js';
 import type { UserEntry } from '../../directory/types.js';
 import type { ImapSession } from '../connection.js';
 import { astring, expectArgs, no, type Completion, type ImapCommand } from '../command.js';
@@ -13,6 +14,11 @@ export async function checkPassword(session: ImapSession, login: string, passwor
     throw no('IMAP access is disabled', 'CONTACTADMIN');
   }
   const result = await session.deps.auth.authenticate(login, password, { client: session.client, protocol: 'imap' });
+  return finishLogin(session, login, result);
+}
+
+/** What follows the check of a password or a Kerberos ticket (AUTHENTICATE GSSAPI): referral, limits, the state. */
+export async function finishLogin(session: ImapSession, login: string, result: AuthResult): Promise<Completion> {
   if (result.status === 'ok') {
     // RFC 2221 §4.1: a NO with a REFERRAL code, the session stays unauthenticated. Only after the password is
     // verified, so the public listener tells a guesser nothing about who exists or where their mailbox is.

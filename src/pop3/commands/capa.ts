@@ -11,7 +11,8 @@ export const capa: Pop3Command = {
     const caps = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'];
     if (s.state === 'authorization') {
       if (!s.secure) caps.push('STLS');
-      if (s.loginAllowed()) caps.push('USER', 'SASL PLAIN');
+      // GSSAPI (RFC 4752) under the same TLS rule as passwords, and only while its keytab is readable.
+      if (s.loginAllowed()) caps.push('USER', s.ctx.auth.gssapiAvailable?.() === true ? 'SASL PLAIN GSSAPI' : 'SASL PLAIN');
     }
     caps.push('IMPLEMENTATION postern');
     s.send('+OK capability list follows');
