@@ -33,6 +33,7 @@ import { resolveBurl } from './imap/urlauth.js';
 import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
+import { openTraceStore, TraceRetention, type TraceStore } from './trace/index.js';
 
 export interface Server {
   core: Core;
@@ -44,6 +45,8 @@ export interface Server {
   retention: JunkRetention;
   spool: Spool;
   scheduler: Scheduler;
+  /** Message trace (src/trace): every message's path, in `${dataDir}/trace.db`. */
+  trace: TraceStore;
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
@@ -85,11 +88,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   const hostname = serverHostname(config);
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
+  let trace: TraceStore | undefined;
+  let traceRetention: TraceRetention | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
   const opened: { close(): Promise<void> }[] = [];
   try {
     core = openCore(config, log);
     const { settings } = core;
+    trace = openTraceStore(config.dataDir, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
     // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
@@ -97,9 +103,10 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const spool = new Spool(config.dataDir, {
       log,
       prefixFor: (e) => (e.recipients.length === 1 ? localDeliveryPrefix(e.from, e.recipients[0].address) : undefined),
+      trace,
     });
     await spool.init();
-    const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
+    const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
     const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
@@ -136,12 +143,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       log,
       onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
       srs,
+      trace,
     });
-    scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
+    scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent, trace });
     await scheduler.start();
     const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
     const filterSettings = { get: ((key: string) => (filtersOff.has(key) ? false : settings.get(key as never))) as typeof settings.get };
-    const filters = buildPipeline({ config, settings: filterSettings, hostname, log });
+    const filters = buildPipeline({ config, settings: filterSettings, hostname, log, trace });
     const dkim = new DkimSigner({ dataDir: config.dataDir, log });
     const smtpStats = new SmtpStats();
     const smtp = await startSmtp({
@@ -158,6 +166,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         filters,
         stats: smtpStats,
         srs,
+        trace,
       },
       tls,
       listeners: config.listeners,
@@ -223,6 +232,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
     const retention = new JunkRetention({ store, mailbox, settings, log });
     retention.start();
+    // trace.retentionDays (default 30): message paths older than that are deleted, at start and then hourly.
+    traceRetention = new TraceRetention({ store: trace, settings, log });
+    traceRetention.start();
     // Last: the admin API and autoconfig describe the listeners above (their bound ports).
     let admin: AdminService;
     try {
@@ -236,6 +248,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         auth: core.auth,
         spool,
         scheduler,
+        trace,
         store,
         mailbox,
         smtpSessions: () => smtp.sessions.size,
@@ -246,6 +259,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       });
     } catch (err) {
       await retention.stop().catch(() => undefined);
+      await traceRetention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
       throw err;
@@ -253,7 +267,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
     if (admin.ports.http !== undefined) ports.http = admin.ports.http;
     if (admin.ports.https !== undefined) ports.https = admin.ports.https;
-    const running = { core, scheduler };
+    const running = { core, scheduler, trace, traceRetention };
     return {
       filtersOff,
       core,
@@ -262,6 +276,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       store,
       spool,
       scheduler,
+      trace,
       smtp,
       ports,
       mailbox,
@@ -273,6 +288,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await smtp.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
         await running.scheduler.stop();
+        await running.traceRetention.stop();
+        // After the scheduler: its last attempts' events are written before the file is closed.
+        running.trace.close();
         await running.core.close();
         mailbox.close();
       },
@@ -281,6 +299,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // A listener that cannot bind (port in use) must not leave a scheduler delivering from this dataDir.
     await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
     await scheduler?.stop().catch(() => undefined);
+    await traceRetention?.stop().catch(() => undefined);
+    trace?.close();
     await core?.close().catch(() => undefined);
     throw listenerError(config, err);
   }

@@ -18,6 +18,7 @@ import { directoryRoutes } from './routes/directory.js';
 import { domainsRoutes } from './routes/domains.js';
 import { metricsRoutes, probeRoutes } from './routes/health.js';
 import { queueRoutes } from './routes/queue.js';
+import { traceRoutes } from './routes/trace.js';
 import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
 import type { AdminDeps, App } from './types.js';
@@ -103,6 +104,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   addressesRoutes(app, d);
   usersRoutes(app, d);
   queueRoutes(app, d);
+  traceRoutes(app, d);
   dashboardRoutes(app, d);
   directoryRoutes(app, d);
   return { app, routes };

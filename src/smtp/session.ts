@@ -15,6 +15,7 @@ import type { QueueEnvelope } from '../queue/types.js';
 import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
 import type { SmtpStats } from './stats.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
 
@@ -35,6 +36,8 @@ export interface SmtpDeps {
   stats?: SmtpStats;
   /** Sender Rewriting Scheme: bounces to our SRS addresses are accepted (config srs.enabled). */
   srs?: Srs;
+  /** Message trace (src/trace): received, refused after receipt, discarded. */
+  trace?: TraceRecorder;
 }
 
 export interface SessionState {
