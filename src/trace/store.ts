@@ -31,7 +31,6 @@ import {
   DEFAULT_TRACE_LIMIT,
   MAX_TRACE_LIMIT,
   type TraceEvent,
-  type TraceEventRow,
   type TraceEventType,
   type TracePath,
   type TraceQuery,
@@ -52,7 +51,7 @@ CREATE TABLE IF NOT EXISTS messages (
   last_at    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
-CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender, last_at);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender, first_at);
 CREATE INDEX IF NOT EXISTS messages_last_at ON messages (last_at);
 CREATE INDEX IF NOT EXISTS messages_first_at ON messages (first_at);
 CREATE TABLE IF NOT EXISTS recipients (
@@ -125,8 +124,6 @@ export class TraceStore implements TraceRecorder {
   private readonly upsertMessage: Statement;
   private readonly insertRecipient: Statement;
   private readonly insertEvent: Statement;
-  private readonly eventsOf: Statement;
-  private readonly recipientsOf: Statement;
   private readonly writeBatch: (events: TraceEvent[]) => void;
 
   constructor(file: string, opts: TraceStoreOptions = {}) {
@@ -162,10 +159,27 @@ export class TraceStore implements TraceRecorder {
     );
     this.insertRecipient = this.db.prepare('INSERT OR IGNORE INTO recipients (address, queue_id) VALUES (?, ?)');
     this.insertEvent = this.db.prepare('INSERT INTO events (queue_id, at, type, rcpt, detail) VALUES (?, ?, ?, ?, ?)');
-    this.eventsOf = this.db.prepare('SELECT queue_id, at, type, rcpt, detail FROM events WHERE queue_id = ? ORDER BY seq');
-    this.recipientsOf = this.db.prepare('SELECT address FROM recipients WHERE queue_id = ? ORDER BY address').pluck();
     this.writeBatch = this.db.transaction((events: TraceEvent[]) => {
-      for (const e of events) this.write(e);
+      // One upsert per message per batch (the several events of one message in one tick share it).
+      const messages = new Map<string, { messageId: string | null; from: string | null; first: number; last: number }>();
+      for (const e of events) {
+        const at = e.at ?? this.now();
+        const m = messages.get(e.queueId);
+        const messageId = e.messageId ? normalizeMessageId(e.messageId) || null : null;
+        const from = e.from === undefined ? null : e.from.toLowerCase();
+        if (!m) messages.set(e.queueId, { messageId, from, first: at, last: at });
+        else {
+          m.messageId ??= messageId;
+          m.from ??= from;
+          m.first = Math.min(m.first, at);
+          m.last = Math.max(m.last, at);
+        }
+        for (const r of e.recipients ?? []) this.insertRecipient.run(r.toLowerCase(), e.queueId);
+        if (e.rcpt) this.insertRecipient.run(e.rcpt.toLowerCase(), e.queueId);
+        const detail = e.detail && Object.keys(e.detail).length ? JSON.stringify(e.detail) : null;
+        this.insertEvent.run(e.queueId, at, e.type, e.rcpt ?? null, detail);
+      }
+      for (const [id, m] of messages) this.upsertMessage.run(id, m.messageId, m.from, m.first, m.last);
     });
   }
 
@@ -193,18 +207,7 @@ export class TraceStore implements TraceRecorder {
     }
   }
 
-  private write(e: TraceEvent): void {
-    const at = e.at ?? this.now();
-    const from = e.from === undefined ? null : e.from.toLowerCase();
-    const messageId = e.messageId ? normalizeMessageId(e.messageId) || null : null;
-    this.upsertMessage.run(e.queueId, messageId, from, at, at);
-    for (const r of e.recipients ?? []) this.insertRecipient.run(r.toLowerCase(), e.queueId);
-    if (e.rcpt) this.insertRecipient.run(e.rcpt.toLowerCase(), e.queueId);
-    const detail = e.detail && Object.keys(e.detail).length ? JSON.stringify(e.detail) : null;
-    this.insertEvent.run(e.queueId, at, e.type, e.rcpt ?? null, detail);
-  }
-
-  /** The messages matching every given criterion, newest activity first, each with its whole path. */
+  /** The messages matching every given criterion, the last received first, each with its whole path. */
   query(q: TraceQuery = {}): TracePath[] {
     this.flush();
     const where: string[] = [];
@@ -234,25 +237,42 @@ export class TraceStore implements TraceRecorder {
       params.push(q.until);
     }
     const limit = Math.max(1, Math.min(MAX_TRACE_LIMIT, Math.floor(q.limit ?? DEFAULT_TRACE_LIMIT)));
+    // Newest first by arrival: the first_at index (alone, or after the sender in messages_sender) gives the order,
+    // so a query reads its `limit` rows and stops, whatever the size of the store; rowid breaks ties the same way.
     const sql = `SELECT m.queue_id, m.message_id, m.sender, m.first_at, m.last_at FROM messages m
-      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.last_at DESC, m.queue_id DESC LIMIT ${limit}`;
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.first_at DESC, m.rowid DESC LIMIT ${limit}`;
     const rows = this.db.prepare(sql).all(...params) as MessageRow[];
-    return rows.map((m) => ({
-      queueId: m.queue_id,
-      messageId: m.message_id,
-      from: m.sender,
-      recipients: this.recipientsOf.all(m.queue_id) as string[],
-      firstAt: new Date(m.first_at).toISOString(),
-      lastAt: new Date(m.last_at).toISOString(),
-      events: (this.eventsOf.all(m.queue_id) as EventRow[]).map(
-        (e): TraceEventRow => ({
-          at: new Date(e.at).toISOString(),
-          type: e.type,
-          ...(e.rcpt ? { rcpt: e.rcpt } : {}),
-          detail: e.detail ? (JSON.parse(e.detail) as Record<string, unknown>) : {},
-        }),
-      ),
-    }));
+    if (rows.length === 0) return [];
+    const ids = rows.map((m) => m.queue_id);
+    const marks = ids.map(() => '?').join(',');
+    // Two reads for the whole page (limit ≤ 1000 stays under SQLite's 32766 bound parameters).
+    const events = this.db.prepare(`SELECT queue_id, at, type, rcpt, detail FROM events WHERE queue_id IN (${marks}) ORDER BY seq`).all(...ids) as EventRow[];
+    const rcpts = this.db.prepare(`SELECT queue_id, address FROM recipients WHERE queue_id IN (${marks})`).all(...ids) as { queue_id: string; address: string }[];
+    const paths = new Map<string, TracePath>(
+      rows.map((m) => [
+        m.queue_id,
+        {
+          queueId: m.queue_id,
+          messageId: m.message_id,
+          from: m.sender,
+          recipients: [],
+          firstAt: new Date(m.first_at).toISOString(),
+          lastAt: new Date(m.last_at).toISOString(),
+          events: [],
+        },
+      ]),
+    );
+    for (const r of rcpts) paths.get(r.queue_id)!.recipients.push(r.address);
+    for (const e of events) {
+      paths.get(e.queue_id)!.events.push({
+        at: new Date(e.at).toISOString(),
+        type: e.type,
+        ...(e.rcpt ? { rcpt: e.rcpt } : {}),
+        detail: e.detail ? (JSON.parse(e.detail) as Record<string, unknown>) : {},
+      });
+    }
+    for (const p of paths.values()) p.recipients.sort();
+    return [...paths.values()];
   }
 
   /** How many events and messages the store holds (for tests, the bench and the log). */

@@ -93,7 +93,7 @@ export interface TraceQuery {
   since?: number;
   /** Epoch ms: messages with an event at or before it. */
   until?: number;
-  /** At most this many messages, newest activity first (default 50, at most 1000). */
+  /** At most this many messages, the last received first (default 50, at most 1000). */
   limit?: number;
 }
 

@@ -8,6 +8,7 @@ import { benchDirectory } from './directory.bench.ts';
 import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
 import { benchSmtp } from './smtp.bench.ts';
+import { benchTrace } from './trace.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCHES: Record<string, (root: string) => Promise<string>> = {
@@ -15,6 +16,7 @@ const BENCHES: Record<string, (root: string) => Promise<string>> = {
   filters: benchFilters,
   imap: benchImap,
   smtp: benchSmtp,
+  trace: benchTrace,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
