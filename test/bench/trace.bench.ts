@@ -64,7 +64,7 @@ export async function benchTrace(): Promise<string> {
         { queueId: id, type: 'received', at, from, recipients: [to], messageId, detail: { listener: 'submission', client: '192.0.2.7', user: from.split('@')[0], size: 4321 } },
         { queueId: id, type: 'filter', at: at + 1, detail: { stage: 'attachments', action: 'accept' } },
         { queueId: id, type: 'filter', at: at + 2, detail: { stage: 'clamav', action: 'accept' } },
-        { queueId: id, type: 'filter', at: at + 3, detail: { stage: 'spamassassin', action: 'mark', tags: { spam: false, score: 1.2 } } },
+        { queueId: id, type: 'filter', at: at + 3, detail: { stage: 'spamassassin', action: 'mark', tags: { spam: false, spamScore: 1.2 } } },
         { queueId: id, type: 'queued', at: at + 4, from, recipients: [to], detail: { size: 4500, listener: 'submission' } },
         { queueId: id, type: 'attempt', at: at + 50, detail: { host: 'mx.remote.example[198.51.100.1]:25', tls: 'TLSv1.3', result: 'sent', replies: [{ to, reply: '250 2.0.0 Ok: queued' }] } },
         { queueId: id, type: 'relayed', at: at + 51, rcpt: to, detail: { host: 'mx.remote.example', reply: '250 2.0.0 Ok: queued' } },

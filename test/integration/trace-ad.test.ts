@@ -102,7 +102,7 @@ describe('message trace on AD with real clamd and spamd', { skip }, () => {
     const spam = event(p, 'filter', (e) => e.detail.stage === 'spamassassin').detail;
     assert.equal(spam.action, 'mark');
     assert.equal((spam.tags as { spam?: boolean }).spam, true);
-    assert.equal(typeof (spam.tags as { score?: number }).score, 'number');
+    assert.equal(typeof (spam.tags as { spamScore?: number }).spamScore, 'number');
 
     const attempt = event(p, 'attempt').detail;
     assert.match(String(attempt.host), /^mx\.remote\.example\[127\.0\.0\.1\]:/);
