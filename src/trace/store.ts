@@ -42,6 +42,9 @@ export const TRACE_DB_FILE = 'trace.db';
 /** Bumped when the tables change; a database of another version is refused rather than misread. */
 const SCHEMA_VERSION = 1;
 
+/** Below this many messages with an event since `since`, they are found by last_at and sorted (see query()). */
+const FEW = 5000;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
   queue_id   TEXT PRIMARY KEY,
@@ -239,8 +242,19 @@ export class TraceStore implements TraceRecorder {
     const limit = Math.max(1, Math.min(MAX_TRACE_LIMIT, Math.floor(q.limit ?? DEFAULT_TRACE_LIMIT)));
     // Newest first by arrival: the first_at index (alone, or after the sender in messages_sender) gives the order,
     // so a query reads its `limit` rows and stops, whatever the size of the store; rowid breaks ties the same way.
+    // One case walks far: a recent `since` alone (few messages that recent, and everything older is read to find
+    // that nothing else matches). Then the few are taken by the last_at index and sorted, when they are few.
+    let order = 'm.first_at DESC, m.rowid DESC';
+    if (q.since !== undefined && q.queueId === undefined && q.messageId === undefined && q.from === undefined && q.to === undefined) {
+      const few = (this.db.prepare('SELECT count(*) FROM (SELECT 1 FROM messages WHERE last_at >= ? LIMIT ?)').pluck().get(q.since, FEW) as number) < FEW;
+      if (few) {
+        where.push('m.rowid IN (SELECT rowid FROM messages INDEXED BY messages_last_at WHERE last_at >= ?)');
+        params.push(q.since);
+        order = '+m.first_at DESC, m.rowid DESC';
+      }
+    }
     const sql = `SELECT m.queue_id, m.message_id, m.sender, m.first_at, m.last_at FROM messages m
-      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.first_at DESC, m.rowid DESC LIMIT ${limit}`;
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ${limit}`;
     const rows = this.db.prepare(sql).all(...params) as MessageRow[];
     if (rows.length === 0) return [];
     const ids = rows.map((m) => m.queue_id);
