@@ -10,6 +10,7 @@ import { registerDirectoryCommands } from './cli/directory.js';
 import { registerServeCommands } from './cli/serve.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerDkimCommands } from './cli/dkim.js';
+import { registerTraceCommands } from './cli/trace.js';
 import { EXIT } from './lib/errors.js';
 
 /**
@@ -39,6 +40,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   registerServeCommands(program, ctx, setCode);
   registerQueueCommands(program, ctx, setCode);
   registerDkimCommands(program, ctx, setCode);
+  registerTraceCommands(program, ctx, setCode);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

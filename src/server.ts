@@ -38,6 +38,7 @@ import { SqliteCounterStore } from './limits/store.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
 import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
+import { openTraceStore, TraceRetention, type TraceStore } from './trace/index.js';
 
 export interface Server {
   core: Core;
@@ -49,6 +50,8 @@ export interface Server {
   retention: JunkRetention;
   spool: Spool;
   scheduler: Scheduler;
+  /** Message trace (src/trace): every message's path, in `${dataDir}/trace.db`. */
+  trace: TraceStore;
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
@@ -97,11 +100,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
   let sendLimits: SendLimits | undefined;
+  let trace: TraceStore | undefined;
+  let traceRetention: TraceRetention | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
   const opened: { close(): Promise<void> }[] = [];
   try {
     core = openCore(config, log);
     const { settings } = core;
+    trace = openTraceStore(config.dataDir, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
     // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
@@ -109,9 +115,10 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const spool = new Spool(config.dataDir, {
       log,
       prefixFor: (e) => (e.recipients.length === 1 ? localDeliveryPrefix(e.from, e.recipients[0].address) : undefined),
+      trace,
     });
     await spool.init();
-    const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log });
+    const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
     const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
@@ -180,12 +187,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       log,
       onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
       srs,
+      trace,
     });
-    scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
+    scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent, trace });
     await scheduler.start();
     const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
     const filterSettings = { get: ((key: string) => (filtersOff.has(key) ? false : settings.get(key as never))) as typeof settings.get };
-    const filters = buildPipeline({ config, settings: filterSettings, hostname, log });
+    const filters = buildPipeline({ config, settings: filterSettings, hostname, log, trace });
     const dkim = new DkimSigner({ dataDir: config.dataDir, log });
     const smtpStats = new SmtpStats();
     sendLimits = new SendLimits({ settings, log, store: SqliteCounterStore.open(config.dataDir) });
@@ -204,6 +212,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         stats: smtpStats,
         srs,
         sendLimits,
+        trace,
       },
       tls,
       listeners: config.listeners,
@@ -270,6 +279,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
     const retention = new JunkRetention({ store, mailbox, settings, log });
     retention.start();
+    // trace.retentionDays (default 30): message paths older than that are deleted, at start and then hourly.
+    traceRetention = new TraceRetention({ store: trace, settings, log });
+    traceRetention.start();
     // Last: the admin API and autoconfig describe the listeners above (their bound ports).
     let admin: AdminService;
     try {
@@ -283,6 +295,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         auth: core.auth,
         spool,
         scheduler,
+        trace,
         store,
         mailbox,
         smtpSessions: () => smtp.sessions.size,
@@ -294,6 +307,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       });
     } catch (err) {
       await retention.stop().catch(() => undefined);
+      await traceRetention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
       await watch?.stop().catch(() => undefined);
@@ -302,7 +316,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
     if (admin.ports.http !== undefined) ports.http = admin.ports.http;
     if (admin.ports.https !== undefined) ports.https = admin.ports.https;
-    const running = { core, scheduler, sendLimits };
+    const running = { core, scheduler, sendLimits, trace, traceRetention };
     return {
       filtersOff,
       core,
@@ -311,6 +325,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       store,
       spool,
       scheduler,
+      trace,
       smtp,
       ports,
       mailbox,
@@ -329,6 +344,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         running.sendLimits.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
         await running.scheduler.stop();
+        await running.traceRetention.stop();
+        // After the scheduler: its last attempts' events are written before the file is closed.
+        running.trace.close();
         await running.core.close();
         mailbox.close();
       },
@@ -338,6 +356,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
     await scheduler?.stop().catch(() => undefined);
     sendLimits?.close();
+    await traceRetention?.stop().catch(() => undefined);
+    trace?.close();
     await core?.close().catch(() => undefined);
     throw listenerError(config, err);
   }

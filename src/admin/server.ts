@@ -18,6 +18,7 @@ import { directoryRoutes } from './routes/directory.js';
 import { domainsRoutes } from './routes/domains.js';
 import { metricsRoutes, probeRoutes } from './routes/health.js';
 import { queueRoutes } from './routes/queue.js';
+import { traceRoutes } from './routes/trace.js';
 import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
 import { limitsRoutes } from './routes/limits.js';
@@ -105,6 +106,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   usersRoutes(app, d);
   limitsRoutes(app, d);
   queueRoutes(app, d);
+  traceRoutes(app, d);
   dashboardRoutes(app, d);
   directoryRoutes(app, d);
   return { app, routes };

@@ -13,6 +13,7 @@ import type { TlsMaterial } from '../lib/tls.js';
 import type { Scheduler } from '../queue/scheduler.js';
 import type { Spool } from '../queue/spool.js';
 import type { Settings } from '../settings/store.js';
+import type { TraceStore } from '../trace/store.js';
 import type { MaildirStore } from '../store/maildir.js';
 import type { MaildirMailbox } from '../store/maildir-mailbox.js';
 
@@ -27,6 +28,8 @@ export interface AdminDeps {
   auth: Authenticator;
   spool: Spool;
   scheduler: Scheduler;
+  /** Message trace (GET /api/trace); absent in apps built without one, where the route answers 503. */
+  trace?: Pick<TraceStore, 'query'>;
   store: MaildirStore;
   mailbox: MaildirMailbox;
   /** Current SMTP sessions (all listeners), for /metrics. */

@@ -3,6 +3,7 @@
  * so these commands work on the spool directly, with or without a running server: a running server sees a flush
  * (nextAttemptAt = now) and a delete (the files are gone) at its next scan of the spool (queue.scanIntervalSeconds).
  */
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
@@ -10,6 +11,19 @@ import { InvalidQueueIdError, parseQueueId } from '../queue/id.js';
 import { Spool } from '../queue/spool.js';
 import type { QueueEnvelope, QueueRecipient } from '../queue/types.js';
 import { action, CliExit, formatTable } from './settings.js';
+import { cliTrace } from './trace.js';
+
+/** Who runs the command: the OS account (sudo keeps the admin's name in SUDO_USER). */
+function cliUser(): string {
+  const sudo = process.env.SUDO_USER;
+  let name: string;
+  try {
+    name = userInfo().username;
+  } catch {
+    name = String(process.getuid?.() ?? 'unknown');
+  }
+  return sudo && sudo !== name ? `${sudo} (as ${name})` : name;
+}
 
 function cliSpool(ctx: CliContext): Spool {
   return new Spool(ctx.config().dataDir);
@@ -148,12 +162,14 @@ export function registerQueueCommands(program: Command, ctx: CliContext, setCode
         if (opts.all && ids.length) throw new CliExit(EXIT.usage, 'give queue ids or --all, not both');
         if (!opts.all && !ids.length) throw new CliExit(EXIT.usage, 'give the queue ids to delete, or --all');
         const wanted = parseIds(ids);
-        const spool = cliSpool(ctx);
+        // The message trace records the delete and who made it (the account running the command).
+        const spool = new Spool(ctx.config().dataDir, { trace: cliTrace(ctx) });
+        const by = `cli:${cliUser()}`;
         const targets = opts.all ? (await spool.list()).map((e) => e.id) : wanted;
         let deleted = 0;
         let code: number = EXIT.ok;
         for (const id of targets) {
-          if (await spool.remove(id)) deleted++;
+          if (await spool.remove(id, by)) deleted++;
           else if (!opts.all) {
             ctx.err(`postern: no message ${id} in the queue`);
             code = EXIT.no;

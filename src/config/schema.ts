@@ -275,7 +275,7 @@ export const spamassassinSchema = z
 export const configSchema = z
   .object({
     hostname: z.string().optional().describe('FQDN used in greetings and Received; default: the system host name'),
-    dataDir: z.string().default('./var').describe('settings.db, queue/ and mail/ live here'),
+    dataDir: z.string().default('./var').describe('settings.db, trace.db, queue/ and mail/ live here'),
     directory: directorySchema.prefault({ type: 'ldif', file: 'fixtures/ad/corp.ldif' }),
     auth: authSchema.prefault({}),
     tls: z

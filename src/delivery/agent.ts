@@ -22,6 +22,7 @@ import type { DeliveryResult, QueueEnvelope, QueueRecipient, SpooledFile } from 
 import { localDeliveryPrefix } from './prefix.js';
 import type { RemoteDelivery } from './remote.js';
 import type { Srs } from './srs.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 export interface AgentOptions {
   resolver: Resolver;
@@ -39,6 +40,8 @@ export interface AgentOptions {
    * remote addresses) leave with an SRS sender so SPF passes at the receiver; bounces to it are reversed here.
    */
   srs?: Srs;
+  /** Message trace: the outcome of each recipient at each attempt (delivered, relayed, deferred, failed). */
+  trace?: TraceRecorder;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
@@ -85,13 +88,39 @@ export class LocalRemoteAgent {
     await this.expand(recipients, log);
     const header = headerOf(message);
     const hops = (header.match(/^Received:/gim) ?? []).length;
+    const folders = new Map<QueueRecipient, string>();
     for (const r of recipients) {
       if (r.state !== 'pending' || !r.route || r.route.kind === 'remote') continue;
       r.attempts++;
-      await this.deliverLocal(envelope, message, header, hops, r, log, spooled);
+      await this.deliverLocal(envelope, message, header, hops, r, log, spooled, folders);
     }
     await this.deliverRemote(envelope, message, recipients, log);
+    if (this.opts.trace) this.traceOutcomes(envelope, recipients, folders);
     return recipients;
+  }
+
+  /**
+   * One trace event per recipient this attempt decided or tried: delivered (a mailbox and folder, or how else:
+   * list expanded, forwarded, duplicate), relayed (the host and its reply), deferred, failed. Recipients final
+   * before this attempt are left out; a pending one counts when it was tried (its attempts went up) or got a reply.
+   */
+  private traceOutcomes(envelope: QueueEnvelope, recipients: QueueRecipient[], folders: Map<QueueRecipient, string>): void {
+    const key = (r: QueueRecipient) => `${r.address}\u0000${r.parent ?? ''}`;
+    const before = new Map(envelope.recipients.map((r) => [key(r), r]));
+    for (const r of recipients) {
+      const was = before.get(key(r));
+      if (was && was.state !== 'pending') continue;
+      if (r.state === 'pending' && was && r.attempts === was.attempts && r.lastResult === was.lastResult) continue;
+      const detail: Record<string, unknown> = { reply: r.lastResult };
+      if (r.parent) Object.assign(detail, { parent: r.parent, origin: r.origin });
+      if (r.remoteMta) detail.host = r.remoteMta;
+      let type: 'delivered' | 'relayed' | 'deferred' | 'failed' = r.state === 'failed' ? 'failed' : r.state === 'pending' ? 'deferred' : 'delivered';
+      if (r.state === 'delivered' && r.route?.kind === 'remote') type = 'relayed';
+      const folder = folders.get(r);
+      if (folder !== undefined && r.route?.kind === 'user') Object.assign(detail, { mailbox: r.route.login, folder });
+      if (folder !== undefined && r.route?.kind === 'shared') Object.assign(detail, { shared: r.route.group, folder });
+      this.opts.trace!.record({ queueId: envelope.id, type, rcpt: r.address, detail });
+    }
   }
 
   /** Routes every pending recipient afresh; adds children for lists, Bcc and forwards (once each). */
@@ -213,7 +242,16 @@ export class LocalRemoteAgent {
     }
   }
 
-  private async deliverLocal(envelope: QueueEnvelope, message: Buffer, header: string, hops: number, r: QueueRecipient, log: Logger, spooled?: SpooledFile): Promise<void> {
+  private async deliverLocal(
+    envelope: QueueEnvelope,
+    message: Buffer,
+    header: string,
+    hops: number,
+    r: QueueRecipient,
+    log: Logger,
+    spooled: SpooledFile | undefined,
+    folders: Map<QueueRecipient, string>,
+  ): Promise<void> {
     const route = r.route as Exclude<QueueRecipient['route'], { kind: 'remote' } | undefined>;
     const owner: MailboxOwner = route.kind === 'user' ? { kind: 'user', login: route.login } : { kind: 'shared', group: route.group };
     if (hops >= this.opts.hopLimit) {
@@ -232,6 +270,7 @@ export class LocalRemoteAgent {
     try {
       const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom });
       this.opts.onDelivered?.(owner, folder);
+      folders.set(r, folder);
       r.state = 'delivered';
       r.deliveredAt = new Date().toISOString();
       r.lastResult = `250 2.0.0 delivered to ${route.kind === 'user' ? 'mailbox' : 'shared folder'} ${route.kind === 'user' ? route.login : route.group} (${folder})`;

@@ -33,6 +33,7 @@ import type { DeliveryResult } from '../queue/types.js';
 import type { Settings } from '../settings/store.js';
 import { parseNexthop } from '../settings/validate.js';
 import { MxError, MxResolver, addressLiteral } from './mx.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 export interface RemoteJob {
   queueId: string;
@@ -62,6 +63,8 @@ export interface RemoteDeliveryOptions {
   maxAddresses?: number;
   /** Destinations (domains) delivered at once for one job; default 4. */
   concurrency?: number;
+  /** Message trace: one `attempt` event per SMTP session (host, TLS, the reply for each recipient). */
+  trace?: TraceRecorder;
 }
 
 /** How TLS is used on one connection. */
@@ -551,6 +554,17 @@ export class RemoteDelivery {
         ...(r.outcome === 'delivered' ? { detail: r.detail } : { code: r.code, status: r.status, detail: r.detail }),
       })),
     };
+    this.opts.trace?.record({
+      queueId: job.queueId,
+      type: 'attempt',
+      detail: {
+        host: line.relay,
+        tls: outcome.tls,
+        ...(c.smarthost ? { smarthost: true } : {}),
+        result,
+        replies: rs.map((r) => ({ to: r.recipient, reply: r.outcome === 'delivered' ? (r.detail ?? '250') : r.detail.startsWith(String(r.code)) ? r.detail : `${r.code} ${r.status} ${r.detail}` })),
+      },
+    });
     if (result === 'sent') this.log.info(line, `sent to ${line.relay}`);
     else this.log.warn(line, `${result} at ${line.relay}`);
   }

@@ -17,6 +17,7 @@ import { mailAuthStage } from './mail-auth.js';
 import { FilterPipeline } from './pipeline.js';
 import { spamassassinStage } from './spamassassin.js';
 import type { FilterPhase, FilterStage } from './types.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 /** The setting that says what a failing stage does; stages not listed here always tempfail. */
 const FAILURE_SETTING = {
@@ -61,6 +62,8 @@ export interface FilterDeps {
   settings: Pick<Settings, 'get'>;
   hostname: string;
   log: Logger;
+  /** Message trace: each data-phase verdict is recorded (FilterPipelineOptions.trace). */
+  trace?: TraceRecorder;
 }
 
 export function buildPipeline(deps: FilterDeps): FilterPipeline {
@@ -76,6 +79,7 @@ export function buildPipeline(deps: FilterDeps): FilterPipeline {
   return new SwitchedPipeline({
     stages,
     log,
+    trace: deps.trace,
     onFailure: (stage) => {
       const key = FAILURE_SETTING[stage as keyof typeof FAILURE_SETTING];
       return key ? settings.get(key) : 'tempfail';

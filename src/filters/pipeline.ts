@@ -22,6 +22,7 @@
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import type { Logger } from '../lib/logger.js';
 import { decodeWords, headerFields, headerSectionEnd } from './mime.js';
+import type { TraceRecorder } from '../trace/types.js';
 import type { FilterAction, FilterContext, FilterPhase, FilterStage, FilterVerdict } from './types.js';
 
 export type SmtpReply = NonNullable<FilterVerdict['reply']>;
@@ -59,6 +60,11 @@ export interface FilterPipelineOptions {
   stageTimeoutsMs?: Record<string, number>;
   /** Phases whose stages run concurrently (verdicts still applied in stage order); default ['data']. */
   parallel?: FilterPhase[];
+  /**
+   * Message trace: every data-phase verdict is an event of the message (ctx.id is its queue id from the data phase
+   * on; verdicts of the earlier phases belong to a transaction that has no message yet, they are in the log).
+   */
+  trace?: TraceRecorder;
 }
 
 export const DEFAULT_STAGE_TIMEOUT_MS = 30_000;
@@ -85,8 +91,10 @@ export class FilterPipeline {
   private readonly timeoutMs: number;
   private readonly stageTimeoutsMs: Record<string, number>;
   private readonly parallel: Set<FilterPhase>;
+  private readonly trace: TraceRecorder | undefined;
 
   constructor(opts: FilterPipelineOptions) {
+    this.trace = opts.trace;
     this.parallel = new Set(opts.parallel ?? ['data']);
     this.stages = [...opts.stages];
     this.log = opts.log.child({ component: 'filter' });
@@ -127,6 +135,7 @@ export class FilterPipeline {
         Object.assign(result.tags, verdict.tags);
       }
       this.logVerdict(stage, ctx, verdict, ms, failure);
+      if (phase === 'data' && this.trace) this.traceVerdict(stage, ctx, verdict, failure);
       switch (verdict.action) {
         case 'accept':
           continue;
@@ -179,6 +188,20 @@ export class FilterPipeline {
       return { action: 'accept', tags: { failedStages: [...failed, stage.name] } };
     }
     return { action: 'tempfail', reply: stageUnavailableReply(stage.name) };
+  }
+
+  private traceVerdict(stage: FilterStage, ctx: FilterContext, verdict: FilterVerdict, failure: unknown): void {
+    this.trace!.record({
+      queueId: ctx.id,
+      type: 'filter',
+      detail: {
+        stage: stage.name,
+        action: verdict.action,
+        ...(verdict.reply ? { reply: `${verdict.reply.code} ${verdict.reply.enhanced} ${verdict.reply.text}` } : {}),
+        ...(verdict.tags && Object.keys(verdict.tags).length ? { tags: verdict.tags } : {}),
+        ...(failure ? { error: failure instanceof Error ? failure.message : String(failure) } : {}),
+      },
+    });
   }
 
   private logVerdict(stage: FilterStage, ctx: FilterContext, verdict: FilterVerdict, ms: number, failure: unknown): void {

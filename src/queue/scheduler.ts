@@ -18,6 +18,7 @@ import { buildDsn, failedRecipients } from './dsn.js';
 import { retryDelayMs, type QueueConfig } from './retry.js';
 import { NotQueuedError, type Spool } from './spool.js';
 import type { QueueEnvelope, QueueRecipient, SpooledFile } from './types.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 /**
  * Delivers one message; returns the recipient list with states set (it may add expanded recipients). `spooled`,
@@ -46,6 +47,8 @@ export interface SchedulerOptions {
    * which only holds whole hours (1 to 2160); tests pass a few hundred milliseconds here.
    */
   lifetimeMs?: () => number;
+  /** Message trace: deferred (agent failure), expired, bounced (the DSN's queue id), completed. */
+  trace?: TraceRecorder;
 }
 
 export interface FinishedEvent {
@@ -118,6 +121,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private readonly log: Logger;
   private readonly agent: DeliveryAgent;
   private readonly lifetime: () => number;
+  private readonly trace: TraceRecorder | undefined;
 
   private readonly entries = new Map<string, Entry>();
   /** Ids that left the queue here, with the sequence number of that moment: a scan read before must not revive them. */
@@ -146,6 +150,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.hostname = options.hostname;
     this.log = options.log.child({ component: 'queue' });
     this.agent = options.agent;
+    this.trace = options.trace;
     this.lifetime = options.lifetimeMs ?? (() => this.settings.get('queue.lifetimeHours') * 3_600_000);
   }
 
@@ -358,6 +363,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
         env.recipients = before.map((r) =>
           r.state === 'pending' ? { ...r, attempts: r.attempts + 1, lastResult: reason, status: '4.3.0' } : r,
         );
+        for (const r of env.recipients) if (r.state === 'pending') this.trace?.record({ queueId: id, type: 'deferred', rcpt: r.address, detail: { reply: reason } });
       }
       this.logOutcome(log, before, env.recipients, started);
     }
@@ -371,6 +377,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
         r.state = 'failed';
         r.status = '4.4.7'; // RFC 3463: delivery time expired
         log.info({ to: r.address, status: '4.4.7', result: r.lastResult }, 'expired');
+        this.trace?.record({ queueId: id, type: 'expired', rcpt: r.address, detail: { status: '4.4.7', lastReply: r.lastResult } });
       }
       pending.length = 0;
     }
@@ -419,8 +426,14 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
         return;
       }
       log.info({ dsnId, to: env.from, failed: failed.length }, 'sender non-delivery notification');
+      this.trace?.record({ queueId: env.id, type: 'bounced', detail: { dsnId, to: env.from, failed: failed.map((r) => r.address) } });
     }
     await this.spool.remove(env.id);
+    this.trace?.record({
+      queueId: env.id,
+      type: 'completed',
+      detail: { delivered: env.recipients.filter((r) => r.state === 'delivered').length, failed: failed.length },
+    });
     this.entries.delete(env.id);
     this.gone.set(env.id, ++this.seq);
     this.emit('finished', { id: env.id, reason: 'done', envelope: env, dsnId });

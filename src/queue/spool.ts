@@ -31,6 +31,7 @@ import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
 import type { QueueEnvelope, SpooledFile } from './types.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 /** What the spool fills in when the caller leaves it out. */
 type Filled = 'id' | 'attempts' | 'nextAttemptAt' | 'size' | 'receivedAt';
@@ -81,6 +82,8 @@ export interface SpoolOptions {
    * the lines local delivery would add, for single-recipient mail. Nothing when absent or when it returns undefined.
    */
   prefixFor?: (envelope: QueueEnvelope) => string | undefined;
+  /** Message trace (src/trace): queued (after the commit), deleted by an admin (remove with `by`). */
+  trace?: TraceRecorder;
 }
 
 export interface SpoolStats {
@@ -212,6 +215,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   private readonly fs: SpoolFs;
   private readonly dirSync: DirSyncer;
   private readonly prefixFor: SpoolOptions['prefixFor'];
+  private readonly trace: TraceRecorder | undefined;
   private enqueued = 0;
   private serverLock: SpoolLock | undefined;
   /**
@@ -232,6 +236,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.fs = { ...nodeSpoolFs, ...options.fs };
     this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
     this.prefixFor = options.prefixFor;
+    this.trace = options.trace;
   }
 
   /** Creates the queue directories (the server does this at start; the CLI only reads what exists). */
@@ -331,6 +336,13 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
       'queued',
     );
+    this.trace?.record({
+      queueId: id,
+      type: 'queued',
+      from: envelope.from,
+      recipients: envelope.recipients.map((r) => r.address),
+      detail: { size: envelope.size, listener: envelope.client.listener },
+    });
     this.emit('enqueued', envelope);
     return id;
   }
@@ -519,7 +531,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    * Removes a message: envelope first (from then on it is not queued), then the message, then a directory fsync
    * so a crash does not bring back a message that was delivered. Returns false when there was nothing to remove.
    */
-  async remove(id: string): Promise<boolean> {
+  async remove(id: string, by?: string): Promise<boolean> {
     this.dropFresh(this.checkId(id));
     let found = false;
     for (const path of [this.envelopePath(id), this.messagePath(id)]) {
@@ -536,7 +548,10 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       } catch (err) {
         throw diskFailure(`cannot remove ${id}`, err);
       }
-      this.log.info({ queueId: id }, 'removed');
+      this.log.info({ queueId: id, ...(by ? { by } : {}) }, 'removed');
+      // An admin's delete (API or CLI) is the end of the message's path; the scheduler's own removal of a finished
+      // message is traced by the scheduler as `completed`.
+      if (by) this.trace?.record({ queueId: id, type: 'deleted', detail: { by } });
     }
     return found;
   }

@@ -146,6 +146,14 @@ export const SETTING_DEFS = {
     'a whole number of hours from 1 to 2160',
     'Queue message lifetime: how long a message that cannot be delivered is retried before it bounces. Default 96 hours (the seed: 4 days).',
   ),
+  'trace.retentionDays': def(
+    'Messages',
+    'integer',
+    count(3650),
+    30,
+    'a whole number of days from 0 to 3650, 0 to keep the trace forever',
+    'Message trace (postern trace, GET /api/trace): how long the path of a message is kept after its last event. Default 30 days (Exchange keeps message tracking logs 30 days); 0 = forever.',
+  ),
   'queue.alwaysBcc': def(
     'Messages',
     'string',

@@ -5,6 +5,7 @@ import { receivedHeader } from './received.js';
 import { applyMarks } from '../filters/pipeline.js';
 import { removeOurAuthResults } from '../filters/auth-results.js';
 import { SPAM_HEADER_FIELDS } from '../filters/spamassassin.js';
+import { messageIdOf } from '../trace/message-id.js';
 import { filterContext, mayRelayByAddress, type Sessions, type SmtpDeps } from './session.js';
 
 /** Fields only our filters may set: copies a sender wrote are dropped before ours are added. */
@@ -34,6 +35,11 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
   return (stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void => {
     const state = sessions.get(session);
     const chunks: Buffer[] = [];
+    /** The queue id once the message is in the trace: a refusal after that point ends its path there. */
+    let traced: string | undefined;
+    const traceRefusal = (code: number, enhanced: string, text: string) => {
+      if (traced) deps.trace?.record({ queueId: traced, type: 'rejected', detail: { reply: `${code} ${enhanced} ${text}` } });
+    };
     stream.on('data', (c: Buffer) => {
       // Past the limit smtp-server keeps reading (to find the end of DATA) but we stop keeping it: nothing is stored.
       if (!stream.sizeExceeded) chunks.push(c);
@@ -50,13 +56,16 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
           deps.sendLimits?.release(session.id);
           if (err instanceof SmtpError) {
             state.log.info({ event: 'reject', stage: 'data', reply: err.message }, 'message rejected');
+            traceRefusal(err.code, err.enhanced, err.text);
             deps.stats?.countRejected({ listener: state.role, client: session.remoteAddress, stage: 'data', from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address).join(', '), reply: `${err.code} ${err.message}` });
             return callback(err);
           }
           const disk = (err as NodeJS.ErrnoException)?.code === 'ENOSPC' || ((err as Error)?.cause as NodeJS.ErrnoException)?.code === 'ENOSPC';
           state.log.error({ err }, 'message not queued');
           // RFC 5321 §4.2.5 / DESIGN.md §6: a full disk is 452, never 250-then-lose.
-          callback(disk ? new SmtpError(452, '4.3.1', 'Insufficient system storage') : new SmtpError(451, '4.3.0', 'Temporary failure storing the message, try again later'));
+          const reply = disk ? new SmtpError(452, '4.3.1', 'Insufficient system storage') : new SmtpError(451, '4.3.0', 'Temporary failure storing the message, try again later');
+          traceRefusal(reply.code, reply.enhanced, reply.text);
+          callback(reply);
         });
     });
 
@@ -79,6 +88,15 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       const recipients = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
       const id = deps.newQueueId();
+      deps.trace?.record({
+        queueId: id,
+        type: 'received',
+        messageId: messageIdOf(data),
+        from,
+        recipients,
+        detail: { listener: state.role, client: session.remoteAddress, helo: session.hostNameAppearsAs || undefined, user: state.user?.login, tls: session.secure, size: data.length },
+      });
+      traced = id;
       // Built before the filters (DESIGN.md §6): they see the message as it will be delivered, our Received on top,
       // as Amavis gets it from Postfix — SpamAssassin's relay, DNSBL, SPF and trusted-network rules read it.
       const received = receivedHeader({
@@ -106,6 +124,7 @@ export function makeOnData(deps: SmtpDeps, sessions: Sessions, opts: OnDataOptio
         if (r.action === 'discard') {
           // The seed's "infected messages are discarded": the sender gets the usual 250, nothing is kept.
           state.log.info({ event: 'discarded', queueId: id, from, to: recipients, tags: r.tags }, `discarded ${id}`);
+          deps.trace?.record({ queueId: id, type: 'discarded', detail: { reply: '250 2.0.0 accepted and discarded' } });
           return id;
         }
         message = applyMarks(message, [...state.marks, ...r.headers], r.subject, { remove: OUR_FIELDS });

@@ -16,6 +16,7 @@ import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
 import type { SmtpStats } from './stats.js';
 import type { SendLimits } from '../limits/send-limits.js';
+import type { TraceRecorder } from '../trace/types.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
 
@@ -38,6 +39,8 @@ export interface SmtpDeps {
   srs?: Srs;
   /** Messages and recipients per hour of authenticated users and their client addresses (src/limits). */
   sendLimits?: SendLimits;
+  /** Message trace (src/trace): received, refused after receipt, discarded. */
+  trace?: TraceRecorder;
 }
 
 export interface SessionState {

@@ -9,6 +9,7 @@ import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
 import { benchLimits } from './limits.bench.ts';
 import { benchSmtp } from './smtp.bench.ts';
+import { benchTrace } from './trace.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCHES: Record<string, (root: string) => Promise<string>> = {
@@ -17,6 +18,7 @@ const BENCHES: Record<string, (root: string) => Promise<string>> = {
   imap: benchImap,
   limits: benchLimits,
   smtp: benchSmtp,
+  trace: benchTrace,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

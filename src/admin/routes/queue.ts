@@ -137,7 +137,8 @@ export function queueRoutes(app: App, deps: AdminDeps): void {
       const targets = q.all ? (await spool.list()).map((e) => e.id) : parseIds(q.ids, 'ids');
       const deleted: string[] = [];
       const unknown: string[] = [];
-      for (const id of targets) ((await spool.remove(id)) ? deleted : unknown).push(id);
+      // The trace records who: `api:<admin login>` or `api:token:<name>`.
+      for (const id of targets) ((await spool.remove(id, `api:${req.admin ?? 'unknown'}`)) ? deleted : unknown).push(id);
       // The scheduler forgets removed messages at its next scan; ask for it now.
       void scheduler.scan();
       deps.log.info({ deleted: deleted.length, by: req.admin }, 'admin: queue messages deleted');

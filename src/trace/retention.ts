@@ -1,0 +1,72 @@
+/**
+ * Trace retention: the paths of messages whose last event is older than `trace.retentionDays` (default 30, 0 =
+ * keep forever) are deleted, at start and then every hour, like the Junk retention (src/store/retention.ts).
+ * The setting is read at every sweep, so a change applies at the next one.
+ */
+import type { Logger } from '../lib/logger.js';
+import type { TraceStore } from './store.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_TRACE_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+
+export interface TraceRetentionOptions {
+  store: Pick<TraceStore, 'deleteBefore'>;
+  settings: { get(key: 'trace.retentionDays'): number };
+  log: Logger;
+  intervalMs?: number;
+  now?: () => number;
+}
+
+export class TraceRetention {
+  private readonly log: Logger;
+  private readonly intervalMs: number;
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<{ messages: number; events: number }> | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: TraceRetentionOptions) {
+    this.log = opts.log.child({ component: 'trace' });
+    this.intervalMs = opts.intervalMs ?? DEFAULT_TRACE_SWEEP_INTERVAL_MS;
+    this.now = opts.now ?? Date.now;
+  }
+
+  start(): void {
+    this.stopped = false;
+    if (this.timer) return;
+    void this.sweep();
+    this.timer = setInterval(() => void this.sweep(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** One sweep; one at a time (a sweep already running is joined). Never rejects. */
+  sweep(): Promise<{ messages: number; events: number }> {
+    this.running ??= this.sweepOnce()
+      .catch((err: unknown) => {
+        this.log.warn({ err }, 'trace retention: sweep failed');
+        return { messages: 0, events: 0 };
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  private async sweepOnce(): Promise<{ messages: number; events: number }> {
+    const days = this.opts.settings.get('trace.retentionDays');
+    if (!(days > 0)) return { messages: 0, events: 0 };
+    const before = this.now() - days * DAY_MS;
+    const removed = await this.opts.store.deleteBefore(before, undefined, () => this.stopped);
+    if (removed.messages) {
+      this.log.info({ ...removed, retentionDays: days, before: new Date(before).toISOString() }, 'trace retention: old message paths deleted');
+    }
+    return removed;
+  }
+}

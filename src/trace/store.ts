@@ -1,0 +1,344 @@
+/**
+ * The message trace store: `${dataDir}/trace.db`, its own SQLite file (not settings.db: a busy mail server writes
+ * many events a second, and the settings' readers and writers must not wait behind them), in WAL mode.
+ *
+ * Three tables:
+ *   messages    one row per queue id: Message-ID, sender, first and last event time (indexed on each)
+ *   recipients  (address, queue id): the envelope recipients and every address reached by expansion
+ *   events      the path: (queue id, seq) with the time, the type, the recipient and the rest as JSON
+ * A query finds messages by the first two (all indexed) and then reads their events by queue id, so it costs the
+ * same over a thousand events as over millions (test/bench/trace.bench.ts measures it).
+ *
+ * The hot path: record() only pushes the event into an array; the array is written in one transaction at the next
+ * turn of the event loop (setImmediate), so the many events of one busy second share a few commits. The database
+ * runs with synchronous=NORMAL: in WAL mode a commit is then not fsynced (only checkpoints are). That is on
+ * purpose. Mail is durable — the SMTP 250 waits for the queue's own fsyncs (DESIGN.md §3) — but a trace event may
+ * be lost in a crash (the events of the last moments before a power cut): the trace is a diagnostic record, and an
+ * fsync per SMTP message on top of the queue's would halve what the server can accept (DESIGN.md §6 "fsync is the
+ * budget"). For the same reason a trace that cannot be written (disk full, database locked by another process for
+ * too long) drops the batch with a warning in the log and never fails, delays or refuses mail.
+ *
+ * Several processes may write (the server, and `postern queue delete` recording who deleted what); SQLite's lock
+ * and the busy timeout serialise them. Queries flush this process's pending events first.
+ */
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { Logger } from '../lib/logger.js';
+import { silentLogger } from '../lib/logger.js';
+import type { SqliteDatabase, Statement } from '../settings/db.js';
+import {
+  DEFAULT_TRACE_LIMIT,
+  MAX_TRACE_LIMIT,
+  type TraceEvent,
+  type TraceEventType,
+  type TracePath,
+  type TraceQuery,
+  type TraceRecorder,
+} from './types.js';
+
+export const TRACE_DB_FILE = 'trace.db';
+
+/** Bumped when the tables change; a database of another version is refused rather than misread. */
+const SCHEMA_VERSION = 1;
+
+/** Below this many messages with an event since `since`, they are found by last_at and sorted (see query()). */
+const FEW = 5000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS messages (
+  queue_id   TEXT PRIMARY KEY,
+  message_id TEXT,
+  sender     TEXT,
+  first_at   INTEGER NOT NULL,
+  last_at    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender, first_at);
+CREATE INDEX IF NOT EXISTS messages_last_at ON messages (last_at);
+CREATE INDEX IF NOT EXISTS messages_first_at ON messages (first_at);
+CREATE TABLE IF NOT EXISTS recipients (
+  address  TEXT NOT NULL,
+  queue_id TEXT NOT NULL,
+  PRIMARY KEY (address, queue_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipients_queue_id ON recipients (queue_id);
+CREATE TABLE IF NOT EXISTS events (
+  seq      INTEGER PRIMARY KEY,
+  queue_id TEXT NOT NULL,
+  at       INTEGER NOT NULL,
+  type     TEXT NOT NULL,
+  rcpt     TEXT,
+  detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS events_queue_id ON events (queue_id, seq);
+`;
+
+type DatabaseConstructor = new (filename: string, options?: { timeout?: number; readonly?: boolean; fileMustExist?: boolean }) => SqliteDatabase;
+const require = createRequire(import.meta.url);
+
+/** Message-IDs are stored and searched without the angle brackets (RFC 5322 §3.6.4 msg-id). */
+export function normalizeMessageId(id: string): string {
+  return id.trim().replace(/^<+/, '').replace(/>+$/, '').trim();
+}
+
+export interface TraceStoreOptions {
+  log?: Logger;
+  /** Busy timeout in milliseconds (default 2000): how long a write waits for another process's transaction. */
+  timeout?: number;
+  /** The clock (default Date.now), for tests of retention. */
+  now?: () => number;
+}
+
+export interface TraceStats {
+  /** Events written. */
+  written: number;
+  /** Events dropped because the database could not be written. */
+  dropped: number;
+  /** Transactions that wrote them. */
+  batches: number;
+}
+
+interface MessageRow {
+  queue_id: string;
+  message_id: string | null;
+  sender: string | null;
+  first_at: number;
+  last_at: number;
+}
+
+interface EventRow {
+  queue_id: string;
+  at: number;
+  type: TraceEventType;
+  rcpt: string | null;
+  detail: string | null;
+}
+
+export class TraceStore implements TraceRecorder {
+  readonly file: string;
+  readonly stats: TraceStats = { written: 0, dropped: 0, batches: 0 };
+  private readonly db: SqliteDatabase;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private pending: TraceEvent[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+  private closed = false;
+  private readonly upsertMessage: Statement;
+  private readonly insertRecipient: Statement;
+  private readonly insertEvent: Statement;
+  private readonly writeBatch: (events: TraceEvent[]) => void;
+
+  constructor(file: string, opts: TraceStoreOptions = {}) {
+    this.file = file;
+    this.log = (opts.log ?? silentLogger).child({ component: 'trace' });
+    this.now = opts.now ?? Date.now;
+    const created = !existsSync(file);
+    const Database = require('better-sqlite3') as DatabaseConstructor;
+    this.db = new Database(file, { timeout: opts.timeout ?? 2000 });
+    try {
+      // Addresses and client details are personal data: readable by the server's user only, like settings.db.
+      if (created) chmodSync(file, 0o600);
+      this.db.pragma('journal_mode = WAL');
+      // No fsync per commit (see the file comment): a trace event may be lost in a crash, mail may not.
+      this.db.pragma('synchronous = NORMAL');
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      if (version !== 0 && version !== SCHEMA_VERSION) {
+        throw new Error(`${file}: trace schema version ${version}, this postern knows ${SCHEMA_VERSION}`);
+      }
+      this.db.exec(SCHEMA);
+      if (version === 0) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+    this.upsertMessage = this.db.prepare(
+      `INSERT INTO messages (queue_id, message_id, sender, first_at, last_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (queue_id) DO UPDATE SET
+         message_id = coalesce(excluded.message_id, message_id),
+         sender = coalesce(excluded.sender, sender),
+         first_at = min(first_at, excluded.first_at),
+         last_at = max(last_at, excluded.last_at)`,
+    );
+    this.insertRecipient = this.db.prepare('INSERT OR IGNORE INTO recipients (address, queue_id) VALUES (?, ?)');
+    this.insertEvent = this.db.prepare('INSERT INTO events (queue_id, at, type, rcpt, detail) VALUES (?, ?, ?, ?, ?)');
+    this.writeBatch = this.db.transaction((events: TraceEvent[]) => {
+      // One upsert per message per batch (the several events of one message in one tick share it).
+      const messages = new Map<string, { messageId: string | null; from: string | null; first: number; last: number }>();
+      for (const e of events) {
+        const at = e.at ?? this.now();
+        const m = messages.get(e.queueId);
+        const messageId = e.messageId ? normalizeMessageId(e.messageId) || null : null;
+        const from = e.from === undefined ? null : e.from.toLowerCase();
+        if (!m) messages.set(e.queueId, { messageId, from, first: at, last: at });
+        else {
+          m.messageId ??= messageId;
+          m.from ??= from;
+          m.first = Math.min(m.first, at);
+          m.last = Math.max(m.last, at);
+        }
+        for (const r of e.recipients ?? []) this.insertRecipient.run(r.toLowerCase(), e.queueId);
+        if (e.rcpt) this.insertRecipient.run(e.rcpt.toLowerCase(), e.queueId);
+        const detail = e.detail && Object.keys(e.detail).length ? JSON.stringify(e.detail) : null;
+        this.insertEvent.run(e.queueId, at, e.type, e.rcpt ?? null, detail);
+      }
+      for (const [id, m] of messages) this.upsertMessage.run(id, m.messageId, m.from, m.first, m.last);
+    });
+  }
+
+  /** Queues one event for the next batch. Cheap, synchronous, never throws. */
+  record(event: TraceEvent): void {
+    if (this.closed) return;
+    this.pending.push(event.at === undefined ? { ...event, at: this.now() } : event);
+    this.scheduled ??= setImmediate(() => this.flush());
+  }
+
+  /** Writes the pending events now, in one transaction. */
+  flush(): void {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    if (this.pending.length === 0 || !this.db.open) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.writeBatch(batch);
+      this.stats.written += batch.length;
+      this.stats.batches++;
+    } catch (err) {
+      this.stats.dropped += batch.length;
+      this.log.warn({ err, events: batch.length }, 'trace events not written (mail is not affected)');
+    }
+  }
+
+  /** The messages matching every given criterion, the last received first, each with its whole path. */
+  query(q: TraceQuery = {}): TracePath[] {
+    this.flush();
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.queueId !== undefined) {
+      where.push('m.queue_id = ?');
+      params.push(q.queueId.toUpperCase());
+    }
+    if (q.messageId !== undefined) {
+      where.push('m.message_id = ?');
+      params.push(normalizeMessageId(q.messageId));
+    }
+    if (q.from !== undefined) {
+      where.push('m.sender = ?');
+      params.push(q.from.toLowerCase());
+    }
+    if (q.to !== undefined) {
+      where.push('m.queue_id IN (SELECT queue_id FROM recipients WHERE address = ?)');
+      params.push(q.to.toLowerCase());
+    }
+    if (q.since !== undefined) {
+      where.push('m.last_at >= ?');
+      params.push(q.since);
+    }
+    if (q.until !== undefined) {
+      where.push('m.first_at <= ?');
+      params.push(q.until);
+    }
+    const limit = Math.max(1, Math.min(MAX_TRACE_LIMIT, Math.floor(q.limit ?? DEFAULT_TRACE_LIMIT)));
+    // Newest first by arrival: the first_at index (alone, or after the sender in messages_sender) gives the order,
+    // so a query reads its `limit` rows and stops, whatever the size of the store; rowid breaks ties the same way.
+    // One case walks far: a recent `since` alone (few messages that recent, and everything older is read to find
+    // that nothing else matches). Then the few are taken by the last_at index and sorted, when they are few.
+    let order = 'm.first_at DESC, m.rowid DESC';
+    if (q.since !== undefined && q.queueId === undefined && q.messageId === undefined && q.from === undefined && q.to === undefined) {
+      const few = (this.db.prepare('SELECT count(*) FROM (SELECT 1 FROM messages WHERE last_at >= ? LIMIT ?)').pluck().get(q.since, FEW) as number) < FEW;
+      if (few) {
+        where.push('m.rowid IN (SELECT rowid FROM messages INDEXED BY messages_last_at WHERE last_at >= ?)');
+        params.push(q.since);
+        order = '+m.first_at DESC, m.rowid DESC';
+      }
+    }
+    const sql = `SELECT m.queue_id, m.message_id, m.sender, m.first_at, m.last_at FROM messages m
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ${limit}`;
+    const rows = this.db.prepare(sql).all(...params) as MessageRow[];
+    if (rows.length === 0) return [];
+    const ids = rows.map((m) => m.queue_id);
+    const marks = ids.map(() => '?').join(',');
+    // Two reads for the whole page (limit ≤ 1000 stays under SQLite's 32766 bound parameters).
+    const events = this.db.prepare(`SELECT queue_id, at, type, rcpt, detail FROM events WHERE queue_id IN (${marks}) ORDER BY seq`).all(...ids) as EventRow[];
+    const rcpts = this.db.prepare(`SELECT queue_id, address FROM recipients WHERE queue_id IN (${marks})`).all(...ids) as { queue_id: string; address: string }[];
+    const paths = new Map<string, TracePath>(
+      rows.map((m) => [
+        m.queue_id,
+        {
+          queueId: m.queue_id,
+          messageId: m.message_id,
+          from: m.sender,
+          recipients: [],
+          firstAt: new Date(m.first_at).toISOString(),
+          lastAt: new Date(m.last_at).toISOString(),
+          events: [],
+        },
+      ]),
+    );
+    for (const r of rcpts) paths.get(r.queue_id)!.recipients.push(r.address);
+    for (const e of events) {
+      paths.get(e.queue_id)!.events.push({
+        at: new Date(e.at).toISOString(),
+        type: e.type,
+        ...(e.rcpt ? { rcpt: e.rcpt } : {}),
+        detail: e.detail ? (JSON.parse(e.detail) as Record<string, unknown>) : {},
+      });
+    }
+    for (const p of paths.values()) p.recipients.sort();
+    return [...paths.values()];
+  }
+
+  /** How many events and messages the store holds (for tests, the bench and the log). */
+  count(): { events: number; messages: number } {
+    this.flush();
+    return {
+      events: this.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
+      messages: this.db.prepare('SELECT count(*) FROM messages').pluck().get() as number,
+    };
+  }
+
+  /**
+   * Deletes the messages whose last event is older than `before` (epoch ms), with their events and recipients:
+   * whole paths, never the first half of one. In chunks of `chunk` messages, one transaction each, so the server's
+   * event loop (better-sqlite3 is synchronous) and other writers are held up for a short moment at a time.
+   * Returns the number of messages and events removed.
+   */
+  async deleteBefore(before: number, chunk = 2000, stopped: () => boolean = () => false): Promise<{ messages: number; events: number }> {
+    this.flush();
+    const pick = this.db.prepare('SELECT queue_id FROM messages WHERE last_at < ? LIMIT ?').pluck();
+    const delEvents = this.db.prepare('DELETE FROM events WHERE queue_id = ?');
+    const delRecipients = this.db.prepare('DELETE FROM recipients WHERE queue_id = ?');
+    const delMessage = this.db.prepare('DELETE FROM messages WHERE queue_id = ?');
+    const removed = { messages: 0, events: 0 };
+    const step = this.db.transaction((ids: string[]) => {
+      for (const id of ids) {
+        removed.events += delEvents.run(id).changes;
+        delRecipients.run(id);
+        removed.messages += delMessage.run(id).changes;
+      }
+    });
+    while (!stopped() && this.db.open) {
+      const ids = pick.all(before, chunk) as string[];
+      if (ids.length === 0) break;
+      step(ids);
+      if (ids.length < chunk) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    return removed;
+  }
+
+  /** Writes what is pending and closes the database; later record() calls are ignored. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+/** Opens `${dataDir}/trace.db`, creating dataDir (0700) when it does not exist yet. */
+export function openTraceStore(dataDir: string, opts: TraceStoreOptions = {}): TraceStore {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  return new TraceStore(join(dataDir, TRACE_DB_FILE), opts);
+}
