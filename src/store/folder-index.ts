@@ -117,6 +117,8 @@ export class FolderIndex {
   private readonly db: SqliteDatabase;
   private readonly stmt;
   private readonly historyLimit: number;
+  /** allSearchHeaders, as last read and kept up to date by this object's own changes. */
+  private headerMemo: { uidValidity: number; map: Map<number, SearchHeaders> } | undefined;
 
   private constructor(file: string, db: SqliteDatabase, created: boolean, historyLimit = MAX_EXPUNGED_HISTORY) {
     this.file = file;
@@ -326,6 +328,7 @@ export class FolderIndex {
         touched = this.db.prepare('DELETE FROM messages').run().changes > 0;
         this.db.prepare('DELETE FROM savedates').run();
         this.db.prepare('DELETE FROM headers').run();
+        this.headerMemo = undefined;
         // Expunges under the old UIDVALIDITY mean nothing under the new one (RFC 7162 §3.2.5: QRESYNC with another
         // UIDVALIDITY gets no VANISHED at all).
         this.db.prepare('DELETE FROM expunged').run();
@@ -337,6 +340,7 @@ export class FolderIndex {
       for (const uid of changes.remove ?? []) {
         this.stmt.removeSaveDate.run(uid);
         this.stmt.removeHeaders.run(uid);
+        this.headerMemo?.map.delete(uid);
         if (this.stmt.remove.run(uid).changes === 0) continue;
         touched = true;
         forgot = true;
@@ -350,8 +354,13 @@ export class FolderIndex {
         this.stmt.insert.run(uid, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
         // RFC 8514 §3: the save date is when the message entered this mailbox (APPEND, COPY, MOVE, delivery).
         this.stmt.setSaveDate.run(uid, Math.floor(r.saveDate ?? Date.now()));
-        if (r.headers) this.stmt.setHeaders.run(uid, JSON.stringify(r.headers.flat()), uid);
-        else this.stmt.removeHeaders.run(uid);
+        if (r.headers) {
+          this.stmt.setHeaders.run(uid, JSON.stringify(r.headers.flat()), uid);
+          this.headerMemo?.map.set(uid, r.headers);
+        } else {
+          this.stmt.removeHeaders.run(uid);
+          this.headerMemo?.map.delete(uid);
+        }
         this.stmt.unforget.run(uid);
         uids.push(uid);
         next = Math.max(next, uid + 1);
@@ -363,7 +372,13 @@ export class FolderIndex {
       if (touched || changes.reset) this.stmt.setMeta.run('modseq', modseq);
       return uids;
     });
-    return tx.immediate();
+    try {
+      return tx.immediate();
+    } catch (err) {
+      // Rolled back: the memo may hold what the transaction did not keep.
+      this.headerMemo = undefined;
+      throw err;
+    }
   }
 
   /** Keeps the expunge history bounded; what is dropped raises the floor (RFC 7162 §3.2.5.2 fallback below it). */
@@ -381,10 +396,16 @@ export class FolderIndex {
    * The cached SEARCH header fields of every message that has them (messages indexed before the cache, or found in
    * the Maildir without passing through APPEND/COPY, have none until searchHeaders are set for them).
    */
-  allSearchHeaders(): Map<number, SearchHeaders> {
-    const out = new Map<number, SearchHeaders>();
-    for (const r of this.stmt.headersAll.all() as { uid: number; fields: string }[]) out.set(r.uid, pairs(r.fields));
-    return out;
+  allSearchHeaders(): ReadonlyMap<number, SearchHeaders> {
+    // Kept in memory after the first call (a SEARCH of a 100,000-message folder otherwise parses 100,000 rows each
+    // time), under the UIDVALIDITY it was read for: another process that rebuilt the index under a new one would
+    // reuse UIDs. What another process adds meanwhile is missing here: SEARCH then reads that file and sets it again.
+    const uidValidity = this.uidValidity;
+    if (this.headerMemo?.uidValidity === uidValidity) return this.headerMemo.map;
+    const map = new Map<number, SearchHeaders>();
+    for (const r of this.stmt.headersAll.all() as { uid: number; fields: string }[]) map.set(r.uid, pairs(r.fields));
+    this.headerMemo = { uidValidity, map };
+    return map;
   }
 
   searchHeaders(uid: number): SearchHeaders | undefined {
@@ -395,7 +416,7 @@ export class FolderIndex {
   /** Caches the SEARCH header fields of messages (in one transaction); a UID no longer indexed is skipped. */
   setSearchHeaders(entries: Iterable<[number, SearchHeaders]>): void {
     this.db.transaction(() => {
-      for (const [uid, h] of entries) this.stmt.setHeaders.run(uid, JSON.stringify(h.flat()), uid);
+      for (const [uid, h] of entries) if (this.stmt.setHeaders.run(uid, JSON.stringify(h.flat()), uid).changes > 0) this.headerMemo?.map.set(uid, h);
     })();
   }
 

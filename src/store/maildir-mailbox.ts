@@ -502,7 +502,7 @@ export class MaildirMailbox implements MailboxAccess {
    * The cached SEARCH header fields (header-fields.ts) of the messages `uids` (all when omitted) that have them in
    * the folder index; the others (delivered by SMTP, or indexed before the cache) are absent until setSearchHeaders.
    */
-  async searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<Map<number, SearchHeaders>> {
+  async searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<ReadonlyMap<number, SearchHeaders>> {
     const index = this.index(await this.folderDir(owner, folder));
     if (!uids) return index.allSearchHeaders();
     const out = new Map<number, SearchHeaders>();

@@ -292,6 +292,21 @@ function utf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/**
+ * addressSearchText of raw header values, remembered: a folder's senders and recipients repeat, and parsing the
+ * address list was most of the time of SEARCH FROM over a big folder answered from the index. Bounded by entries.
+ */
+const addressTexts = new Map<string, string>();
+function addressText(raw: string): string {
+  let t = addressTexts.get(raw);
+  if (t === undefined) {
+    t = addressSearchText(utf8(raw));
+    if (addressTexts.size >= 20_000) addressTexts.clear();
+    addressTexts.set(raw, t);
+  }
+  return t;
+}
+
 /** RFC 5255 §4.3 (I18NLEVEL=1): SEARCH compares with i;unicode-casemap (RFC 5051), substring-wise. */
 function contains(haystack: string, needle: string): boolean {
   return casemapContains(haystack, needle);
@@ -333,7 +348,7 @@ export function matches(c: Criterion, m: Candidate): boolean {
     }
     case 'address':
       // RFC 3501 §6.4.4: the address fields are matched as addresses, not as header text (search-match.ts).
-      return m.tree!.headers.some((h) => h.key === c.field && contains(addressSearchText(utf8(h.value)), c.value));
+      return m.tree!.headers.some((h) => h.key === c.field && contains(addressText(h.value), c.value));
     case 'body': {
       const tree = m.tree!;
       if (contains(searchableText(tree), c.value)) return true;
@@ -373,7 +388,7 @@ export async function matchAt(session: ImapSession, criteria: Criterion, indexes
   const body = content && needsBody(criteria);
   // index branch: header fields the store caches are compared without reading the files.
   const cache = !content || body ? undefined : headerStore(session, criteria);
-  let cached: Map<number, SearchHeaders> | undefined;
+  let cached: ReadonlyMap<number, SearchHeaders> | undefined;
   const fill: [number, SearchHeaders][] = [];
   if (cache) {
     try {
@@ -428,7 +443,7 @@ export async function matchAt(session: ImapSession, criteria: Criterion, indexes
 
 /** A store that caches the SEARCH header fields of its messages (MaildirMailbox); the in-memory one does not. */
 interface HeaderStore {
-  searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<Map<number, SearchHeaders>>;
+  searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<ReadonlyMap<number, SearchHeaders>>;
   setSearchHeaders(owner: MailboxOwner, folder: string, entries: [number, SearchHeaders][]): Promise<void>;
 }
 

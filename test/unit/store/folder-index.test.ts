@@ -263,3 +263,21 @@ test('the directories signature is kept in the index across reopens', async (t) 
   assert.equal(b.dirsSignature, '');
   b.close();
 });
+
+test('allSearchHeaders, kept in memory, follows this object\'s changes and a new UIDVALIDITY set by another one', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [{ ...row('1.a'), headers: hdrs('one') }, row('2.b')] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()], [1]);
+  idx.setSearchHeaders([[2, hdrs('two')]]);
+  idx.apply({ add: [{ ...row('3.c'), headers: hdrs('three') }] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()].sort(), [1, 2, 3]);
+  idx.apply({ remove: [1] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()].sort(), [2, 3]);
+  // Another process empties the index under a new UIDVALIDITY and hands UID 2 to another message.
+  const other = FolderIndex.open(dir);
+  other.apply({ reset: { uidValidity: other.uidValidity + 1 }, add: [{ ...row('9.z'), uid: 2, headers: hdrs('new two') }] });
+  other.close();
+  assert.deepEqual([...idx.allSearchHeaders().entries()], [[2, hdrs('new two')]]);
+  idx.close();
+});
