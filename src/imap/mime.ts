@@ -5,6 +5,7 @@
  */
 import libmime from 'libmime';
 import { atom, encode, type Value } from './response.js';
+import { parseHeaderLines, splitHeader } from '../store/header-fields.js';
 
 export interface MimeNode {
   /** The header block including the blank line that ends it. */
@@ -19,31 +20,9 @@ export interface MimeNode {
   message?: MimeNode;
 }
 
-function splitHeader(buf: Buffer): { header: Buffer; body: Buffer } {
-  if (buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a) return { header: buf.subarray(0, 2), body: buf.subarray(2) };
-  if (buf.length >= 1 && buf[0] === 0x0a) return { header: buf.subarray(0, 1), body: buf.subarray(1) };
-  let i = buf.indexOf('\r\n\r\n');
-  let len = 4;
-  const j = buf.indexOf('\n\n');
-  if (j >= 0 && (i < 0 || j < i)) {
-    i = j;
-    len = 2;
-  }
-  if (i < 0) return { header: buf, body: buf.subarray(buf.length) };
-  return { header: buf.subarray(0, i + len), body: buf.subarray(i + len) };
-}
-
-export function parseHeaderLines(header: Buffer): { key: string; value: string }[] {
-  const out: { key: string; value: string }[] = [];
-  const text = header.toString('latin1');
-  for (const line of text.split(/\r?\n(?![ \t])/)) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    // RFC 5322 §2.2.3: unfolding removes the CRLF and keeps the whitespace after it.
-    out.push({ key: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').trim() });
-  }
-  return out;
-}
+// splitHeader and parseHeaderLines live in the store (store/header-fields.ts): the folder index caches the header
+// fields SEARCH compares, parsed exactly as here.
+export { parseHeaderLines };
 
 export function headerValue(node: MimeNode, key: string): string | undefined {
   return node.headers.find((h) => h.key === key)?.value;

@@ -14,10 +14,16 @@ import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { SqliteDatabase } from '../settings/db.js';
+import type { SearchHeaders } from './header-fields.js';
 
 export const INDEX_FILE = 'postern-index.db';
-/** 2: the `expunged` table (RFC 7162 QRESYNC); a version 1 index is migrated in place, keeping its MODSEQs. */
-const SCHEMA_VERSION = 2;
+/**
+ * 2: the `expunged` table (RFC 7162 QRESYNC); a version 1 index is migrated in place, keeping its MODSEQs.
+ * 3: the `headers` table (the header fields SEARCH compares, cached so that SEARCH FROM / SUBJECT / HEADER … does not
+ * read message files); a version 1 or 2 index is migrated in place, its messages without cached fields until first
+ * needed.
+ */
+const SCHEMA_VERSION = 3;
 
 /**
  * Expunged UIDs remembered for VANISHED (EARLIER) (RFC 7162 §3.2.5.1). Beyond this many the oldest are forgotten and
@@ -26,6 +32,13 @@ const SCHEMA_VERSION = 2;
 export const MAX_EXPUNGED_HISTORY = 100_000;
 
 const EXPUNGED_TABLE = 'CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL); CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);';
+/**
+ * Per message, the header fields of SEARCH_HEADER_FIELDS it has, as a JSON array [key, value, key, value, …] of the
+ * unfolded raw values (latin1 strings of the bytes, as mime.ts parses them), in header order. Its own table, not
+ * columns of `messages`: the rows SELECT reads stay small.
+ */
+const HEADERS_TABLE = 'CREATE TABLE IF NOT EXISTS headers (uid INTEGER PRIMARY KEY, fields TEXT NOT NULL);';
+
 
 type DatabaseConstructor = new (filename: string, options?: { fileMustExist?: boolean; timeout?: number }) => SqliteDatabase;
 const require = createRequire(import.meta.url);
@@ -61,6 +74,8 @@ export interface NewRow {
   keywords: string;
   /** RFC 8514: when the message was saved into this folder; absent = now (the moment it is indexed). */
   saveDate?: number;
+  /** Its SEARCH header fields (searchHeadersOf), when the caller had the message at hand (APPEND, COPY). */
+  headers?: SearchHeaders;
 }
 
 /**
@@ -86,6 +101,13 @@ export function isCorruption(err: unknown): boolean {
   return code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT'));
 }
 
+function pairs(json: string): SearchHeaders {
+  const flat = JSON.parse(json) as string[];
+  const out: SearchHeaders = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
 export class FolderIndex {
   /** True when this open created the index (first use, or the old one was missing or unreadable). */
   readonly created: boolean;
@@ -95,6 +117,8 @@ export class FolderIndex {
   private readonly db: SqliteDatabase;
   private readonly stmt;
   private readonly historyLimit: number;
+  /** allSearchHeaders, as last read and kept up to date by this object's own changes. */
+  private headerMemo: { uidValidity: number; map: Map<number, SearchHeaders> } | undefined;
 
   private constructor(file: string, db: SqliteDatabase, created: boolean, historyLimit = MAX_EXPUNGED_HISTORY) {
     this.file = file;
@@ -121,6 +145,10 @@ export class FolderIndex {
       vanished: db.prepare('SELECT uid FROM expunged WHERE modseq > ? ORDER BY uid').pluck(),
       expungedCount: db.prepare('SELECT count(*) FROM expunged').pluck(),
       setCached: db.prepare('UPDATE messages SET envelope = ?, bodystructure = ? WHERE uid = ?'),
+      headersAll: db.prepare('SELECT uid, fields FROM headers'),
+      headersOf: db.prepare('SELECT fields FROM headers WHERE uid = ?').pluck(),
+      setHeaders: db.prepare('INSERT OR REPLACE INTO headers (uid, fields) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM messages WHERE uid = ?)'),
+      removeHeaders: db.prepare('DELETE FROM headers WHERE uid = ?'),
     };
   }
 
@@ -138,12 +166,16 @@ export class FolderIndex {
         const version = db.pragma('user_version', { simple: true });
         const hasMeta = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('meta', 'messages')").pluck().get();
         const uidValidity = hasMeta === 2 ? db.prepare("SELECT value FROM meta WHERE key = 'uidvalidity'").pluck().get() : undefined;
-        if (version === 1 && typeof uidValidity === 'number' && uidValidity > 0) {
-          // No expunge history before now: QRESYNC from an older MODSEQ falls back (RFC 7162 §3.2.5.2).
+        if ((version === 1 || version === 2) && typeof uidValidity === 'number' && uidValidity > 0) {
           const d = db;
           d.transaction(() => {
-            d.exec(EXPUNGED_TABLE);
-            d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('vanishedfloor', (SELECT value FROM meta WHERE key = 'modseq'))").run();
+            if (version === 1) {
+              // No expunge history before now: QRESYNC from an older MODSEQ falls back (RFC 7162 §3.2.5.2).
+              d.exec(EXPUNGED_TABLE);
+              d.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('vanishedfloor', (SELECT value FROM meta WHERE key = 'modseq'))").run();
+            }
+            // Messages indexed before have no cached header fields: SEARCH reads each once and caches what it found.
+            d.exec(HEADERS_TABLE);
             d.pragma(`user_version = ${SCHEMA_VERSION}`);
           }).immediate();
           db.pragma('synchronous = NORMAL');
@@ -200,6 +232,7 @@ export class FolderIndex {
           bodystructure TEXT
         );
         ${EXPUNGED_TABLE}
+        ${HEADERS_TABLE}
       `);
       const set = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
       db.transaction(() => {
@@ -294,6 +327,8 @@ export class FolderIndex {
       if (changes.reset) {
         touched = this.db.prepare('DELETE FROM messages').run().changes > 0;
         this.db.prepare('DELETE FROM savedates').run();
+        this.db.prepare('DELETE FROM headers').run();
+        this.headerMemo = undefined;
         // Expunges under the old UIDVALIDITY mean nothing under the new one (RFC 7162 §3.2.5: QRESYNC with another
         // UIDVALIDITY gets no VANISHED at all).
         this.db.prepare('DELETE FROM expunged').run();
@@ -304,6 +339,8 @@ export class FolderIndex {
       let forgot = false;
       for (const uid of changes.remove ?? []) {
         this.stmt.removeSaveDate.run(uid);
+        this.stmt.removeHeaders.run(uid);
+        this.headerMemo?.map.delete(uid);
         if (this.stmt.remove.run(uid).changes === 0) continue;
         touched = true;
         forgot = true;
@@ -317,6 +354,13 @@ export class FolderIndex {
         this.stmt.insert.run(uid, r.base, r.name, r.size, r.internalDate, r.keywords, modseq);
         // RFC 8514 §3: the save date is when the message entered this mailbox (APPEND, COPY, MOVE, delivery).
         this.stmt.setSaveDate.run(uid, Math.floor(r.saveDate ?? Date.now()));
+        if (r.headers) {
+          this.stmt.setHeaders.run(uid, JSON.stringify(r.headers.flat()), uid);
+          this.headerMemo?.map.set(uid, r.headers);
+        } else {
+          this.stmt.removeHeaders.run(uid);
+          this.headerMemo?.map.delete(uid);
+        }
         this.stmt.unforget.run(uid);
         uids.push(uid);
         next = Math.max(next, uid + 1);
@@ -328,7 +372,13 @@ export class FolderIndex {
       if (touched || changes.reset) this.stmt.setMeta.run('modseq', modseq);
       return uids;
     });
-    return tx.immediate();
+    try {
+      return tx.immediate();
+    } catch (err) {
+      // Rolled back: the memo may hold what the transaction did not keep.
+      this.headerMemo = undefined;
+      throw err;
+    }
   }
 
   /** Keeps the expunge history bounded; what is dropped raises the floor (RFC 7162 §3.2.5.2 fallback below it). */
@@ -340,6 +390,47 @@ export class FolderIndex {
     const top = this.db.prepare('SELECT max(modseq) FROM (SELECT modseq FROM expunged ORDER BY modseq LIMIT ?)').pluck().get(drop) as number;
     this.db.prepare('DELETE FROM expunged WHERE modseq <= ?').run(top);
     this.stmt.setMeta.run('vanishedfloor', Math.max(top, this.vanishedFloor));
+  }
+
+  /**
+   * The cached SEARCH header fields of every message that has them (messages indexed before the cache, or found in
+   * the Maildir without passing through APPEND/COPY, have none until searchHeaders are set for them).
+   */
+  allSearchHeaders(): ReadonlyMap<number, SearchHeaders> {
+    // Kept in memory after the first call (a SEARCH of a 100,000-message folder otherwise parses 100,000 rows each
+    // time), under the UIDVALIDITY it was read for: another process that rebuilt the index under a new one would
+    // reuse UIDs. What another process adds meanwhile is missing here: SEARCH then reads that file and sets it again.
+    const uidValidity = this.uidValidity;
+    if (this.headerMemo?.uidValidity === uidValidity) return this.headerMemo.map;
+    const map = new Map<number, SearchHeaders>();
+    for (const r of this.stmt.headersAll.all() as { uid: number; fields: string }[]) map.set(r.uid, pairs(r.fields));
+    this.headerMemo = { uidValidity, map };
+    return map;
+  }
+
+  searchHeaders(uid: number): SearchHeaders | undefined {
+    const fields = this.stmt.headersOf.get(uid) as string | undefined;
+    return fields === undefined ? undefined : pairs(fields);
+  }
+
+  /** Caches the SEARCH header fields of messages (in one transaction); a UID no longer indexed is skipped. */
+  setSearchHeaders(entries: Iterable<[number, SearchHeaders]>): void {
+    this.db.transaction(() => {
+      for (const [uid, h] of entries) if (this.stmt.setHeaders.run(uid, JSON.stringify(h.flat()), uid).changes > 0) this.headerMemo?.map.set(uid, h);
+    })();
+  }
+
+  /**
+   * What new/ and cur/ looked like (their mtimes, see MaildirMailbox) when the rows were last found to be all the
+   * directories hold; '' when unknown.
+   */
+  get dirsSignature(): string {
+    const v = this.stmt.meta.get('dirs') as string | number | undefined;
+    return typeof v === 'string' ? v : '';
+  }
+
+  set dirsSignature(v: string) {
+    this.stmt.setMeta.run('dirs', v);
   }
 
   /** RFC 3501 §2.3.2: the first UID not yet claimed as \Recent; claiming moves it up to `claimUpTo`. */

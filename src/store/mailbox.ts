@@ -34,7 +34,11 @@ export interface MessageMeta {
 export interface FolderState {
   uidValidity: number;
   uidNext: number;
-  /** Messages in UID order; the index in this array + 1 is the sequence number. */
+  /**
+   * Messages in UID order; the index in this array + 1 is the sequence number. The array is the caller's; the
+   * MessageMeta objects may be shared with other callers (a store reuses them while the folder is unchanged): copy
+   * one before changing it.
+   */
   messages: MessageMeta[];
   /**
    * RFC 7162 HIGHESTMODSEQ: the highest mod-sequence of the folder, raised by every change, expunges included (so

@@ -44,6 +44,7 @@ import {
 } from './dovecot-uidlist.js';
 import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
+import { searchHeadersOfMessage, type SearchHeaders } from './header-fields.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageFile, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
@@ -261,6 +262,8 @@ export class MaildirMailbox implements MailboxAccess {
    * raises it): reopening a big folder then costs one readdir and no index scan.
    */
   private readonly rowCache = new WeakMap<FolderIndex, { modseq: number; rows: IndexRow[] }>();
+  /** The messages openFolder last built from a rowCache entry (index branch). */
+  private readonly metaCache = new WeakMap<FolderIndex, { rows: IndexRow[]; map: KeywordMap; messages: MessageMeta[] }>();
   private readonly watchers = new Map<string, Watcher>();
   /** Each folder's dovecot-keywords as last read, with the stat it was read at. */
   private readonly keywordMaps = new Map<string, { map: KeywordMap; signature: string }>();
@@ -420,16 +423,29 @@ export class MaildirMailbox implements MailboxAccess {
         index = await this.syncLocked(owner, name, dir);
       }
       const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
-      const messages: MessageMeta[] = this.rows(index).map((r) => ({
-        uid: r.uid,
-        size: r.size,
-        flags: flagsOf(r.name, r.keywords, map),
-        internalDate: new Date(r.internalDate),
-        // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
-        saveDate: new Date(r.saveDate ?? r.internalDate),
-        modseq: r.modseq,
-      }));
-      return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages, modseq: index.modseq };
+      const rows = this.rows(index);
+      // ---- index branch: shared MessageMeta (begin) ----
+      // The same rows under the same keyword map give the same messages: a warm SELECT of a big folder reuses them
+      // (FolderState says callers copy before changing them).
+      let metas = this.metaCache.get(index);
+      if (metas?.rows !== rows || metas.map !== map) {
+        metas = {
+          rows,
+          map,
+          messages: rows.map((r) => ({
+            uid: r.uid,
+            size: r.size,
+            flags: flagsOf(r.name, r.keywords, map),
+            internalDate: new Date(r.internalDate),
+            // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
+            saveDate: new Date(r.saveDate ?? r.internalDate),
+            modseq: r.modseq,
+          })),
+        };
+        this.metaCache.set(index, metas);
+      }
+      // ---- index branch: shared MessageMeta (end) ----
+      return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages: metas.messages.slice(), modseq: index.modseq };
     });
   }
 
@@ -516,6 +532,31 @@ export class MaildirMailbox implements MailboxAccess {
     const dir = await this.folderDir(owner, folder);
     await folderLocks.run(dir, async () => this.index(dir).setCached(uid, data));
   }
+
+  // ---- index branch: SEARCH header fields (begin) ----
+
+  /**
+   * The cached SEARCH header fields (header-fields.ts) of the messages `uids` (all when omitted) that have them in
+   * the folder index; the others (delivered by SMTP, or indexed before the cache) are absent until setSearchHeaders.
+   */
+  async searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<ReadonlyMap<number, SearchHeaders>> {
+    const index = this.index(await this.folderDir(owner, folder));
+    if (!uids) return index.allSearchHeaders();
+    const out = new Map<number, SearchHeaders>();
+    for (const uid of uids) {
+      const h = index.searchHeaders(uid);
+      if (h) out.set(uid, h);
+    }
+    return out;
+  }
+
+  /** Caches the SEARCH header fields of messages whose files were read (IMAP SEARCH fills the cache lazily). */
+  async setSearchHeaders(owner: MailboxOwner, folder: string, entries: [number, SearchHeaders][]): Promise<void> {
+    const dir = await this.folderDir(owner, folder);
+    await folderLocks.run(dir, async () => this.index(dir).setSearchHeaders(entries));
+  }
+
+  // ---- index branch: SEARCH header fields (end) ----
 
   async storeFlags(
     owner: MailboxOwner,
@@ -661,7 +702,7 @@ export class MaildirMailbox implements MailboxAccess {
       const dstMap = await folderLocks.run(dstDir, () =>
         this.ensureLetters(dstDir, [...flagsByUid.values()].flatMap((f) => f.filter((k) => !k.startsWith('\\')))),
       );
-      const moved: { row: IndexRow; name: string; unlettered: string }[] = [];
+      const moved: { row: IndexRow; name: string; unlettered: string; headers?: SearchHeaders }[] = [];
       let movedModseq = 0;
       await folderLocks.run(srcDir, async () => {
         for (const r of rows) {
@@ -670,8 +711,9 @@ export class MaildirMailbox implements MailboxAccess {
           // Keyword letters mean something only in the source folder: all are replaced.
           const name = renameWithLetters(r.name, [...letters, ...split.letters], 'all');
           try {
+            const headers = src.searchHeaders(r.uid);
             await rename(join(srcDir, 'cur', r.name), join(dstDir, 'cur', name));
-            moved.push({ row: r, name, unlettered: split.unlettered.join(' ') });
+            moved.push({ row: r, name, unlettered: split.unlettered.join(' '), ...(headers ? { headers } : {}) });
           } catch (err) {
             if (errorCode(err) !== 'ENOENT') throw err;
           }
@@ -686,7 +728,11 @@ export class MaildirMailbox implements MailboxAccess {
         toOwner,
         to,
         dstDir,
-        moved.map((m) => ({ base: m.row.base, name: m.name, size: m.row.size, internalDate: m.row.internalDate, keywords: m.unlettered })),
+        moved.map((m) => {
+          // index branch: the moved file keeps its content, so its cached SEARCH header fields move with it.
+          const headers = m.headers;
+          return { base: m.row.base, name: m.name, size: m.row.size, internalDate: m.row.internalDate, keywords: m.unlettered, ...(headers ? { headers } : {}) };
+        }),
       );
       if (moved.length) {
         this.events.emit(srcDir, { kind: 'expunge', uids: moved.map((m) => m.row.uid), modseq: movedModseq });
@@ -872,6 +918,20 @@ export class MaildirMailbox implements MailboxAccess {
     let index = this.index(dir);
     const cur = join(dir, 'cur');
 
+    // ---- index branch: unchanged directories (begin) ----
+    // Like Dovecot's maildir sync: when new/ and cur/ have the mtimes they had when the index last matched them, and
+    // dovecot-uidlist is the one the index followed, nothing was delivered, renamed or removed behind our back: no
+    // readdir of a 100,000-file cur/. See dirsSignature for when a signature is trusted.
+    const before = await dirsSignature(dir);
+    if (!known && before.signature !== '' && before.signature === index.dirsSignature) {
+      const st = await uidlistStat(dir);
+      if (st && uidlistSignature(st) === index.uidlistSignature) {
+        await this.keywordMap(dir);
+        return index;
+      }
+    }
+    // ---- index branch: unchanged directories (end) ----
+
     // Maildir spec: a reader moves new/<name> to cur/<name>:2,<flags>.
     const fresh = (await listDir(join(dir, 'new'))).filter((n) => !n.startsWith('.'));
     for (let i = 0; i < fresh.length; i += 64) {
@@ -934,6 +994,14 @@ export class MaildirMailbox implements MailboxAccess {
       this.log.debug({ owner: ownerLabel(owner), folder, added, removed: expunged.length, renamed: update.length }, 'mailbox: synced');
     }
     index = this.index(dir);
+    // ---- index branch: unchanged directories (begin) ----
+    // The rows now match what was listed. The directories' signature is kept only when nothing changed them while
+    // they were listed (the same before and after) and their last change is old enough that another change within
+    // the same timestamp tick cannot have gone unseen.
+    const after = before.signature === '' ? before : await dirsSignature(dir);
+    const next = after.signature !== '' && after.signature === before.signature ? after.signature : '';
+    if (next !== index.dirsSignature) index.dirsSignature = next;
+    // ---- index branch: unchanged directories (end) ----
     return index;
   }
 
@@ -1224,7 +1292,8 @@ export class MaildirMailbox implements MailboxAccess {
         // Dovecot takes a Maildir message's received date from the file's mtime; keep both views equal.
         await utimes(path, item.internalDate, item.internalDate).catch(() => undefined);
       }
-      written.push({ base: parseMaildirFileName(name).base, name, size, internalDate, keywords: kw.unlettered.join(' ') });
+      // index branch: the header fields SEARCH compares, cached now that the message is at hand.
+      written.push({ base: parseMaildirFileName(name).base, name, size, internalDate, keywords: kw.unlettered.join(' '), headers: searchHeadersOfMessage(item.message) });
     }
     return this.indexNew(owner, folder, dir, written);
   }
@@ -1234,6 +1303,27 @@ export class MaildirMailbox implements MailboxAccess {
     const read = await readMaildirSize(maildir);
     if (!read.ok && read.definition === undefined) return; // none yet: the next check counts
     await recalculateMaildirSize(maildir, read.definition ?? '');
+  }
+}
+
+/** A directory change this recent may share its mtime with one still to come (timestamps are kernel ticks). */
+const DIR_SETTLE_MS = 1000;
+
+/**
+ * new/ and cur/ of a folder as '<ino>.<mtime ns>:<ino>.<mtime ns>', or '' when either changed in the last
+ * DIR_SETTLE_MS (or is missing): a signature that must not be trusted. Any file added, removed or renamed in a
+ * directory sets its mtime to the time of the change, so an equal old signature means the same entries.
+ */
+async function dirsSignature(dir: string): Promise<{ signature: string }> {
+  const now = Date.now();
+  try {
+    const [n, c] = await Promise.all([stat(join(dir, 'new'), { bigint: true }), stat(join(dir, 'cur'), { bigint: true })]);
+    const newest = Number((n.mtimeNs > c.mtimeNs ? n.mtimeNs : c.mtimeNs) / 1_000_000n);
+    if (newest > now - DIR_SETTLE_MS) return { signature: '' };
+    return { signature: `${n.ino}.${n.mtimeNs}:${c.ino}.${c.mtimeNs}` };
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return { signature: '' };
+    throw err;
   }
 }
 

@@ -5,6 +5,8 @@
  * RFC 7162 §3.1.5: the MODSEQ criterion, and the highest MODSEQ of the matches in the answer (§3.1.6, ESEARCH §3.1.10).
  */
 import type { MessageMeta } from '../../store/mailbox.js';
+import type { MailboxOwner } from '../../store/types.js';
+import { SEARCH_HEADER_FIELDS, searchHeadersOf, type SearchHeaders } from '../../store/header-fields.js';
 import { bad, no, normalizeFlag, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { decodedHeader, headerValue, parseMime, searchableText, type MimeNode } from '../mime.js';
@@ -290,6 +292,21 @@ function utf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/**
+ * addressSearchText of raw header values, remembered: a folder's senders and recipients repeat, and parsing the
+ * address list was most of the time of SEARCH FROM over a big folder answered from the index. Bounded by entries.
+ */
+const addressTexts = new Map<string, string>();
+function addressText(raw: string): string {
+  let t = addressTexts.get(raw);
+  if (t === undefined) {
+    t = addressSearchText(utf8(raw));
+    if (addressTexts.size >= 20_000) addressTexts.clear();
+    addressTexts.set(raw, t);
+  }
+  return t;
+}
+
 /** RFC 5255 §4.3 (I18NLEVEL=1): SEARCH compares with i;unicode-casemap (RFC 5051), substring-wise. */
 function contains(haystack: string, needle: string): boolean {
   return casemapContains(haystack, needle);
@@ -331,7 +348,7 @@ export function matches(c: Criterion, m: Candidate): boolean {
     }
     case 'address':
       // RFC 3501 §6.4.4: the address fields are matched as addresses, not as header text (search-match.ts).
-      return m.tree!.headers.some((h) => h.key === c.field && contains(addressSearchText(utf8(h.value)), c.value));
+      return m.tree!.headers.some((h) => h.key === c.field && contains(addressText(h.value), c.value));
     case 'body': {
       const tree = m.tree!;
       if (contains(searchableText(tree), c.value)) return true;
@@ -369,11 +386,29 @@ export async function matchAt(session: ImapSession, criteria: Criterion, indexes
   // SUBJECT/FROM/HEADER/SENT* need the header only: parsing whole messages (attachments included) made a header
   // SEARCH cost as much as a full-text one (test/bench/imap.bench.ts).
   const body = content && needsBody(criteria);
+  // index branch: header fields the store caches are compared without reading the files.
+  const cache = !content || body ? undefined : headerStore(session, criteria);
+  let cached: ReadonlyMap<number, SearchHeaders> | undefined;
+  const fill: [number, SearchHeaders][] = [];
+  if (cache) {
+    try {
+      // The whole folder in one query, or the few messages an updating search (RFC 5267) looks at again.
+      cached = await cache.searchHeaders(sel.owner, sel.folder, indexes.length > 64 ? undefined : indexes.map((i) => msgs[i].uid));
+    } catch {
+      cached = new Map();
+    }
+  }
   const out: number[] = [];
   const now = Date.now();
   for (const i of indexes) {
     const meta = msgs[i];
     const cand: Candidate = { seq: i + 1, meta, count: msgs.length, maxUid, recent: sel.recent.has(meta.uid), saved: sel.saved, now };
+    const hit = cached?.get(meta.uid);
+    if (hit) {
+      cand.tree = headerNode(hit);
+      if (matches(criteria, cand)) out.push(i);
+      continue;
+    }
     if (content) {
       try {
         if (body) {
@@ -389,6 +424,7 @@ export async function matchAt(session: ImapSession, criteria: Criterion, indexes
             headerCache.set(key, hit);
           }
           cand.tree = hit.tree;
+          if (cache) fill.push([meta.uid, searchHeadersOf(hit.tree.headers)]);
         }
       } catch {
         continue;
@@ -398,8 +434,60 @@ export async function matchAt(session: ImapSession, criteria: Criterion, indexes
     }
     if (matches(criteria, cand)) out.push(i);
   }
+  // The messages read this time (delivered by SMTP, or indexed before the cache) are answered from the index next time.
+  if (cache && fill.length) await cache.setSearchHeaders(sel.owner, sel.folder, fill).catch(() => undefined);
   return out;
 }
+
+// ---- index branch: SEARCH from the folder index's cached header fields (begin) ----
+
+/** A store that caches the SEARCH header fields of its messages (MaildirMailbox); the in-memory one does not. */
+interface HeaderStore {
+  searchHeaders(owner: MailboxOwner, folder: string, uids?: number[]): Promise<ReadonlyMap<number, SearchHeaders>>;
+  setSearchHeaders(owner: MailboxOwner, folder: string, entries: [number, SearchHeaders][]): Promise<void>;
+}
+
+/** The header fields a criterion compares; undefined when it compares more than header fields. */
+function headerFields(c: Criterion, into: Set<string>): Set<string> | undefined {
+  switch (c.op) {
+    case 'header':
+    case 'address':
+      into.add(c.field);
+      return into;
+    case 'date':
+      if (c.sent) into.add('date');
+      return into;
+    case 'body':
+      return undefined;
+    case 'not':
+      return headerFields(c.c, into);
+    case 'or':
+      return headerFields(c.a, into) && headerFields(c.b, into);
+    case 'and':
+      for (const x of c.list) if (!headerFields(x, into)) return undefined;
+      return into;
+    default:
+      return into;
+  }
+}
+
+/** The store's header cache when every field the criteria compare is among the cached ones (SEARCH_HEADER_FIELDS). */
+function headerStore(session: ImapSession, criteria: Criterion): HeaderStore | undefined {
+  const store = session.deps.mailbox as unknown as Partial<HeaderStore>;
+  if (typeof store.searchHeaders !== 'function' || typeof store.setSearchHeaders !== 'function') return undefined;
+  const fields = headerFields(criteria, new Set());
+  if (!fields || ![...fields].every((f) => SEARCH_HEADER_FIELDS.has(f))) return undefined;
+  return store as HeaderStore;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A MIME node holding just the cached header fields: all that matches() reads for header criteria. */
+function headerNode(h: SearchHeaders): MimeNode {
+  return { header: EMPTY, body: EMPTY, headers: h.map(([key, value]) => ({ key, value })), type: 'text', subtype: 'plain', params: {}, children: [] };
+}
+
+// ---- index branch (end) ----
 
 export const search: ImapCommand = {
   names: ['SEARCH'],

@@ -160,7 +160,7 @@ test('a version 1 index is migrated in place: UIDs and MODSEQs kept, no expunge 
   a.close();
   const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { exec(s: string): void; pragma(s: string): unknown; close(): void };
   const db = new Database(join(dir, INDEX_FILE));
-  db.exec("DROP TABLE expunged; DELETE FROM meta WHERE key = 'vanishedfloor';");
+  db.exec("DROP TABLE expunged; DROP TABLE headers; DELETE FROM meta WHERE key = 'vanishedfloor';");
   db.pragma('user_version = 1');
   db.close();
   const b = FolderIndex.open(dir);
@@ -171,5 +171,113 @@ test('a version 1 index is migrated in place: UIDs and MODSEQs kept, no expunge 
   assert.equal(b.vanishedSince(modseq - 1), undefined);
   b.apply({ remove: [2] });
   assert.deepEqual(b.vanishedSince(modseq), [2]);
+  // Version 3's header cache exists after the migration, empty.
+  assert.equal(b.searchHeaders(1), undefined);
+  b.setSearchHeaders([[1, [['subject', 'x']]]]);
+  assert.deepEqual(b.searchHeaders(1), [['subject', 'x']]);
   b.close();
+});
+
+// ---- SEARCH header fields (schema version 3) ----
+
+const hdrs = (subject: string): [string, string][] => [
+  ['from', 'anna@example.com'],
+  ['subject', subject],
+];
+
+test('SEARCH header fields: stored with a new row, set later for old ones, dropped with the row and by a new UIDVALIDITY', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [{ ...row('1.a'), headers: hdrs('one') }, row('2.b')] });
+  assert.deepEqual(idx.searchHeaders(1), hdrs('one'));
+  // Found in the Maildir without passing through APPEND: nothing cached until someone read it.
+  assert.equal(idx.searchHeaders(2), undefined);
+  idx.setSearchHeaders([
+    [2, hdrs('two')],
+    [9, hdrs('not indexed')],
+  ]);
+  assert.deepEqual([...idx.allSearchHeaders().entries()], [
+    [1, hdrs('one')],
+    [2, hdrs('two')],
+  ]);
+  // A UID that is not a message of the folder gets nothing (it could be handed out later to another file).
+  assert.equal(idx.searchHeaders(9), undefined);
+  idx.apply({ remove: [1] });
+  assert.equal(idx.searchHeaders(1), undefined);
+  idx.apply({ reset: { uidValidity: idx.uidValidity + 1 } });
+  assert.equal(idx.allSearchHeaders().size, 0);
+  idx.close();
+});
+
+test('values with 8-bit bytes and folded text round-trip exactly as mime.ts parsed them', async (t) => {
+  const dir = await tempDir(t);
+  const a = FolderIndex.open(dir);
+  const latin1 = Buffer.from('Ünïcödé subject  with  spaces', 'utf8').toString('latin1');
+  a.apply({ add: [{ ...row('1.a'), headers: [['subject', latin1], ['to', '"A, B" <a@b>'], ['to', 'c@d']] }] });
+  a.close();
+  const b = FolderIndex.open(dir);
+  assert.deepEqual(b.searchHeaders(1), [['subject', latin1], ['to', '"A, B" <a@b>'], ['to', 'c@d']]);
+  b.close();
+});
+
+test('a version 2 index is migrated in place to version 3: UIDs, MODSEQs and history kept, no header fields cached yet', async (t) => {
+  const dir = await tempDir(t);
+  const a = FolderIndex.open(dir);
+  a.apply({ add: [{ ...row('1.a'), headers: hdrs('one') }, row('2.b')] });
+  a.apply({ remove: [2] });
+  const validity = a.uidValidity;
+  const modseq = a.modseq;
+  a.close();
+  const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => {
+    exec(s: string): void;
+    pragma(s: string, o?: { simple: boolean }): unknown;
+    close(): void;
+  };
+  const db = new Database(join(dir, INDEX_FILE));
+  db.exec('DROP TABLE headers');
+  db.pragma('user_version = 2');
+  db.close();
+  const b = FolderIndex.open(dir);
+  assert.equal(b.created, false);
+  assert.equal(b.uidValidity, validity);
+  assert.equal(b.modseq, modseq);
+  assert.deepEqual(b.vanishedSince(modseq - 1), [2]);
+  assert.equal(b.searchHeaders(1), undefined);
+  b.setSearchHeaders([[1, hdrs('again')]]);
+  assert.deepEqual(b.searchHeaders(1), hdrs('again'));
+  b.close();
+  const check = new Database(join(dir, INDEX_FILE));
+  assert.equal(check.pragma('user_version', { simple: true }), 3);
+  check.close();
+});
+
+test('the directories signature is kept in the index across reopens', async (t) => {
+  const dir = await tempDir(t);
+  const a = FolderIndex.open(dir);
+  assert.equal(a.dirsSignature, '');
+  a.dirsSignature = '12.1700000000000000000:13.1700000000000000001';
+  a.close();
+  const b = FolderIndex.open(dir);
+  assert.equal(b.dirsSignature, '12.1700000000000000000:13.1700000000000000001');
+  b.dirsSignature = '';
+  assert.equal(b.dirsSignature, '');
+  b.close();
+});
+
+test('allSearchHeaders, kept in memory, follows this object\'s changes and a new UIDVALIDITY set by another one', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [{ ...row('1.a'), headers: hdrs('one') }, row('2.b')] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()], [1]);
+  idx.setSearchHeaders([[2, hdrs('two')]]);
+  idx.apply({ add: [{ ...row('3.c'), headers: hdrs('three') }] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()].sort(), [1, 2, 3]);
+  idx.apply({ remove: [1] });
+  assert.deepEqual([...idx.allSearchHeaders().keys()].sort(), [2, 3]);
+  // Another process empties the index under a new UIDVALIDITY and hands UID 2 to another message.
+  const other = FolderIndex.open(dir);
+  other.apply({ reset: { uidValidity: other.uidValidity + 1 }, add: [{ ...row('9.z'), uid: 2, headers: hdrs('new two') }] });
+  other.close();
+  assert.deepEqual([...idx.allSearchHeaders().entries()], [[2, hdrs('new two')]]);
+  idx.close();
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { execChild, runChild } from '../../harness/children.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -488,4 +488,88 @@ test('Dovecot pointed at the same Maildir sees the same flags, internal date, fo
   assert.match(out, /\* 2 FETCH \(FLAGS \(\\Answered \\Deleted \\Draft\)/);
   assert.match(out, /\* 3 FETCH \(FLAGS \(\)/);
   assert.match(out, /\* 1 FETCH \(FLAGS \(\\Seen\) INTERNALDATE "01-May-2024 10:00:00 \+0000"\)/);
+});
+
+// ---- index branch: unchanged directories are not listed; SEARCH header fields ----
+
+/** Sets new/ and cur/ of a folder to an mtime a minute ago: a signature taken now is old enough to be trusted. */
+async function settle(dir: string, at = new Date(Date.now() - 60_000)): Promise<Date> {
+  await utimes(join(dir, 'new'), at, at);
+  await utimes(join(dir, 'cur'), at, at);
+  return at;
+}
+
+test('a folder whose new/ and cur/ are unchanged since the last sync is opened without listing them; any change is seen', async (t) => {
+  const f = await fixture(t);
+  await f.store.deliver(alice, message('a'));
+  await f.store.deliver(alice, message('b'));
+  const inbox = f.store.folderPath(alice);
+  // First open: new/ → cur/ moves the files (the directories changed during the sync: no signature kept).
+  assert.equal((await f.mailbox().openFolder(alice, 'INBOX')).messages.length, 2);
+  const at = await settle(inbox);
+  // This sync lists the settled directories and keeps their signature.
+  assert.equal((await f.mailbox().openFolder(alice, 'INBOX')).messages.length, 2);
+
+  // A file slipped into cur/ with the directory's mtime put back: the signature matches, so the directory is not
+  // listed and the file is not seen (as with Dovecot) — the proof that the readdir was skipped.
+  await writeFile(join(inbox, 'cur', '1700000000.M1P1Q1.other,S=3:2,'), 'abc');
+  await settle(inbox, at);
+  const restarted = f.mailbox();
+  assert.equal((await restarted.openFolder(alice, 'INBOX')).messages.length, 2);
+
+  // An ordinary change behind our back sets the mtime: the next open lists the directories and finds it all.
+  await writeFile(join(inbox, 'new', '1700000001.M1P1Q1.other,S=3'), 'def');
+  const seen = await restarted.openFolder(alice, 'INBOX');
+  assert.deepEqual(seen.messages.map((m) => m.size).slice(2).sort(), [3, 3]);
+  assert.equal(seen.messages.length, 4);
+
+  // A flag change by another program (a rename in cur/) and a removal are seen the same way, by a new instance.
+  await settle(inbox);
+  await f.mailbox().openFolder(alice, 'INBOX');
+  const names = (await readdir(join(inbox, 'cur'))).sort();
+  await rename(join(inbox, 'cur', names[0]!), join(inbox, 'cur', names[0]!.replace(/:2,.*$/, ':2,S')));
+  await unlink(join(inbox, 'cur', names[1]!));
+  const after = await f.mailbox().openFolder(alice, 'INBOX');
+  assert.equal(after.messages.length, 3);
+  assert.ok(after.messages.some((m) => m.flags.includes('\\Seen')));
+});
+
+test('a change within the last second is not trusted: the next open lists the directories again', async (t) => {
+  const f = await fixture(t);
+  const mb = f.mailbox();
+  await mb.append(alice, 'INBOX', message('a'), []);
+  await mb.openFolder(alice, 'INBOX');
+  // cur/ changed just now (the APPEND): whatever lands in it during the same tick must still be found.
+  await writeFile(join(f.store.folderPath(alice), 'cur', '1700000000.M1P1Q1.other,S=3:2,'), 'abc');
+  assert.equal((await f.mailbox().openFolder(alice, 'INBOX')).messages.length, 2);
+});
+
+test('APPEND, COPY and MOVE cache the SEARCH header fields; a delivered message has none until they are set', async (t) => {
+  const f = await fixture(t);
+  const mb = f.mailbox({ autocreate: false });
+  await mb.createFolder(alice, 'Archive');
+  await mb.createFolder(alice, 'Old');
+  const text = 'From: Anna <anna@example.com>\r\nTo: a@x, b@y\r\nX-Other: not cached\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n Folded\r\n\r\nbody\r\n';
+  const { uid } = await mb.append(alice, 'INBOX', Buffer.from(text), []);
+  const expected = [
+    ['from', 'Anna <anna@example.com>'],
+    ['to', 'a@x, b@y'],
+    ['subject', '=?utf-8?q?caf=C3=A9?= Folded'],
+  ];
+  assert.deepEqual((await mb.searchHeaders(alice, 'INBOX')).get(uid), expected);
+  const copied = await mb.copy(alice, 'INBOX', [uid], 'Archive');
+  assert.deepEqual((await mb.searchHeaders(alice, 'Archive', [copied.mapping[0]![1]])).get(copied.mapping[0]![1]), expected);
+  const moved = await mb.copy(alice, 'Archive', [copied.mapping[0]![1]], 'Old', { move: true });
+  assert.deepEqual((await mb.searchHeaders(alice, 'Old')).get(moved.mapping[0]![1]), expected);
+  assert.equal((await mb.searchHeaders(alice, 'Archive')).size, 0);
+
+  await f.store.deliver(alice, message('delivered'));
+  const state = await mb.openFolder(alice, 'INBOX');
+  const delivered = state.messages[state.messages.length - 1]!.uid;
+  assert.equal((await mb.searchHeaders(alice, 'INBOX')).has(delivered), false);
+  await mb.setSearchHeaders(alice, 'INBOX', [[delivered, [['subject', 'delivered']]]]);
+  assert.deepEqual((await mb.searchHeaders(alice, 'INBOX', [delivered])).get(delivered), [['subject', 'delivered']]);
+  // Expunged with its message.
+  await mb.expunge(alice, 'INBOX', [delivered]);
+  assert.equal((await mb.searchHeaders(alice, 'INBOX')).has(delivered), false);
 });
