@@ -23,9 +23,11 @@ import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
+import { userOwner } from './store/types.js';
 import { localDeliveryPrefix } from './delivery/prefix.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
+import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
@@ -91,7 +93,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     core = openCore(config, log);
     const { settings } = core;
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
-    const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
+    const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
+    // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
+    await migrateLoginMailboxes({ registry: core.registry, directory: core.directory, log }, store.root);
     // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
     // the Maildir: one write and one fsync of the message from DATA to the mailbox instead of two (issue 11).
     const spool = new Spool(config.dataDir, {
@@ -111,8 +115,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         {
           mailbox,
           keys: urlauthKeys,
-          findUser: (login) => auth.findUser(login),
-          resolveOwner: (u) => ({ kind: 'user', login: u.login }),
+          findUser: (login) => core!.mailboxAuth.findUser(login),
+          resolveOwner: (u) => userOwner(u),
           sharedGroups:
             config.directory.groupDelivery === 'shared'
               ? async (u: UserEntry) => (await dir.groupsOf(u)).filter((g) => g.mailEnabled).map((g) => g.name)
@@ -183,7 +187,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const imapDeps = {
       tls,
       urlauthKeys,
-      auth: core.auth,
+      auth: core.mailboxAuth,
       mailbox,
       settings,
       hostname,
@@ -215,14 +219,19 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     for (const role of ['pop3', 'pop3s'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log });
+      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.mailboxAuth, mailbox, settings, hostname, log });
       pop3.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
     }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
-    const retention = new JunkRetention({ store, mailbox, settings, log });
+    const retention = new JunkRetention({ store, mailbox, settings, log, userOwner: (dir) => {
+      const rec = core!.registry.byDirName(dir);
+      return rec ? { kind: 'user', login: rec.login, guid: rec.guid } : undefined;
+    } });
     retention.start();
+    // Orphaned mailboxes (accounts gone from AD): found at start and hourly, erased after the retention.
+    core.lifecycle.start();
     // Last: the admin API and autoconfig describe the listeners above (their bound ports).
     let admin: AdminService;
     try {

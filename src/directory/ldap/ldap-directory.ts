@@ -9,8 +9,9 @@ import { Client, InvalidCredentialsError, NoSuchObjectError, type Entry } from '
 import { TempFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { DirectoryConfig } from '../../config/schema.js';
-import { ENTRY_ATTRIBUTES, mapGroup, mapUser, normalizeAddress, type MappingOptions, type RawEntry } from '../mapping.js';
+import { BINARY_ATTRIBUTES, ENTRY_ATTRIBUTES, mapGroup, mapUser, normalizeAddress, type MappingOptions, type RawEntry } from '../mapping.js';
 import type { Directory, DirectoryEntry, DirectoryHealth, GroupEntry, PasswordCheck, UserEntry } from '../types.js';
+import { guidFilterValue, isGuid } from '../guid.js';
 import { and, eq, GROUP_FILTER, inChain, or, USER_FILTER } from './filter.js';
 
 interface Server {
@@ -146,6 +147,7 @@ export class LdapDirectory implements Directory {
         scope: 'sub',
         filter,
         attributes: [...ENTRY_ATTRIBUTES],
+        explicitBufferAttributes: [...BINARY_ATTRIBUTES],
         ...(opts.paged ? { paged: { pageSize: this.cfg.pageSize } } : {}),
         ...(opts.sizeLimit ? { sizeLimit: opts.sizeLimit } : {}),
       });
@@ -193,6 +195,14 @@ export class LdapDirectory implements Directory {
           (entries.find((e) => e.dn === u.dn)?.attrs['mail']?.[0] ?? '').toLowerCase() === lower,
       ) ?? null
     );
+  }
+
+  async findGuid(guid: string): Promise<DirectoryEntry | null> {
+    const g = guid.trim().toLowerCase();
+    if (!isGuid(g)) return null;
+    // guidFilterValue escapes each of the 16 bytes (RFC 4515 §3); eq() would escape the backslashes again.
+    const entries = await this.search(and(or(USER_FILTER, GROUP_FILTER), `(objectGUID=${guidFilterValue(g)})`), { sizeLimit: 2 });
+    return entries.map((e) => this.map(e)).find((e): e is DirectoryEntry => e !== null && e.guid === g) ?? null;
   }
 
   async findGroup(name: string): Promise<GroupEntry | null> {
