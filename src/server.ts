@@ -247,6 +247,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         scheduler,
         store,
         mailbox,
+        lifecycle: { registry: core.registry, reconcile: (guid) => core!.lifecycle.reconcile(guid) },
         smtpSessions: () => smtp.sessions.size,
         smtpStats,
         imapSessions: () => imap.reduce((n, s) => n + s.sessionCount(), 0),

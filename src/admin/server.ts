@@ -20,6 +20,7 @@ import { metricsRoutes, probeRoutes } from './routes/health.js';
 import { queueRoutes } from './routes/queue.js';
 import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
+import { mailboxesRoutes } from './routes/mailboxes.js';
 import type { AdminDeps, App } from './types.js';
 
 declare module 'fastify' {
@@ -102,6 +103,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   domainsRoutes(app, d);
   addressesRoutes(app, d);
   usersRoutes(app, d);
+  mailboxesRoutes(app, d);
   queueRoutes(app, d);
   dashboardRoutes(app, d);
   directoryRoutes(app, d);

@@ -68,6 +68,8 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
       recentDeliveries: deps.activity?.recentMessages(20) ?? [],
       recentRejections: deps.smtpStats?.recentRejections(20) ?? [],
       bccFailures: { total: deps.activity?.counters.bccFailed ?? 0, recent: deps.activity?.recentBccFailures(20) ?? [] },
+      // Accounts gone from AD whose mailboxes wait for erasure (GET /api/mailboxes/orphaned has the details).
+      orphanedMailboxes: deps.lifecycle?.registry.listOrphaned().map((r) => ({ guid: r.guid, login: r.login, orphanedAt: r.orphanedAt! })) ?? [],
     };
   });
 }
