@@ -91,7 +91,8 @@ async function inboxCount(port: number, user: string): Promise<number> {
   c.on('error', () => undefined);
   await c.connect();
   try {
-    return (await c.status('INBOX', { messages: true })).messages ?? -1;
+    const st = await c.status('INBOX', { messages: true });
+    return st ? (st.messages ?? -1) : -1;
   } finally {
     await c.logout().catch(() => c.close());
   }
