@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
-import { Attribute, Change, Client, Control } from 'ldapts';
+import { Attribute, Change, Client, Control, EqualityFilter } from 'ldapts';
 import { parseConfig } from '../../src/config/load.ts';
-import { decodeGuid, guidFilterValue } from '../../src/directory/guid.ts';
+import { decodeGuid, encodeGuid } from '../../src/directory/guid.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
@@ -194,7 +194,7 @@ describe('mailbox identity and lifecycle against Samba AD', { skip, timeout: 600
     // give a DN back, with the show-deleted control) is what an AD recycle-bin restore does for our purpose.
     const { searchEntries } = await ldap.search(BASE, {
       scope: 'sub',
-      filter: `(objectGUID=${guidFilterValue(guid)})`,
+      filter: new EqualityFilter({ attribute: 'objectGUID', value: encodeGuid(guid) }),
       attributes: ['distinguishedName'],
     }, new Control(SHOW_DELETED));
     const tombstone = searchEntries[0]?.dn;
