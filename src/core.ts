@@ -11,6 +11,10 @@ import { GssapiAcceptor } from './auth/gssapi.js';
 import type { Logger } from './lib/logger.js';
 import { Resolver } from './resolver/resolver.js';
 import { openSettings, type Settings } from './settings/store.js';
+import { join } from 'node:path';
+import { MailboxRegistry } from './lifecycle/registry.js';
+import { MailboxLifecycle } from './lifecycle/lifecycle.js';
+import { mailboxLoginDirectory } from './lifecycle/gate.js';
 
 export interface Core {
   config: LoadedConfig;
@@ -19,22 +23,57 @@ export interface Core {
   directory: CachedDirectory;
   resolver: Resolver;
   auth: Authenticator;
+  /** Logins to a mailbox (IMAP, POP3): as `auth`, but an account without a mailbox now is not found (src/lifecycle). */
+  mailboxAuth: Authenticator;
+  /** Which store directory holds which AD object's mailbox, and orphaned mailboxes (issue 13). */
+  registry: MailboxRegistry;
+  lifecycle: MailboxLifecycle;
   close(): Promise<void>;
 }
 
 export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay?: FailureDelay } = {}): Core {
   const settings = openSettings(config.dataDir);
   const directory = createDirectory(config.directory, log);
-  const resolver = new Resolver(directory, settings, { groupDelivery: config.directory.groupDelivery });
+  const registry = new MailboxRegistry({ root: join(config.dataDir, 'mail'), settings, log });
+  const lifecycle = new MailboxLifecycle({
+    registry,
+    // findGuid past the cache: whether an account still exists is asked of AD itself (a cached entry of a deleted
+    // account must not keep its mailbox alive, nor a cached miss orphan a restored one).
+    directory: {
+      findGuid: (g) => directory.backend.findGuid(g),
+      findLogin: (l) => directory.findLogin(l),
+      findGroup: (n) => directory.findGroup(n),
+      groupsOf: (u) => directory.groupsOf(u),
+    },
+    settings,
+    log,
+  });
+  const mailboxEnabled = (u: Parameters<MailboxLifecycle['mailboxEnabled']>[0]) => lifecycle.mailboxEnabled(u);
+  const resolver = new Resolver(directory, settings, { groupDelivery: config.directory.groupDelivery, mailboxEnabled });
+  const gssapi = config.auth.kerberos
+    ? new GssapiAcceptor({ keytab: config.auth.kerberos.keytab, hostname: config.auth.kerberos.hostname ?? config.hostname ?? osHostname(), log })
+    : undefined;
   const auth = new Authenticator({
     directory,
     config: config.auth,
     masterUserEnabled: () => settings.get('mailbox.masterUser') === true,
     log,
     failureDelay: opts.failureDelay,
-    gssapi: config.auth.kerberos
-      ? new GssapiAcceptor({ keytab: config.auth.kerberos.keytab, hostname: config.auth.kerberos.hostname ?? config.hostname ?? osHostname(), log })
-      : undefined,
+    gssapi,
+    freshLogin: (l) => directory.backend.findLogin(l),
+  });
+  // Shares the failure delay: a client guessing passwords is slowed down the same on every protocol.
+  const mailboxAuth = new Authenticator({
+    directory: mailboxLoginDirectory(directory, mailboxEnabled),
+    config: config.auth,
+    masterUserEnabled: () => settings.get('mailbox.masterUser') === true,
+    log,
+    failureDelay: auth.delay,
+    gssapi,
+    freshLogin: async (l) => {
+      const user = await directory.backend.findLogin(l);
+      return user && (await mailboxEnabled(user)) ? user : null;
+    },
   });
   return {
     config,
@@ -43,7 +82,11 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
     directory,
     resolver,
     auth,
+    mailboxAuth,
+    registry,
+    lifecycle,
     async close() {
+      await lifecycle.stop();
       await directory.close();
       settings.close();
     },

@@ -23,9 +23,11 @@ import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
+import { userOwner } from './store/types.js';
 import { localDeliveryPrefix } from './delivery/prefix.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
+import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
@@ -109,7 +111,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const { settings } = core;
     trace = openTraceStore(config.dataDir, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
-    const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
+    const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
+    // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
+    await migrateLoginMailboxes({ registry: core.registry, directory: core.directory, log }, store.root);
     // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
     // the Maildir: one write and one fsync of the message from DATA to the mailbox instead of two (issue 11).
     const spool = new Spool(config.dataDir, {
@@ -123,7 +127,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
     const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
-    const { auth, directory: dir } = core;
+    const { auth, directory: dir, lifecycle } = core;
     // AD changes reach the cache within a poll interval, and a user whose access was taken away loses every open
     // IMAP/POP3 session at once (issue 13 item 3).
     const sessions = new SessionRegistry();
@@ -133,6 +137,11 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       const w = new DirectoryWatch(dir.backend, dir, config.directory.watch, log, join(config.dataDir, WATCH_STATE_FILE));
       watch = w;
       w.onChange((change) => {
+        // An account deleted, restored, or moved out of or into the base: its mailbox is orphaned or given back at
+        // once (issue 13), instead of at the next hourly reconcile. A deletion the sweep found has no objectGUID of
+        // its own; the cached entry it dropped (previous) has it.
+        const guid = change.kind === 'user' ? (change.objectGUID ?? change.user?.guid ?? change.previous?.guid) : undefined;
+        if (guid) void lifecycle.reconcile(guid);
         const end = endsSessions(change);
         if (!end) return;
         const closed = sessions.closeUser(end.login, end.reason);
@@ -162,8 +171,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         {
           mailbox,
           keys: urlauthKeys,
-          findUser: (login) => auth.findUser(login),
-          resolveOwner: (u) => ({ kind: 'user', login: u.login }),
+          findUser: (login) => core!.mailboxAuth.findUser(login),
+          resolveOwner: (u) => userOwner(u),
           sharedGroups:
             config.directory.groupDelivery === 'shared'
               ? async (u: UserEntry) => (await dir.groupsOf(u)).filter((g) => g.mailEnabled).map((g) => g.name)
@@ -239,7 +248,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       tls,
       sessions,
       urlauthKeys,
-      auth: core.auth,
+      auth: core.mailboxAuth,
       mailbox,
       settings,
       hostname,
@@ -271,17 +280,22 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     for (const role of ['pop3', 'pop3s'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.auth, mailbox, settings, hostname, log, sessions });
+      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.mailboxAuth, mailbox, settings, hostname, log, sessions });
       pop3.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
     }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
-    const retention = new JunkRetention({ store, mailbox, settings, log });
+    const retention = new JunkRetention({ store, mailbox, settings, log, userOwner: (dir) => {
+      const rec = core!.registry.byDirName(dir);
+      return rec ? { kind: 'user', login: rec.login, guid: rec.guid } : undefined;
+    } });
     retention.start();
     // trace.retentionDays (default 30): message paths older than that are deleted, at start and then hourly.
     traceRetention = new TraceRetention({ store: trace, settings, log });
     traceRetention.start();
+    // Orphaned mailboxes (accounts gone from AD): found at start and hourly, erased after the retention.
+    core.lifecycle.start();
     // Last: the admin API and autoconfig describe the listeners above (their bound ports).
     let admin: AdminService;
     try {
@@ -298,6 +312,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         trace,
         store,
         mailbox,
+        lifecycle: { registry: core.registry, reconcile: (guid) => core!.lifecycle.reconcile(guid) },
         smtpSessions: () => smtp.sessions.size,
         smtpStats,
         sendLimits,

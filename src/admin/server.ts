@@ -22,6 +22,7 @@ import { traceRoutes } from './routes/trace.js';
 import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
 import { limitsRoutes } from './routes/limits.js';
+import { mailboxesRoutes } from './routes/mailboxes.js';
 import type { AdminDeps, App } from './types.js';
 
 declare module 'fastify' {
@@ -105,6 +106,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   addressesRoutes(app, d);
   usersRoutes(app, d);
   limitsRoutes(app, d);
+  mailboxesRoutes(app, d);
   queueRoutes(app, d);
   traceRoutes(app, d);
   dashboardRoutes(app, d);

@@ -43,6 +43,8 @@ export interface AdminDeps {
   pop3Sessions?: () => number;
   /** Recent deliveries and delivery counters (startAdmin makes one when absent). */
   activity?: Activity;
+  /** Mailbox registry and lifecycle (issue 13): the orphaned-mailbox routes exist only with it. */
+  lifecycle?: { registry: import('../lifecycle/registry.js').MailboxRegistry; reconcile(guid?: string): Promise<import('../lifecycle/lifecycle.js').ReconcileResult> };
   /** Bound ports by listener name (smtp, submission, smtps, imap, imaps, pop3, pop3s), read at request time. */
   ports: Readonly<Record<string, number>>;
 }

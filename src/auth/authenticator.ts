@@ -11,7 +11,6 @@ import type { Directory, UserEntry } from '../directory/types.js';
 import { loginKey } from '../directory/types.js';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { CachedDirectory } from '../directory/cache.js';
 import { FailureDelay } from './failure-delay.js';
 import { SaslCancelled, type GssapiAcceptor, type GssapiService, type SaslConversation } from './gssapi.js';
 import { kerberosCheck } from './kerberos.js';
@@ -45,6 +44,11 @@ export interface AuthenticatorOptions {
   failureDelay?: FailureDelay;
   /** SASL GSSAPI (Kerberos single sign-on) when `auth.kerberos.keytab` is set. */
   gssapi?: GssapiAcceptor;
+  /**
+   * A login lookup past the directory cache, for ticket logins: with a password AD's own bind refuses an account
+   * disabled a moment ago; with a Kerberos ticket nothing else would. Default: the directory (cached).
+   */
+  freshLogin?: (login: string) => Promise<UserEntry | null>;
 }
 
 /** A GSSAPI login ends like a password login, or the client cancelled it ("*"). */
@@ -169,11 +173,11 @@ export class Authenticator {
     const m = /^([^@/\\\s\0]+)@([^@/\\\s\0]+)$/.exec(principal);
     if (!m || !realm || m[2]!.toUpperCase() !== realm.toUpperCase()) return { status: 'invalid' };
     try {
-      const dir = this.opts.directory instanceof CachedDirectory ? this.opts.directory.backend : this.opts.directory;
-      const user = await dir.findLogin(m[1]!);
+      const find = this.opts.freshLogin ?? ((l: string) => this.opts.directory.findLogin(l));
+      const user = await find(m[1]!);
       if (!user || loginKey(user.login) !== loginKey(m[1]!)) return { status: 'invalid' };
       if (authzid !== '' && loginKey(authzid) !== loginKey(user.login) && loginKey(authzid) !== loginKey(principal)) {
-        const as = await dir.findLogin(authzid);
+        const as = await find(authzid);
         if (!as || as.dn.toLowerCase() !== user.dn.toLowerCase()) return { status: 'invalid' };
       }
       const reason = denyReason(user);

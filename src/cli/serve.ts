@@ -6,6 +6,7 @@ import { createServerLogger, LogFileError, type ServerLogger } from '../lib/logg
 import { SpoolLockedError } from '../queue/lock.js';
 import { ListenerError, startServer } from '../server.js';
 import type { CliContext } from './context.js';
+import { userOwner } from '../store/types.js';
 
 export function registerServeCommands(program: Command, ctx: CliContext, setCode: (c: number) => void): void {
   program
@@ -73,7 +74,9 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
         ctx.out('  To listen elsewhere, run with --config FILE (listeners.<name>.host; docker/postern.example.yaml is an example).');
       }
       if (!config.source) {
-        const inbox = join(server.store.maildirPath({ kind: 'user', login: 'john.smith' }), 'new');
+        // The fixture's john.smith, placed by objectGUID as delivery will place him (issue 13).
+        const john = await server.core.directory.findLogin('john.smith').catch(() => null);
+        const inbox = join(server.store.maildirPath(john ? userOwner(john) : { kind: 'user', login: 'john.smith' }), 'new');
         ctx.out('');
         ctx.out('Send a first message (from another terminal):');
         if (p.smtp) ctx.out(`  swaks --server 127.0.0.1 --port ${p.smtp} --from someone@elsewhere.example --to john@example.com`);

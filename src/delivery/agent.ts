@@ -17,7 +17,8 @@ import type { Logger } from '../lib/logger.js';
 import type { Resolver } from '../resolver/resolver.js';
 import type { Settings } from '../settings/store.js';
 import type { MailStore, MailboxOwner } from '../store/types.js';
-import { QuotaExceeded } from '../store/types.js';
+import { QuotaExceeded, userOwner } from '../store/types.js';
+import type { UserEntry } from '../directory/types.js';
 import type { DeliveryResult, QueueEnvelope, QueueRecipient, SpooledFile } from '../queue/types.js';
 import { localDeliveryPrefix } from './prefix.js';
 import type { RemoteDelivery } from './remote.js';
@@ -58,11 +59,16 @@ function headerOf(message: Buffer): string {
   return message.subarray(0, end < 0 ? message.length : end).toString('latin1');
 }
 
+/** A user's route carries the objectGUID: the mailbox is the AD object's, whatever its login is by delivery time. */
+function userRoute(user: UserEntry): NonNullable<QueueRecipient['route']> {
+  return user.guid ? { kind: 'user', login: user.login, guid: user.guid } : { kind: 'user', login: user.login };
+}
+
 function routeKey(r: QueueRecipient): string | null {
   if (!r.route) return null;
   switch (r.route.kind) {
     case 'user':
-      return `user:${r.route.login.toLowerCase()}`;
+      return r.route.guid ? `user:${r.route.guid}` : `user:${r.route.login.toLowerCase()}`;
     case 'shared':
       return `shared:${r.route.group.toLowerCase()}`;
     case 'remote':
@@ -206,18 +212,18 @@ export class LocalRemoteAgent {
             if (!res.forward.keepCopy) {
               r.state = 'delivered';
               r.lastResult = `250 2.1.5 forwarded to ${res.forward.address}`;
-              r.route = { kind: 'user', login: res.user.login };
+              r.route = userRoute(res.user);
               break;
             }
           }
-          route({ kind: 'user', login: res.user.login });
+          route(userRoute(res.user));
           break;
         case 'list':
           for (const m of res.members) {
             add(
               m.primaryAddress
                 ? { address: m.primaryAddress, parent: r.address, origin: 'list', state: 'pending', attempts: 0, hidden: r.hidden }
-                : { address: m.login.toLowerCase(), parent: r.address, origin: 'list', route: { kind: 'user', login: m.login }, state: 'pending', attempts: 0, hidden: r.hidden },
+                : { address: m.login.toLowerCase(), parent: r.address, origin: 'list', route: userRoute(m), state: 'pending', attempts: 0, hidden: r.hidden },
             );
           }
           r.state = 'delivered';
@@ -253,7 +259,7 @@ export class LocalRemoteAgent {
     folders: Map<QueueRecipient, string>,
   ): Promise<void> {
     const route = r.route as Exclude<QueueRecipient['route'], { kind: 'remote' } | undefined>;
-    const owner: MailboxOwner = route.kind === 'user' ? { kind: 'user', login: route.login } : { kind: 'shared', group: route.group };
+    const owner: MailboxOwner = route.kind === 'user' ? userOwner(route) : { kind: 'shared', group: route.group };
     if (hops >= this.opts.hopLimit) {
       return fail(r, 554, '5.4.6', `Too many hops (${hops} Received fields): mail loop`);
     }

@@ -102,6 +102,10 @@ export class CachedDirectory implements Directory {
     return this.cached(`l:${loginKey(login.trim())}`, () => this.backend.findLogin(login));
   }
 
+  findGuid(guid: string): Promise<DirectoryEntry | null> {
+    return this.cached(`u:${guid.trim().toLowerCase()}`, () => this.backend.findGuid(guid));
+  }
+
   findGroup(name: string): Promise<GroupEntry | null> {
     return this.cached(`g:${loginKey(name.trim())}`, () => this.backend.findGroup(name));
   }

@@ -3,6 +3,7 @@
  * embedded LDIF directory and a real DC give the same answers for the same entries.
  */
 import type { DirectoryEntry, GroupEntry, UserEntry } from './types.js';
+import { guidFromValue } from './guid.js';
 
 /** One LDAP entry as read from AD or LDIF: attribute names lower-cased, values as strings (and raw bytes). */
 export interface RawEntry {
@@ -33,7 +34,15 @@ export const ENTRY_ATTRIBUTES = [
   'accountExpires',
   'pwdLastSet',
   'memberOf',
+  'objectGUID',
 ] as const;
+
+/** Attributes that are binary in AD and must be read as bytes (ldapts explicitBufferAttributes). */
+export const BINARY_ATTRIBUTES = ['objectGUID'] as const;
+
+function guidOf(entry: RawEntry): string | undefined {
+  return guidFromValue(entry.binary['objectguid']?.[0], entry.attrs['objectguid']?.[0]);
+}
 
 const UF_ACCOUNTDISABLE = 0x2;
 const UF_LOCKOUT = 0x10;
@@ -155,6 +164,7 @@ export function mapUser(entry: RawEntry, opts: MappingOptions): UserEntry {
   return {
     kind: 'user',
     dn: entry.dn,
+    ...(guidOf(entry) ? { guid: guidOf(entry) } : {}),
     login: first(entry, 'sAMAccountName') ?? first(entry, 'cn') ?? entry.dn,
     userPrincipalName: first(entry, 'userPrincipalName'),
     displayName: first(entry, 'displayName') ?? first(entry, 'cn'),
@@ -175,6 +185,7 @@ export function mapGroup(entry: RawEntry, opts: MappingOptions): GroupEntry {
   return {
     kind: 'group',
     dn: entry.dn,
+    ...(guidOf(entry) ? { guid: guidOf(entry) } : {}),
     name: first(entry, 'sAMAccountName') ?? first(entry, 'cn') ?? entry.dn,
     primaryAddress: primary,
     addresses,

@@ -6,6 +6,11 @@
 export interface UserEntry {
   kind: 'user';
   dn: string;
+  /**
+   * objectGUID in canonical lower-case form (directory/guid.ts): the mailbox belongs to it, not to the login
+   * (issue 13). Absent only for an LDIF entry written without one.
+   */
+  guid?: string;
   /** sAMAccountName as stored in AD; compare case-insensitively (use `loginKey`). */
   login: string;
   userPrincipalName?: string;
@@ -33,6 +38,8 @@ export interface UserEntry {
 export interface GroupEntry {
   kind: 'group';
   dn: string;
+  /** objectGUID, canonical lower-case form; absent only for an LDIF entry written without one. */
+  guid?: string;
   /** sAMAccountName of the group (falls back to cn); any case, compare with `loginKey`. */
   name: string;
   primaryAddress?: string;
@@ -95,6 +102,11 @@ export interface Directory {
   findAddress(address: string): Promise<DirectoryEntry | null>;
   /** By sAMAccountName, userPrincipalName or primary mail, case-insensitive. */
   findLogin(login: string): Promise<UserEntry | null>;
+  /**
+   * The user or group whose objectGUID this is (canonical form, any case), wherever it is under the base DN; null
+   * when it is gone (deleted, or moved out of the base). For the mailbox lifecycle (src/lifecycle).
+   */
+  findGuid(guid: string): Promise<DirectoryEntry | null>;
   /** A group by its name (sAMAccountName or cn), any case. */
   findGroup(name: string): Promise<GroupEntry | null>;
   /** Users in the group, nested membership expanded, each once. Includes disabled users: callers filter. */

@@ -9,7 +9,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { MailboxAccess } from '../store/mailbox.js';
-import type { MailboxOwner } from '../store/types.js';
+import { userOwner, type MailboxOwner } from '../store/types.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import { ImapSession, type ImapSettings } from './connection.js';
@@ -78,7 +78,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     settings: opts.settings,
     hostname: opts.hostname,
     log,
-    resolveOwner: opts.resolveOwner ?? ((user: UserEntry): MailboxOwner => ({ kind: 'user', login: user.login })),
+    resolveOwner: opts.resolveOwner ?? ((user: UserEntry): MailboxOwner => userOwner(user)),
     sharedGroups: opts.sharedGroups,
     learn: opts.learn,
     secureContext,

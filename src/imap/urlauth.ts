@@ -9,7 +9,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { UserEntry } from '../directory/types.js';
 import { loginKey } from '../directory/types.js';
 import { TempFailure } from '../lib/errors.js';
-import type { MailboxOwner } from '../store/types.js';
+import { userOwner, type MailboxOwner } from '../store/types.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import { SHARED_PREFIX } from './command.js';
@@ -44,7 +44,7 @@ export function urlauthToken(key: Buffer, rump: string): string {
 
 /** The key's owner: the user's own mailbox store, even for a folder of a shared group seen in their namespace. */
 export function keyOwner(user: UserEntry): MailboxOwner {
-  return { kind: 'user', login: user.login };
+  return userOwner(user);
 }
 
 /** A mailbox name in a user's namespace → whose store and which folder (as ImapSession.resolve does for a session). */

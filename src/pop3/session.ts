@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import { ownerLabel } from '../store/names.js';
+import { userOwner } from '../store/types.js';
 import { COMMANDS } from './commands/index.js';
 import { LineReader } from './line-reader.js';
 import { Maildrop } from './maildrop.js';
@@ -137,7 +138,7 @@ export class Pop3Session {
 
   /** After a successful authentication: locks the maildrop and opens INBOX (RFC 1939 §4 → §5). */
   async enterTransaction(result: Extract<AuthResult, { status: 'ok' }>, mechanism: string): Promise<void> {
-    const owner = { kind: 'user', login: result.user.login } as const;
+    const owner = userOwner(result.user);
     const key = ownerLabel(owner).toLowerCase();
     const who = result.master ? `${result.master.login} as ${result.user.login}` : result.user.login;
     const fields = { user: result.user.login, ...(result.master ? { master: result.master.login } : {}), client: this.client, protocol: 'pop3', mechanism, tls: this.secureNow };

@@ -18,7 +18,7 @@ export interface QueueRecipient {
    * again at each attempt while the recipient is pending (routes follow settings changed after queueing); kept
    * once it is final, so that a copy reached through another path is recognised as a duplicate.
    */
-  route?: { kind: 'user'; login: string } | { kind: 'shared'; group: string } | { kind: 'remote'; nexthop?: string };
+  route?: { kind: 'user'; login: string; guid?: string } | { kind: 'shared'; group: string } | { kind: 'remote'; nexthop?: string };
   state: RecipientState;
   attempts: number;
   /** Last reply or error, e.g. "452 4.2.2 mailbox full". */

@@ -17,6 +17,11 @@ export interface ResolverSettings {
 
 export interface GroupDeliveryOption {
   groupDelivery: 'distribution' | 'shared';
+  /**
+   * Whether the account has a mailbox now (src/lifecycle: `mailbox.enabledGroup`, orphaned mailboxes). Absent:
+   * every enabled account has one.
+   */
+  mailboxEnabled?: (user: UserEntry) => Promise<boolean>;
 }
 
 export class Resolver {
@@ -60,9 +65,11 @@ export class Resolver {
     return entry.kind === 'user' ? this.forUser(entry, base, 'directory') : this.forGroup(entry, base, 'directory');
   }
 
-  private forUser(user: UserEntry, base: { address: string; localNetworkOnly: boolean; bcc: string[] }, via: 'directory' | 'pseudonym'): Resolution {
+  private async forUser(user: UserEntry, base: { address: string; localNetworkOnly: boolean; bcc: string[] }, via: 'directory' | 'pseudonym'): Promise<Resolution> {
     // Disabled and expired accounts receive no mail; locked and must-change ones do (DESIGN.md §3).
     if (!user.enabled) return { ...base, kind: 'invalid', reason: 'disabled' };
+    // No mailbox (not in mailbox.enabledGroup, or orphaned): the same "unknown" as an address nobody owns (550 5.1.1).
+    if (this.opts.mailboxEnabled && !(await this.opts.mailboxEnabled(user))) return { ...base, kind: 'invalid', reason: 'unknown' };
     const override = this.settings.getUser(user.login);
     const forward: Forward | undefined = override?.forward ? { address: override.forward, keepCopy: override.keepCopy ?? false } : undefined;
     return { ...base, kind: 'mailbox', user, via, ...(forward ? { forward } : {}) };

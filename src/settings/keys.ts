@@ -112,6 +112,22 @@ export const SETTING_DEFS = {
     'a whole number of days, 0 to keep spam forever',
     'Spam in the Junk folder is expunged after this many days ("Hold for"); 0 = never. Default 15 days. A user can have a custom retention (postern user set LOGIN --spam-retention DAYS).',
   ),
+  'mailbox.deletedAccountRetentionDays': def(
+    'Mailboxes',
+    'integer',
+    count(),
+    30,
+    'a whole number of days, 0 to erase at once',
+    'When an account leaves AD (deleted, or moved out of the base DN) its mailbox is orphaned: refused for mail and logins, listed by `postern mailbox orphans`, and erased after this many days (default 30, as Exchange keeps a disconnected mailbox); 0 = erased at once, the seed\'s behaviour. An account restored with the same objectGUID gets its mailbox back until then.',
+  ),
+  'mailbox.enabledGroup': def(
+    'Mailboxes',
+    'string',
+    z.string().trim().max(256),
+    '',
+    'an AD group name, or empty for every account',
+    'Only members of this AD group (nested membership counts) have a mailbox: others get no mail (550 5.1.1) and cannot log in to IMAP or POP3. Empty (default) = every enabled account with an address.',
+  ),
   'mailbox.masterUser': def(
     'Mailboxes',
     'boolean',

@@ -51,6 +51,11 @@ export interface MaildirStoreOptions {
   /** This host's name, part of every message file name (unique across hosts sharing the store). */
   hostname: string;
   log?: Logger;
+  /**
+   * Where a user's mailbox lives (the directory holding Maildir/), relative to the root: src/lifecycle/registry.ts,
+   * the objectGUID → directory table. Without it every owner is placed by ownerRelativePath (by login).
+   */
+  locate?: (owner: MailboxOwner & { kind: 'user' }) => string;
 }
 
 export interface FolderInfo {
@@ -68,6 +73,7 @@ export class MaildirStore implements MailStore {
   readonly root: string;
   private readonly host: string;
   private readonly log: Logger;
+  private readonly locate?: MaildirStoreOptions['locate'];
   /**
    * Per Maildir: the quota check, and the link + maildirsize append, run one at a time. Writing and fsyncing the
    * message (the slow part) runs outside, so concurrent deliveries to one mailbox still overlap their fsyncs.
@@ -80,9 +86,11 @@ export class MaildirStore implements MailStore {
     this.root = resolve(options.root);
     this.host = maildirHostname(options.hostname);
     this.log = options.log ?? silentLogger;
+    this.locate = options.locate;
   }
 
   maildirPath(owner: MailboxOwner): string {
+    if (owner.kind === 'user' && this.locate) return join(this.root, this.locate(owner), 'Maildir');
     return join(this.root, ownerRelativePath(owner));
   }
 

@@ -32,6 +32,8 @@ export interface JunkRetentionOptions {
   mailbox: Pick<MailboxAccess, 'openFolder' | 'expunge'>;
   settings: Pick<Settings, 'get' | 'effectiveUser'>;
   log: Logger;
+  /** The owner of a directory under users/ when a registry knows it (login and objectGUID); else it is the login. */
+  userOwner?: (dirName: string) => MailboxOwner | undefined;
   /** Time between sweeps (default one hour). */
   intervalMs?: number;
   /** The clock (default Date.now); tests move it forward. */
@@ -116,7 +118,9 @@ export class JunkRetention {
     const result: SweepResult = { removed: [], errors: 0 };
     const root = this.opts.store.root;
     const owners: MailboxOwner[] = [
-      ...(await listDirs(join(root, 'users'))).map((d): MailboxOwner => ({ kind: 'user', login: ownerFromDirName(d) })),
+      ...(await listDirs(join(root, 'users')))
+        .filter((d) => !d.startsWith('.'))
+        .map((d): MailboxOwner => this.opts.userOwner?.(d) ?? { kind: 'user', login: ownerFromDirName(d) }),
       ...(await listDirs(join(root, 'shared'))).map((d): MailboxOwner => ({ kind: 'shared', group: ownerFromDirName(d) })),
     ];
     for (const owner of owners) {

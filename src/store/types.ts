@@ -4,8 +4,17 @@
  */
 import type { Readable } from 'node:stream';
 
-/** Whose mailbox: a user's (by login) or a group's shared folder (by group name). Both case-insensitive. */
-export type MailboxOwner = { kind: 'user'; login: string } | { kind: 'shared'; group: string };
+/**
+ * Whose mailbox: a user's or a group's shared folder (by group name, case-insensitive). A user's mailbox belongs to
+ * the AD object (`guid`, its objectGUID) when known; `login` (case-insensitive) names it in logs and settings and, in
+ * a store without a mailbox registry (tests, tools), places it on disk.
+ */
+export type MailboxOwner = { kind: 'user'; login: string; guid?: string } | { kind: 'shared'; group: string };
+
+/** The owner of a user's mailbox: the AD object when it has an objectGUID. */
+export function userOwner(user: { login: string; guid?: string }): MailboxOwner {
+  return user.guid ? { kind: 'user', login: user.login, guid: user.guid } : { kind: 'user', login: user.login };
+}
 
 export interface DeliverOptions {
   /** Maildir++ folder: 'INBOX' (the Maildir root) or a folder name like 'Junk' ('.Junk'). Created if missing. */

@@ -18,7 +18,7 @@
  * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { childrenOf, freePort, startPostfix } from './postfix.ts';
@@ -89,6 +89,9 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
   };
   cli(['domain', 'add', 'example.com']);
   cli(['settings', 'set', 'filter.antivirus', 'no', 'filter.spam', 'no']);
+  // A mailbox that exists before the start is claimed in place by its AD account (issue 13), so it stays at
+  // users/john.smith where the bench counts the files (a new one would be users/<objectGUID>).
+  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', sub), { recursive: true });
   const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=postern-${Date.now()}-${run}.cpuprofile`] : [];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
     cwd: root,

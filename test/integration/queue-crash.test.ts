@@ -19,10 +19,33 @@ import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { Spool } from '../../src/queue/spool.ts';
 import { MaildirStore } from '../../src/store/maildir.ts';
+import { parseLdif } from '../../src/directory/ldif/parse.ts';
+import { mapUser } from '../../src/directory/mapping.ts';
+import { MailboxRegistry } from '../../src/lifecycle/registry.ts';
+import { openSettings } from '../../src/settings/store.ts';
+import type { MailboxOwner } from '../../src/store/types.ts';
 import { ROOT, runCli, spawnCli, writeConfig } from '../helpers/cli.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+
+/** john.smith of the fixture, as the server's store places him: by objectGUID (issue 13). */
+const JOHN: MailboxOwner = (() => {
+  const entry = parseLdif(readFileSync(join(ROOT, 'fixtures/ad/corp.ldif'), 'utf8')).find((e) => e.attrs['samaccountname']?.[0] === 'john.smith')!;
+  const user = mapUser(entry, { userPrincipalNameIsAddress: true });
+  return { kind: 'user', login: user.login, guid: user.guid };
+})();
+
+/** The store of a dataDir as the server sees it (the mailbox registry in its settings.db); `use` runs with it open. */
+function withStore<T>(dataDir: string, use: (store: MaildirStore) => T): T {
+  const settings = openSettings(dataDir);
+  try {
+    const registry = new MailboxRegistry({ root: join(dataDir, 'mail'), settings });
+    return use(new MaildirStore({ root: join(dataDir, 'mail'), hostname: 'mx.example.com', locate: (o) => registry.locate(o) }));
+  } finally {
+    settings.close();
+  }
+}
 
 // ---- a raw SMTP client: the test must act on the 250 the moment it arrives, and stop in the middle of DATA ----
 
@@ -219,8 +242,8 @@ describe('queue: a hard crash (SIGKILL) after 250 loses nothing', () => {
   const sinkCopies = (token: string) => sink.messages.filter((m) => m.data.toString('latin1').includes(token)).length;
 
   function maildirCopies(dataDir: string, login: string, token: string): number {
-    const store = new MaildirStore({ root: join(dataDir, 'mail'), hostname: 'mx.example.com' });
-    const base = store.folderPath({ kind: 'user', login });
+    assert.equal(login, 'john.smith');
+    const base = withStore(dataDir, (store) => store.folderPath(JOHN));
     let n = 0;
     for (const sub of ['new', 'cur']) {
       const dir = join(base, sub);
@@ -288,8 +311,7 @@ describe('queue: a hard crash (SIGKILL) after 250 loses nothing', () => {
     const { config, dataDir, start } = await setup(t);
     const token = randomUUID();
     // A file where john.smith's mailbox directory should be: delivery fails (temporarily) until it is removed.
-    const store = new MaildirStore({ root: join(dataDir, 'mail'), hostname: 'mx.example.com' });
-    const userDir = join(store.maildirPath({ kind: 'user', login: 'john.smith' }), '..');
+    const userDir = join(withStore(dataDir, (store) => store.maildirPath(JOHN)), '..');
     mkdirSync(join(userDir, '..'), { recursive: true });
     writeFileSync(userDir, 'not a directory\n');
     const first = await start();
@@ -479,7 +501,7 @@ describe('queue: a hard crash (SIGKILL) after 250 loses nothing', () => {
     const again = await start();
     await until('the queue to be empty', async () => ((await new Spool(dataDir).list()).length === 0 ? true : undefined));
     await again.stop();
-    const newDir = join(new MaildirStore({ root: join(dataDir, 'mail'), hostname: 'mx.example.com' }).folderPath({ kind: 'user', login: 'john.smith' }), 'new');
+    const newDir = join(withStore(dataDir, (store) => store.folderPath(JOHN)), 'new');
     const files = readdirSync(newDir).map((name) => ({ name, text: readFileSync(join(newDir, name), 'latin1') }));
     for (const f of files) {
       // Whole: as long as its name says, one Return-Path and one Delivered-To on top (the spool's prefix, not twice).

@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { UserEntry } from '../../directory/types.js';
+import { userOwner } from '../../store/types.js';
 import type { AdminDeps, App } from '../types.js';
 
 const MB = 1024 * 1024;
@@ -23,7 +24,7 @@ async function mapLimit<T, R>(items: T[], n: number, fn: (t: T) => Promise<R>): 
 
 export async function quotaUsage(deps: AdminDeps, users: UserEntry[]) {
   return mapLimit(users, 8, async (u) => {
-    const owner = { kind: 'user', login: u.login } as const;
+    const owner = userOwner(u);
     const eff = deps.settings.effectiveUser(u.login);
     // No Maildir yet: nothing delivered, nothing used (and nothing created by looking).
     const usage = existsSync(deps.store.maildirPath(owner))
@@ -75,6 +76,8 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
       bccFailures: { total: deps.activity?.counters.bccFailed ?? 0, recent: deps.activity?.recentBccFailures(20) ?? [] },
       // Accounts that hit their hourly send limit: the first sign of a stolen password (details: GET /api/limits).
       sendLimits: sendLimitsSummary(deps),
+      // Accounts gone from AD whose mailboxes wait for erasure (GET /api/mailboxes/orphaned has the details).
+      orphanedMailboxes: deps.lifecycle?.registry.listOrphaned().map((r) => ({ guid: r.guid, login: r.login, orphanedAt: r.orphanedAt! })) ?? [],
     };
   });
 }

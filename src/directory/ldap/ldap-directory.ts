@@ -5,12 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, InvalidCredentialsError, NoSuchObjectError, type Entry } from 'ldapts';
+import { AndFilter, Client, EqualityFilter, FilterParser, InvalidCredentialsError, NoSuchObjectError, type Entry, type Filter } from 'ldapts';
 import { TempFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { DirectoryConfig } from '../../config/schema.js';
-import { ENTRY_ATTRIBUTES, mapGroup, mapUser, normalizeAddress, type MappingOptions, type RawEntry } from '../mapping.js';
+import { BINARY_ATTRIBUTES, ENTRY_ATTRIBUTES, mapGroup, mapUser, normalizeAddress, type MappingOptions, type RawEntry } from '../mapping.js';
 import type { Directory, DirectoryEntry, DirectoryHealth, GroupEntry, PasswordCheck, UserEntry } from '../types.js';
+import { encodeGuid, isGuid } from '../guid.js';
 import { and, eq, GROUP_FILTER, inChain, or, USER_FILTER } from './filter.js';
 
 interface Server {
@@ -140,12 +141,13 @@ export class LdapDirectory implements Directory {
     throw new TempFailure(`directory unavailable: ${detail}`, { cause: lastErr });
   }
 
-  private async search(filter: string, opts: { paged?: boolean; sizeLimit?: number } = {}): Promise<RawEntry[]> {
+  private async search(filter: string | Filter, opts: { paged?: boolean; sizeLimit?: number } = {}): Promise<RawEntry[]> {
     return this.withServer(async (client) => {
       const { searchEntries } = await client.search(this.cfg.baseDN!, {
         scope: 'sub',
         filter,
         attributes: [...ENTRY_ATTRIBUTES],
+        explicitBufferAttributes: [...BINARY_ATTRIBUTES],
         ...(opts.paged ? { paged: { pageSize: this.cfg.pageSize } } : {}),
         ...(opts.sizeLimit ? { sizeLimit: opts.sizeLimit } : {}),
       });
@@ -215,6 +217,19 @@ export class LdapDirectory implements Directory {
           (entries.find((e) => e.dn === u.dn)?.attrs['mail']?.[0] ?? '').toLowerCase() === lower,
       ) ?? null
     );
+  }
+
+  async findGuid(guid: string): Promise<DirectoryEntry | null> {
+    const g = guid.trim().toLowerCase();
+    if (!isGuid(g)) return null;
+    // The assertion value is the 16 raw bytes (RFC 4515 §3 would write them `\xx` each, guid.ts guidFilterValue),
+    // given as a filter object: ldapts parses a filter string's `\xx` escapes into a JS string and sends it as
+    // UTF-8, which turns every byte above 0x7f into two and so never matches a binary attribute.
+    const filter = new AndFilter({
+      filters: [FilterParser.parseString(or(USER_FILTER, GROUP_FILTER)), new EqualityFilter({ attribute: 'objectGUID', value: encodeGuid(g) })],
+    });
+    const entries = await this.search(filter, { sizeLimit: 2 });
+    return entries.map((e) => this.map(e)).find((e): e is DirectoryEntry => e !== null && e.guid === g) ?? null;
   }
 
   async findGroup(name: string): Promise<GroupEntry | null> {

@@ -22,6 +22,7 @@ export class LdifDirectory implements Directory {
   private readonly byLogin = new Map<string, UserEntry>();
   private readonly groupsByName = new Map<string, GroupEntry>();
   private readonly byDn = new Map<string, DirectoryEntry>();
+  private readonly byGuid = new Map<string, DirectoryEntry>();
   /** child DN → DNs of the groups listing it in `member`. */
   private readonly parents = new Map<string, string[]>();
 
@@ -67,6 +68,7 @@ export class LdifDirectory implements Directory {
         continue;
       }
       this.byDn.set(key, mapped);
+      if (mapped.guid) this.byGuid.set(mapped.guid, mapped);
       for (const a of mapped.addresses) {
         // Users win over groups for a duplicated address, as in the LDAP backend.
         if (!this.byAddress.has(a) || (mapped.kind === 'user' && this.byAddress.get(a)!.kind === 'group')) this.byAddress.set(a, mapped);
@@ -85,6 +87,10 @@ export class LdifDirectory implements Directory {
 
   async findLogin(login: string): Promise<UserEntry | null> {
     return this.byLogin.get(loginKey(login.trim())) ?? null;
+  }
+
+  async findGuid(guid: string): Promise<DirectoryEntry | null> {
+    return this.byGuid.get(guid.trim().toLowerCase()) ?? null;
   }
 
   async findGroup(name: string): Promise<GroupEntry | null> {
