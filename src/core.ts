@@ -72,7 +72,7 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
     gssapi,
     freshLogin: async (l) => {
       const user = await directory.backend.findLogin(l);
-      return user && (await mailboxEnabled(user)) ? user : null;
+      return user && (!user.enabled || (await mailboxEnabled(user))) ? user : null;
     },
   });
   return {

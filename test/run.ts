@@ -416,7 +416,7 @@ async function main(): Promise<number> {
         if (interrupted) break;
       }
       say(`${tier.name}: ${tier.files.length} test file(s)`);
-      const r = await runNodeTest({
+      const runTier = () => runNodeTest({
         name: tier.name,
         files: tier.files.map((f) => relative(root, f)),
         cwd: root,
@@ -428,6 +428,12 @@ async function main(): Promise<number> {
         onSpawn: (c) => (runner = c),
         say,
       });
+      let r = await runTier();
+      // A stalled runner (harness/runner.ts) was running no test when it was killed: the tier is run once more.
+      if (r.stalled && !interrupted && Date.now() < deadline) {
+        say(`${tier.name}: running the tier again after the stalled runner`);
+        r = await runTier();
+      }
       runner = undefined;
       results.push(r);
       wall.push({ name: tier.name, ms: r.ms });

@@ -10,7 +10,9 @@ export function mailboxLoginDirectory(inner: Directory, mailboxEnabled: (user: U
     findAddress: (a) => inner.findAddress(a),
     findLogin: async (login) => {
       const user = await inner.findLogin(login);
-      return user && (await mailboxEnabled(user)) ? user : null;
+      // A disabled or expired account passes: the authenticator refuses it as such (logged with the reason, answered
+      // like a wrong password), which says more to the admin reading the log than "unknown".
+      return user && (!user.enabled || (await mailboxEnabled(user))) ? user : null;
     },
     findGuid: (g) => inner.findGuid(g),
     findGroup: (n) => inner.findGroup(n),

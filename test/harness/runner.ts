@@ -10,7 +10,7 @@
  *   are still alive are killed (a test process that was SIGKILLed could not kill its own children).
  * The summary (`# pass N` ...) is written to runDir/NAME.counts by test/harness/summary-reporter.mjs.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RUN_DIR_ENV, spawnChild, sweepRegisteredChildren, waitForEmptyGroups, type Child } from './children.ts';
@@ -37,6 +37,8 @@ export interface RunNodeTestOptions {
   deadline: number;
   /** Default true; false only to show what happens without it (the harness's own tests). */
   forceExit?: boolean;
+  /** How long the runner may have no test process before it counts as stalled (default 120 s; see `stalled`). */
+  stallMs?: number;
   /** Default true: kill the registered groups still alive after the runner ended. false only to show what the
    * test processes' own cleanup does without this backstop (the harness's own tests). */
   sweep?: boolean;
@@ -57,6 +59,12 @@ export interface RunNodeTestResult {
   /** The root's closing counts; undefined if the runner died before reporting them. */
   counts: Counts | undefined;
   watchdog: boolean;
+  /**
+   * The runner had no test process for stallMs and was killed: Node 20's runner can spin forever on what a file's
+   * process wrote last (nodejs/node#62693: a v8 frame header without its whole frame; its drain loop makes no
+   * progress). No file's tests are running then, so the tier can simply be run again.
+   */
+  stalled: boolean;
   /** Process groups still alive after the runner ended, which the sweep killed. */
   leftovers: { pid: number; name: string; parent: number; members: number }[];
   /** The runner's output when stdio is 'pipe'. */
@@ -122,8 +130,27 @@ export async function runNodeTest(opts: RunNodeTestOptions): Promise<RunNodeTest
     },
     Math.max(0, opts.deadline - Date.now()),
   );
+  // Between two files the runner is without a test process for milliseconds; a stalled one is without one for good.
+  let stalled = false;
+  let busySince = Date.now();
+  const stallMs = opts.stallMs ?? 120_000;
+  const stallCheck = setInterval(() => {
+    if (runner.pid <= 0 || hasNodeChild(runner.pid)) {
+      busySince = Date.now();
+      return;
+    }
+    if (Date.now() - busySince < stallMs) return;
+    stalled = true;
+    clearInterval(stallCheck);
+    say(
+      `STALLED: node --test (${opts.name}) has run no test file for ${Math.round(stallMs / 1000)} s but has not ended ` +
+        '(the Node 20 runner loop of nodejs/node#62693): killing it',
+    );
+    void runner.kill('SIGKILL');
+  }, 2_000);
   const exit = await runner.exited;
   clearTimeout(timer);
+  clearInterval(stallCheck);
   if (runner.error && runner.pid === -1) say(`cannot start node --test: ${runner.error.message}`);
   // Test processes the runner left behind share its group. After a signal the runner may end before they have
   // killed their own children: give them a few seconds (an empty group does not wait), then SIGKILL the rest.
@@ -144,6 +171,29 @@ export async function runNodeTest(opts: RunNodeTestOptions): Promise<RunNodeTest
     counts = undefined;
   }
   const signo = exit.signal ? (({ SIGINT: 2, SIGTERM: 15, SIGKILL: 9, SIGHUP: 1 }) as Record<string, number>)[exit.signal] ?? 1 : 0;
-  const code = watchdog ? 1 : (exit.code ?? 128 + signo);
-  return { name: opts.name, code, ms: Date.now() - t0, counts, watchdog, leftovers, stdout, stderr };
+  const code = watchdog || stalled ? 1 : (exit.code ?? 128 + signo);
+  return { name: opts.name, code, ms: Date.now() - t0, counts, watchdog, stalled, leftovers, stdout, stderr };
+}
+
+/** Whether a node process (a test file's) is a child of pid, from /proc (the runner's own esbuild is not one). */
+function hasNodeChild(pid: number): boolean {
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return true; // no /proc: never call the runner stalled
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
+      const close = stat.lastIndexOf(')');
+      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+      if (ppid === pid && stat.slice(stat.indexOf('(') + 1, close) === 'node') return true;
+    } catch {
+      /* the process ended meanwhile */
+    }
+  }
+  return false;
 }

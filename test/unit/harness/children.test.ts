@@ -150,3 +150,23 @@ test('parseTapCounts reads the closing lines of a TAP report; a report cut short
   assert.deepEqual(parseTapCounts(tap), { tests: 3, suites: 1, pass: 2, fail: 1, cancelled: 0, skipped: 0, todo: 0 });
   assert.equal(parseTapCounts('TAP version 13\nok 1 - a\n'), undefined);
 });
+
+test('a runner stalled by a file that wrote a truncated v8 frame (nodejs/node#62693) is killed and reported stalled', TIMEOUT, async (t) => {
+  const fixture = prepareFixture(t);
+  const result = await runNodeTest({
+    name: 'fixture-stall',
+    files: [join(ROOT, 'test/fixtures/harness/stalls-runner.fixture.ts')],
+    cwd: ROOT,
+    env: fixture.env('stall'),
+    runDir: join(fixture.dir, 'run'),
+    fileTimeoutMs: 120_000,
+    deadline: Date.now() + INNER_DEADLINE_MS,
+    reporter: 'tap',
+    stdio: 'pipe',
+    sweep: false,
+    stallMs: 3_000,
+  });
+  assert.equal(result.watchdog, false, 'ended by the stall check, before the deadline');
+  assert.equal(result.stalled, true);
+  assert.notEqual(result.code, 0);
+});
