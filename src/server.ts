@@ -28,9 +28,10 @@ import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
+import { imapDeps } from './imap/wiring.js';
+import { ImapWorkers } from './imap/workers.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
 import { resolveBurl } from './imap/urlauth.js';
-import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 
@@ -47,6 +48,8 @@ export interface Server {
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
+  /** The IMAP worker processes (imap.workers > 0), undefined when IMAP is served in this process. */
+  imapWorkers?: ImapWorkers;
   /** Bound ports by listener name (useful with port 0). */
   ports: Record<string, number>;
   close(): Promise<void>;
@@ -126,6 +129,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const srs = config.srs.enabled
       ? new Srs({ secrets: Srs.secretsFromFile(config.srs.secretFile ?? join(config.dataDir, 'srs.secret')), domain: config.srs.domain ?? hostname, maxAgeDays: config.srs.maxAgeDays })
       : undefined;
+    const imapWorkersRef: { current?: ImapWorkers } = {};
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -134,7 +138,11 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       hostname,
       hopLimit: config.delivery.hopLimit,
       log,
-      onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
+      onDelivered: (owner, folder) => {
+        mailbox.notifyDelivered(owner, folder);
+        // IDLE sessions in IMAP workers (imap.workers) hear of deliveries made here.
+        imapWorkersRef.current?.delivered(owner, folder);
+      },
       srs,
     });
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent });
@@ -178,36 +186,22 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     opened.push(smtp);
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
-    const learner = new SpamLearner({ config: config.spamassassin, settings, log });
-    const { directory } = core;
-    const imapDeps = {
-      tls,
-      urlauthKeys,
-      auth: core.auth,
-      mailbox,
-      settings,
-      hostname,
-      log,
-      // RFC 2221: users of a domain whose mailboxes are on another IMAP server are referred there at login.
-      imapReferral: (domain: string) => settings.getDomain(domain)?.imapReferral,
-      // groupDelivery: shared makes mail-enabled groups shared folders, shown to their members (nested membership).
-      sharedGroups:
-        config.directory.groupDelivery === 'shared'
-          ? async (user: UserEntry) => (await directory.groupsOf(user)).filter((g) => g.mailEnabled).map((g) => g.name)
-          : undefined,
-      // The seed: moving into/out of Junk teaches SpamAssassin; if a group "spamtrainers" exists, only its members.
-      learn: async (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => {
-        const trainers = await directory.findGroup('spamtrainers');
-        if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return false;
-        await learner.learn(message, kind, { by: user.login });
-        return true;
-      },
-    };
+    const imapOptions = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log });
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
+    // imap.workers > 0: this process keeps the IMAP listeners and hands each connection to a worker process that
+    // serves it over the same store (src/imap/workers.ts); 0: sessions are served here.
+    const imapWorkers = config.imap.workers > 0 ? new ImapWorkers({ config, workers: config.imap.workers, log }) : undefined;
+    imapWorkersRef.current = imapWorkers;
+    if (imapWorkers) {
+      opened.push(imapWorkers);
+      await imapWorkers.start();
+    }
     for (const role of ['imap', 'imaps'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapDeps });
+      const svc = imapWorkers
+        ? await imapWorkers.listen({ port: l.port, host: l.host, secure: role === 'imaps' })
+        : await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapOptions });
       imap.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
@@ -248,6 +242,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       await retention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
+      await imapWorkers?.close().catch(() => undefined);
       throw err;
     }
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
@@ -267,11 +262,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       mailbox,
       retention,
       admin,
+      imapWorkers,
       async close() {
         await admin.close();
         await retention.stop();
         await smtp.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
+        await imapWorkers?.close();
         await running.scheduler.stop();
         await running.core.close();
         mailbox.close();
