@@ -126,5 +126,6 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
       break;
   }
 });
+send({ t: 'hello' });
 // The primary is gone (crashed or killed): nobody hands us connections or relays our changes any more.
 process.on('disconnect', () => void shutdown(0));

@@ -39,7 +39,7 @@ export type ToWorker =
   | { t: 'close' };
 
 /** Messages from a worker to the primary. */
-export type FromWorker = { t: 'ready' } | { t: 'ev'; batch: BridgedChange[] } | { t: 'sessions'; n: number } | { t: 'failed'; error: string };
+export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'ev'; batch: BridgedChange[] } | { t: 'sessions'; n: number } | { t: 'failed'; error: string };
 
 export const HUBS = { folder: folderEvents, list: mailboxListEvents } as const;
 
@@ -181,7 +181,10 @@ export class ImapWorkers {
     this.workers.set(id, w);
     return new Promise<void>((resolve, reject) => {
       child.on('message', (m: FromWorker) => {
-        if (m.t === 'ready') {
+        this.log.trace({ worker: id, message: m.t }, 'imap worker: message');
+        // The worker asks once it listens: a message sent before its module ran could find no listener.
+        if (m.t === 'hello') this.post(w, { t: 'init', config: this.opts.config, logLevel: this.opts.log.level });
+        else if (m.t === 'ready') {
           w.ready = true;
           this.restartDelay = 0;
           resolve();
@@ -208,7 +211,6 @@ export class ImapWorkers {
           if (!this.closing) this.spawn().catch((err: unknown) => this.log.error({ err }, 'imap worker: restart failed'));
         }, this.restartDelay).unref();
       });
-      this.post(w, { t: 'init', config: this.opts.config, logLevel: this.opts.log.level });
     });
   }
 
@@ -216,7 +218,8 @@ export class ImapWorkers {
     if (!w.child.connected) return false;
     try {
       return handle ? w.child.send(m, handle, { keepOpen: false }, done) : w.child.send(m);
-    } catch {
+    } catch (err) {
+      this.log.warn({ err, worker: w.id, message: m.t }, 'imap worker: cannot send');
       return false;
     }
   }
