@@ -27,6 +27,18 @@ let sessions = 0;
 let reportQueued = false;
 let outbox: BridgedChange[] = [];
 let closing = false;
+const settling = new Map<number, () => void>();
+let settleId = 0;
+
+/** MailboxAccess.settle: a round trip through the primary, which sends what it has for us before answering. */
+function settle(): Promise<void> {
+  if (!process.connected) return Promise.resolve();
+  const id = ++settleId;
+  return new Promise<void>((resolve) => {
+    settling.set(id, resolve);
+    send({ t: 'settle', id });
+  });
+}
 
 /** The session count goes to the primary (which balances by it), at most once per event-loop turn. */
 function report(): void {
@@ -41,8 +53,9 @@ function report(): void {
 function bridge(): void {
   for (const [name, hub] of Object.entries(HUBS) as [HubName, (typeof HUBS)[HubName]][]) {
     hub.addBridge((key, change) => {
+      // Sent before this turn's I/O: a session's tagged OK, written after its change, never overtakes the change.
       if (outbox.length === 0) {
-        setImmediate(() => {
+        process.nextTick(() => {
           const batch = outbox;
           outbox = [];
           send({ t: 'ev', batch });
@@ -68,6 +81,7 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
   const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
   const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log });
   mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(core.settings), log });
+  Object.assign(mailbox, { settle });
   const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
   const deps = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log });
   bridge();
@@ -120,6 +134,10 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
       break;
     case 'delivered':
       mailbox?.notifyDelivered(m.owner, m.folder);
+      break;
+    case 'settled':
+      settling.get(m.id)?.();
+      settling.delete(m.id);
       break;
     case 'close':
       void shutdown(0);

@@ -36,10 +36,11 @@ export type ToWorker =
   | { t: 'conn'; role: 'imap' | 'imaps' }
   | { t: 'ev'; batch: BridgedChange[] }
   | { t: 'delivered'; owner: MailboxOwner; folder: string }
+  | { t: 'settled'; id: number }
   | { t: 'close' };
 
 /** Messages from a worker to the primary. */
-export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'ev'; batch: BridgedChange[] } | { t: 'sessions'; n: number } | { t: 'failed'; error: string };
+export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'settle'; id: number } | { t: 'ev'; batch: BridgedChange[] } | { t: 'sessions'; n: number } | { t: 'failed'; error: string };
 
 export const HUBS = { folder: folderEvents, list: mailboxListEvents } as const;
 
@@ -195,6 +196,14 @@ export class ImapWorkers {
           this.drainPending();
         } else if (m.t === 'ev') this.fromWorker(w, m.batch);
         else if (m.t === 'sessions') w.sessions = m.n;
+        else if (m.t === 'settle') {
+          // After this poll phase (changes read from other workers' channels in it are in the outbox by then), the
+          // outbox goes out first, then the answer: the worker has every change made before it asked.
+          setImmediate(() => {
+            this.flush();
+            this.post(w, { t: 'settled', id: m.id });
+          });
+        }
         else if (m.t === 'failed') reject(new Error(`imap worker could not start: ${m.error}`));
       });
       child.on('error', (err) => this.log.warn({ err, worker: id }, 'imap worker: IPC error'));
@@ -276,16 +285,18 @@ export class ImapWorkers {
   private schedule(): void {
     if (this.flushing) return;
     this.flushing = true;
-    setImmediate(() => {
-      this.flushing = false;
-      const out = this.outbox;
-      this.outbox = [];
-      for (const w of this.workers.values()) {
-        if (!w.ready) continue;
-        const batch = out.filter((o) => o.from !== w.id).map((o) => o.change);
-        if (batch.length) this.post(w, { t: 'ev', batch });
-      }
-    });
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const out = this.outbox;
+    this.outbox = [];
+    for (const w of this.workers.values()) {
+      if (!w.ready) continue;
+      const batch = out.filter((o) => o.from !== w.id).map((o) => o.change);
+      if (batch.length) this.post(w, { t: 'ev', batch });
+    }
   }
 }
 
