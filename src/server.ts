@@ -30,9 +30,10 @@ import { JunkRetention } from './store/retention.js';
 import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
 import { startImap } from './imap/server.js';
+import { imapDeps } from './imap/wiring.js';
+import { ImapWorkers } from './imap/workers.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
 import { resolveBurl } from './imap/urlauth.js';
-import { SpamLearner } from './filters/spamassassin.js';
 import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 import { SendLimits } from './limits/send-limits.js';
@@ -59,6 +60,8 @@ export interface Server {
   admin: AdminService;
   /** Per-user and per-address send limits (counters in dataDir/limits.db). */
   sendLimits: SendLimits;
+  /** The IMAP worker processes (imap.workers > 0), undefined when IMAP is served in this process. */
+  imapWorkers?: ImapWorkers;
   /** Bound ports by listener name (useful with port 0). */
   ports: Record<string, number>;
   /** Open IMAP/POP3 sessions by user. */
@@ -145,6 +148,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         const end = endsSessions(change);
         if (!end) return;
         const closed = sessions.closeUser(end.login, end.reason);
+        // Sessions served by IMAP worker processes (imap.workers) are closed there.
+        imapWorkersRef.current?.closeUser(end.login, end.reason);
         if (closed.imap + closed.pop3 > 0) log.info({ component: 'directory', user: end.login, reason: end.reason, ...closed }, 'directory watch: sessions closed');
       });
       opened.push({ close: () => w.stop() });
@@ -186,6 +191,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const srs = config.srs.enabled
       ? new Srs({ secrets: Srs.secretsFromFile(config.srs.secretFile ?? join(config.dataDir, 'srs.secret')), domain: config.srs.domain ?? hostname, maxAgeDays: config.srs.maxAgeDays })
       : undefined;
+    const imapWorkersRef: { current?: ImapWorkers } = {};
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -194,7 +200,11 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       hostname,
       hopLimit: config.delivery.hopLimit,
       log,
-      onDelivered: (owner, folder) => mailbox.notifyDelivered(owner, folder),
+      onDelivered: (owner, folder) => {
+        mailbox.notifyDelivered(owner, folder);
+        // IDLE sessions in IMAP workers (imap.workers) hear of deliveries made here.
+        imapWorkersRef.current?.delivered(owner, folder);
+      },
       srs,
       trace,
     });
@@ -242,37 +252,22 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     opened.push(smtp);
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
-    const learner = new SpamLearner({ config: config.spamassassin, settings, log });
-    const { directory } = core;
-    const imapDeps = {
-      tls,
-      sessions,
-      urlauthKeys,
-      auth: core.mailboxAuth,
-      mailbox,
-      settings,
-      hostname,
-      log,
-      // RFC 2221: users of a domain whose mailboxes are on another IMAP server are referred there at login.
-      imapReferral: (domain: string) => settings.getDomain(domain)?.imapReferral,
-      // groupDelivery: shared makes mail-enabled groups shared folders, shown to their members (nested membership).
-      sharedGroups:
-        config.directory.groupDelivery === 'shared'
-          ? async (user: UserEntry) => (await directory.groupsOf(user)).filter((g) => g.mailEnabled).map((g) => g.name)
-          : undefined,
-      // The seed: moving into/out of Junk teaches SpamAssassin; if a group "spamtrainers" exists, only its members.
-      learn: async (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => {
-        const trainers = await directory.findGroup('spamtrainers');
-        if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return false;
-        await learner.learn(message, kind, { by: user.login });
-        return true;
-      },
-    };
+    const imapOptions = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions });
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
+    // imap.workers > 0: this process keeps the IMAP listeners and hands each connection to a worker process that
+    // serves it over the same store (src/imap/workers.ts); 0: sessions are served here.
+    const imapWorkers = config.imap.workers > 0 ? new ImapWorkers({ config, workers: config.imap.workers, log }) : undefined;
+    imapWorkersRef.current = imapWorkers;
+    if (imapWorkers) {
+      opened.push(imapWorkers);
+      await imapWorkers.start();
+    }
     for (const role of ['imap', 'imaps'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapDeps });
+      const svc = imapWorkers
+        ? await imapWorkers.listen({ port: l.port, host: l.host, secure: role === 'imaps' })
+        : await startImap({ port: l.port, host: l.host, secure: role === 'imaps', ...imapOptions });
       imap.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
@@ -326,6 +321,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       await smtp.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
       await watch?.stop().catch(() => undefined);
+      await imapWorkers?.close().catch(() => undefined);
       throw err;
     }
     if (admin.ports.admin !== undefined) ports.admin = admin.ports.admin;
@@ -349,6 +345,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       sendLimits,
       sessions,
       ...(watch ? { watch } : {}),
+      imapWorkers,
       async close() {
         clearInterval(recheck);
         await watch?.stop();
@@ -358,6 +355,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         // After the listeners: the last accepted messages are counted, then written.
         running.sendLimits.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));
+        await imapWorkers?.close();
         await running.scheduler.stop();
         await running.traceRetention.stop();
         // After the scheduler: its last attempts' events are written before the file is closed.

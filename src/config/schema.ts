@@ -287,6 +287,21 @@ export const configSchema = z
       .prefault({}),
     listeners: listenersSchema.prefault({}),
     smtp: smtpLimitsSchema.prefault({}),
+    imap: z
+      .object({
+        workers: z
+          .number()
+          .int()
+          .min(0)
+          .max(64)
+          .default(0)
+          .describe(
+            'IMAP worker processes: the main process keeps the IMAP listeners and hands each connection to the worker with the fewest sessions; 0 serves IMAP in the main process. Workers share the Maildir store and its index and tell each other of changes',
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe('IMAP server processes (issue 11: use more than one core)'),
     queue: queueSchema.prefault({}),
     delivery: z
       .object({

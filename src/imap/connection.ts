@@ -122,6 +122,8 @@ const MAX_MULTIAPPEND = 100 * 1024 * 1024;
  * Commands whose replies are not gathered (see ImapSession.cork): they swap the transport or wait for the client.
  */
 const UNCORKED = new Set(['STARTTLS', 'COMPRESS', 'IDLE', 'AUTHENTICATE']);
+/** Commands after which changes made in other worker processes (imap.workers) are waited for before reporting. */
+const SETTLE = new Set(['NOOP', 'CHECK', 'EXPUNGE']);
 
 /** Commands read ahead of the one running before the socket is paused. */
 const MAX_QUEUED = 64;
@@ -522,6 +524,9 @@ export class ImapSession {
       // RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE, SEARCH (but UID variants may); SORT and THREAD answer with
       // sequence numbers too (RFC 5256 §3).
       const holdExpunge = !cmd.uid && ['FETCH', 'STORE', 'SEARCH', 'SORT', 'THREAD'].includes(cmd.command);
+      // RFC 3501 §6.1.2 / §6.4.1 / §6.4.3: a poll (and EXPUNGE) reports what other sessions did, also those in
+      // another worker process.
+      if (this.selected && SETTLE.has(cmd.command)) await this.deps.mailbox.settle?.();
       if (cmd.command !== 'LOGOUT') await this.flushChanges(!holdExpunge);
       if (this.notify && cmd.command !== 'LOGOUT') await this.serial(() => this.notify?.pump());
       this.complete(tag, result);

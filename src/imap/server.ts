@@ -15,7 +15,13 @@ import type { SessionRegistry } from '../lib/session-registry.js';
 import { ImapSession, type ImapSettings } from './connection.js';
 
 export interface ImapServerOptions {
+  /** Ignored with `listen: false`. */
   port: number;
+  /**
+   * False: bind nothing; connections accepted elsewhere (the primary process, imap.workers) are given to `accept`.
+   * Default true.
+   */
+  listen?: boolean;
   host?: string;
   /** Implicit TLS (993) when true; STARTTLS on a plain listener otherwise. */
   secure: boolean;
@@ -61,7 +67,10 @@ export interface ImapServerOptions {
 }
 
 export interface ImapServer {
+  /** The bound port (0 with `listen: false`). */
   port: number;
+  /** Serves a connection accepted elsewhere (a raw TCP socket: TLS, for an implicit-TLS server, starts here). */
+  accept(socket: Socket): void;
   /** Connections open now (for /metrics). */
   sessionCount(): number;
   close(): Promise<void>;
@@ -119,22 +128,28 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
   const server: Server = opts.secure
     ? createTlsServer({ cert: opts.tls!.cert, key: opts.tls!.key }, onConnection)
     : createNetServer(onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
+  const listening = opts.listen !== false;
+  if (listening) {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port;
-  log.info({ port, secure: opts.secure }, 'imap listening');
+  }
+  const address = listening ? server.address() : null;
+  const port = typeof address === 'object' && address ? address.port : listening ? opts.port : 0;
+  if (listening) log.info({ port, secure: opts.secure }, 'imap listening');
   return {
     port,
+    // A tls.Server wraps what its 'connection' event brings, as for a socket it accepted itself.
+    accept: (socket) => void server.emit('connection', socket),
     sessionCount: () => sessions.size,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.bye('Server shutting down');
+        if (!listening) return resolve();
         server.close(() => resolve());
       }),
   };

@@ -10,7 +10,7 @@
  *
  * Losing the index loses nothing but MODSEQs and caches: it is rebuilt from dovecot-uidlist and the directory.
  */
-import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, linkSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { SqliteDatabase } from '../settings/db.js';
@@ -158,7 +158,9 @@ export class FolderIndex {
    */
   static open(dir: string, opts: { onRebuild?: (reason: string) => void; historyLimit?: number } = {}): FolderIndex {
     const file = join(dir, INDEX_FILE);
-    if (existsSync(file)) {
+    // Only a file found unreadable is replaced: one missing now may be linked by another process any moment.
+    const existed = existsSync(file);
+    if (existed) {
       let db: SqliteDatabase | undefined;
       try {
         db = new (driver())(file, { fileMustExist: true, timeout: 5000 });
@@ -195,12 +197,11 @@ export class FolderIndex {
       }
       db?.close();
     }
-    return FolderIndex.create(file, opts.historyLimit);
+    return FolderIndex.create(file, opts.historyLimit, existed);
   }
 
   /** Removes the index files of a folder (a corrupt index found in use); the next open rebuilds it. */
-  static discard(dir: string): void {
-    const file = join(dir, INDEX_FILE);
+  static discard(dir: string, file = join(dir, INDEX_FILE)): void {
     // A stale -wal next to a new database would be replayed into it.
     for (const f of [file, `${file}-wal`, `${file}-shm`, `${file}-journal`]) {
       try {
@@ -211,9 +212,13 @@ export class FolderIndex {
     }
   }
 
-  private static create(file: string, historyLimit?: number): FolderIndex {
-    FolderIndex.discard(dirname(file));
-    const db = new (driver())(file, { timeout: 5000 });
+  private static create(file: string, historyLimit?: number, replace = false): FolderIndex {
+    if (replace) FolderIndex.discard(dirname(file));
+    // imap.workers: several processes may create one folder's index at the same moment. Each builds its own under a
+    // private name and links it into place; link(2) fails for all but the first, which is then opened by the others.
+    const tmp = `${file}.${process.pid}.tmp`;
+    FolderIndex.discard(dirname(file), tmp);
+    const db = new (driver())(tmp, { timeout: 5000 });
     try {
       db.pragma('journal_mode = WAL');
       // The index can always be rebuilt from the Maildir; NORMAL keeps commits free of fsyncs in WAL mode.
@@ -249,9 +254,24 @@ export class FolderIndex {
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
     } catch (err) {
       db.close();
+      FolderIndex.discard(dirname(file), tmp);
       throw err;
     }
-    return new FolderIndex(file, db, true, historyLimit);
+    // Closing the only connection checkpoints the WAL into the file (and removes it), so the file is complete.
+    db.close();
+    let won = true;
+    try {
+      linkSync(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      won = false;
+    } finally {
+      FolderIndex.discard(dirname(file), tmp);
+    }
+    const opened = new (driver())(file, { fileMustExist: true, timeout: 5000 });
+    opened.pragma('journal_mode = WAL');
+    opened.pragma('synchronous = NORMAL');
+    return new FolderIndex(file, opened, won, historyLimit);
   }
 
   /** Still the file on disk? (False when it was deleted or replaced since this object opened it.) */

@@ -154,4 +154,10 @@ export interface MailboxAccess {
   watch(owner: MailboxOwner, folder: string, listener: (change: FolderChange) => void): () => void;
   /** Calls back when folders of the owner are created, deleted, renamed or (un)subscribed; optional for a store. */
   watchMailboxes?(owner: MailboxOwner, listener: (change: MailboxListChange) => void): () => void;
+  /**
+   * Resolves once the changes other processes made before now have reached this process's watchers (imap.workers:
+   * a round trip through the primary). NOOP and CHECK wait for it, so a poll sees what another session's completed
+   * command did. Absent: every change is in-process and already told.
+   */
+  settle?(): Promise<void>;
 }

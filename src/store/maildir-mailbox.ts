@@ -577,45 +577,53 @@ export class MaildirMailbox implements MailboxAccess {
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
       const updates: { uid: number; name: string; keywords: string }[] = [];
       for (const uid of uids) {
-        const row = index.row(uid);
+        let row = index.row(uid);
         if (!row) continue;
-        // RFC 7162 §3.1.3: changed since the client looked: not stored, reported as MODIFIED.
-        if (opts.unchangedSince !== undefined && row.modseq > opts.unchangedSince) {
-          result.modified.push(uid);
-          continue;
-        }
-        const oldLetters = new Set([...parseMaildirFileName(row.name).flags].filter((l) => SYSTEM_LETTERS.has(l)));
-        const oldKeywords = keywordsOf(row.name, row.keywords, map);
-        let letters: Set<string>;
-        let keywords: string[];
-        if (mode === 'set') {
-          letters = given.letters;
-          keywords = given.keywords;
-        } else if (mode === 'add') {
-          letters = new Set([...oldLetters, ...given.letters]);
-          keywords = [...oldKeywords, ...given.keywords.filter((k) => !oldKeywords.some((o) => o.toLowerCase() === k.toLowerCase()))];
-        } else {
-          letters = new Set([...oldLetters].filter((l) => !given.letters.has(l)));
-          const drop = new Set(given.keywords.map((k) => k.toLowerCase()));
-          keywords = oldKeywords.filter((k) => !drop.has(k.toLowerCase()));
-        }
-        const split = keywordLetters(keywords, map);
-        const name = renameWithLetters(row.name, [...letters, ...split.letters], map);
-        const kw = split.unlettered.join(' ');
-        if (name !== row.name) {
-          try {
-            await rename(join(dir, 'cur', row.name), join(dir, 'cur', name));
-          } catch (err) {
-            if (errorCode(err) === 'ENOENT') continue; // gone or renamed by another program: the next sync tells
-            throw err;
+        // imap.workers: another process may have renamed the file (its flags) and not yet recorded the new name.
+        for (let attempt = 0; ; attempt++) {
+          // RFC 7162 §3.1.3: changed since the client looked: not stored, reported as MODIFIED.
+          if (opts.unchangedSince !== undefined && row.modseq > opts.unchangedSince) {
+            result.modified.push(uid);
+            break;
           }
-        }
-        const newFlags = flagsOf(name, kw, map);
-        result.set(uid, newFlags);
-        result.modseqs.set(uid, row.modseq);
-        if (name !== row.name || kw !== row.keywords) {
-          updates.push({ uid, name, keywords: kw });
-          changes.push({ uid, flags: newFlags });
+          const oldLetters = new Set([...parseMaildirFileName(row.name).flags].filter((l) => SYSTEM_LETTERS.has(l)));
+          const oldKeywords = keywordsOf(row.name, row.keywords, map);
+          let letters: Set<string>;
+          let keywords: string[];
+          if (mode === 'set') {
+            letters = given.letters;
+            keywords = given.keywords;
+          } else if (mode === 'add') {
+            letters = new Set([...oldLetters, ...given.letters]);
+            keywords = [...oldKeywords, ...given.keywords.filter((k) => !oldKeywords.some((o) => o.toLowerCase() === k.toLowerCase()))];
+          } else {
+            letters = new Set([...oldLetters].filter((l) => !given.letters.has(l)));
+            const drop = new Set(given.keywords.map((k) => k.toLowerCase()));
+            keywords = oldKeywords.filter((k) => !drop.has(k.toLowerCase()));
+          }
+          const split = keywordLetters(keywords, map);
+          const name = renameWithLetters(row.name, [...letters, ...split.letters], map);
+          const kw = split.unlettered.join(' ');
+          if (name !== row.name) {
+            try {
+              await rename(join(dir, 'cur', row.name), join(dir, 'cur', name));
+            } catch (err) {
+              if (errorCode(err) !== 'ENOENT') throw err;
+              // Gone, or renamed by another process or program: the file's current name is the truth for its flags.
+              const current = attempt < 3 ? (await listDir(join(dir, 'cur'))).find((n) => baseOf(n) === row!.base) : undefined;
+              if (current === undefined) break; // expunged meanwhile: the next sync tells
+              row = { ...row, name: current };
+              continue;
+            }
+          }
+          const newFlags = flagsOf(name, kw, map);
+          result.set(uid, newFlags);
+          result.modseqs.set(uid, row.modseq);
+          if (name !== row.name || kw !== row.keywords) {
+            updates.push({ uid, name, keywords: kw });
+            changes.push({ uid, flags: newFlags });
+          }
+          break;
         }
       }
       if (updates.length) {

@@ -7,9 +7,22 @@ import type { FolderChange, MailboxListChange } from './mailbox.js';
 
 export type FolderListener = (change: FolderChange) => void;
 
+/**
+ * Carries a hub's changes to the other processes serving the same store (imap.workers: src/imap/workers.ts): the
+ * keys are Maildir paths, the same in every process, and the changes are plain data.
+ */
+export type HubBridge<T> = (key: string, change: T) => void;
+
 /** Listeners by key; a change is emitted to the listeners of its key. */
 export class EventHub<T> {
   private readonly listeners = new Map<string, Set<(change: T) => void>>();
+  private readonly bridges = new Set<HubBridge<T>>();
+
+  /** Every change emitted here from now on is also handed to `bridge`, until the function returned is called. */
+  addBridge(bridge: HubBridge<T>): () => void {
+    this.bridges.add(bridge);
+    return () => this.bridges.delete(bridge);
+  }
 
   on(key: string, listener: (change: T) => void): () => void {
     let set = this.listeners.get(key);
@@ -26,6 +39,12 @@ export class EventHub<T> {
   }
 
   emit(key: string, change: T): void {
+    for (const b of this.bridges) b(key, change);
+    this.emitLocal(key, change);
+  }
+
+  /** A change made by another process (through the bridge): told to this process's listeners only. */
+  emitLocal(key: string, change: T): void {
     const set = this.listeners.get(key);
     if (!set) return;
     // A throwing listener (a session whose socket died) must not keep the others from hearing the change.

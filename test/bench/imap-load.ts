@@ -37,6 +37,8 @@ const PROF = process.env.POSTERN_BENCH_IMAP_PROF;
 /** For profiling one side: POSTERN_BENCH_IMAP_SIDES=postern, POSTERN_BENCH_IMAP_PROFILES=logout=0. */
 const SIDES = process.env.POSTERN_BENCH_IMAP_SIDES?.split(',');
 const PROFILES = process.env.POSTERN_BENCH_IMAP_PROFILES?.split(',');
+/** imap.workers values to run postern with, e.g. "0,2" (one postern side each); default: the config default. */
+const WORKERS = process.env.POSTERN_BENCH_IMAP_WORKERS?.split(',').map(Number);
 
 export function imaptestBinary(): string | null {
   for (const p of [process.env.POSTERN_BENCH_IMAPTEST, '/work/tools/imaptest']) {
@@ -148,7 +150,7 @@ export interface Side {
  * `postern serve` with only an IMAP listener (plain, or implicit TLS with `secure`) on a free port, the LDIF
  * directory of `dir`/users.ldif, mailbox.allowUnencrypted on. `pid` is its process, for memory readings.
  */
-export async function startPosternSide(root: string, dir: string, label: string, opts: { secure?: boolean } = {}): Promise<Side & { pid: number }> {
+export async function startPosternSide(root: string, dir: string, label: string, opts: { secure?: boolean; workers?: number } = {}): Promise<Side & { pid: number }> {
   const dataDir = join(dir, `postern-${label}`);
   mkdirSync(dataDir);
   const port = await freePortInRange();
@@ -160,6 +162,7 @@ export async function startPosternSide(root: string, dir: string, label: string,
       dataDir,
       directory: { type: 'ldif', file: join(dir, 'users.ldif') },
       auth: { failureDelayMs: 0, failureDelayMaxMs: 0 },
+      ...(opts.workers !== undefined ? { imap: { workers: opts.workers } } : {}),
       listeners: {
         smtp: false,
         submission: false,
@@ -291,7 +294,10 @@ export async function benchImapLoad(root: string): Promise<string> {
         const starts: [string, () => Promise<Side>][] = [
           ['dovecot default', () => startDovecotSide(dir, String(++n), 'default')],
           ['dovecot high-performance', () => startDovecotSide(dir, String(++n), 'high-performance')],
-          ['postern', () => startPosternSide(root, dir, String(++n))],
+          ...(WORKERS ?? [undefined]).map((w): [string, () => Promise<Side>] => [
+            w === undefined ? 'postern' : `postern workers=${w}`,
+            async () => ({ ...(await startPosternSide(root, dir, String(++n), { workers: w })), ...(w === undefined ? {} : { name: `postern workers=${w}` }) }),
+          ]),
         ];
         for (const [name, start] of starts) {
           if (SIDES && !SIDES.some((x) => name.startsWith(x))) continue;
@@ -302,9 +308,12 @@ export async function benchImapLoad(root: string): Promise<string> {
             await side.stop();
           }
         }
-        const p = results.find((x) => x.name === 'postern')?.r;
+        const posterns = results.filter((x) => x.name.startsWith('postern'));
+        const p = posterns[0]?.r;
         for (const { name, r } of results) {
-          rows.push([profile, String(run), name, r.opsPerSec.toFixed(0), r.cpuMsPerOp.toFixed(3), name === 'postern' || !p ? '' : (p.opsPerSec / r.opsPerSec).toFixed(2)]);
+          // Against each Dovecot: the ops/s ratio of every postern side run (workers=A / workers=B / …).
+          const ratio = name.startsWith('postern') || !p ? '' : posterns.map((x) => (x.r.opsPerSec / r.opsPerSec).toFixed(2)).join(' / ');
+          rows.push([profile, String(run), name, r.opsPerSec.toFixed(0), r.cpuMsPerOp.toFixed(3), ratio]);
         }
         if (p) summary.push(
           `${profile} run ${run}: postern's counts ${Object.entries(p.counts)

@@ -42,6 +42,8 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
       },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
+      // POSTERN_TEST_IMAP_WORKERS=2 runs the IMAP tests of this fixture against worker processes (imap.workers).
+      ...(process.env.POSTERN_TEST_IMAP_WORKERS ? { imap: { workers: Number(process.env.POSTERN_TEST_IMAP_WORKERS) } } : {}),
       ...over,
       // A test that lists its own listeners still gets admin, http and https on port 0 unless it says otherwise:
       // their defaults (8443, 8080, 8444) would collide between test files running at once.

@@ -1,0 +1,156 @@
+/**
+ * An IMAP worker process (imap.workers, see workers.ts): it opens the core and the Maildir store as the primary
+ * does, serves the connections the primary hands it, and bridges the store's change hubs through the primary.
+ * It lives as long as its IPC channel: when the primary goes away, so does the worker.
+ */
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import { openCore, type Core } from '../core.js';
+import { createServerLogger } from '../lib/logger.js';
+import { SessionRegistry } from '../lib/session-registry.js';
+import { loadTls } from '../lib/tls.js';
+import { MaildirMailbox, quotaFromSettings } from '../store/maildir-mailbox.js';
+import { MaildirStore } from '../store/maildir.js';
+import { UrlauthKeyStore } from '../store/urlauth-keys.js';
+import { serverHostname } from '../server.js';
+import { startImap, type ImapServer } from './server.js';
+import { imapDeps } from './wiring.js';
+import { HUBS, type BridgedChange, type FromWorker, type HubName, type ToWorker } from './workers.js';
+
+const send = (m: FromWorker): void => {
+  if (process.connected) process.send!(m);
+};
+
+let servers: Partial<Record<'imap' | 'imaps', ImapServer>> = {};
+let core: Core | undefined;
+let mailbox: MaildirMailbox | undefined;
+let sessions = 0;
+let reportQueued = false;
+let outbox: BridgedChange[] = [];
+let closing = false;
+/** This worker's logged-in sessions by user, for the primary's closeUser. */
+const userSessions = new SessionRegistry();
+const settling = new Map<number, () => void>();
+let settleId = 0;
+
+/** MailboxAccess.settle: a round trip through the primary, which sends what it has for us before answering. */
+function settle(): Promise<void> {
+  if (!process.connected) return Promise.resolve();
+  const id = ++settleId;
+  return new Promise<void>((resolve) => {
+    settling.set(id, resolve);
+    send({ t: 'settle', id });
+  });
+}
+
+/** The session count goes to the primary (which balances by it), at most once per event-loop turn. */
+function report(): void {
+  if (reportQueued) return;
+  reportQueued = true;
+  setImmediate(() => {
+    reportQueued = false;
+    send({ t: 'sessions', n: sessions });
+  });
+}
+
+function bridge(): void {
+  for (const [name, hub] of Object.entries(HUBS) as [HubName, (typeof HUBS)[HubName]][]) {
+    hub.addBridge((key, change) => {
+      // Sent before this turn's I/O: a session's tagged OK, written after its change, never overtakes the change.
+      if (outbox.length === 0) {
+        process.nextTick(() => {
+          const batch = outbox;
+          outbox = [];
+          send({ t: 'ev', batch });
+        });
+      }
+      outbox.push([name, key, change]);
+    });
+  }
+}
+
+async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
+  const { config } = m;
+  const log = createServerLogger({
+    level: m.logLevel,
+    format: config.log.format,
+    file: config.log.file,
+    imapFile: config.log.imapFile,
+    host: config.hostname,
+  }).log.child({ worker: process.pid });
+  const hostname = serverHostname(config);
+  core = openCore(config, log);
+  // The primary made the self-signed pair (if any) before forking: this reads the same files.
+  const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
+  // Mailboxes belong to AD objects (issue 13): the same registry as the primary's tells where each one is.
+  const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
+  mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(core.settings), log });
+  Object.assign(mailbox, { settle });
+  const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
+  const deps = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions: userSessions });
+  bridge();
+  for (const role of ['imap', 'imaps'] as const) {
+    if (config.listeners[role] === false) continue;
+    servers[role] = await startImap({ ...deps, port: 0, listen: false, secure: role === 'imaps' });
+  }
+  log.debug({ roles: Object.keys(servers) }, 'imap worker ready');
+  send({ t: 'ready' });
+}
+
+async function shutdown(code: number): Promise<never> {
+  if (!closing) {
+    closing = true;
+    await Promise.all(Object.values(servers).map((s) => s.close().catch(() => undefined)));
+    servers = {};
+    mailbox?.close();
+    await core?.close().catch(() => undefined);
+  }
+  process.exit(code);
+}
+
+process.on('message', (m: ToWorker, handle?: unknown) => {
+  switch (m.t) {
+    case 'init':
+      init(m).catch((err: unknown) => {
+        send({ t: 'failed', error: (err as Error).message });
+        void shutdown(1);
+      });
+      break;
+    case 'conn': {
+      const socket = handle as Socket | undefined;
+      const server = servers[m.role];
+      if (!socket) break;
+      if (!server || closing) {
+        socket.destroy();
+        break;
+      }
+      sessions++;
+      report();
+      socket.once('close', () => {
+        sessions--;
+        report();
+      });
+      server.accept(socket);
+      break;
+    }
+    case 'ev':
+      for (const [name, key, change] of m.batch) HUBS[name].emitLocal(key, change as never);
+      break;
+    case 'delivered':
+      mailbox?.notifyDelivered(m.owner, m.folder);
+      break;
+    case 'settled':
+      settling.get(m.id)?.();
+      settling.delete(m.id);
+      break;
+    case 'closeUser':
+      userSessions.closeUser(m.login, m.reason);
+      break;
+    case 'close':
+      void shutdown(0);
+      break;
+  }
+});
+send({ t: 'hello' });
+// The primary is gone (crashed or killed): nobody hands us connections or relays our changes any more.
+process.on('disconnect', () => void shutdown(0));
