@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import type { QueueEnvelope } from '../../src/queue/types.ts';
 import { ROOT } from '../helpers/cli.ts';
 import { startDnsServer, type DnsTable } from '../helpers/dns-server.ts';
-import { RawSmtp } from '../helpers/raw-smtp.ts';
+import { RawSmtp, sendRaw, type SmtpReply } from '../helpers/raw-smtp.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 
@@ -86,9 +86,14 @@ export function queued(server: TestServer): Promise<QueueEnvelope[]> {
   return server.spool.list();
 }
 
-/** Connects to a listener and says EHLO (after the TLS handshake for smtps). */
-export async function rawClient(server: TestServer, listener: Listener, ehlo: string | false = 'client.example.net'): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(server.ports[listener], { tls: listener === 'smtps' });
+/** Connects to a listener and says EHLO (after the TLS handshake for smtps). `timeoutMs`: per reply (default 5 s). */
+export async function rawClient(
+  server: TestServer,
+  listener: Listener,
+  ehlo: string | false = 'client.example.net',
+  opts: { timeoutMs?: number } = {},
+): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(server.ports[listener], { tls: listener === 'smtps', timeoutMs: opts.timeoutMs });
   if (ehlo) {
     const r = await c.command(`EHLO ${ehlo}`);
     if (r.code !== 250) throw new Error(`EHLO refused: ${r.raw}`);
@@ -96,14 +101,62 @@ export async function rawClient(server: TestServer, listener: Listener, ehlo: st
   return c;
 }
 
-/** A raw client on 587 that did STARTTLS, EHLO and AUTH PLAIN. */
-export async function submissionClient(server: TestServer, auth = JOHN): Promise<RawSmtp> {
-  const c = await rawClient(server, 'submission');
-  await c.starttls();
-  await c.command('EHLO client.example.net');
-  const r = await c.authPlain(auth.user, auth.pass);
-  if (r.code !== 235) throw new Error(`AUTH failed: ${r.raw}`);
+/** A raw client on 587 that did STARTTLS, EHLO and AUTH PLAIN (or on 465: TLS, EHLO, AUTH PLAIN). */
+export async function submissionClient(
+  server: TestServer,
+  auth = JOHN,
+  opts: { listener?: 'submission' | 'smtps'; timeoutMs?: number } = {},
+): Promise<RawSmtp> {
+  const listener = opts.listener ?? 'submission';
+  const c = await rawClient(server, listener, 'client.example.net', opts);
+  try {
+    if (listener === 'submission') {
+      await c.starttls();
+      await c.command('EHLO client.example.net');
+    }
+    const r = await c.authPlain(auth.user, auth.pass);
+    if (r.code !== 235) throw new Error(`AUTH failed: ${r.raw}`);
+  } catch (err) {
+    c.close();
+    throw err;
+  }
   return c;
+}
+
+/**
+ * What a spam script does with a stolen account: `total` messages from `from` to `to` over `connections`
+ * authenticated submission connections at once, each going on after a refusal (with RSET first when `rset`).
+ * Returns every final reply (250 after DATA, or the first refusal); a reply other than 250 or 451 throws.
+ */
+export async function flood(
+  server: TestServer,
+  auth: { user: string; pass: string },
+  opts: { total: number; connections: number; from: string; to: string[]; rset?: boolean; timeoutMs?: number },
+): Promise<SmtpReply[]> {
+  const replies: SmtpReply[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: opts.connections }, async () => {
+      const c = await submissionClient(server, auth, { timeoutMs: opts.timeoutMs });
+      try {
+        while (next < opts.total) {
+          const n = next++;
+          const r = await sendRaw(c, opts.from, opts.to, message(`flood ${n}`));
+          replies.push(r);
+          // After a refused MAIL FROM no transaction is open; after a 250 the next MAIL starts a new one.
+          if (r.code !== 250 && r.code !== 451) throw new Error(`unexpected reply ${r.raw}`);
+          if (opts.rset) {
+            const reset = await c.command('RSET');
+            if (reset.code !== 250) throw new Error(`RSET refused: ${reset.raw}`);
+          }
+        }
+        await c.command('QUIT');
+      } finally {
+        c.close();
+      }
+    }),
+  );
+  return replies;
 }
 
 /** A small RFC 5322 message with CRLF line endings. */

@@ -10,21 +10,13 @@ import { rmSync } from 'node:fs';
 import { adminRequest } from '../helpers/admin-call.ts';
 import { RawSmtp, sendRaw, type SmtpReply } from '../helpers/raw-smtp.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { JOHN, logCapture, message, PASSWORD, queued, startSmtpTestServer, TLS_FILES } from './smtp-env.ts';
+import { flood, JOHN, logCapture, message, PASSWORD, queued, startSmtpTestServer, submissionClient, TLS_FILES } from './smtp-env.ts';
 
 /** Replies can be slow on the loaded test machine (fsync per accepted message): wait generously. */
 const REPLY_MS = 60_000;
 
-async function submission(server: TestServer, auth: { user: string; pass: string }, listener: 'submission' | 'smtps' = 'submission'): Promise<RawSmtp> {
-  const c = await RawSmtp.connect(server.ports[listener], { tls: listener === 'smtps', timeoutMs: REPLY_MS });
-  await c.command('EHLO client.example.net');
-  if (listener === 'submission') {
-    await c.starttls();
-    await c.command('EHLO client.example.net');
-  }
-  const r = await c.authPlain(auth.user, auth.pass);
-  if (r.code !== 250 && r.code !== 235) throw new Error(`AUTH failed: ${r.raw}`);
-  return c;
+function submission(server: TestServer, auth: { user: string; pass: string }, listener: 'submission' | 'smtps' = 'submission'): Promise<RawSmtp> {
+  return submissionClient(server, auth, { listener, timeoutMs: REPLY_MS });
 }
 
 /** One message attempt: the final reply (250 after DATA, or the first refusal). */
@@ -48,27 +40,8 @@ describe('a stolen account sending 10,000 messages', () => {
   test('stops at the default limit (500 per hour): the rest get 451 4.7.1, the queue holds exactly 500', { timeout: 600_000 }, async () => {
     assert.equal(server.core.settings.get('smtp.sendLimit.messagesPerHour'), 500);
     const TOTAL = 10_000;
-    const CONNECTIONS = 4;
-    const replies: SmtpReply[] = [];
-    let next = 0;
     // Several connections at once, as a spam script would: the limit holds across them (reservations).
-    await Promise.all(
-      Array.from({ length: CONNECTIONS }, async () => {
-        const c = await submission(server, JOHN);
-        try {
-          while (next < TOTAL) {
-            const n = next++;
-            const r = await attempt(c, 'john@example.com', ['laura.verdi@example.com'], `flood ${n}`);
-            replies.push(r);
-            // After a refused MAIL FROM no transaction is open; after a 250 the next MAIL starts a new one.
-            if (r.code !== 250 && r.code !== 451) throw new Error(`unexpected reply ${r.raw}`);
-          }
-          await c.command('QUIT');
-        } finally {
-          c.close();
-        }
-      }),
-    );
+    const replies = await flood(server, JOHN, { total: TOTAL, connections: 4, from: 'john@example.com', to: ['laura.verdi@example.com'], timeoutMs: REPLY_MS });
     const accepted = replies.filter((r) => r.code === 250);
     const refused = replies.filter((r) => r.code === 451);
     assert.equal(replies.length, TOTAL);
