@@ -134,6 +134,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // AD changes reach the cache within a poll interval, and a user whose access was taken away loses every open
     // IMAP/POP3 session at once (issue 13 item 3).
     const sessions = new SessionRegistry();
+    const imapWorkersRef: { current?: ImapWorkers } = {};
     let watch: DirectoryWatch | undefined;
     let recheck: NodeJS.Timeout | undefined;
     if (dir.backend instanceof LdapDirectory && config.directory.watch.enabled) {
@@ -191,7 +192,6 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const srs = config.srs.enabled
       ? new Srs({ secrets: Srs.secretsFromFile(config.srs.secretFile ?? join(config.dataDir, 'srs.secret')), domain: config.srs.domain ?? hostname, maxAgeDays: config.srs.maxAgeDays })
       : undefined;
-    const imapWorkersRef: { current?: ImapWorkers } = {};
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
