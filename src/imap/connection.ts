@@ -865,7 +865,7 @@ export class ImapSession {
         const fetch = this.notify?.selectedGroup?.fetch;
         if (fetch) {
           const refs = added.map((m) => this.indexOfUid(m.uid)).filter((i) => i >= 0).map((i) => ({ seq: i + 1, meta: sel.messages[i] }));
-          await sendFetch(this, refs, fetch);
+          await sendFetch(this, refs, fetch, { stream: false });
         }
         if (sel.contexts.size) for (const m of added) sel.changed.add(m.uid);
       }

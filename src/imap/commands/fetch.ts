@@ -137,8 +137,12 @@ export const fetch: ImapCommand = {
   },
 };
 
-/** `* n FETCH (...)` for each message of the view in `refs`; FETCH, and NOTIFY's MessageNew (RFC 5465 §5.2). */
-export async function sendFetch(session: ImapSession, refs: { seq: number; meta: MessageMeta }[], atts: FetchAtt[]): Promise<void> {
+/**
+ * `* n FETCH (...)` for each message of the view in `refs`; FETCH, and NOTIFY's MessageNew (RFC 5465 §5.2).
+ * `stream: false` for NOTIFY: its unsolicited FETCHes go through the output bound that turns a client that does not
+ * read into [NOTIFICATIONOVERFLOW] (RFC 5465 §5.8); a streamed literal would instead wait for that client for good.
+ */
+export async function sendFetch(session: ImapSession, refs: { seq: number; meta: MessageMeta }[], atts: FetchAtt[], opts: { stream?: boolean } = {}): Promise<void> {
   const sel = session.selected!;
   const needsContent = atts.some((a) => a.kind !== 'simple' || NEEDS_CONTENT.has(a.name));
   const wantsEnvelope = atts.some((a) => a.kind === 'simple' && a.name === 'ENVELOPE');
@@ -149,6 +153,7 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
   const store = session.deps.mailbox;
   // Every content item is the whole message or a range of it (ENVELOPE/BODYSTRUCTURE only from the cache).
   const streamable =
+    opts.stream !== false &&
     needsContent && typeof store.openMessage === 'function' && atts.some(wholeMessageAtt) && atts.every((a) => wholeMessageAtt(a) || (a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE')));
   const cache = partsCache(store);
   for (const { seq, meta } of refs) {
