@@ -15,6 +15,7 @@ import type { Directory, UserEntry } from '../directory/types.js';
 import { loginKey } from '../directory/types.js';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { PeriodicJob } from '../lib/periodic.js';
 import type { Settings } from '../settings/store.js';
 import { ownerDirName } from '../store/names.js';
 import type { MailboxRegistry } from './registry.js';
@@ -164,39 +165,32 @@ export async function migrateLoginMailboxes(deps: Pick<LifecycleDeps, 'registry'
 
 /** Runs reconcileMailboxes at start and then every interval (like the junk retention sweep). */
 export class MailboxLifecycle {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<ReconcileResult> | undefined;
+  private readonly job: PeriodicJob<ReconcileResult>;
 
   constructor(
     private readonly deps: LifecycleDeps,
-    private readonly intervalMs = DEFAULT_RECONCILE_INTERVAL_MS,
-  ) {}
-
-  start(): void {
-    if (this.timer) return;
-    void this.reconcile();
-    this.timer = setInterval(() => void this.reconcile(), this.intervalMs);
-    this.timer.unref();
+    intervalMs = DEFAULT_RECONCILE_INTERVAL_MS,
+  ) {
+    this.job = new PeriodicJob(() => reconcileMailboxes(this.deps), (err) => this.failed(err), intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
+  start(): void {
+    this.job.start();
+  }
+
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
   /** One pass (joined if one is running, unless for one GUID). Never rejects. */
   reconcile(guid?: string): Promise<ReconcileResult> {
-    const run = () =>
-      reconcileMailboxes(this.deps, guid ? { guid } : {}).catch((err: unknown): ReconcileResult => {
-        this.deps.log.warn({ component: 'mailbox', err }, 'mailbox reconcile failed');
-        return { checked: 0, orphaned: [], restored: [], erased: [], tempFailed: true };
-      });
-    if (guid) return run();
-    this.running ??= run().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    if (!guid) return this.job.run();
+    return reconcileMailboxes(this.deps, { guid }).catch((err: unknown) => this.failed(err));
+  }
+
+  private failed(err: unknown): ReconcileResult {
+    this.deps.log.warn({ component: 'mailbox', err }, 'mailbox reconcile failed');
+    return { checked: 0, orphaned: [], restored: [], erased: [], tempFailed: true };
   }
 
   mailboxEnabled(user: UserEntry): Promise<boolean> {

@@ -17,6 +17,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
+import { PeriodicJob } from '../lib/periodic.js';
 import type { Settings } from '../settings/store.js';
 import { errorCode } from './fs-util.js';
 import type { MailboxAccess } from './mailbox.js';
@@ -64,49 +65,36 @@ async function listDirs(dir: string): Promise<string[]> {
 export class JunkRetention {
   private readonly opts: JunkRetentionOptions;
   private readonly log: Logger;
-  private readonly intervalMs: number;
   private readonly now: () => number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<SweepResult> | undefined;
-  private stopped = false;
+  private readonly job: PeriodicJob<SweepResult>;
 
   constructor(opts: JunkRetentionOptions) {
     this.opts = opts;
     this.log = opts.log.child({ component: 'store' });
-    this.intervalMs = opts.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS;
     this.now = opts.now ?? Date.now;
+    this.job = new PeriodicJob(
+      () => this.sweepAll(),
+      (err): SweepResult => {
+        this.log.warn({ err }, 'junk retention: sweep failed');
+        return { removed: [], errors: 1 };
+      },
+      opts.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS,
+    );
   }
 
   /** Sweeps now (in the background) and then every interval. */
   start(): void {
-    this.stopped = false;
-    if (this.timer) return;
-    void this.sweep();
-    this.timer = setInterval(() => void this.sweep(), this.intervalMs);
-    this.timer.unref();
+    this.job.start();
   }
 
   /** Stops the timer and waits for a sweep in progress (it stops between mailboxes). */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
   /** One pass over every mailbox; a pass already running is joined rather than doubled. Never rejects. */
   sweep(): Promise<SweepResult> {
-    if (!this.running) {
-      this.running = this.sweepAll()
-        .catch((err: unknown): SweepResult => {
-          this.log.warn({ err }, 'junk retention: sweep failed');
-          return { removed: [], errors: 1 };
-        })
-        .finally(() => {
-          this.running = undefined;
-        });
-    }
-    return this.running;
+    return this.job.run();
   }
 
   /** The hold period in days for an owner (0 = keep forever). */
@@ -124,7 +112,7 @@ export class JunkRetention {
       ...(await listDirs(join(root, 'shared'))).map((d): MailboxOwner => ({ kind: 'shared', group: ownerFromDirName(d) })),
     ];
     for (const owner of owners) {
-      if (this.stopped) break;
+      if (this.job.stopped) break;
       try {
         await this.sweepOwner(owner, result);
       } catch (err) {

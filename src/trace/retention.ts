@@ -4,6 +4,7 @@
  * The setting is read at every sweep, so a change applies at the next one.
  */
 import type { Logger } from '../lib/logger.js';
+import { PeriodicJob } from '../lib/periodic.js';
 import type { TraceStore } from './store.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -19,51 +20,40 @@ export interface TraceRetentionOptions {
 
 export class TraceRetention {
   private readonly log: Logger;
-  private readonly intervalMs: number;
   private readonly now: () => number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<{ messages: number; events: number }> | undefined;
-  private stopped = false;
+  private readonly job: PeriodicJob<{ messages: number; events: number }>;
 
   constructor(private readonly opts: TraceRetentionOptions) {
     this.log = opts.log.child({ component: 'trace' });
-    this.intervalMs = opts.intervalMs ?? DEFAULT_TRACE_SWEEP_INTERVAL_MS;
     this.now = opts.now ?? Date.now;
+    this.job = new PeriodicJob(
+      () => this.sweepOnce(),
+      (err) => {
+        this.log.warn({ err }, 'trace retention: sweep failed');
+        return { messages: 0, events: 0 };
+      },
+      opts.intervalMs ?? DEFAULT_TRACE_SWEEP_INTERVAL_MS,
+    );
   }
 
   start(): void {
-    this.stopped = false;
-    if (this.timer) return;
-    void this.sweep();
-    this.timer = setInterval(() => void this.sweep(), this.intervalMs);
-    this.timer.unref();
+    this.job.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
   /** One sweep; one at a time (a sweep already running is joined). Never rejects. */
   sweep(): Promise<{ messages: number; events: number }> {
-    this.running ??= this.sweepOnce()
-      .catch((err: unknown) => {
-        this.log.warn({ err }, 'trace retention: sweep failed');
-        return { messages: 0, events: 0 };
-      })
-      .finally(() => {
-        this.running = undefined;
-      });
-    return this.running;
+    return this.job.run();
   }
 
   private async sweepOnce(): Promise<{ messages: number; events: number }> {
     const days = this.opts.settings.get('trace.retentionDays');
     if (!(days > 0)) return { messages: 0, events: 0 };
     const before = this.now() - days * DAY_MS;
-    const removed = await this.opts.store.deleteBefore(before, undefined, () => this.stopped);
+    const removed = await this.opts.store.deleteBefore(before, undefined, () => this.job.stopped);
     if (removed.messages) {
       this.log.info({ ...removed, retentionDays: days, before: new Date(before).toISOString() }, 'trace retention: old message paths deleted');
     }
