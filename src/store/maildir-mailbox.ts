@@ -450,56 +450,53 @@ export class MaildirMailbox implements MailboxAccess {
   }
 
   async readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer> {
-    const dir = await this.folderDir(owner, folder);
-    // The rows last listed (rowCache) name the file without a query per message. A message file's content never
-    // changes, only its name (flags): a stale name is ENOENT, and the index is asked then.
-    let row = this.listedRow(this.index(dir), uid);
-    for (let attempt = row ? -1 : 0; ; attempt++) {
-      if (attempt >= 0) row = this.index(dir).row(uid);
-      if (!row) throw new MessageNotFound(folder, uid);
-      try {
-        // A small file is read at once: open, fstat, read and close through the thread pool cost more CPU than the
-        // read itself, which the page cache usually answers (Dovecot's imap reads synchronously too).
-        if (row.size <= SYNC_READ_MAX) return readFileSync(join(dir, 'cur', row.name));
-        return await readFile(join(dir, 'cur', row.name));
-      } catch (err) {
-        if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
-      }
-      // Renamed (flags changed by another program) or deleted since: resync and look again.
-      if (attempt === 0) await folderLocks.run(dir, () => this.syncLocked(owner, folder, dir));
-    }
+    // A small file is read at once: open, fstat, read and close through the thread pool cost more CPU than the
+    // read itself, which the page cache usually answers (Dovecot's imap reads synchronously too).
+    return this.withMessageFile(owner, folder, uid, (path, row) => (row.size <= SYNC_READ_MAX ? Promise.resolve(readFileSync(path)) : readFile(path)));
   }
 
   /** Like readMessage, but the file is opened and read in pieces by the caller (see MailboxAccess.openMessage). */
   async openMessage(owner: MailboxOwner, folder: string, uid: number): Promise<MessageFile> {
+    return this.withMessageFile(owner, folder, uid, async (path) => {
+      const fh = await open(path, 'r');
+      try {
+        // The open descriptor keeps the content even if the file is renamed (flags) or expunged meanwhile.
+        const { size } = await fh.stat();
+        return {
+          size,
+          async read(position: number, length: number): Promise<Buffer> {
+            const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - position)));
+            let got = 0;
+            while (got < buf.length) {
+              const { bytesRead } = await fh.read(buf, got, buf.length - got, position + got);
+              if (bytesRead === 0) break;
+              got += bytesRead;
+            }
+            return got === buf.length ? buf : buf.subarray(0, got);
+          },
+          close: () => fh.close(),
+        };
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Runs `use` on the current file of a message. The rows last listed (rowCache) name the file without a query per
+   * message. A message file's content never changes, only its name (flags): a stale name is ENOENT, and the index is
+   * asked then; if the file was renamed (flags changed by another program) or deleted since, the folder is synced
+   * and the index asked once more.
+   */
+  private async withMessageFile<T>(owner: MailboxOwner, folder: string, uid: number, use: (path: string, row: IndexRow) => Promise<T>): Promise<T> {
     const dir = await this.folderDir(owner, folder);
     let row = this.listedRow(this.index(dir), uid);
     for (let attempt = row ? -1 : 0; ; attempt++) {
       if (attempt >= 0) row = this.index(dir).row(uid);
       if (!row) throw new MessageNotFound(folder, uid);
       try {
-        const fh = await open(join(dir, 'cur', row.name), 'r');
-        try {
-          // The open descriptor keeps the content even if the file is renamed (flags) or expunged meanwhile.
-          const { size } = await fh.stat();
-          return {
-            size,
-            async read(position: number, length: number): Promise<Buffer> {
-              const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - position)));
-              let got = 0;
-              while (got < buf.length) {
-                const { bytesRead } = await fh.read(buf, got, buf.length - got, position + got);
-                if (bytesRead === 0) break;
-                got += bytesRead;
-              }
-              return got === buf.length ? buf : buf.subarray(0, got);
-            },
-            close: () => fh.close(),
-          };
-        } catch (err) {
-          await fh.close().catch(() => undefined);
-          throw err;
-        }
+        return await use(join(dir, 'cur', row.name), row);
       } catch (err) {
         if (errorCode(err) !== 'ENOENT' || attempt > 0) throw err;
       }
