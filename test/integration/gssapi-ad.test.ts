@@ -13,11 +13,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
@@ -27,6 +25,7 @@ import { createUser, disableUser, GSSAPI_SERVICES, kinit, klist, krb5Env, kvno, 
 import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { LineClient } from '../helpers/line-client.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
 const TAG = randomBytes(3).toString('hex');
@@ -67,58 +66,6 @@ function logins(env: Env, protocol: string, user: string): Record<string, unknow
 }
 
 /** A line-at-a-time client for the raw exchanges curl will not make (a broken token). */
-class Lines {
-  private buf = '';
-  private readonly got: string[] = [];
-  constructor(private socket: Socket | TLSSocket) {
-    this.attach(socket);
-  }
-
-  private attach(socket: Socket | TLSSocket): void {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      let i: number;
-      while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        this.got.push(this.buf.slice(0, i));
-        this.buf = this.buf.slice(i + 2);
-      }
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static async open(port: number): Promise<Lines> {
-    const socket = tcpConnect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    return new Lines(socket);
-  }
-
-  /** Upgrades to TLS (after STARTTLS / STLS was accepted), checking the certificate for HOST. */
-  async tls(ca: string): Promise<void> {
-    const plain = this.socket as Socket;
-    plain.removeAllListeners('data');
-    const secure = tlsConnect({ socket: plain, servername: HOST, ca });
-    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.socket = secure;
-    this.attach(secure);
-  }
-
-  async until(re: RegExp, ms = 30_000): Promise<string[]> {
-    return waitFor(`a line matching ${re} (got ${JSON.stringify(this.got)})`, () => {
-      const i = this.got.findIndex((l) => re.test(l));
-      return i >= 0 ? this.got.splice(0, i + 1) : undefined;
-    }, { timeoutMs: ms });
-  }
-
-  send(line: string): void {
-    this.socket.write(`${line}\r\n`);
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
 async function start(): Promise<Env> {
   const dc: KerberosDc = {
     dir: process.env.POSTERN_TEST_AD_DIR!,
@@ -193,20 +140,20 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
   });
 
   it('announces GSSAPI inside TLS only, like the password mechanisms', async () => {
-    const imap = await Lines.open(env.server.ports.imap!);
+    const imap = await LineClient.open(env.server.ports.imap!);
     try {
       const [greeting] = await imap.until(/^\* OK/);
       assert.doesNotMatch(greeting!, /AUTH=GSSAPI/);
       imap.send('a STARTTLS');
       await imap.until(/^a OK/);
-      await imap.tls(readCert(env));
+      await imap.tls(readCert(env), HOST);
       imap.send('b CAPABILITY');
       const caps = await imap.until(/^b OK/);
       assert.match(caps.join('\n'), /^\* CAPABILITY .*AUTH=GSSAPI/m);
     } finally {
       imap.close();
     }
-    const pop = await Lines.open(env.server.ports.pop3!);
+    const pop = await LineClient.open(env.server.ports.pop3!);
     try {
       await pop.until(/^\+OK/);
       pop.send('CAPA');
@@ -214,13 +161,13 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
       assert.ok(!before.some((l) => /GSSAPI/.test(l)), before.join('\n'));
       pop.send('STLS');
       await pop.until(/^\+OK/);
-      await pop.tls(readCert(env));
+      await pop.tls(readCert(env), HOST);
       pop.send('CAPA');
       assert.ok((await pop.until(/^\.$/)).includes('SASL PLAIN GSSAPI'));
     } finally {
       pop.close();
     }
-    const smtp = await Lines.open(env.server.ports.submission!);
+    const smtp = await LineClient.open(env.server.ports.submission!);
     try {
       await smtp.until(/^220 /);
       smtp.send('EHLO client.example');
@@ -228,7 +175,7 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
       assert.ok(!ehlo.some((l) => /GSSAPI/.test(l)), ehlo.join('\n'));
       smtp.send('STARTTLS');
       await smtp.until(/^220 /);
-      await smtp.tls(readCert(env));
+      await smtp.tls(readCert(env), HOST);
       smtp.send('EHLO client.example');
       assert.ok((await smtp.until(/^250 /)).some((l) => /^250[- ]AUTH PLAIN LOGIN GSSAPI$/.test(l)));
     } finally {
@@ -288,12 +235,12 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
 
   it('refuses a token that is not a valid AP-REQ (IMAP NO, POP3 -ERR, SMTP 535)', async () => {
     const junk = Buffer.from(`not a kerberos token ${randomUUID()}`).toString('base64');
-    const imap = await Lines.open(env.server.ports.imap!);
+    const imap = await LineClient.open(env.server.ports.imap!);
     try {
       await imap.until(/^\* OK/);
       imap.send('a STARTTLS');
       await imap.until(/^a OK/);
-      await imap.tls(readCert(env));
+      await imap.tls(readCert(env), HOST);
       imap.send(`b AUTHENTICATE GSSAPI ${junk}`);
       const [done] = (await imap.until(/^b /)).slice(-1);
       assert.match(done!, /^b NO \[AUTHENTICATIONFAILED\]/);
@@ -303,12 +250,12 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
     } finally {
       imap.close();
     }
-    const pop = await Lines.open(env.server.ports.pop3!);
+    const pop = await LineClient.open(env.server.ports.pop3!);
     try {
       await pop.until(/^\+OK/);
       pop.send('STLS');
       await pop.until(/^\+OK/);
-      await pop.tls(readCert(env));
+      await pop.tls(readCert(env), HOST);
       pop.send('AUTH GSSAPI');
       await pop.until(/^\+ ?$/);
       pop.send(junk);
@@ -316,14 +263,14 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
     } finally {
       pop.close();
     }
-    const smtp = await Lines.open(env.server.ports.submission!);
+    const smtp = await LineClient.open(env.server.ports.submission!);
     try {
       await smtp.until(/^220 /);
       smtp.send('EHLO client.example');
       await smtp.until(/^250 /);
       smtp.send('STARTTLS');
       await smtp.until(/^220 /);
-      await smtp.tls(readCert(env));
+      await smtp.tls(readCert(env), HOST);
       smtp.send('EHLO client.example');
       await smtp.until(/^250 /);
       smtp.send(`AUTH GSSAPI ${junk}`);

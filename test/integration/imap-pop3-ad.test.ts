@@ -12,7 +12,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -25,6 +24,7 @@ import { startServer, type Server } from '../../src/server.ts';
 import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { runChild } from '../harness/children.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
+import { LineClient } from '../helpers/line-client.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
 const DOMAINS = ['example.com', 'example.org', 'corp.example'];
@@ -142,55 +142,6 @@ function localMaildir(dir: string): string[] {
     if (existsSync(d)) for (const f of readdirSync(d)) out.push(readFileSync(join(d, f), 'utf8'));
   }
   return out;
-}
-
-// ---- raw sockets ------------------------------------------------------------------------------------------------
-
-class Lines {
-  private buf = '';
-  private readonly got: string[] = [];
-  private wake: (() => void) | undefined;
-  constructor(readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      let i: number;
-      while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        this.got.push(this.buf.slice(0, i));
-        this.buf = this.buf.slice(i + 2);
-      }
-      this.wake?.();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static async open(port: number): Promise<Lines> {
-    const socket = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    return new Lines(socket);
-  }
-
-  /** Lines up to and including the first that matches. */
-  async until(re: RegExp, ms = 5000): Promise<string[]> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = this.got.findIndex((l) => re.test(l));
-      if (i >= 0) return this.got.splice(0, i + 1);
-      if (Date.now() > deadline) throw new Error(`no line matching ${re} within ${ms} ms: ${JSON.stringify(this.got)}`);
-      await new Promise<void>((r) => {
-        this.wake = r;
-        setTimeout(r, 50);
-      });
-    }
-  }
-
-  send(line: string): void {
-    this.socket.write(`${line}\r\n`);
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
 }
 
 // ---- the tests ------------------------------------------------------------------------------------------------
@@ -385,7 +336,7 @@ describe('IMAP and POP3 with real clients, users from the Samba AD', { skip }, (
 
   describe('cleartext', () => {
     it('IMAP LOGIN before STARTTLS is refused (LOGINDISABLED)', async () => {
-      const c = await Lines.open(env.server.ports.imap!);
+      const c = await LineClient.open(env.server.ports.imap!);
       try {
         const greeting = await c.until(/^\* OK/);
         assert.match(greeting.join('\n'), /LOGINDISABLED|STARTTLS/);
@@ -405,7 +356,7 @@ describe('IMAP and POP3 with real clients, users from the Samba AD', { skip }, (
     });
 
     it('POP3 USER/PASS before STLS is refused', async () => {
-      const c = await Lines.open(env.server.ports.pop3!);
+      const c = await LineClient.open(env.server.ports.pop3!);
       try {
         await c.until(/^\+OK/);
         c.send('CAPA');
