@@ -55,6 +55,8 @@ export interface SmtpServiceOptions {
   listen?: boolean;
   /** Sessions served elsewhere (the SMTP worker processes) that count against smtp.maxClients too. */
   otherSessions?: () => number;
+  /** Called when a session (any connection smtp-server took on) has ended. */
+  onSessionEnd?: () => void;
 }
 
 export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> {
@@ -137,6 +139,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
         pregreet.forget(session.id);
         deps.sendLimits?.release(session.id);
         makeOnClose(sessions)(session);
+        opts.onSessionEnd?.();
       },
       onSecure: makeOnSecure(deps, role, sessions),
       onAuth: makeOnAuth(deps, sessions),

@@ -27,18 +27,21 @@ let core: Core | undefined;
 let trace: TraceStore | undefined;
 let smtp: SmtpService | undefined;
 let listener: SmtpListener | undefined;
-let sessions = 0;
 let reportQueued = false;
 let closing = false;
 const limits = new RemoteSendLimits(send);
 
-/** The session count goes to the main process (which balances by it), at most once per event-loop turn. */
+/**
+ * The session count goes to the main process (which balances by it and applies smtp.maxClients), at most once per
+ * event-loop turn. smtp-server's own set of live connections is the count: a session that did STARTTLS lives on in
+ * a TLS socket, and the socket handed over never says it closed.
+ */
 function report(): void {
   if (reportQueued) return;
   reportQueued = true;
   setImmediate(() => {
     reportQueued = false;
-    send({ t: 'sessions', n: sessions });
+    send({ t: 'sessions', n: listener?.server.connections.size ?? 0 });
   });
 }
 
@@ -81,6 +84,7 @@ async function init(m: Extract<ToSmtpWorker, { t: 'init' }>): Promise<void> {
     limits: config.smtp,
     data: dataOptions(config, settings, log),
     listen: false,
+    onSessionEnd: report,
   });
   listener = smtp.listeners.find((l) => l.role === 'smtp');
   if (!listener) throw new Error('the smtp listener is off: no SMTP worker is needed');
@@ -115,13 +119,10 @@ process.on('message', (m: ToSmtpWorker, handle?: unknown) => {
         socket.destroy();
         break;
       }
-      sessions++;
-      report();
-      socket.once('close', () => {
-        sessions--;
-        report();
-      });
+      // A socket that closes before smtp-server takes it on (no session, no onClose) is counted out here.
+      socket.once('close', report);
       listener.accept(socket);
+      report();
       break;
     }
     case 'limit':
