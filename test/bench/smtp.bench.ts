@@ -106,7 +106,7 @@ async function startPosternSide(root: string, run: number, workers: number | und
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 120_000; // a start (tsx compiling the sources) can take a minute on the loaded machine
   while (!/mail domains: /.test(out)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postern did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
