@@ -7,24 +7,20 @@ import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import { openCore, type Core } from './core.js';
 import { LocalRemoteAgent } from './delivery/agent.js';
-import { attachDisclaimer } from './delivery/disclaimer.js';
-import { DkimSigner } from './delivery/dkim.js';
 import { RemoteDelivery } from './delivery/remote.js';
-import { buildPipeline } from './filters/index.js';
 import { ClamdScanner } from './filters/clamav.js';
 import { Spamc } from './filters/spamc.js';
-import { domainOf } from './directory/mapping.js';
 import type { Logger } from './lib/logger.js';
 import { loadTls, type TlsMaterial } from './lib/tls.js';
 import { newQueueId } from './queue/id.js';
-import { Srs } from './delivery/srs.js';
 import { Scheduler } from './queue/scheduler.js';
 import { Spool } from './queue/spool.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
+import { dataOptions, makeFilters, makeSrs, spoolPrefixFor } from './smtp/wiring.js';
+import { SmtpWorkers } from './smtp/workers.js';
 import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
 import { userOwner } from './store/types.js';
-import { localDeliveryPrefix } from './delivery/prefix.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
@@ -60,6 +56,8 @@ export interface Server {
   admin: AdminService;
   /** Per-user and per-address send limits (counters in dataDir/limits.db). */
   sendLimits: SendLimits;
+  /** The SMTP worker processes (smtp.workers > 0) serving the port-25 listener, undefined when SMTP is served here. */
+  smtpWorkers?: SmtpWorkers;
   /** The IMAP worker processes (imap.workers > 0), undefined when IMAP is served in this process. */
   imapWorkers?: ImapWorkers;
   /** Bound ports by listener name (useful with port 0). */
@@ -107,6 +105,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   let sendLimits: SendLimits | undefined;
   let trace: TraceStore | undefined;
   let traceRetention: TraceRetention | undefined;
+  let smtpWorkersListener: { port: number; close(): Promise<void> } | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
   const opened: { close(): Promise<void> }[] = [];
   try {
@@ -117,13 +116,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
     await migrateLoginMailboxes({ registry: core.registry, directory: core.directory, log }, store.root);
-    // Single-recipient mail is spooled with the lines local delivery adds, so delivery can link the spool file into
-    // the Maildir: one write and one fsync of the message from DATA to the mailbox instead of two (issue 11).
-    const spool = new Spool(config.dataDir, {
-      log,
-      prefixFor: (e) => (e.recipients.length === 1 ? localDeliveryPrefix(e.from, e.recipients[0].address) : undefined),
-      trace,
-    });
+    const spool = new Spool(config.dataDir, { log, prefixFor: spoolPrefixFor, trace });
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
@@ -188,10 +181,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         url,
         user,
       );
-    // SRS for forwards (config srs): the secret is made in dataDir on the first start, like the TLS pair.
-    const srs = config.srs.enabled
-      ? new Srs({ secrets: Srs.secretsFromFile(config.srs.secretFile ?? join(config.dataDir, 'srs.secret')), domain: config.srs.domain ?? hostname, maxAgeDays: config.srs.maxAgeDays })
-      : undefined;
+    const srs = makeSrs(config, hostname);
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -211,11 +201,20 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent, trace });
     await scheduler.start();
     const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
-    const filterSettings = { get: ((key: string) => (filtersOff.has(key) ? false : settings.get(key as never))) as typeof settings.get };
-    const filters = buildPipeline({ config, settings: filterSettings, hostname, log, trace });
-    const dkim = new DkimSigner({ dataDir: config.dataDir, log });
+    const filters = makeFilters(config, settings, new Set(filtersOff.keys()), hostname, log, trace);
     const smtpStats = new SmtpStats();
     sendLimits = new SendLimits({ settings, log, store: SqliteCounterStore.open(config.dataDir) });
+    // smtp.workers > 0: the port-25 listener is here, its sessions are served by worker processes that write the
+    // spool themselves (src/smtp/workers.ts); submission and smtps stay in this process.
+    const smtpRef: { current?: SmtpService } = {};
+    const smtpWorkers =
+      config.smtp.workers > 0 && config.listeners.smtp !== false
+        ? new SmtpWorkers({ config, workers: config.smtp.workers, log, spool, sendLimits, stats: smtpStats, localSessions: () => smtpRef.current?.sessions.size ?? 0, filtersOff: new Set(filtersOff.keys()) })
+        : undefined;
+    if (smtpWorkers) {
+      opened.push(smtpWorkers);
+      await smtpWorkers.start();
+    }
     const smtp = await startSmtp({
       deps: {
         hostname,
@@ -234,24 +233,23 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         trace,
       },
       tls,
-      listeners: config.listeners,
+      listeners: smtpWorkers ? { ...config.listeners, smtp: false } : config.listeners,
       limits: config.smtp,
       // RFC 4468 BURL: the URLAUTH URL is resolved in our own store, as "submit+<user>" (imap/urlauth.ts).
       burl: (url, user) => fetchBurl(url, user),
-      data: {
-        hopLimit: config.delivery.hopLimit,
-        // Mail our users send: the seed's disclaimer is attached (not added) for a domain that has one, then the
-        // message is DKIM-signed for its From domain when a key exists (postern dkim generate), signature last.
-        outgoing: async (message, from) => {
-          const domain = from ? settings.getDomain(domainOf(from.toLowerCase())) : null;
-          const withDisclaimer = domain?.type === 'local' && domain.disclaimer ? attachDisclaimer(message, domain.disclaimer) : message;
-          return dkim.sign(withDisclaimer);
-        },
-      },
+      data: dataOptions(config, settings, log),
+      otherSessions: () => smtpWorkers?.sessionCount() ?? 0,
     });
+    smtpRef.current = smtp;
     opened.push(smtp);
+    if (smtpWorkers && config.listeners.smtp !== false) {
+      const l = await smtpWorkers.listen({ port: config.listeners.smtp.port, host: config.listeners.smtp.host });
+      opened.push(l);
+      smtpWorkersListener = l;
+    }
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
+    if (smtpWorkersListener) ports.smtp = smtpWorkersListener.port;
     const imapOptions = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions });
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
     // imap.workers > 0: this process keeps the IMAP listeners and hands each connection to a worker process that
@@ -308,7 +306,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         store,
         mailbox,
         lifecycle: { registry: core.registry, reconcile: (guid) => core!.lifecycle.reconcile(guid) },
-        smtpSessions: () => smtp.sessions.size,
+        smtpSessions: () => smtp.sessions.size + (smtpWorkers?.sessionCount() ?? 0),
         smtpStats,
         sendLimits,
         imapSessions: () => imap.reduce((n, s) => n + s.sessionCount(), 0),
@@ -319,6 +317,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       await retention.stop().catch(() => undefined);
       await traceRetention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
+      await smtpWorkersListener?.close().catch(() => undefined);
       await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
       await watch?.stop().catch(() => undefined);
       await imapWorkers?.close().catch(() => undefined);
@@ -346,12 +345,15 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       sessions,
       ...(watch ? { watch } : {}),
       imapWorkers,
+      smtpWorkers,
       async close() {
         clearInterval(recheck);
         await watch?.stop();
         await admin.close();
         await retention.stop();
         await smtp.close();
+        // The workers finish their sessions (each commit answered) before the counters and the queue stop.
+        await smtpWorkersListener?.close();
         // After the listeners: the last accepted messages are counted, then written.
         running.sendLimits.close();
         await Promise.all([...pop3, ...imap].map((p) => p.close()));

@@ -210,6 +210,15 @@ export const smtpLimitsSchema = z
     maxLineLength: z.number().int().min(1000).default(4096).describe('Longest command line (RFC 5321 §4.5.3.1.4: at least 512)'),
     errorLimit: z.number().int().min(1).default(10).describe('Errors in one session before it is disconnected (Postfix smtpd_hard_error_limit)'),
     socketTimeoutSeconds: z.number().int().min(10).default(300).describe('Idle time before a session is closed (RFC 5321 §4.5.3.2.7: 5 minutes)'),
+    workers: z
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(0)
+      .describe(
+        'SMTP worker processes for the smtp (port 25) listener: the main process keeps the listener and hands each connection to the worker with the fewest sessions, which runs the whole SMTP session and writes the queue itself; delivery, submission and smtps stay in the main process. 0 serves SMTP in the main process',
+      ),
   })
   .strict();
 

@@ -84,6 +84,11 @@ export interface SpoolOptions {
   prefixFor?: (envelope: QueueEnvelope) => string | undefined;
   /** Message trace (src/trace): queued (after the commit), deleted by an admin (remove with `by`). */
   trace?: TraceRecorder;
+  /**
+   * Keep just-committed messages in memory for their first delivery attempt (default true). False in a process
+   * that enqueues but does not deliver (an SMTP worker, src/smtp/workers.ts): nobody there would ever take them.
+   */
+  keepFresh?: boolean;
 }
 
 export interface SpoolStats {
@@ -216,6 +221,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   private readonly dirSync: DirSyncer;
   private readonly prefixFor: SpoolOptions['prefixFor'];
   private readonly trace: TraceRecorder | undefined;
+  private readonly keepsFresh: boolean;
   private enqueued = 0;
   private serverLock: SpoolLock | undefined;
   /**
@@ -237,6 +243,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
     this.prefixFor = options.prefixFor;
     this.trace = options.trace;
+    this.keepsFresh = options.keepFresh ?? true;
   }
 
   /** Creates the queue directories (the server does this at start; the CLI only reads what exists). */
@@ -355,7 +362,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   }
 
   private keepFresh(id: string, message: Buffer, envelope: string): void {
-    if (message.length > FRESH_BYTES / 4) return;
+    if (!this.keepsFresh || message.length > FRESH_BYTES / 4) return;
     this.fresh.set(id, { message, envelope, at: performance.now() });
     this.freshBytes += message.length;
     for (const [old, kept] of this.fresh) {

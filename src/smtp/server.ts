@@ -6,7 +6,7 @@
  * AUTH is offered only inside TLS, on any listener (on-secure.ts).
  * Each listener has its own pregreet wait (pregreet.ts): on for smtp, off for submission and smtps.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config } from '../config/schema.js';
 import { SmtpError } from '../lib/errors.js';
@@ -27,6 +27,8 @@ export interface SmtpListener {
   port: number;
   host: string;
   server: SMTPServer;
+  /** Serves a connection accepted elsewhere (handed over by the main process), as if this listener had accepted it. */
+  accept(socket: Socket): void;
 }
 
 export interface SmtpService {
@@ -46,6 +48,15 @@ export interface SmtpServiceOptions {
    * (undefined when it cannot be had). Without it BURL is not offered.
    */
   burl?: (url: string, user: UserEntry) => Promise<Buffer | undefined>;
+  /**
+   * false: the listeners are not bound; connections come from accept() (an SMTP worker process, src/smtp/workers.ts,
+   * serving what the main process accepted). Default true.
+   */
+  listen?: boolean;
+  /** Sessions served elsewhere (the SMTP worker processes) that count against smtp.maxClients too. */
+  otherSessions?: () => number;
+  /** Called when a session (any connection smtp-server took on) has ended. */
+  onSessionEnd?: () => void;
 }
 
 export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> {
@@ -110,7 +121,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
     const server = new SMTPServer({
       ...options,
       onConnect: (session, cb) => {
-        if (counted.size >= opts.limits.maxClients) {
+        if (counted.size + (opts.otherSessions?.() ?? 0) >= opts.limits.maxClients) {
           deps.log.warn({ component: COMPONENT[role], client: session.remoteAddress, event: 'reject', reason: 'maxClients' }, 'too many connections');
           return cb(new SmtpError(421, '4.7.0', `${deps.hostname} Too many connections, try again later`));
         }
@@ -128,6 +139,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
         pregreet.forget(session.id);
         deps.sendLimits?.release(session.id);
         makeOnClose(sessions)(session);
+        opts.onSessionEnd?.();
       },
       onSecure: makeOnSecure(deps, role, sessions),
       onAuth: makeOnAuth(deps, sessions),
@@ -142,6 +154,13 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       deps.log.info({ component: COMPONENT[role], client: client.remoteAddress, event: 'reject', stage: 'pregreet', reply }, 'client talked before the greeting');
       deps.stats?.countRejected({ listener: role, client: client.remoteAddress, stage: 'connect', reply });
     });
+    // smtp-server's connection handler is the net.Server's 'connection' listener: a socket handed over from another
+    // process takes the same path (PROXY header, implicit TLS, greeting) as one this server accepted.
+    const accept = (socket: Socket) => void server.server.emit('connection', socket);
+    if (opts.listen === false) {
+      started.push({ role, port: 0, host: '', server, accept });
+      continue;
+    }
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
       server.listen(l.port, l.host, () => {
@@ -150,7 +169,7 @@ export async function startSmtp(opts: SmtpServiceOptions): Promise<SmtpService> 
       });
     });
     const addr = server.server.address() as AddressInfo;
-    started.push({ role, port: addr.port, host: addr.address, server });
+    started.push({ role, port: addr.port, host: addr.address, server, accept });
   }
 
   return {

@@ -15,7 +15,6 @@ import type { QueueEnvelope } from '../queue/types.js';
 import type { FilterPipeline } from '../filters/pipeline.js';
 import type { FilterContext } from '../filters/types.js';
 import type { SmtpStats } from './stats.js';
-import type { SendLimits } from '../limits/send-limits.js';
 import type { TraceRecorder } from '../trace/types.js';
 
 export type ListenerRole = 'smtp' | 'submission' | 'smtps';
@@ -33,14 +32,34 @@ export interface SmtpDeps {
   newQueueId(): string;
   /** The content filters (src/filters); absent in tests that exercise the SMTP policy alone. */
   filters?: FilterPipeline;
-  /** Counters and recent refusals for /metrics and the dashboard. */
-  stats?: SmtpStats;
+  /** Counters and recent refusals for /metrics and the dashboard (in an SMTP worker: sent to the main process). */
+  stats?: Pick<SmtpStats, 'countReceived' | 'countRejected'>;
   /** Sender Rewriting Scheme: bounces to our SRS addresses are accepted (config srs.enabled). */
   srs?: Srs;
   /** Messages and recipients per hour of authenticated users and their client addresses (src/limits). */
-  sendLimits?: SendLimits;
+  sendLimits?: SendLimitsPort;
   /** Message trace (src/trace): received, refused after receipt, discarded. */
   trace?: TraceRecorder;
+}
+
+/** Who a send limit counts (limitSubject). */
+export interface LimitSubject {
+  id: string;
+  login?: string;
+  ip: string;
+  log: Logger;
+}
+
+/**
+ * What the hooks need of the send limits (src/limits/send-limits.ts `SendLimits` fits). In an SMTP worker process
+ * (smtp.workers) the checks are a round trip to the main process, which holds the one set of counters: the limits
+ * stay exact however the sessions of one user are spread over the workers.
+ */
+export interface SendLimitsPort {
+  checkMail(session: LimitSubject): SmtpError | null | Promise<SmtpError | null>;
+  checkRcpt(session: LimitSubject): SmtpError | null | Promise<SmtpError | null>;
+  accepted(sessionId: string): void;
+  release(sessionId: string): void;
 }
 
 export interface SessionState {
@@ -116,7 +135,7 @@ export function filterContext(session: SMTPServerSession, state: SessionState, e
 }
 
 /** Who a send limit counts: the session, its user and its client address. */
-export function limitSubject(session: SMTPServerSession, state: SessionState) {
+export function limitSubject(session: SMTPServerSession, state: SessionState): LimitSubject {
   return { id: session.id, login: state.user?.login, ip: session.remoteAddress, log: state.log };
 }
 

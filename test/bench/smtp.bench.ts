@@ -15,7 +15,9 @@
  *   20 sessions, connections reused (smtp-source -d)
  * Sizes: POSTERN_BENCH_SMTP_ONE (1000), _MANY (5000), _SIZE (10240 bytes). POSTERN_BENCH_SMTP_CASES=one,many,reuse
  * picks cases (default all three). POSTERN_BENCH_SMTP_PROF=DIR starts
- * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern run). Nothing here asserts.
+ * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern process and run: the SMTP workers
+ * write theirs too). POSTERN_BENCH_SMTP_WORKERS=0,2 runs postern once per smtp.workers value in the list (default:
+ * the configuration's default), each against the same Postfix run. Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +32,8 @@ const MANY = num('MANY', 5000);
 const SIZE = num('SIZE', 10240);
 const RUNS = num('RUNS', 2);
 const PROF = process.env.POSTERN_BENCH_SMTP_PROF;
+/** smtp.workers values to measure; undefined: postern's default. */
+const WORKERS: (number | undefined)[] = process.env.POSTERN_BENCH_SMTP_WORKERS ? process.env.POSTERN_BENCH_SMTP_WORKERS.split(',').map(Number) : [undefined];
 const RECIPIENT = 'john@example.com';
 
 interface Side {
@@ -58,7 +62,7 @@ function countFiles(dir: string): number {
   }
 }
 
-async function startPosternSide(root: string, run: number): Promise<Side> {
+async function startPosternSide(root: string, run: number, workers: number | undefined): Promise<Side> {
   const dataDir = mkdtempSync(join(tmpdir(), 'postern-bench-smtp-'));
   const port = await freePort();
   const configFile = join(dataDir, 'postern.yaml');
@@ -80,7 +84,7 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
         http: false,
         https: false,
       },
-      smtp: { maxClients: 1000 },
+      smtp: { maxClients: 1000, ...(workers === undefined ? {} : { workers }) },
     }),
   );
   const cli = (args: string[]) => {
@@ -102,16 +106,17 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 120_000; // a start (tsx compiling the sources) can take a minute on the loaded machine
   while (!/mail domains: /.test(out)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postern did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    name: 'postern',
+    name: workers === undefined ? 'postern' : `postern (smtp.workers ${workers})`,
     port,
     newDir: join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', 'new'),
-    cpu: () => cpuOf(child.pid!, true),
+    // The SMTP worker processes are alive children: their time is not in the parent's cutime until they exit.
+    cpu: () => cpuOf(child.pid!, true) + childrenOf(child.pid!).reduce((s, p) => s + cpuOf(p, false), 0),
     // /proc/<pid>/task/<pid> is the main thread alone: the event loop, without libuv's pool (fsync, file I/O).
     loopCpu: () => cpuOf(child.pid!, false, `/proc/${child.pid}/task/${child.pid}/stat`),
     async stop() {
@@ -188,25 +193,26 @@ export async function benchSmtp(root: string): Promise<string> {
   const pick = (process.env.POSTERN_BENCH_SMTP_CASES ?? 'one,many,reuse').split(',');
   const keys = ['one', 'many', 'reuse'];
   const chosen = cases.filter((_, i) => pick.includes(keys[i]));
-  const rows: string[][] = [['case', 'run', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg', 'postern event loop ms/msg']];
+  const rows: string[][] = [['case', 'run', 'postern', 'postfix msg/s', 'postern msg/s', 'ratio', 'postfix CPU ms/msg', 'postern CPU ms/msg', 'postern main event loop ms/msg']];
   for (let run = 1; run <= RUNS; run++) {
     // Fresh servers per run, started one after the other so that neither runs while the other is measured.
     for (const c of chosen) {
-      const results: Record<string, Result> = {};
-      for (const start of [() => startPostfixSide(), () => startPosternSide(root, run)]) {
+      const results: { name: string; result: Result }[] = [];
+      for (const start of [() => startPostfixSide(), ...WORKERS.map((w) => () => startPosternSide(root, run, w))]) {
         const side = await start();
         try {
           // A short warm-up: the first connections pay for process starts (Postfix) and JIT (postern).
           await runCase(side, { label: 'warm-up', sessions: Math.min(c.sessions, 5), messages: 50, reuse: false });
-          results[side.name] = await runCase(side, c);
+          results.push({ name: side.name, result: await runCase(side, c) });
         } finally {
           await side.stop();
         }
       }
-      const p = results.postfix;
-      const o = results.postern;
-      rows.push([c.label, String(run), p.rate.toFixed(0), o.rate.toFixed(0), (o.rate / p.rate).toFixed(2), p.cpuMsPerMessage.toFixed(2), o.cpuMsPerMessage.toFixed(2), o.loopCpuMsPerMessage?.toFixed(2) ?? '']);
-      console.error(rows.at(-1)!.join('  '));
+      const p = results[0].result;
+      for (const { name, result: o } of results.slice(1)) {
+        rows.push([c.label, String(run), name, p.rate.toFixed(0), o.rate.toFixed(0), (o.rate / p.rate).toFixed(2), p.cpuMsPerMessage.toFixed(2), o.cpuMsPerMessage.toFixed(2), o.loopCpuMsPerMessage?.toFixed(2) ?? '']);
+        console.error(rows.at(-1)!.join('  '));
+      }
     }
   }
   return [

@@ -44,6 +44,8 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
       auth: { failureDelayMs: 0 },
       // POSTERN_TEST_IMAP_WORKERS=2 runs the IMAP tests of this fixture against worker processes (imap.workers).
       ...(process.env.POSTERN_TEST_IMAP_WORKERS ? { imap: { workers: Number(process.env.POSTERN_TEST_IMAP_WORKERS) } } : {}),
+      // POSTERN_TEST_SMTP_WORKERS=2 runs the port-25 sessions of this fixture in SMTP worker processes (smtp.workers).
+      ...(process.env.POSTERN_TEST_SMTP_WORKERS ? { smtp: { workers: Number(process.env.POSTERN_TEST_SMTP_WORKERS) } } : {}),
       ...over,
       // A test that lists its own listeners still gets admin, http and https on port 0 unless it says otherwise:
       // their defaults (8443, 8080, 8444) would collide between test files running at once.

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../src/lib/logger.ts';
+import { waitFor } from '../../helpers/wait.ts';
 import { messageIdOf } from '../../../src/trace/message-id.ts';
 import { TraceRetention } from '../../../src/trace/retention.ts';
 import { openTraceStore, TraceStore } from '../../../src/trace/store.ts';
@@ -71,14 +72,29 @@ test('finds messages by sender, recipient (also one reached by expansion), Messa
   assert.deepEqual(ids({ from: "x' OR 1=1 --" }), [], 'values are bound, never spliced into SQL');
 });
 
-test('record() only queues: the events of one turn of the event loop are written in one transaction', async (t) => {
-  const store = fresh(t);
-  for (let i = 0; i < 100; i++) store.record({ queueId: 'BBBBBBBBBBBBBBB1', type: 'filter', detail: { i } });
+test('record() only queues: the events of one batch window are written in one transaction', async (t) => {
+  // A window longer than the test: what ends it here is the query (count), which flushes first.
+  const store = fresh(t, { batchMs: 600_000 });
+  for (let i = 0; i < 50; i++) store.record({ queueId: 'BBBBBBBBBBBBBBB1', type: 'filter', detail: { i } });
   assert.equal(store.stats.batches, 0, 'nothing written synchronously');
+  // Events of later turns of the event loop join the same batch (four per message: received … completed).
   await new Promise((r) => setImmediate(r));
+  for (let i = 50; i < 100; i++) store.record({ queueId: 'BBBBBBBBBBBBBBB1', type: 'filter', detail: { i } });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(store.stats.batches, 0, 'still waiting for the window to end');
+  assert.equal(store.count().events, 100);
   assert.equal(store.stats.batches, 1);
   assert.equal(store.stats.written, 100);
-  assert.equal(store.count().events, 100);
+});
+
+test('a batch is written when its window ends, or at once when it is large', async (t) => {
+  const store = fresh(t, { batchMs: 10 });
+  store.record({ queueId: 'BBBBBBBBBBBBBBB2', type: 'filter' });
+  await waitFor('the window written by its timer', () => store.stats.batches === 1, { timeoutMs: 30_000 });
+  const big = fresh(t, { batchMs: 600_000 });
+  for (let i = 0; i < 1000; i++) big.record({ queueId: 'BBBBBBBBBBBBBBB3', type: 'filter', detail: { i } });
+  assert.equal(big.stats.batches, 1, '1000 pending events are written without waiting');
+  assert.equal(big.stats.written, 1000);
 });
 
 test('a query sees events recorded just before it (it flushes first)', (t) => {
