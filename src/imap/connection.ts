@@ -89,8 +89,13 @@ export interface SelectedFolder {
    * 0 when the store keeps no MODSEQs ([NOMODSEQ], §3.1.2.2).
    */
   highestModseq: number;
-  /** The client's view: index + 1 is the sequence number. */
+  /**
+   * The client's view: index + 1 is the sequence number. Its objects are the store's, shared with other sessions
+   * (FolderState): one is changed only through ImapSession.own, which puts the session's copy in its place.
+   */
   messages: MessageMeta[];
+  /** The copies own() made: this session's to change. */
+  owned: WeakSet<MessageMeta>;
   /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
   recent: Set<number>;
   /**
@@ -718,7 +723,9 @@ export class ImapSession {
       uidValidity: state.uidValidity,
       uidNext: state.uidNext,
       highestModseq: state.modseq > 0 && state.messages.every((m) => m.modseq !== undefined) ? state.modseq : 0,
-      messages: state.messages.map((m) => ({ ...m, flags: [...m.flags] })),
+      // No copy per message (a 100,000-message folder spent a fifth of its SELECT there): see own().
+      messages: state.messages,
+      owned: new WeakSet(),
       recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
       keywords: new Set(),
       copied: new Set(),
@@ -827,7 +834,7 @@ export class ImapSession {
       } else {
         const i = this.indexOfUid(ch.uid);
         if (i < 0) continue;
-        const m = sel.messages[i];
+        const m = this.own(sel.messages[i]);
         // With CONDSTORE a change the session has not shown yet may leave the flags as they were (-FLAGS then
         // +FLAGS by another session): its new MODSEQ is news all the same (RFC 7162 §3.1.4, §3.1.11).
         const newer = ch.modseq !== undefined && ch.modseq > (m.modseq ?? 0);
@@ -855,7 +862,7 @@ export class ImapSession {
         const firstRecent = await this.deps.mailbox.firstRecentUid(sel.owner, sel.folder, sel.readOnly ? undefined : state.uidNext);
         if (this.selected !== sel) return;
         for (const m of added) if (m.uid >= firstRecent) sel.recent.add(m.uid);
-        sel.messages.push(...added.map((m) => ({ ...m, flags: [...m.flags] })));
+        for (const m of added) sel.messages.push(m);
         for (const m of added) noteModseq(sel, m.modseq);
         for (const m of added) this.announceKeywords(m.flags);
         this.untagged(`${sel.messages.length} EXISTS`);
@@ -878,11 +885,32 @@ export class ImapSession {
     }
   }
 
-  /** A message's flags changed in this session's view (STORE, FETCH's implicit \Seen, another session's change). */
-  setFlags(meta: MessageMeta, flags: string[]): void {
-    meta.flags = [...flags];
+  /**
+   * A message's flags changed in this session's view (STORE, FETCH's implicit \Seen, another session's change).
+   * Returns the session's own object for it (own()), which the caller goes on with.
+   */
+  setFlags(meta: MessageMeta, flags: string[]): MessageMeta {
+    const m = this.own(meta);
+    m.flags = [...flags];
     const sel = this.selected;
-    if (sel?.contexts.size) sel.changed.add(meta.uid);
+    if (sel?.contexts.size) sel.changed.add(m.uid);
+    return m;
+  }
+
+  /**
+   * The message of the view as an object this session may change: the store's objects are shared (FolderState), so
+   * the first change copies it into the view in its place (copy on write). A message no longer in the view gets a
+   * copy that goes nowhere.
+   */
+  own(meta: MessageMeta): MessageMeta {
+    const sel = this.selected;
+    if (sel?.owned.has(meta)) return meta;
+    const copy = { ...meta };
+    if (!sel) return copy;
+    sel.owned.add(copy);
+    const i = this.indexOfUid(meta.uid);
+    if (i >= 0 && sel.messages[i] === meta) sel.messages[i] = copy;
+    return copy;
   }
 
   /**

@@ -22,6 +22,8 @@ export interface Statement {
   all(...params: unknown[]): unknown[];
   /** Return only the first column of each row. */
   pluck(toggle?: boolean): this;
+  /** Return each row as an array of its columns (no object built per row). */
+  raw(toggle?: boolean): this;
 }
 
 type Transaction<F extends (...args: never[]) => unknown> = F & { deferred: F; immediate: F; exclusive: F };

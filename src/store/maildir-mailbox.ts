@@ -145,6 +145,27 @@ export function flagsOf(name: string, keywords: string, map: KeywordMap = EMPTY_
   return out;
 }
 
+/**
+ * flagsOf for the messages openFolder lists, one frozen array per distinct (letters, keywords) under one keyword map:
+ * a 100,000-message folder has a handful of flag combinations, and an array per message was a tenth of a cold
+ * SELECT's time plus the GC it caused. Frozen because it is shared: a caller changes flags by replacing the array
+ * (MessageMeta says copy before changing), and one that pushed into it would throw instead of changing every message.
+ */
+const sharedFlags = new WeakMap<KeywordMap, Map<string, readonly Flag[]>>();
+function sharedFlagsOf(name: string, keywords: string, map: KeywordMap): Flag[] {
+  const info = name.indexOf(':2,');
+  const key = keywords ? `${info < 0 ? '' : name.slice(info + 3)}\0${keywords}` : info < 0 ? '' : name.slice(info + 3);
+  let memo = sharedFlags.get(map);
+  if (!memo) sharedFlags.set(map, (memo = new Map()));
+  let flags = memo.get(key);
+  if (!flags) {
+    // Bounded: a folder where nearly every message has its own keywords gains nothing from sharing.
+    if (memo.size >= 4096) memo.clear();
+    memo.set(key, (flags = Object.freeze(flagsOf(name, keywords, map))));
+  }
+  return flags as Flag[];
+}
+
 /** The keywords (non-system flags) of a message, as flagsOf gives them. */
 function keywordsOf(name: string, keywords: string, map: KeywordMap): string[] {
   return flagsOf(name, keywords, map).filter((f) => !f.startsWith('\\'));
@@ -435,7 +456,7 @@ export class MaildirMailbox implements MailboxAccess {
           messages: rows.map((r) => ({
             uid: r.uid,
             size: r.size,
-            flags: flagsOf(r.name, r.keywords, map),
+            flags: sharedFlagsOf(r.name, r.keywords, map),
             internalDate: new Date(r.internalDate),
             // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
             saveDate: new Date(r.saveDate ?? r.internalDate),

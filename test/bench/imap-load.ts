@@ -182,7 +182,8 @@ export async function startPosternSide(root: string, dir: string, label: string,
     encoding: 'utf8',
   });
   if (r.status !== 0) throw new Error(`postern settings set: ${r.stderr}`);
-  const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=postern-imap-${label}-${Date.now()}.cpuprofile`] : [];
+  // Node's own profile names (pid, thread id): one --cpu-prof-name was overwritten by the profile of tsx's loader thread.
+  const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : [];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],

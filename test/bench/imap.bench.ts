@@ -231,8 +231,16 @@ interface Server {
   stop(): Promise<void>;
 }
 
+/**
+ * POSTERN_BENCH_IMAP_PROF=DIR: the postern child runs under `node --cpu-prof`. Node's own file names (pid and thread
+ * id in them): tsx's loader runs in a worker thread that writes a profile too, and one --cpu-prof-name for both
+ * threads left only the loader's.
+ */
+const PROF = process.env.POSTERN_BENCH_IMAP_PROF;
+
 async function startPostern(root: string, mailRoot: string): Promise<Server> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', HERE], {
+  const prof = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...prof, '--import', 'tsx', HERE], {
     cwd: root,
     env: { ...process.env, POSTERN_BENCH_IMAP_CHILD: mailRoot },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -444,6 +452,23 @@ interface ServerResults {
   idle: IdleResult;
 }
 
+/** The SELECT measures only: first and warm in one process, then first after a restart. */
+async function runSelect(start: () => Promise<Server>): Promise<{ select: number[]; selectRestart: number }> {
+  let s = await start();
+  let select: number[];
+  try {
+    select = await timeSelect(s.port);
+  } finally {
+    await s.stop();
+  }
+  s = await start();
+  try {
+    return { select, selectRestart: (await timeSelect(s.port))[0]! };
+  } finally {
+    await s.stop();
+  }
+}
+
 async function runServer(start: () => Promise<Server>, idleN: number, freshForIdle: boolean): Promise<ServerResults> {
   let s = await start();
   let select: number[];
@@ -476,7 +501,7 @@ const ms = (v: number) => `${v.toFixed(0)} ms`;
 /**
  * `npm run bench -- imap`: imaptest's load (./imap-load.ts, issue 11), idle IDLE connections over TLS
  * (./imap-idle.ts, issue 11), then this file's measures (issue 5). POSTERN_BENCH_IMAP_PARTS=load,idle-tls,servers
- * (any of them) runs only those.
+ * (any of them) runs only those; `select` (not in the default) runs only the SELECT measures of `servers`.
  */
 export async function benchImap(root: string): Promise<string> {
   const parts = (process.env.POSTERN_BENCH_IMAP_PARTS ?? 'load,idle-tls,servers').split(',');
@@ -484,10 +509,11 @@ export async function benchImap(root: string): Promise<string> {
   if (parts.includes('load')) out.push(await benchImapLoad(root));
   if (parts.includes('idle-tls')) out.push(await benchImapIdleTls(root));
   if (parts.includes('servers')) out.push(await benchImapServers(root));
+  else if (parts.includes('select')) out.push(await benchImapServers(root, true));
   return out.join('\n\n');
 }
 
-async function benchImapServers(root: string): Promise<string> {
+async function benchImapServers(root: string, selectOnly = false): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'postern-bench-imap-'));
   chmodSync(dir, 0o755);
   try {
@@ -503,6 +529,19 @@ async function benchImapServers(root: string): Promise<string> {
     execFileSync('chown', ['-R', 'mail:mail', dovMail]);
     const dataSeconds = (Date.now() - t0) / 1000;
 
+    if (selectOnly) {
+      const p = await runSelect(() => startPostern(root, postMail));
+      const d = await runSelect(() => startDovecotServer(dovMail));
+      return [
+        `SELECT of a ${BIG.toLocaleString('en')}-message folder, postern vs Dovecot (wall time of the command; files in the page cache)`,
+        table([
+          ['SELECT', 'postern', 'dovecot', 'postern / dovecot'],
+          ['first (no index yet)', ms(p.select[0]!), ms(d.select[0]!), (p.select[0]! / d.select[0]!).toFixed(2)],
+          ['second, same process', ms(p.select[1]!), ms(d.select[1]!), (p.select[1]! / d.select[1]!).toFixed(2)],
+          ['first after a restart', ms(p.selectRestart), ms(d.selectRestart), (p.selectRestart / d.selectRestart).toFixed(2)],
+        ]),
+      ].join('\n');
+    }
     const p = await runServer(() => startPostern(root, postMail), IDLE, true);
     const d = await runServer(() => startDovecotServer(dovMail), IDLE_DOVECOT, false);
 

@@ -198,12 +198,14 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
       const path = a.kind === 'binary' ? a.section.path : a.path;
       if (!binary.has(path.join('.'))) binary.set(path.join('.'), binaryData(raw!, tree!, path));
     }
-    const flagsChanged = markSeen && (await setSeen(session, meta));
+    const seen = markSeen ? await setSeen(session, meta) : undefined;
+    const flagsChanged = seen !== undefined;
+    const now = seen ?? meta;
     const parts: Buffer[] = [];
     const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
     // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
-    const shown = { ...meta, flags: session.flagsOf(meta) };
-    session.announceKeywords(meta.flags);
+    const shown = { ...now, flags: session.flagsOf(now) };
+    session.announceKeywords(now.flags);
     for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
     for (const extra of unaskedItems(session, atts, shown, flagsChanged)) parts.push(extra);
     const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
@@ -212,18 +214,21 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
   }
 }
 
-/** Sets \Seen on a message read without PEEK (RFC 3501 §6.4.5); true when its flags changed. */
-async function setSeen(session: ImapSession, meta: MessageMeta): Promise<boolean> {
+/**
+ * Sets \Seen on a message read without PEEK (RFC 3501 §6.4.5). Returns the message as it is now when its flags
+ * changed (the session's own copy, ImapSession.own), undefined when they did not.
+ */
+async function setSeen(session: ImapSession, meta: MessageMeta): Promise<MessageMeta | undefined> {
   const sel = session.selected!;
-  if (meta.flags.includes('\\Seen')) return false;
+  if (meta.flags.includes('\\Seen')) return undefined;
   const result = await session.deps.mailbox.storeFlags(sel.owner, sel.folder, [meta.uid], 'add', ['\\Seen']);
   const now = result.get(meta.uid);
-  if (!now) return false;
-  session.setFlags(meta, now);
-  const modseq = 'modseqs' in result ? result.modseqs.get(meta.uid) : undefined;
-  if (modseq !== undefined) meta.modseq = modseq;
-  noteModseq(sel, meta.modseq);
-  return true;
+  if (!now) return undefined;
+  const m = session.setFlags(meta, now);
+  const modseq = 'modseqs' in result ? result.modseqs.get(m.uid) : undefined;
+  if (modseq !== undefined) m.modseq = modseq;
+  noteModseq(sel, m.modseq);
+  return m;
 }
 
 /** The new FLAGS when reading changed them, and (RFC 7162 §3.1.4) their MODSEQ once CONDSTORE is on, if not asked. */
@@ -263,9 +268,11 @@ async function streamFetch(session: ImapSession, seq: number, meta: MessageMeta,
     return false;
   }
   try {
-    const flagsChanged = markSeen && (await setSeen(session, meta));
-    const shown = { ...meta, size: file.size, flags: session.flagsOf(meta) };
-    session.announceKeywords(meta.flags);
+    const seen = markSeen ? await setSeen(session, meta) : undefined;
+    const flagsChanged = seen !== undefined;
+    const now = seen ?? meta;
+    const shown = { ...now, size: file.size, flags: session.flagsOf(now) };
+    session.announceKeywords(now.flags);
     const pieces: (Buffer | FileRange)[] = [Buffer.from(`* ${seq} FETCH (`)];
     const item = (name: string, value: (Buffer | FileRange)[]) => {
       if (pieces.length > 1) pieces.push(Buffer.from(' '));

@@ -51,7 +51,7 @@ export const store: ImapCommand = {
       const now = result.get(r.meta.uid);
       if (!now) continue;
       const before = r.meta.modseq;
-      session.setFlags(r.meta, now);
+      r.meta = session.setFlags(r.meta, now);
       const modseq = modseqs?.get(r.meta.uid);
       if (modseq !== undefined) r.meta.modseq = modseq;
       noteModseq(sel, r.meta.modseq);

@@ -179,6 +179,31 @@ test('flags and keywords round-trip through the file name, keywords as dovecot-k
   assert.deepEqual(m!.flags, ['\\Draft', '\\Answered', '\\Deleted', 'Work']);
 });
 
+test('messages with the same flags share one frozen flags array, and a keyword given a letter later shows up', async (t) => {
+  const f = await fixture(t);
+  for (let i = 0; i < 4; i++) await f.store.deliver(alice, message(`m${i}`));
+  const mb = f.mailbox();
+  await mb.openFolder(alice, 'INBOX');
+  await mb.storeFlags(alice, 'INBOX', [1, 3], 'add', ['\\Seen', 'Work']);
+  const { messages } = await mb.openFolder(alice, 'INBOX');
+  assert.deepEqual(messages.map((m) => m.flags), [['\\Seen', 'Work'], [], ['\\Seen', 'Work'], []]);
+  assert.equal(messages[0]!.flags, messages[2]!.flags);
+  assert.equal(messages[1]!.flags, messages[3]!.flags);
+  // Shared, so not to be changed in place (MessageMeta: copy before changing); strict mode makes that an error.
+  assert.ok(Object.isFrozen(messages[0]!.flags));
+  assert.throws(() => (messages[0]!.flags as string[]).push('\\Flagged'), TypeError);
+  // Another program gives one message without flags the letter b and names b in dovecot-keywords: the letter is read
+  // as that keyword (a new keyword map, so nothing shared under the old one is reused), the others keep their flags.
+  const cur = join(f.store.folderPath(alice), 'cur');
+  const plain = (await readdir(cur)).find((n) => n.endsWith(':2,'))!;
+  await rename(join(cur, plain), join(cur, `${plain}b`));
+  const kwFile = join(f.store.folderPath(alice), 'dovecot-keywords');
+  await writeFile(kwFile, `${await readFile(kwFile, 'utf8')}1 Later\n`);
+  const after = (await f.mailbox().openFolder(alice, 'INBOX')).messages.map((m) => m.flags);
+  assert.deepEqual(after.filter((fl) => fl.includes('Later')), [['Later']]);
+  assert.deepEqual(after.filter((fl) => fl.includes('Work')), [['\\Seen', 'Work'], ['\\Seen', 'Work']]);
+});
+
 test('flags changed by another program (a rename in cur/) are picked up, and unknown info letters are kept', async (t) => {
   const f = await fixture(t);
   await f.store.deliver(alice, message());
