@@ -240,7 +240,8 @@ export function SettingsForm({ page, groups = [], sliders = {}, warnings = {} })
     }
   };
   const general = error && !entries.some((e) => errorFor(error, e.key)) ? error.message : null;
-  return html`<form onSubmit=${save} aria-label=${`${page} settings`}>
+  // noValidate: the API checks every value and its message is shown next to the field, in its own words.
+  return html`<form onSubmit=${save} aria-label=${`${page} settings`} noValidate>
     ${all.map(
       (g) => html`<fieldset>
         <legend>${g.title}</legend>
