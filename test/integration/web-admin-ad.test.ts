@@ -303,18 +303,31 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await page.getByRole('row', { name: /anna\.bianchi.*anna@example\.com/ }).waitFor();
     await page.getByRole('row', { name: /Sales/ }).first().waitFor();
 
-    // Mail quota: a 1 MB quota for everyone; mario got mail (the spam) and anna too.
+    // Mail quota: laura gets 1.2 MB while there is no quota, then everyone gets 1 MB; anna keeps none (custom 0).
+    const c = new ImapFlow({ host: '127.0.0.1', port: server.ports.imaps!, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'laura.verdi', pass: PASSWORD }, logger: false });
+    await c.connect();
+    try {
+      await c.append('INBOX', Buffer.from(`From: a@example.com\r\nSubject: big\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(16_000)}`));
+    } finally {
+      await c.logout().catch(() => undefined);
+    }
     server.core.settings.set('mailbox.quotaMB', 1);
     await adminRequest(server, 'PATCH', '/api/users/anna.bianchi', { body: { quotaMB: 0 } });
     await open('quota', 'Mail quota');
     const meters = page.getByRole('meter');
     await meters.first().waitFor();
     assert.ok((await meters.count()) >= 3);
+    const logins = async () => (await page.locator('table.quota tbody th').allInnerTexts()).map((u) => u.split('\n')[0]);
+    assert.equal((await logins())[0], 'laura.verdi', 'over quota first');
+    assert.match(await meters.first().getAttribute('aria-valuetext') ?? '', /over quota/);
     await page.getByRole('button', { name: /^User/ }).click();
-    const users = await page.locator('table.quota tbody th').allInnerTexts();
-    const logins = users.map((u) => u.split('\n')[0]);
-    const sorted = [...logins].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()));
-    assert.deepEqual(logins, sorted, 'sorted by user (nobody over quota)');
+    const byUser = await logins();
+    assert.equal(byUser[0], 'laura.verdi', 'still first when sorted by user');
+    const rest = byUser.slice(1);
+    assert.deepEqual(rest, [...rest].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase())), 'the others by user');
+    await page.getByRole('button', { name: /^User/ }).click();
+    const desc = (await logins()).slice(1);
+    assert.deepEqual(desc, [...rest].reverse(), 'a second click reverses the order');
     await shot('quota');
   });
 
