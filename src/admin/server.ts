@@ -3,8 +3,9 @@
  * on the public `http` and `https` listeners. Both are fastify apps built from AdminDeps; `routes` lists what each registered,
  * so a test can hold them against schema/openapi.json.
  *
- * Admin listener: /healthz and /readyz without credentials; every other route (the API under /api, /metrics)
- * needs an admin (see auth.ts), else 401 with a WWW-Authenticate challenge.
+ * Admin listener: /healthz and /readyz without credentials, and the web admin page (web/web-admin.ts: `/`, `/web/*`,
+ * the login `POST /api/session`); every other route (the API under /api, /metrics) needs an admin (see auth.ts) or
+ * a web session, else 401 with a WWW-Authenticate challenge.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -24,6 +25,7 @@ import { usersRoutes } from './routes/users.js';
 import { limitsRoutes } from './routes/limits.js';
 import { mailboxesRoutes } from './routes/mailboxes.js';
 import type { AdminDeps, App } from './types.js';
+import { webAdmin } from './web/web-admin.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -80,8 +82,14 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   common(app, { ...deps, log });
   const auth = new AdminAuth({ auth: deps.auth, directory: deps.directory, group: deps.config.admin.group, tokensFile: tokensPath(deps), log });
   const open = new Set(['/healthz', '/readyz']);
+  // The web admin page (issue 14): its files and login are open; its session cookie authenticates the same API.
+  const web = webAdmin(app, { ...deps, log }, { auth, secure: opts.https !== undefined });
   app.addHook('onRequest', async (req, reply) => {
-    if (open.has(req.url.split('?')[0])) return;
+    const path = req.url.split('?')[0];
+    if (open.has(path) || web.isOpen(req.method, path)) return;
+    const w = web.authenticate(req);
+    if (w.kind === 'ok') return;
+    if (w.kind === 'refuse') return reply.code(w.status).headers(w.headers).send(errorBody(w.status, w.message));
     const r = await auth.check(req.headers.authorization, req.ip);
     if (r.status === 'ok') {
       req.admin = r.who.via === 'password' ? r.who.login : `token:${r.who.name}`;
@@ -92,7 +100,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
     }
     return reply
       .code(401)
-      .header('www-authenticate', 'Basic realm="postern admin", charset="UTF-8", Bearer realm="postern admin"')
+      .header('www-authenticate', web.challenge(req))
       .send(errorBody(401, `authentication required: an AD login in the ${deps.config.admin.group} group, or an API token`));
   });
   app.addHook('onResponse', async (req, reply) => {

@@ -264,6 +264,13 @@ export const adminSchema = z
       .string()
       .optional()
       .describe('API tokens for automation: one per line, "NAME SHA256HEX" or "SHA256HEX" (sha256 of the token); relative to the config file'),
+    webSessionMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 60)
+      .default(30)
+      .describe('The web admin page: a login session ends after this many minutes without a request (and after 8 hours in any case)'),
   })
   .strict();
 

@@ -54,6 +54,9 @@ export const CLIENT_PACKAGES = {
   kinit: { binary: 'kinit', package: 'krb5-user' },
 } satisfies Record<string, DebianPackage>;
 
+/** Headless Chromium for the web admin tests (test/helpers/browser.ts drives it with playwright-core over CDP). */
+export const BROWSER_PACKAGES: DebianPackage[] = [{ binary: 'chromium', package: 'chromium' }];
+
 /** Dovecot for the Maildir interop test (test/harness/dovecot.ts): the master, imap and imap-login. */
 export const DOVECOT_PACKAGES: DebianPackage[] = [{ binary: 'dovecot', package: 'dovecot-imapd' }];
 
