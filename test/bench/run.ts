@@ -10,6 +10,7 @@ import { benchImap } from './imap.bench.ts';
 import { benchLimits } from './limits.bench.ts';
 import { benchSmtp } from './smtp.bench.ts';
 import { benchTrace } from './trace.bench.ts';
+import { benchWeb } from './web.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCHES: Record<string, (root: string) => Promise<string>> = {
@@ -19,6 +20,7 @@ const BENCHES: Record<string, (root: string) => Promise<string>> = {
   limits: benchLimits,
   smtp: benchSmtp,
   trace: benchTrace,
+  web: benchWeb,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

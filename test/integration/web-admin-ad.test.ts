@@ -87,7 +87,8 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     server = await startTestServer(
       {
         tls: TLS_FILES,
-        directory: adDirectory('AD'),
+        // The directory page asks AD for every user and their groups: on a machine this loaded, give AD time.
+        directory: adDirectory('AD', { timeoutMs: 20_000 }),
         clamav: { host: env.POSTERN_TEST_CLAMD_HOST ?? '127.0.0.1', port: Number(env.POSTERN_TEST_CLAMD_PORT), timeoutMs: 10_000 },
         spamassassin: { host: env.POSTERN_TEST_SPAMD_HOST ?? '127.0.0.1', port: Number(env.POSTERN_TEST_SPAMD_PORT), timeoutMs: 30_000 },
         delivery: { remotePort: sink.port },
@@ -142,7 +143,7 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     assert.equal(await page.evaluate('document.cookie'), '', 'no script can read the session');
   });
 
-  it('Domains: a domain added on the page is in the API and receives mail at once', STEP, async () => {
+  it('Domains: a domain added on the page is in the API at once (the next test mails it); a bad name gets the API\'s message', STEP, async () => {
     await open('domains', 'Domains');
     await page.getByLabel('Domain name').fill('web-test.example');
     await page.getByLabel('Always send a copy (Bcc)').check();
@@ -222,7 +223,7 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await page.getByRole('button', { name: 'Undo changes' }).click();
   });
 
-  it('Queue management: "Attempt to send" delivers a deferred message at once; "Delete all", confirmed, empties the queue', STEP, async () => {
+  it('Queue management: "Attempt to send" delivers a deferred message at once; "Delete selected" and "Delete all", confirmed, empty the queue', STEP, async () => {
     const first = await send({ port: server.ports.submission!, auth: true, from: 'john@example.com', to: 'partner@remote.example', subject: 'deferred then flushed' });
     await waitFor('the first attempt deferred', async () => {
       const q = await adminRequest(server, 'GET', `/api/queue/${first}`);
@@ -255,12 +256,26 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await page.getByLabel('Recipient').fill('');
     await page.getByRole('button', { name: 'Search' }).click();
     await page.getByRole('row', { name: new RegExp(ids[0]) }).waitFor();
-    await page.getByRole('button', { name: 'Delete all' }).click();
+    // Delete selected: the first only, after the confirmation.
+    await page.getByRole('checkbox', { name: `Select ${ids[0]}` }).check();
+    await page.getByRole('button', { name: 'Delete selected' }).click();
     const dialog = page.getByRole('dialog');
-    await dialog.getByText('Delete all 2 message(s)').waitFor();
+    await dialog.getByText('Delete 1 selected message(s)').waitFor();
+    await dialog.getByRole('button', { name: 'Delete selected' }).click();
+    await page.getByRole('status').filter({ hasText: 'Deleted 1 message(s)' }).waitFor();
+    assert.equal((await adminRequest(server, 'GET', `/api/queue/${ids[0]}`)).status, 404);
+    assert.equal((await adminRequest(server, 'GET', `/api/queue/${ids[1]}`)).status, 200);
+    // Delete all: cancelling keeps the queue; confirming empties it.
+    await page.getByRole('button', { name: 'Delete all' }).click();
+    await dialog.getByText('Delete all 1 message(s)').waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    assert.equal((await adminRequest(server, 'GET', `/api/queue/${ids[1]}`)).status, 200);
+    await page.getByRole('button', { name: 'Delete all' }).click();
+    await dialog.getByText('Delete all 1 message(s)').waitFor();
     await shot('queue-confirm');
     await dialog.getByRole('button', { name: 'Delete all' }).click();
-    await page.getByRole('status').filter({ hasText: 'Deleted 2 message(s)' }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'Deleted 1 message(s)' }).waitFor();
     const q = await adminRequest(server, 'GET', '/api/queue');
     assert.equal(q.json.total, 0);
     // Nothing left to send: the remote MX, now willing, gets neither.
@@ -282,7 +297,7 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await shot('trace');
   });
 
-  it('every other page renders from the API (screenshots), the quota bars are sorted over-quota first', STEP, async () => {
+  it('every other page renders from the API (screenshots), the quota bars are sorted over-quota first', { timeout: 240_000 }, async () => {
     for (const [path, heading] of [
       ['overview', 'Overview'],
       ['mailboxes', 'Mailboxes'],
@@ -300,7 +315,13 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await open('smtp-access', 'SMTP access');
     await page.getByText('Do not change the default policy on new environments!').waitFor();
     await open('directory', 'Directory');
-    await page.getByRole('row', { name: /anna\.bianchi.*anna@example\.com/ }).waitFor();
+    // Should AD be too slow for this machine's load, the page says so and offers "Try again": use it.
+    await waitFor('the directory listed', async () => {
+      if ((await page.getByRole('row', { name: /anna\.bianchi[\s\S]*anna@example\.com/ }).count()) > 0) return true;
+      const retry = page.getByRole('button', { name: 'Try again' });
+      if ((await retry.count()) > 0) await retry.click();
+      return false;
+    }, { timeoutMs: 150_000, intervalMs: 1000 });
     await page.getByRole('row', { name: /Sales/ }).first().waitFor();
 
     // Mail quota: laura gets 1.2 MB while there is no quota, then everyone gets 1 MB; anna keeps none (custom 0).

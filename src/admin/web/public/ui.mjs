@@ -36,7 +36,11 @@ export function ErrorText({ id, text }) {
   return text ? html`<p class="field-error" id=${id} role="alert">${text}</p>` : null;
 }
 export function Loading({ state, children }) {
-  if (state.error) return html`<p class="field-error" role="alert">${state.error.message}</p>`;
+  // A 503 (AD or a daemon cannot answer now) is temporary: the page offers to ask again.
+  if (state.error) {
+    return html`<p class="field-error" role="alert">${state.error.message}</p>
+      ${state.reload ? html`<div class="buttons"><button type="button" onClick=${() => state.reload()}>Try again</button></div>` : null}`;
+  }
   if (state.data === undefined) return html`<p aria-busy="true">Loading…</p>`;
   return children(state.data);
 }
