@@ -125,7 +125,7 @@ export interface ExecuteResult {
    */
   editedHeaders?: SieveHeaderField[];
   /** RFC 7352 §3: the duplicate ids to record, only after the actions were carried out successfully. */
-  duplicateIds: { id: string; seconds: number }[];
+  duplicateIds: { id: string; seconds: number; /** :last — the period counts from the latest sighting */ last: boolean }[];
   /** What the script did, for the delivery log. */
   log: string[];
 }
