@@ -33,7 +33,7 @@ interface State {
   included: Set<string>;
   compiledIncludes: Map<string, CompiledScript>;
   edited?: SieveHeaderField[];
-  duplicates: Map<string, { id: string; seconds: number; last: boolean }>;
+  duplicates: Map<string, { id: string; seconds: number; last: boolean; seen: boolean }>;
   budget: { steps: number };
   log: string[];
   extensions: ReadonlySet<string>;
@@ -71,7 +71,9 @@ export async function execute(script: CompiledScript, msg: SieveMessage, env: Si
   const actions = [...state.actions];
   // RFC 5228 §2.10.2: the implicit keep files into INBOX unless an action cancelled it; RFC 5232 §5: with the
   // current flags of the internal variable.
-  if (state.implicitKeep && !actions.some((a) => a.type === 'keep')) actions.push({ type: 'keep', flags: [...state.flags] });
+  if (state.implicitKeep && !actions.some((a) => a.type === 'keep')) {
+    actions.push({ type: 'keep', flags: [...state.flags], ...(state.edited ? { headers: state.edited.map((f) => ({ ...f })) } : {}) });
+  }
   return {
     actions,
     editedHeaders: state.edited,
@@ -233,8 +235,11 @@ class Frame implements Runtime {
     else this.locals.set(n, v);
   }
 
-  declareGlobal(name: string): void {
-    this.globalNames.add(name.toLowerCase());
+  declareGlobal(name: string, at: Pos): void {
+    const n = name.toLowerCase();
+    // RFC 6609 §3.4.1: declaring global a variable this script already set is an error.
+    if (this.locals.has(n)) this.error(`global: '${name}' was already set as a local variable`, at);
+    this.globalNames.add(n);
   }
 
   // ---- flags (RFC 5232) ----
@@ -313,8 +318,8 @@ class Frame implements Runtime {
   addAction(action: SieveAction, at: Pos): void {
     const acts = this.state.actions;
     const has = (t: SieveAction['type']) => acts.some((a) => a.type === t);
-    // RFC 5429 §2.1–2.2: one reject per script, and reject excludes actions that deliver or reply (keep,
-    // fileinto, redirect, vacation — RFC 5230 §4.7 too).
+    // RFC 5429 §2.4: one reject per script; reject MUST be incompatible with vacation (RFC 5230 §4.7 too) and is
+    // NOT RECOMMENDED with actions that deliver (keep, fileinto, redirect): we refuse those combinations.
     if (action.type === 'reject') {
       if (has('reject')) this.error('reject: only one reject or ereject is allowed', at);
       const other = acts.find((a) => a.type === 'keep' || a.type === 'fileinto' || a.type === 'redirect' || a.type === 'vacation');
@@ -355,6 +360,10 @@ class Frame implements Runtime {
     }
     if (action.type === 'discard' && has('discard')) return;
     if (acts.length >= this.state.limits.maxActions) this.error(`more than ${this.state.limits.maxActions} actions`, at);
+    // RFC 5293 §7: what is stored or sent has the header as edited so far.
+    if (this.state.edited && (action.type === 'keep' || action.type === 'fileinto' || action.type === 'redirect')) {
+      action.headers = this.state.edited.map((f) => ({ ...f }));
+    }
     acts.push(action);
     this.log(describeAction(action));
   }
@@ -388,10 +397,16 @@ class Frame implements Runtime {
   // ---- duplicate (RFC 7352) ----
 
   async duplicateCheck(id: string, seconds: number, last: boolean): Promise<boolean> {
-    // §3: an id already tested in this run counts as seen; it is recorded only after the run succeeds.
-    if (this.state.duplicates.has(id)) return true;
+    // §3: ids met earlier in this run are not duplicates: every test with the same id gives the same answer; the
+    // id is recorded only after the run succeeded (the caller does), with the arguments of the last test (§3.3).
+    const earlier = this.state.duplicates.get(id);
+    if (earlier) {
+      earlier.seconds = seconds;
+      earlier.last = last;
+      return earlier.seen;
+    }
     const seen = await this.state.env.duplicateSeen(id, seconds);
-    this.state.duplicates.set(id, { id, seconds, last });
+    this.state.duplicates.set(id, { id, seconds, last, seen });
     return seen;
   }
 }

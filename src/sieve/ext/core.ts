@@ -25,16 +25,15 @@ function checkIndex(node: Node, ctx: { error(m: string, at: Node): never }): voi
 export function addressValues(rt: Runtime, node: Node, fields: string[]): { parts: string[]; count: number } {
   const parts: string[] = [];
   let count = 0;
-  for (const field of fields) {
-    for (const raw of indexed(node, rt.headers(field))) {
-      const addrs = parseAddressList(raw);
-      // RFC 5228 §2.7.4: a value that is not an address list is compared whole by :all only.
-      const list = addrs.length > 0 ? addrs : raw.trim() === '' ? [] : [raw.trim()];
-      for (const a of list) {
-        count++;
-        const p = addrs.length > 0 ? addressPart(a, node.addressPart) : node.addressPart === 'all' ? a : null;
-        if (p !== null) parts.push(p);
-      }
+  // RFC 5260 §6: :index counts the fields of all the named headers together, in the order of the list.
+  for (const raw of indexed(node, fields.flatMap((f) => rt.headers(f)))) {
+    const addrs = parseAddressList(raw);
+    // RFC 5228 §2.7.4: a value that is not an address list is compared whole by :all only.
+    const list = addrs.length > 0 ? addrs : raw.trim() === '' ? [] : [raw.trim()];
+    for (const a of list) {
+      count++;
+      const p = addrs.length > 0 ? addressPart(a, node.addressPart) : node.addressPart === 'all' ? a : null;
+      if (p !== null) parts.push(p);
     }
   }
   return { parts, count };
@@ -119,8 +118,8 @@ export const defs: Defs = {
     pos: ['stringlist', 'stringlist'],
     check: checkIndex,
     test(node, rt) {
-      const values: string[] = [];
-      for (const h of rt.expandList(node.pos[0])) values.push(...indexed(node, rt.headers(h)));
+      // RFC 5260 §6: :index counts the fields of all the named headers together.
+      const values = indexed(node, rt.expandList(node.pos[0]).flatMap((h) => rt.headers(h)));
       const keys = rt.expandList(node.pos[1]);
       if (node.matchType === 'count') return rt.matchCount(node, values.length, keys);
       return rt.match(node, values, keys);
