@@ -239,7 +239,10 @@ function checkNode(c: TestNode & { block?: CommandNode[] }, kind: 'command' | 't
   }
 
   // Tests and blocks.
-  if (def.tests === undefined && c.tests.length > 0) ctx.error(`${c.name}: does not take a test`, c.tests[0]);
+  if (def.tests === undefined && c.tests.length > 0) {
+    // "keep\ndiscard;" reads as keep with the test "discard": most likely a missing ';'.
+    ctx.error(kind === 'command' && !c.testList ? `expected ';' after '${c.name}' (before '${c.tests[0].name}')` : `${c.name}: does not take a test`, c.tests[0]);
+  }
   if (def.tests === 'one' && c.tests.length !== 1) ctx.error(c.tests.length === 0 ? `${c.name}: needs a test` : `${c.name}: takes one test (combine tests with allof or anyof)`, c);
   if (def.tests === 'list' && c.tests.length === 0) ctx.error(`${c.name}: needs a list of tests`, c);
   node.tests = c.tests.map((t) => checkNode(t, 'test', ctx, available, decode));
