@@ -108,6 +108,8 @@ export function compile(source: string, opts: CompileOptions = {}): CompileResul
         if (BUILTIN_CAPABILITIES.has(name)) continue;
         if (!available.has(name)) ctx.error(SIEVE_EXTENSIONS.includes(name) ? `require: extension '${c.value}' is not enabled on this server` : `require: unknown extension '${c.value}'`, c);
         requires.add(name);
+        // RFC 6131 §2 (and its example): requiring "vacation-seconds" implies "vacation".
+        if (name === 'vacation-seconds') requires.add('vacation');
       }
     } catch (e) {
       record(e);
