@@ -160,7 +160,7 @@ async function start(): Promise<Env> {
       dataDir,
       directory: adDirectory('AD'),
       // No tls: postern makes a self-signed pair for its hostname (src/lib/tls.ts), which curl then trusts.
-      listeners: { smtp: false, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false },
+      listeners: { smtp: false, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false, managesieve: false },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0, kerberos: { keytab, realm: dc.realm } },
     },
