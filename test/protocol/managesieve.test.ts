@@ -460,3 +460,29 @@ test('sieve-connect (Debian) over STARTTLS: upload, list, activate, download, ch
   await assert.rejects(lstat(join(home('mario.rossi'), 'sieve', 'vacation.sieve')), { code: 'ENOENT' });
   assert.doesNotMatch((await sc('--list')).stdout, /vacation/);
 });
+
+// ---- the whole server -----------------------------------------------------------------------------------------
+
+test('postern serve starts ManageSieve on listeners.managesieve with the mailbox authenticator and the store\'s homes', { timeout: 120_000 }, async (t) => {
+  const { startTestServer } = await import('../helpers/server.ts');
+  const server = await startTestServer({ managesieve: { maxScripts: 1 } });
+  t.after(() => server.close());
+  assert.ok(server.ports.managesieve! > 0);
+  const c = await RawManageSieve.connect(server.ports.managesieve!);
+  const greeting = await c.response();
+  assert.ok(greeting.lines.includes('"STARTTLS"'));
+  await c.starttls();
+  assert.match((await c.cmd(`AUTHENTICATE "PLAIN" "${saslPlain('john.smith', PASSWORD)}"`)).status, /^OK/);
+  assert.match((await c.cmd(`PUTSCRIPT "one" ${literal(GOOD)}`)).status, /^OK/);
+  assert.match((await c.cmd(`PUTSCRIPT "two" ${literal(GOOD)}`)).status, /^NO \(QUOTA\/MAXSCRIPTS\)/, 'managesieve.maxScripts from the config');
+  assert.match((await c.cmd('SETACTIVE "one"')).status, /^OK/);
+  const john = await server.core.directory.findLogin('john.smith');
+  assert.ok(john);
+  const homeDir = server.store.homePath(userOwner(john));
+  assert.equal(await readlink(join(homeDir, '.dovecot.sieve')), 'sieve/one.sieve');
+  assert.equal(await readFile(join(homeDir, 'sieve', 'one.sieve'), 'utf8'), GOOD);
+  // An account the directory watch or an admin takes away loses its session (the shared registry).
+  assert.equal(server.sessions.closeUser('john.smith', 'account disabled').managesieve, 1);
+  assert.match((await c.response()).status, /^BYE "account disabled"/);
+  c.close();
+});
