@@ -4,3 +4,5 @@
  */
 export * from './types.js';
 export { compile, SIEVE_EXTENSIONS, DEFAULT_MAX_SCRIPT_BYTES } from './validate.js';
+export { execute, DEFAULT_LIMITS } from './interpreter.js';
+export { buildSieveMessage, applyEditedHeaders } from './message.js';

@@ -29,7 +29,7 @@ export interface Runtime {
   getVar(name: string): string;
   setVar(name: string, value: string, at: Pos): void;
   /** RFC 6609 §3.3: makes a name refer to the global variable. */
-  declareGlobal(name: string): void;
+  declareGlobal(name: string, at: Pos): void;
   /** Header access seeing editheader's changes (RFC 5293 §5 sees the edited message). */
   headers(name: string): string[];
   rawHeaders(name: string): string[];

@@ -56,6 +56,9 @@ export function parseDateTime(value: string): ZonedDate | null {
     if (z !== null) offset = z;
     else offset = NAMED_ZONES[m[7].toLowerCase()] ?? 0;
   }
+  // §4: a date the calendar does not have (January 32nd, February 29th of 2023) is not valid.
+  const check = new Date(Date.UTC(year, month, day));
+  if (check.getUTCMonth() !== month || check.getUTCDate() !== day) return null;
   const utcMs = Date.UTC(year, month, day, hour, minute, Math.min(second, 59)) - offset * 60_000;
   if (Number.isNaN(utcMs)) return null;
   return { utcMs, offsetMinutes: offset };
@@ -94,7 +97,8 @@ export function datePart(d: ZonedDate, part: string): string {
     case 'time':
       return `${h}:${mi}:${s}`;
     case 'iso8601':
-      return `${Y}-${M}-${D}T${h}:${mi}:${s}${zone.slice(0, 3)}:${zone.slice(3)}`;
+      // §4.2: RFC 3339 date-time, a zero offset written "Z".
+      return `${Y}-${M}-${D}T${h}:${mi}:${s}${d.offsetMinutes === 0 ? 'Z' : `${zone.slice(0, 3)}:${zone.slice(3)}`}`;
     case 'std11':
       return `${DAYS[local.getUTCDay()]}, ${D} ${MONTHS[local.getUTCMonth()].replace(/^./, (c) => c.toUpperCase())} ${Y} ${h}:${mi}:${s} ${zone}`;
     case 'zone':
@@ -143,10 +147,11 @@ export const defs: Defs = {
       const header = rt.expand(strArg(node.pos[0])!);
       const part = rt.expand(strArg(node.pos[1])!).toLowerCase();
       const values: string[] = [];
-      for (let raw of indexed(node, rt.headers(header))) {
-        // §4: a Received field's date is after its last ";".
-        if (header.toLowerCase() === 'received' && raw.includes(';')) raw = raw.slice(raw.lastIndexOf(';') + 1);
-        const d = parseDateTime(raw);
+      // §4: only the first field of that name, unless :index chooses another (§6).
+      const all = rt.headers(header);
+      for (const raw of node.tags.has('index') ? indexed(node, all) : all.slice(0, 1)) {
+        // §4: the date-time is the whole field (Date:) or what follows its last ";" (Received:).
+        const d = parseDateTime(raw) ?? (raw.includes(';') ? parseDateTime(raw.slice(raw.lastIndexOf(';') + 1)) : null);
         // §4: a field that is not a date does not match (and is not counted).
         if (!d) continue;
         values.push(datePart({ utcMs: d.utcMs, offsetMinutes: targetZone(node, rt, d.offsetMinutes) }, part));

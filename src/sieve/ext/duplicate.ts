@@ -6,9 +6,11 @@
 import { createHash } from 'node:crypto';
 import { numArg, strArg, type Defs } from '../registry.js';
 
-/** Pigeonhole's sieve_duplicate_default_period (12 hours); :seconds above the maximum is lowered to it (2 days). */
-export const DUPLICATE_DEFAULT_SECONDS = 12 * 3600;
-export const DUPLICATE_MAX_SECONDS = 2 * 86_400;
+/** RFC 7352 §3.3: "a default expiration time of around 7 days"; larger :seconds are silently lowered to 30 days. */
+export const DUPLICATE_DEFAULT_SECONDS = 7 * 86_400;
+export const DUPLICATE_MAX_SECONDS = 30 * 86_400;
+
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
 export const defs: Defs = {
   duplicate: {
@@ -31,12 +33,15 @@ export const defs: Defs = {
       else {
         const h = strArg(node.tags.get('header'));
         const field = h ? rt.expand(h) : 'message-id';
+        // §3.1: an invalid header name is no error, the test is just false.
+        if (!FIELD_NAME.test(field)) return false;
         // §3.1: the first occurrence, without surrounding blanks; absent, the test is false.
         value = rt.headers(field)[0]?.trim();
         if (value === undefined || value === '') return false;
-        // §3.1: Message-ID compares case-insensitively on its right side; unfolded, so whitespace inside is kept.
       }
       const seconds = Math.min(numArg(node.tags.get('seconds')) ?? DUPLICATE_DEFAULT_SECONDS, DUPLICATE_MAX_SECONDS);
+      // §3.3: :seconds 0 makes the test false, and nothing is tracked.
+      if (seconds === 0) return false;
       // §3: the id is the handle with the value; hashed so the store keeps fixed-size keys.
       const id = createHash('sha256').update(`${handle}\0${value}`).digest('hex');
       return rt.duplicateCheck(id, seconds, node.tags.has('last'));

@@ -37,7 +37,7 @@ export const defs: Defs = {
       for (const v of listArg(node.pos[0])) if (!VARIABLE_NAME.test(v.value)) ctx.error(`global: invalid variable name '${v.value}'`, v);
     },
     run(node, rt) {
-      for (const v of listArg(node.pos[0])) rt.declareGlobal(v.value);
+      for (const v of listArg(node.pos[0])) rt.declareGlobal(v.value, v);
     },
   },
 };

@@ -50,7 +50,8 @@ export const defs: Defs = {
       rt.addAction(
         {
           type: 'vacation',
-          handle: handleArg ? rt.expand(handleArg) : defaultHandle(reason, subject, from, mime),
+          // §4.2: the synthesised handle uses the arguments before variable expansion.
+          handle: handleArg ? rt.expand(handleArg) : defaultHandle(strArg(node.pos[0])!.value, subjectArg?.value, fromArg?.value, mime),
           periodSeconds,
           subject,
           from,
