@@ -114,7 +114,7 @@ export const authSchema = z
         keytab: z
           .string()
           .min(1)
-          .describe('Keytab with the keys of imap/HOST, pop/HOST and smtp/HOST; SASL GSSAPI (Kerberos single sign-on) is offered while it is readable'),
+          .describe('Keytab with the keys of imap/HOST, pop/HOST, smtp/HOST and sieve/HOST (ManageSieve); SASL GSSAPI (Kerberos single sign-on) is offered while it is readable'),
         hostname: z
           .string()
           .min(1)
