@@ -229,8 +229,9 @@ export class SieveScriptStore {
   async usage(home: string): Promise<SieveUsage> {
     let scripts = 0;
     let bytes = 0;
-    for (const name of await this.names(home)) {
-      const st = await stat(this.scriptPath(home, name)).catch(() => null);
+    // In parallel: a mailbox may hold dozens of scripts, and HAVESPACE and PUTSCRIPT both ask.
+    const sizes = await Promise.all((await this.names(home)).map((name) => stat(this.scriptPath(home, name)).catch(() => null)));
+    for (const st of sizes) {
       if (!st?.isFile()) continue;
       scripts++;
       bytes += st.size;
