@@ -83,6 +83,7 @@ async function startPosternSide(root: string, run: number, workers: number | und
         admin: false,
         http: false,
         https: false,
+        managesieve: false,
       },
       smtp: { maxClients: 1000, ...(workers === undefined ? {} : { workers }) },
     }),

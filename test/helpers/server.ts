@@ -39,6 +39,7 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
         admin: { port: 0, host: '127.0.0.1' },
         http: { port: 0, host: '127.0.0.1' },
         https: { port: 0, host: '127.0.0.1' },
+        managesieve: { port: 0, host: '127.0.0.1' },
       },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
@@ -47,14 +48,15 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
       // POSTERN_TEST_SMTP_WORKERS=2 runs the port-25 sessions of this fixture in SMTP worker processes (smtp.workers).
       ...(process.env.POSTERN_TEST_SMTP_WORKERS ? { smtp: { workers: Number(process.env.POSTERN_TEST_SMTP_WORKERS) } } : {}),
       ...over,
-      // A test that lists its own listeners still gets admin, http and https on port 0 unless it says otherwise:
-      // their defaults (8443, 8080, 8444) would collide between test files running at once.
+      // A test that lists its own listeners still gets admin, http, https and managesieve on port 0 unless it says
+      // otherwise: their defaults (8443, 8080, 8444, 24190) would collide between test files running at once.
       ...(over.listeners
         ? {
             listeners: {
               admin: { port: 0, host: '127.0.0.1' },
               http: { port: 0, host: '127.0.0.1' },
               https: { port: 0, host: '127.0.0.1' },
+              managesieve: { port: 0, host: '127.0.0.1' },
               ...(over.listeners as object),
             },
           }
