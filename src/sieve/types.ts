@@ -94,10 +94,19 @@ export interface SieveEnvironment {
   limits?: SieveLimits;
 }
 
+/**
+ * RFC 5293 §7: actions that store or send the message use the header as edited when the action ran. `headers` is
+ * that header (the whole top-level header, to write in place of the original) when editheader had changed it by
+ * then; absent, the message is stored or sent as it came.
+ */
+export interface EditedHeader {
+  headers?: SieveHeaderField[];
+}
+
 export type SieveAction =
-  | { type: 'keep'; flags: string[] }
-  | { type: 'fileinto'; mailbox: string; flags: string[]; copy: boolean; create: boolean }
-  | { type: 'redirect'; address: string; copy: boolean }
+  | ({ type: 'keep'; flags: string[] } & EditedHeader)
+  | ({ type: 'fileinto'; mailbox: string; flags: string[]; copy: boolean; create: boolean } & EditedHeader)
+  | ({ type: 'redirect'; address: string; copy: boolean } & EditedHeader)
   | { type: 'reject'; reason: string; ereject: boolean }
   | { type: 'discard' }
   | {
@@ -119,13 +128,15 @@ export interface ExecuteResult {
   /** The actions to carry out, the implicit keep included when it applies (RFC 5228 §2.10.2). */
   actions: SieveAction[];
   /**
-   * editheader (RFC 5293): when the script added or deleted header fields, the complete new top-level header of
-   * the message, in order, to be written in place of the original one (src/sieve/message.ts applyEditedHeaders).
-   * Undefined when the header was not edited.
+   * editheader (RFC 5293): when the script added or deleted header fields, the complete top-level header at the
+   * end of the run, in order (src/sieve/message.ts applyEditedHeaders writes it). Undefined when the header was not
+   * edited. Each keep/fileinto/redirect action carries the header as it was when it ran (`headers`); this is the
+   * one of the implicit keep (RFC 5293 §7: the implicit keep comes after all edits). DSNs/MDNs for reject use the
+   * original header (§7).
    */
   editedHeaders?: SieveHeaderField[];
   /** RFC 7352 §3: the duplicate ids to record, only after the actions were carried out successfully. */
-  duplicateIds: { id: string; seconds: number }[];
+  duplicateIds: { id: string; seconds: number; /** :last — the period counts from the latest sighting */ last: boolean }[];
   /** What the script did, for the delivery log. */
   log: string[];
 }
