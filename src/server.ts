@@ -153,7 +153,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         const closed = sessions.closeUser(end.login, end.reason);
         // Sessions served by IMAP worker processes (imap.workers) are closed there.
         imapWorkersRef.current?.closeUser(end.login, end.reason);
-        if (closed.imap + closed.pop3 > 0) log.info({ component: 'directory', user: end.login, reason: end.reason, ...closed }, 'directory watch: sessions closed');
+        if (closed.imap + closed.pop3 + closed.managesieve > 0) log.info({ component: 'directory', user: end.login, reason: end.reason, ...closed }, 'directory watch: sessions closed');
       });
       opened.push({ close: () => w.stop() });
       // A safety net for what no AD write announces (accountExpires simply passing, a lockout seen only by another

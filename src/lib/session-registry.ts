@@ -1,12 +1,12 @@
 /**
- * The open IMAP and POP3 sessions by user, so that an AD change that takes a user's access away (disabled,
+ * The open IMAP, POP3 and ManageSieve sessions by user, so that an AD change that takes a user's access away (disabled,
  * expired, locked out, deleted: directory/watch.ts) ends every session at once instead of at the client's
  * next login. Keys are logins compared case-insensitively (sAMAccountName rules).
  */
 import { loginKey } from '../directory/types.js';
 
 export interface ClosableSession {
-  protocol: 'imap' | 'pop3';
+  protocol: 'imap' | 'pop3' | 'managesieve';
   /** Tells the client why (IMAP `* BYE`, POP3 `-ERR`) and closes the connection. */
   close(reason: string): void;
 }
@@ -30,8 +30,8 @@ export class SessionRegistry {
   }
 
   /** Closes every session of the user; returns how many were closed, by protocol. */
-  closeUser(login: string, reason: string): { imap: number; pop3: number } {
-    const closed = { imap: 0, pop3: 0 };
+  closeUser(login: string, reason: string): { imap: number; pop3: number; managesieve: number } {
+    const closed = { imap: 0, pop3: 0, managesieve: 0 };
     const set = this.byUser.get(loginKey(login));
     if (!set) return closed;
     this.byUser.delete(loginKey(login));

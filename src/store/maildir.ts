@@ -18,7 +18,7 @@
  */
 import type { Dirent } from 'node:fs';
 import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { errorCode, ensureMaildir, fsyncDirShared, FILE_MODE, writeAll } from './fs-util.js';
@@ -92,6 +92,14 @@ export class MaildirStore implements MailStore {
   maildirPath(owner: MailboxOwner): string {
     if (owner.kind === 'user' && this.locate) return join(this.root, this.locate(owner), 'Maildir');
     return join(this.root, ownerRelativePath(owner));
+  }
+
+  /**
+   * The owner's home: the directory holding Maildir/ (and, as with Dovecot's `~`, the Sieve scripts of
+   * src/sieve/storage.ts). Not created here.
+   */
+  homePath(owner: MailboxOwner): string {
+    return dirname(this.maildirPath(owner));
   }
 
   /** The Maildir of one folder ('INBOX' → the Maildir root). Throws InvalidFolderName. */

@@ -52,6 +52,8 @@ export const CLIENT_PACKAGES = {
   swaks: { binary: 'swaks', package: 'swaks' },
   curl: { binary: 'curl', package: 'curl' },
   kinit: { binary: 'kinit', package: 'krb5-user' },
+  /** The ManageSieve client (RFC 5804) the managesieve tests drive. */
+  sieveConnect: { binary: 'sieve-connect', package: 'sieve-connect' },
 } satisfies Record<string, DebianPackage>;
 
 /** Dovecot for the Maildir interop test (test/harness/dovecot.ts): the master, imap and imap-login. */
