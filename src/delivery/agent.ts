@@ -26,6 +26,7 @@ import type { Srs } from './srs.js';
 import type { TraceRecorder } from '../trace/types.js';
 import type { NewEnvelope } from '../queue/spool.js';
 import type { DeliveryPlan, SieveDelivery } from '../sieve/delivery.js';
+import { KeyedMutex } from '../store/keyed-mutex.js';
 
 export interface AgentOptions {
   resolver: Resolver;
@@ -93,6 +94,11 @@ function fail(r: QueueRecipient, code: number, status: string, text: string): vo
 
 export class LocalRemoteAgent {
   private readonly log: Logger;
+  /**
+   * Sieve deliveries to one mailbox run one at a time: what one message records (the vacation reply sent, RFC 7352
+   * duplicate ids) is seen by the next, so two copies arriving together get one reply and one delivery.
+   */
+  private readonly sieveLocks = new KeyedMutex();
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'delivery' });
   }
@@ -283,20 +289,26 @@ export class LocalRemoteAgent {
     // The spool file is this very Maildir file (same prefix, then the message): linked, not written again.
     const linkFrom = spooled?.prefix === prefix ? spooled.path : undefined;
     if (route.kind === 'user' && this.opts.sieve && this.opts.enqueue) {
-      let plan: DeliveryPlan | undefined;
-      try {
-        plan = await this.opts.sieve.plan({ owner: owner as Extract<MailboxOwner, { kind: 'user' }>, envelope, recipient: r.address, message, keepFolder: folder });
-      } catch (err) {
-        if (err instanceof TempFailure) {
-          r.lastResult = '451 4.4.3 Directory temporarily unavailable';
-          r.status = '4.4.3';
-          log.warn({ to: r.address, err: err.message }, 'sieve: user addresses unavailable; will retry');
-          return;
+      const sieve = this.opts.sieve;
+      const done = await this.sieveLocks.run(route.guid ?? route.login.toLowerCase(), async () => {
+        let plan: DeliveryPlan | undefined;
+        try {
+          plan = await sieve.plan({ owner: owner as Extract<MailboxOwner, { kind: 'user' }>, envelope, recipient: r.address, message, keepFolder: folder });
+        } catch (err) {
+          if (err instanceof TempFailure) {
+            r.lastResult = '451 4.4.3 Directory temporarily unavailable';
+            r.status = '4.4.3';
+            log.warn({ to: r.address, err: err.message }, 'sieve: user addresses unavailable; will retry');
+            return true;
+          }
+          // A bug must not lose the message: it is delivered as it would be without Sieve.
+          log.error({ to: r.address, err }, 'sieve: delivery plan failed; delivering without Sieve');
+          return false;
         }
-        // A bug must not lose the message: it is delivered as it would be without Sieve.
-        log.error({ to: r.address, err }, 'sieve: delivery plan failed; delivering without Sieve');
-      }
-      if (plan) return this.deliverPlan(envelope, r, owner, route.login, plan, quotaMB, prefix, linkFrom, log, folders);
+        await this.deliverPlan(envelope, r, owner, route.login, plan, quotaMB, prefix, linkFrom, log, folders);
+        return true;
+      });
+      if (done) return;
     }
     try {
       const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom });

@@ -32,9 +32,9 @@ const CRLF = '\r\n';
 
 /** An action as delivery understands it (the interpreter's actions are mapped onto these). */
 export type PlanAction =
-  | { type: 'keep'; flags?: string[] }
-  | { type: 'fileinto'; mailbox: string; flags?: string[]; create?: boolean; copy?: boolean }
-  | { type: 'redirect'; address: string; copy?: boolean }
+  | { type: 'keep'; flags?: string[]; message?: Buffer }
+  | { type: 'fileinto'; mailbox: string; flags?: string[]; create?: boolean; copy?: boolean; message?: Buffer }
+  | { type: 'redirect'; address: string; copy?: boolean; message?: Buffer }
   | { type: 'reject'; reason: string; ereject?: boolean }
   | { type: 'discard' }
   | {
@@ -54,7 +54,7 @@ export interface ScriptOutcome {
   actions: PlanAction[];
   /** Whether the implicit keep still applies (RFC 5228 §2.10.2: cancelled by fileinto, redirect, discard, reject). */
   implicitKeep: boolean;
-  /** The message after editheader (RFC 5293), when the script changed it. */
+  /** The message after editheader (RFC 5293), when the script changed it: what later scripts see. */
   message?: Buffer;
   /** RFC 7352 ids to record once the message is delivered. */
   duplicateIds?: { id: string; seconds: number }[];
@@ -69,7 +69,7 @@ export interface ScriptInput {
   envelope: { from: string; to: string };
   user: { login: string; home: string };
   folderExists(name: string): boolean;
-  duplicateSeen(id: string): boolean;
+  duplicateSeen(id: string, seconds: number): boolean;
   now: Date;
 }
 
@@ -243,13 +243,15 @@ export class SieveDelivery {
     }
 
     // Copies: explicit keep and fileinto, deduplicated by folder (RFC 5228 §2.10.3), then the implicit keep.
-    const copies = new Map<string, { flags: Set<string> }>();
-    const addCopy = (folder: string, flags: string[] | undefined) => {
+    // RFC 5293 §7: a copy is stored with the header as editheader had left it when its action ran.
+    const copies = new Map<string, { flags: Set<string>; message: Buffer }>();
+    const addCopy = (folder: string, flags: string[] | undefined, edited?: Buffer) => {
       const { letters, dropped } = maildirFlags(flags);
       if (dropped.length) log.info({ folder, keywords: dropped }, 'sieve: keywords are not stored at delivery (system flags only)');
-      const c = copies.get(folder.toLowerCase() === 'inbox' ? 'INBOX' : folder) ?? { flags: new Set<string>() };
+      const name = folder.toLowerCase() === 'inbox' ? 'INBOX' : folder;
+      const c = copies.get(name) ?? { flags: new Set<string>(), message: edited ?? message };
       for (const l of letters) c.flags.add(l);
-      copies.set(folder.toLowerCase() === 'inbox' ? 'INBOX' : folder, c);
+      copies.set(name, c);
     };
     const outgoing: PlannedMessage[] = [];
     const vacations: { sender: string; handle: string; seconds: number }[] = [];
@@ -258,7 +260,7 @@ export class SieveDelivery {
     for (const a of actions) {
       switch (a.type) {
         case 'keep':
-          addCopy(input.keepFolder, a.flags);
+          addCopy(input.keepFolder, a.flags, a.message);
           break;
         case 'fileinto': {
           let folder = a.mailbox;
@@ -268,7 +270,7 @@ export class SieveDelivery {
             log.warn({ folder }, 'sieve: fileinto a folder that does not exist (no :create); delivering to INBOX');
             folder = 'INBOX';
           }
-          addCopy(folder, a.flags);
+          addCopy(folder, a.flags, a.message);
           break;
         }
         case 'discard':
@@ -294,7 +296,7 @@ export class SieveDelivery {
             keepsSender: true,
             message: prepend(
               [`Received: by ${this.opts.hostname} (postern sieve redirect) for <${to}>; ${rfc5322Date(now)}`, `Delivered-To: ${recipient}`],
-              input.message,
+              a.message ?? input.message,
             ),
           });
           log.info({ redirect: to }, 'sieve: redirected');
@@ -330,8 +332,8 @@ export class SieveDelivery {
     const planned: PlannedCopy[] = [...copies].map(([folder, c]) => ({
       folder,
       flags: [...c.flags].sort().join(''),
-      message,
-      original: message === input.message,
+      message: c.message,
+      original: c.message === input.message,
     }));
     const state = this.opts.state;
     const summary = [

@@ -3,14 +3,14 @@
  * and folders are, how scripts are read, and the interpreter that runs them (src/sieve/runner.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Directory } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { MaildirStore } from '../store/maildir.js';
 import { SieveDelivery } from './delivery.js';
 import { makeScriptRunner } from './runner.js';
-import { readActiveScript } from './scripts.js';
+import { ACTIVE_LINK, SieveScriptStore } from './storage.js';
 import type { SieveState } from './state.js';
 
 export interface SieveWiring {
@@ -24,6 +24,8 @@ export interface SieveWiring {
 
 export function makeSieveDelivery(w: SieveWiring): SieveDelivery {
   const c = w.config.sieve;
+  // The scripts ManageSieve stores, in Pigeonhole's layout (read only here).
+  const scripts = new SieveScriptStore();
   return new SieveDelivery({
     state: w.state,
     hostname: w.hostname,
@@ -39,7 +41,11 @@ export function makeSieveDelivery(w: SieveWiring): SieveDelivery {
       }
     },
     beforeScript: () => (c.enabled && c.before ? { path: c.before, text: readFileSync(c.before, 'utf8') } : null),
-    activeScript: async (home) => (c.enabled ? readActiveScript(home) : null),
+    activeScript: async (home) => {
+      if (!c.enabled) return null;
+      const active = await scripts.getActive(home);
+      return active ? { path: join(home, active.name === null ? ACTIVE_LINK : `sieve/${active.name}.sieve`), text: active.text } : null;
+    },
     run: c.enabled ? makeScriptRunner(c, w.log) : undefined,
     limits: { maxRedirects: c.maxRedirects, vacationMinSeconds: c.vacationMinSeconds, vacationMaxDays: c.vacationMaxDays },
   });
