@@ -314,7 +314,7 @@ export class SieveDelivery {
           break;
         }
         case 'vacation': {
-          const v = this.vacation(a, { login: owner.login, sender: envelope.from, message: input.message, addresses, primary, now });
+          const v = this.vacation(a, { login: owner.login, sender: envelope.from, message: input.message, addresses, primary, now, spam: envelope.spam === true });
           if (v.reply) {
             outgoing.push({ kind: 'vacation', from: '', to: envelope.from, message: v.reply });
             vacations.push({ sender: envelope.from, handle: v.handle, seconds: v.seconds });
@@ -357,13 +357,13 @@ export class SieveDelivery {
   /** RFC 5230: the reply, or why none is sent. */
   private vacation(
     a: Extract<PlanAction, { type: 'vacation' }>,
-    c: { login: string; sender: string; message: Buffer; addresses: string[]; primary: string; now: Date },
+    c: { login: string; sender: string; message: Buffer; addresses: string[]; primary: string; now: Date; spam: boolean },
   ): { reply?: Buffer; handle: string; seconds: number; why?: string } {
     const headers = headerMap(c.message);
     const handle = a.handle ?? defaultHandle({ subject: a.subject, from: a.from, reason: a.reason, mime: a.mime });
     const seconds = vacationWindowSeconds(a, { minSeconds: this.opts.limits.vacationMinSeconds, maxDays: this.opts.limits.vacationMaxDays });
     const userAddresses = [...new Set([...c.addresses, ...(a.addresses ?? []).map((x) => x.toLowerCase())])];
-    const why = vacationSuppressed({ sender: c.sender, headers, userAddresses });
+    const why = vacationSuppressed({ sender: c.sender, headers, userAddresses, spam: c.spam });
     if (why) return { handle, seconds, why };
     // RFC 5230 §4.2 / RFC 6131 §2: one reply per sender and handle per window; :seconds 0 answers every time.
     if (seconds > 0 && this.opts.state.vacationRecent(c.login, c.sender, handle, c.now.getTime())) {

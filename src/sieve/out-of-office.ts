@@ -38,7 +38,7 @@ export function endTime(s: string): number {
 }
 
 /** Whether replies are due at `now`. */
-export function outOfOfficeActive(o: Pick<OutOfOffice, 'start' | 'end'>, now: number): boolean {
+export function outOfOfficeActive(o: { start?: string | null; end?: string | null }, now: number): boolean {
   if (o.start && now < startTime(o.start)) return false;
   if (o.end && now >= endTime(o.end)) return false;
   return true;

@@ -47,6 +47,8 @@ export interface VacationCheck {
   headers: Map<string, string[]>;
   /** Every address of the user (AD: mail, proxyAddresses, …, plus :addresses), lower-case. */
   userAddresses: string[];
+  /** The filters marked the message as spam: its sender is most likely forged (a reply would be backscatter). */
+  spam?: boolean;
 }
 
 /**
@@ -56,6 +58,8 @@ export interface VacationCheck {
 export function vacationSuppressed(c: VacationCheck): string | null {
   // RFC 5230 §4.6 / RFC 3834 §2: never to the null reverse-path (a bounce or another auto-reply).
   if (!c.sender) return 'null sender';
+  // RFC 3834 §2 lists junk among what not to answer; Exchange sends no out-of-office to its Junk folder either.
+  if (c.spam) return 'message marked as spam';
   const local = c.sender.slice(0, c.sender.lastIndexOf('@')).toLowerCase();
   if (PROGRAM_SENDER.test(local)) return `sender ${c.sender} is a program or a list`;
   const mine = new Set(c.userAddresses.map((a) => a.toLowerCase()));
