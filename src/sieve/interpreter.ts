@@ -17,7 +17,7 @@ export const DEFAULT_LIMITS = { maxActions: 32, maxRedirects: 4, maxRunMs: 10_00
 /** Pigeonhole's sieve_variables_max_variable_size: longer values are truncated (RFC 5229 §6 allows limits). */
 export const MAX_VARIABLE_LENGTH = 4096;
 /** Steps of :matches backtracking per run, so a pathological pattern ends as a limit error, not a hang. */
-const MATCH_BUDGET = 5_000_000;
+const MATCH_BUDGET = 2_000_000;
 
 interface State {
   msg: SieveMessage;

@@ -81,7 +81,8 @@ export function globMatch(comparator: string, pattern: string, value: string, bu
   const eq = (a: string, b: string) => (comparator === 'i;ascii-casemap' ? asciiLower(a) === asciiLower(b) : a === b);
   const failed = new Set<number>();
   const width = text.length + 1;
-  const caps: string[] = [];
+  // Captures as [start, end) positions; the strings are made once, at the end.
+  const caps: number[] = [];
   const go = (pi: number, ti: number): boolean => {
     if (--budget.steps < 0) throw new MatchBudgetExceeded();
     const key = pi * width + ti;
@@ -92,14 +93,14 @@ export function globMatch(comparator: string, pattern: string, value: string, bu
       const p = pat[pi];
       if (p.t === 'lit') ok = ti < text.length && eq(p.c, text[ti]) && go(pi + 1, ti + 1);
       else if (p.t === 'any') {
-        caps.push(text[ti] ?? '');
+        caps.push(ti, ti + 1);
         ok = ti < text.length && go(pi + 1, ti + 1);
-        if (!ok) caps.pop();
+        if (!ok) caps.length -= 2;
       } else {
         for (let k = ti; k <= text.length && !ok; k++) {
-          caps.push(text.slice(ti, k).join(''));
+          caps.push(ti, k);
           ok = go(pi + 1, k);
-          if (!ok) caps.pop();
+          if (!ok) caps.length -= 2;
         }
       }
     }
@@ -107,7 +108,9 @@ export function globMatch(comparator: string, pattern: string, value: string, bu
     return ok;
   };
   if (!go(0, 0)) return null;
-  return [value, ...caps];
+  const out = [value];
+  for (let i = 0; i < caps.length; i += 2) out.push(text.slice(caps[i], caps[i + 1]).join(''));
+  return out;
 }
 
 /** :is and :contains by a comparator (i;ascii-numeric has no substring operation, validate.ts refuses it). */

@@ -36,21 +36,68 @@ function decodePart(node: MimeNode): string {
   }
 }
 
-/** RFC 5173 §5.2: a content-type key is "" (all), a main type ("text") or a full type ("text/html"). */
+/**
+ * RFC 5173 §5.2: a content-type key is "" (all types), a main type ("text") or a full type ("text/html"); one that
+ * begins or ends with "/" or has several slashes matches nothing.
+ */
 function typeMatches(node: MimeNode, types: string[]): boolean {
   const full = `${node.type}/${node.subtype}`.toLowerCase();
   return types.some((t) => {
     const k = t.toLowerCase().trim();
-    return k === '' || k === node.type.toLowerCase() || k === full;
+    if (k === '') return true;
+    if (k.startsWith('/') || k.endsWith('/') || k.split('/').length > 2) return false;
+    return k.includes('/') ? k === full : k === node.type.toLowerCase();
   });
 }
 
-/** The leaf parts in order, going into attached messages (RFC 5173 §5.2 counts their parts too). */
+/** The prologue and epilogue of a multipart body (RFC 2046 §5.1.1), the text around its parts. */
+function prologueEpilogue(node: MimeNode): string[] {
+  const boundary = node.params.boundary;
+  if (!boundary) return [node.body.toString('utf8')];
+  const text = node.body.toString('utf8');
+  const lines = text.split(/(?<=\n)/);
+  let first = -1;
+  let close = -1;
+  lines.forEach((l, i) => {
+    const t = l.replace(/\r?\n$/, '').trimEnd();
+    if (t === `--${boundary}` && first < 0) first = i;
+    if (t === `--${boundary}--` && close < 0) close = i;
+  });
+  // The line end before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+  const prologue = first < 0 ? text : lines.slice(0, first).join('').replace(/\r?\n$/, '');
+  const epilogue = close < 0 ? '' : lines.slice(close + 1).join('');
+  return [prologue, epilogue];
+}
+
+/**
+ * RFC 5173 §5.2 :content: every part whose type matches, descending into multiparts and message/rfc822 parts: a
+ * multipart gives its prologue and epilogue, a message/rfc822 part the header of the message it holds, any other
+ * part its decoded content.
+ */
+function contentOf(node: MimeNode, types: string[], out: string[] = []): string[] {
+  const type = node.type.toLowerCase();
+  const sub = node.subtype.toLowerCase();
+  if (type === 'multipart') {
+    if (typeMatches(node, types)) out.push(...prologueEpilogue(node));
+    for (const c of node.children) contentOf(c, types, out);
+  } else if (node.message && type === 'message' && (sub === 'rfc822' || sub === 'global')) {
+    if (typeMatches(node, types)) out.push(splitHeader(node.body).header.toString('utf8'));
+    contentOf(node.message, types, out);
+  } else if (typeMatches(node, types)) out.push(decodePart(node));
+  return out;
+}
+
+/** The leaf parts in order, going into attached messages. */
 function leaves(node: MimeNode, out: MimeNode[] = []): MimeNode[] {
   if (node.children.length) for (const c of node.children) leaves(c, out);
   else if (node.message) leaves(node.message, out);
   else out.push(node);
   return out;
+}
+
+/** RFC 5173 §4: a message that is only a header, with no empty line after it, has no body at all. */
+function hasBody(raw: Buffer): boolean {
+  return raw.indexOf('\r\n\r\n') >= 0 || raw.indexOf('\n\n') >= 0 || raw[0] === 0x0a || (raw[0] === 0x0d && raw[1] === 0x0a);
 }
 
 export function buildSieveMessage(raw: Buffer, envelope: SieveEnvelope): SieveMessage {
@@ -69,13 +116,13 @@ export function buildSieveMessage(raw: Buffer, envelope: SieveEnvelope): SieveMe
     headers: (name) => byName(name).map(decodeHeaderValue),
     headerFields: () => fields.map((f) => ({ ...f })),
     body(transform, contentTypes) {
+      if (!hasBody(raw)) return [];
       // RFC 5173 §5.1: :raw is the body as it is, without the header, no decoding.
       if (transform === 'raw') return [body.toString('utf8')];
-      const parts = leaves(mime());
-      if (transform === 'content') return parts.filter((p) => typeMatches(p, contentTypes ?? [''])).map(decodePart);
-      // RFC 5173 §5.3 :text: the text of the text parts, markup removed from HTML.
-      return parts
-        .filter((p) => p.type.toLowerCase() === 'text' && !/^\s*attachment\b/i.test(headerValue(p, 'content-disposition') ?? ''))
+      if (transform === 'content') return contentOf(mime(), contentTypes ?? ['']);
+      // RFC 5173 §5.3 :text: the text of each text part (one string per part), markup removed from HTML.
+      return leaves(mime())
+        .filter((p) => p.type.toLowerCase() === 'text')
         .map((p) => (p.subtype.toLowerCase() === 'html' ? htmlToText(decodePart(p)) : decodePart(p)));
     },
   };

@@ -180,6 +180,7 @@ function checkNode(c: TestNode & { block?: CommandNode[] }, kind: 'command' | 't
   };
   const groups = new Map<string, string>();
   const args = c.args.map((a) => (decode ? decodeArg(a, ctx) : a));
+  if (ctx.has('variables')) for (const a of args) checkNamespaces(a, ctx);
   for (let k = 0; k < args.length; k++) {
     const a = args[k];
     if (a.kind === 'tag') {
@@ -238,7 +239,10 @@ function checkNode(c: TestNode & { block?: CommandNode[] }, kind: 'command' | 't
   }
 
   // Tests and blocks.
-  if (def.tests === undefined && c.tests.length > 0) ctx.error(`${c.name}: does not take a test`, c.tests[0]);
+  if (def.tests === undefined && c.tests.length > 0) {
+    // "keep\ndiscard;" reads as keep with the test "discard": most likely a missing ';'.
+    ctx.error(kind === 'command' && !c.testList ? `expected ';' after '${c.name}' (before '${c.tests[0].name}')` : `${c.name}: does not take a test`, c.tests[0]);
+  }
   if (def.tests === 'one' && c.tests.length !== 1) ctx.error(c.tests.length === 0 ? `${c.name}: needs a test` : `${c.name}: takes one test (combine tests with allof or anyof)`, c);
   if (def.tests === 'list' && c.tests.length === 0) ctx.error(`${c.name}: needs a list of tests`, c);
   node.tests = c.tests.map((t) => checkNode(t, 'test', ctx, available, decode));
@@ -270,4 +274,19 @@ function decodeArg(a: Arg, ctx: CheckContext): Arg {
   if (a.kind === 'string') return one(a);
   if (a.kind === 'list') return { ...a, items: a.items.map(one) };
   return a;
+}
+
+/**
+ * RFC 5229 §3: a reference to a namespace whose extension is not required is an error; the only namespace we have
+ * is "global" (RFC 6609 §3.4.2, with require "include").
+ */
+function checkNamespaces(a: Arg, ctx: CheckContext): void {
+  const strings = a.kind === 'string' ? [a] : a.kind === 'list' ? a.items : [];
+  for (const s of strings) {
+    for (const m of s.value.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z0-9_.]*)\}/g)) {
+      const ns = m[1].toLowerCase();
+      if (ns !== 'global') ctx.error(`unknown variable namespace '${m[1]}' in "${m[0]}"`, s);
+      if (!ctx.has('include')) ctx.error(`"${m[0]}": the "global" namespace needs require "include"`, s);
+    }
+  }
 }

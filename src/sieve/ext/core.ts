@@ -4,7 +4,7 @@
  * (RFC 5233).
  */
 import { addressPart, isValidAddress, parseAddressList } from '../address.js';
-import { ADDRESS_PART_TAGS, COMPARATOR_TAG, INDEX_TAGS, MATCH_TAGS, numArg, strArg, type Defs, type Node } from '../registry.js';
+import { ADDRESS_PART_TAGS, COMPARATOR_TAG, INDEX_TAGS, MATCH_TAGS, listArg, numArg, strArg, type Defs, type Node } from '../registry.js';
 import type { Runtime } from '../runtime.js';
 
 /** RFC 5260 §6: the header values a test looks at, narrowed by :index (1-based, from the end with :last). */
@@ -38,6 +38,20 @@ export function addressValues(rt: Runtime, node: Node, fields: string[]): { part
   }
   return { parts, count };
 }
+
+/**
+ * RFC 5228 §5.1: the address test is restricted to headers that hold addresses (at least From, To, Cc, Bcc,
+ * Sender, Resent-From, Resent-To). The same set Pigeonhole accepts, plus Disposition-Notification-To (RFC 8098),
+ * so a script that worked on Dovecot compiles here; Return-Path and Envelope-To are the envelope test's.
+ */
+export const ADDRESS_HEADERS = new Set([
+  'from', 'to', 'cc', 'bcc', 'sender', 'resent-from', 'resent-to', 'reply-to', 'resent-reply-to', 'resent-sender',
+  'resent-cc', 'resent-bcc', 'for-approval', 'for-handling', 'for-comment', 'apparently-to', 'errors-to',
+  'delivered-to', 'return-receipt-to', 'x-admin', 'read-receipt-to', 'x-confirm-reading-to',
+  'return-receipt-requested', 'registered-mail-reply-requested-by', 'mail-followup-to', 'mail-reply-to',
+  'abuse-reports-to', 'x-complaints-to', 'x-report-abuse-to', 'x-beenthere', 'x-original-from', 'x-original-to',
+  'disposition-notification-to',
+]);
 
 export const defs: Defs = {
   require: { kind: 'command', pos: ['stringlist'] },
@@ -88,7 +102,12 @@ export const defs: Defs = {
     kind: 'test',
     tags: { ...COMPARATOR_TAG, ...ADDRESS_PART_TAGS, ...MATCH_TAGS, ...INDEX_TAGS },
     pos: ['stringlist', 'stringlist'],
-    check: checkIndex,
+    check(node, ctx) {
+      checkIndex(node, ctx);
+      for (const h of listArg(node.pos[0])) {
+        if (!h.value.includes('${') && !ADDRESS_HEADERS.has(h.value.toLowerCase())) ctx.error(`address: header '${h.value}' does not hold addresses (use the header test)`, h);
+      }
+    },
     test(node, rt) {
       const { parts, count } = addressValues(rt, node, rt.expandList(node.pos[0]));
       const keys = rt.expandList(node.pos[1]);

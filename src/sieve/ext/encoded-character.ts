@@ -12,9 +12,9 @@ export function decodeEncodedCharacters(s: string): string | { error: string } {
     const items = seq.trim() === '' ? [] : seq.trim().split(/[ \t\r\n]+/);
     if (items.length === 0) return whole;
     if (kind.toLowerCase() === 'hex') {
-      if (!items.every((h) => /^([0-9A-Fa-f]{2})+$/.test(h))) return whole;
-      // hex-pair-seq requires blanks between pairs, but Pigeonhole and common scripts write "${hex:4142}"; accept.
-      return Buffer.from(items.join(''), 'hex').toString('utf8');
+      // hex-pair = 1*2HEXDIG: "${hex:400}" is not an encoding and stays as written.
+      if (!items.every((h) => /^[0-9A-Fa-f]{1,2}$/.test(h))) return whole;
+      return Buffer.from(items.map((h) => h.padStart(2, '0')).join(''), 'hex').toString('utf8');
     }
     if (!items.every((h) => /^[0-9A-Fa-f]+$/.test(h))) return whole;
     let r = '';

@@ -71,7 +71,8 @@ export const defs: Defs = {
       const keys = rt.expandList(node.pos[node.pos.length - 1]);
       // §4: :count counts the flags; otherwise each flag of the variables against each key (split on spaces).
       if (node.matchType === 'count') return rt.matchCount(node, normaliseFlags(flags).length, keys);
-      return rt.match(node, normaliseFlags(flags), keys);
+      // §4: the keys are flag lists too ("b A" is the flags b and A).
+      return rt.match(node, normaliseFlags(flags), normaliseFlags(keys));
     },
   },
 };

@@ -18,14 +18,15 @@ export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function applyModifier(m: string, v: string): string {
   switch (m) {
+    // §4.1.3: the case modifiers change US-ASCII letters only.
     case 'lower':
-      return v.toLowerCase();
+      return v.replace(/[A-Z]/g, (c) => c.toLowerCase());
     case 'upper':
-      return v.toUpperCase();
+      return v.replace(/[a-z]/g, (c) => c.toUpperCase());
     case 'lowerfirst':
-      return v.slice(0, 1).toLowerCase() + v.slice(1);
+      return v.replace(/^[A-Z]/, (c) => c.toLowerCase());
     case 'upperfirst':
-      return v.slice(0, 1).toUpperCase() + v.slice(1);
+      return v.replace(/^[a-z]/, (c) => c.toUpperCase());
     case 'quotewildcard':
       // §4.1.3: "*", "?" and "\" get a backslash so the value matches itself literally in :matches.
       return v.replace(/[*?\\]/g, (c) => '\\' + c);
