@@ -31,6 +31,9 @@ import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
 import { JunkRetention } from './store/retention.js';
 import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
+import { startManageSieve, type ManageSieveService } from './managesieve/server.js';
+import { interpreterChecker } from './managesieve/sieve-checker.js';
+import { SieveScriptStore } from './sieve/storage.js';
 import { startImap } from './imap/server.js';
 import { imapDeps } from './imap/wiring.js';
 import { ImapWorkers } from './imap/workers.js';
@@ -288,6 +291,27 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       opened.push(svc);
       ports[role] = svc.port;
     }
+    // ManageSieve (issue 15): users' Sieve scripts in their mailbox home, in Pigeonhole's layout (sieve/storage.ts).
+    const managesieve: ManageSieveService[] = [];
+    if (config.listeners.managesieve !== false) {
+      const l = config.listeners.managesieve;
+      const svc = await startManageSieve({
+        port: l.port,
+        host: l.host,
+        tls,
+        auth: core.mailboxAuth,
+        settings,
+        scripts: new SieveScriptStore({ quota: config.managesieve }),
+        home: (user) => store.homePath(userOwner(user)),
+        sieve: interpreterChecker({ maxScriptBytes: config.managesieve.maxScriptBytes }),
+        hostname,
+        log,
+        sessions,
+      });
+      managesieve.push(svc);
+      opened.push(svc);
+      ports.managesieve = svc.port;
+    }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
     const retention = new JunkRetention({ store, mailbox, settings, log, userOwner: (dir) => {
       const rec = core!.registry.byDirName(dir);
@@ -328,7 +352,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       await retention.stop().catch(() => undefined);
       await traceRetention.stop().catch(() => undefined);
       await smtp.close().catch(() => undefined);
-      await Promise.all([...pop3, ...imap].map((p) => p.close().catch(() => undefined)));
+      await Promise.all([...pop3, ...imap, ...managesieve].map((p) => p.close().catch(() => undefined)));
       await watch?.stop().catch(() => undefined);
       await imapWorkers?.close().catch(() => undefined);
       throw err;
@@ -363,7 +387,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await smtp.close();
         // After the listeners: the last accepted messages are counted, then written.
         running.sendLimits.close();
-        await Promise.all([...pop3, ...imap].map((p) => p.close()));
+        await Promise.all([...pop3, ...imap, ...managesieve].map((p) => p.close()));
         await imapWorkers?.close();
         await running.scheduler.stop();
         await running.traceRetention.stop();

@@ -1,10 +1,11 @@
 /**
  * SASL GSSAPI, the server side (RFC 4752), with the Kerberos V5 mechanism through the `kerberos` package: Kerberos
- * single sign-on for IMAP, POP3 and SMTP submission. The protocols carry the exchange (SaslConversation); this file
+ * single sign-on for IMAP, POP3, SMTP submission and ManageSieve. The protocols carry the exchange (SaslConversation); this file
  * runs it and says who the client is (a principal, user@REALM); the Authenticator maps that to the AD user.
  *
  * The acceptor's keys come from a keytab (`auth.kerberos.keytab`): MIT krb5 reads KRB5_KTNAME, set here before the
- * first use. The service principals are `imap/<host>`, `pop/<host>` and `smtp/<host>` (RFC 4752 §3.1 uses the
+ * first use. The service principals are `imap/<host>`, `pop/<host>`, `smtp/<host>` and `sieve/<host>` (RFC 5804 §2.1
+ * names "sieve" for ManageSieve; RFC 4752 §3.1 uses the
  * GSS host-based service name "<service>@<host>"; the names are the IANA GSSAPI/Kerberos service names).
  *
  * The security layer exchange of RFC 4752 §3.1 needs the acceptor's gss_wrap / gss_unwrap, which the package only
@@ -20,7 +21,7 @@ import kerberos, { type KerberosServer } from 'kerberos';
 import type { Logger } from '../lib/logger.js';
 
 /** The GSSAPI service names of the protocols (IANA "GSSAPI/Kerberos/SASL Service Names"). */
-export type GssapiService = 'imap' | 'pop' | 'smtp';
+export type GssapiService = 'imap' | 'pop' | 'smtp' | 'sieve';
 
 /** The client cancelled the exchange ("*", RFC 4954 §4, RFC 3501 §6.2.2, RFC 5034 §4). */
 export class SaslCancelled extends Error {

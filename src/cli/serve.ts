@@ -51,7 +51,7 @@ export function registerServeCommands(program: Command, ctx: CliContext, setCode
       const p = server.ports;
       ctx.out(`postern is running as ${server.hostname} (${config.source ?? 'embedded defaults'}), data in ${config.dataDir}`);
       for (const l of server.smtp.listeners) ctx.out(`  ${l.role.padEnd(10)} ${l.host}:${l.port}`);
-      for (const role of ['imap', 'imaps', 'pop3', 'pop3s'] as const) {
+      for (const role of ['imap', 'imaps', 'pop3', 'pop3s', 'managesieve'] as const) {
         const l = config.listeners[role];
         if (l !== false && p[role] !== undefined) ctx.out(`  ${role.padEnd(10)} ${l.host ?? '::'}:${p[role]}`);
       }

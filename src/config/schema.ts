@@ -115,7 +115,7 @@ export const authSchema = z
         keytab: z
           .string()
           .min(1)
-          .describe('Keytab with the keys of imap/HOST, pop/HOST and smtp/HOST; SASL GSSAPI (Kerberos single sign-on) is offered while it is readable'),
+          .describe('Keytab with the keys of imap/HOST, pop/HOST, smtp/HOST and sieve/HOST (ManageSieve); SASL GSSAPI (Kerberos single sign-on) is offered while it is readable'),
         hostname: z
           .string()
           .min(1)
@@ -181,7 +181,7 @@ const smtpListener = (port: number, what: string, waitMs: number) =>
 
 /**
  * Listeners default to unprivileged ports so that `npm start` works without root; a production config sets the
- * IANA ports (25, 587, 465, 143, 993, 110, 995). `false` leaves a listener out.
+ * IANA ports (25, 587, 465, 143, 993, 110, 995, 4190). `false` leaves a listener out.
  */
 export const listenersSchema = z
   .object({
@@ -192,6 +192,9 @@ export const listenersSchema = z
     imaps: z.union([listener(2993, 'IMAP with implicit TLS (production: 993)'), z.literal(false)]).prefault({}),
     pop3: z.union([listener(2110, 'POP3 with STLS required before login (production: 110)'), z.literal(false)]).prefault({}),
     pop3s: z.union([listener(2995, 'POP3 with implicit TLS (production: 995)'), z.literal(false)]).prefault({}),
+    managesieve: z
+      .union([listener(24190, 'ManageSieve (RFC 5804) for Sieve filter editors, STARTTLS required before login (production: 4190)'), z.literal(false)])
+      .prefault({}),
     admin: z
       .union([listener(8443, 'Admin HTTP API over TLS, /metrics, /healthz, /readyz (production: 8443; restrict to IT networks)'), z.literal(false)])
       .prefault({}),
@@ -273,6 +276,25 @@ export const spamassassinSchema = z
   })
   .strict();
 
+/** Pigeonhole's sieve_quota_max_scripts, sieve_max_script_size and sieve_quota_max_storage (0 = no limit). */
+export const managesieveSchema = z
+  .object({
+    maxScripts: z.number().int().min(0).default(50).describe('Sieve scripts one mailbox may store (0: no limit)'),
+    maxScriptBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(1024 * 1024)
+      .describe('Largest script in bytes, as Pigeonhole\'s sieve_max_script_size (default 1 MiB; 0: no limit)'),
+    maxStorageBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(10 * 1024 * 1024)
+      .describe('Bytes of all scripts of one mailbox together (default 10 MiB; 0: no limit)'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     hostname: z.string().optional().describe('FQDN used in greetings and Received; default: the system host name'),
@@ -304,6 +326,7 @@ export const configSchema = z
       .prefault({})
       .describe('IMAP server processes (issue 11: use more than one core)'),
     queue: queueSchema.prefault({}),
+    managesieve: managesieveSchema.prefault({}).describe("Sieve script quotas per mailbox, enforced by ManageSieve's PUTSCRIPT (issue 15)"),
     delivery: z
       .object({
         remotePort: z.number().int().min(1).max(65535).default(25).describe('Port of remote MX hosts (tests point it at a loopback server)'),

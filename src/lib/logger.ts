@@ -57,10 +57,12 @@ function open(key: string, path: string): Sink {
   }
 }
 
-/** Lines that belong in the seed's `imap` log: the IMAP and POP3 servers' own lines and their logins. */
+/** Lines that belong in the seed's `imap` log: the IMAP, POP3 and ManageSieve servers' own lines and their logins. */
 export function isImapLine(line: Record<string, unknown>): boolean {
   const c = line.component;
-  return c === 'imap' || c === 'pop3' || (c === 'auth' && (line.protocol === 'imap' || line.protocol === 'pop3'));
+  // ManageSieve too: Dovecot's managesieve logs beside its imap and pop3 lines.
+  const mailbox = (x: unknown) => x === 'imap' || x === 'pop3' || x === 'managesieve';
+  return mailbox(c) || (c === 'auth' && mailbox(line.protocol));
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];

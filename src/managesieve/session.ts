@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { AuthResult } from '../auth/authenticator.js';
+import type { AuthResult, Authenticator } from '../auth/authenticator.js';
 import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
@@ -37,6 +37,9 @@ export interface ManageSieveContext {
   hostname: string;
   auth: {
     authenticate(login: string, password: string, ctx: { client: string; protocol: string }): Promise<AuthResult>;
+    /** SASL GSSAPI (auth/gssapi.ts, service "sieve"), offered while the authenticator has a readable keytab. */
+    gssapiAvailable?(): boolean;
+    authenticateGssapi?: Authenticator['authenticateGssapi'];
   };
   /** mailbox.allowUnencrypted (false by default): SASL mechanisms are offered and accepted only after STARTTLS. */
   settings: { get(key: 'mailbox.allowUnencrypted'): unknown };
@@ -105,7 +108,9 @@ export class ManageSieveSession {
   capabilities(): [string, string?][] {
     const caps: [string, string?][] = [['IMPLEMENTATION', 'postern']];
     // An empty SASL list before STARTTLS, as Pigeonhole sends with disable_plaintext_auth: clients upgrade first.
-    caps.push(['SASL', this.state === 'non-authenticated' && this.loginAllowed() ? 'PLAIN LOGIN' : '']);
+    // GSSAPI (RFC 4752) under the same TLS rule as passwords, and only while its keytab is readable.
+    const mechanisms = this.ctx.auth.gssapiAvailable?.() === true ? 'PLAIN LOGIN GSSAPI' : 'PLAIN LOGIN';
+    caps.push(['SASL', this.state === 'non-authenticated' && this.loginAllowed() ? mechanisms : '']);
     caps.push(['SIEVE', this.ctx.sieve.extensions.join(' ')]);
     if (!this.secureNow && this.state === 'non-authenticated') caps.push(['STARTTLS']);
     caps.push(['MAXREDIRECTS', String(this.ctx.sieve.maxRedirects)]);

@@ -174,6 +174,7 @@ export async function startPosternSide(root: string, dir: string, label: string,
         admin: false,
         http: false,
         https: false,
+        managesieve: false,
       },
     }),
   );

@@ -79,6 +79,7 @@ async function startPosternSide(root: string, run: number): Promise<Side> {
         admin: false,
         http: false,
         https: false,
+        managesieve: false,
       },
       smtp: { maxClients: 1000 },
     }),

@@ -1,6 +1,6 @@
 /**
  * Kerberos for the SASL GSSAPI tests (src/auth/gssapi.ts), against a running test DC (test/harness/samba.ts):
- *   - servicePrincipals(): an AD service account with the SPNs imap/<host>, pop/<host> and smtp/<host>
+ *   - servicePrincipals(): an AD service account with the SPNs imap/, pop/, smtp/ and sieve/<host>
  *     (`samba-tool spn add`) and a keytab of their keys (`samba-tool domain exportkeytab --principal`), what an
  *     admin does for a mail server joined to AD;
  *   - kinit() / kvno(): a user's TGT and service tickets in a private credential cache, with the DC's krb5.conf.
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { execChild, type ChildOwner } from './children.js';
 import { findBinary } from './packages.js';
 
-export const GSSAPI_SERVICES = ['imap', 'pop', 'smtp'] as const;
+export const GSSAPI_SERVICES = ['imap', 'pop', 'smtp', 'sieve'] as const;
 
 export interface KerberosDc {
   /** The DC's directory (POSTERN_TEST_AD_DIR): etc/smb.conf is there. */
@@ -43,12 +43,12 @@ export interface ServicePrincipals {
   /** sAMAccountName of the service account that holds the SPNs. */
   account: string;
   keytab: string;
-  /** imap/<host>@REALM, pop/<host>@REALM, smtp/<host>@REALM. */
+  /** imap/, pop/, smtp/ and sieve/<host>@REALM. */
   principals: string[];
 }
 
 /**
- * Creates the service account `account`, registers imap/, pop/ and smtp/<hostname> on it and exports their keys to
+ * Creates the service account `account`, registers imap/, pop/, smtp/ and sieve/<hostname> on it and exports their keys to
  * `keytab`. The SPNs must be unique in the forest, so a test uses a host name of its own.
  */
 export async function servicePrincipals(

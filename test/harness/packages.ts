@@ -11,6 +11,10 @@ export interface DebianPackage {
   binary: string;
   /** Debian package name; several may be given separated by spaces (all are installed together). */
   package: string;
+  /** A Perl module the package installs, for packages with no program of their own (checked with perl -M). */
+  perlModule?: string;
+  /** A file the package installs, for a library with no program of its own. */
+  file?: string;
 }
 
 /**
@@ -54,6 +58,10 @@ export const CLIENT_PACKAGES = {
   kinit: { binary: 'kinit', package: 'krb5-user' },
   /** The ManageSieve client (RFC 5804) the managesieve tests drive. */
   sieveConnect: { binary: 'sieve-connect', package: 'sieve-connect' },
+  /** Authen::SASL's GSSAPI mechanism for sieve-connect --authmech GSSAPI. */
+  perlGssapi: { binary: 'perl', package: 'libgssapi-perl', perlModule: 'GSSAPI' },
+  /** LD_PRELOAD'ed to give a client a hosts file of its own (NSS_WRAPPER_HOSTS): a test host name on loopback. */
+  nssWrapper: { binary: 'perl', package: 'libnss-wrapper', file: '/usr/lib/x86_64-linux-gnu/libnss_wrapper.so' },
 } satisfies Record<string, DebianPackage>;
 
 /** Dovecot for the Maildir interop test (test/harness/dovecot.ts): the master, imap and imap-login. */
@@ -117,7 +125,11 @@ function run(cmd: string, args: string[]): void {
 export async function ensureDebianPackages(pkgs: DebianPackage[], log: (msg: string) => void = () => {}): Promise<void> {
   const missing = new Set<string>();
   for (const p of pkgs) {
-    if (!findBinary(p.binary)) for (const name of p.package.split(/\s+/).filter(Boolean)) missing.add(name);
+    const absent =
+      !findBinary(p.binary) ||
+      (p.file !== undefined && !exists(p.file)) ||
+      (p.perlModule !== undefined && spawnSync('perl', [`-M${p.perlModule}`, '-e1'], { stdio: 'ignore' }).status !== 0);
+    if (absent) for (const name of p.package.split(/\s+/).filter(Boolean)) missing.add(name);
   }
   for (const name of missingSambaData(pkgs)) missing.add(name);
   if (missing.size === 0) return;

@@ -55,7 +55,7 @@ export interface ProcessServerOptions {
 }
 
 /** `  smtp       127.0.0.1:2525` (src/cli/serve.ts): role, then host:port, the port after the last colon. */
-const LISTENER_LINE = /^ {2}(smtp|submission|smtps|imap|imaps|pop3|pop3s|admin|http)\s+(\S+):(\d+)$/;
+const LISTENER_LINE = /^ {2}(smtp|submission|smtps|imap|imaps|pop3|pop3s|managesieve|admin|http)\s+(\S+):(\d+)$/;
 /** serve prints the listeners, then the certificate, directory and mail domains: the last line of the banner. */
 const BANNER_END = /^ {2}mail domains: /m;
 

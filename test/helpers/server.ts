@@ -39,20 +39,22 @@ export async function startTestServer(over: Record<string, unknown> = {}, opts: 
         admin: { port: 0, host: '127.0.0.1' },
         http: { port: 0, host: '127.0.0.1' },
         https: { port: 0, host: '127.0.0.1' },
+        managesieve: { port: 0, host: '127.0.0.1' },
       },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
       // POSTERN_TEST_IMAP_WORKERS=2 runs the IMAP tests of this fixture against worker processes (imap.workers).
       ...(process.env.POSTERN_TEST_IMAP_WORKERS ? { imap: { workers: Number(process.env.POSTERN_TEST_IMAP_WORKERS) } } : {}),
       ...over,
-      // A test that lists its own listeners still gets admin, http and https on port 0 unless it says otherwise:
-      // their defaults (8443, 8080, 8444) would collide between test files running at once.
+      // A test that lists its own listeners still gets admin, http, https and managesieve on port 0 unless it says
+      // otherwise: their defaults (8443, 8080, 8444, 24190) would collide between test files running at once.
       ...(over.listeners
         ? {
             listeners: {
               admin: { port: 0, host: '127.0.0.1' },
               http: { port: 0, host: '127.0.0.1' },
               https: { port: 0, host: '127.0.0.1' },
+              managesieve: { port: 0, host: '127.0.0.1' },
               ...(over.listeners as object),
             },
           }

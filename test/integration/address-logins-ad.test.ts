@@ -28,7 +28,7 @@ describe('address logins against Samba AD', { skip }, () => {
         dataDir: mkdtempSync(join(tmpdir(), 'postern-addr-login-')),
         directory: adDirectory('AD'),
         tls: { cert: join(ROOT, 'test/fixtures/tls/localhost.crt'), key: join(ROOT, 'test/fixtures/tls/localhost.key') },
-        listeners: { smtp: false, submission: false, smtps: listener, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false },
+        listeners: { smtp: false, submission: false, smtps: listener, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false, managesieve: false },
         auth: { failureDelayMs: 0 },
       },
       '(test)',

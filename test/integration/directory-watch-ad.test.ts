@@ -100,7 +100,7 @@ async function startPostern(which: Which, directory: Record<string, unknown>): P
         ...directory,
       }),
       tls: { cert: CERT, key: KEY },
-      listeners: { smtp: listener, submission: false, smtps: false, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false },
+      listeners: { smtp: listener, submission: false, smtps: false, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false, managesieve: false },
       auth: { failureDelayMs: 0 },
     },
     '(test)',

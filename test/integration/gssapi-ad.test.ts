@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
-import { runChild } from '../harness/children.ts';
+import { execChild, runChild } from '../harness/children.ts';
 import { createUser, disableUser, GSSAPI_SERVICES, kinit, klist, krb5Env, kvno, randomPassword, servicePrincipals, type KerberosDc } from '../harness/kerberos.ts';
 import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
@@ -160,7 +160,7 @@ async function start(): Promise<Env> {
       dataDir,
       directory: adDirectory('AD'),
       // No tls: postern makes a self-signed pair for its hostname (src/lib/tls.ts), which curl then trusts.
-      listeners: { smtp: false, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false },
+      listeners: { smtp: false, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false, managesieve: listener },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0, kerberos: { keytab, realm: dc.realm } },
     },
@@ -187,7 +187,7 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
     }
   });
 
-  it('has the user a TGT and service tickets for imap/, pop/ and smtp/ of our host name', async () => {
+  it('has the user a TGT and service tickets for imap/, pop/, smtp/ and sieve/ of our host name', async () => {
     const list = await klist(env.dc, env.ccache);
     for (const service of GSSAPI_SERVICES) assert.match(list, new RegExp(`${service}/${HOST.replace(/\./g, '\\.')}@`), list);
   });
@@ -334,6 +334,36 @@ describe('SASL GSSAPI (Kerberos single sign-on) with curl and the Samba AD KDC',
     } finally {
       smtp.close();
     }
+  });
+
+  /** sieve-connect with the user's ticket; our host name resolves to loopback through nss_wrapper's own hosts file. */
+  async function sieveConnect(ccache: string, ...args: string[]) {
+    const hosts = join(env.work, 'hosts');
+    writeFileSync(hosts, `127.0.0.1 ${HOST}\n`);
+    // --server HOST: sieve-connect asks for a ticket for sieve@<the name it connects to> (RFC 5804 §2.1 service name).
+    const base = ['--server', HOST, '--port', String(env.server.ports.managesieve), '--authmech', 'GSSAPI', '--notlsverify', '--noclearauth'];
+    return execChild('sieve-connect', [...base, ...args], {
+      env: { ...krb5Env(env.dc, ccache), LD_PRELOAD: 'libnss_wrapper.so', NSS_WRAPPER_HOSTS: hosts },
+      timeout: 90_000,
+    });
+  }
+
+  it('sieve-connect logs in to ManageSieve with the ticket (SASL GSSAPI, service sieve/HOST) and uploads a script', { timeout: 300_000 }, async () => {
+    await ensureDebianPackages([CLIENT_PACKAGES.sieveConnect, CLIENT_PACKAGES.perlGssapi, CLIENT_PACKAGES.nssWrapper]);
+    const local = join(env.work, 'gss.sieve');
+    writeFileSync(local, 'keep;\n');
+    await sieveConnect(env.ccache, '--upload', '--localsieve', local, '--remotesieve', 'gss');
+    const { stdout } = await sieveConnect(env.ccache, '--list');
+    assert.match(stdout, /"?gss"?/);
+    const line = await waitFor('a managesieve GSSAPI login line', () =>
+      env.lines.find((l) => l.component === 'managesieve' && l.mechanism === 'GSSAPI' && l.result === 'ok'),
+    );
+    assert.equal(String(line.user).toLowerCase(), USER.toLowerCase());
+    // Refused for the account disabled in AD although its ticket is valid.
+    await assert.rejects(sieveConnect(env.goneCcache, '--list'));
+    await waitFor('the refusal of the disabled account', () =>
+      env.lines.find((l) => l.component === 'managesieve' && l.mechanism === 'GSSAPI' && l.result === 'disabled'),
+    );
   });
 });
 

@@ -66,7 +66,7 @@ async function start(): Promise<Env> {
       dataDir,
       directory: adDirectory('AD', { groupDelivery: 'shared' }),
       tls: { cert: CERT, key: KEY },
-      listeners: { smtp: listener, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false },
+      listeners: { smtp: listener, submission: listener, smtps: listener, imap: listener, imaps: listener, pop3: listener, pop3s: listener, admin: false, http: false, https: false, managesieve: false },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       auth: { failureDelayMs: 0 },
       ...(SPAMD_PORT ? { spamassassin: { host: SPAMD_HOST, port: Number(SPAMD_PORT) } } : {}),

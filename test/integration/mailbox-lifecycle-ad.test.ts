@@ -122,7 +122,7 @@ describe('mailbox identity and lifecycle against Samba AD', { skip, timeout: 600
         // A short cache so that group changes show; the orphan refusal must not depend on it (tested below).
         directory: adDirectory('AD', { cache: { ttlSeconds: 1, negativeTtlSeconds: 1 } }),
         tls: { cert: join(ROOT, 'test/fixtures/tls/localhost.crt'), key: join(ROOT, 'test/fixtures/tls/localhost.key') },
-        listeners: { smtp: listener, submission: false, smtps: false, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false },
+        listeners: { smtp: listener, submission: false, smtps: false, imap: false, imaps: listener, pop3: false, pop3s: listener, admin: false, http: false, https: false, managesieve: false },
         auth: { failureDelayMs: 0 },
       },
       '(test)',

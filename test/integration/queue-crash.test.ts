@@ -193,7 +193,7 @@ describe('queue: a hard crash (SIGKILL) after 250 loses nothing', () => {
     const { file, dataDir } = writeConfig({
       hostname: 'mx.example.com',
       directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') },
-      listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false },
+      listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false, managesieve: false },
       queue: { retryMinSeconds: 0.2, retryMaxSeconds: 0.5, scanIntervalSeconds: 0.2 },
       delivery: { remotePort: sink.port, connectTimeoutSeconds: 2 },
       dns: { servers: [dns.address], timeoutMs: 1000 },

@@ -64,6 +64,7 @@ test('a listener whose port is taken names the listener and its config key', asy
         admin: false,
         http: false,
         https: false,
+        managesieve: false,
       },
     },
     '(test)',
@@ -82,7 +83,7 @@ test('a listener whose port is taken names the listener and its config key', asy
 function smtpOnlyConfig(prefix: string, hostname: string, port: number): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const file = join(dir, 'postern.yaml');
-  const off = ['submission', 'smtps', 'imap', 'imaps', 'pop3', 'pop3s', 'admin', 'http', 'https'].map((l) => `  ${l}: false`);
+  const off = ['submission', 'smtps', 'imap', 'imaps', 'pop3', 'pop3s', 'admin', 'http', 'https', 'managesieve'].map((l) => `  ${l}: false`);
   writeFileSync(
     file,
     [

@@ -81,6 +81,7 @@ test('log.format text, log.file and log.imapFile: the seed\'s maillog and imap f
       '  admin: false',
       '  http: false',
       '  https: false',
+      '  managesieve: false',
       'auth: { failureDelayMs: 0 }',
       'log: { format: text, file: logs/maillog, imapFile: logs/imap }',
       '',

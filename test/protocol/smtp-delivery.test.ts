@@ -344,7 +344,7 @@ describe('logs', () => {
         dataDir,
         tls: TLS_FILES,
         directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') },
-        listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: { port: 0, host: '127.0.0.1' }, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false },
+        listeners: { smtp: { port: 0, host: '127.0.0.1' }, submission: { port: 0, host: '127.0.0.1' }, smtps: false, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false, managesieve: false },
         auth: { failureDelayMs: 0 },
         queue: { retryMinSeconds: 0.2, retryMaxSeconds: 1, scanIntervalSeconds: 0.2 },
       },

@@ -401,7 +401,7 @@ describe('TLS certificate', () => {
         });
         s.on('error', reject);
       });
-    const first = await startTestServer({ listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false } });
+    const first = await startTestServer({ listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false, managesieve: false } });
     let fingerprint: string;
     try {
       const cert = await peerCert(first.ports.smtps);
@@ -414,7 +414,7 @@ describe('TLS certificate', () => {
     }
     const second = await startTestServer({
       dataDir: first.dataDir,
-      listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false },
+      listeners: { smtp: false, submission: false, smtps: { port: 0, host: '127.0.0.1' }, imap: false, imaps: false, pop3: false, pop3s: false, admin: false, http: false, https: false, managesieve: false },
     });
     try {
       assert.equal((await peerCert(second.ports.smtps)).fingerprint256, fingerprint, 'the same pair after a restart');

@@ -1,10 +1,12 @@
 /**
- * RFC 5804 §2.1 AUTHENTICATE with SASL PLAIN (RFC 4616; §2.1 makes it mandatory to implement) and LOGIN (what
- * older clients send), with the initial response as the optional second argument. Continuations are server
- * strings of base64; the client answers with a string, "*" cancels. Only after STARTTLS unless
- * mailbox.allowUnencrypted (the seed's rule, as IMAP and POP3 apply it).
+ * RFC 5804 §2.1 AUTHENTICATE with SASL PLAIN (RFC 4616; §2.1 makes it mandatory to implement), LOGIN (what older
+ * clients send) and GSSAPI (RFC 4752, Kerberos single sign-on with service name "sieve", when auth.kerberos has a
+ * readable keytab), with the initial response as the optional second argument. Continuations are server strings of
+ * base64; the client answers with a string, "*" cancels. Only after STARTTLS unless mailbox.allowUnencrypted (the
+ * seed's rule, as IMAP and POP3 apply it).
  */
 import type { AuthResult } from '../../auth/authenticator.js';
+import { SaslCancelled, type SaslConversation } from '../../auth/gssapi.js';
 import { loginKey } from '../../directory/types.js';
 import { sieveString } from '../response.js';
 import type { ManageSieveSession } from '../session.js';
@@ -12,27 +14,25 @@ import { expectArgs, NON_AUTHENTICATED, SieveNo, stringArg, type ManageSieveComm
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-class Cancelled extends Error {}
-
 function decode(text: string): Buffer {
   if (!BASE64.test(text)) throw new SieveNo('Invalid base64 in the SASL response');
   return Buffer.from(text, 'base64');
 }
 
-/** One continuation (RFC 5804 §2.1): the challenge as a string, the client's response as a string line. */
-async function challenge(s: ManageSieveSession, data: string): Promise<Buffer> {
-  s.write(Buffer.concat([sieveString(Buffer.from(data, 'utf8').toString('base64')), Buffer.from('\r\n')]));
+/** One continuation (RFC 5804 §2.1): the challenge as a string of base64, the client's response as a string line. */
+async function challenge(s: ManageSieveSession, data: Buffer): Promise<Buffer> {
+  s.write(Buffer.concat([sieveString(data.toString('base64')), Buffer.from('\r\n')]));
   const line = await s.nextLine();
-  if (line === null) throw new Cancelled();
+  if (line === null) throw new SaslCancelled();
   if ('error' in line || line.tokens.length !== 1 || line.tokens[0]!.kind !== 'string') throw new SieveNo('Invalid SASL response: expected a string');
   const text = stringArg(line.tokens[0], 'SASL response');
-  if (text === '*') throw new SieveNo('Authentication cancelled');
+  if (text === '*') throw new SaslCancelled();
   return decode(text);
 }
 
 async function credentials(s: ManageSieveSession, mech: string, initial: Buffer | undefined): Promise<[string, string]> {
   if (mech === 'PLAIN') {
-    const data = initial ?? (await challenge(s, ''));
+    const data = initial ?? (await challenge(s, Buffer.alloc(0)));
     const parts = data.toString('utf8').split('\0');
     if (parts.length !== 3) throw new SieveNo('Malformed PLAIN response');
     const [authzid, authcid, password] = parts as [string, string, string];
@@ -40,8 +40,8 @@ async function credentials(s: ManageSieveSession, mech: string, initial: Buffer 
     if (authzid !== '' && loginKey(authzid) !== loginKey(authcid)) return [authcid, ''];
     return [authcid, password];
   }
-  const user = initial ?? (await challenge(s, 'Username:'));
-  const password = await challenge(s, 'Password:');
+  const user = initial ?? (await challenge(s, Buffer.from('Username:')));
+  const password = await challenge(s, Buffer.from('Password:'));
   return [user.toString('utf8'), password.toString('utf8')];
 }
 
@@ -51,19 +51,29 @@ export const authenticate: ManageSieveCommand = {
   async run(s, args) {
     expectArgs(args, 1, 2);
     const mech = stringArg(args[0], 'mechanism').toUpperCase();
-    if (mech !== 'PLAIN' && mech !== 'LOGIN') throw new SieveNo('Unsupported authentication mechanism');
+    const gss = mech === 'GSSAPI' && s.ctx.auth.gssapiAvailable?.() === true;
+    if (mech !== 'PLAIN' && mech !== 'LOGIN' && !gss) throw new SieveNo('Unsupported authentication mechanism');
     if (!s.loginAllowed()) throw new SieveNo('Use STARTTLS before authenticating', 'ENCRYPT-NEEDED');
     const initial = args.length === 2 ? decode(stringArg(args[1], 'initial response')) : undefined;
     let login: string;
-    let password: string;
+    let result: AuthResult;
     try {
-      [login, password] = await credentials(s, mech, initial);
+      if (gss) {
+        const conv: SaslConversation = { challenge: (data) => challenge(s, data) };
+        const r = await s.ctx.auth.authenticateGssapi!('sieve', initial, conv, { client: s.client, protocol: 'managesieve' });
+        if (r.status === 'cancelled') return s.no('Authentication cancelled');
+        result = r;
+        login = r.status === 'ok' ? r.user.login : '(gssapi)';
+      } else {
+        const [user, password] = await credentials(s, mech, initial);
+        login = user;
+        // An empty password (a refused PLAIN authzid too) is refused by the authenticator before AD, after its delay.
+        result = await s.ctx.auth.authenticate(user, password, { client: s.client, protocol: 'managesieve' });
+      }
     } catch (err) {
-      if (err instanceof Cancelled) return;
+      if (err instanceof SaslCancelled) return s.no('Authentication cancelled');
       throw err;
     }
-    // An empty password (a refused PLAIN authzid too) is refused by the authenticator before AD, after its delay.
-    const result: AuthResult = await s.ctx.auth.authenticate(login, password, { client: s.client, protocol: 'managesieve' });
     if (result.status === 'ok') {
       s.loggedIn(result, mech);
       return s.ok('Logged in');

@@ -128,7 +128,7 @@ test('the session registry closes every session of a user, any case, and forgets
   a();
   assert.equal(reg.count('ann'), 2);
   assert.deepEqual(reg.logins().sort(), ['ann', 'bob']);
-  assert.deepEqual(reg.closeUser('aNN', 'account disabled'), { imap: 1, pop3: 1 });
+  assert.deepEqual(reg.closeUser('aNN', 'account disabled'), { imap: 1, pop3: 1, managesieve: 0 });
   assert.deepEqual(closed, ['imap2:account disabled', 'pop3:account disabled']);
   assert.equal(reg.count('ann'), 0);
   assert.equal(reg.count('bob'), 1);

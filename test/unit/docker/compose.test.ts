@@ -57,7 +57,7 @@ test('every listener of the example config is published and exposed on its own p
   const published = new Set((postern.ports ?? []).map((p) => p.split('#')[0].trim()));
   const exposed = new Set(/^EXPOSE (.+)$/m.exec(dockerfile)?.[1].split(/\s+/));
   const listeners = Object.entries(config.listeners).filter(([, l]) => l !== false) as [string, { port: number }][];
-  assert.equal(listeners.length, 10, 'all ten listeners are on');
+  assert.equal(listeners.length, 11, 'all eleven listeners are on');
   for (const [role, l] of listeners) {
     assert.ok(published.has(`${l.port}:${l.port}`), `${role} (${l.port}) is published: ${[...published].join(' ')}`);
     assert.ok(exposed.has(String(l.port)), `${role} (${l.port}) is in EXPOSE`);
