@@ -5,6 +5,7 @@ import { registerConfigCommands } from './cli/config.js';
 import { registerDomainCommands } from './cli/domain.js';
 import { registerAddressCommands } from './cli/address.js';
 import { registerUserCommands } from './cli/user.js';
+import { registerOutOfOfficeCommands } from './cli/out-of-office.js';
 import { registerMailboxCommands } from './cli/mailbox.js';
 import { registerSettingsCommands } from './cli/settings.js';
 import { registerDirectoryCommands } from './cli/directory.js';
@@ -36,6 +37,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   registerDomainCommands(program, ctx, setCode);
   registerAddressCommands(program, ctx, setCode);
   registerUserCommands(program, ctx, setCode);
+  registerOutOfOfficeCommands(program, ctx, setCode);
   registerMailboxCommands(program, ctx, setCode);
   registerSettingsCommands(program, ctx, setCode);
   registerDirectoryCommands(program, ctx, setCode);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import { openCore, type Core } from './core.js';
 import { LocalRemoteAgent } from './delivery/agent.js';
+import { makeSieveDelivery } from './sieve/wiring.js';
+import { SieveState } from './sieve/state.js';
 import { RemoteDelivery } from './delivery/remote.js';
 import { ClamdScanner } from './filters/clamav.js';
 import { Spamc } from './filters/spamc.js';
@@ -185,6 +187,10 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         user,
       );
     const srs = makeSrs(config, hostname);
+    // Sieve at delivery (issue 15): out-of-office, before script, users' scripts; replies go through the spool.
+    const sieveState = SieveState.open(config.dataDir);
+    opened.push({ close: async () => sieveState.close() });
+    const sieve = makeSieveDelivery({ config, state: sieveState, store, directory: core.directory, hostname, log });
     const agent = new LocalRemoteAgent({
       resolver: core.resolver,
       settings,
@@ -200,6 +206,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       },
       srs,
       trace,
+      sieve,
+      enqueue: (message, envelope) => spool.enqueue(message, envelope),
     });
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent, trace });
     await scheduler.start();
@@ -333,6 +341,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         smtpSessions: () => smtp.sessions.size + (smtpWorkers?.sessionCount() ?? 0),
         smtpStats,
         sendLimits,
+        sieveState,
         imapSessions: () => imap.reduce((n, s) => n + s.sessionCount(), 0),
         pop3Sessions: () => pop3.reduce((n, s) => n + s.sessionCount(), 0),
         ports,
@@ -386,6 +395,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await running.traceRetention.stop();
         // After the scheduler: its last attempts' events are written before the file is closed.
         running.trace.close();
+        sieveState.close();
         await running.core.close();
         mailbox.close();
       },

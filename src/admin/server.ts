@@ -22,6 +22,7 @@ import { queueRoutes } from './routes/queue.js';
 import { traceRoutes } from './routes/trace.js';
 import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
+import { outOfOfficeRoutes } from './routes/out-of-office.js';
 import { limitsRoutes } from './routes/limits.js';
 import { mailboxesRoutes } from './routes/mailboxes.js';
 import type { AdminDeps, App } from './types.js';
@@ -113,6 +114,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   domainsRoutes(app, d);
   addressesRoutes(app, d);
   usersRoutes(app, d);
+  outOfOfficeRoutes(app, d);
   limitsRoutes(app, d);
   mailboxesRoutes(app, d);
   queueRoutes(app, d);

@@ -38,6 +38,8 @@ export interface AdminDeps {
   smtpStats?: import('../smtp/stats.js').SmtpStats;
   /** Send limits: who is at or near them, overrides, alerts (src/limits). */
   sendLimits?: import('../limits/send-limits.js').SendLimits;
+  /** Out-of-office set by IT (src/sieve/state.ts); the routes answer 503 without it. */
+  sieveState?: Pick<import('../sieve/state.js').SieveState, 'getOutOfOffice' | 'setOutOfOffice' | 'clearOutOfOffice'>;
   /** IMAP and POP3 connections open now. */
   imapSessions?: () => number;
   pop3Sessions?: () => number;

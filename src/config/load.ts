@@ -39,6 +39,7 @@ function resolvePaths(cfg: Config, base: string): Config {
     tls: { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) },
     log: { ...cfg.log, file: abs(cfg.log.file), imapFile: abs(cfg.log.imapFile) },
     srs: { ...cfg.srs, secretFile: abs(cfg.srs.secretFile) },
+    sieve: { ...cfg.sieve, before: abs(cfg.sieve.before), globalDir: abs(cfg.sieve.globalDir) },
     auth: { ...cfg.auth, kerberos: cfg.auth.kerberos && { ...cfg.auth.kerberos, keytab: abs(cfg.auth.kerberos.keytab)! } },
   };
 }

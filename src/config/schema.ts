@@ -3,6 +3,7 @@
  * the JSON Schema in schema/config.schema.json is generated from this file (`postern config schema`).
  */
 import { z } from 'zod';
+import { sieveDeliverySchema } from '../sieve/config.js';
 
 const cacheSchema = z
   .object({
@@ -351,6 +352,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     admin: adminSchema.prefault({}),
+    sieve: sieveDeliverySchema.prefault({}).describe('Sieve at local delivery: the admin before script, limits, vacation windows (issue 15)'),
     srs: z
       .object({
         enabled: z

@@ -24,6 +24,9 @@ import { localDeliveryPrefix } from './prefix.js';
 import type { RemoteDelivery } from './remote.js';
 import type { Srs } from './srs.js';
 import type { TraceRecorder } from '../trace/types.js';
+import type { NewEnvelope } from '../queue/spool.js';
+import type { DeliveryPlan, SieveDelivery } from '../sieve/delivery.js';
+import { KeyedMutex } from '../store/keyed-mutex.js';
 
 export interface AgentOptions {
   resolver: Resolver;
@@ -43,6 +46,13 @@ export interface AgentOptions {
   srs?: Srs;
   /** Message trace: the outcome of each recipient at each attempt (delivered, relayed, deferred, failed). */
   trace?: TraceRecorder;
+  /**
+   * Sieve at delivery (issue 15): out-of-office, the admin before script and the user's active script decide the
+   * folders, flags and the messages sent on; absent, a user's mail goes where it always went.
+   */
+  sieve?: Pick<SieveDelivery, 'plan'>;
+  /** Queues a new message (vacation replies, redirects, rejection notices made by Sieve). Needed with `sieve`. */
+  enqueue?: (message: Buffer, envelope: NewEnvelope) => Promise<string>;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
@@ -84,6 +94,11 @@ function fail(r: QueueRecipient, code: number, status: string, text: string): vo
 
 export class LocalRemoteAgent {
   private readonly log: Logger;
+  /**
+   * Sieve deliveries to one mailbox run one at a time: what one message records (the vacation reply sent, RFC 7352
+   * duplicate ids) is seen by the next, so two copies arriving together get one reply and one delivery.
+   */
+  private readonly sieveLocks = new KeyedMutex();
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'delivery' });
   }
@@ -273,6 +288,28 @@ export class LocalRemoteAgent {
     const prefix = localDeliveryPrefix(envelope.from, r.address);
     // The spool file is this very Maildir file (same prefix, then the message): linked, not written again.
     const linkFrom = spooled?.prefix === prefix ? spooled.path : undefined;
+    if (route.kind === 'user' && this.opts.sieve && this.opts.enqueue) {
+      const sieve = this.opts.sieve;
+      const done = await this.sieveLocks.run(route.guid ?? route.login.toLowerCase(), async () => {
+        let plan: DeliveryPlan | undefined;
+        try {
+          plan = await sieve.plan({ owner: owner as Extract<MailboxOwner, { kind: 'user' }>, envelope, recipient: r.address, message, keepFolder: folder });
+        } catch (err) {
+          if (err instanceof TempFailure) {
+            r.lastResult = '451 4.4.3 Directory temporarily unavailable';
+            r.status = '4.4.3';
+            log.warn({ to: r.address, err: err.message }, 'sieve: user addresses unavailable; will retry');
+            return true;
+          }
+          // A bug must not lose the message: it is delivered as it would be without Sieve.
+          log.error({ to: r.address, err }, 'sieve: delivery plan failed; delivering without Sieve');
+          return false;
+        }
+        await this.deliverPlan(envelope, r, owner, route.login, plan, quotaMB, prefix, linkFrom, log, folders);
+        return true;
+      });
+      if (done) return;
+    }
     try {
       const d = await this.opts.store.deliver(owner, message, { folder, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom });
       this.opts.onDelivered?.(owner, folder);
@@ -291,6 +328,79 @@ export class LocalRemoteAgent {
       r.status = '4.3.0';
       log.error({ to: r.address, err }, 'local delivery failed, will retry');
     }
+  }
+
+  /**
+   * Carries out what Sieve decided for one user: first the messages it sends (so that a failing disk retries the
+   * whole delivery rather than losing a redirect), recorded at once so a retry sends no second vacation reply; then
+   * the copies, each in its folder with its flags. At-least-once, like the rest of the queue: a retry after a failed
+   * store may queue a redirect twice, never lose it.
+   */
+  private async deliverPlan(
+    envelope: QueueEnvelope,
+    r: QueueRecipient,
+    owner: MailboxOwner,
+    login: string,
+    plan: DeliveryPlan,
+    quotaMB: number,
+    prefix: string,
+    linkFrom: string | undefined,
+    log: Logger,
+    folders: Map<QueueRecipient, string>,
+  ): Promise<void> {
+    try {
+      for (const o of plan.outgoing) {
+        const from = o.keepsSender ? this.redirectSender(o.from) : o.from;
+        const id = await this.opts.enqueue!(o.message, {
+          from,
+          recipients: [{ address: o.to, origin: 'rcpt', state: 'pending', attempts: 0 }],
+          client: { address: '127.0.0.1', listener: 'local', user: login },
+        });
+        log.info({ to: r.address, kind: o.kind, rcpt: o.to, newId: id }, `sieve ${o.kind} queued`);
+      }
+      plan.sent();
+    } catch (err) {
+      r.lastResult = `451 4.3.0 Cannot queue the Sieve ${plan.outgoing.length === 1 ? plan.outgoing[0].kind : 'messages'}: ${(err as Error).message}`;
+      r.status = '4.3.0';
+      log.error({ to: r.address, err }, 'sieve: cannot queue; will retry');
+      return;
+    }
+    let linked = false;
+    try {
+      for (const c of plan.copies) {
+        const link: string | undefined = c.original && !linked ? linkFrom : undefined;
+        linked ||= link !== undefined;
+        await this.opts.store.deliver(owner, c.message, { folder: c.folder, flags: c.flags || undefined, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom: link });
+        this.opts.onDelivered?.(owner, c.folder);
+        if (!folders.has(r)) folders.set(r, c.folder);
+      }
+    } catch (err) {
+      if (err instanceof QuotaExceeded) {
+        fail(r, 552, '5.2.2', `Mailbox full: ${err.message}`);
+        log.info({ to: r.address, result: 'bounced', reason: 'quota' }, 'mailbox over quota');
+        return;
+      }
+      r.lastResult = `451 4.3.0 Local delivery failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      r.status = '4.3.0';
+      log.error({ to: r.address, err }, 'local delivery failed, will retry');
+      return;
+    }
+    plan.delivered();
+    r.state = 'delivered';
+    r.deliveredAt = new Date().toISOString();
+    r.lastResult = plan.copies.length
+      ? `250 2.0.0 delivered to mailbox ${login} (${plan.copies.map((c) => c.folder).join(', ')})`
+      : `250 2.0.0 not stored in mailbox ${login}: ${plan.summary}`;
+    log.info({ to: r.address, login, folders: plan.copies.map((c) => c.folder), sieve: plan.summary, result: 'delivered' }, `delivered to ${r.address}`);
+  }
+
+  /** A redirect leaves with the original sender, SRS-rewritten when it is not one of ours (as forwards do). */
+  private redirectSender(from: string): string {
+    const srs = this.opts.srs;
+    if (!srs || !from) return from;
+    const domain = from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+    if (this.opts.settings.getDomain(domain)) return from;
+    return srs.forward(from);
   }
 
   /**

@@ -22,7 +22,7 @@ export const PASSWORD = 'Corp!Passw0rd';
 export const ADMIN_PASSWORD = 'Adm1n!Secret';
 export const JOHN = { user: 'john.smith', pass: PASSWORD };
 
-export function startSmtpTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[] } = {}): Promise<TestServer> {
+export function startSmtpTestServer(over: Record<string, unknown> = {}, opts: { domains?: string[]; logStream?: NodeJS.WritableStream } = {}): Promise<TestServer> {
   return startTestServer({ tls: TLS_FILES, ...over }, opts);
 }
 
