@@ -4,11 +4,12 @@
 #   tests: samba (AD DC), ldap-utils, krb5-user; clamav-daemon, clamav (sigtool), spamd, spamassassin for the
 #   filter tests; isync (mbsync), fetchmail and curl as real IMAP/POP3 clients; swaks, which `npm start` and the
 #   README tell the user to send with; zip/unzip/p7zip for the attachment-filter fixtures; dovecot-imapd for the
-#   Maildir interop test and the IMAP benchmark
+#   Maildir interop test and the IMAP benchmark; postgresql for the postgres state backend's tests (the harness runs
+#   its own initdb + postgres in a temp dir; the package's cluster is not started)
 set -euo pipefail
 BUILD=(libkrb5-dev python3 make g++)
 TEST=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils krb5-user openssl
-      clamav-daemon clamav spamd spamassassin isync fetchmail swaks curl zip unzip p7zip-full dovecot-imapd)
+      clamav-daemon clamav spamd spamassassin isync fetchmail swaks curl zip unzip p7zip-full dovecot-imapd postgresql)
 want=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")
