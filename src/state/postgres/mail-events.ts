@@ -82,6 +82,14 @@ export class PgMailEvents {
     return this.listening;
   }
 
+  /**
+   * Changes this node's hubs did not emit themselves but that were made here: those of IMAP worker processes
+   * (imap.workers), which the primary tells its hubs with emitLocal, past the bridges.
+   */
+  publish(batch: [HubName, string, unknown][]): void {
+    this.queue({ e: batch.map(([hub, key, change]) => [hub, this.toWire(key), change] as Carried) });
+  }
+
   /** A delivery made on this node into `folder` of `owner`: the other nodes sync it if they watch it. */
   delivered(owner: MailboxOwner, folder = 'INBOX'): void {
     this.queue({ d: [[owner, folder]] });

@@ -1,7 +1,7 @@
 /**
  * The folder index on PostgreSQL (issue 16): what postern-index.db keeps per folder (src/store/folder-index.ts), in
  * tables every node shares (schema/postgres/pgidx-001-mail.sql). Same contract as the SQLite backend
- * (store/folder-index-backend.ts), tested by the same cases.
+ * (store/folder-index-backend.ts), tested by the same cases. Tables: schema/migrations-postgres/050-mail.sql.
  *
  * One truth across nodes: every change takes the folder's row FOR UPDATE first, computes the next MODSEQ and UIDs
  * from it and writes them back in the same transaction, so concurrent APPENDs through two nodes get distinct,
@@ -10,11 +10,12 @@
  */
 import type pg from 'pg';
 import { TempFailure } from '../../lib/errors.js';
+import type { TxQueryable } from './queryable.js';
 import type { FolderIndexBackend, FolderMeta, IndexChanges, IndexRow } from '../../store/folder-index-backend.js';
 import { MAX_EXPUNGED_HISTORY, nextUidValidity } from '../../store/folder-index.js';
 import type { SearchHeaders } from '../../store/header-fields.js';
 
-type Client = Pick<pg.PoolClient, 'query'>;
+type Client = Pick<pg.PoolClient, 'query'> | TxQueryable;
 
 interface FolderRow {
   id: string;
@@ -29,7 +30,8 @@ interface FolderRow {
 
 const ROW_COLS = 'uid, base, name, size, internal_date, keywords, modseq, save_date';
 
-function toRow(r: Record<string, unknown>): IndexRow {
+function toRow(x: unknown): IndexRow {
+  const r = x as Record<string, unknown>;
   return {
     uid: Number(r.uid),
     base: r.base as string,
@@ -61,7 +63,7 @@ async function temp<T>(fn: () => Promise<T>): Promise<T> {
 
 export class PgFolderIndex implements FolderIndexBackend {
   private constructor(
-    private readonly pool: pg.Pool,
+    private readonly pool: TxQueryable,
     /** The folder's Maildir path relative to the mail root: the same key on every node. */
     readonly key: string,
     private readonly id: string,
@@ -70,24 +72,24 @@ export class PgFolderIndex implements FolderIndexBackend {
   ) {}
 
   /** Opens the index of folder `key`, creating it (a new UIDVALIDITY) when no node has yet. */
-  static async open(pool: pg.Pool, key: string, opts: { historyLimit?: number } = {}): Promise<PgFolderIndex> {
+  static async open(pool: TxQueryable, key: string, opts: { historyLimit?: number } = {}): Promise<PgFolderIndex> {
     return temp(async () => {
       // RFC 7162 §3.1.1: a new index starts its MODSEQs at the clock in microseconds, as the SQLite one does.
       const start = Date.now() * 1000;
-      const ins = await pool.query<{ id: string }>(
+      const ins = await pool.query(
         `INSERT INTO mail_folders (key, uidvalidity, uidnext, modseq, vanishedfloor) VALUES ($1, $2, 1, $3, $3)
          ON CONFLICT (key) DO NOTHING RETURNING id`,
         [key, nextUidValidity(), start],
       );
-      if (ins.rows[0]) return new PgFolderIndex(pool, key, ins.rows[0].id, true, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
-      const sel = await pool.query<{ id: string }>('SELECT id FROM mail_folders WHERE key = $1', [key]);
+      if (ins.rows[0]) return new PgFolderIndex(pool, key, String((ins.rows[0] as { id: unknown }).id), true, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
+      const sel = await pool.query('SELECT id FROM mail_folders WHERE key = $1', [key]);
       if (!sel.rows[0]) throw new TempFailure(`mail index: folder ${key} vanished while opened`);
-      return new PgFolderIndex(pool, key, sel.rows[0].id, false, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
+      return new PgFolderIndex(pool, key, String((sel.rows[0] as { id: unknown }).id), false, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
     });
   }
 
   /** Forgets a folder (deleted): its rows go with it. */
-  static async drop(pool: pg.Pool, key: string): Promise<void> {
+  static async drop(pool: TxQueryable, key: string): Promise<void> {
     await temp(() => pool.query('DELETE FROM mail_folders WHERE key = $1', [key]));
   }
 
@@ -98,24 +100,8 @@ export class PgFolderIndex implements FolderIndexBackend {
     return f;
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    return temp(async () => {
-      const c = await this.pool.connect();
-      let broken: unknown;
-      try {
-        await c.query('BEGIN');
-        const out = await fn(c);
-        await c.query('COMMIT');
-        return out;
-      } catch (err) {
-        broken = err;
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        // A connection that failed mid-transaction may be dead: not given back to the pool.
-        c.release(broken instanceof Error && !(broken as { code?: string }).code ? broken : undefined);
-      }
-    });
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return temp(() => this.pool.transaction(fn));
   }
 
   async meta(): Promise<FolderMeta> {
@@ -137,7 +123,7 @@ export class PgFolderIndex implements FolderIndexBackend {
 
   async row(uid: number): Promise<IndexRow | undefined> {
     const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND uid = $2`, [this.id, uid]));
-    return r.rows[0] ? toRow(r.rows[0] as Record<string, unknown>) : undefined;
+    return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
   async uidOfBase(base: string): Promise<number | undefined> {

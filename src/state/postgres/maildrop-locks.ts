@@ -1,6 +1,6 @@
 /**
  * POP3 maildrop locks shared by the nodes of a cluster (issue 16; RFC 1939 §8): a lease row per locked maildrop in
- * PostgreSQL (`pop3_maildrop_locks`, schema/postgres/pgidx-001-mail.sql). A row is taken when it is absent or its
+ * PostgreSQL (`pop3_maildrop_locks`, schema/migrations-postgres/050-mail.sql). A row is taken when it is absent or its
  * lease has run out, renewed while the session lives, and deleted at the end of the session.
  *
  * A lease rather than a session-level advisory lock: an advisory lock lives on one connection, so a node would need

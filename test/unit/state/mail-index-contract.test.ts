@@ -9,9 +9,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { TempFailure } from '../../../src/lib/errors.ts';
-import { applyMailSchema } from '../../../src/state/postgres/mail-schema.ts';
+import { silentLogger } from '../../../src/lib/logger.ts';
+import { PgState } from '../../../src/state/postgres/pool.ts';
 import { PgFolderIndex } from '../../../src/state/postgres/mail-index.ts';
 import { SqliteFolderIndexBackend, type FolderIndexBackend, type NewRow } from '../../../src/store/folder-index-backend.ts';
 import { createTestDatabase, type TestDatabase } from '../../helpers/pg-database.ts';
@@ -24,7 +24,8 @@ interface Backend {
 
 let dir: string;
 let db: TestDatabase;
-let pool: pg.Pool;
+let pool: PgState;
+const connect = (url: string) => new PgState({ url, poolSize: 4, connectTimeoutMs: 5000, statementTimeoutMs: 30_000 }, silentLogger);
 let n = 0;
 
 const backends: Backend[] = [
@@ -50,13 +51,12 @@ const row = (base: string, extra: Partial<NewRow> = {}): NewRow => ({ base, name
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'postern-index-contract-'));
   db = await createTestDatabase({ prefix: 'mail_index' });
-  pool = new pg.Pool({ connectionString: db.url, max: 4 });
-  pool.on('error', () => undefined);
-  await applyMailSchema(pool);
+  pool = connect(db.url);
+  await pool.migrate();
 });
 
 after(async () => {
-  await pool?.end();
+  await pool?.close();
   await db?.drop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -207,8 +207,7 @@ for (const b of backends) {
 describe('folder index on PostgreSQL across nodes', { timeout: 180_000 }, () => {
   it('concurrent APPENDs through two nodes get distinct, increasing UIDs and MODSEQs', async () => {
     // Two pools: two nodes, each with its own connections, taking turns only through PostgreSQL's row lock.
-    const poolB = new pg.Pool({ connectionString: db.url, max: 4 });
-    poolB.on('error', () => undefined);
+    const poolB = connect(db.url);
     try {
       const a = await PgFolderIndex.open(pool, 'anna.bianchi/.Concurrent');
       const b = await PgFolderIndex.open(poolB, 'anna.bianchi/.Concurrent');
@@ -235,17 +234,16 @@ describe('folder index on PostgreSQL across nodes', { timeout: 180_000 }, () => 
       assert.equal((await b.meta()).uidNext, 2 * per + 1);
       console.log(`# ${2 * per} concurrent single-message APPENDs through two pools: ${ms} ms`);
     } finally {
-      await poolB.end();
+      await poolB.close();
     }
   });
 
   it('PostgreSQL unreachable: every call is a TempFailure, nothing crashes', async () => {
-    const dead = new pg.Pool({ connectionString: 'postgres://postern:x@127.0.0.1:1/none', connectionTimeoutMillis: 2000 });
-    dead.on('error', () => undefined);
+    const dead = connect('postgres://postern:x@127.0.0.1:1/none');
     try {
       await assert.rejects(PgFolderIndex.open(dead, 'x/.y'), TempFailure);
     } finally {
-      await dead.end();
+      await dead.close();
     }
   });
 });

@@ -7,7 +7,8 @@
  * by B's fs.watch on new/.
  *
  * PostgreSQL "going away" is a TCP proxy between the nodes and the real server that the test closes and opens, so
- * the shared server of the run stays up for the other test files.
+ * the shared server of the run stays up for the other test files. A protocol test (real listeners, no Samba): the
+ * PostgreSQL test/run.ts starts for files that use test/helpers/pg-database.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, symlink } from 'node:fs/promises';
@@ -15,14 +16,13 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { TempFailure } from '../../src/lib/errors.ts';
 import { startPop3, type Pop3Service } from '../../src/pop3/server.ts';
 import { PgMaildropLocks } from '../../src/state/postgres/maildrop-locks.ts';
 import { PgMailEvents } from '../../src/state/postgres/mail-events.ts';
-import { applyMailSchema } from '../../src/state/postgres/mail-schema.ts';
+import { PgState } from '../../src/state/postgres/pool.ts';
 import { MaildirMailbox } from '../../src/store/maildir-mailbox.ts';
 import { MaildirStore } from '../../src/store/maildir.ts';
 import type { FolderChange, MailboxListChange } from '../../src/store/mailbox.ts';
@@ -134,8 +134,10 @@ interface Node {
   pop3: Pop3Service;
   events: PgMailEvents;
   locks: PgMaildropLocks;
-  pool: pg.Pool;
+  pool: PgState;
 }
+
+const connectPg = (url: string) => new PgState({ url, poolSize: 4, connectTimeoutMs: 3000, statementTimeoutMs: 30_000 }, silentLogger);
 
 describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
   let db: TestDatabase;
@@ -147,8 +149,7 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
 
   async function startNode(name: string, root: string): Promise<Node> {
     const url = proxy.url(db.url);
-    const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 5000 });
-    pool.on('error', () => undefined);
+    const pool = connectPg(url);
     const store = new MaildirStore({ root, hostname: HOST });
     const hub = new FolderEvents();
     const mailbox = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, debounceMs: 10, events: hub });
@@ -179,9 +180,9 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
     const u = new URL(db.url);
     proxy = new PgProxy({ host: u.hostname, port: Number(u.port || 5432) });
     await proxy.start();
-    const setup = new pg.Pool({ connectionString: db.url });
-    await applyMailSchema(setup);
-    await setup.end();
+    const setup = connectPg(db.url);
+    await setup.migrate();
+    await setup.close();
     dir = await mkdtemp(join(tmpdir(), 'postern-cluster-mail-'));
     await symlink(join(dir, 'mail'), join(dir, 'mnt-b'));
     A = await startNode('node-a', join(dir, 'mail'));
@@ -199,7 +200,7 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
       await n.events.close();
       n.locks.close();
       n.mailbox.close();
-      await n.pool.end().catch(() => undefined);
+      await n.pool.close();
     }
     await proxy?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -299,7 +300,7 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
   });
 
   it("a lock held by a node that died is free after its lease", async () => {
-    const pool = new pg.Pool({ connectionString: db.url });
+    const pool = connectPg(db.url);
     try {
       const dead = new PgMaildropLocks({ db: pool, node: 'node-dead', log: silentLogger, leaseMs: 1000 });
       assert.equal(await dead.acquire('anna.bianchi'), 'ok');
@@ -310,12 +311,12 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
       live.release('anna.bianchi');
       live.close();
     } finally {
-      await pool.end();
+      await pool.close();
     }
   });
 
   it('a held lock is renewed: it outlives its lease while the session lives', async () => {
-    const pool = new pg.Pool({ connectionString: db.url });
+    const pool = connectPg(db.url);
     try {
       const holder = new PgMaildropLocks({ db: pool, node: 'node-holder', log: silentLogger, leaseMs: 600 });
       const other = new PgMaildropLocks({ db: pool, node: 'node-other', log: silentLogger, leaseMs: 600 });
@@ -337,7 +338,7 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
       holder.close();
       other.close();
     } finally {
-      await pool.end();
+      await pool.close();
     }
   });
 
@@ -376,8 +377,7 @@ describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
 describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () => {
   it('keys relative to each node\'s mail root; own changes are not echoed; deliveries reach the others only', async (t) => {
     const db = await createTestDatabase({ prefix: 'mail_events' });
-    const pool = new pg.Pool({ connectionString: db.url });
-    pool.on('error', () => undefined);
+    const pool = connectPg(db.url);
     const make = (node: string, root: string) => {
       const hub = new FolderEvents();
       const list = new EventHub<MailboxListChange>();
@@ -387,7 +387,7 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
     };
     const a = make('a', '/srv/a/mail');
     const b = make('b', '/mnt/shared/mail');
-    t.after(() => Promise.all([a.events.close(), b.events.close()]).then(() => pool.end()).then(() => db.drop()));
+    t.after(() => Promise.all([a.events.close(), b.events.close()]).then(() => pool.close()).then(() => db.drop()));
     await Promise.all([a.events.start(), b.events.start()]);
     const seenA: FolderChange[] = [];
     const seenB: FolderChange[] = [];
@@ -411,14 +411,13 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
 
   it('a STORE of many messages is split into NOTIFYs under PostgreSQL\'s payload limit, none lost', async (t) => {
     const db = await createTestDatabase({ prefix: 'mail_events_big' });
-    const pool = new pg.Pool({ connectionString: db.url });
-    pool.on('error', () => undefined);
+    const pool = connectPg(db.url);
     const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
     const ha = hubs();
     const hb = hubs();
     const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined });
     const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: () => undefined });
-    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.end()).then(() => db.drop()));
+    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
     await Promise.all([a.start(), b.start()]);
     const got: number[] = [];
     hb.folder.on('/m/u/cur', (c) => c.kind === 'flags' && got.push(c.uid));
