@@ -112,6 +112,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   try {
     core = openCore(config, log);
     const { settings } = core;
+    // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
+    // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
+    await core.state.start(settings);
     trace = openTraceStore(config.dataDir, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
@@ -308,6 +311,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         store,
         mailbox,
         lifecycle: { registry: core.registry, reconcile: (guid) => core!.lifecycle.reconcile(guid) },
+        state: core.state,
         smtpSessions: () => smtp.sessions.size,
         smtpStats,
         sendLimits,
