@@ -6,12 +6,13 @@
 #   README tell the user to send with; zip/unzip/p7zip for the attachment-filter fixtures; dovecot-imapd for the
 #   Maildir interop test and the IMAP benchmark; chromium (headless) for the web admin tests; sieve-connect as the real
 #   ManageSieve client, libgssapi-perl for its GSSAPI mechanism and libnss-wrapper to resolve the GSSAPI test's host
-#   name to loopback for it
+#   name to loopback for it; postgresql for the postgres state backend's tests (the harness runs its own initdb +
+#   postgres in a temp dir; the package's cluster is not started)
 set -euo pipefail
 BUILD=(libkrb5-dev python3 make g++)
 TEST=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils krb5-user openssl
       clamav-daemon clamav spamd spamassassin isync fetchmail swaks curl zip unzip p7zip-full dovecot-imapd chromium
-      sieve-connect libgssapi-perl libnss-wrapper)
+      sieve-connect libgssapi-perl libnss-wrapper postgresql)
 want=()
 for p in "${BUILD[@]}" "${TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { MailboxRegistry } from './lifecycle/registry.js';
 import { MailboxLifecycle } from './lifecycle/lifecycle.js';
 import { mailboxLoginDirectory } from './lifecycle/gate.js';
+import { openState, type StateStore } from './state/index.js';
 
 export interface Core {
   config: LoadedConfig;
@@ -28,11 +29,14 @@ export interface Core {
   /** Which store directory holds which AD object's mailbox, and orphaned mailboxes (issue 13). */
   registry: MailboxRegistry;
   lifecycle: MailboxLifecycle;
+  /** The state store (issue 16): sqlite (nothing to start) or postgres; `startServer` starts it. */
+  state: StateStore;
   close(): Promise<void>;
 }
 
 export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay?: FailureDelay } = {}): Core {
   const settings = openSettings(config.dataDir);
+  const state = openState(config.state, log);
   const directory = createDirectory(config.directory, log);
   const registry = new MailboxRegistry({ root: join(config.dataDir, 'mail'), settings, log });
   const lifecycle = new MailboxLifecycle({
@@ -85,9 +89,11 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
     mailboxAuth,
     registry,
     lifecycle,
+    state,
     async close() {
       await lifecycle.stop();
       await directory.close();
+      await state.close();
       settings.close();
     },
   };

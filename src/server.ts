@@ -32,7 +32,8 @@ import { interpreterChecker } from './managesieve/sieve-checker.js';
 import { SieveScriptStore } from './sieve/storage.js';
 import { startImap } from './imap/server.js';
 import { imapDeps } from './imap/wiring.js';
-import { ImapWorkers } from './imap/workers.js';
+import { ImapWorkers, type BridgedChange } from './imap/workers.js';
+import { startClusterMail } from './state/postgres/cluster-mail.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
 import { resolveBurl } from './imap/urlauth.js';
 import type { UserEntry } from './directory/types.js';
@@ -116,6 +117,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   try {
     core = openCore(config, log);
     const { settings } = core;
+    // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
+    // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
+    await core.state.start(settings);
     trace = openTraceStore(config.dataDir, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
@@ -133,6 +137,24 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // IMAP/POP3 session at once (issue 13 item 3).
     const sessions = new SessionRegistry();
     const imapWorkersRef: { current?: ImapWorkers } = {};
+    // ---- cluster mail (issue 16, state postgres): folder changes to and from the other nodes, shared POP3 locks (begin) ----
+    const clusterMail =
+      config.state.type === 'postgres' && core.state.pg
+        ? await startClusterMail({
+            db: core.state.pg,
+            url: config.state.url,
+            node: core.state.nodeId,
+            mailRoot: store.root,
+            log,
+            onDelivered: (owner, folder) => {
+              mailbox.notifyDelivered(owner, folder);
+              imapWorkersRef.current?.delivered(owner, folder);
+            },
+            onRemote: (batch) => imapWorkersRef.current?.relay(batch),
+          })
+        : undefined;
+    if (clusterMail) opened.push(clusterMail);
+    // ---- cluster mail (end) ----
     let watch: DirectoryWatch | undefined;
     let recheck: NodeJS.Timeout | undefined;
     if (dir.backend instanceof LdapDirectory && config.directory.watch.enabled) {
@@ -203,6 +225,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         mailbox.notifyDelivered(owner, folder);
         // IDLE sessions in IMAP workers (imap.workers) hear of deliveries made here.
         imapWorkersRef.current?.delivered(owner, folder);
+        // And those of the other nodes of a cluster.
+        clusterMail?.delivered(owner, folder);
       },
       srs,
       trace,
@@ -265,7 +289,10 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
     // imap.workers > 0: this process keeps the IMAP listeners and hands each connection to a worker process that
     // serves it over the same store (src/imap/workers.ts); 0: sessions are served here.
-    const imapWorkers = config.imap.workers > 0 ? new ImapWorkers({ config, workers: config.imap.workers, log }) : undefined;
+    const imapWorkers =
+      config.imap.workers > 0
+        ? new ImapWorkers({ config, workers: config.imap.workers, log, ...(clusterMail ? { onWorkerChanges: (b: BridgedChange[]) => clusterMail.publish(b) } : {}) })
+        : undefined;
     imapWorkersRef.current = imapWorkers;
     if (imapWorkers) {
       opened.push(imapWorkers);
@@ -284,7 +311,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     for (const role of ['pop3', 'pop3s'] as const) {
       const l = config.listeners[role];
       if (l === false) continue;
-      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.mailboxAuth, mailbox, settings, hostname, log, sessions });
+      const svc = await startPop3({ port: l.port, host: l.host, secure: role === 'pop3s', tls, auth: core.mailboxAuth, mailbox, settings, hostname, log, sessions, ...(clusterMail ? { locks: clusterMail.locks } : {}) });
       pop3.push(svc);
       opened.push(svc);
       ports[role] = svc.port;
@@ -338,6 +365,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         store,
         mailbox,
         lifecycle: { registry: core.registry, reconcile: (guid) => core!.lifecycle.reconcile(guid) },
+        state: core.state,
         smtpSessions: () => smtp.sessions.size + (smtpWorkers?.sessionCount() ?? 0),
         smtpStats,
         sendLimits,
@@ -391,6 +419,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         running.sendLimits.close();
         await Promise.all([...pop3, ...imap, ...managesieve].map((p) => p.close()));
         await imapWorkers?.close();
+        await clusterMail?.close();
         await running.scheduler.stop();
         await running.traceRetention.stop();
         // After the scheduler: its last attempts' events are written before the file is closed.

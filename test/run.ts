@@ -49,6 +49,16 @@
  * They are shared by every test file: a test that wants "the daemon went away" should start its own with
  * startClamd() / startSpamd(); one that stops the shared one starts it again before it ends.
  *
+ * PostgreSQL (test/harness/postgres.ts: initdb in a temp dir, a free port on 127.0.0.1, password auth on loopback
+ * only) is started when a selected test file of any tier mentions POSTERN_TEST_PG or test/helpers/pg-database, and
+ * its variables are given to every tier (the tiers with such a file wait for it). Tests make a database of their
+ * own with createTestDatabase() (test/helpers/pg-database.ts):
+ *   POSTERN_TEST_PG_URL             postgres://postern:PASSWORD@127.0.0.1:PORT/postgres (a superuser)
+ *   POSTERN_TEST_PG_HOST, _PORT, _USER, _PASSWORD
+ *   POSTERN_TEST_PG_DIR             its dir (postgres.log is there)
+ * POSTERN_TEST_DC_CONTROL also has NAME postgres (stop = fast shutdown, every connection dropped; start). Like
+ * clamd, a test that wants "PostgreSQL went away" should rather start its own with startPostgres().
+ *
  * Tiers and children (test/harness/runner.ts, children.ts): unit, protocol and integration run as three
  * `node --test` runs, one after the other (on 2 cores Node runs one file at a time anyway); the DCs, clamd and spamd
  * start in the background meanwhile, so the integration tier does not wait for them. Each run has
@@ -66,7 +76,7 @@
  *
  * Exits non-zero if any tier failed (or was killed, or its setup failed).
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -76,7 +86,8 @@ import { loadLdif } from '../fixtures/ad/load.js';
 import { type Child } from './harness/children.js';
 import { startClamd, type Clamd } from './harness/clamd.js';
 import { killAllDaemons } from './harness/control.js';
-import { ensureDebianPackages, FILTER_PACKAGES, SAMBA_PACKAGES } from './harness/packages.js';
+import { ensureDebianPackages, FILTER_PACKAGES, POSTGRES_PACKAGES, SAMBA_PACKAGES } from './harness/packages.js';
+import { killAllPostgres, postgresEnv, startPostgres, type Postgres } from './harness/postgres.js';
 import { COUNT_NAMES, runNodeTest, type Counts, type RunNodeTestResult } from './harness/runner.js';
 import { killAllSamba, startSambaDc, type SambaDc } from './harness/samba.js';
 import { startSpamd, type Spamd } from './harness/spamd.js';
@@ -170,6 +181,9 @@ function selectTests(all: string[], filters: string[]): string[] {
   }
   return all.filter((t) => picked.has(t));
 }
+
+/** Test files that need the PostgreSQL of the run: they name its variables or the per-test database helper. */
+const needsPostgres = (file: string) => /POSTERN_TEST_PG|pg-database/.test(readFileSync(file, 'utf8'));
 
 async function startDc(spec: DcSpec): Promise<{ dc: SambaDc; env: Record<string, string> }> {
   const t0 = Date.now();
@@ -287,8 +301,30 @@ function startControlServer(services: Map<string, Controllable>): Promise<{ serv
 interface Setup {
   dcs: SambaDc[];
   filterDaemons?: Awaited<ReturnType<typeof startFilterDaemons>>;
+  postgres?: Postgres;
   control?: Server;
+  /** What the control endpoint serves; filled as the services come up. */
+  services: Map<string, Controllable>;
   env: Record<string, string>;
+}
+
+/** The control endpoint, once per run (the integration services and PostgreSQL both need it). */
+async function ensureControl(into: Setup): Promise<void> {
+  if (into.control) return;
+  const ctl = await startControlServer(into.services);
+  into.control = ctl.server;
+  into.env.POSTERN_TEST_DC_CONTROL = ctl.url;
+}
+
+/** The Debian package and a PostgreSQL for the run. */
+async function startRunPostgres(into: Setup): Promise<void> {
+  await ensureDebianPackages(POSTGRES_PACKAGES, say);
+  const pg = await startPostgres();
+  into.postgres = pg;
+  say(`PostgreSQL on ${pg.host}:${pg.port}: initdb ${pg.timings.initdbMs} ms, start ${pg.timings.startMs} ms (${pg.dir})`);
+  into.services.set('postgres', pg);
+  await ensureControl(into);
+  Object.assign(into.env, postgresEnv(pg));
 }
 
 /** Debian packages, the two DCs, clamd, spamd and the control endpoint; fills `into` as they come up (for cleanup). */
@@ -306,15 +342,10 @@ async function startIntegrationServices(into: Setup): Promise<void> {
   for (const s of started) if (s.status === 'fulfilled') Object.assign(into.env, s.value.env);
   Object.assign(into.env, into.filterDaemons!.env);
   say(`Samba DCs, clamd and spamd ready in ${Date.now() - t0} ms`);
-  const ctl = await startControlServer(
-    new Map<string, Controllable>([
-      ['ad2', into.dcs[1]],
-      ['clamd', into.filterDaemons!.clamd],
-      ['spamd', into.filterDaemons!.spamd],
-    ]),
-  );
-  into.control = ctl.server;
-  into.env.POSTERN_TEST_DC_CONTROL = ctl.url;
+  into.services.set('ad2', into.dcs[1]);
+  into.services.set('clamd', into.filterDaemons!.clamd);
+  into.services.set('spamd', into.filterDaemons!.spamd);
+  await ensureControl(into);
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -339,14 +370,14 @@ async function main(): Promise<number> {
   const tiers = TIERS.map((name) => ({ name, files: files.filter((f) => f.startsWith(tierDir(name))) })).filter((t) => t.files.length > 0);
 
   const runDir = mkdtempSync(join(tmpdir(), 'postern-test-run-'));
-  const setup: Setup = { dcs: [], env: {} };
+  const setup: Setup = { dcs: [], services: new Map(), env: {} };
   let runner: Child | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
       setup.control?.close();
-      const { dcs, filterDaemons } = setup;
-      const daemons = filterDaemons ? [filterDaemons.clamd, filterDaemons.spamd] : [];
+      const { dcs, filterDaemons, postgres } = setup;
+      const daemons = [...(filterDaemons ? [filterDaemons.clamd, filterDaemons.spamd] : []), ...(postgres ? [postgres] : [])];
       if (process.env.POSTERN_TEST_KEEP_DC === '1') {
         await Promise.all([...dcs, ...daemons].map((d) => d.stop()));
         for (const dc of dcs) say(`kept ${dc.realm} in ${dc.dir} (POSTERN_TEST_KEEP_DC=1)`);
@@ -364,6 +395,7 @@ async function main(): Promise<number> {
       say(`${sig} again: exiting without cleanup`);
       killAllSamba('SIGKILL');
       killAllDaemons('SIGKILL');
+      killAllPostgres();
       process.exit(interrupted); // the 'exit' hook of children.ts SIGKILLs the runner's group
     }
     interrupted = sig === 'SIGINT' ? 130 : 143;
@@ -379,6 +411,8 @@ async function main(): Promise<number> {
     }
     killAllSamba();
     killAllDaemons();
+    // A fast shutdown would wait for nothing here either: the run is over, the data dir is thrown away.
+    killAllPostgres();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -389,6 +423,20 @@ async function main(): Promise<number> {
   try {
     // The DCs take ~10 s to provision and start: do it while the unit and protocol tiers run.
     let setupDone: Promise<void> | undefined;
+    // PostgreSQL takes a few seconds (initdb): started first, awaited only by the tiers that have a file needing it.
+    let pgDone: Promise<void> | undefined;
+    const pgTiers = new Set(tiers.filter((t) => t.files.some(needsPostgres)).map((t) => t.name));
+    if (pgTiers.size > 0) {
+      const p0 = Date.now();
+      pgDone = startRunPostgres(setup).then(
+        () => void wall.push({ name: 'setup (PostgreSQL)', ms: Date.now() - p0 }),
+        (err: unknown) => {
+          wall.push({ name: 'setup (PostgreSQL)', ms: Date.now() - p0, note: 'FAILED' });
+          throw err;
+        },
+      );
+      pgDone.catch(() => {});
+    }
     if (tiers.some((t) => t.name === 'integration')) {
       const s0 = Date.now();
       setupDone = startIntegrationServices(setup).then(
@@ -415,12 +463,27 @@ async function main(): Promise<number> {
         if (Date.now() - w0 > 1000) say(`waited ${seconds(Date.now() - w0)} for the integration services`);
         if (interrupted) break;
       }
+      if (pgTiers.has(tier.name)) {
+        try {
+          await pgDone;
+        } catch (err) {
+          if (interrupted) break;
+          say(`PostgreSQL setup failed, ${tier.name} tier not run: ${(err as Error).stack ?? String(err)}`);
+          setupFailed = true;
+          break;
+        }
+      }
       say(`${tier.name}: ${tier.files.length} test file(s)`);
       const runTier = () => runNodeTest({
         name: tier.name,
         files: tier.files.map((f) => relative(root, f)),
         cwd: root,
-        env: { ...process.env, ...(tier.name === 'integration' ? setup.env : {}) },
+        // The integration tier gets everything; the others only PostgreSQL's variables (and the control endpoint).
+        env: {
+          ...process.env,
+          ...(tier.name === 'integration' ? setup.env : {}),
+          ...(setup.postgres ? { ...postgresEnv(setup.postgres), POSTERN_TEST_DC_CONTROL: setup.env.POSTERN_TEST_DC_CONTROL } : {}),
+        },
         args: passthrough,
         runDir,
         fileTimeoutMs: FILE_TIMEOUT_MS,
@@ -445,7 +508,7 @@ async function main(): Promise<number> {
   } finally {
     const c0 = Date.now();
     await cleanup();
-    if (setup.dcs.length || setup.filterDaemons) wall.push({ name: 'teardown (DCs, clamd, spamd)', ms: Date.now() - c0 });
+    if (setup.dcs.length || setup.filterDaemons || setup.postgres) wall.push({ name: 'teardown (services)', ms: Date.now() - c0 });
   }
 
   // Totals last: CI reads the closing lines.
@@ -463,7 +526,7 @@ async function main(): Promise<number> {
         `  ${r.name}: ${r.counts ? `${r.counts.pass} passed, ${r.counts.fail} failed, ${r.counts.cancelled} cancelled, ${r.counts.skipped} skipped` : 'no summary (the runner was killed)'}, exit ${r.code}`,
     ),
   ];
-  if (setupFailed) lines.push('  integration: NOT RUN (setup failed, see above)');
+  if (setupFailed) lines.push('  a tier was NOT RUN (its setup failed, see above)');
   if (incomplete.length) lines.push(`  incomplete: ${incomplete.join(', ')}`);
   lines.push(...COUNT_NAMES.map((k) => `# ${k} ${total[k]}`));
   lines.push(`${total.pass} passed, ${total.fail + total.cancelled} failed`);

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { Pseudonym, Settings } from '../settings/store.js';
-import { action, checkCliReferences, CliExit, cliSettings, formatTable } from './settings.js';
+import { action, checkCliReferences, CliExit, cliApply, cliSettings, formatTable } from './settings.js';
 
 interface AddressArg {
   localPart: string;
@@ -73,7 +73,7 @@ export function registerAddressCommands(program: Command, ctx: CliContext, setCo
             opts.force,
           );
           const s = cliSettings(ctx);
-          const added = s.addPseudonym(input);
+          const added = await cliApply(ctx, (st) => st.addPseudonym(input));
           for (const p of added) ctx.out(`added ${describe(p)}`);
           if (domains === 'all' && !s.listDomains().some((d) => d.type === 'local')) {
             ctx.out('note: no local domain is configured yet, so this address receives nothing until one is added');
@@ -116,9 +116,9 @@ export function registerAddressCommands(program: Command, ctx: CliContext, setCo
     .description('remove an address (local@domain, local@*, or local for every entry of that local part)')
     .argument('<address>')
     .action(
-      action(ctx, setCode, (arg: string) => {
+      action(ctx, setCode, async (arg: string) => {
         const a = parseAddressArg(arg);
-        const removed = cliSettings(ctx).removePseudonym(a.localPart, a.domain);
+        const removed = await cliApply(ctx, (s) => s.removePseudonym(a.localPart, a.domain));
         if (!removed.length) {
           ctx.err(`postern: no address ${arg}`);
           return EXIT.no;

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { Domain, DomainPatch } from '../settings/store.js';
-import { action, checkCliReferences, CliExit, cliSettings, formatTable } from './settings.js';
+import { action, checkCliReferences, CliExit, cliApply, cliSettings, formatTable } from './settings.js';
 
 /** The disclaimer text of FILE, or of stdin for `-`. */
 async function readDisclaimer(ctx: CliContext, file: string): Promise<string> {
@@ -51,14 +51,14 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
           const adding = opts.relay === undefined ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
           await checkCliReferences(ctx, [{ kind: 'bcc', field: 'bcc', address: opts.bcc, addingLocalDomain: adding }], opts.force);
         }
-        const d = cliSettings(ctx).addDomain({
+        const d = await cliApply(ctx, (s) => s.addDomain({
           name,
           type: opts.relay !== undefined ? 'relay' : 'local',
           nexthop: opts.relay,
           bcc: opts.bcc,
           disclaimer,
           imapReferral: opts.imapReferral,
-        });
+        }));
         ctx.out(`added ${details(d).join('\n')}`);
       }),
     );
@@ -144,7 +144,7 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
             const adding = opts.local ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
             await checkCliReferences(ctx, [{ kind: 'bcc', field: 'bcc', address: patch.bcc, addingLocalDomain: adding }], opts.force);
           }
-          const d = cliSettings(ctx).updateDomain(name, patch);
+          const d = await cliApply(ctx, (s) => s.updateDomain(name, patch));
           ctx.out(`changed ${details(d).join('\n')}`);
         },
       ),
@@ -155,8 +155,8 @@ export function registerDomainCommands(program: Command, ctx: CliContext, setCod
     .description('remove a mail domain (mail already received is kept)')
     .argument('<name>')
     .action(
-      action(ctx, setCode, (name: string) => {
-        const { domain: d, inactiveAddresses } = cliSettings(ctx).removeDomain(name);
+      action(ctx, setCode, async (name: string) => {
+        const { domain: d, inactiveAddresses } = await cliApply(ctx, (s) => s.removeDomain(name));
         ctx.out(`removed domain ${d.name}; mail already received is kept`);
         if (inactiveAddresses.length) {
           ctx.out(

@@ -11,6 +11,7 @@ import { assertSettingKey, parseSettingText, SETTING_DEFS, type SettingDef, type
 import { checkReferences, UnknownReferenceError, type Reference } from '../settings/references.js';
 import { createDirectory, type CachedDirectory } from '../directory/index.js';
 import { createLogger } from '../lib/logger.js';
+import { openState, type StateStore } from '../state/index.js';
 
 /** Ends a command with an exit code and a message for stderr. */
 export class CliExit extends Error {
@@ -40,6 +41,29 @@ export function cliSettings(ctx: CliContext): Settings {
     ctx.onClose(() => settings.close());
   }
   return s;
+}
+
+const states = new WeakMap<CliContext, Promise<StateStore>>();
+
+/**
+ * Runs a change of the settings and resolves once it is stored where the server reads it. With state postgres
+ * that is PostgreSQL (settings.db is only this node's copy: a change written there alone would be replaced by the
+ * next reload); PostgreSQL unreachable → TempFailure → exit 75.
+ */
+export async function cliApply<T>(ctx: CliContext, fn: (s: Settings) => T): Promise<T> {
+  const s = cliSettings(ctx);
+  const config = ctx.config();
+  if (config.state.type === 'postgres') {
+    let started = states.get(ctx);
+    if (!started) {
+      const state = openState(config.state, createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'), { name: 'postern cli' });
+      ctx.onClose(() => state.close());
+      started = state.start(s).then(() => state);
+      states.set(ctx, started);
+    }
+    await started;
+  }
+  return s.apply(() => fn(s));
 }
 
 const directories = new WeakMap<CliContext, CachedDirectory>();
@@ -185,7 +209,7 @@ export function registerSettingsCommands(program: Command, ctx: CliContext, setC
         }
         const bcc = values['queue.alwaysBcc'];
         if (typeof bcc === 'string' && bcc !== '') await checkCliReferences(ctx, [{ kind: 'bcc', field: 'queue.alwaysBcc', address: bcc }], opts.force);
-        const stored = s.setMany(values);
+        const stored = await cliApply(ctx, (st) => st.setMany(values));
         for (const [k, v] of Object.entries(stored)) ctx.out(`${k} = ${display(SETTING_DEFS[k as SettingKey] as SettingDef, v)}`);
       }),
     );
@@ -195,9 +219,9 @@ export function registerSettingsCommands(program: Command, ctx: CliContext, setC
     .description('forget a setting: its default applies again')
     .argument('<key>')
     .action(
-      action(ctx, setCode, (key: string) => {
+      action(ctx, setCode, async (key: string) => {
         assertSettingKey(key);
-        const value = cliSettings(ctx).unset(key);
+        const value = await cliApply(ctx, (s) => s.unset(key));
         ctx.out(`${key} = ${display(SETTING_DEFS[key] as SettingDef, value)} (default)`);
       }),
     );

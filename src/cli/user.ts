@@ -7,7 +7,7 @@ import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import type { EffectiveUserSettings, UserPatch } from '../settings/store.js';
 import { normalizeLogin } from '../settings/validate.js';
-import { action, checkCliReferences, CliExit, cliSettings } from './settings.js';
+import { action, checkCliReferences, CliExit, cliApply, cliSettings } from './settings.js';
 
 /** A whole number ≥ 0, or `default` (null: the global setting applies). */
 function countOrDefault(option: string, text: string): number | null {
@@ -78,7 +78,7 @@ export function registerUserCommands(program: Command, ctx: CliContext, setCode:
           normalizeLogin(login); // refuses `*`, `a)(|(x=*` … before the directory is asked
           await checkCliReferences(ctx, [{ kind: 'user', field: 'login', login }], opts.force);
           const s = cliSettings(ctx);
-          s.setUser(login, patch);
+          await cliApply(ctx, (st) => st.setUser(login, patch));
           ctx.out(describe(s.effectiveUser(login)).join('\n'));
         },
       ),

@@ -311,10 +311,43 @@ export const managesieveSchema = z
   })
   .strict();
 
+/**
+ * Where the state nodes must agree on lives (issue 16, src/state): the embedded SQLite files in dataDir (one node),
+ * or a PostgreSQL 15+ every node of a cluster uses.
+ */
+export const stateSchema = z
+  .discriminatedUnion('type', [
+    z.object({ type: z.literal('sqlite').describe('The embedded SQLite files in dataDir: one node') }).strict(),
+    z
+      .object({
+        type: z.literal('postgres').describe('A PostgreSQL 15+ shared by every node'),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+          .describe('postgres://user:password@host:port/database (libpq URL; ?sslmode=require etc. as pg accepts them)'),
+        poolSize: z.number().int().min(2).max(200).default(10).describe('Connections each node keeps to PostgreSQL (one more for LISTEN)'),
+        connectTimeoutMs: z
+          .number()
+          .int()
+          .min(100)
+          .default(5000)
+          .describe('Longest wait for a connection; past it the operation fails temporarily (SMTP 451 4.3.0, IMAP NO [UNAVAILABLE])'),
+        statementTimeoutMs: z
+          .number()
+          .int()
+          .min(100)
+          .default(15000)
+          .describe('Longest a query may run before it is cancelled and the operation fails temporarily'),
+      })
+      .strict(),
+  ])
+  .describe('The state store (issue 16): sqlite by default; postgres to run more than one node');
+
 export const configSchema = z
   .object({
     hostname: z.string().optional().describe('FQDN used in greetings and Received; default: the system host name'),
     dataDir: z.string().default('./var').describe('settings.db, trace.db, queue/ and mail/ live here'),
+    state: stateSchema.default({ type: 'sqlite' }),
     directory: directorySchema.prefault({ type: 'ldif', file: 'fixtures/ad/corp.ldif' }),
     auth: authSchema.prefault({}),
     tls: z
@@ -402,6 +435,8 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type DirectoryConfig = z.infer<typeof directorySchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
+export type StateConfig = z.infer<typeof stateSchema>;
+export type PostgresStateConfig = Extract<StateConfig, { type: 'postgres' }>;
 export type AdminConfig = z.infer<typeof adminSchema>;
 export type ClamavConfig = z.infer<typeof clamavSchema>;
 export type SpamAssassinConfig = z.infer<typeof spamassassinSchema>;

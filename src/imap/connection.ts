@@ -15,6 +15,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { UserEntry } from '../directory/types.js';
+import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type MessageMeta } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
@@ -546,6 +547,12 @@ export class ImapSession {
         return this.complete(tag, { status: 'NO', code, text: 'No such mailbox' });
       }
       if (err instanceof OverQuota) return this.complete(tag, { status: 'NO', code: 'OVERQUOTA', text: 'Quota exceeded' });
+      // RFC 5530 §3 UNAVAILABLE: a store that cannot answer now (the cluster's PostgreSQL is unreachable) is
+      // temporary, never SERVERBUG; the session stays and the next command may succeed.
+      if (err instanceof TempFailure) {
+        this.log.warn({ err, client: this.client, user: this.user?.login }, 'imap command failed temporarily');
+        return this.complete(tag, { status: 'NO', code: 'UNAVAILABLE', text: 'Temporarily unavailable, try again later' });
+      }
       // Errors a store may add beyond the contract, recognised by name so the IMAP side does not import a backend.
       const name = (err as Error | undefined)?.name;
       if (name === 'FolderExists') return this.complete(tag, { status: 'NO', code: 'ALREADYEXISTS', text: 'Mailbox already exists' });

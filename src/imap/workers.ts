@@ -57,6 +57,8 @@ export interface ImapWorkersOptions {
   config: LoadedConfig;
   workers: number;
   log: Logger;
+  /** Changes made in the workers, after this process's hubs heard them (a cluster carries them to other nodes). */
+  onWorkerChanges?: (batch: BridgedChange[]) => void;
 }
 
 /** Restart delay after a crash: doubles for a worker that keeps dying young, up to this. */
@@ -281,6 +283,12 @@ export class ImapWorkers {
       this.outbox.push({ from: w.id, change: c });
     }
     this.schedule();
+    this.opts.onWorkerChanges?.(batch);
+  }
+
+  /** Changes made on another node of a cluster (state/postgres/mail-events.ts): told to every worker. */
+  relay(batch: BridgedChange[]): void {
+    for (const c of batch) this.send(0, c);
   }
 
   private send(from: number, change: BridgedChange): void {

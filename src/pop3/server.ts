@@ -9,6 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import type { TlsMaterial } from '../lib/tls.js';
 import type { MailboxAccess } from '../store/mailbox.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
+import { LocalMaildropLocks, type MaildropLocks } from './maildrop-locks.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_LINE, GSSAPI_MAX_LINE, Pop3Session, type Pop3Context } from './session.js';
 
 export interface Pop3Options {
@@ -30,6 +31,8 @@ export interface Pop3Options {
   maxClients?: number;
   /** Open sessions by user (shared with IMAP), so an AD change can end a user's sessions (directory/watch.ts). */
   sessions?: SessionRegistry;
+  /** The maildrop locks; default one table per `mailbox` in this process. A cluster passes its shared ones. */
+  locks?: MaildropLocks;
 }
 
 export interface Pop3Service {
@@ -39,13 +42,13 @@ export interface Pop3Service {
   close(): Promise<void>;
 }
 
-// One lock table per mailbox object: the plain and the TLS listener share it.
-const lockTables = new WeakMap<MailboxAccess, Set<string>>();
+// One lock table per mailbox object: the plain and the TLS listener share it (unless the caller gives `locks`).
+const lockTables = new WeakMap<MailboxAccess, MaildropLocks>();
 
 export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
   const log = opts.log.child({ component: 'pop3' });
-  let locks = lockTables.get(opts.mailbox);
-  if (!locks) lockTables.set(opts.mailbox, (locks = new Set()));
+  let locks = opts.locks ?? lockTables.get(opts.mailbox);
+  if (!locks) lockTables.set(opts.mailbox, (locks = new LocalMaildropLocks()));
   const ctx: Pop3Context = {
     hostname: opts.hostname,
     auth: opts.auth,

@@ -13,6 +13,7 @@ import { userOwner } from '../store/types.js';
 import { COMMANDS } from './commands/index.js';
 import { LineReader } from './line-reader.js';
 import { Maildrop } from './maildrop.js';
+import type { MaildropLocks } from './maildrop-locks.js';
 
 export type Pop3State = 'authorization' | 'transaction';
 
@@ -32,8 +33,8 @@ export interface Pop3Context {
   secureContext: SecureContext;
   idleTimeoutMs: number;
   maxLineBytes: number;
-  /** RFC 1939 §8: the maildrop is locked while a POP3 session is in TRANSACTION state. Keys of locked owners. */
-  locks: Set<string>;
+  /** RFC 1939 §8: the maildrop is locked while a POP3 session is in TRANSACTION state (on every node of a cluster). */
+  locks: MaildropLocks;
   /** Open sessions by user (shared with IMAP), so an AD change can end a user's sessions (directory/watch.ts). */
   sessions?: SessionRegistry;
 }
@@ -142,12 +143,20 @@ export class Pop3Session {
     const key = ownerLabel(owner).toLowerCase();
     const who = result.master ? `${result.master.login} as ${result.user.login}` : result.user.login;
     const fields = { user: result.user.login, ...(result.master ? { master: result.master.login } : {}), client: this.client, protocol: 'pop3', mechanism, tls: this.secureNow };
-    if (this.ctx.locks.has(key)) {
+    let lock: 'ok' | 'in-use';
+    try {
+      lock = await this.ctx.locks.acquire(key);
+    } catch (err) {
+      // The cluster's lock store (PostgreSQL) cannot answer: temporary, never a login without the lock.
+      this.log.error({ ...fields, err, result: 'error' }, `login ${who}: cannot lock the maildrop`);
+      this.err('[SYS/TEMP] cannot lock the mailbox, try again later');
+      return;
+    }
+    if (lock === 'in-use') {
       this.log.info({ ...fields, result: 'in-use' }, `login ${who} refused: maildrop in use`);
       this.err('[IN-USE] mailbox is in use by another POP3 session');
       return;
     }
-    this.ctx.locks.add(key);
     this.lockKey = key;
     try {
       const state = await this.ctx.mailbox.openFolder(owner, 'INBOX');
@@ -296,7 +305,7 @@ export class Pop3Session {
   }
 
   private releaseLock(): void {
-    if (this.lockKey) this.ctx.locks.delete(this.lockKey);
+    if (this.lockKey) this.ctx.locks.release(this.lockKey);
     this.lockKey = undefined;
   }
 

@@ -270,8 +270,20 @@ function checkCount(value: number | null | undefined, what: string): number | nu
 /** How long a snapshot is used without asking SQLite whether another connection changed the data. */
 const SNAPSHOT_CHECK_MS = 1;
 
+/**
+ * What keeps this node's settings database in step with a store shared by every node (issue 16,
+ * src/state/postgres/settings-sync.ts). Without one, settings.db is the store.
+ */
+export interface SharedSettings {
+  /** Runs `fn` (synchronous writes on this Settings) so that its changes are in the shared store when it resolves. */
+  apply<T>(fn: () => T): Promise<T>;
+  /** Called after every write committed to settings.db. */
+  written(): void;
+}
+
 export class Settings {
   private snap: Snapshot | undefined;
+  private shared: SharedSettings | undefined;
   private snapVersion = -1;
   /** performance.now() of the last data_version check. */
   private checkedAt = -Infinity;
@@ -322,6 +334,35 @@ export class Settings {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /** Puts settings.db under a shared store: from now on apply() ends only once the shared store has the change. */
+  attachShared(shared: SharedSettings): void {
+    this.shared = shared;
+  }
+
+  /**
+   * Runs a change (calls of the write methods below) and resolves once it is durable where every node reads it:
+   * at once with settings.db alone (the writes are synchronous and committed), after the PostgreSQL commit with
+   * state postgres. The admin API and the CLI write through this; a TempFailure means nothing was changed.
+   */
+  apply<T>(fn: () => T): Promise<T> {
+    if (!this.shared) {
+      // One SQLite transaction (the writes inside become savepoints): a change refused half-way leaves nothing.
+      try {
+        return Promise.resolve(this.db.transaction(fn).immediate());
+      } catch (err) {
+        return Promise.reject(classifySqliteError(err));
+      } finally {
+        this.snap = undefined;
+      }
+    }
+    return this.shared.apply(fn);
+  }
+
+  /** Forgets the snapshot: the shared store's copy replaced rows of settings.db through this connection. */
+  invalidate(): void {
+    this.snap = undefined;
   }
 
   // ---- snapshot ---------------------------------------------------------------------------------------------------
@@ -387,7 +428,9 @@ export class Settings {
         this.snap = undefined;
         return fn();
       });
-      return tx.immediate();
+      const out = tx.immediate();
+      this.shared?.written();
+      return out;
     } catch (err) {
       throw classifySqliteError(err);
     } finally {

@@ -1,5 +1,5 @@
 /**
- * Services test/run.ts shares between test files (clamd, spamd, the second Samba DC), and what their harnesses have
+ * Services test/run.ts shares between test files (clamd, spamd, the second Samba DC, PostgreSQL), and what their harnesses have
  * in common: a free port, a daemon supervised as a child process group, and the control endpoint through which a
  * test process stops and starts a shared service (POSTERN_TEST_DC_CONTROL).
  */
@@ -10,7 +10,7 @@ import { spawnChild, type Child } from './children.js';
 // ---- control endpoint (test side) ------------------------------------------------------------------------------
 
 /** Services test/run.ts lets test processes stop and start. */
-export type ControlledService = 'ad2' | 'clamd' | 'spamd';
+export type ControlledService = 'ad2' | 'clamd' | 'spamd' | 'postgres';
 
 function controlBase(): string {
   const base = process.env.POSTERN_TEST_DC_CONTROL;

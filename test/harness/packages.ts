@@ -67,6 +67,13 @@ export const CLIENT_PACKAGES = {
 /** Headless Chromium for the web admin tests (test/helpers/browser.ts drives it with playwright-core over CDP). */
 export const BROWSER_PACKAGES: DebianPackage[] = [{ binary: 'chromium', package: 'chromium' }];
 
+/**
+ * PostgreSQL for the postgres state backend's tests (test/harness/postgres.ts runs initdb and postgres itself; the
+ * package's own cluster is not started: ensureDebianPackages forbids starting services). Debian keeps the server
+ * programs out of PATH, in /usr/lib/postgresql/<major>/bin; Debian 12's `postgresql` is 15.
+ */
+export const POSTGRES_PACKAGES: DebianPackage[] = [{ binary: '/usr/lib/postgresql/15/bin/postgres', package: 'postgresql' }];
+
 /** Dovecot for the Maildir interop test (test/harness/dovecot.ts): the master, imap and imap-login. */
 export const DOVECOT_PACKAGES: DebianPackage[] = [{ binary: 'dovecot', package: 'dovecot-imapd' }];
 
@@ -78,6 +85,15 @@ const SAMBA_DATA_FILES: { file: string; package: string }[] = [
 ];
 
 export function findBinary(name: string): string | null {
+  // An absolute path (a program Debian keeps out of PATH, like PostgreSQL's) is checked as it is.
+  if (name.startsWith('/')) {
+    try {
+      accessSync(name, constants.X_OK);
+      return name;
+    } catch {
+      return null;
+    }
+  }
   const dirs = new Set([...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/sbin', '/sbin']);
   for (const dir of dirs) {
     if (!dir) continue;

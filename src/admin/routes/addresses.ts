@@ -63,7 +63,7 @@ export function addressesRoutes(app: App, deps: AdminDeps): void {
       await checkApiReferences(deps, req, reply, [
         kind === 'user' ? { kind: 'user', field: 'target.name', login: name } : { kind: 'group', field: 'target.name', name },
       ]);
-      const added = settings.addPseudonym({ ...body, domains: body.domains ?? 'all' });
+      const added = await settings.apply(() => settings.addPseudonym({ ...body, domains: body.domains ?? 'all' }));
       deps.log.info({ addresses: added.map((p) => p.address), by: req.admin }, 'admin: address added');
       return reply.code(201).send({ addresses: added });
     },
@@ -72,7 +72,7 @@ export function addressesRoutes(app: App, deps: AdminDeps): void {
   app.delete('/api/addresses/:address', async (req) => {
     const { address } = req.params as { address: string };
     const { localPart, domain } = split(address);
-    const removed = settings.removePseudonym(localPart, domain);
+    const removed = await settings.apply(() => settings.removePseudonym(localPart, domain));
     if (!removed.length) throw notFound(`no address ${address}`);
     deps.log.info({ addresses: removed.map((p) => p.address), by: req.admin }, 'admin: address removed');
     return { removed };

@@ -46,7 +46,7 @@ export function domainsRoutes(app: App, deps: AdminDeps): void {
         const adding = (body.type ?? 'local') === 'local' ? body.name.trim().toLowerCase().replace(/\.$/, '') : undefined;
         await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'bcc', address: body.bcc, addingLocalDomain: adding }]);
       }
-      const d = settings.addDomain({ ...body, type: body.type ?? 'local' });
+      const d = await settings.apply(() => settings.addDomain({ ...body, type: body.type ?? 'local' }));
       deps.log.info({ domain: d.name, by: req.admin }, 'admin: domain added');
       return reply.code(201).send(d);
     },
@@ -62,7 +62,7 @@ export function domainsRoutes(app: App, deps: AdminDeps): void {
         const adding = patch.type === 'local' ? name.trim().toLowerCase().replace(/\.$/, '') : undefined;
         await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'bcc', address: patch.bcc, addingLocalDomain: adding }]);
       }
-      const d = settings.updateDomain(name, patch);
+      const d = await settings.apply(() => settings.updateDomain(name, patch));
       deps.log.info({ domain: d.name, by: req.admin }, 'admin: domain changed');
       return d;
     },
@@ -70,7 +70,7 @@ export function domainsRoutes(app: App, deps: AdminDeps): void {
 
   app.delete('/api/domains/:name', async (req) => {
     const { name } = req.params as { name: string };
-    const removed = settings.removeDomain(name);
+    const removed = await settings.apply(() => settings.removeDomain(name));
     deps.log.info({ domain: removed.domain.name, by: req.admin }, 'admin: domain removed');
     return removed;
   });

@@ -56,6 +56,15 @@ export async function readiness(deps: AdminDeps): Promise<Record<string, Check>>
       }
       return `${h.backend}: ${h.servers.filter((s) => s.up).length}/${h.servers.length} up`;
     }),
+    ...(deps.state?.type === 'postgres'
+      ? {
+          state: check(async () => {
+            const h = await deps.state!.health();
+            if (h && !h.ok) throw new Error(`PostgreSQL unreachable since ${h.since}: ${h.error ?? 'unknown error'}`);
+            return 'postgres: reachable';
+          }),
+        }
+      : {}),
     disk: check(async () => {
       // The spool and the settings live in dataDir: a write that fails here fails there too.
       const probe = join(deps.config.dataDir, `.readyz-${randomBytes(6).toString('hex')}`);

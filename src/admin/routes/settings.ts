@@ -54,7 +54,8 @@ export function settingsRoutes(app: App, deps: AdminDeps): void {
       if (key === 'queue.alwaysBcc' && typeof value === 'string' && value !== '') {
         await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: key, address: value }]);
       }
-      settings.set(key as SettingKey, value);
+      // apply(): with state postgres the change is committed there (every node) before the answer.
+      await settings.apply(() => settings.set(key as SettingKey, value));
       deps.log.info({ key, by: req.admin }, 'admin: setting changed');
       return entryOf(deps, key as SettingKey);
     },
@@ -64,7 +65,7 @@ export function settingsRoutes(app: App, deps: AdminDeps): void {
     const values = req.body as Record<string, unknown>;
     const bcc = values['queue.alwaysBcc'];
     if (typeof bcc === 'string' && bcc !== '') await checkApiReferences(deps, req, reply, [{ kind: 'bcc', field: 'queue.alwaysBcc', address: bcc }]);
-    settings.setMany(values);
+    await settings.apply(() => settings.setMany(values));
     deps.log.info({ keys: Object.keys(values), by: req.admin }, 'admin: settings changed');
     return { settings: Object.keys(values).map((k) => entryOf(deps, k as SettingKey)) };
   });
@@ -72,7 +73,7 @@ export function settingsRoutes(app: App, deps: AdminDeps): void {
   app.delete('/api/settings/:key', async (req) => {
     const { key } = req.params as { key: string };
     knownKey(key);
-    settings.unset(key);
+    await settings.apply(() => settings.unset(key));
     deps.log.info({ key, by: req.admin }, 'admin: setting reset to default');
     return entryOf(deps, key as SettingKey);
   });

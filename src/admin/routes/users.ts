@@ -44,7 +44,7 @@ export function usersRoutes(app: App, deps: AdminDeps): void {
       const { login } = req.params as { login: string };
       normalizeLogin(login); // refuses `*`, `a)(|(x=*` … before the directory is asked
       await checkApiReferences(deps, req, reply, [{ kind: 'user', field: 'login', login }]);
-      settings.setUser(login, req.body as UserPatch);
+      await settings.apply(() => settings.setUser(login, req.body as UserPatch));
       deps.log.info({ login, by: req.admin }, 'admin: user settings changed');
       return view(login);
     },
@@ -52,7 +52,9 @@ export function usersRoutes(app: App, deps: AdminDeps): void {
 
   app.delete('/api/users/:login', async (req) => {
     const { login } = req.params as { login: string };
-    settings.setUser(login, { quotaMB: null, spamRetentionDays: null, forward: null, sendLimitMessages: null, sendLimitRecipients: null });
+    await settings.apply(() =>
+      settings.setUser(login, { quotaMB: null, spamRetentionDays: null, forward: null, sendLimitMessages: null, sendLimitRecipients: null }),
+    );
     deps.log.info({ login, by: req.admin }, 'admin: user settings reset');
     return view(login);
   });

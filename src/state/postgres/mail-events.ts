@@ -1,0 +1,235 @@
+/**
+ * Folder changes across the nodes of a cluster (issue 16: "IMAP IDLE and other sessions on node A see a delivery or
+ * a flag change made on node B within 1 s"). The in-process hubs (store/watch.ts) are bridged through PostgreSQL
+ * LISTEN/NOTIFY, one channel for the whole cluster with the changes as payload: a STORE, APPEND, COPY/MOVE or
+ * EXPUNGE emitted on one node is emitted to the local listeners of every other node, and a delivery made on one
+ * node makes every other node sync the folder when one of its sessions watches it (notifyDelivered).
+ *
+ * Why NOTIFY and not the file system: inotify (fs.watch on new/) sees only changes made by this kernel, so on a
+ * shared store (NFS, CephFS) a delivery by another node is never seen, and a flag change (a rename in cur/) is not
+ * watched at all.
+ *
+ * The hub keys are Maildir paths: they are sent relative to the mail root, so nodes may mount the store at other
+ * paths. A change made while PostgreSQL is unreachable is not carried (NOTIFY is not queued): sessions elsewhere
+ * see it at their next command that reads the folder (NOOP, FETCH, SELECT), as IMAP clients poll anyway.
+ */
+import { isAbsolute, join, relative, sep } from 'node:path';
+import pg from 'pg';
+import type { Logger } from '../../lib/logger.js';
+import type { FolderChange, MailboxListChange } from '../../store/mailbox.js';
+import type { MailboxOwner } from '../../store/types.js';
+import { folderEvents, mailboxListEvents, type EventHub } from '../../store/watch.js';
+import type { Queryable } from './queryable.js';
+
+export const MAIL_CHANNEL = 'postern_mail';
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; batches are cut below that. */
+const MAX_PAYLOAD = 7900;
+
+type HubName = 'folder' | 'list';
+/** One carried change: hub, key relative to the mail root (absolute when outside it), the change. */
+type Carried = [HubName, string, unknown];
+interface Payload {
+  /** Sending node. */
+  n: string;
+  /** Hub changes. */
+  e?: Carried[];
+  /** Deliveries: owner, folder. */
+  d?: [MailboxOwner, string][];
+}
+
+export interface PgMailEventsOptions {
+  /** Connection string: the LISTEN connection is a client of its own (a pool's connections come and go). */
+  url: string;
+  /** Where NOTIFYs are sent from (the pool). */
+  db: Queryable;
+  node: string;
+  /** The store root (config dataDir/mail): hub keys are Maildir paths under it. */
+  mailRoot: string;
+  log: Logger;
+  /** A delivery made on another node: the caller's notifyDelivered (and the IMAP workers', with imap.workers). */
+  onDelivered(owner: MailboxOwner, folder: string): void;
+  /** Changes from other nodes, after they were emitted to this process's hubs (for the IMAP workers). */
+  onRemote?(batch: [HubName, string, unknown][]): void;
+  hubs?: { folder: EventHub<FolderChange>; list: EventHub<MailboxListChange> };
+}
+
+export class PgMailEvents {
+  private readonly opts: PgMailEventsOptions;
+  private readonly hubs: { folder: EventHub<FolderChange>; list: EventHub<MailboxListChange> };
+  private readonly unbridge: (() => void)[] = [];
+  private client: pg.Client | undefined;
+  private closed = false;
+  private retryMs = 100;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private outbox: { e: Carried[]; d: [MailboxOwner, string][] } = { e: [], d: [] };
+  private flushing = false;
+  private sending: Promise<void> = Promise.resolve();
+  private listening: Promise<void> | undefined;
+  private markListening: (() => void) | undefined;
+
+  constructor(opts: PgMailEventsOptions) {
+    this.opts = opts;
+    this.hubs = opts.hubs ?? { folder: folderEvents, list: mailboxListEvents };
+  }
+
+  /** Bridges the hubs and starts listening; resolves once LISTEN runs (retrying in the background until then). */
+  start(): Promise<void> {
+    for (const name of ['folder', 'list'] as const) {
+      this.unbridge.push(this.hubs[name].addBridge((key, change) => this.queue({ e: [[name, this.toWire(key), change]] })));
+    }
+    this.listening = new Promise((resolve) => (this.markListening = resolve));
+    void this.connect();
+    return this.listening;
+  }
+
+  /**
+   * Changes this node's hubs did not emit themselves but that were made here: those of IMAP worker processes
+   * (imap.workers), which the primary tells its hubs with emitLocal, past the bridges.
+   */
+  publish(batch: [HubName, string, unknown][]): void {
+    this.queue({ e: batch.map(([hub, key, change]) => [hub, this.toWire(key), change] as Carried) });
+  }
+
+  /** A delivery made on this node into `folder` of `owner`: the other nodes sync it if they watch it. */
+  delivered(owner: MailboxOwner, folder = 'INBOX'): void {
+    this.queue({ d: [[owner, folder]] });
+  }
+
+  /** Whether the LISTEN connection is up now (changes of other nodes arrive). */
+  isListening(): boolean {
+    return this.client !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const off of this.unbridge.splice(0)) off();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.markListening?.();
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+
+  private toWire(key: string): string {
+    const rel = relative(this.opts.mailRoot, key);
+    return rel.startsWith('..') || isAbsolute(rel) ? key : rel.split(sep).join('/');
+  }
+
+  private fromWire(key: string): string {
+    return isAbsolute(key) ? key : join(this.opts.mailRoot, ...key.split('/'));
+  }
+
+  /** Changes of one event-loop turn go out together (a STORE of 500 messages is a few NOTIFYs, not 500). */
+  private queue(p: { e?: Carried[]; d?: [MailboxOwner, string][] }): void {
+    if (this.closed) return;
+    if (p.e) this.outbox.e.push(...p.e);
+    if (p.d) this.outbox.d.push(...p.d);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const { e, d } = this.outbox;
+    this.outbox = { e: [], d: [] };
+    const payloads: string[] = [];
+    let cur: Payload = { n: this.opts.node };
+    let size = JSON.stringify(cur).length;
+    const push = (field: 'e' | 'd', item: unknown) => {
+      const len = JSON.stringify(item).length + 8;
+      if (len + 40 > MAX_PAYLOAD) {
+        this.opts.log.warn({ change: JSON.stringify(item).slice(0, 200) }, 'cluster: change too large for NOTIFY; not carried');
+        return;
+      }
+      if (size + len > MAX_PAYLOAD) {
+        payloads.push(JSON.stringify(cur));
+        cur = { n: this.opts.node };
+        size = JSON.stringify(cur).length;
+      }
+      ((cur[field] ??= []) as unknown[]).push(item);
+      size += len;
+    };
+    for (const x of e) push('e', x);
+    for (const x of d) push('d', x);
+    if (cur.e || cur.d) payloads.push(JSON.stringify(cur));
+    if (!payloads.length) return;
+    // In order: PostgreSQL delivers notifications in commit order, and a pool runs queries on several connections
+    // at once, so the batches go one after the other, those of one turn in one statement (one transaction).
+    this.sending = this.sending.then(() =>
+      this.opts.db
+        .query('SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i', [MAIL_CHANNEL, payloads])
+        .then(
+          () => undefined,
+          (err: unknown) => this.opts.log.warn({ err }, 'cluster: cannot send folder changes to the other nodes'),
+        ),
+    );
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({ connectionString: this.opts.url, keepAlive: true, connectionTimeoutMillis: 10_000 });
+    // Without a listener an 'error' (PostgreSQL restarted) would throw from the event emitter and end the process.
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client));
+    client.on('notification', (m) => {
+      if (m.channel === MAIL_CHANNEL && m.payload) this.received(m.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${MAIL_CHANNEL}`);
+    } catch (err) {
+      this.opts.log.warn({ err }, 'cluster: cannot listen for folder changes of other nodes; retrying');
+      client.removeAllListeners('end');
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+      this.retry();
+      return;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.client = client;
+    this.retryMs = 100;
+    this.markListening?.();
+  }
+
+  private lost(client: pg.Client, err?: unknown): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    if (this.closed) return;
+    this.opts.log.warn({ err }, 'cluster: lost the LISTEN connection; reconnecting');
+    client.removeAllListeners('end');
+    client.on('error', () => undefined);
+    void client.end().catch(() => undefined);
+    this.retry();
+  }
+
+  private retry(): void {
+    if (this.closed) return;
+    const ms = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 5000);
+    this.retryTimer = setTimeout(() => void this.connect(), ms);
+    this.retryTimer.unref();
+  }
+
+  private received(raw: string): void {
+    let p: Payload;
+    try {
+      p = JSON.parse(raw) as Payload;
+    } catch {
+      return;
+    }
+    if (p.n === this.opts.node) return; // our own, already told to our listeners
+    const batch: [HubName, string, unknown][] = [];
+    for (const [hub, key, change] of p.e ?? []) {
+      if (hub !== 'folder' && hub !== 'list') continue;
+      const local = this.fromWire(key);
+      (this.hubs[hub] as EventHub<unknown>).emitLocal(local, change);
+      batch.push([hub, local, change]);
+    }
+    if (batch.length) this.opts.onRemote?.(batch);
+    for (const [owner, folder] of p.d ?? []) this.opts.onDelivered(owner, folder);
+  }
+}

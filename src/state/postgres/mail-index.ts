@@ -1,0 +1,296 @@
+/**
+ * The folder index on PostgreSQL (issue 16): what postern-index.db keeps per folder (src/store/folder-index.ts), in
+ * tables every node shares (schema/postgres/pgidx-001-mail.sql). Same contract as the SQLite backend
+ * (store/folder-index-backend.ts), tested by the same cases. Tables: schema/migrations-postgres/050-mail.sql.
+ *
+ * One truth across nodes: every change takes the folder's row FOR UPDATE first, computes the next MODSEQ and UIDs
+ * from it and writes them back in the same transaction, so concurrent APPENDs through two nodes get distinct,
+ * increasing UIDs (RFC 3501 §2.3.1.1) and MODSEQs never repeat (RFC 7162 §3.1.1). An error from PostgreSQL is a
+ * TempFailure (IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]); the pool reconnects by itself.
+ */
+import type pg from 'pg';
+import { TempFailure } from '../../lib/errors.js';
+import type { TxQueryable } from './queryable.js';
+import type { FolderIndexBackend, FolderMeta, IndexChanges, IndexRow } from '../../store/folder-index-backend.js';
+import { MAX_EXPUNGED_HISTORY, nextUidValidity } from '../../store/folder-index.js';
+import type { SearchHeaders } from '../../store/header-fields.js';
+
+type Client = Pick<pg.PoolClient, 'query'> | TxQueryable;
+
+interface FolderRow {
+  id: string;
+  uidvalidity: string;
+  uidnext: string;
+  modseq: string;
+  vanishedfloor: string;
+  firstrecent: string;
+  uidlist: string;
+  dirs: string;
+}
+
+const ROW_COLS = 'uid, base, name, size, internal_date, keywords, modseq, save_date';
+
+function toRow(x: unknown): IndexRow {
+  const r = x as Record<string, unknown>;
+  return {
+    uid: Number(r.uid),
+    base: r.base as string,
+    name: r.name as string,
+    size: Number(r.size),
+    internalDate: Number(r.internal_date),
+    keywords: r.keywords as string,
+    modseq: Number(r.modseq),
+    saveDate: r.save_date === null || r.save_date === undefined ? null : Number(r.save_date),
+  };
+}
+
+function pairs(flat: unknown): SearchHeaders {
+  const a = flat as string[];
+  const out: SearchHeaders = [];
+  for (let i = 0; i + 1 < a.length; i += 2) out.push([a[i]!, a[i + 1]!]);
+  return out;
+}
+
+/** Runs `fn` and turns what PostgreSQL (or the network to it) throws into a TempFailure. */
+async function temp<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TempFailure) throw err;
+    throw new TempFailure('mail index unavailable', { cause: err });
+  }
+}
+
+export class PgFolderIndex implements FolderIndexBackend {
+  private constructor(
+    private readonly pool: TxQueryable,
+    /** The folder's Maildir path relative to the mail root: the same key on every node. */
+    readonly key: string,
+    private readonly id: string,
+    readonly created: boolean,
+    private readonly historyLimit: number,
+  ) {}
+
+  /** Opens the index of folder `key`, creating it (a new UIDVALIDITY) when no node has yet. */
+  static async open(pool: TxQueryable, key: string, opts: { historyLimit?: number } = {}): Promise<PgFolderIndex> {
+    return temp(async () => {
+      // RFC 7162 §3.1.1: a new index starts its MODSEQs at the clock in microseconds, as the SQLite one does.
+      const start = Date.now() * 1000;
+      const ins = await pool.query(
+        `INSERT INTO mail_folders (key, uidvalidity, uidnext, modseq, vanishedfloor) VALUES ($1, $2, 1, $3, $3)
+         ON CONFLICT (key) DO NOTHING RETURNING id`,
+        [key, nextUidValidity(), start],
+      );
+      if (ins.rows[0]) return new PgFolderIndex(pool, key, String((ins.rows[0] as { id: unknown }).id), true, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
+      const sel = await pool.query('SELECT id FROM mail_folders WHERE key = $1', [key]);
+      if (!sel.rows[0]) throw new TempFailure(`mail index: folder ${key} vanished while opened`);
+      return new PgFolderIndex(pool, key, String((sel.rows[0] as { id: unknown }).id), false, opts.historyLimit ?? MAX_EXPUNGED_HISTORY);
+    });
+  }
+
+  /** Forgets a folder (deleted): its rows go with it. */
+  static async drop(pool: TxQueryable, key: string): Promise<void> {
+    await temp(() => pool.query('DELETE FROM mail_folders WHERE key = $1', [key]));
+  }
+
+  private async folder(c: Client = this.pool, lock = false): Promise<FolderRow> {
+    const r = await c.query(`SELECT * FROM mail_folders WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [this.id]);
+    const f = r.rows[0] as FolderRow | undefined;
+    if (!f) throw new TempFailure(`mail index: folder ${this.key} is gone`);
+    return f;
+  }
+
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return temp(() => this.pool.transaction(fn));
+  }
+
+  async meta(): Promise<FolderMeta> {
+    const f = await temp(() => this.folder());
+    return {
+      uidValidity: Number(f.uidvalidity),
+      uidNext: Number(f.uidnext),
+      modseq: Number(f.modseq),
+      vanishedFloor: Number(f.vanishedfloor),
+      uidlistSignature: f.uidlist,
+      dirsSignature: f.dirs,
+    };
+  }
+
+  async rows(): Promise<IndexRow[]> {
+    const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 ORDER BY uid`, [this.id]));
+    return r.rows.map(toRow);
+  }
+
+  async row(uid: number): Promise<IndexRow | undefined> {
+    const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND uid = $2`, [this.id, uid]));
+    return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  async uidOfBase(base: string): Promise<number | undefined> {
+    const r = await temp(() => this.pool.query('SELECT uid FROM mail_messages WHERE folder = $1 AND base = $2', [this.id, base]));
+    return r.rows[0] ? Number((r.rows[0] as { uid: string }).uid) : undefined;
+  }
+
+  apply(changes: IndexChanges): Promise<number[]> {
+    return this.tx(async (c) => {
+      const f = await this.folder(c, true);
+      const modseq = Number(f.modseq) + 1;
+      let touched = false;
+      let next = Number(f.uidnext);
+      let uidValidity = Number(f.uidvalidity);
+      let floor = Number(f.vanishedfloor);
+      if (changes.reset) {
+        touched = ((await c.query('DELETE FROM mail_messages WHERE folder = $1', [this.id])).rowCount ?? 0) > 0;
+        // RFC 7162 §3.2.5: expunges under the old UIDVALIDITY mean nothing under the new one.
+        await c.query('DELETE FROM mail_expunged WHERE folder = $1', [this.id]);
+        floor = modseq;
+        uidValidity = changes.reset.uidValidity;
+        next = 1;
+      }
+      if (changes.remove?.length) {
+        const gone = await c.query('DELETE FROM mail_messages WHERE folder = $1 AND uid = ANY($2::bigint[]) RETURNING uid', [this.id, changes.remove]);
+        if (gone.rows.length) {
+          touched = true;
+          await c.query(
+            `INSERT INTO mail_expunged (folder, uid, modseq) SELECT $1, u, $3 FROM unnest($2::bigint[]) AS u
+             ON CONFLICT (folder, uid) DO UPDATE SET modseq = excluded.modseq`,
+            [this.id, gone.rows.map((r) => (r as { uid: string }).uid), modseq],
+          );
+          floor = await this.prune(c, floor);
+        }
+      }
+      if (changes.update?.length) {
+        const u = changes.update;
+        const r = await c.query(
+          `UPDATE mail_messages m SET name = x.name, keywords = x.keywords, modseq = $2
+           FROM unnest($3::bigint[], $4::text[], $5::text[]) AS x(uid, name, keywords)
+           WHERE m.folder = $1 AND m.uid = x.uid`,
+          [this.id, modseq, u.map((x) => x.uid), u.map((x) => x.name), u.map((x) => x.keywords)],
+        );
+        touched = (r.rowCount ?? 0) > 0 || touched;
+      }
+      const uids: number[] = [];
+      if (changes.add?.length) {
+        const now = Date.now();
+        const cols: { uid: number[]; base: string[]; name: string[]; size: number[]; idate: number[]; kw: string[]; sd: number[]; hd: (string | null)[] } = {
+          uid: [], base: [], name: [], size: [], idate: [], kw: [], sd: [], hd: [],
+        };
+        for (const r of changes.add) {
+          const uid = r.uid ?? next;
+          uids.push(uid);
+          next = Math.max(next, uid + 1);
+          cols.uid.push(uid);
+          cols.base.push(r.base);
+          cols.name.push(r.name);
+          cols.size.push(r.size);
+          cols.idate.push(r.internalDate);
+          cols.kw.push(r.keywords);
+          // RFC 8514 §3: the save date is when the message entered this mailbox.
+          cols.sd.push(Math.floor(r.saveDate ?? now));
+          cols.hd.push(r.headers ? JSON.stringify(r.headers.flat()) : null);
+        }
+        await c.query(
+          `INSERT INTO mail_messages (folder, uid, base, name, size, internal_date, keywords, modseq, save_date, headers)
+           SELECT $1, x.uid, x.base, x.name, x.size, x.idate, x.kw, $2, x.sd, x.hd::jsonb
+           FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[])
+             AS x(uid, base, name, size, idate, kw, sd, hd)`,
+          [this.id, modseq, cols.uid, cols.base, cols.name, cols.size, cols.idate, cols.kw, cols.sd, cols.hd],
+        );
+        await c.query('DELETE FROM mail_expunged WHERE folder = $1 AND uid = ANY($2::bigint[])', [this.id, cols.uid]);
+        touched = true;
+      }
+      next = Math.max(next, changes.uidNext ?? 0);
+      await c.query(
+        `UPDATE mail_folders SET uidvalidity = $2, uidnext = $3, modseq = $4, vanishedfloor = $5, uidlist = COALESCE($6, uidlist) WHERE id = $1`,
+        [this.id, uidValidity, next, touched || changes.reset ? modseq : Number(f.modseq), floor, changes.uidlistSignature ?? null],
+      );
+      return uids;
+    });
+  }
+
+  /** Keeps the expunge history bounded; what is dropped raises the floor (RFC 7162 §3.2.5.2 fallback below it). */
+  private async prune(c: Client, floor: number): Promise<number> {
+    const n = Number(((await c.query('SELECT count(*) AS n FROM mail_expunged WHERE folder = $1', [this.id])).rows[0] as { n: string }).n);
+    if (n <= this.historyLimit) return floor;
+    const drop = n - this.historyLimit + Math.floor(this.historyLimit / 10);
+    const top = Number(
+      ((await c.query('SELECT max(modseq) AS m FROM (SELECT modseq FROM mail_expunged WHERE folder = $1 ORDER BY modseq LIMIT $2) t', [this.id, drop])).rows[0] as { m: string }).m,
+    );
+    await c.query('DELETE FROM mail_expunged WHERE folder = $1 AND modseq <= $2', [this.id, top]);
+    return Math.max(top, floor);
+  }
+
+  async vanishedSince(modseq: number): Promise<number[] | undefined> {
+    return temp(async () => {
+      // One statement, one snapshot: the floor and the history agree.
+      const r = await this.pool.query(
+        `SELECT f.vanishedfloor, e.uid FROM mail_folders f LEFT JOIN mail_expunged e ON e.folder = f.id AND e.modseq > $2
+         WHERE f.id = $1 ORDER BY e.uid`,
+        [this.id, modseq],
+      );
+      const rows = r.rows as { vanishedfloor: string; uid: string | null }[];
+      if (!rows[0] || modseq < Number(rows[0].vanishedfloor)) return undefined;
+      return rows.flatMap((x) => (x.uid === null ? [] : [Number(x.uid)]));
+    });
+  }
+
+  async allSearchHeaders(): Promise<ReadonlyMap<number, SearchHeaders>> {
+    const r = await temp(() => this.pool.query('SELECT uid, headers FROM mail_messages WHERE folder = $1 AND headers IS NOT NULL', [this.id]));
+    return new Map(r.rows.map((x) => [Number((x as { uid: string }).uid), pairs((x as { headers: unknown }).headers)]));
+  }
+
+  async searchHeaders(uid: number): Promise<SearchHeaders | undefined> {
+    const r = await temp(() => this.pool.query('SELECT headers FROM mail_messages WHERE folder = $1 AND uid = $2', [this.id, uid]));
+    const h = (r.rows[0] as { headers: unknown } | undefined)?.headers;
+    return h === null || h === undefined ? undefined : pairs(h);
+  }
+
+  async setSearchHeaders(entries: Iterable<[number, SearchHeaders]>): Promise<void> {
+    const list = [...entries];
+    if (!list.length) return;
+    await temp(() =>
+      this.pool.query(
+        `UPDATE mail_messages m SET headers = x.h::jsonb FROM unnest($2::bigint[], $3::text[]) AS x(uid, h) WHERE m.folder = $1 AND m.uid = x.uid`,
+        [this.id, list.map(([u]) => u), list.map(([, h]) => JSON.stringify(h.flat()))],
+      ),
+    );
+  }
+
+  async setDirsSignature(v: string): Promise<void> {
+    await temp(() => this.pool.query('UPDATE mail_folders SET dirs = $2 WHERE id = $1', [this.id, v]));
+  }
+
+  async firstRecentUid(claimUpTo?: number): Promise<number> {
+    if (claimUpTo === undefined) return Number((await temp(() => this.folder())).firstrecent);
+    // One statement: the old value, and the claim only when it moves up (two nodes claiming at once get each their own range).
+    const r = await temp(() =>
+      this.pool.query(
+        `UPDATE mail_folders f SET firstrecent = GREATEST(f.firstrecent, $2) FROM (SELECT firstrecent FROM mail_folders WHERE id = $1 FOR UPDATE) old
+         WHERE f.id = $1 RETURNING old.firstrecent`,
+        [this.id, claimUpTo],
+      ),
+    );
+    return Number((r.rows[0] as { firstrecent: string }).firstrecent);
+  }
+
+  async cached(uid: number): Promise<{ envelope?: unknown; bodystructure?: unknown }> {
+    const r = await temp(() => this.pool.query('SELECT envelope, bodystructure FROM mail_messages WHERE folder = $1 AND uid = $2', [this.id, uid]));
+    const x = r.rows[0] as { envelope: unknown; bodystructure: unknown } | undefined;
+    if (!x) return {};
+    return { ...(x.envelope !== null ? { envelope: x.envelope } : {}), ...(x.bodystructure !== null ? { bodystructure: x.bodystructure } : {}) };
+  }
+
+  async setCached(uid: number, data: { envelope?: unknown; bodystructure?: unknown }): Promise<void> {
+    // Only what is given is replaced (as the SQLite backend does).
+    await temp(() =>
+      this.pool.query(
+        `UPDATE mail_messages SET envelope = COALESCE($3::jsonb, envelope), bodystructure = COALESCE($4::jsonb, bodystructure) WHERE folder = $1 AND uid = $2`,
+        [this.id, uid, data.envelope === undefined ? null : JSON.stringify(data.envelope), data.bodystructure === undefined ? null : JSON.stringify(data.bodystructure)],
+      ),
+    );
+  }
+
+  async close(): Promise<void> {
+    /* the pool is the caller's */
+  }
+}

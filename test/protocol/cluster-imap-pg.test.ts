@@ -1,0 +1,165 @@
+/**
+ * Two `postern serve` processes on one PostgreSQL (state postgres, issue 16) and one mail directory: node B's
+ * dataDir/mail is a symlink to node A's (the shared mount of a cluster). Each node has its own dataDir otherwise
+ * (queue, TLS pair). Real listeners, raw clients: a delivery through A's SMTP reaches an IDLE session on B, a STORE
+ * through A reaches it too (only PostgreSQL carries that: no file in new/ changes), concurrent APPENDs through A and
+ * B get distinct increasing UIDs, and a POP3 maildrop locked on A is refused on B.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT, runCli, writeConfig } from '../helpers/cli.ts';
+import { append, msg, PASSWORD } from '../helpers/imap-fixture.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
+import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
+import { RawImap } from '../helpers/raw-imap.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+async function smtpSend(port: number, to: string, body: string): Promise<void> {
+  const s = connect(port, '127.0.0.1');
+  s.setEncoding('latin1');
+  let buf = '';
+  s.on('data', (d: string) => (buf += d));
+  const reply = async (code: number) => {
+    const line = await waitFor(`SMTP ${code}`, () => {
+      const m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buf);
+      if (!m) return undefined;
+      buf = buf.slice(m.index + m[0].length);
+      return m[0];
+    }, { timeoutMs: 30_000, intervalMs: 10 });
+    assert.ok(line.startsWith(String(code)), line);
+  };
+  await reply(220);
+  for (const [cmd, code] of [['EHLO client.example', 250], ['MAIL FROM:<anna@example.com>', 250], [`RCPT TO:<${to}>`, 250], ['DATA', 354]] as const) {
+    s.write(`${cmd}\r\n`);
+    await reply(code);
+  }
+  s.write(`${body}\r\n.\r\n`);
+  await reply(250);
+  s.write('QUIT\r\n');
+  s.end();
+}
+
+async function pop3Login(port: number): Promise<{ reply: string; quit(): Promise<void> }> {
+  const s = connect(port, '127.0.0.1');
+  s.setEncoding('latin1');
+  let buf = '';
+  s.on('data', (d: string) => (buf += d));
+  s.on('error', () => undefined);
+  const line = () =>
+    waitFor('a POP3 line', () => {
+      const i = buf.indexOf('\r\n');
+      if (i < 0) return undefined;
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      return l;
+    }, { timeoutMs: 30_000, intervalMs: 10 });
+  await line();
+  s.write('USER john.smith\r\n');
+  await line();
+  s.write(`PASS ${PASSWORD}\r\n`);
+  const reply = await line();
+  return {
+    reply,
+    async quit() {
+      s.write('QUIT\r\n');
+      await line().catch(() => '');
+      s.destroy();
+    },
+  };
+}
+
+describe('two postern processes on one PostgreSQL and one mail directory', { timeout: 300_000 }, () => {
+  let db: TestDatabase;
+  let A: ProcessServer;
+  let B: ProcessServer;
+
+  before(async () => {
+    db = await createTestDatabase({ prefix: 'cluster_imap' });
+    const listeners = { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: { port: 0, host: '127.0.0.1' }, imaps: false, pop3: { port: 0, host: '127.0.0.1' }, pop3s: false, admin: false, http: false, https: false };
+    const base = { hostname: 'mx.example.com', state: { type: 'postgres', url: db.url }, directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') }, listeners };
+    const a = writeConfig(base);
+    const b = writeConfig(base);
+    mkdirSync(join(a.dataDir, 'mail'), { recursive: true });
+    symlinkSync(join(a.dataDir, 'mail'), join(b.dataDir, 'mail'));
+    for (const args of [
+      ['domain', 'add', 'example.com'],
+      ['settings', 'set', 'filter.antivirus', 'no', 'filter.spam', 'no', 'mailbox.allowUnencrypted', 'yes'],
+    ]) {
+      const r = await runCli(args, { config: a.file });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+    }
+    A = await startProcessServer(a.file, { timeoutMs: 120_000 });
+    B = await startProcessServer(b.file, { timeoutMs: 120_000 });
+  });
+
+  after(async () => {
+    await Promise.all([A?.stop(), B?.stop()]);
+    await db?.drop();
+  });
+
+  it("a delivery through A's SMTP reaches an IDLE session on B (measured latency printed)", async () => {
+    // INBOX exists once the first message is there.
+    await smtpSend(A.ports.smtp!, 'john@example.com', msg('first'));
+    const c = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    const sel = await waitFor('the first message on B', async () => {
+      const r = await c.ok(`s${Date.now()}`, 'SELECT INBOX');
+      const n = Number(/^\* (\d+) EXISTS/m.exec(r)?.[1] ?? 0);
+      return n > 0 ? n : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+    c.send('i1 IDLE\r\n');
+    await c.until(/^\+ /m);
+    const t0 = Date.now();
+    await smtpSend(A.ports.smtp!, 'john@example.com', msg('second'));
+    const accepted = Date.now() - t0;
+    await c.until(new RegExp(`^\\* ${sel + 1} EXISTS`, 'm'), 5000);
+    console.log(`# SMTP on A → EXISTS in IDLE on B: ${Date.now() - t0} ms (of which SMTP until 250: ${accepted} ms)`);
+    c.send('DONE\r\n');
+    await c.until(/^i1 OK/m);
+    c.close();
+  });
+
+  it("a STORE through A reaches B's IDLE", async () => {
+    const c = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    await c.ok('b1', 'SELECT INBOX');
+    c.send('b2 IDLE\r\n');
+    await c.until(/^\+ /m);
+    const a = await RawImap.login(A.ports.imap!, 'john.smith', PASSWORD);
+    await a.ok('a1', 'SELECT INBOX');
+    const t0 = Date.now();
+    await a.ok('a2', 'STORE 1 +FLAGS (\\Flagged)');
+    await c.until(/^\* 1 FETCH \(.*\\Flagged/m, 5000);
+    console.log(`# STORE on A → FETCH in IDLE on B: ${Date.now() - t0} ms`);
+    c.send('DONE\r\n');
+    await c.until(/^b2 OK/m);
+    a.close();
+    c.close();
+  });
+
+  it('concurrent APPENDs through A and B get distinct, increasing UIDs', async () => {
+    const a = await RawImap.login(A.ports.imap!, 'john.smith', PASSWORD);
+    const b = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    const uidOf = (r: string) => Number(/APPENDUID \d+ (\d+)/.exec(r)![1]);
+    const per = 10;
+    const results = await Promise.all([
+      (async () => { const u: number[] = []; for (let i = 0; i < per; i++) u.push(uidOf(await append(a, `a${i}`, 'INBOX', msg(`A${i}`)))); return u; })(),
+      (async () => { const u: number[] = []; for (let i = 0; i < per; i++) u.push(uidOf(await append(b, `b${i}`, 'INBOX', msg(`B${i}`)))); return u; })(),
+    ]);
+    for (const u of results) for (let i = 1; i < u.length; i++) assert.ok(u[i]! > u[i - 1]!, `increasing per node: ${u.join(',')}`);
+    const all = results.flat();
+    assert.equal(new Set(all).size, all.length, `distinct: ${all.join(',')}`);
+    a.close();
+    b.close();
+  });
+
+  it('a POP3 maildrop locked on A is refused on B', async () => {
+    const a = await pop3Login(A.ports.pop3!);
+    assert.match(a.reply, /^\+OK/);
+    const b = await pop3Login(B.ports.pop3!);
+    assert.match(b.reply, /^-ERR \[IN-USE\]/);
+    await b.quit();
+    await a.quit();
+  });
+});
