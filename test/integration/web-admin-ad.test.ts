@@ -297,6 +297,51 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await shot('trace');
   });
 
+  it('Out of office: set on the page for an AD user, it answers a sender once through the queue; cleared, it is gone', { timeout: 180_000 }, async () => {
+    // The Filter test left the spam threshold at its minimum; spam gets no automatic reply, so put it back.
+    await adminRequest(server, 'DELETE', '/api/settings/filter.spam.threshold');
+    await open('out-of-office', 'Out of office');
+    await page.getByLabel('User name').fill('anna.bianchi');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.getByText('No out-of-office is set.').waitFor();
+    // The API's validation message shows next to its field.
+    await page.getByLabel('Start', { exact: true }).fill('2026-12-24');
+    await page.getByLabel('End', { exact: true }).fill('2026-12-01');
+    await page.getByLabel('Text', { exact: true }).fill('I am away until further notice.');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#ooo-end-err').filter({ hasText: 'end must be after start' }).waitFor();
+    await page.getByLabel('Start', { exact: true }).fill('');
+    const end = new Date(Date.now() + 3 * 86_400_000).toISOString().slice(0, 10);
+    await page.getByLabel('End', { exact: true }).fill(end);
+    await page.getByLabel('Subject', { exact: true }).fill('Anna is away');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('status').filter({ hasText: 'saved: it answers now' }).waitFor();
+    await shot('out-of-office');
+    const o = await adminRequest(server, 'GET', '/api/users/anna.bianchi/out-of-office');
+    assert.equal(o.status, 200);
+    assert.equal(o.json.active, true);
+    assert.equal(o.json.end, end);
+
+    // Two messages from one outside sender to her AD address: one reply, at the sender's MX, automatic.
+    const before = sink.messages.length;
+    for (const n of [1, 2]) await send({ port: server.ports.smtp!, from: 'partner@remote.example', to: 'anna@example.com', subject: `question ${n}` });
+    const reply = await waitFor('the automatic reply at the remote MX', () =>
+      sink.messages.slice(before).find((m) => m.data.toString().includes('Subject: Anna is away')), { timeoutMs: 90_000, intervalMs: 250 });
+    assert.match(reply.data.toString(), /^Auto-Submitted: auto-replied/im);
+    assert.deepEqual(reply.to, ['partner@remote.example']);
+    assert.equal(reply.from, '', 'sent from <> (RFC 3834 §3.3)');
+    await waitFor('both questions in her INBOX', async () => (await imapHeaders('anna.bianchi', 'INBOX')).filter((h) => /question [12]/.test(h)).length === 2, { timeoutMs: 90_000, intervalMs: 500 });
+    const q = await adminRequest(server, 'GET', '/api/queue');
+    assert.equal(q.json.total, 0, 'nothing left in the queue');
+    assert.equal(sink.messages.slice(before).filter((m) => m.data.toString().includes('Subject: Anna is away')).length, 1, 'one reply per sender');
+
+    // Cleared on the page (confirmed): the API has none.
+    await page.getByRole('button', { name: 'Clear' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Clear' }).click();
+    await page.getByRole('status').filter({ hasText: 'cleared' }).waitFor();
+    assert.equal((await adminRequest(server, 'GET', '/api/users/anna.bianchi/out-of-office')).status, 404);
+  });
+
   it('every other page renders from the API (screenshots), the quota bars are sorted over-quota first', { timeout: 240_000 }, async () => {
     for (const [path, heading] of [
       ['overview', 'Overview'],

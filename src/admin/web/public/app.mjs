@@ -6,6 +6,7 @@ import { api, onSessionEnded, setSession } from './api.mjs';
 import { html, ErrorText } from './ui.mjs';
 import { AddressesPage, DomainsPage, FilterPage, MailboxesPage, MessagesPage, QueuePage, QuotaPage, SmtpAccessPage } from './pages-email.mjs';
 import { DirectoryPage, LimitsPage, MetricsPage, OrphansPage, OverviewPage, TracePage } from './pages-extra.mjs';
+import { OutOfOfficePage } from './pages-ooo.mjs';
 
 const MENU = [
   { title: 'Dashboard', pages: [
@@ -27,6 +28,7 @@ const MENU = [
     { path: 'trace', label: 'Message trace', page: TracePage },
     { path: 'orphaned', label: 'Orphaned mailboxes', page: OrphansPage },
     { path: 'limits', label: 'Send limits', page: LimitsPage },
+    { path: 'out-of-office', label: 'Out of office', page: OutOfOfficePage },
   ] },
 ];
 const PAGES = MENU.flatMap((g) => g.pages);
