@@ -12,6 +12,8 @@ import type { Logger } from './lib/logger.js';
 import { Resolver } from './resolver/resolver.js';
 import { openSettings, type Settings } from './settings/store.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { PACKAGE_ROOT } from './config/load.js';
 import { MailboxRegistry } from './lifecycle/registry.js';
 import { MailboxLifecycle } from './lifecycle/lifecycle.js';
 import { mailboxLoginDirectory } from './lifecycle/gate.js';
@@ -34,9 +36,18 @@ export interface Core {
   close(): Promise<void>;
 }
 
+/** postern's version (package.json), registered with the node in a cluster. */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay?: FailureDelay } = {}): Core {
   const settings = openSettings(config.dataDir);
-  const state = openState(config.state, log);
+  const state = openState(config.state, log, { node: { address: config.hostname ?? osHostname(), version: packageVersion() } });
   const directory = createDirectory(config.directory, log);
   const registry = new MailboxRegistry({ root: join(config.dataDir, 'mail'), settings, log });
   const lifecycle = new MailboxLifecycle({

@@ -13,6 +13,7 @@ import { registerServeCommands } from './cli/serve.js';
 import { registerQueueCommands } from './cli/queue.js';
 import { registerDkimCommands } from './cli/dkim.js';
 import { registerTraceCommands } from './cli/trace.js';
+import { registerClusterCommands } from './cli/cluster.js';
 import { EXIT } from './lib/errors.js';
 
 /**
@@ -45,6 +46,7 @@ export async function main(argv: string[], io: CliIo = {}): Promise<number> {
   registerQueueCommands(program, ctx, setCode);
   registerDkimCommands(program, ctx, setCode);
   registerTraceCommands(program, ctx, setCode);
+  registerClusterCommands(program, ctx, setCode);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

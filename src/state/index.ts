@@ -10,6 +10,8 @@ import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
 import { PgState, type PgHealth } from './postgres/pool.js';
 import { PgSettingsSync } from './postgres/settings-sync.js';
+import { listNodes, NodeRegistry, type ClusterNode } from '../cluster/registry.js';
+import { RunOnce, type JobGate } from '../cluster/run-once.js';
 
 export { PgState, toTempFailure, pgCode, type PgHealth } from './postgres/pool.js';
 export { PgSettingsSync } from './postgres/settings-sync.js';
@@ -24,6 +26,14 @@ export interface StateStore {
   start(settings: Settings): Promise<void>;
   /** For /readyz: null with sqlite; PostgreSQL's reachability (asked now) with postgres. */
   health(): Promise<PgHealth | null>;
+  /** The registered nodes (postgres; [] with sqlite). Throws TempFailure when PostgreSQL cannot answer. */
+  nodes(): Promise<ClusterNode[]>;
+  /**
+   * Once-per-cluster scheduling for periodic jobs (postgres; undefined with sqlite). Not given to the junk, trace
+   * and mailbox sweeps yet: their data (Maildir, trace.db, the registry) is still per node, so each node must sweep
+   * its own.
+   */
+  readonly gate: JobGate | undefined;
   close(): Promise<void>;
 }
 
@@ -31,24 +41,46 @@ export function makeNodeId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-export function openState(config: StateConfig, log: Logger, opts: { nodeId?: string; name?: string } = {}): StateStore {
+export interface OpenStateOptions {
+  nodeId?: string;
+  /** application_name of the connections. */
+  name?: string;
+  /** Registered as this node (the server does; the CLI, which is not a node, leaves it out). */
+  node?: { address: string; version: string; heartbeatMs?: number };
+}
+
+export function openState(config: StateConfig, log: Logger, opts: OpenStateOptions = {}): StateStore {
   const nodeId = opts.nodeId ?? makeNodeId();
   if (config.type === 'sqlite') {
-    return { type: 'sqlite', nodeId, pg: undefined, start: async () => {}, health: async () => null, close: async () => {} };
+    return {
+      type: 'sqlite',
+      nodeId,
+      pg: undefined,
+      gate: undefined,
+      start: async () => {},
+      health: async () => null,
+      nodes: async () => [],
+      close: async () => {},
+    };
   }
   const pg = new PgState(config, log, opts.name ?? `postern ${nodeId}`);
   let sync: PgSettingsSync | undefined;
+  const registry = opts.node ? new NodeRegistry({ pg, log, id: nodeId, ...opts.node }) : undefined;
   return {
     type: 'postgres',
     nodeId,
     pg,
+    gate: new RunOnce(pg, nodeId),
     async start(settings) {
       await pg.migrate();
       sync = new PgSettingsSync({ pg, settings, log, nodeId });
       await sync.start();
+      await registry?.start();
     },
     health: () => pg.ping(),
+    nodes: () => (registry ? registry.list() : listNodes(pg)),
     async close() {
+      await registry?.stop();
       await sync?.close();
       await pg.close();
     },

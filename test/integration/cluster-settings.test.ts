@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { ADMIN_AUTH } from '../helpers/admin-call.ts';
-import { ROOT, writeConfig } from '../helpers/cli.ts';
+import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
 import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
@@ -24,6 +24,7 @@ interface Node {
   server: ProcessServer;
   dataDir: string;
   adminPort: number;
+  config: string;
 }
 
 async function startNode(t: TestContext, url: string): Promise<Node> {
@@ -48,7 +49,7 @@ async function startNode(t: TestContext, url: string): Promise<Node> {
   // serve prints the admin listener as a URL ("  admin      https://127.0.0.1:PORT/api …").
   const m = /^ {2}admin\s+https:\/\/[^\s]+:(\d+)\//m.exec(server.stdout());
   assert.ok(m, `no admin listener in the banner:\n${server.stdout()}`);
-  return { server, dataDir, adminPort: Number(m[1]) };
+  return { server, dataDir, adminPort: Number(m[1]), config: file };
 }
 
 /** The admin API of a node (self-signed certificate, not verified: the test dials 127.0.0.1). */
@@ -111,6 +112,13 @@ describe('two nodes, one PostgreSQL for the settings', () => {
     });
     const ready = await admin(a, 'GET', '/readyz', undefined, false);
     assert.equal(ready.json.checks.state?.ok, true, JSON.stringify(ready.json));
+    // Both nodes are registered and beating.
+    assert.match(ready.json.checks.state.detail, /nodes: \S+ mx\.example\.com 0\.1\.0 up, \S+ mx\.example\.com 0\.1\.0 up$/);
+    const status = await spawnCli(['cluster', 'status', '--json'], { config: a.config });
+    assert.equal(status.code, 0, status.err);
+    const nodes = JSON.parse(status.out) as { id: string; alive: boolean }[];
+    assert.equal(nodes.length, 2);
+    assert.ok(nodes.every((n) => n.alive));
   });
 
   describe('PostgreSQL stopped and back', () => {

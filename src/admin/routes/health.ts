@@ -61,7 +61,8 @@ export async function readiness(deps: AdminDeps): Promise<Record<string, Check>>
           state: check(async () => {
             const h = await deps.state!.health();
             if (h && !h.ok) throw new Error(`PostgreSQL unreachable since ${h.since}: ${h.error ?? 'unknown error'}`);
-            return 'postgres: reachable';
+            const nodes = await deps.state!.nodes();
+            return `postgres: reachable; nodes: ${nodes.map((n) => `${n.id} ${n.address} ${n.version} ${n.alive ? 'up' : `gone since ${n.heartbeatAt}`}`).join(', ')}`;
           }),
         }
       : {}),

@@ -88,3 +88,17 @@ test('a file the configuration names that cannot be read is one line naming the 
   assert.match(errs.join('\n'), /directory\.tls\.caFile: .*ad-ca\.pem: cannot read \(ENOENT\)/);
   assert.doesNotMatch(errs.join('\n'), /\n\s+at /);
 });
+
+test('state: sqlite by default; postgres needs a postgres:// URL and gets the pool defaults', () => {
+  assert.deepEqual(parseConfig({}).state, { type: 'sqlite' });
+  assert.deepEqual(parseConfig({ state: { type: 'postgres', url: 'postgres://postern@db/postern' } }).state, {
+    type: 'postgres',
+    url: 'postgres://postern@db/postern',
+    poolSize: 10,
+    connectTimeoutMs: 5000,
+    statementTimeoutMs: 15000,
+  });
+  assert.throws(() => parseConfig({ state: { type: 'postgres' } }, 'x.yaml'), /x\.yaml: state\.url/);
+  assert.throws(() => parseConfig({ state: { type: 'postgres', url: 'mysql://db/x' } }, 'x.yaml'), /state\.url: .*postgres/);
+  assert.throws(() => parseConfig({ state: { type: 'sqlite', url: 'postgres://db/x' } }, 'x.yaml'), /x\.yaml: .*url/);
+});
