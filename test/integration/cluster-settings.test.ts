@@ -43,6 +43,7 @@ async function startNode(t: TestContext, url: string): Promise<Node> {
       pop3s: false,
       http: false,
       https: false,
+      managesieve: false,
     },
   });
   const server = await startProcessServer(file, { owner: t, timeoutMs: 90_000 });

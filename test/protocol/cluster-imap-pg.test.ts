@@ -78,7 +78,7 @@ describe('two postern processes on one PostgreSQL and one mail directory', { tim
 
   before(async () => {
     db = await createTestDatabase({ prefix: 'cluster_imap' });
-    const listeners = { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: { port: 0, host: '127.0.0.1' }, imaps: false, pop3: { port: 0, host: '127.0.0.1' }, pop3s: false, admin: false, http: false, https: false };
+    const listeners = { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: { port: 0, host: '127.0.0.1' }, imaps: false, pop3: { port: 0, host: '127.0.0.1' }, pop3s: false, admin: false, http: false, https: false, managesieve: false };
     const base = { hostname: 'mx.example.com', state: { type: 'postgres', url: db.url }, directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') }, listeners };
     const a = writeConfig(base);
     const b = writeConfig(base);
