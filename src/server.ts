@@ -232,6 +232,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       trace,
       sieve,
       enqueue: (message, envelope) => spool.enqueue(message, envelope),
+      keywordLetters: (owner, folder, keywords) => mailbox.keywordLetters(owner, folder, keywords),
     });
     scheduler = new Scheduler({ spool, settings, config: config.queue, hostname, log, agent, trace });
     await scheduler.start();

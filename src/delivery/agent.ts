@@ -53,6 +53,11 @@ export interface AgentOptions {
   sieve?: Pick<SieveDelivery, 'plan'>;
   /** Queues a new message (vacation replies, redirects, rejection notices made by Sieve). Needed with `sieve`. */
   enqueue?: (message: Buffer, envelope: NewEnvelope) => Promise<string>;
+  /**
+   * The Maildir letters of IMAP keywords in a folder (given one in its dovecot-keywords when new), for the keywords
+   * a Sieve script set (imap4flags); absent, keywords are not stored.
+   */
+  keywordLetters?: (owner: MailboxOwner, folder: string, keywords: string[]) => Promise<string>;
 }
 
 /** Expansion depth (forward of a forward of a list…) beyond which we call it a loop. */
@@ -370,7 +375,12 @@ export class LocalRemoteAgent {
       for (const c of plan.copies) {
         const link: string | undefined = c.original && !linked ? linkFrom : undefined;
         linked ||= link !== undefined;
-        await this.opts.store.deliver(owner, c.message, { folder: c.folder, flags: c.flags || undefined, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom: link });
+        let flags = c.flags;
+        if (c.keywords.length && this.opts.keywordLetters) {
+          // The letters are in the file's name, so the folder's dovecot-keywords names them first.
+          flags += await this.opts.keywordLetters(owner, c.folder, c.keywords);
+        }
+        await this.opts.store.deliver(owner, c.message, { folder: c.folder, flags: flags || undefined, quotaBytes: quotaMB > 0 ? quotaMB * 1024 * 1024 : 0, prefix, linkFrom: link });
         this.opts.onDelivered?.(owner, c.folder);
         if (!folders.has(r)) folders.set(r, c.folder);
       }

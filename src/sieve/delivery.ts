@@ -119,6 +119,8 @@ export interface PlannedCopy {
   folder: string;
   /** Maildir flag letters (RFC 5232 system flags). */
   flags: string;
+  /** IMAP keywords (RFC 5232 §3: any other flag, e.g. Thunderbird's $label1): letters from dovecot-keywords. */
+  keywords: string[];
   message: Buffer;
   /** The message is the one received, unchanged (the spool file can be linked). */
   original: boolean;
@@ -145,18 +147,23 @@ export interface DeliveryPlan {
   summary: string;
 }
 
-/** RFC 5232 §3: the system flags a Maildir file name can carry; keywords need the Dovecot keywords file. */
+/** RFC 5232 §3: the system flags a Maildir file name can carry; keywords get letters from the Dovecot keywords file. */
 const MAILDIR_FLAG: Record<string, string> = { '\\seen': 'S', '\\flagged': 'F', '\\answered': 'R', '\\draft': 'D', '\\deleted': 'T' };
 
-function maildirFlags(flags: string[] | undefined): { letters: string; dropped: string[] } {
+/** An IMAP flag-keyword is an atom (RFC 3501 §9: no SP, CTL, ( ) { % * " \\ ]); \\Recent and unknown system flags are not. */
+const KEYWORD = /^[^\x00-\x20\x7f(){%*"\\\]]+$/;
+
+function maildirFlags(flags: string[] | undefined): { letters: string; keywords: string[]; dropped: string[] } {
   const letters = new Set<string>();
+  const keywords: string[] = [];
   const dropped: string[] = [];
   for (const f of flags ?? []) {
     const l = MAILDIR_FLAG[f.toLowerCase()];
     if (l) letters.add(l);
+    else if (KEYWORD.test(f)) keywords.push(f);
     else dropped.push(f);
   }
-  return { letters: [...letters].sort().join(''), dropped };
+  return { letters: [...letters].sort().join(''), keywords, dropped };
 }
 
 /** A message fit for the queue: the headers we add, then the original, unchanged. */
@@ -244,13 +251,15 @@ export class SieveDelivery {
 
     // Copies: explicit keep and fileinto, deduplicated by folder (RFC 5228 §2.10.3), then the implicit keep.
     // RFC 5293 §7: a copy is stored with the header as editheader had left it when its action ran.
-    const copies = new Map<string, { flags: Set<string>; message: Buffer }>();
+    const copies = new Map<string, { flags: Set<string>; keywords: Map<string, string>; message: Buffer }>();
     const addCopy = (folder: string, flags: string[] | undefined, edited?: Buffer) => {
-      const { letters, dropped } = maildirFlags(flags);
-      if (dropped.length) log.info({ folder, keywords: dropped }, 'sieve: keywords are not stored at delivery (system flags only)');
+      const { letters, keywords, dropped } = maildirFlags(flags);
+      if (dropped.length) log.info({ folder, flags: dropped }, 'sieve: flags that are not IMAP flags or keywords are not stored');
       const name = folder.toLowerCase() === 'inbox' ? 'INBOX' : folder;
-      const c = copies.get(name) ?? { flags: new Set<string>(), message: edited ?? message };
+      const c = copies.get(name) ?? { flags: new Set<string>(), keywords: new Map<string, string>(), message: edited ?? message };
       for (const l of letters) c.flags.add(l);
+      // Keywords are case-insensitive (RFC 3501 §2.3.2): the first spelling is kept.
+      for (const k of keywords) if (!c.keywords.has(k.toLowerCase())) c.keywords.set(k.toLowerCase(), k);
       copies.set(name, c);
     };
     const outgoing: PlannedMessage[] = [];
@@ -332,6 +341,7 @@ export class SieveDelivery {
     const planned: PlannedCopy[] = [...copies].map(([folder, c]) => ({
       folder,
       flags: [...c.flags].sort().join(''),
+      keywords: [...c.keywords.values()],
       message: c.message,
       original: c.message === input.message,
     }));

@@ -1054,6 +1054,29 @@ export class MaildirMailbox implements MailboxAccess {
   }
 
   /** The keyword map, after giving letters to those of `keywords` that have none (while letters are free). */
+  /**
+   * The Maildir letters for `keywords` in a folder, naming new ones in its dovecot-keywords (under the uidlist lock,
+   * as STORE does), for a message about to be delivered with them (Sieve imap4flags, RFC 5232). A keyword that finds
+   * no free letter (26 in use) is left out and logged.
+   */
+  async keywordLetters(owner: MailboxOwner, folder: string, keywords: string[]): Promise<string> {
+    // Delivery creates a folder it files into (fileinto :create, Junk): the keywords file goes into it first.
+    const dir = await this.folderDir(owner, folder).catch(async (err: unknown) => {
+      if (!(err instanceof FolderNotFound)) throw err;
+      return this.store.createFolder(owner, folder);
+    });
+    const map = await folderLocks.run(dir, () => this.ensureLetters(dir, keywords));
+    let letters = '';
+    const left: string[] = [];
+    for (const k of keywords) {
+      const l = map.letterOf(k);
+      if (l) letters += l;
+      else left.push(k);
+    }
+    if (left.length) this.log.warn({ dir, keywords: left }, 'mailbox: no free keyword letter in dovecot-keywords; keywords left out');
+    return letters;
+  }
+
   private async ensureLetters(dir: string, keywords: string[]): Promise<KeywordMap> {
     const map = await this.keywordMap(dir);
     if (map.size >= MAX_KEYWORD_LETTERS || keywords.every((k) => map.letterOf(k) !== undefined)) return map;

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ImapFlow } from 'imapflow';
 import { SieveScriptStore } from '../../src/sieve/storage.ts';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
 import type { TestServer } from '../helpers/server.ts';
@@ -107,6 +108,36 @@ if header :contains "subject" "nowhere" { fileinto "Does-Not-Exist"; stop; }
     assert.equal(withSubject('john.smith', 'invoice 42').length, 0, 'fileinto cancels the implicit keep');
     assert.equal(withSubject('john.smith', 'nowhere to go').length, 1, 'a folder that does not exist, without :create: INBOX');
     assert.equal(existsSync(server.store.folderPath(owners.get('john.smith')!, 'Does-Not-Exist')), false);
+  });
+
+  test('imap4flags keywords (a Thunderbird tag, a custom keyword) are stored with the message and seen over IMAP', async () => {
+    await activate(
+      'anna.bianchi',
+      `require ["fileinto", "imap4flags", "mailbox"];
+if header :contains "subject" "tagged" { addflag "$label1"; addflag "Project-X \\\\Flagged"; }
+if header :contains "subject" "filed" { fileinto :create :flags ["$label2", "\\\\Seen"] "Tagged"; }
+`,
+    );
+    await send('anna@example.com', 'tagged for later');
+    await send('anna@example.com', 'filed and tagged');
+    await settle();
+    const keywordsFile = (name: string) => readFileSync(join(server.store.folderPath(owners.get('anna.bianchi') ?? { kind: 'user', login: 'anna.bianchi' }, name), 'dovecot-keywords'), 'utf8');
+    assert.match(keywordsFile('INBOX'), /^\d+ \$label1$/m);
+    assert.match(keywordsFile('INBOX'), /^\d+ Project-X$/m);
+    assert.match(keywordsFile('Tagged'), /^\d+ \$label2$/m);
+    const c = new ImapFlow({ host: '127.0.0.1', port: server.ports.imaps!, secure: true, tls: { rejectUnauthorized: false }, auth: { user: 'anna.bianchi', pass: 'Corp!Passw0rd' }, logger: false });
+    await c.connect();
+    try {
+      const flagsOf = async (folderName: string, subject: string) => {
+        await c.mailboxOpen(folderName);
+        for await (const m of c.fetch('1:*', { envelope: true, flags: true })) if (m.envelope?.subject === subject) return [...(m.flags ?? [])].sort();
+        return undefined;
+      };
+      assert.deepEqual(await flagsOf('INBOX', 'tagged for later'), ['$label1', 'Project-X', '\\Flagged'].sort());
+      assert.deepEqual(await flagsOf('Tagged', 'filed and tagged'), ['$label2', '\\Seen'].sort());
+    } finally {
+      await c.logout().catch(() => undefined);
+    }
   });
 
   test('reject sends a rejection notice (MDN) to the sender through the queue and stores nothing; never to <>', async () => {
