@@ -135,6 +135,14 @@ export class PgState {
       throw toTempFailure(err, 'connect');
     }
     let broken = false;
+    // A checked-out client whose connection dies (PostgreSQL restarted, the database dropped) emits 'error' besides
+    // failing its query; the pool listens only to idle clients, and an 'error' event nobody listens to ends the
+    // process. The failed query reports it to the caller; this only marks the connection broken.
+    const onError = (err: Error) => {
+      broken = true;
+      this.failed(err);
+    };
+    client.on('error', onError);
     try {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
       const out = await fn(client);
@@ -148,6 +156,7 @@ export class PgState {
       if (pgCode(err) || broken || err instanceof pg.DatabaseError) throw toTempFailure(err, 'transaction');
       throw err;
     } finally {
+      client.off('error', onError);
       // A connection that failed is not given back: the next user would inherit its broken state.
       client.release(broken ? true : undefined);
     }
