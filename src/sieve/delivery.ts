@@ -90,7 +90,8 @@ export interface SieveDeliveryOptions {
   hostname: string;
   log: Logger;
   /** The user's directory entry, for their addresses (RFC 5230 §4.5); throws TempFailure when AD cannot answer. */
-  findUser(login: string): Promise<UserEntry | null>;
+  /** The user of a mailbox, by its AD object when the owner has one (a login may have been reused since). */
+  findUser(owner: Extract<MailboxOwner, { kind: 'user' }>): Promise<UserEntry | null>;
   /** The home directory of a mailbox (the one holding Maildir/ and sieve/). */
   home(owner: MailboxOwner): string;
   /** Whether a folder of the mailbox exists (fileinto without :create, RFC 5490 mailboxexists). */
@@ -186,7 +187,7 @@ export class SieveDelivery {
     const log = this.log.child({ queueId: envelope.id, login: owner.login, to: recipient });
     const now = this.now();
     const home = this.opts.home(owner);
-    const user = await this.opts.findUser(owner.login);
+    const user = await this.opts.findUser(owner);
     const addresses = [...new Set([recipient.toLowerCase(), ...(user?.addresses ?? [])])];
     const primary = user?.primaryAddress ?? recipient.toLowerCase();
     const actions: PlanAction[] = [];

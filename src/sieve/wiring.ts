@@ -17,7 +17,7 @@ export interface SieveWiring {
   config: Pick<LoadedConfig, 'sieve'>;
   state: SieveState;
   store: Pick<MaildirStore, 'maildirPath' | 'folderPath'>;
-  directory: Pick<Directory, 'findLogin'>;
+  directory: Pick<Directory, 'findLogin' | 'findGuid'>;
   hostname: string;
   log: Logger;
 }
@@ -30,7 +30,13 @@ export function makeSieveDelivery(w: SieveWiring): SieveDelivery {
     state: w.state,
     hostname: w.hostname,
     log: w.log,
-    findUser: (login) => w.directory.findLogin(login),
+    // By the AD object: looking the login up would cache login → object, and after a rename a new account that
+    // reuses the login would be taken for the old one until that entry expires.
+    findUser: async (owner) => {
+      if (!owner.guid) return w.directory.findLogin(owner.login);
+      const e = await w.directory.findGuid(owner.guid);
+      return e?.kind === 'user' ? e : null;
+    },
     home: (owner) => dirname(w.store.maildirPath(owner)),
     folderExists: (owner, folder) => {
       if (folder.toLowerCase() === 'inbox') return true;

@@ -885,7 +885,9 @@ export class MaildirMailbox implements MailboxAccess {
 
   /** store.folderPath, remembered: FETCH asks it for every message (name checks and path joins each time). */
   private folderPathOf(owner: MailboxOwner, folder: string): string {
-    const key = `${ownerLabel(owner)}\0${folder}`;
+    // Keyed by the AD object as well as the login: a new account that reuses a login has a mailbox of its own
+    // (DESIGN.md §6), and a path remembered for the old one must not open it.
+    const key = `${owner.kind === 'user' ? `${owner.guid ?? ''}/${owner.login}` : ownerLabel(owner)}\0${folder}`;
     let dir = this.folderPaths.get(key);
     if (dir === undefined) {
       dir = this.store.folderPath(owner, folder);
