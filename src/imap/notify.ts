@@ -200,6 +200,8 @@ export class NotifyState {
   /** LIST responses (MailboxName, SubscriptionChange) to send. */
   private lines: Buffer[] = [];
   private rewatchNeeded = false;
+  /** Mailboxes created since the last rewatch: what reached them before they were watched is news too. */
+  private readonly created = new Set<string>();
   private stopped = false;
 
   constructor(
@@ -319,6 +321,12 @@ export class NotifyState {
       }
       if (this.stopped) return;
       w.last = snapshotOf(state);
+      // A mailbox created after NOTIFY SET is watched only once its LIST went out: a message another session put in
+      // it meanwhile raised no event here. Measured from the empty mailbox it was, it is reported (RFC 5465 §5.2).
+      if (this.created.delete(name) && w.last.messages > 0) {
+        w.last = { ...w.last, messages: 0, unseen: 0, uidNext: 1 };
+        this.dirty.add(name);
+      }
       if (sendStatus && !this.isSelected(ref)) this.writeStatus(name, this.itemsFor(group, undefined, w.last));
     }
   }
@@ -363,8 +371,10 @@ export class NotifyState {
       // RFC 5465 §5.5: a LIST with or without \Subscribed.
       if (has(c.name, 'SubscriptionChange')) this.lines.push(listLine(this.session, c.subscribed ? ['\\Subscribed'] : [], c.name));
     } else if (c.kind === 'created') {
+      this.created.add(c.name);
       if (has(c.name, 'MailboxName')) this.lines.push(listLine(this.session, [], c.name));
     } else if (c.kind === 'deleted') {
+      this.created.delete(c.name);
       // RFC 5465 §5.4: a deleted mailbox is a LIST with \NonExistent (RFC 5258).
       if (has(c.name, 'MailboxName')) this.lines.push(listLine(this.session, ['\\NonExistent'], c.name));
     } else if (has(c.name, 'MailboxName') || has(c.oldName, 'MailboxName')) {

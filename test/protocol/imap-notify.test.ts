@@ -132,6 +132,22 @@ describe('NOTIFY (RFC 5465)', () => {
     }
   });
 
+  test('a message put into a mailbox right as it is created, before this session watches it, is reported too', async () => {
+    const a = await login();
+    const b = await login();
+    try {
+      await a.ok('n', 'NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))');
+      // No wait between the two: the APPEND may land before A's session has begun to watch the new mailbox.
+      await b.ok('b1', 'CREATE Sudden');
+      await append(b, 'b2', 'Sudden', msg('sudden'));
+      await a.until(/^\* LIST \(\) "\/" "Sudden"\r\n/m);
+      assert.match(await a.until(/^\* STATUS "Sudden".*\r\n/m), /MESSAGES 1/);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   test('selected: EXISTS with the MessageNew fetch attributes, FETCH FLAGS and EXPUNGE arrive without a command', async () => {
     const a = await login();
     const b = await login();
