@@ -3,9 +3,10 @@
  * commands/index.ts, upgrades to TLS on STARTTLS (§2.2), and owns the non-authenticated → authenticated state.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { AuthResult, Authenticator } from '../auth/authenticator.js';
 import type { UserEntry } from '../directory/types.js';
+import { LineSession } from '../lib/line-session.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import type { SieveScriptStore } from '../sieve/storage.js';
@@ -63,23 +64,16 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000;
 const MAX_FAILED_LOGINS = 3;
 const MAX_BAD_COMMANDS = 10;
 
-export class ManageSieveSession {
+export class ManageSieveSession extends LineSession<ParsedLine> {
   state: ManageSieveState = 'non-authenticated';
   user: UserEntry | undefined;
   master: UserEntry | undefined;
   /** The user's home (scripts in `<home>/sieve/`), set at login. */
   home = '';
-  readonly client: string;
   readonly log: Logger;
-  private socket: Socket;
-  private secureNow: boolean;
   private readonly parser: CommandParser;
-  private readonly lines: ParsedLine[] = [];
-  private waiter: ((line: ParsedLine | null) => void) | undefined;
-  private closed = false;
   private failedLogins = 0;
   private badCommands = 0;
-  private endReason = 'disconnected';
   private unregister?: () => void;
 
   constructor(
@@ -87,16 +81,10 @@ export class ManageSieveSession {
     readonly ctx: ManageSieveContext,
     secure: boolean,
   ) {
-    this.socket = socket;
-    this.secureNow = secure;
-    this.client = socket.remoteAddress ?? 'unknown';
+    super(socket, secure, ctx.log, 'managesieve', ctx.idleTimeoutMs);
     this.log = ctx.log;
     this.parser = new CommandParser(ctx.maxLineBytes, ctx.maxLiteralBytes);
     this.attach(socket);
-  }
-
-  get secure(): boolean {
-    return this.secureNow;
   }
 
   /** RFC 5804 §2.1 / the seed: credentials only over TLS unless `mailbox.allowUnencrypted`. */
@@ -136,32 +124,6 @@ export class ManageSieveSession {
       await this.dispatch(line);
     }
     this.finish();
-  }
-
-  /** The next parsed line from the client; null once the connection is gone. For SASL responses too. */
-  nextLine(): Promise<ParsedLine | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => (this.waiter = resolve));
-  }
-
-  write(buf: Buffer): boolean {
-    if (this.socket.destroyed || this.socket.writableEnded) return false;
-    return this.socket.write(buf);
-  }
-
-  /** Writes and waits until the socket takes more (GETSCRIPT of a large script to a slow reader). */
-  writeAndDrain(buf: Buffer): Promise<void> {
-    if (this.write(buf)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
   }
 
   ok(text?: string, code?: ResponseCode): void {
@@ -223,67 +185,22 @@ export class ManageSieveSession {
    */
   startTls(): void {
     this.ok('Begin TLS negotiation now');
-    this.parser.clear();
-    this.lines.length = 0;
-    const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('timeout');
-    raw.setTimeout(0);
-    const secured = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext });
-    secured.once('secure', () => {
-      this.secureNow = true;
-      this.socket = secured;
-      this.attach(secured);
+    this.upgradeToTls(this.ctx.secureContext, () => {
       this.sendCapabilities();
       this.ok('TLS negotiation successful');
     });
-    secured.on('error', (err) => {
-      this.log.debug({ err, client: this.client }, 'managesieve: TLS handshake failed');
-      this.end('tls error');
-    });
   }
 
-  /** Ends the session after what was written is flushed. */
-  end(reason: string): void {
-    this.endReason = reason;
-    if (!this.socket.destroyed) this.socket.end();
-    // end() flushes what was written; destroy after a grace period if the peer never reads.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.markClosed();
+  protected parse(chunk: Buffer): ParsedLine[] {
+    return this.parser.push(chunk);
   }
 
-  private attach(socket: Socket): void {
-    socket.setTimeout(this.ctx.idleTimeoutMs);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('timeout', () => {
-      this.bye('Disconnected for inactivity', 'TRYLATER');
-      this.end('idle timeout');
-    });
-    socket.on('close', () => this.markClosed());
-    socket.on('error', (err) => {
-      this.log.debug({ err, client: this.client }, 'managesieve: connection error');
-      this.markClosed();
-    });
+  protected clearParser(): void {
+    this.parser.clear();
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.closed) return;
-    for (const l of this.parser.push(chunk)) {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = undefined;
-        w(l);
-      } else this.lines.push(l);
-    }
-  }
-
-  private markClosed(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.lines.length = 0;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.(null);
+  protected onIdleTimeout(): void {
+    this.bye('Disconnected for inactivity', 'TRYLATER');
   }
 
   private async dispatch(line: ParsedLine): Promise<void> {
@@ -326,6 +243,6 @@ export class ManageSieveSession {
     this.logLogout(this.endReason);
     this.unregister?.();
     this.unregister = undefined;
-    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.destroy();
+    this.dropSocket();
   }
 }

@@ -3,8 +3,9 @@
  * upgrades to TLS on STLS (RFC 2595), and owns the AUTHORIZATION → TRANSACTION → UPDATE state.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { AuthResult, Authenticator } from '../auth/authenticator.js';
+import { LineSession } from '../lib/line-session.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import type { MailboxAccess } from '../store/mailbox.js';
@@ -51,24 +52,17 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 const MAX_FAILED_LOGINS = 3;
 const MAX_BAD_COMMANDS = 10;
 
-export class Pop3Session {
+export class Pop3Session extends LineSession<string> {
   state: Pop3State = 'authorization';
   /** USER given, waiting for PASS. */
   pendingUser: string | undefined;
   maildrop: Maildrop | undefined;
   user: string | undefined;
-  readonly client: string;
   readonly log: Logger;
-  private socket: Socket;
-  private secureNow: boolean;
   private readonly reader: LineReader;
-  private readonly lines: string[] = [];
-  private waiter: ((line: string | null) => void) | undefined;
-  private closed = false;
   private failedLogins = 0;
   private badCommands = 0;
   private lockKey: string | undefined;
-  private endReason = 'disconnected';
   private unregister?: () => void;
 
   constructor(
@@ -76,16 +70,10 @@ export class Pop3Session {
     readonly ctx: Pop3Context,
     secure: boolean,
   ) {
-    this.socket = socket;
-    this.secureNow = secure;
-    this.client = socket.remoteAddress ?? 'unknown';
+    super(socket, secure, ctx.log, 'pop3', ctx.idleTimeoutMs);
     this.log = ctx.log;
     this.reader = new LineReader(ctx.maxLineBytes);
     this.attach(socket);
-  }
-
-  get secure(): boolean {
-    return this.secureNow;
   }
 
   /** RFC 2595 §2 / the seed: credentials only over TLS unless `mailbox.allowUnencrypted`. */
@@ -101,13 +89,6 @@ export class Pop3Session {
       await this.dispatch(line);
     }
     await this.finish();
-  }
-
-  /** The next line from the client; null once the connection is gone. For AUTH continuations too. */
-  nextLine(): Promise<string | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => (this.waiter = resolve));
   }
 
   send(line: string): void {
@@ -132,8 +113,7 @@ export class Pop3Session {
   loginFailed(): void {
     if (++this.failedLogins >= MAX_FAILED_LOGINS) {
       this.send('-ERR [AUTH] too many failed logins');
-      this.endReason = 'too many failed logins';
-      this.close();
+      this.end('too many failed logins');
     }
   }
 
@@ -178,8 +158,7 @@ export class Pop3Session {
       protocol: 'pop3',
       close: (reason) => {
         this.send(`-ERR [SYS/PERM] ${reason}, closing connection`);
-        this.endReason = reason;
-        this.close();
+        this.end(reason);
       },
     });
     this.pendingUser = undefined;
@@ -190,8 +169,7 @@ export class Pop3Session {
 
   /** QUIT: the UPDATE state runs in the command; this ends the session. */
   quit(reason: string): void {
-    this.endReason = reason;
-    this.close();
+    this.end(reason);
   }
 
   /**
@@ -200,73 +178,24 @@ export class Pop3Session {
    */
   startTls(): void {
     this.ok('Begin TLS negotiation');
-    this.reader.clear();
-    this.lines.length = 0;
     this.pendingUser = undefined;
-    const raw = this.socket;
-    raw.removeAllListeners('data');
-    raw.removeAllListeners('timeout');
-    raw.setTimeout(0);
-    const secured = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext });
-    secured.once('secure', () => {
-      this.secureNow = true;
-      this.socket = secured;
-      this.attach(secured);
-    });
-    secured.on('error', (err) => {
-      this.log.debug({ err, client: this.client }, 'pop3: TLS handshake failed');
-      this.endReason = 'tls error';
-      this.close();
-    });
+    this.upgradeToTls(this.ctx.secureContext, () => {});
   }
 
-  close(): void {
-    if (!this.socket.destroyed) this.socket.end();
-    // end() flushes what was written; destroy after a grace period if the peer never reads.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.markClosed();
+  protected parse(chunk: Buffer): string[] | 'too-long' {
+    return this.reader.push(chunk);
   }
 
-  private attach(socket: Socket): void {
-    socket.setTimeout(this.ctx.idleTimeoutMs);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('timeout', () => {
-      this.send('-ERR [SYS/TEMP] idle timeout, closing connection');
-      this.endReason = 'idle timeout';
-      this.close();
-    });
-    socket.on('close', () => this.markClosed());
-    socket.on('error', (err) => {
-      this.log.debug({ err, client: this.client }, 'pop3: connection error');
-      this.markClosed();
-    });
+  protected clearParser(): void {
+    this.reader.clear();
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.closed) return;
-    const lines = this.reader.push(chunk);
-    if (lines === 'too-long') {
-      this.send('-ERR line too long');
-      this.endReason = 'line too long';
-      this.close();
-      return;
-    }
-    for (const l of lines) {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = undefined;
-        w(l);
-      } else this.lines.push(l);
-    }
+  protected onIdleTimeout(): void {
+    this.send('-ERR [SYS/TEMP] idle timeout, closing connection');
   }
 
-  private markClosed(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.lines.length = 0;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.(null);
+  protected override onTooLong(): void {
+    this.send('-ERR line too long');
   }
 
   private async dispatch(line: string): Promise<void> {
@@ -288,8 +217,7 @@ export class Pop3Session {
     this.err(text);
     if (++this.badCommands >= MAX_BAD_COMMANDS) {
       this.send('-ERR too many bad commands');
-      this.endReason = 'too many bad commands';
-      this.close();
+      this.end('too many bad commands');
     }
   }
 
@@ -300,30 +228,12 @@ export class Pop3Session {
       this.log.info({ user: this.user, client: this.client, protocol: 'pop3', result: this.endReason }, `logout ${this.user}`);
     }
     this.releaseLock();
-    // After QUIT the socket is ending and flushes the last reply itself (close() set a grace timer).
-    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.destroy();
+    // After QUIT the socket is ending and flushes the last reply itself (end() set a grace timer).
+    this.dropSocket();
   }
 
   private releaseLock(): void {
     if (this.lockKey) this.ctx.locks.release(this.lockKey);
     this.lockKey = undefined;
-  }
-
-  private write(buf: Buffer): boolean {
-    if (this.socket.destroyed || this.socket.writableEnded) return false;
-    return this.socket.write(buf);
-  }
-
-  private writeAndDrain(buf: Buffer): Promise<void> {
-    if (this.write(buf)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
   }
 }
