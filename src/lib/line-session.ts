@@ -7,8 +7,8 @@
  * over-long line, and its own commands and states. The command loop is `for (;;) { const u = await nextLine(); … }`:
  * one command at a time, so a pipelining client's later commands wait in the queue.
  */
-import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from './logger.js';
 
 export abstract class LineSession<Unit> {
@@ -152,4 +152,73 @@ export abstract class LineSession<Unit> {
     this.waiter = undefined;
     w?.(null);
   }
+}
+
+/** A running listener of a line protocol (POP3, ManageSieve). */
+export interface LineListener {
+  port: number;
+  /** Connections open now (for /metrics). */
+  sessionCount(): number;
+  close(): Promise<void>;
+}
+
+export interface LineListenerOptions {
+  port: number;
+  host?: string;
+  log: Logger;
+  protocol: string;
+  /** Connections at once; more get `busyReply` and are closed. */
+  maxClients: number;
+  busyReply: string | Buffer;
+  /** Implicit TLS (POP3S): the TLS material the listener wraps every connection in. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Runs one connection's session to its end. */
+  session(socket: Socket, secure: boolean): Promise<void>;
+}
+
+/** Listens, caps the connections, runs one session per connection and closes them all on close(). */
+export async function listenLineProtocol(opts: LineListenerOptions): Promise<LineListener> {
+  const { log, protocol } = opts;
+  const sockets = new Set<Socket>();
+  const onConnection = (socket: Socket) => {
+    // Replies go out in several writes (untagged lines, then the tagged one): without TCP_NODELAY, Nagle's
+    // algorithm holds the last piece for a delayed ACK (~40 ms per command, measured in test/bench/imap.bench.ts).
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    if (sockets.size > opts.maxClients) {
+      socket.end(opts.busyReply);
+      return;
+    }
+    opts.session(socket, opts.tls !== undefined).catch((err: unknown) => {
+      log.error({ err, client: socket.remoteAddress }, `${protocol}: session failed`);
+      socket.destroy();
+    });
+  };
+  const server: NetServer = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, onConnection) : createNetServer(onConnection);
+  if (opts.tls) {
+    server.on('tlsClientError', (err: Error, socket: Socket) => {
+      log.debug({ err, client: socket.remoteAddress }, `${protocol}: TLS handshake failed`);
+    });
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, host: opts.host ?? '*', ...(opts.tls ? { secure: true } : {}) }, `${protocol}: listening`);
+  return {
+    port,
+    sessionCount: () => sockets.size,
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+    },
+  };
 }

@@ -4,8 +4,8 @@
  * mailbox authenticator IMAP and POP3 use (master user, failure delay, the mailbox gate), and the scripts live in
  * the user's home in Pigeonhole's layout (src/sieve/storage.ts) so Dovecot and postern read the same files.
  */
-import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
+import { listenLineProtocol, type LineListener } from '../lib/line-session.js';
 import type { UserEntry } from '../directory/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
@@ -34,12 +34,7 @@ export interface ManageSieveOptions {
   sessions?: SessionRegistry;
 }
 
-export interface ManageSieveService {
-  port: number;
-  /** Connections open now (for /metrics). */
-  sessionCount(): number;
-  close(): Promise<void>;
-}
+export type ManageSieveService = LineListener;
 
 export async function startManageSieve(opts: ManageSieveOptions): Promise<ManageSieveService> {
   const log = opts.log.child({ component: 'managesieve' });
@@ -59,40 +54,13 @@ export async function startManageSieve(opts: ManageSieveOptions): Promise<Manage
     maxLiteralBytes: maxScript,
     sessions: opts.sessions,
   };
-  const maxClients = opts.maxClients ?? 500;
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    if (sockets.size > maxClients) {
-      socket.end(responseLine('BYE', 'TRYLATER', 'Too many connections, try again later'));
-      return;
-    }
-    const session = new ManageSieveSession(socket, ctx, false);
-    session.run().catch((err: unknown) => {
-      log.error({ err, client: socket.remoteAddress }, 'managesieve: session failed');
-      socket.destroy();
-    });
+  return listenLineProtocol({
+    port: opts.port,
+    host: opts.host,
+    log,
+    protocol: 'managesieve',
+    maxClients: opts.maxClients ?? 500,
+    busyReply: responseLine('BYE', 'TRYLATER', 'Too many connections, try again later'),
+    session: (socket) => new ManageSieveSession(socket, ctx, false).run(),
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  log.info({ port, host: opts.host ?? '*' }, 'managesieve: listening');
-  return {
-    port,
-    sessionCount: () => sockets.size,
-    close() {
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-    },
-  };
 }

@@ -3,8 +3,8 @@
  * TLS (production 995), AUTH PLAIN (RFC 5034) and USER/PASS, on MailboxAccess. One call starts one listener; the
  * lead starts two (pop3, pop3s) with the same `mailbox`, so the maildrop lock covers both.
  */
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer } from 'node:tls';
+import { createSecureContext } from 'node:tls';
+import { listenLineProtocol, type LineListener } from '../lib/line-session.js';
 import type { Logger } from '../lib/logger.js';
 import type { TlsMaterial } from '../lib/tls.js';
 import type { MailboxAccess } from '../store/mailbox.js';
@@ -35,12 +35,7 @@ export interface Pop3Options {
   locks?: MaildropLocks;
 }
 
-export interface Pop3Service {
-  port: number;
-  /** Connections open now (for /metrics). */
-  sessionCount(): number;
-  close(): Promise<void>;
-}
+export type Pop3Service = LineListener;
 
 // One lock table per mailbox object: the plain and the TLS listener share it (unless the caller gives `locks`).
 const lockTables = new WeakMap<MailboxAccess, MaildropLocks>();
@@ -61,50 +56,14 @@ export async function startPop3(opts: Pop3Options): Promise<Pop3Service> {
     locks,
     sessions: opts.sessions,
   };
-  const maxClients = opts.maxClients ?? 1000;
-  const sockets = new Set<Socket>();
-  const onConnection = (socket: Socket) => {
-    // Replies go out in several writes (untagged lines, then the tagged one): without TCP_NODELAY, Nagle's
-    // algorithm holds the last piece for a delayed ACK (~40 ms per command, measured in test/bench/imap.bench.ts).
-    socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    if (sockets.size > maxClients) {
-      socket.end('-ERR [SYS/TEMP] too many connections, try again later\r\n');
-      return;
-    }
-    const session = new Pop3Session(socket, ctx, opts.secure);
-    session.run().catch((err: unknown) => {
-      log.error({ err, client: socket.remoteAddress }, 'pop3: session failed');
-      socket.destroy();
-    });
-  };
-  const server: NetServer = opts.secure
-    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, onConnection)
-    : createNetServer(onConnection);
-  if (opts.secure) {
-    server.on('tlsClientError', (err: Error, socket: Socket) => {
-      log.debug({ err, client: socket.remoteAddress }, 'pop3: TLS handshake failed');
-    });
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  return listenLineProtocol({
+    port: opts.port,
+    host: opts.host,
+    log,
+    protocol: 'pop3',
+    maxClients: opts.maxClients ?? 1000,
+    busyReply: '-ERR [SYS/TEMP] too many connections, try again later\r\n',
+    ...(opts.secure ? { tls: opts.tls } : {}),
+    session: (socket, secure) => new Pop3Session(socket, ctx, secure).run(),
   });
-  const port = (server.address() as AddressInfo).port;
-  log.info({ port, host: opts.host ?? '*', secure: opts.secure }, 'pop3: listening');
-  return {
-    port,
-    sessionCount: () => sockets.size,
-    close() {
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-    },
-  };
 }

@@ -2,8 +2,7 @@
  * A raw ManageSieve (RFC 5804) client for tests: sends what it is given byte for byte and reads responses up to
  * their OK / NO / BYE line, with server literals `{N}` CRLF octets read by their size.
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { rawConnect, RawSocketClient } from './raw-client.ts';
 
 export interface SieveResponse {
   /** The lines before the status line, literals inlined (a literal's octets replace its `{N}` header). */
@@ -12,49 +11,9 @@ export interface SieveResponse {
   status: string;
 }
 
-export class RawManageSieve {
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-
-  private constructor(private socket: Socket | TLSSocket) {
-    this.listen(socket);
-  }
-
+export class RawManageSieve extends RawSocketClient {
   static async connect(port: number, host = '127.0.0.1'): Promise<RawManageSieve> {
-    const socket = netConnect({ host, port });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('error', reject);
-    });
-    return new RawManageSieve(socket);
-  }
-
-  private listen(socket: Socket | TLSSocket): void {
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private async waitData(deadline: number, what: string): Promise<void> {
-    if (this.closed) throw new Error(`connection closed waiting for ${what}; unread: ${JSON.stringify(this.buf.toString('utf8').slice(0, 300))}`);
-    if (Date.now() > deadline) throw new Error(`nothing within the deadline waiting for ${what}; unread: ${JSON.stringify(this.buf.toString('utf8').slice(0, 300))}`);
-    await new Promise<void>((resolve) => {
-      this.waiters.push(resolve);
-      setTimeout(resolve, 50);
-    });
+    return new RawManageSieve(await rawConnect(port, { host }));
   }
 
   /** One logical line: a physical line, and when it ends in `{N}`, the N octets and the rest of the line after them. */
@@ -62,13 +21,7 @@ export class RawManageSieve {
     const deadline = Date.now() + ms;
     let out = '';
     for (;;) {
-      const i = this.buf.indexOf('\r\n');
-      if (i < 0) {
-        await this.waitData(deadline, 'a line');
-        continue;
-      }
-      const l = this.buf.subarray(0, i).toString('utf8');
-      this.buf = this.buf.subarray(i + 2);
+      const l = await this.physicalLine(deadline, 'utf8');
       const m = /\{(\d+)\}$/.exec(l);
       if (!m) return out + l;
       out += l.slice(0, -m[0].length);
@@ -89,10 +42,6 @@ export class RawManageSieve {
     }
   }
 
-  send(raw: string | Buffer): void {
-    this.socket.write(raw);
-  }
-
   async cmd(line: string | Buffer): Promise<SieveResponse> {
     this.send(typeof line === 'string' ? `${line}\r\n` : Buffer.concat([line, Buffer.from('\r\n')]));
     return this.response();
@@ -104,30 +53,6 @@ export class RawManageSieve {
     if (!r.status.startsWith('OK')) throw new Error(`STARTTLS refused: ${r.status}`);
     await this.upgrade();
     return this.response();
-  }
-
-  async upgrade(): Promise<void> {
-    this.socket.removeAllListeners('data');
-    this.socket.removeAllListeners('close');
-    const secured = tlsConnect({ socket: this.socket, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => {
-      secured.once('secureConnect', () => resolve());
-      secured.once('error', reject);
-    });
-    this.socket = secured;
-    this.listen(secured);
-  }
-
-  async waitClosed(ms = 15_000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('still open');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 

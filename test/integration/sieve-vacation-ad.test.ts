@@ -11,44 +11,26 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SieveScriptStore } from '../../src/sieve/storage.ts';
 import { adminRequest } from '../helpers/admin-call.ts';
-import { adDirectory, haveAd } from '../helpers/cli.ts';
-import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { startAdMailEnv, skipWithoutAdAndFilters, type AdMailEnv } from '../helpers/ad-mail-env.ts';
+import type { TestServer } from '../helpers/server.ts';
+import type { SmtpSink } from '../helpers/smtp-sink.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { TLS_FILES, transport, waitForEmptyQueue } from '../protocol/smtp-env.ts';
+import { transport, waitForEmptyQueue } from '../protocol/smtp-env.ts';
 
-const env = process.env;
-const skip = haveAd('AD') && env.POSTERN_TEST_CLAMD_PORT && env.POSTERN_TEST_SPAMD_PORT ? false : 'needs the Samba DC, clamd and spamd: run through test/run.ts';
+const skip = skipWithoutAdAndFilters;
 
 describe('out-of-office and Sieve on AD', { skip }, () => {
+  let mailEnv: AdMailEnv;
   let server: TestServer;
   let sink: SmtpSink;
-  let dns: TestDnsServer;
 
   before(async () => {
-    sink = await startSmtpSink();
-    dns = await startDnsServer({
-      'outside.example': { MX: [{ exchange: 'mx.outside.example', priority: 10 }] },
-      'mx.outside.example': { A: ['127.0.0.1'] },
-    });
-    server = await startTestServer(
-      {
-        tls: TLS_FILES,
-        directory: adDirectory('AD'),
-        clamav: { host: env.POSTERN_TEST_CLAMD_HOST ?? '127.0.0.1', port: Number(env.POSTERN_TEST_CLAMD_PORT), timeoutMs: 30_000 },
-        spamassassin: { host: env.POSTERN_TEST_SPAMD_HOST ?? '127.0.0.1', port: Number(env.POSTERN_TEST_SPAMD_PORT), timeoutMs: 60_000 },
-        delivery: { remotePort: sink.port },
-        dns: { servers: [dns.address], timeoutMs: 500 },
-      },
-      { filters: true },
-    );
+    mailEnv = await startAdMailEnv('outside.example', { clamdMs: 30_000, spamdMs: 60_000 });
+    ({ server, sink } = mailEnv);
   });
 
   after(async () => {
-    await server?.close();
-    await sink?.close();
-    await dns?.close();
+    await mailEnv?.close();
   });
 
   let seq = 0;

@@ -5,11 +5,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { rawConnect, RawSocketClient } from '../helpers/raw-client.ts';
 import { execChild } from '../harness/children.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { pino } from 'pino';
@@ -33,64 +32,13 @@ const anna: MailboxOwner = { kind: 'user', login: 'anna.bianchi' };
 
 // ---- a raw POP3 client ----------------------------------------------------------------------------------------
 
-class RawPop3 {
-  private buf = '';
-  private waiters: (() => void)[] = [];
-  closed = false;
-
-  private constructor(private socket: Socket | TLSSocket) {
-    this.listen(socket);
-  }
-
+class RawPop3 extends RawSocketClient {
   static async connect(port: number, secure = false): Promise<RawPop3> {
-    const socket = secure
-      ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-      : netConnect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => {
-      socket.once(secure ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('error', reject);
-    });
-    return new RawPop3(socket);
-  }
-
-  private listen(socket: Socket | TLSSocket): void {
-    socket.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+    return new RawPop3(await rawConnect(port, { secure }));
   }
 
   async line(ms = 5000): Promise<string> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = this.buf.indexOf('\r\n');
-      if (i >= 0) {
-        const l = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 2);
-        return l;
-      }
-      if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf)}`);
-      if (Date.now() > deadline) throw new Error(`no line within ${ms} ms; unread: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-  }
-
-  send(raw: string): void {
-    this.socket.write(raw);
+    return this.physicalLine(Date.now() + ms, 'latin1');
   }
 
   async cmd(line: string): Promise<string> {
@@ -114,30 +62,6 @@ class RawPop3 {
     const reply = await this.cmd('STLS');
     assert.match(reply, /^\+OK/);
     await this.upgrade();
-  }
-
-  async upgrade(): Promise<void> {
-    this.socket.removeAllListeners('data');
-    this.socket.removeAllListeners('close');
-    const secured = tlsConnect({ socket: this.socket, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => {
-      secured.once('secureConnect', () => resolve());
-      secured.once('error', reject);
-    });
-    this.socket = secured;
-    this.listen(secured);
-  }
-
-  async waitClosed(ms = 3000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('still open');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 
