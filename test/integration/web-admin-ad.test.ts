@@ -104,6 +104,10 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     page = await ctx.newPage();
     page.setDefaultTimeout(STEP.timeout);
     page.on('pageerror', (e) => pageErrors.push(String(e)));
+    // A style or script the CSP refuses is no script error: Chromium reports it on the console.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) pageErrors.push(m.text());
+    });
   });
 
   after(async () => {
@@ -120,6 +124,8 @@ describe('web admin in Chromium, on AD', { skip, timeout: 15 * 60_000 }, () => {
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.getByRole('alert').filter({ hasText: 'login refused' }).waitFor();
     await shot('login-refused');
+    // The page's inline stylesheet ran (the CSP allows it by its hash): a refused one would have no rules.
+    assert.ok((await page.evaluate('document.querySelector("style").sheet?.cssRules.length ?? 0')) as number > 50);
     const r = await page.evaluate(async () => (await fetch('/api/session', { headers: { 'x-postern-web': '1' } })).status);
     assert.equal(r, 401);
     assert.equal((await ctx.cookies()).length, 0);

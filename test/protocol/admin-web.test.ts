@@ -73,12 +73,20 @@ describe('the page and its files', () => {
     const r = await call('GET', '/');
     assert.equal(r.status, 200);
     assert.match(String(r.headers['content-type']), /^text\/html/);
-    assert.match(r.text, /<script type="module" src="\/web\/app\.mjs"><\/script>/);
+    assert.match(r.text, /<script type="module" src="\/web\/app-[A-Z0-9]+\.mjs"><\/script>/);
     const csp = String(r.headers['content-security-policy']);
     assert.match(csp, /script-src 'self'/);
     assert.match(csp, /frame-ancestors 'none'/);
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    // The page's one inline style is allowed by its hash, and only it: no other inline style or stylesheet runs.
+    const styles = [...r.text.matchAll(/<style>([^]*?)<\/style>/g)].map((m) => m[1]);
+    assert.equal(styles.length, 1);
+    assert.match(styles[0], /\.login\b/, 'app.css is inline');
+    const styleSrc = /style-src ([^;]+)/.exec(csp)![1];
+    assert.equal(styleSrc, `'sha256-${createHash('sha256').update(styles[0]).digest('base64')}'`);
+    assert.doesNotMatch(r.text, /<script(?![^>]*\bsrc=)/, 'no inline script');
     assert.equal(r.headers['x-frame-options'], 'DENY');
+    assert.equal(r.headers['cache-control'], 'no-cache', 'the page is asked for again each visit: a new build is seen at once');
     const again = await call('GET', '/', { headers: { 'if-none-match': String(r.headers.etag) } });
     assert.equal(again.status, 304);
   });
@@ -87,7 +95,7 @@ describe('the page and its files', () => {
     const page = (await call('GET', '/')).text;
     const seen = new Set<string>();
     const queue = [...page.matchAll(/(?:src|href)="(\/web\/[^"]+)"/g)].map((m) => m[1]);
-    assert.ok(queue.includes('/web/app.mjs') && queue.includes('/web/app.css'));
+    assert.ok(queue.some((u) => /^\/web\/app-[A-Z0-9]+\.mjs$/.test(u)), 'the entry module');
     assert.doesNotMatch(page, /(?:src|href)="(?:https?:)?\/\//, 'no script or style from another origin');
     while (queue.length) {
       const url = queue.shift()!;
@@ -97,13 +105,20 @@ describe('the page and its files', () => {
       assert.equal(r.status, 200, url);
       if (!url.endsWith('.mjs')) continue;
       assert.match(String(r.headers['content-type']), /^text\/javascript/, url);
-      // Static and dynamic imports: relative URLs only (a bare name or an http URL would not load offline).
-      for (const m of r.text.matchAll(/(?:[}\s]from\s*|\bimport\s*\(\s*|^import\s+)["']([^"']+)["']/gm)) {
+      // Named by their content's hash, so kept for good: a new build has new names.
+      assert.equal(r.headers['cache-control'], 'public, max-age=31536000, immutable', url);
+      // Static and dynamic imports (minified: `}from"./x.mjs"`, `import"./x.mjs"`, `import("./x.mjs")`): relative
+      // URLs only (a bare name or an http URL would not load offline).
+      for (const m of r.text.matchAll(/(?:[}\s]from\s*|\bimport\s*\(\s*|(?:^|;)import\s*)["']([^"']+)["']/gm)) {
         assert.match(m[1], /^\.\//, `${url} imports ${m[1]}`);
         queue.push(`/web/${m[1].slice(2)}`);
       }
     }
-    for (const f of ['preact.mjs', 'hooks.mjs', 'htm.mjs', 'uplot.mjs', 'ui.mjs', 'api.mjs']) assert.ok(seen.has(`/web/${f}`), f);
+    // The pages (and uPlot, for the charts) are chunks reached only by dynamic imports: loaded after login.
+    for (const f of ['pages-email', 'pages-extra', 'pages-ooo', 'uPlot.esm']) assert.ok([...seen].some((u) => u.startsWith(`/web/${f}-`)), f);
+    const preloaded = [...page.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((m) => m[1]);
+    assert.ok(preloaded.length >= 1 && preloaded.every((u) => seen.has(u)), 'the entry\'s static imports are preloaded');
+    assert.ok(!preloaded.some((u) => /pages-|uPlot/.test(u)), 'no page\'s code before login');
   });
 
   it('an unknown file is 404 and no path outside the page can be named', async () => {

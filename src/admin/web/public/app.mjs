@@ -1,34 +1,41 @@
 // The postern web admin: login, the layout (navigation by the seed's menu, Email › … and Dashboard › …) and a
 // hash router. Every page is a client of the public admin API (api.mjs).
-import { render } from './preact.mjs';
-import { useEffect, useRef, useState } from './hooks.mjs';
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, onSessionEnded, setSession } from './api.mjs';
 import { html, ErrorText } from './ui.mjs';
-import { AddressesPage, DomainsPage, FilterPage, MailboxesPage, MessagesPage, QueuePage, QuotaPage, SmtpAccessPage } from './pages-email.mjs';
-import { DirectoryPage, LimitsPage, MetricsPage, OrphansPage, OverviewPage, TracePage } from './pages-extra.mjs';
-import { OutOfOfficePage } from './pages-ooo.mjs';
+
+// The session check starts as soon as this module runs, before the first render (an effect would run it only
+// after a paint): a first visit shows the login form one round trip after the script, not two.
+const firstSession = api('GET', '/api/session').then((s) => s, () => null);
+
+// The pages are loaded only when someone is logged in: the login form needs none of their code (web-admin.ts
+// bundles them as chunks of their own). One promise, so a second login reuses the first load.
+let pagesLoad;
+const loadPages = () =>
+  (pagesLoad ??= Promise.all([import('./pages-email.mjs'), import('./pages-extra.mjs'), import('./pages-ooo.mjs')]).then(([e, x, o]) => ({ ...e, ...x, ...o })));
 
 const MENU = [
   { title: 'Dashboard', pages: [
-    { path: 'overview', label: 'Overview', page: OverviewPage },
-    { path: 'quota', label: 'Mail quota', page: QuotaPage },
-    { path: 'metrics', label: 'Live metrics', page: MetricsPage },
+    { path: 'overview', label: 'Overview', page: 'OverviewPage' },
+    { path: 'quota', label: 'Mail quota', page: 'QuotaPage' },
+    { path: 'metrics', label: 'Live metrics', page: 'MetricsPage' },
   ] },
   { title: 'Email', pages: [
-    { path: 'domains', label: 'Domains', page: DomainsPage },
-    { path: 'addresses', label: 'Email addresses', page: AddressesPage },
-    { path: 'mailboxes', label: 'Mailboxes', page: MailboxesPage },
-    { path: 'messages', label: 'Messages', page: MessagesPage },
-    { path: 'queue', label: 'Queue management', page: QueuePage },
-    { path: 'filter', label: 'Filter', page: FilterPage },
-    { path: 'smtp-access', label: 'SMTP access', page: SmtpAccessPage },
+    { path: 'domains', label: 'Domains', page: 'DomainsPage' },
+    { path: 'addresses', label: 'Email addresses', page: 'AddressesPage' },
+    { path: 'mailboxes', label: 'Mailboxes', page: 'MailboxesPage' },
+    { path: 'messages', label: 'Messages', page: 'MessagesPage' },
+    { path: 'queue', label: 'Queue management', page: 'QueuePage' },
+    { path: 'filter', label: 'Filter', page: 'FilterPage' },
+    { path: 'smtp-access', label: 'SMTP access', page: 'SmtpAccessPage' },
   ] },
   { title: 'postern', pages: [
-    { path: 'directory', label: 'Directory', page: DirectoryPage },
-    { path: 'trace', label: 'Message trace', page: TracePage },
-    { path: 'orphaned', label: 'Orphaned mailboxes', page: OrphansPage },
-    { path: 'limits', label: 'Send limits', page: LimitsPage },
-    { path: 'out-of-office', label: 'Out of office', page: OutOfOfficePage },
+    { path: 'directory', label: 'Directory', page: 'DirectoryPage' },
+    { path: 'trace', label: 'Message trace', page: 'TracePage' },
+    { path: 'orphaned', label: 'Orphaned mailboxes', page: 'OrphansPage' },
+    { path: 'limits', label: 'Send limits', page: 'LimitsPage' },
+    { path: 'out-of-office', label: 'Out of office', page: 'OutOfOfficePage' },
   ] },
 ];
 const PAGES = MENU.flatMap((g) => g.pages);
@@ -46,7 +53,7 @@ function Login({ onLogin, notice }) {
     setError('');
     try {
       const s = await api('POST', '/api/session', mode === 'password' ? { login: form.login, password: form.password } : { token: form.token });
-      onLogin(s);
+      await onLogin(s);
     } catch (err) {
       setError(err.message);
     } finally {
@@ -71,7 +78,7 @@ function Login({ onLogin, notice }) {
   </main>`;
 }
 
-function Layout({ session, onLogout }) {
+function Layout({ session, pages, onLogout }) {
   const [path, setPath] = useState(route());
   const [menuOpen, setMenuOpen] = useState(false);
   const main = useRef(null);
@@ -86,7 +93,7 @@ function Layout({ session, onLogout }) {
     return () => removeEventListener('hashchange', on);
   }, []);
   const current = PAGES.find((p) => p.path === path) || PAGES[0];
-  const Page = current.page;
+  const Page = pages[current.page];
   useEffect(() => {
     document.title = `${current.label} · postern admin`;
   }, [current]);
@@ -106,11 +113,11 @@ function Layout({ session, onLogout }) {
   </div>`;
 }
 
-function App() {
-  const [session, setState] = useState(undefined);
+function App({ initial }) {
+  const [state, setState] = useState(initial); // { session, pages } or null (logged out)
   const [notice, setNotice] = useState('');
   const use = (s) => {
-    setSession(s);
+    setSession(s && s.session);
     setState(s);
   };
   useEffect(() => {
@@ -118,7 +125,6 @@ function App() {
       setNotice('Your session has ended: log in again.');
       use(null);
     });
-    api('GET', '/api/session').then(use, () => use(null));
   }, []);
   const logout = async () => {
     try {
@@ -128,9 +134,16 @@ function App() {
       use(null);
     }
   };
-  if (session === undefined) return html`<p class="boot">Loading…</p>`;
-  if (!session) return html`<${Login} notice=${notice} onLogin=${(s) => { setNotice(''); use(s); }} />`;
-  return html`<${Layout} session=${session} onLogout=${logout} />`;
+  const onLogin = async (session) => {
+    setNotice('');
+    use({ session, pages: await loadPages() });
+  };
+  if (!state) return html`<${Login} notice=${notice} onLogin=${onLogin} />`;
+  return html`<${Layout} session=${state.session} pages=${state.pages} onLogout=${logout} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+// The page's own "Loading…" stays until the session is known (and, when logged in, the pages are loaded).
+const session = await firstSession;
+const initial = session ? { session, pages: await loadPages() } : null;
+setSession(session);
+render(html`<${App} initial=${initial} />`, document.getElementById('app'));

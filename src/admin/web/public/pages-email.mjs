@@ -1,6 +1,6 @@
 // The seed's Email pages (Domains, Email addresses, Mailboxes, Messages, Queue management, Filter, SMTP access) and
 // Dashboard > Mail quota, with the seed's words, defaults and warnings. All data comes from the public admin API.
-import { useState } from './hooks.mjs';
+import { useState } from 'preact/hooks';
 import { api, errorFor, formatBytes, when } from './api.mjs';
 import { html, useLoad, Loading, Warning, Note, ErrorText, Status, SettingsForm, useConfirm } from './ui.mjs';
 

@@ -1,6 +1,6 @@
 // Beyond the seed: the directory as postern sees it, the message trace, orphaned mailboxes, send-limit alerts,
 // an overview, and live charts of /metrics. All data comes from the public admin API and /metrics.
-import { useEffect, useRef, useState } from './hooks.mjs';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, formatBytes, when } from './api.mjs';
 import { html, useLoad, Loading, Status, Note, useConfirm } from './ui.mjs';
 
@@ -211,7 +211,7 @@ function Chart({ title, series, data }) {
   const plot = useRef(null);
   useEffect(() => {
     let gone = false;
-    import('./uplot.mjs').then(({ default: UPlot }) => {
+    import('uplot').then(({ default: UPlot }) => {
       if (gone || !el.current) return;
       const width = Math.max(260, el.current.clientWidth || 600);
       const colors = ['#1565c0', '#c62828', '#2e7d32', '#ef6c00', '#6a1b9a', '#00838f'];

@@ -2,7 +2,7 @@
 // end date, a subject and a text, through the public admin API (GET|PUT|DELETE /api/users/{login}/out-of-office).
 // It is kept apart from the user's own Sieve scripts, which it never touches; delivery answers with it once per
 // sender per "days" (RFC 5230), never to lists, bulk mail, automatic replies or <>.
-import { useState } from './hooks.mjs';
+import { useState } from 'preact/hooks';
 import { api, errorFor, when } from './api.mjs';
 import { html, ErrorText, Note, Status, useConfirm } from './ui.mjs';
 

@@ -1,8 +1,8 @@
 // Shared pieces of the pages: htm bound to preact, a loader hook, warnings, and the settings form that every seed
 // page with settings (Mailboxes, Messages, Filter, SMTP access) is made of.
-import { h } from './preact.mjs';
-import { useCallback, useEffect, useRef, useState } from './hooks.mjs';
-import htm from './htm.mjs';
+import { h } from 'preact';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import htm from 'htm';
 import { api, errorFor } from './api.mjs';
 
 export const html = htm.bind(h);
