@@ -265,6 +265,27 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     assert.deepEqual(await a.list(), []);
   });
 
+  test('queue expiry with two schedulers: the one DSN is made once cluster-wide', async (t) => {
+    const { a, b } = await twoNodes(t, 10);
+    const calls: { node: string; id: string; from: string }[] = [];
+    const agent = (node: string) =>
+      fakeAgent((_r, e) => {
+        calls.push({ node, id: e.id, from: e.from });
+        return e.from === '' ? { state: 'delivered' } : { state: 'pending', result: '451 4.7.1 greylisted', status: '4.7.1' };
+      });
+    const sa = scheduler(t, a, agent('a'), () => 2000);
+    const sb = scheduler(t, b, agent('b'), () => 2000);
+    await Promise.all([sa.s.start(), sb.s.start()]);
+    const id = await a.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    const all = () => [...sa.finished, ...sb.finished];
+    const done = await waitFor('the message to expire', () => all().find((f) => f.id === id && f.reason === 'done'), { timeoutMs: 60_000 });
+    assert.ok(done.dsnId);
+    await waitFor('the DSN to be delivered', () => all().some((f) => f.id === done.dsnId && f.reason === 'done'), { timeoutMs: 30_000 });
+    await waitFor('the queue to be empty', async () => (await a.list()).length === 0, { timeoutMs: 30_000 });
+    assert.equal(all().filter((f) => f.id === id).length, 1, 'expired once');
+    assert.equal(calls.filter((c) => c.from === '').length, 1, 'one DSN');
+  });
+
   test('PostgreSQL unreachable: enqueue is a TempFailure and leaves no file; the same spool works when it is back', async (t) => {
     const db = await createTestDatabase({ owner: t, prefix: 'qdown' });
     const good = await pgFor(t, db.url);
