@@ -16,7 +16,8 @@ import type { Logger } from './lib/logger.js';
 import { loadTls, type TlsMaterial } from './lib/tls.js';
 import { newQueueId } from './queue/id.js';
 import { Scheduler } from './queue/scheduler.js';
-import { Spool } from './queue/spool.js';
+import type { Spool } from './queue/spool.js';
+import { openSpool } from './state/index.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { dataOptions, makeFilters, makeSrs, spoolPrefixFor } from './smtp/wiring.js';
 import { SmtpWorkers } from './smtp/workers.js';
@@ -125,7 +126,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
     await migrateLoginMailboxes({ registry: core.registry, directory: core.directory, log }, store.root);
-    const spool = new Spool(config.dataDir, { log, prefixFor: spoolPrefixFor, trace });
+    // state postgres: the queue's metadata in PostgreSQL, shared with the other nodes (issue 16).
+    const spool = openSpool(config.dataDir, config.queue, core.state, { log, prefixFor: spoolPrefixFor, trace });
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.

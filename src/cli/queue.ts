@@ -8,7 +8,9 @@ import type { Command } from 'commander';
 import type { CliContext } from './context.js';
 import { EXIT } from '../lib/errors.js';
 import { InvalidQueueIdError, parseQueueId } from '../queue/id.js';
-import { Spool } from '../queue/spool.js';
+import { Spool, type SpoolOptions } from '../queue/spool.js';
+import { openSpool, openState } from '../state/index.js';
+import { createLogger } from '../lib/logger.js';
 import type { QueueEnvelope, QueueRecipient } from '../queue/types.js';
 import { action, CliExit, formatTable } from './settings.js';
 import { cliTrace } from './trace.js';
@@ -25,8 +27,13 @@ function cliUser(): string {
   return sudo && sudo !== name ? `${sudo} (as ${name})` : name;
 }
 
-function cliSpool(ctx: CliContext): Spool {
-  return new Spool(ctx.config().dataDir);
+/** With state postgres the whole cluster's queue (its rows in PostgreSQL); the connection closes with the command. */
+function cliSpool(ctx: CliContext, options: SpoolOptions = {}): Spool {
+  const config = ctx.config();
+  if (config.state.type !== 'postgres') return new Spool(config.dataDir, options);
+  const state = openState(config.state, createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'), { name: 'postern cli' });
+  ctx.onClose(() => state.close());
+  return openSpool(config.dataDir, config.queue, state, options);
 }
 
 /** Every id checked before anything is changed: one typo must not leave the command half done. */
@@ -163,7 +170,7 @@ export function registerQueueCommands(program: Command, ctx: CliContext, setCode
         if (!opts.all && !ids.length) throw new CliExit(EXIT.usage, 'give the queue ids to delete, or --all');
         const wanted = parseIds(ids);
         // The message trace records the delete and who made it (the account running the command).
-        const spool = new Spool(ctx.config().dataDir, { trace: cliTrace(ctx) });
+        const spool = cliSpool(ctx, { trace: cliTrace(ctx) });
         const by = `cli:${cliUser()}`;
         const targets = opts.all ? (await spool.list()).map((e) => e.id) : wanted;
         let deleted = 0;

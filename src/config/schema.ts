@@ -232,6 +232,13 @@ export const queueSchema = z
     retryMaxSeconds: z.number().min(0.01).default(4000).describe('Longest wait between retries (Postfix maximal_backoff_time)'),
     concurrency: z.number().int().min(1).default(20).describe('Deliveries at once'),
     scanIntervalSeconds: z.number().min(0.05).default(5).describe('How often the spool is re-read for changes made by the CLI'),
+    leaseSeconds: z
+      .number()
+      .min(0.5)
+      .default(60)
+      .describe(
+        'state postgres: how long a node\'s claim on a message it delivers lasts (renewed every third of it while the delivery runs); a node that dies holding claims leaves its messages to the other nodes after this',
+      ),
   })
   .strict();
 

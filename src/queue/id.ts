@@ -6,9 +6,11 @@
  * file system, case-insensitive ones included, and unambiguous when an admin reads one out over the phone.
  *   9 chars  milliseconds since the epoch (45 bits: good until the year 3084)
  *   3 chars  a per-process counter (15 bits), so ids made in the same millisecond keep their order
- *   4 chars  random (20 bits), so two processes in the same millisecond do not collide
+ *   4 chars  random (20 bits), so two processes in the same millisecond do not collide; on a node of a cluster
+ *            (setQueueIdNode) the first two are a tag of the node instead (10 bits of a hash of its id), so that
+ *            ids made on two nodes differ there too (the shared spool also refuses to replace a file, link(2))
  */
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const TIME_CHARS = 9;
@@ -37,6 +39,12 @@ function encode(n: number, chars: number): string {
 }
 
 let counter = randomInt(COUNTER_MAX);
+let nodeTag: string | undefined;
+
+/** Makes this process's ids carry a tag of `nodeId` (state postgres: several nodes write one queue directory). */
+export function setQueueIdNode(nodeId: string | undefined): void {
+  nodeTag = nodeId === undefined ? undefined : encode(createHash('sha256').update(nodeId).digest().readUInt16BE(0) % 1024, 2);
+}
 let lastMs = 0;
 
 /** A new queue id. Ids made by one process are strictly increasing. */
@@ -50,7 +58,8 @@ export function newQueueId(now: number = Date.now()): string {
     ms = lastMs + 1;
   }
   lastMs = ms;
-  return encode(ms, TIME_CHARS) + encode(counter, COUNTER_CHARS) + encode(randomInt(32 ** RANDOM_CHARS), RANDOM_CHARS);
+  const tail = nodeTag === undefined ? encode(randomInt(32 ** RANDOM_CHARS), RANDOM_CHARS) : nodeTag + encode(randomInt(32 ** 2), 2);
+  return encode(ms, TIME_CHARS) + encode(counter, COUNTER_CHARS) + tail;
 }
 
 export function isQueueId(s: string): boolean {

@@ -5,7 +5,8 @@
  */
 import type { Config } from '../config/schema.js';
 
-export type QueueConfig = Config['queue'];
+/** What the scheduler reads of `queue` (leaseSeconds is the PostgreSQL spool's, src/state/postgres/queue.ts). */
+export type QueueConfig = Omit<Config['queue'], 'leaseSeconds'>;
 
 /** Milliseconds to wait after the `attempts`-th attempt (1 = the first) left recipients pending. */
 export function retryDelayMs(attempts: number, cfg: Pick<QueueConfig, 'retryMinSeconds' | 'retryMaxSeconds'>): number {

@@ -11,13 +11,20 @@
  *
  * Delivery is at-least-once (DESIGN.md §3): a crash, or a CLI command racing an attempt, may repeat a delivery,
  * never lose one.
+ *
+ * Claim mode (state postgres, issue 16; the spool has `claims`, src/state/postgres/queue.ts): several nodes run one
+ * queue, so no node may keep its own idea of what is due. The scheduler then keeps only its running deliveries: at
+ * each pump (a message queued here, a delivery ended, every scanIntervalSeconds) it claims as many due messages as
+ * it has free slots, with a lease; the attempt's update() or remove() ends the claim. Retries, flushes made on other
+ * nodes and the messages of a dead node whose lease ran out are found by the periodic pump. Expiry and the DSN
+ * are decided by the one node that holds the claim, so they happen once cluster-wide.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../lib/logger.js';
 import { buildDsn, failedRecipients } from './dsn.js';
 import { retryDelayMs, type QueueConfig } from './retry.js';
 import { NotQueuedError, type Spool } from './spool.js';
-import type { QueueEnvelope, QueueRecipient, SpooledFile } from './types.js';
+import type { QueueClaims, QueueEnvelope, QueueRecipient, SpooledFile } from './types.js';
 import type { TraceRecorder } from '../trace/types.js';
 
 /**
@@ -133,10 +140,15 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private pumpQueued = false;
+  /** Claim mode: a claim is under way; another was asked for meanwhile. */
+  private claiming = false;
+  private claimAgain = false;
+  private claimFailing = false;
 
   private readonly onEnqueued = (e: QueueEnvelope) => {
     // A scan can find the files first (they are in queue/ before the directory fsync ends and this event comes):
     // never replace its entry, which may be running (two attempts at once deliver twice), nor revive a finished one.
+    if (this.spool.claims && !this.stopped) return this.schedulePump();
     if (this.stopped || this.entries.has(e.id) || this.gone.has(e.id)) return;
     this.entries.set(e.id, { id: e.id, due: time(e.nextAttemptAt, Date.now()), running: false, touched: ++this.seq, flushAgain: false });
     this.schedulePump();
@@ -175,6 +187,12 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     }
     this.stopped = false;
     this.spool.on('enqueued', this.onEnqueued);
+    if (this.spool.claims) {
+      this.log.info({ messages: recovered.messages, removedOrphans: recovered.removedOrphans.length, mode: 'claims' }, 'queue started');
+      this.pump();
+      this.scanTimer = setInterval(() => this.pump(), this.config.scanIntervalSeconds * 1000);
+      return;
+    }
     await this.scan();
     this.log.info({ messages: recovered.messages, removedOrphans: recovered.removedOrphans.length }, 'queue started');
     this.scanTimer = setInterval(() => void this.scan(), this.config.scanIntervalSeconds * 1000);
@@ -190,6 +208,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.timer = undefined;
     await this.scanning;
     await Promise.allSettled([...this.inFlight]);
+    await this.spool.claims?.stop();
     this.spool.unlock();
   }
 
@@ -212,6 +231,11 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       }
       flushed.push(id);
       if (this.stopped) continue;
+      if (this.spool.claims) {
+        // The row is due now for every node; the pump below (or another node's) claims it.
+        this.log.info({ queueId: id }, 'flushed');
+        continue;
+      }
       let entry = this.entries.get(id);
       if (!entry) {
         entry = { id, due: now, running: false, touched: 0, flushAgain: false };
@@ -229,6 +253,10 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   /** Re-reads the spool: picks up messages and schedule changes made outside, and forgets deleted messages. */
   scan(): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    if (this.spool.claims) {
+      this.pump();
+      return Promise.resolve();
+    }
     this.scanning ??= this.doScan().finally(() => {
       this.scanning = undefined;
     });
@@ -276,6 +304,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   /** Starts the due messages that fit in `concurrency`, earliest due first, and sets the timer for the next one. */
   private pump(): void {
     if (this.stopped) return;
+    if (this.spool.claims) return this.pumpClaims(this.spool.claims);
     const now = Date.now();
     const due: Entry[] = [];
     let next = Infinity;
@@ -291,16 +320,60 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.timer = next === Infinity ? undefined : setTimeout(() => this.pump(), Math.min(Math.max(0, next - Date.now()), TIMER_MAX));
   }
 
-  private launch(e: Entry): void {
+  /** Claim mode: claims due messages for the free slots and starts them. */
+  private pumpClaims(claims: QueueClaims): void {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    const free = this.config.concurrency - this.inFlight.size;
+    if (free <= 0) return;
+    this.claiming = true;
+    claims
+      .claimDue(free)
+      .then(
+        (envelopes) => {
+          if (this.claimFailing) this.log.info('claiming due messages again');
+          this.claimFailing = false;
+          for (const env of envelopes) {
+            if (this.stopped) {
+              void claims.release(env.id, env.nextAttemptAt).catch(() => undefined);
+              continue;
+            }
+            const e: Entry = { id: env.id, due: 0, running: false, touched: ++this.seq, flushAgain: false };
+            this.entries.set(env.id, e);
+            this.launch(e, env);
+          }
+        },
+        (err: unknown) => {
+          // PostgreSQL away: nothing is claimed; the periodic pump tries again (logged once per outage).
+          if (!this.claimFailing) this.log.error({ err }, 'cannot claim due messages; will try again');
+          this.claimFailing = true;
+        },
+      )
+      .finally(() => {
+        this.claiming = false;
+        if (this.claimAgain) {
+          this.claimAgain = false;
+          this.schedulePump();
+        }
+      });
+  }
+
+  private launch(e: Entry, claimed?: QueueEnvelope): void {
     e.running = true;
-    const p = this.attempt(e)
+    const claims = claimed ? this.spool.claims : undefined;
+    const p = this.attempt(e, claimed)
       .catch((err: unknown) => {
         // attempt() handles what it expects; this is a bug or a disk failure. Retry later rather than spin.
         this.log.error({ queueId: e.id, err }, 'queue attempt failed');
         e.due = Date.now() + this.config.retryMinSeconds * 1000;
+        // A claim is given back with that delay (if PostgreSQL is what failed, its lease runs out instead).
+        if (claims) return claims.release(e.id, new Date(e.due).toISOString()).catch(() => undefined);
       })
       .finally(() => {
         this.inFlight.delete(p);
+        if (claims) this.entries.delete(e.id);
         e.running = false;
         e.touched = ++this.seq;
         if (e.flushAgain) {
@@ -315,15 +388,15 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   /** The message left the queue without us (CLI delete), or its files are gone. */
   private vanished(e: Entry): void {
     this.entries.delete(e.id);
-    this.gone.set(e.id, ++this.seq);
+    if (!this.spool.claims) this.gone.set(e.id, ++this.seq);
     this.log.info({ queueId: e.id }, 'message left the queue (deleted)');
     this.emit('finished', { id: e.id, reason: 'vanished' });
   }
 
-  private async attempt(e: Entry): Promise<void> {
+  private async attempt(e: Entry, claimed?: QueueEnvelope): Promise<void> {
     const id = e.id;
     const log = this.log.child({ queueId: id });
-    const env = await this.spool.readForAttempt(id).catch((err: unknown) => {
+    const env = claimed ?? await this.spool.readForAttempt(id).catch((err: unknown) => {
       log.error({ err }, 'cannot read the envelope; will try again');
       e.due = Date.now() + this.config.retryMaxSeconds * 1000;
       return undefined;
@@ -332,7 +405,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     if (env === null) return this.vanished(e);
     const started = Date.now();
     const onDisk = time(env.nextAttemptAt, started);
-    if (onDisk > started) {
+    if (!claimed && onDisk > started) {
       e.due = onDisk; // rescheduled elsewhere (another process's update): the file wins
       return;
     }
@@ -435,7 +508,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       detail: { delivered: env.recipients.filter((r) => r.state === 'delivered').length, failed: failed.length },
     });
     this.entries.delete(env.id);
-    this.gone.set(env.id, ++this.seq);
+    if (!this.spool.claims) this.gone.set(env.id, ++this.seq);
     this.emit('finished', { id: env.id, reason: 'done', envelope: env, dsnId });
   }
 

@@ -30,7 +30,7 @@ import { TempFailure } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
-import type { QueueEnvelope, SpooledFile } from './types.js';
+import type { QueueClaims, QueueEnvelope, SpooledFile } from './types.js';
 import type { TraceRecorder } from '../trace/types.js';
 
 /** What the spool fills in when the caller leaves it out. */
@@ -118,7 +118,7 @@ export class NotQueuedError extends Error {
 }
 
 /** Shares one fsync of a directory among all callers waiting for it (group commit). */
-class DirSyncer {
+export class DirSyncer {
   private running = false;
   private waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   syncs = 0;
@@ -152,11 +152,11 @@ class DirSyncer {
   }
 }
 
-function errno(err: unknown): string | undefined {
+export function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-async function ignoreMissing<T>(p: Promise<T>): Promise<T | undefined> {
+export async function ignoreMissing<T>(p: Promise<T>): Promise<T | undefined> {
   try {
     return await p;
   } catch (err) {
@@ -166,7 +166,7 @@ async function ignoreMissing<T>(p: Promise<T>): Promise<T | undefined> {
 }
 
 /** What a person or the SMTP client's 4xx text should say about a disk error; the cause keeps the detail. */
-function diskFailure(what: string, err: unknown): TempFailure {
+export function diskFailure(what: string, err: unknown): TempFailure {
   const code = errno(err);
   const reason =
     code === 'ENOSPC' || code === 'EDQUOT'
@@ -184,7 +184,7 @@ function queueFile(name: string): { id: string; kind: 'message' | 'envelope' } |
   return { id: m[1], kind: m[2] === 'eml' ? 'message' : 'envelope' };
 }
 
-function checkEnvelope(value: unknown, id: string): QueueEnvelope {
+export function checkEnvelope(value: unknown, id: string): QueueEnvelope {
   const e = value as QueueEnvelope;
   if (!e || typeof e !== 'object' || e.id !== id || typeof e.from !== 'string' || !Array.isArray(e.recipients)) {
     throw new Error(`queue envelope ${id} is not valid`);
@@ -216,21 +216,26 @@ interface Fresh {
 export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   readonly dir: string;
   readonly tmpDir: string;
-  private readonly log: Logger;
-  private readonly fs: SpoolFs;
-  private readonly dirSync: DirSyncer;
-  private readonly prefixFor: SpoolOptions['prefixFor'];
-  private readonly trace: TraceRecorder | undefined;
-  private readonly keepsFresh: boolean;
-  private enqueued = 0;
+  protected readonly log: Logger;
+  protected readonly fs: SpoolFs;
+  protected readonly dirSync: DirSyncer;
+  protected readonly prefixFor: SpoolOptions['prefixFor'];
+  protected readonly trace: TraceRecorder | undefined;
+  protected readonly keepsFresh: boolean;
+  protected enqueued = 0;
+  /**
+   * Set by a spool whose metadata lives in a shared store (state postgres, src/state/postgres/queue.ts): the
+   * scheduler then claims due messages from it instead of tracking the directory itself. Undefined here.
+   */
+  readonly claims: QueueClaims | undefined = undefined;
   private serverLock: SpoolLock | undefined;
   /**
    * The bytes of messages just committed, for the first delivery attempt, which follows within milliseconds: the
    * message file is never changed, so these are its contents, and reading it back is one open/fstat/read/close
    * saved per message. Oldest first (Map order), bounded by FRESH_BYTES.
    */
-  private readonly fresh = new Map<string, Fresh>();
-  private freshBytes = 0;
+  protected readonly fresh = new Map<string, Fresh>();
+  protected freshBytes = 0;
   /** Envelope file stamps (inode, mtime, size) as scan() last read them. */
   private readonly stamps = new Map<string, string>();
 
@@ -275,7 +280,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   }
 
   /** The id checked, so nothing but an id ever becomes part of a path. */
-  private checkId(id: string): string {
+  protected checkId(id: string): string {
     if (!isQueueId(id)) throw new InvalidQueueIdError(id);
     return id;
   }
@@ -361,7 +366,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     return checkEnvelope(JSON.parse(text), id);
   }
 
-  private keepFresh(id: string, message: Buffer, envelope: string): void {
+  protected keepFresh(id: string, message: Buffer, envelope: string): void {
     if (!this.keepsFresh || message.length > FRESH_BYTES / 4) return;
     this.fresh.set(id, { message, envelope, at: performance.now() });
     this.freshBytes += message.length;
@@ -372,7 +377,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     }
   }
 
-  private dropFresh(id: string): void {
+  protected dropFresh(id: string): void {
     const kept = this.fresh.get(id);
     if (kept === undefined) return;
     this.fresh.delete(id);

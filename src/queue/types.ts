@@ -66,3 +66,18 @@ export interface SpooledFile {
 export type DeliveryResult =
   | { recipient: string; outcome: 'delivered'; detail?: string; remoteMta?: string }
   | { recipient: string; outcome: 'tempfail' | 'bounce'; code: number; status: string; detail: string; remoteMta?: string };
+
+/**
+ * A queue whose metadata is shared by several nodes (state postgres, issue 16): instead of each scheduler tracking
+ * the directory, a node claims due messages for a lease, renews it while it delivers, and gives the message back
+ * with its next attempt (Spool.update) or takes it out (Spool.remove). A claim that its node does not renew (the
+ * node died) runs out, and the message is due again for every node: delivery stays at-least-once.
+ */
+export interface QueueClaims {
+  /** Up to `limit` due messages, claimed by this node now (none claimed by a live lease elsewhere). */
+  claimDue(limit: number): Promise<QueueEnvelope[]>;
+  /** Gives back a claimed message without an attempt's outcome, due again at `nextAttemptAt` (ISO). */
+  release(id: string, nextAttemptAt: string): Promise<void>;
+  /** Stops renewing leases (the server is stopping; its deliveries have ended). */
+  stop(): Promise<void>;
+}

@@ -9,7 +9,7 @@ import { openCore, type Core } from '../core.js';
 import { createServerLogger } from '../lib/logger.js';
 import { loadTls } from '../lib/tls.js';
 import { newQueueId } from '../queue/id.js';
-import { Spool } from '../queue/spool.js';
+import { openSpool } from '../state/index.js';
 import { serverHostname } from '../server.js';
 import { openTraceStore, type TraceStore } from '../trace/index.js';
 import { startSmtp, type SmtpListener, type SmtpService } from './server.js';
@@ -55,7 +55,8 @@ async function init(m: Extract<ToSmtpWorker, { t: 'init' }>): Promise<void> {
   trace = openTraceStore(config.dataDir, { log });
   // No server lock and no recover(): those are the main process's, which runs the queue. This process only
   // commits new messages (unique names, atomic renames: see spool.ts), and keeps none in memory for delivery.
-  const spool = new Spool(config.dataDir, { log, prefixFor: spoolPrefixFor, trace, keepFresh: false });
+  // state postgres: the row in PostgreSQL is the commit point, as in the main process (src/state/postgres/queue.ts).
+  const spool = openSpool(config.dataDir, config.queue, core.state, { log, prefixFor: spoolPrefixFor, trace, keepFresh: false });
   await spool.init();
   spool.on('enqueued', (envelope) => send({ t: 'enqueued', envelope }));
   const { settings } = core;

@@ -12,6 +12,9 @@ import { PgState, type PgHealth } from './postgres/pool.js';
 import { PgSettingsSync } from './postgres/settings-sync.js';
 import { listNodes, NodeRegistry, type ClusterNode } from '../cluster/registry.js';
 import { RunOnce, type JobGate } from '../cluster/run-once.js';
+import { setQueueIdNode } from '../queue/id.js';
+import { Spool, type SpoolOptions } from '../queue/spool.js';
+import { PgSpool } from './postgres/queue.js';
 
 export { PgState, toTempFailure, pgCode, type PgHealth } from './postgres/pool.js';
 export { PgSettingsSync } from './postgres/settings-sync.js';
@@ -85,4 +88,15 @@ export function openState(config: StateConfig, log: Logger, opts: OpenStateOptio
       await pg.close();
     },
   };
+}
+
+/**
+ * The spool of `dataDir` on this state store: the file default with sqlite; with postgres the queue whose metadata
+ * is in PostgreSQL (src/state/postgres/queue.ts), which several nodes share, and whose ids carry this node's tag.
+ * The CLI passes its own (not registered) state: it lists, flushes and deletes the whole cluster's queue.
+ */
+export function openSpool(dataDir: string, queue: { leaseSeconds: number }, state: StateStore, options: SpoolOptions = {}): Spool {
+  if (state.type !== 'postgres' || !state.pg) return new Spool(dataDir, options);
+  setQueueIdNode(state.nodeId);
+  return new PgSpool(dataDir, { ...options, pg: state.pg, nodeId: state.nodeId, leaseSeconds: queue.leaseSeconds });
 }

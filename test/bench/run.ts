@@ -8,6 +8,7 @@ import { benchDirectory } from './directory.bench.ts';
 import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
 import { benchLimits } from './limits.bench.ts';
+import { benchQueue } from './queue.bench.ts';
 import { benchSmtp } from './smtp.bench.ts';
 import { benchTrace } from './trace.bench.ts';
 import { benchWeb } from './web.bench.ts';
@@ -18,6 +19,7 @@ const BENCHES: Record<string, (root: string) => Promise<string>> = {
   filters: benchFilters,
   imap: benchImap,
   limits: benchLimits,
+  queue: benchQueue,
   smtp: benchSmtp,
   trace: benchTrace,
   web: benchWeb,

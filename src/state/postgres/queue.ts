@@ -1,0 +1,320 @@
+/**
+ * The queue on PostgreSQL (issue 16): the spool of src/queue/spool.ts with its metadata in the state store, so that
+ * several nodes run one queue on one shared queue directory.
+ *
+ * What lies where:
+ *   queue/<id>.eml            the message, as with the default (the same spoolPrefix, the same hard link into the
+ *                             Maildir); on the shared file system every node mounts
+ *   queue_messages (010)      one row per message: its envelope (jsonb, what <id>.json holds in the default), next
+ *                             attempt, attempts, and the claim: claimed_by (node id) and lease_until
+ * There is no <id>.json: the row is the envelope, and its INSERT is the commit point.
+ *
+ * Commit (enqueue): the message is written to tmp/ under its id and fsynced, linked into queue/ (link(2), not
+ * rename(2): link refuses to replace an existing name, so two nodes can never put two messages under one name even
+ * if their ids collided), the tmp name unlinked, queue/ fsynced (group commit, as in the default), and then the row
+ * is inserted. Only when PostgreSQL has committed it does enqueue resolve and SMTP answer 250. When PostgreSQL
+ * cannot take the row the message file is removed again and enqueue rejects with a TempFailure: SMTP answers
+ * `451 4.3.0` (src/smtp/on-data.ts), never 250 for what it could not store. No local file lock is relied on:
+ * claims are rows, and file names are unique (the queue id carries a tag of the node, src/queue/id.ts).
+ *
+ * Claims (QueueClaims): `claimDue` takes due messages not claimed by a live lease, with `FOR UPDATE SKIP LOCKED`
+ * so that two nodes claiming at once take different messages without waiting for each other; the claim is a lease
+ * of `leaseSeconds`, renewed every third of it while the delivery runs. update() (the outcome of an attempt) ends
+ * the claim; an update by a node whose lease ran out and whose message another node has claimed since is refused
+ * (returns false, as for a message deleted meanwhile): the other node's attempt wins. A node killed mid-delivery
+ * renews nothing, its lease runs out, and another node takes the message: at-least-once, a delivery may repeat
+ * after a crash, none is lost.
+ */
+import { link, readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { newQueueId } from '../../queue/id.js';
+import {
+  checkEnvelope,
+  diskFailure,
+  ignoreMissing,
+  Spool,
+  type NewEnvelope,
+  type RecoverResult,
+  type ScanResult,
+  type SpoolOptions,
+} from '../../queue/spool.js';
+import type { QueueClaims, QueueEnvelope } from '../../queue/types.js';
+import { TempFailure } from '../../lib/errors.js';
+import { isUniqueViolation, type PgState } from './pool.js';
+
+export interface PgSpoolOptions extends SpoolOptions {
+  pg: PgState;
+  /** This node's id (the registry's): who claims. */
+  nodeId: string;
+  /** Length of a claim; renewed every third of it while a delivery runs. Default 60. */
+  leaseSeconds?: number;
+  /**
+   * How old a file without a row must be before recover() takes it for a leftover of a crash (another node may be
+   * between its link and its INSERT right now). Default one hour.
+   */
+  orphanAgeMs?: number;
+}
+
+interface Row {
+  envelope: QueueEnvelope;
+}
+
+export class PgSpool extends Spool implements QueueClaims {
+  override readonly claims: QueueClaims = this;
+  private readonly pg: PgState;
+  readonly nodeId: string;
+  readonly leaseSeconds: number;
+  private readonly orphanAgeMs: number;
+  /** Messages this node has claimed and not yet given back: their leases are renewed. */
+  private readonly held = new Set<string>();
+  private renewTimer: NodeJS.Timeout | undefined;
+
+  constructor(dataDir: string, options: PgSpoolOptions) {
+    super(dataDir, options);
+    this.pg = options.pg;
+    this.nodeId = options.nodeId;
+    this.leaseSeconds = options.leaseSeconds ?? 60;
+    this.orphanAgeMs = options.orphanAgeMs ?? 3_600_000;
+  }
+
+  /** Nothing to lock: claims are rows (several servers run this spool). */
+  override async lock(): Promise<void> {
+    await this.init();
+  }
+
+  override unlock(): void {}
+
+  override async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
+    if (!Array.isArray(input.recipients) || input.recipients.length === 0) throw new Error('enqueue: a message needs recipients');
+    const id = input.id === undefined ? newQueueId() : this.checkId(input.id);
+    const receivedAt = input.receivedAt ?? new Date().toISOString();
+    const envelope: QueueEnvelope = {
+      ...input,
+      id,
+      recipients: input.recipients.map((r) => ({ ...r })),
+      receivedAt,
+      size: message.length,
+      attempts: input.attempts ?? 0,
+      nextAttemptAt: input.nextAttemptAt ?? receivedAt,
+    };
+    const prefix = this.prefixFor?.(envelope);
+    if (prefix) envelope.spoolPrefix = prefix;
+    const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
+    const tmpMessage = join(this.tmpDir, `${id}.eml`);
+    const finalMessage = this.messagePath(id);
+    let linked = false;
+    try {
+      await this.fs.writeFileDurable(tmpMessage, file);
+      await link(tmpMessage, finalMessage);
+      linked = true;
+      await this.fs.unlink(tmpMessage);
+      await this.dirSync.sync();
+    } catch (err) {
+      if (linked) await this.fs.unlink(finalMessage).catch(() => undefined);
+      await this.fs.unlink(tmpMessage).catch(() => undefined);
+      const failure = diskFailure('cannot queue the message', err);
+      this.log.error({ queueId: id, err }, failure.message);
+      throw failure;
+    }
+    try {
+      await this.pg.query(
+        `INSERT INTO queue_messages (id, envelope, received_at, next_attempt_at, attempts, queued_by)
+         VALUES ($1, $2, $3, $4, $5, $6)`,
+        [id, JSON.stringify(envelope), envelope.receivedAt, envelope.nextAttemptAt, envelope.attempts, this.nodeId],
+      );
+    } catch (err) {
+      // Not acknowledged, so not queued: the file goes again. (Should PostgreSQL have committed the row and only the
+      // answer been lost, the scheduler finds a row without its file and drops it: the sender was told 451 and
+      // sends again.)
+      await this.fs.unlink(finalMessage).catch(() => undefined);
+      const failure = isUniqueViolation(err)
+        ? new TempFailure(`cannot queue the message: queue id ${id} is taken`, { cause: err })
+        : err instanceof TempFailure
+          ? new TempFailure(`cannot queue the message: ${err.message}`, { cause: err })
+          : diskFailure('cannot queue the message', err);
+      this.log.error({ queueId: id, err }, failure.message);
+      throw failure;
+    }
+    this.enqueued++;
+    this.keepFresh(id, message, JSON.stringify(envelope));
+    this.log.info(
+      { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
+      'queued',
+    );
+    this.trace?.record({
+      queueId: id,
+      type: 'queued',
+      from: envelope.from,
+      recipients: envelope.recipients.map((r) => r.address),
+      detail: { size: envelope.size, listener: envelope.client.listener },
+    });
+    this.emit('enqueued', envelope);
+    return id;
+  }
+
+  override async read(id: string): Promise<QueueEnvelope | null> {
+    const r = await this.pg.query<Row>('SELECT envelope FROM queue_messages WHERE id = $1', [this.checkId(id)]);
+    return r.rows[0] ? checkEnvelope(r.rows[0].envelope, id) : null;
+  }
+
+  override readForAttempt(id: string): Promise<QueueEnvelope | null> {
+    return this.read(id);
+  }
+
+  override async has(id: string): Promise<boolean> {
+    const r = await this.pg.query('SELECT 1 FROM queue_messages WHERE id = $1', [this.checkId(id)]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  /** The whole cluster's queue, oldest first. */
+  override async list(): Promise<QueueEnvelope[]> {
+    const r = await this.pg.query<Row & { id: string }>('SELECT id, envelope FROM queue_messages ORDER BY id');
+    return r.rows.map((row) => checkEnvelope(row.envelope, row.id));
+  }
+
+  override async scan(): Promise<ScanResult> {
+    const envelopes = await this.list();
+    return { ids: envelopes.map((e) => e.id), envelopes };
+  }
+
+  /**
+   * The outcome of an attempt: the envelope written and this node's claim ended. Refused (false) when the message
+   * is gone, or when another node holds it now (this node's lease ran out and it was taken over).
+   */
+  override async update(envelope: QueueEnvelope): Promise<boolean> {
+    const id = this.checkId(envelope.id);
+    const kept = this.fresh.get(id);
+    if (kept) kept.envelope = undefined;
+    const r = await this.pg.query(
+      `UPDATE queue_messages SET envelope = $2, next_attempt_at = $3, attempts = $4, claimed_by = NULL, lease_until = NULL
+        WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $5 OR lease_until < now())`,
+      [id, JSON.stringify(envelope), envelope.nextAttemptAt, envelope.attempts, this.nodeId],
+    );
+    this.held.delete(id);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  /**
+   * An admin's change (flush): the envelope edited under a row lock, the claim left as it is (a delivery under way
+   * on some node writes its outcome over it, as a CLI flush racing an attempt does in the default).
+   */
+  override async modify(id: string, change: (e: QueueEnvelope) => void): Promise<QueueEnvelope | null> {
+    this.checkId(id);
+    return this.pg.transaction(async (c) => {
+      const r = await c.query<Row>('SELECT envelope FROM queue_messages WHERE id = $1 FOR UPDATE', [id]);
+      if (!r.rows[0]) return null;
+      const e = checkEnvelope(r.rows[0].envelope, id);
+      change(e);
+      await c.query('UPDATE queue_messages SET envelope = $2, next_attempt_at = $3 WHERE id = $1', [id, JSON.stringify(e), e.nextAttemptAt]);
+      return e;
+    });
+  }
+
+  /** Row first (from then on it is not queued, on any node), then the file. */
+  override async remove(id: string, by?: string): Promise<boolean> {
+    this.dropFresh(this.checkId(id));
+    const r = await this.pg.query('DELETE FROM queue_messages WHERE id = $1', [id]);
+    this.held.delete(id);
+    const found = (r.rowCount ?? 0) > 0;
+    try {
+      await this.fs.unlink(this.messagePath(id));
+      await this.dirSync.sync();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException)?.code !== 'ENOENT') throw diskFailure(`cannot remove queue file of ${id}`, err);
+    }
+    if (found) {
+      this.log.info({ queueId: id, ...(by ? { by } : {}) }, 'removed');
+      if (by) this.trace?.record({ queueId: id, type: 'deleted', detail: { by } });
+    }
+    return found;
+  }
+
+  /**
+   * At server start. Other nodes run: a file in tmp/ or in queue/ without its row may be one they are committing
+   * right now, so only what is older than orphanAgeMs is taken for a crash's leftover (never acknowledged: the row
+   * comes last). A row whose file is gone is left to the scheduler (its attempt finds no message and drops it).
+   */
+  override async recover(): Promise<RecoverResult> {
+    await this.init();
+    const result: RecoverResult = { messages: 0, removedTmp: 0, removedOrphans: [] };
+    const cutoff = Date.now() - this.orphanAgeMs;
+    const old = async (path: string) => ((await ignoreMissing(stat(path)))?.mtimeMs ?? Infinity) < cutoff;
+    for (const name of await readdir(this.tmpDir)) {
+      const path = join(this.tmpDir, name);
+      if (!(await old(path))) continue;
+      await ignoreMissing(unlink(path));
+      result.removedTmp++;
+    }
+    const rows = new Set((await this.pg.query<{ id: string }>('SELECT id FROM queue_messages')).rows.map((r) => r.id));
+    for (const name of await readdir(this.dir)) {
+      const m = /^(.+)\.eml$/.exec(name);
+      if (!m) continue;
+      if (rows.has(m[1])) {
+        result.messages++;
+        continue;
+      }
+      const path = join(this.dir, name);
+      if (!(await old(path))) continue;
+      // Checked again: the row may have been committed between the SELECT and now.
+      if (await this.has(m[1]).catch(() => true)) continue;
+      await ignoreMissing(unlink(path));
+      result.removedOrphans.push(m[1]);
+      this.log.warn({ queueId: m[1] }, 'removed a queue file without its row (never acknowledged)');
+    }
+    if (result.removedOrphans.length) await this.dirSync.sync();
+    return result;
+  }
+
+  async claimDue(limit: number): Promise<QueueEnvelope[]> {
+    if (limit <= 0) return [];
+    const r = await this.pg.query<Row & { id: string }>(
+      `UPDATE queue_messages q SET claimed_by = $1, lease_until = now() + make_interval(secs => $2)
+         FROM (SELECT id FROM queue_messages
+                WHERE next_attempt_at <= now() AND (claimed_by IS NULL OR lease_until < now())
+                ORDER BY next_attempt_at LIMIT $3
+                FOR UPDATE SKIP LOCKED) due
+        WHERE q.id = due.id
+       RETURNING q.id, q.envelope`,
+      [this.nodeId, this.leaseSeconds, limit],
+    );
+    const out: QueueEnvelope[] = [];
+    for (const row of r.rows) {
+      this.held.add(row.id);
+      out.push(checkEnvelope(row.envelope, row.id));
+    }
+    if (this.held.size) this.startRenewing();
+    return out;
+  }
+
+  async release(id: string, nextAttemptAt: string): Promise<void> {
+    this.held.delete(id);
+    await this.pg.query(
+      'UPDATE queue_messages SET claimed_by = NULL, lease_until = NULL, next_attempt_at = $3 WHERE id = $1 AND claimed_by = $2',
+      [id, this.nodeId, nextAttemptAt],
+    );
+  }
+
+  private startRenewing(): void {
+    if (this.renewTimer) return;
+    this.renewTimer = setInterval(() => void this.renew(), (this.leaseSeconds * 1000) / 3);
+    this.renewTimer.unref();
+  }
+
+  /** One statement for every message this node is delivering. A failure is retried at the next tick. */
+  private async renew(): Promise<void> {
+    if (this.held.size === 0) return;
+    try {
+      await this.pg.query(
+        'UPDATE queue_messages SET lease_until = now() + make_interval(secs => $3) WHERE claimed_by = $1 AND id = ANY($2)',
+        [this.nodeId, [...this.held], this.leaseSeconds],
+      );
+    } catch (err) {
+      this.log.warn({ err, held: this.held.size }, 'cannot renew the queue leases; will try again');
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
+  }
+}

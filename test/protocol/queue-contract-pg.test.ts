@@ -1,0 +1,308 @@
+/**
+ * The queue's metadata contract (issue 16): the same cases against the file default (Spool: <id>.json next to
+ * <id>.eml) and the PostgreSQL backend (PgSpool: the row in queue_messages), each with a real Scheduler on top;
+ * then what only the shared backend promises: two nodes' claims are disjoint (FOR UPDATE SKIP LOCKED), a dead
+ * node's claim is taken over after its lease and its late outcome is refused, two schedulers on one queue
+ * directory deliver each message once, and a PostgreSQL that cannot be reached makes enqueue a TempFailure that
+ * leaves no file behind.
+ *
+ * On the PostgreSQL test/run.ts starts (test/helpers/pg-database); the delivery agent is the queue tests' fake
+ * (the real agents, SMTP and two `postern serve` are test/integration/cluster-queue.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { TempFailure } from '../../src/lib/errors.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import { Scheduler, type FinishedEvent } from '../../src/queue/scheduler.ts';
+import { Spool } from '../../src/queue/spool.ts';
+import { PgState } from '../../src/state/postgres/pool.ts';
+import { PgSpool } from '../../src/state/postgres/queue.ts';
+import { createTestDatabase } from '../helpers/pg-database.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { envelope, fakeAgent, message, rcpt } from '../unit/queue/helpers.ts';
+
+const FAST = { retryMinSeconds: 0.05, retryMaxSeconds: 0.2, concurrency: 4, scanIntervalSeconds: 0.1 };
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-qc-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function pgFor(t: TestContext, url: string, statementTimeoutMs = 30_000): Promise<PgState> {
+  const pg = new PgState({ url, poolSize: 4, connectTimeoutMs: 3000, statementTimeoutMs }, silentLogger);
+  t.after(() => pg.close());
+  return pg;
+}
+
+/** A fresh spool of the backend under test, on a fresh directory (and database). */
+type Make = (t: TestContext) => Promise<{ spool: Spool; dir: string }>;
+
+const backends: [string, Make][] = [
+  [
+    'file default',
+    async (t) => {
+      const dir = tempDir(t);
+      const spool = new Spool(dir);
+      await spool.init();
+      return { spool, dir };
+    },
+  ],
+  [
+    'PostgreSQL',
+    async (t) => {
+      const db = await createTestDatabase({ owner: t, prefix: 'qcontract' });
+      const pg = await pgFor(t, db.url);
+      await pg.migrate();
+      const dir = tempDir(t);
+      const spool = new PgSpool(dir, { pg, nodeId: 'node-a', leaseSeconds: 5 });
+      await spool.init();
+      return { spool, dir };
+    },
+  ],
+];
+
+function scheduler(t: TestContext, spool: Spool, agent: ConstructorParameters<typeof Scheduler>[0]['agent'], lifetimeMs?: () => number) {
+  const s = new Scheduler({ spool, settings: { get: () => 96 }, config: FAST, hostname: 'mail.corp.example', log: silentLogger, agent, lifetimeMs });
+  const finished: FinishedEvent[] = [];
+  s.on('finished', (e) => finished.push(e));
+  t.after(() => s.stop());
+  return { s, finished };
+}
+
+for (const [name, make] of backends) {
+  describe(`queue metadata contract: ${name}`, () => {
+    test('enqueue commits the envelope and the message; read, has, list and readMessage see them', async (t) => {
+      const { spool, dir } = await make(t);
+      const id = await spool.enqueue(message('one'), envelope('alice@corp.example', 'bob@partner.example', 'carol@partner.example'));
+      const e = await spool.read(id);
+      assert.ok(e);
+      assert.equal(e.id, id);
+      assert.equal(e.from, 'alice@corp.example');
+      assert.deepEqual(e.recipients.map((r) => r.address), ['bob@partner.example', 'carol@partner.example']);
+      assert.equal(e.size, message('one').length);
+      assert.equal(e.attempts, 0);
+      assert.equal(await spool.has(id), true);
+      assert.deepEqual((await spool.list()).map((x) => x.id), [id]);
+      assert.deepEqual(await spool.readMessage(id), message('one'));
+      assert.ok(existsSync(join(dir, 'queue', `${id}.eml`)));
+      assert.deepEqual(readdirSync(join(dir, 'queue', 'tmp')), []);
+    });
+
+    test('update replaces the envelope; modify edits it; both say when the message is not queued', async (t) => {
+      const { spool } = await make(t);
+      const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+      const e = (await spool.read(id))!;
+      e.attempts = 3;
+      e.nextAttemptAt = new Date(Date.now() + 3_600_000).toISOString();
+      e.recipients[0] = { ...e.recipients[0], lastResult: '451 4.7.1 try later', attempts: 3 };
+      assert.equal(await spool.update(e), true);
+      const back = (await spool.read(id))!;
+      assert.equal(back.attempts, 3);
+      assert.equal(back.nextAttemptAt, e.nextAttemptAt);
+      assert.equal(back.recipients[0].lastResult, '451 4.7.1 try later');
+      const now = new Date().toISOString();
+      const m = await spool.modify(id, (x) => (x.nextAttemptAt = now));
+      assert.equal(m?.nextAttemptAt, now);
+      assert.equal((await spool.read(id))!.nextAttemptAt, now);
+      assert.equal(await spool.modify('0000000000000000', () => undefined), null);
+      assert.equal(await spool.update({ ...e, id: '0000000000000000' }), false);
+    });
+
+    test('remove takes the message out (its file too); a second remove finds nothing', async (t) => {
+      const { spool, dir } = await make(t);
+      const keep = await spool.enqueue(message('keep'), envelope('alice@corp.example', 'bob@partner.example'));
+      const id = await spool.enqueue(message('gone'), envelope('alice@corp.example', 'bob@partner.example'));
+      assert.equal(await spool.remove(id, 'admin'), true);
+      assert.equal(await spool.has(id), false);
+      assert.equal(await spool.read(id), null);
+      assert.equal(existsSync(join(dir, 'queue', `${id}.eml`)), false);
+      assert.equal(await spool.remove(id), false);
+      assert.deepEqual((await spool.list()).map((x) => x.id), [keep]);
+    });
+
+    test('the scheduler delivers a queued message once and takes it out of the queue', async (t) => {
+      const { spool } = await make(t);
+      const agent = fakeAgent(() => ({ state: 'delivered' }));
+      const { s, finished } = scheduler(t, spool, agent);
+      await s.start();
+      const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+      await waitFor('the message to finish', () => finished.some((f) => f.id === id && f.reason === 'done'), { timeoutMs: 30_000 });
+      assert.equal(agent.calls.filter((c) => c.envelope.id === id).length, 1);
+      assert.equal(await spool.has(id), false);
+    });
+
+    test('a temporary failure is retried; at the end of the lifetime the sender gets one DSN (4.4.7)', async (t) => {
+      const { spool } = await make(t);
+      const agent = fakeAgent((r) => (r.address === 'alice@corp.example' ? { state: 'delivered' } : { state: 'pending', result: '451 4.7.1 greylisted', status: '4.7.1' }));
+      const { s, finished } = scheduler(t, spool, agent, () => 1500);
+      await s.start();
+      const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+      await waitFor('the message to expire', () => finished.some((f) => f.id === id && f.reason === 'done'), { timeoutMs: 60_000 });
+      const done = finished.find((f) => f.id === id)!;
+      assert.ok(agent.calls.filter((c) => c.envelope.id === id).length >= 2, 'retried');
+      assert.equal(done.envelope?.recipients[0].status, '4.4.7');
+      assert.ok(done.dsnId);
+      await waitFor('the DSN to be delivered', () => finished.some((f) => f.id === done.dsnId && f.reason === 'done'), { timeoutMs: 30_000 });
+      const dsnCalls = agent.calls.filter((c) => c.envelope.id === done.dsnId);
+      assert.equal(dsnCalls.length, 1);
+      assert.equal(dsnCalls[0].envelope.from, '');
+      assert.deepEqual(await spool.list(), []);
+    });
+
+    test('flush makes a deferred message due now', async (t) => {
+      const { spool } = await make(t);
+      let calls = 0;
+      const agent = fakeAgent(() => (++calls === 1 ? { state: 'pending', result: '451 4.3.0 later', status: '4.3.0' } : { state: 'delivered' }));
+      const s = new Scheduler({ spool, settings: { get: () => 96 }, config: { ...FAST, retryMinSeconds: 3600, retryMaxSeconds: 3600 }, hostname: 'mail.corp.example', log: silentLogger, agent });
+      const finished: FinishedEvent[] = [];
+      s.on('finished', (e) => finished.push(e));
+      t.after(() => s.stop());
+      await s.start();
+      const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+      await waitFor('the first attempt to be written', async () => ((await spool.read(id))?.attempts ?? 0) === 1, { timeoutMs: 30_000 });
+      assert.ok(Date.parse((await spool.read(id))!.nextAttemptAt) > Date.now() + 3_000_000);
+      assert.deepEqual((await s.flush([id])).flushed, [id]);
+      await waitFor('the flushed message to be delivered', () => finished.some((f) => f.id === id && f.reason === 'done'), { timeoutMs: 30_000 });
+    });
+
+    test('an admin delete while the message waits for a retry: it is not tried again', async (t) => {
+      const { spool } = await make(t);
+      const agent = fakeAgent(() => ({ state: 'pending', result: '451 4.3.0 later', status: '4.3.0' }));
+      const { s } = scheduler(t, spool, agent);
+      await s.start();
+      const id = await spool.enqueue(message(), envelope('alice@corp.example', rcpt('bob@partner.example')));
+      await waitFor('an attempt', () => agent.calls.length >= 1, { timeoutMs: 30_000 });
+      assert.equal(await spool.remove(id, 'admin'), true);
+      const n = agent.calls.length;
+      // Several retry periods (retryMaxSeconds 0.2 s) and scans pass: wait for the scheduler to forget it.
+      await waitFor('the scheduler to drop the message', () => s.size.queued === 0 && s.size.active === 0, { timeoutMs: 30_000 });
+      assert.ok(agent.calls.length <= n + 1, 'at most the attempt already under way');
+      assert.equal(await spool.has(id), false);
+    });
+  });
+}
+
+describe('queue on PostgreSQL: what two nodes share', () => {
+  async function twoNodes(t: TestContext, leaseSeconds = 1) {
+    const db = await createTestDatabase({ owner: t, prefix: 'qnodes' });
+    const pgA = await pgFor(t, db.url);
+    const pgB = await pgFor(t, db.url);
+    await pgA.migrate();
+    const dir = tempDir(t);
+    const a = new PgSpool(dir, { pg: pgA, nodeId: 'node-a', leaseSeconds });
+    const b = new PgSpool(dir, { pg: pgB, nodeId: 'node-b', leaseSeconds });
+    await a.init();
+    t.after(() => Promise.all([a.stop(), b.stop()]));
+    return { a, b, dir, db };
+  }
+
+  test('claims made at once by two nodes are disjoint, and together take every due message', async (t) => {
+    const { a, b } = await twoNodes(t, 30);
+    const ids = new Set<string>();
+    for (let i = 0; i < 20; i++) ids.add(await (i % 2 ? a : b).enqueue(message(`m${i}`), envelope('alice@corp.example', 'bob@partner.example')));
+    const [ca, cb] = await Promise.all([a.claimDue(12), b.claimDue(12)]);
+    const ia = ca.map((e) => e.id);
+    const ib = cb.map((e) => e.id);
+    assert.equal(ia.filter((id) => ib.includes(id)).length, 0, 'no message claimed by both');
+    assert.equal(ia.length + ib.length, 20);
+    assert.deepEqual(new Set([...ia, ...ib]), ids);
+    // Nothing is left to claim while the leases run.
+    assert.deepEqual(await a.claimDue(10), []);
+    assert.deepEqual(await b.claimDue(10), []);
+  });
+
+  test("a dead node's claim is taken over after its lease; its late outcome is then refused", async (t) => {
+    const { a, b } = await twoNodes(t, 1);
+    const id = await a.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    const [claimed] = await a.claimDue(1);
+    assert.equal(claimed.id, id);
+    // A stops renewing (as a SIGKILLed node would): within the lease B gets nothing, after it B gets the message.
+    await a.stop();
+    assert.deepEqual(await b.claimDue(1), []);
+    const taken = await waitFor('B to take the message over', async () => (await b.claimDue(1))[0], { timeoutMs: 30_000, intervalMs: 100 });
+    assert.equal(taken.id, id);
+    // A comes back from the dead with an outcome: refused, B's claim stands.
+    assert.equal(await a.update({ ...claimed, attempts: 1 }), false);
+    assert.equal(await b.update({ ...taken, attempts: 1, nextAttemptAt: new Date(Date.now() + 60_000).toISOString() }), true);
+    assert.equal((await a.read(id))!.attempts, 1);
+  });
+
+  test('a lease is renewed while the delivery runs: a slow delivery is not taken over', async (t) => {
+    const { a, b } = await twoNodes(t, 3);
+    const id = await a.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    const [claimed] = await a.claimDue(1);
+    assert.equal(claimed.id, id);
+    // More than two lease lengths (renewals every third of one, so a loaded machine has two seconds of slack).
+    const until = Date.now() + 7000;
+    while (Date.now() < until) {
+      assert.deepEqual(await b.claimDue(1), [], 'B took a message whose node is alive and renewing');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(await a.update({ ...claimed, attempts: 1 }), true);
+  });
+
+  test('two schedulers on one queue directory deliver each of 30 messages exactly once', async (t) => {
+    const { a, b } = await twoNodes(t, 10);
+    const delivered = new Map<string, number>();
+    const agent = (node: string) =>
+      fakeAgent(async (_r, e) => {
+        delivered.set(e.id, (delivered.get(e.id) ?? 0) + 1);
+        void node;
+        await new Promise((r) => setTimeout(r, 5));
+        return { state: 'delivered' };
+      });
+    const sa = scheduler(t, a, agent('a'));
+    const sb = scheduler(t, b, agent('b'));
+    await Promise.all([sa.s.start(), sb.s.start()]);
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await (i % 2 ? a : b).enqueue(message(`m${i}`), envelope('alice@corp.example', 'bob@partner.example')));
+    await waitFor('every message to finish', () => ids.every((id) => [...sa.finished, ...sb.finished].some((f) => f.id === id && f.reason === 'done')), { timeoutMs: 60_000 });
+    for (const id of ids) assert.equal(delivered.get(id), 1, `${id} delivered ${delivered.get(id)} times`);
+    assert.deepEqual(await a.list(), []);
+  });
+
+  test('queue expiry with two schedulers: the one DSN is made once cluster-wide', async (t) => {
+    const { a, b } = await twoNodes(t, 10);
+    const calls: { node: string; id: string; from: string }[] = [];
+    const agent = (node: string) =>
+      fakeAgent((_r, e) => {
+        calls.push({ node, id: e.id, from: e.from });
+        return e.from === '' ? { state: 'delivered' } : { state: 'pending', result: '451 4.7.1 greylisted', status: '4.7.1' };
+      });
+    const sa = scheduler(t, a, agent('a'), () => 2000);
+    const sb = scheduler(t, b, agent('b'), () => 2000);
+    await Promise.all([sa.s.start(), sb.s.start()]);
+    const id = await a.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    const all = () => [...sa.finished, ...sb.finished];
+    const done = await waitFor('the message to expire', () => all().find((f) => f.id === id && f.reason === 'done'), { timeoutMs: 60_000 });
+    assert.ok(done.dsnId);
+    await waitFor('the DSN to be delivered', () => all().some((f) => f.id === done.dsnId && f.reason === 'done'), { timeoutMs: 30_000 });
+    await waitFor('the queue to be empty', async () => (await a.list()).length === 0, { timeoutMs: 30_000 });
+    assert.equal(all().filter((f) => f.id === id).length, 1, 'expired once');
+    assert.equal(calls.filter((c) => c.from === '').length, 1, 'one DSN');
+  });
+
+  test('PostgreSQL unreachable: enqueue is a TempFailure and leaves no file; the same spool works when it is back', async (t) => {
+    const db = await createTestDatabase({ owner: t, prefix: 'qdown' });
+    const good = await pgFor(t, db.url);
+    await good.migrate();
+    const dir = tempDir(t);
+    // The same database through a port nothing listens on (1: refused at once).
+    const u = new URL(db.url);
+    u.port = '1';
+    u.hostname = '127.0.0.1';
+    const bad = await pgFor(t, u.toString());
+    const down = new PgSpool(dir, { pg: bad, nodeId: 'node-a' });
+    await down.init();
+    await assert.rejects(down.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example')), (err) => err instanceof TempFailure);
+    assert.deepEqual(readdirSync(join(dir, 'queue')).filter((n) => n !== 'tmp'), []);
+    assert.deepEqual(readdirSync(join(dir, 'queue', 'tmp')), []);
+    const up = new PgSpool(dir, { pg: good, nodeId: 'node-a' });
+    const id = await up.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    assert.equal(await up.has(id), true);
+  });
+});
