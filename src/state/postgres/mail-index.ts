@@ -62,6 +62,9 @@ async function temp<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export class PgFolderIndex implements FolderIndexBackend {
+  /** The MODSEQ the last apply() of this object gave what it touched (the folder's, when it touched nothing). */
+  lastModseq = 0;
+
   private constructor(
     private readonly pool: TxQueryable,
     /** The folder's Maildir path relative to the mail root: the same key on every node. */
@@ -124,6 +127,29 @@ export class PgFolderIndex implements FolderIndexBackend {
   async row(uid: number): Promise<IndexRow | undefined> {
     const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND uid = $2`, [this.id, uid]));
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  /** Rows changed (added or updated) after `modseq`, by UID: what a node's copy of the index has not seen yet. */
+  async changedSince(modseq: number): Promise<IndexRow[]> {
+    const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND modseq > $2 ORDER BY uid`, [this.id, modseq]));
+    return r.rows.map(toRow);
+  }
+
+  /** The UIDs of the files `bases` that have one. */
+  async uidsOfBases(bases: string[]): Promise<Map<string, number>> {
+    const r = await temp(() => this.pool.query('SELECT uid, base FROM mail_messages WHERE folder = $1 AND base = ANY($2::text[])', [this.id, bases]));
+    return new Map(r.rows.map((x) => [(x as { base: string }).base, Number((x as { uid: string }).uid)]));
+  }
+
+  /** Moves the folder to another key (a renamed folder keeps its UIDVALIDITY and UIDs, RFC 3501 §6.3.5). */
+  static async rename(pool: TxQueryable, from: string, to: string): Promise<void> {
+    await temp(() =>
+      pool.transaction(async (c) => {
+        // A stale row under the new name (a folder deleted elsewhere without its index going) gives way.
+        await c.query('DELETE FROM mail_folders WHERE key = $1', [to]);
+        await c.query('UPDATE mail_folders SET key = $2 WHERE key = $1', [from, to]);
+      }),
+    );
   }
 
   async uidOfBase(base: string): Promise<number | undefined> {
@@ -200,6 +226,7 @@ export class PgFolderIndex implements FolderIndexBackend {
         touched = true;
       }
       next = Math.max(next, changes.uidNext ?? 0);
+      this.lastModseq = touched || changes.reset ? modseq : Number(f.modseq);
       await c.query(
         `UPDATE mail_folders SET uidvalidity = $2, uidnext = $3, modseq = $4, vanishedfloor = $5, uidlist = COALESCE($6, uidlist) WHERE id = $1`,
         [this.id, uidValidity, next, touched || changes.reset ? modseq : Number(f.modseq), floor, changes.uidlistSignature ?? null],
