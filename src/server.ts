@@ -342,7 +342,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       ports.managesieve = svc.port;
     }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
-    const retention = new JunkRetention({ store, mailbox, settings, log, userOwner: (dir) => {
+    // state postgres: one node per interval sweeps the shared Maildir (core.state.gate, cluster/run-once.ts).
+    const retention = new JunkRetention({ store, mailbox, settings, log, ...(core.state.gate ? { gate: core.state.gate } : {}), userOwner: (dir) => {
       const rec = core!.registry.byDirName(dir);
       return rec ? { kind: 'user', login: rec.login, guid: rec.guid } : undefined;
     } });

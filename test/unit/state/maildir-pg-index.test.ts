@@ -7,7 +7,7 @@
  * one and APPENDs on the other at once all get UIDs; STORE and EXPUNGE on one are seen on the other with the same
  * MODSEQs; no dovecot-uidlist and no SQLite file is written into the shared directory; and while the database
  * refuses connections the store answers TempFailure (IMAP NO [UNAVAILABLE]) and leaves no file behind, then works
- * again by itself.
+ * again by itself. The junk retention sweep of the shared directory, started on both nodes at once, runs on one.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -25,6 +25,9 @@ import { MaildirMailbox } from '../../../src/store/maildir-mailbox.ts';
 import { MaildirStore } from '../../../src/store/maildir.ts';
 import type { MailboxOwner } from '../../../src/store/types.ts';
 import { FolderEvents } from '../../../src/store/watch.ts';
+import { JunkRetention } from '../../../src/store/retention.ts';
+import { RunOnce } from '../../../src/cluster/run-once.ts';
+import { waitFor } from '../../helpers/wait.ts';
 import { createTestDatabase, testPgUrl, type TestDatabase } from '../../helpers/pg-database.ts';
 
 const john: MailboxOwner = { kind: 'user', login: 'john.smith' };
@@ -198,5 +201,52 @@ describe('the Maildir store on the PostgreSQL index, two nodes on one mail direc
     const r = await B.append(john, 'INBOX', msg('after'), []);
     expected.set(r.uid, 'after');
     await sameOnBoth(expected);
+  });
+
+  it('the junk retention sweep started on both nodes at once runs on one of them (cluster_jobs)', async () => {
+    await A.createFolder(john, 'Junk');
+    for (let i = 0; i < 3; i++) await A.append(john, 'Junk', msg(`J${i}`), [], new Date(Date.now() - 60 * 86_400_000));
+    const claims: [string, boolean][] = [];
+    const expunged = new Map<string, number>();
+    const sweepers = [
+      ['A', A, pools[0]!],
+      ['B', B, pools[1]!],
+    ].map(([name, m, pool]) => {
+      const n = name as string;
+      const mb = m as MaildirMailbox;
+      const once = new RunOnce(pool as PgState, `node-${n}`);
+      return new JunkRetention({
+        store,
+        mailbox: {
+          openFolder: (o, f) => mb.openFolder(o, f),
+          expunge: async (o, f, u) => {
+            const r = await mb.expunge(o, f, u);
+            expunged.set(n, (expunged.get(n) ?? 0) + r.length);
+            return r;
+          },
+        },
+        settings: { get: (() => 30) as never, effectiveUser: (() => ({ spamRetentionDays: 30 })) as never },
+        log: silentLogger,
+        intervalMs: 3_600_000,
+        gate: {
+          claim: async (job, ms) => {
+            const r = await once.claim(job, ms);
+            claims.push([n, r]);
+            return r;
+          },
+          done: (job) => once.done(job),
+        },
+      });
+    });
+    try {
+      for (const s of sweepers) s.start();
+      await waitFor('both nodes asked for the sweep', () => claims.length === 2 || undefined, { timeoutMs: 60_000 });
+      assert.equal(claims.filter(([, mine]) => mine).length, 1, `one claim given: ${JSON.stringify(claims)}`);
+      const winner = claims.find(([, mine]) => mine)![0];
+      await waitFor('the sweep expunged the old Junk', async () => ((await B.openFolder(john, 'Junk')).messages.length === 0) || undefined, { timeoutMs: 60_000 });
+      assert.deepEqual([...expunged.entries()], [[winner, 3]]);
+    } finally {
+      for (const s of sweepers) await s.stop();
+    }
   });
 });
