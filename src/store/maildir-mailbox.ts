@@ -602,7 +602,8 @@ export class MaildirMailbox implements MailboxAccess {
     let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
-      // state postgres: UNCHANGEDSINCE compares with the MODSEQs of the shared index, not an older copy of them.
+      // state postgres: UNCHANGEDSINCE compares with the MODSEQs of the shared index, not an older copy of them; and
+      // a shared index that cannot be reached refuses before a file is renamed (NO, and the flags as they were).
       if (this.pg) await this.pg.pull(dir, index);
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);

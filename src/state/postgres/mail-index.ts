@@ -129,6 +129,40 @@ export class PgFolderIndex implements FolderIndexBackend {
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
   }
 
+  /**
+   * What a copy of the index that is at (`uidValidity`, `uidNext`, `modseq`) lacks, in one statement (one snapshot,
+   * one round trip): the folder's state, and unless that is the copy's, the UIDs expunged and the rows changed after
+   * `modseq`. `vanished` is undefined when the history does not reach back that far (or under another UIDVALIDITY):
+   * then the copy needs all rows.
+   */
+  async delta(have: { uidValidity: number; uidNext: number; modseq: number }): Promise<{ meta: FolderMeta; vanished?: number[]; changed: IndexRow[] }> {
+    return temp(async () => {
+      const r = await this.pool.query(
+        `SELECT f.*, CASE WHEN same THEN NULL ELSE
+                (SELECT coalesce(json_agg(json_build_array(${ROW_COLS}) ORDER BY uid), '[]') FROM mail_messages WHERE folder = f.id AND modseq > $2) END AS changed,
+                CASE WHEN same THEN NULL ELSE
+                (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') FROM mail_expunged WHERE folder = f.id AND modseq > $2) END AS vanished
+           FROM (SELECT *, (uidvalidity = $3 AND uidnext = $4 AND modseq = $2) AS same FROM mail_folders WHERE id = $1) f`,
+        [this.id, have.modseq, have.uidValidity, have.uidNext],
+      );
+      const f = r.rows[0] as (FolderRow & { same: boolean; changed: unknown[][] | null; vanished: unknown[] | null }) | undefined;
+      if (!f) throw new TempFailure(`mail index: folder ${this.key} is gone`);
+      const meta: FolderMeta = {
+        uidValidity: Number(f.uidvalidity),
+        uidNext: Number(f.uidnext),
+        modseq: Number(f.modseq),
+        vanishedFloor: Number(f.vanishedfloor),
+        uidlistSignature: f.uidlist,
+        dirsSignature: f.dirs,
+      };
+      if (f.same) return { meta, vanished: [], changed: [] };
+      const cols = ROW_COLS.split(', ');
+      const changed = (f.changed ?? []).map((a) => toRow(Object.fromEntries(cols.map((c, i) => [c, a[i]]))));
+      const reaches = meta.uidValidity === have.uidValidity && have.modseq >= meta.vanishedFloor;
+      return { meta, ...(reaches ? { vanished: (f.vanished ?? []).map(Number) } : {}), changed };
+    });
+  }
+
   /** Rows changed (added or updated) after `modseq`, by UID: what a node's copy of the index has not seen yet. */
   async changedSince(modseq: number): Promise<IndexRow[]> {
     const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND modseq > $2 ORDER BY uid`, [this.id, modseq]));

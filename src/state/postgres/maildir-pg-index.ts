@@ -89,21 +89,17 @@ export class MaildirPgIndex {
   /** Brings the node's copy `local` up to the shared index. */
   async pull(dir: string, local: FolderIndex): Promise<Pulled> {
     const pg = await this.folder(dir);
-    // The folder row first: every change with a MODSEQ up to its MODSEQ has committed (the MODSEQ moves under the
-    // row's lock, in the change's transaction), so rows read after it miss none of them. Rows changed later may be
-    // read too; the next pull reads them again, which changes nothing.
-    const meta = await pg.meta();
+    // One statement, one snapshot: the folder's MODSEQ and the rows and expunges up to it agree (a change moves
+    // the MODSEQ under the folder row's lock, in its own transaction).
+    const d = await pg.delta({ uidValidity: local.uidValidity, uidNext: local.uidNext, modseq: local.modseq });
+    const meta = d.meta;
     if (meta.uidValidity === local.uidValidity && meta.modseq === local.modseq && meta.uidNext === local.uidNext) return NOTHING;
-    let full = meta.uidValidity !== local.uidValidity || local.modseq > meta.modseq;
+    const full = meta.uidValidity !== local.uidValidity || local.modseq > meta.modseq || d.vanished === undefined;
     let rows: IndexRow[] = [];
     let remove: number[] = [];
     if (!full) {
-      const vanished = await pg.vanishedSince(local.modseq);
-      if (vanished === undefined) full = true;
-      else {
-        remove = vanished.filter((u) => local.row(u) !== undefined);
-        rows = await pg.changedSince(local.modseq);
-      }
+      remove = d.vanished!.filter((u) => local.row(u) !== undefined);
+      rows = d.changed;
     }
     const before = new Map<number, IndexRow>();
     if (full) {
