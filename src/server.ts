@@ -25,6 +25,7 @@ import { SmtpStats } from './smtp/stats.js';
 import { MaildirStore } from './store/maildir.js';
 import { userOwner } from './store/types.js';
 import { MaildirMailbox, quotaFromSettings } from './store/maildir-mailbox.js';
+import { MaildirPgIndex } from './state/postgres/maildir-pg-index.js';
 import { JunkRetention } from './store/retention.js';
 import { migrateLoginMailboxes } from './lifecycle/lifecycle.js';
 import { startPop3, type Pop3Service } from './pop3/server.js';
@@ -131,7 +132,9 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     await spool.init();
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
-    const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log });
+    // state postgres (issue 16): UIDs, flags, MODSEQs from the shared index; each node's copy in its own dataDir.
+    const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: join(config.dataDir, 'index-cache') }) : undefined;
+    const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log, ...(pgIndex ? { pgIndex } : {}) });
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
     const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
     const { auth, directory: dir, lifecycle } = core;
@@ -341,7 +344,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       ports.managesieve = svc.port;
     }
     // The seed's "Hold for": Junk older than mailbox.spamRetentionDays (per-user override) is expunged.
-    const retention = new JunkRetention({ store, mailbox, settings, log, userOwner: (dir) => {
+    // state postgres: one node per interval sweeps the shared Maildir (core.state.gate, cluster/run-once.ts).
+    const retention = new JunkRetention({ store, mailbox, settings, log, ...(core.state.gate ? { gate: core.state.gate } : {}), userOwner: (dir) => {
       const rec = core!.registry.byDirName(dir);
       return rec ? { kind: 'user', login: rec.login, guid: rec.guid } : undefined;
     } });

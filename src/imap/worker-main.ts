@@ -10,6 +10,7 @@ import { createServerLogger } from '../lib/logger.js';
 import { SessionRegistry } from '../lib/session-registry.js';
 import { loadTls } from '../lib/tls.js';
 import { MaildirMailbox, quotaFromSettings } from '../store/maildir-mailbox.js';
+import { MaildirPgIndex } from '../state/postgres/maildir-pg-index.js';
 import { MaildirStore } from '../store/maildir.js';
 import { UrlauthKeyStore } from '../store/urlauth-keys.js';
 import { serverHostname } from '../server.js';
@@ -84,7 +85,9 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
   const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
   // Mailboxes belong to AD objects (issue 13): the same registry as the primary's tells where each one is.
   const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
-  mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(core.settings), log });
+  // state postgres: the shared index as the primary uses it, and the same node-local copies (server.ts).
+  const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: join(config.dataDir, 'index-cache') }) : undefined;
+  mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(core.settings), log, ...(pgIndex ? { pgIndex } : {}) });
   Object.assign(mailbox, { settle });
   const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
   const deps = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions: userSessions });

@@ -32,9 +32,9 @@ export interface StateStore {
   /** The registered nodes (postgres; [] with sqlite). Throws TempFailure when PostgreSQL cannot answer. */
   nodes(): Promise<ClusterNode[]>;
   /**
-   * Once-per-cluster scheduling for periodic jobs (postgres; undefined with sqlite). Not given to the junk, trace
-   * and mailbox sweeps yet: their data (Maildir, trace.db, the registry) is still per node, so each node must sweep
-   * its own.
+   * Once-per-cluster scheduling for periodic jobs (postgres; undefined with sqlite). Given to the junk retention
+   * sweep (the Maildir is shared); not to the trace and mailbox sweeps yet: their data (trace.db, the registry) is
+   * still per node, so each node must sweep its own.
    */
   readonly gate: JobGate | undefined;
   close(): Promise<void>;

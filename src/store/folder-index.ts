@@ -158,8 +158,9 @@ export class FolderIndex {
    * Opens the index of the folder whose Maildir is `dir`, creating it when missing and rebuilding it (empty, new
    * UIDVALIDITY) when it is not a readable index. A busy or locked database is an error, never a reason to rebuild.
    */
-  static open(dir: string, opts: { onRebuild?: (reason: string) => void; historyLimit?: number } = {}): FolderIndex {
-    const file = join(dir, INDEX_FILE);
+  static open(dir: string, opts: { onRebuild?: (reason: string) => void; historyLimit?: number; file?: string } = {}): FolderIndex {
+    // `file`: state postgres keeps each node's copy outside the shared Maildir (maildir-pg-index.ts).
+    const file = opts.file ?? join(dir, INDEX_FILE);
     // Only a file found unreadable is replaced: one missing now may be linked by another process any moment.
     const existed = existsSync(file);
     if (existed) {
@@ -215,7 +216,7 @@ export class FolderIndex {
   }
 
   private static create(file: string, historyLimit?: number, replace = false): FolderIndex {
-    if (replace) FolderIndex.discard(dirname(file));
+    if (replace) FolderIndex.discard(dirname(file), file);
     // imap.workers: several processes may create one folder's index at the same moment. Each builds its own under a
     // private name and links it into place; link(2) fails for all but the first, which is then opened by the others.
     const tmp = `${file}.${process.pid}.tmp`;
@@ -470,6 +471,54 @@ export class FolderIndex {
     });
     return tx.immediate();
   }
+
+  // ---- state postgres: the node's copy of the shared index (begin) ----
+  /**
+   * Makes this index a copy of the PostgreSQL one (state/postgres/maildir-pg-index.ts), with its MODSEQs and UIDs as
+   * they are there: `rows` replace the rows of their UIDs (a changed base is a new message), `remove` go (expunged
+   * at `modseq`), and the folder's UIDVALIDITY / UIDNEXT / MODSEQ become the given ones. `reset` empties it first.
+   * Cached ENVELOPE / BODYSTRUCTURE and SEARCH fields of a row whose file (base) is the same are kept.
+   */
+  mirror(m: { reset?: boolean; uidValidity: number; uidNext: number; modseq: number; remove: number[]; rows: IndexRow[] }): void {
+    this.db.transaction(() => {
+      if (m.reset) {
+        this.db.prepare('DELETE FROM messages').run();
+        this.db.prepare('DELETE FROM savedates').run();
+        this.db.prepare('DELETE FROM headers').run();
+        this.db.prepare('DELETE FROM expunged').run();
+        this.headerMemo = undefined;
+        this.stmt.setMeta.run('vanishedfloor', m.modseq);
+      }
+      const gone = (uid: number) => {
+        this.stmt.removeSaveDate.run(uid);
+        this.stmt.removeHeaders.run(uid);
+        this.headerMemo?.map.delete(uid);
+        this.stmt.remove.run(uid);
+      };
+      for (const uid of m.remove) {
+        gone(uid);
+        this.stmt.forget.run(uid, m.modseq);
+      }
+      for (const r of m.rows) {
+        const old = this.row(r.uid);
+        if (old && old.base === r.base) {
+          this.stmt.update.run(r.name, r.keywords, r.modseq, r.uid);
+          continue;
+        }
+        if (old) gone(r.uid);
+        // A base listed under another UID here (a stale copy) gives way to the shared index's.
+        const other = this.uidOfBase(r.base);
+        if (other !== undefined) gone(other);
+        this.stmt.insert.run(r.uid, r.base, r.name, r.size, r.internalDate, r.keywords, r.modseq);
+        this.stmt.setSaveDate.run(r.uid, r.saveDate ?? r.internalDate);
+        this.stmt.unforget.run(r.uid);
+      }
+      this.stmt.setMeta.run('uidvalidity', m.uidValidity);
+      this.stmt.setMeta.run('uidnext', m.uidNext);
+      this.stmt.setMeta.run('modseq', m.modseq);
+    }).immediate();
+  }
+  // ---- state postgres: the node's copy of the shared index (end) ----
 
   cached(uid: number): { envelope?: unknown; bodystructure?: unknown } {
     const r = this.stmt.cached.get(uid) as { envelope: string | null; bodystructure: string | null } | undefined;

@@ -27,6 +27,7 @@ import { readFileSync, watch as fsWatch, type FSWatcher } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
+import type { MaildirPgIndex } from '../state/postgres/maildir-pg-index.js';
 import type { Settings } from '../settings/store.js';
 import { withDotlock } from './dotlock.js';
 import { KEYWORDS_FILE, KeywordMap, keywordsSignature, MAX_KEYWORD_LETTERS, readKeywords, writeKeywords } from './dovecot-keywords.js';
@@ -257,6 +258,11 @@ export interface MaildirMailboxOptions {
   debounceMs?: number;
   /** listFolders creates and subscribes a user's missing Junk, Trash, Sent and Drafts (default true). */
   autocreate?: boolean;
+  /**
+   * state postgres (issue 16): the shared index of a cluster (state/postgres/maildir-pg-index.ts) is the truth for
+   * UIDs, flags, keywords and MODSEQs instead of dovecot-uidlist and postern-index.db. Absent: the single-host store.
+   */
+  pgIndex?: MaildirPgIndex;
 }
 
 interface Watcher {
@@ -291,8 +297,10 @@ export class MaildirMailbox implements MailboxAccess {
   /** When each open index was last found still on disk (FolderIndex.isCurrent, a stat). */
   private readonly checkedAt = new WeakMap<FolderIndex, number>();
   private readonly folderPaths = new Map<string, string>();
+  private readonly pg: MaildirPgIndex | undefined;
 
   constructor(opts: MaildirMailboxOptions) {
+    this.pg = opts.pgIndex;
     this.store = opts.store;
     this.quotaBytesOf = opts.quotaBytes;
     this.log = opts.log;
@@ -359,6 +367,8 @@ export class MaildirMailbox implements MailboxAccess {
     if (!(await isDir(dir))) throw new FolderNotFound(name);
     await folderLocks.run(dir, async () => {
       this.dropIndex(dir);
+      // state postgres: the shared index first, so that a PostgreSQL that cannot be reached leaves the folder as it was.
+      await this.pg?.dropped(dir);
       // Children are separate Maildir++ directories ('.A.B' next to '.A') and are kept (RFC 3501 §6.3.4).
       await rm(dir, { recursive: true, force: true });
     });
@@ -387,7 +397,8 @@ export class MaildirMailbox implements MailboxAccess {
       const target = this.store.folderPath(owner, to + f.name.slice(from.length));
       await folderLocks.run(f.path, async () => {
         this.dropIndex(f.path);
-        // The index moves with the directory: UIDVALIDITY and UIDs are kept.
+        // The index moves with the directory: UIDVALIDITY and UIDs are kept (state postgres: its key, first).
+        await this.pg?.renamed(f.path, target);
         await rename(f.path, target);
       });
       this.listChanged(owner, { kind: 'renamed', name: to + f.name.slice(from.length), oldName: f.name });
@@ -440,7 +451,7 @@ export class MaildirMailbox implements MailboxAccess {
         // Damaged while open (a disk error, a bad copy): rebuild, as for one found damaged at open.
         this.log.warn({ err, dir }, 'mailbox: folder index corrupt; rebuilding (new UIDVALIDITY)');
         this.dropIndex(dir);
-        FolderIndex.discard(dir);
+        FolderIndex.discard(dir, this.pg?.cacheFile(dir));
         index = await this.syncLocked(owner, name, dir);
       }
       const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
@@ -591,6 +602,9 @@ export class MaildirMailbox implements MailboxAccess {
     let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
+      // state postgres: UNCHANGEDSINCE compares with the MODSEQs of the shared index, not an older copy of them; and
+      // a shared index that cannot be reached refuses before a file is renamed (NO, and the flags as they were).
+      if (this.pg) await this.pg.pull(dir, index);
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
       const updates: { uid: number; name: string; keywords: string }[] = [];
@@ -645,9 +659,8 @@ export class MaildirMailbox implements MailboxAccess {
         }
       }
       if (updates.length) {
-        index.apply({ update: updates });
         // One mod-sequence for the whole command (RFC 7162 §3.1.1 allows it), the one apply() gave the rows.
-        modseq = index.modseq;
+        modseq = await this.applyIndex(dir, index, { update: updates });
         for (const u of updates) result.modseqs.set(u.uid, modseq);
       }
     });
@@ -661,6 +674,7 @@ export class MaildirMailbox implements MailboxAccess {
     let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
+      if (this.pg) await this.pg.pull(dir, index);
       let rows: IndexRow[];
       if (uids) {
         rows = [];
@@ -682,9 +696,8 @@ export class MaildirMailbox implements MailboxAccess {
         }
       }
       if (removed.length) {
-        index.apply({ remove: removed.map((r) => r.uid) });
-        modseq = index.modseq;
-        await this.dropFromUidlist(dir, index, removed);
+        modseq = await this.applyIndex(dir, index, { remove: removed.map((r) => r.uid) });
+        if (!this.pg) await this.dropFromUidlist(dir, index, removed);
       }
     });
     if (removed.length) {
@@ -745,9 +758,8 @@ export class MaildirMailbox implements MailboxAccess {
           }
         }
         if (moved.length) {
-          src.apply({ remove: moved.map((m) => m.row.uid) });
-          movedModseq = src.modseq;
-          await this.dropFromUidlist(srcDir, src, moved.map((m) => m.row));
+          movedModseq = await this.applyIndex(srcDir, src, { remove: moved.map((m) => m.row.uid) });
+          if (!this.pg) await this.dropFromUidlist(srcDir, src, moved.map((m) => m.row));
         }
       });
       const newUids = await this.indexNew(
@@ -793,11 +805,13 @@ export class MaildirMailbox implements MailboxAccess {
 
   async vanishedSince(owner: MailboxOwner, folder: string, modseq: number): Promise<number[] | undefined> {
     const dir = await this.folderDir(owner, folder);
+    if (this.pg) return this.pg.vanishedSince(dir, modseq);
     return folderLocks.run(dir, async () => this.index(dir).vanishedSince(modseq));
   }
 
   async firstRecentUid(owner: MailboxOwner, folder: string, claimUpTo?: number): Promise<number> {
     const dir = await this.folderDir(owner, folder);
+    if (this.pg) return this.pg.firstRecentUid(dir, claimUpTo);
     return folderLocks.run(dir, async () => this.index(dir).firstRecentUid(claimUpTo));
   }
 
@@ -917,7 +931,10 @@ export class MaildirMailbox implements MailboxAccess {
       idx = undefined;
     }
     if (!idx) {
-      idx = FolderIndex.open(dir, { onRebuild: (reason) => this.log.warn({ dir, reason }, 'mailbox: folder index rebuilt (new UIDVALIDITY)') });
+      idx = FolderIndex.open(dir, {
+        onRebuild: (reason) => this.log.warn({ dir, reason }, 'mailbox: folder index rebuilt (new UIDVALIDITY)'),
+        ...(this.pg ? { file: this.pg.cacheFile(dir) } : {}),
+      });
       this.indexes.set(dir, idx);
     }
     return idx;
@@ -943,6 +960,7 @@ export class MaildirMailbox implements MailboxAccess {
    * finds.
    */
   private async syncLocked(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>): Promise<FolderIndex> {
+    if (this.pg) return this.syncPg(owner, folder, dir, known);
     let index = this.index(dir);
     const cur = join(dir, 'cur');
 
@@ -1298,6 +1316,7 @@ export class MaildirMailbox implements MailboxAccess {
 
   /** Indexes files this object put into the folder's cur/ (APPEND, COPY, MOVE); returns their UIDs in order. */
   private async indexNew(owner: MailboxOwner, folder: string, dir: string, items: NewRow[]): Promise<number[]> {
+    if (this.pg) return this.indexNewPg(dir, items);
     let uids: number[] = [];
     await folderLocks.run(dir, async () => {
       let index = this.index(dir);
@@ -1322,6 +1341,8 @@ export class MaildirMailbox implements MailboxAccess {
     items: { message: Buffer; flags: Flag[]; internalDate?: Date }[],
   ): Promise<number[]> {
     const quotaBytes = this.quotaBytesOf(owner);
+    // state postgres: a shared index that cannot be reached refuses before any file is written (NO [UNAVAILABLE]).
+    if (this.pg) await folderLocks.run(dir, () => this.pg!.pull(dir, this.index(dir)));
     const split = items.map((i) => splitFlags(i.flags));
     const map = await folderLocks.run(dir, () => this.ensureLetters(dir, split.flatMap((s) => s.keywords)));
     const written: NewRow[] = [];
@@ -1346,8 +1367,128 @@ export class MaildirMailbox implements MailboxAccess {
       // index branch: the header fields SEARCH compares, cached now that the message is at hand.
       written.push({ base: parseMaildirFileName(name).base, name, size, internalDate, keywords: kw.unlettered.join(' '), headers: searchHeadersOfMessage(item.message) });
     }
-    return this.indexNew(owner, folder, dir, written);
+    if (!this.pg) return this.indexNew(owner, folder, dir, written);
+    try {
+      return await this.indexNew(owner, folder, dir, written);
+    } catch (err) {
+      // The shared index went away between the write and the UIDs: the client is told NO, so the files go again
+      // (left, they would get UIDs at the next sync and the client's retry would make a second copy). One another
+      // node already indexed meanwhile stays: its unlink would be an expunge that no index records.
+      const listed = await this.pg.listedBases(dir, written.map((w) => w.base)).catch(() => new Set<string>());
+      for (const w of written) if (!listed.has(w.base)) await unlink(join(dir, 'cur', w.name)).catch(() => undefined);
+      throw err;
+    }
   }
+
+  // ---- state postgres: the shared index (begin) ----
+
+  /** Records `changes` in the folder's index (state postgres: the shared one, then its copy); returns their MODSEQ. */
+  private async applyIndex(dir: string, index: FolderIndex, changes: Parameters<FolderIndex['apply']>[0]): Promise<number> {
+    if (!this.pg) {
+      index.apply(changes);
+      return index.modseq;
+    }
+    return (await this.pg.apply(dir, index, changes)).modseq;
+  }
+
+  /**
+   * syncLocked with state postgres: the copy is brought up to the shared index, new/ moves to cur/ (Maildir spec;
+   * another node moving the same file first is ENOENT), and what the directory says that the shared index does not
+   * know is recorded there: files without a UID get one (MaildirPgIndex.addNew, once across nodes), vanished files are
+   * expunged, renamed ones are flag changes. No dovecot-uidlist (see maildir-pg-index.ts).
+   */
+  private async syncPg(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>): Promise<FolderIndex> {
+    const pg = this.pg!;
+    const index = this.index(dir);
+    const before = await dirsSignature(dir);
+    const pulled = await pg.pull(dir, index);
+    const map = await this.keywordMap(dir);
+    const expunged = [...pulled.expunged];
+    const flagChanges: FolderChange[] = pulled.changed.map((r) => ({ kind: 'flags', uid: r.uid, flags: flagsOf(r.name, r.keywords, map) }) as FolderChange);
+    let added = pulled.added;
+    let renamed = 0;
+    // The directories as they were when the copy last matched them: nothing to list (see syncLocked).
+    if (known || before.signature === '' || before.signature !== index.dirsSignature) {
+      const cur = join(dir, 'cur');
+      const fresh = (await listDir(join(dir, 'new'))).filter((n) => !n.startsWith('.'));
+      for (let i = 0; i < fresh.length; i += 64) {
+        await Promise.all(
+          fresh.slice(i, i + 64).map((n) =>
+            rename(join(dir, 'new', n), join(cur, n.includes(':') ? n : `${n}:2,`)).catch((err: unknown) => {
+              if (errorCode(err) !== 'ENOENT') throw err; // another reader (or node) moved it first
+            }),
+          ),
+        );
+      }
+      const onDisk = new Map<string, string>();
+      for (const n of await listDir(cur)) if (!n.startsWith('.')) onDisk.set(baseOf(n), n);
+      const rows = this.rows(index);
+      const indexed = new Set(rows.map((r) => r.base));
+      const unknown = [...onDisk.entries()].filter(([base]) => !indexed.has(base)).map(([base, name]) => ({ base, name }));
+      if (unknown.length) {
+        const described = [
+          ...unknown.flatMap((u) => (known?.has(u.base) ? [{ ...known.get(u.base)!, name: u.name }] : [])),
+          ...(await this.describe(cur, unknown.filter((u) => !known?.has(u.base)))),
+        ];
+        // RFC 8514 §3: delivered into new/ = saved when delivered (see syncLocked).
+        const delivered = new Set(fresh.map(baseOf));
+        for (const d of described) if (d.saveDate === undefined && delivered.has(d.base)) d.saveDate = d.internalDate;
+        // Dovecot's order for files found: their delivery time.
+        described.sort((a, b) => compareNames(a.base, b.base));
+        const r = await pg.addNew(dir, index, described);
+        expunged.push(...r.pulled.expunged);
+        added += r.pulled.added;
+      }
+      const remove: number[] = [];
+      const update: { uid: number; name: string; keywords: string }[] = [];
+      for (const r of this.rows(index)) {
+        const name = onDisk.get(r.base);
+        if (name === undefined) {
+          // Listed after the copy was pulled: a file indexed meanwhile by another node is on disk unless expunged.
+          if (indexed.has(r.base)) remove.push(r.uid);
+        } else if (name !== r.name) {
+          update.push({ uid: r.uid, name, keywords: r.keywords });
+          flagChanges.push({ kind: 'flags', uid: r.uid, flags: flagsOf(name, r.keywords, map) });
+        }
+      }
+      if (remove.length || update.length) await pg.apply(dir, index, { remove, update });
+      expunged.push(...remove);
+      renamed = update.length;
+      // As in syncLocked: the signature is kept only when the directories did not change while they were listed.
+      const after = before.signature === '' ? before : await dirsSignature(dir);
+      const next = after.signature !== '' && after.signature === before.signature ? after.signature : '';
+      if (next !== index.dirsSignature) index.dirsSignature = next;
+    }
+    const modseq = index.modseq;
+    if (expunged.length) this.events.emit(dir, { kind: 'expunge', uids: [...new Set(expunged)], modseq });
+    for (const c of flagChanges) this.events.emit(dir, { ...c, modseq } as FolderChange);
+    if (added > 0) this.events.emit(dir, { kind: 'exists', uidNext: index.uidNext });
+    if (expunged.length || renamed || added) this.log.debug({ owner: ownerLabel(owner), folder, added, removed: expunged.length, renamed }, 'mailbox: synced (shared index)');
+    return index;
+  }
+
+  /** indexNew with state postgres: UIDs from the shared index, in the order given. */
+  private async indexNewPg(dir: string, items: NewRow[]): Promise<number[]> {
+    const pg = this.pg!;
+    const uids = await folderLocks.run(dir, async () => {
+      const index = this.index(dir);
+      const { uids } = await pg.addNew(dir, index, items);
+      // Indexed first by a sync (here or on another node), without the unlettered keywords the caller gave.
+      const stale = items.flatMap((it, i) => {
+        const row = index.row(uids[i]!);
+        return row && it.keywords !== '' && row.keywords !== it.keywords ? [{ uid: row.uid, name: row.name, keywords: it.keywords }] : [];
+      });
+      if (stale.length) await pg.apply(dir, index, { update: stale });
+      // The header fields SEARCH compares, kept in this node's copy (the shared index has them too).
+      const headers = items.flatMap((it, i): [number, SearchHeaders][] => (it.headers && uids[i] ? [[uids[i]!, it.headers]] : []));
+      if (headers.length) index.setSearchHeaders(headers);
+      return uids;
+    });
+    if (items.length) this.events.emit(dir, { kind: 'exists', uidNext: this.index(dir).uidNext });
+    return uids;
+  }
+
+  // ---- state postgres: the shared index (end) ----
 
   private async recountQuota(owner: MailboxOwner): Promise<void> {
     const maildir = this.store.maildirPath(owner);

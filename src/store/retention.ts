@@ -37,6 +37,11 @@ export interface JunkRetentionOptions {
   userOwner?: (dirName: string) => MailboxOwner | undefined;
   /** Time between sweeps (default one hour). */
   intervalMs?: number;
+  /**
+   * state postgres (issue 16): the nodes share one Maildir, so a timer's sweep runs on the one node the gate gives
+   * it to per interval (src/cluster/run-once.ts), not on each; sweep() called directly is not gated.
+   */
+  gate?: { claim(name: string, intervalMs: number): Promise<boolean>; done(name: string): Promise<void> };
   /** The clock (default Date.now); tests move it forward. */
   now?: () => number;
 }
@@ -62,6 +67,9 @@ async function listDirs(dir: string): Promise<string[]> {
   }
 }
 
+/** The junk sweep's row in cluster_jobs. */
+export const JUNK_RETENTION_JOB = 'junk-retention';
+
 export class JunkRetention {
   private readonly opts: JunkRetentionOptions;
   private readonly log: Logger;
@@ -79,6 +87,7 @@ export class JunkRetention {
         return { removed: [], errors: 1 };
       },
       opts.intervalMs ?? DEFAULT_RETENTION_INTERVAL_MS,
+      opts.gate ? { name: JUNK_RETENTION_JOB, claim: (n, ms) => opts.gate!.claim(n, ms), done: (n) => opts.gate!.done(n) } : undefined,
     );
   }
 

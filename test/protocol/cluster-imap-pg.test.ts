@@ -3,7 +3,12 @@
  * dataDir/mail is a symlink to node A's (the shared mount of a cluster). Each node has its own dataDir otherwise
  * (queue, TLS pair). Real listeners, raw clients: a delivery through A's SMTP reaches an IDLE session on B, a STORE
  * through A reaches it too (only PostgreSQL carries that: no file in new/ changes), concurrent APPENDs through A and
- * B get distinct increasing UIDs, and a POP3 maildrop locked on A is refused on B.
+ * B get distinct increasing UIDs from the shared index (state/postgres/maildir-pg-index.ts) and every UID FETCHes
+ * the message appended under it on both nodes, SMTP deliveries through A and APPENDs through B into one INBOX at
+ * the same time all get distinct UIDs, a POP3 maildrop locked on A is refused on B, and while the database refuses
+ * connections (ALTER DATABASE … ALLOW_CONNECTIONS false and its sessions ended: what a stopped PostgreSQL looks like
+ * to the nodes, without stopping the server other test files share) IMAP answers NO [UNAVAILABLE], and works again
+ * by itself afterwards.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync } from 'node:fs';
@@ -12,7 +17,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, runCli, writeConfig } from '../helpers/cli.ts';
 import { append, msg, PASSWORD } from '../helpers/imap-fixture.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
+import pg from 'pg';
+import { createTestDatabase, testPgUrl, type TestDatabase } from '../helpers/pg-database.ts';
 import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { RawImap } from '../helpers/raw-imap.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -69,6 +75,32 @@ async function pop3Login(port: number): Promise<{ reply: string; quit(): Promise
       s.destroy();
     },
   };
+}
+
+/** A command's whole response, with a generous limit (the machine is loaded). */
+async function cmd(c: RawImap, tag: string, text: string): Promise<string> {
+  c.send(`${tag} ${text}\r\n`);
+  return c.until(new RegExp(`^${tag} (OK|NO|BAD).*\\r\\n`, 'm'), 30_000);
+}
+
+/** UID → Subject of every message in INBOX, as the node's IMAP FETCH answers. */
+async function subjects(c: RawImap, tag: string): Promise<Map<number, string>> {
+  const r = await cmd(c, tag, 'UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])');
+  assert.match(r, new RegExp(`^${tag} OK`, 'm'), r);
+  const out = new Map<number, string>();
+  for (const m of r.matchAll(/^\* \d+ FETCH \(UID (\d+) BODY\[HEADER\.FIELDS \(SUBJECT\)\] \{\d+\}\r\nSubject: ([^\r]*)\r\n/gm)) out.set(Number(m[1]), m[2]!);
+  return out;
+}
+
+async function pgAdmin(sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: testPgUrl(), connectionTimeoutMillis: 30_000 });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end().catch(() => {});
+  }
 }
 
 describe('two postern processes on one PostgreSQL and one mail directory', { timeout: 300_000 }, () => {
@@ -150,6 +182,68 @@ describe('two postern processes on one PostgreSQL and one mail directory', { tim
     for (const u of results) for (let i = 1; i < u.length; i++) assert.ok(u[i]! > u[i - 1]!, `increasing per node: ${u.join(',')}`);
     const all = results.flat();
     assert.equal(new Set(all).size, all.length, `distinct: ${all.join(',')}`);
+    // Each UID is the message appended under it, on both nodes (the files, not only the index).
+    await a.ok('as', 'SELECT INBOX');
+    await b.ok('bs', 'SELECT INBOX');
+    const [onA, onB] = [await subjects(a, 'af'), await subjects(b, 'bf')];
+    results.forEach((u, n) => u.forEach((uid, i) => {
+      const want = `${n === 0 ? 'A' : 'B'}${i}`;
+      assert.equal(onA.get(uid), want, `UID ${uid} on A`);
+      assert.equal(onB.get(uid), want, `UID ${uid} on B`);
+    }));
+    assert.deepEqual([...onA.entries()], [...onB.entries()]);
+    a.close();
+    b.close();
+  });
+
+  it('SMTP deliveries through A and APPENDs through B into one INBOX at once: every message, distinct UIDs, on both', async () => {
+    const a = await RawImap.login(A.ports.imap!, 'john.smith', PASSWORD);
+    const b = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    const per = 8;
+    const appended: number[] = [];
+    await Promise.all([
+      (async () => { for (let i = 0; i < per; i++) await smtpSend(A.ports.smtp!, 'john@example.com', msg(`S${i}`)); })(),
+      (async () => { for (let i = 0; i < per; i++) appended.push(Number(/APPENDUID \d+ (\d+)/.exec(await append(b, `m${i}`, 'INBOX', msg(`M${i}`)))![1])); })(),
+    ]);
+    // Delivery is queued: wait until A's INBOX lists all of them.
+    const onA = await waitFor('every delivered message on A', async () => {
+      await cmd(a, `n${Date.now()}`, 'SELECT INBOX');
+      const m = await subjects(a, `f${Date.now()}`);
+      const tags = [...m.values()];
+      return Array.from({ length: per }, (_, i) => `S${i}`).every((t) => tags.includes(t)) ? m : undefined;
+    }, { timeoutMs: 120_000, intervalMs: 300 });
+    await b.ok('bs', 'SELECT INBOX');
+    const onB = await subjects(b, 'bf');
+    assert.deepEqual([...onB.entries()], [...onA.entries()], 'the same UIDs and messages on both nodes');
+    appended.forEach((uid, i) => assert.equal(onA.get(uid), `M${i}`));
+    const tags = [...onA.values()];
+    assert.equal(new Set(tags).size, tags.length, `each message once: ${tags.join(',')}`);
+    a.close();
+    b.close();
+  });
+
+  it('the database refusing connections: IMAP NO [UNAVAILABLE] on both nodes, then it works again by itself', async () => {
+    const a = await RawImap.login(A.ports.imap!, 'john.smith', PASSWORD);
+    const b = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    await pgAdmin(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
+    try {
+      await pgAdmin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db.name}'`);
+      const r1 = await cmd(a, 'u1', 'SELECT INBOX');
+      assert.match(r1, /^u1 NO \[UNAVAILABLE\]/m, r1);
+      b.send(`u2 APPEND INBOX {${Buffer.byteLength(msg('down'))}+}\r\n${msg('down')}\r\n`);
+      const r2 = await b.until(/^u2 (OK|NO|BAD).*\r\n/m, 30_000);
+      assert.match(r2, /^u2 NO \[UNAVAILABLE\]/m, r2);
+    } finally {
+      await pgAdmin(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
+    }
+    // The pools reconnect by themselves; the refused APPEND left nothing behind.
+    await waitFor('SELECT works again on A', async () => /^w\d+ OK/m.test(await cmd(a, `w${Date.now()}`, 'SELECT INBOX')) || undefined, { timeoutMs: 60_000, intervalMs: 300 });
+    await b.ok('u3', 'SELECT INBOX');
+    assert.equal([...(await subjects(b, 'u4')).values()].includes('down'), false);
+    const r = await append(b, 'u5', 'INBOX', msg('up again'));
+    const uid = Number(/APPENDUID \d+ (\d+)/.exec(r)![1]);
+    await a.ok('u6', 'NOOP');
+    assert.equal((await subjects(a, 'u7')).get(uid), 'up again');
     a.close();
     b.close();
   });

@@ -62,6 +62,9 @@ async function temp<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export class PgFolderIndex implements FolderIndexBackend {
+  /** The MODSEQ the last apply() of this object gave what it touched (the folder's, when it touched nothing). */
+  lastModseq = 0;
+
   private constructor(
     private readonly pool: TxQueryable,
     /** The folder's Maildir path relative to the mail root: the same key on every node. */
@@ -124,6 +127,63 @@ export class PgFolderIndex implements FolderIndexBackend {
   async row(uid: number): Promise<IndexRow | undefined> {
     const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND uid = $2`, [this.id, uid]));
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
+  }
+
+  /**
+   * What a copy of the index that is at (`uidValidity`, `uidNext`, `modseq`) lacks, in one statement (one snapshot,
+   * one round trip): the folder's state, and unless that is the copy's, the UIDs expunged and the rows changed after
+   * `modseq`. `vanished` is undefined when the history does not reach back that far (or under another UIDVALIDITY):
+   * then the copy needs all rows.
+   */
+  async delta(have: { uidValidity: number; uidNext: number; modseq: number }): Promise<{ meta: FolderMeta; vanished?: number[]; changed: IndexRow[] }> {
+    return temp(async () => {
+      const r = await this.pool.query(
+        `SELECT f.*, CASE WHEN same THEN NULL ELSE
+                (SELECT coalesce(json_agg(json_build_array(${ROW_COLS}) ORDER BY uid), '[]') FROM mail_messages WHERE folder = f.id AND modseq > $2) END AS changed,
+                CASE WHEN same THEN NULL ELSE
+                (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') FROM mail_expunged WHERE folder = f.id AND modseq > $2) END AS vanished
+           FROM (SELECT *, (uidvalidity = $3 AND uidnext = $4 AND modseq = $2) AS same FROM mail_folders WHERE id = $1) f`,
+        [this.id, have.modseq, have.uidValidity, have.uidNext],
+      );
+      const f = r.rows[0] as (FolderRow & { same: boolean; changed: unknown[][] | null; vanished: unknown[] | null }) | undefined;
+      if (!f) throw new TempFailure(`mail index: folder ${this.key} is gone`);
+      const meta: FolderMeta = {
+        uidValidity: Number(f.uidvalidity),
+        uidNext: Number(f.uidnext),
+        modseq: Number(f.modseq),
+        vanishedFloor: Number(f.vanishedfloor),
+        uidlistSignature: f.uidlist,
+        dirsSignature: f.dirs,
+      };
+      if (f.same) return { meta, vanished: [], changed: [] };
+      const cols = ROW_COLS.split(', ');
+      const changed = (f.changed ?? []).map((a) => toRow(Object.fromEntries(cols.map((c, i) => [c, a[i]]))));
+      const reaches = meta.uidValidity === have.uidValidity && have.modseq >= meta.vanishedFloor;
+      return { meta, ...(reaches ? { vanished: (f.vanished ?? []).map(Number) } : {}), changed };
+    });
+  }
+
+  /** Rows changed (added or updated) after `modseq`, by UID: what a node's copy of the index has not seen yet. */
+  async changedSince(modseq: number): Promise<IndexRow[]> {
+    const r = await temp(() => this.pool.query(`SELECT ${ROW_COLS} FROM mail_messages WHERE folder = $1 AND modseq > $2 ORDER BY uid`, [this.id, modseq]));
+    return r.rows.map(toRow);
+  }
+
+  /** The UIDs of the files `bases` that have one. */
+  async uidsOfBases(bases: string[]): Promise<Map<string, number>> {
+    const r = await temp(() => this.pool.query('SELECT uid, base FROM mail_messages WHERE folder = $1 AND base = ANY($2::text[])', [this.id, bases]));
+    return new Map(r.rows.map((x) => [(x as { base: string }).base, Number((x as { uid: string }).uid)]));
+  }
+
+  /** Moves the folder to another key (a renamed folder keeps its UIDVALIDITY and UIDs, RFC 3501 §6.3.5). */
+  static async rename(pool: TxQueryable, from: string, to: string): Promise<void> {
+    await temp(() =>
+      pool.transaction(async (c) => {
+        // A stale row under the new name (a folder deleted elsewhere without its index going) gives way.
+        await c.query('DELETE FROM mail_folders WHERE key = $1', [to]);
+        await c.query('UPDATE mail_folders SET key = $2 WHERE key = $1', [from, to]);
+      }),
+    );
   }
 
   async uidOfBase(base: string): Promise<number | undefined> {
@@ -200,6 +260,7 @@ export class PgFolderIndex implements FolderIndexBackend {
         touched = true;
       }
       next = Math.max(next, changes.uidNext ?? 0);
+      this.lastModseq = touched || changes.reset ? modseq : Number(f.modseq);
       await c.query(
         `UPDATE mail_folders SET uidvalidity = $2, uidnext = $3, modseq = $4, vanishedfloor = $5, uidlist = COALESCE($6, uidlist) WHERE id = $1`,
         [this.id, uidValidity, next, touched || changes.reset ? modseq : Number(f.modseq), floor, changes.uidlistSignature ?? null],
