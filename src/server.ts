@@ -43,7 +43,7 @@ import { SqliteCounterStore } from './limits/store.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
 import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
-import { openTraceStore, TraceRetention, type TraceStore } from './trace/index.js';
+import { openTrace, TraceRetention, type TraceBackend } from './trace/index.js';
 
 export interface Server {
   core: Core;
@@ -56,7 +56,7 @@ export interface Server {
   spool: Spool;
   scheduler: Scheduler;
   /** Message trace (src/trace): every message's path, in `${dataDir}/trace.db`. */
-  trace: TraceStore;
+  trace: TraceBackend;
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
@@ -109,7 +109,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
   let sendLimits: SendLimits | undefined;
-  let trace: TraceStore | undefined;
+  let trace: TraceBackend | undefined;
   let traceRetention: TraceRetention | undefined;
   let smtpWorkersListener: { port: number; close(): Promise<void> } | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
@@ -120,7 +120,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
     // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
     await core.state.start(settings);
-    trace = openTraceStore(config.dataDir, { log });
+    trace = openTrace(config, core.state.pg, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
@@ -345,7 +345,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     } });
     retention.start();
     // trace.retentionDays (default 30): message paths older than that are deleted, at start and then hourly.
-    traceRetention = new TraceRetention({ store: trace, settings, log });
+    // With state postgres the trace is the cluster's: one node per interval sweeps it.
+    const gate = core.state.gate;
+    traceRetention = new TraceRetention({
+      store: trace,
+      settings,
+      log,
+      ...(gate ? { gate: { name: 'trace-retention', claim: (n: string, ms: number) => gate.claim(n, ms), done: (n: string) => gate.done(n) } } : {}),
+    });
     traceRetention.start();
     // Orphaned mailboxes (accounts gone from AD): found at start and hourly, erased after the retention.
     core.lifecycle.start();
@@ -424,7 +431,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await running.scheduler.stop();
         await running.traceRetention.stop();
         // After the scheduler: its last attempts' events are written before the file is closed.
-        running.trace.close();
+        await running.trace.close();
         sieveState.close();
         await running.core.close();
         mailbox.close();
@@ -436,7 +443,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     await scheduler?.stop().catch(() => undefined);
     sendLimits?.close();
     await traceRetention?.stop().catch(() => undefined);
-    trace?.close();
+    await trace?.close();
     await core?.close().catch(() => undefined);
     throw listenerError(config, err);
   }
