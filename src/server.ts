@@ -40,6 +40,7 @@ import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 import { SendLimits } from './limits/send-limits.js';
 import { SqliteCounterStore } from './limits/store.js';
+import { PgSendCounters } from './limits/pg-counters.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
 import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
@@ -239,7 +240,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
     const filters = makeFilters(config, settings, new Set(filtersOff.keys()), hostname, log, trace);
     const smtpStats = new SmtpStats();
-    sendLimits = new SendLimits({ settings, log, store: SqliteCounterStore.open(config.dataDir) });
+    // state postgres: the counters are the cluster's, so a limit holds across nodes (src/limits/pg-counters.ts).
+    const statePg = core.state.pg;
+    sendLimits = new SendLimits({
+      settings,
+      log,
+      ...(statePg ? { shared: new PgSendCounters(statePg), nodeId: core.state.nodeId } : { store: SqliteCounterStore.open(config.dataDir) }),
+    });
     // smtp.workers > 0: the port-25 listener is here, its sessions are served by worker processes that write the
     // spool themselves (src/smtp/workers.ts); submission and smtps stay in this process.
     const smtpRef: { current?: SmtpService } = {};
@@ -425,6 +432,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await smtpWorkersListener?.close();
         // After the listeners: the last accepted messages are counted, then written.
         running.sendLimits.close();
+        await running.sendLimits.settled();
         await Promise.all([...pop3, ...imap, ...managesieve].map((p) => p.close()));
         await imapWorkers?.close();
         await clusterMail?.close();
