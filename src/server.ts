@@ -42,10 +42,11 @@ import type { UserEntry } from './directory/types.js';
 import { startAdmin, type AdminService } from './admin/server.js';
 import { SendLimits } from './limits/send-limits.js';
 import { SqliteCounterStore } from './limits/store.js';
+import { PgSendCounters } from './limits/pg-counters.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
 import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
-import { openTraceStore, TraceRetention, type TraceStore } from './trace/index.js';
+import { openTrace, TraceRetention, type TraceBackend } from './trace/index.js';
 
 export interface Server {
   core: Core;
@@ -58,7 +59,7 @@ export interface Server {
   spool: Spool;
   scheduler: Scheduler;
   /** Message trace (src/trace): every message's path, in `${dataDir}/trace.db`. */
-  trace: TraceStore;
+  trace: TraceBackend;
   smtp: SmtpService;
   /** The admin API (TLS) and autoconfig (plain HTTP) listeners. */
   admin: AdminService;
@@ -111,7 +112,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
   let core: Core | undefined;
   let scheduler: Scheduler | undefined;
   let sendLimits: SendLimits | undefined;
-  let trace: TraceStore | undefined;
+  let trace: TraceBackend | undefined;
   let traceRetention: TraceRetention | undefined;
   let smtpWorkersListener: { port: number; close(): Promise<void> } | undefined;
   /** Listeners already bound, closed again when a later one fails (an open listener would keep the process alive). */
@@ -122,7 +123,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
     // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
     await core.state.start(settings);
-    trace = openTraceStore(config.dataDir, { log });
+    trace = openTrace(config, core.state.pg, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
@@ -244,7 +245,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const filtersOff = opts.embedded ? await unavailableFilters(config) : new Map<string, string>();
     const filters = makeFilters(config, settings, new Set(filtersOff.keys()), hostname, log, trace);
     const smtpStats = new SmtpStats();
-    sendLimits = new SendLimits({ settings, log, store: SqliteCounterStore.open(config.dataDir) });
+    // state postgres: the counters are the cluster's, so a limit holds across nodes (src/limits/pg-counters.ts).
+    const statePg = core.state.pg;
+    sendLimits = new SendLimits({
+      settings,
+      log,
+      ...(statePg ? { shared: new PgSendCounters(statePg), nodeId: core.state.nodeId } : { store: SqliteCounterStore.open(config.dataDir) }),
+    });
     // smtp.workers > 0: the port-25 listener is here, its sessions are served by worker processes that write the
     // spool themselves (src/smtp/workers.ts); submission and smtps stay in this process.
     const smtpRef: { current?: SmtpService } = {};
@@ -351,7 +358,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     } });
     retention.start();
     // trace.retentionDays (default 30): message paths older than that are deleted, at start and then hourly.
-    traceRetention = new TraceRetention({ store: trace, settings, log });
+    // With state postgres the trace is the cluster's: one node per interval sweeps it.
+    const gate = core.state.gate;
+    traceRetention = new TraceRetention({
+      store: trace,
+      settings,
+      log,
+      ...(gate ? { gate: { name: 'trace-retention', claim: (n: string, ms: number) => gate.claim(n, ms), done: (n: string) => gate.done(n) } } : {}),
+    });
     traceRetention.start();
     // Orphaned mailboxes (accounts gone from AD): found at start and hourly, erased after the retention.
     core.lifecycle.start();
@@ -424,13 +438,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
         await smtpWorkersListener?.close();
         // After the listeners: the last accepted messages are counted, then written.
         running.sendLimits.close();
+        await running.sendLimits.settled();
         await Promise.all([...pop3, ...imap, ...managesieve].map((p) => p.close()));
         await imapWorkers?.close();
         await clusterMail?.close();
         await running.scheduler.stop();
         await running.traceRetention.stop();
         // After the scheduler: its last attempts' events are written before the file is closed.
-        running.trace.close();
+        await running.trace.close();
         sieveState.close();
         await running.core.close();
         mailbox.close();
@@ -442,7 +457,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     await scheduler?.stop().catch(() => undefined);
     sendLimits?.close();
     await traceRetention?.stop().catch(() => undefined);
-    trace?.close();
+    await trace?.close();
     await core?.close().catch(() => undefined);
     throw listenerError(config, err);
   }

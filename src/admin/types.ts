@@ -13,7 +13,7 @@ import type { TlsMaterial } from '../lib/tls.js';
 import type { Scheduler } from '../queue/scheduler.js';
 import type { Spool } from '../queue/spool.js';
 import type { Settings } from '../settings/store.js';
-import type { TraceStore } from '../trace/store.js';
+import type { TracePath, TraceQuery } from '../trace/types.js';
 import type { MaildirStore } from '../store/maildir.js';
 import type { MaildirMailbox } from '../store/maildir-mailbox.js';
 
@@ -29,7 +29,7 @@ export interface AdminDeps {
   spool: Spool;
   scheduler: Scheduler;
   /** Message trace (GET /api/trace); absent in apps built without one, where the route answers 503. */
-  trace?: Pick<TraceStore, 'query'>;
+  trace?: { query(q: TraceQuery): TracePath[] | Promise<TracePath[]> };
   store: MaildirStore;
   mailbox: MaildirMailbox;
   /** Current SMTP sessions (all listeners), for /metrics. */

@@ -6,16 +6,26 @@
 import type { Command } from 'commander';
 import { EXIT } from '../lib/errors.js';
 import { InvalidQueueIdError, parseQueueId } from '../queue/id.js';
-import { openTraceStore, type TraceStore } from '../trace/store.js';
+import { createLogger } from '../lib/logger.js';
+import { PgState } from '../state/postgres/pool.js';
+import { openTrace, type TraceBackend } from '../trace/open.js';
 import { parseTraceTime, TraceTimeError } from '../trace/time.js';
 import { DEFAULT_TRACE_LIMIT, MAX_TRACE_LIMIT, type TracePath } from '../trace/types.js';
 import type { CliContext } from './context.js';
 import { action, CliExit, formatTable } from './settings.js';
 
-/** The trace store of the configured dataDir, closed when the command ends (pending events are written first). */
-export function cliTrace(ctx: CliContext): TraceStore {
-  const store = openTraceStore(ctx.config().dataDir);
-  ctx.onClose(() => store.close());
+/**
+ * The trace store of the configuration (trace.db of its dataDir, or the cluster's on PostgreSQL with state
+ * postgres), closed when the command ends (pending events are written first).
+ */
+export function cliTrace(ctx: CliContext): TraceBackend {
+  const config = ctx.config();
+  const pg = config.state.type === 'postgres' ? new PgState(config.state, createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'), 'postern cli') : undefined;
+  const store = openTrace(config, pg);
+  ctx.onClose(async () => {
+    await store.close();
+    await pg?.close();
+  });
   return store;
 }
 
@@ -80,7 +90,7 @@ export function registerTraceCommands(program: Command, ctx: CliContext, setCode
         }
         const limit = opts.limit === undefined ? DEFAULT_TRACE_LIMIT : Number(opts.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > MAX_TRACE_LIMIT) throw new CliExit(EXIT.usage, `--limit: a whole number from 1 to ${MAX_TRACE_LIMIT}`);
-        const paths = cliTrace(ctx).query({
+        const paths = await cliTrace(ctx).query({
           from: opts.from,
           to: opts.to,
           queueId,

@@ -22,12 +22,19 @@
  *
  * The hot path is memory only; changed buckets are written to the counter store in one transaction at most every
  * `flushMs` (250 ms) and at close — no fsync per message (store.ts).
+ *
+ * With `shared` (state postgres, pg-counters.ts) the counters are the cluster's: MAIL FROM and RCPT TO ask
+ * PostgreSQL, which checks and reserves in one locked step, so the limit holds across nodes; the commit and the
+ * release go there too. A check PostgreSQL cannot answer is `451 4.3.0` (a limit that cannot be checked is not
+ * waived, and a 4xx is retried: RFC 5321 §4.2.5). status() reads a copy of the shared counts refreshed every
+ * `refreshMs` (1 s) and by fresh(); the alert of a key is logged by the one node that claims it per window.
  */
 import { isIPv6 } from 'node:net';
 import { SmtpError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { inNetworks } from '../lib/networks.js';
 import type { Settings } from '../settings/store.js';
+import type { SharedCounters } from './pg-counters.js';
 import type { CounterStore } from './store.js';
 import { minuteOf, SlidingWindow, WINDOW_MINUTES, type Count } from './window.js';
 
@@ -80,12 +87,21 @@ export interface SendLimitsOptions {
   flushMs?: number;
   /** The clock, in ms (tests). */
   now?: () => number;
+  /** The cluster's counters (state postgres); `store` is then not used. */
+  shared?: SharedCounters;
+  /** This node's id: reservations are named by it. */
+  nodeId?: string;
+  /** Milliseconds between refreshes of status()'s copy of the shared counts (default 1000). */
+  refreshMs?: number;
 }
 
 interface Transaction {
   user: string;
   ip?: string;
   recipients: number;
+  /** shared: the reservation's id in PostgreSQL, and the check in progress (RCPT TO waits for MAIL FROM's). */
+  id?: string;
+  pending?: Promise<unknown>;
 }
 
 const NEAR = 0.8;
@@ -108,31 +124,96 @@ export function clientKey(ip: string): string {
 }
 
 export class SendLimits {
-  private readonly window = new SlidingWindow();
+  private window = new SlidingWindow();
   /** Reserved by open transactions, per key. */
   private readonly inflight = new Map<string, Count>();
   private readonly txns = new Map<string, Transaction>();
   /** key → when its last alert was logged (ms). */
   private readonly alerted = new Map<string, number>();
-  private readonly recentAlerts: SendLimitAlert[] = [];
+  private recentAlerts: SendLimitAlert[] = [];
   /** Refusals since start, by reason (Prometheus counter). */
   readonly refusals = new Map<LimitReason, number>(LIMIT_REASONS.map((r) => [r, 0]));
   private timer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly flushMs: number;
   private closed = false;
+  private readonly shared: SharedCounters | undefined;
+  /** shared: commits and releases under way (close() waits for them). */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private seq = 0;
 
   constructor(private readonly opts: SendLimitsOptions) {
     this.now = opts.now ?? Date.now;
     this.flushMs = opts.flushMs ?? 250;
-    if (opts.store) this.window.load(opts.store.load(minuteOf(this.now()) - WINDOW_MINUTES), minuteOf(this.now()));
+    this.shared = opts.shared;
+    if (this.shared) {
+      this.refreshTimer = setInterval(() => void this.fresh().catch(() => undefined), opts.refreshMs ?? 1000);
+      this.refreshTimer.unref();
+    } else if (opts.store) this.window.load(opts.store.load(minuteOf(this.now()) - WINDOW_MINUTES), minuteOf(this.now()));
+  }
+
+  /** shared: status()'s copy of the cluster's counts and alerts read now (nothing to do without `shared`). */
+  fresh(): Promise<void> {
+    const shared = this.shared;
+    if (!shared || this.closed) return Promise.resolve();
+    this.refreshing ??= (async () => {
+      try {
+        const minute = minuteOf(this.now());
+        const snap = await shared.snapshot(minute, KEEP_ALERTS);
+        const w = new SlidingWindow();
+        w.load(snap.rows, minute);
+        this.window = w;
+        this.recentAlerts = snap.alerts.slice().reverse();
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  private track(p: Promise<unknown>, what: string): void {
+    const q = p.catch((err: unknown) => this.opts.log.error({ component: 'limits', err: (err as Error).message }, `send-limit ${what} not written to PostgreSQL`));
+    this.inFlight.add(q);
+    void q.finally(() => this.inFlight.delete(q));
+  }
+
+  /** shared: MAIL FROM checked and reserved in PostgreSQL. */
+  private async sharedMail(session: { id: string; ip: string; log: Logger }, t: Transaction, userLimit: number, ipLimit: number): Promise<SmtpError | null> {
+    const now = this.now();
+    try {
+      const over = await this.shared!.reserveMail(t.id!, { key: t.user, limit: userLimit }, t.ip ? { key: t.ip, limit: ipLimit } : undefined, minuteOf(now));
+      if (!over) return null;
+      if (this.txns.get(session.id) === t) this.txns.delete(session.id);
+      return this.refuse(over, session.ip, session.log, now);
+    } catch (err) {
+      if (this.txns.get(session.id) === t) this.txns.delete(session.id);
+      session.log.warn({ component: 'limits', err: (err as Error).message }, 'send limit cannot be checked (state store unreachable): 451');
+      return new SmtpError(451, '4.3.0', 'Temporary failure, try again later');
+    }
+  }
+
+  private async sharedRcpt(session: { id: string; ip: string; log: Logger }, t: Transaction, userLimit: number, ipLimit: number): Promise<SmtpError | null> {
+    await t.pending;
+    if (this.txns.get(session.id) !== t) return new SmtpError(451, '4.3.0', 'Temporary failure, try again later');
+    const now = this.now();
+    try {
+      const over = await this.shared!.reserveRcpt(t.id!, { key: t.user, limit: userLimit }, t.ip ? { key: t.ip, limit: ipLimit } : undefined, minuteOf(now));
+      if (over) return this.refuse(over, session.ip, session.log, now);
+      t.recipients++;
+      return null;
+    } catch (err) {
+      session.log.warn({ component: 'limits', err: (err as Error).message }, 'send limit cannot be checked (state store unreachable): 451');
+      return new SmtpError(451, '4.3.0', 'Temporary failure, try again later');
+    }
   }
 
   /**
    * MAIL FROM of an authenticated session: refused when the user (or the client address) has sent its messages for
    * the hour; otherwise one message is reserved. A previous transaction of the session is abandoned first.
    */
-  checkMail(session: { id: string; login?: string; ip: string; log: Logger }): SmtpError | null {
+  checkMail(session: { id: string; login?: string; ip: string; log: Logger }): SmtpError | null | Promise<SmtpError | null> {
     this.release(session.id);
     if (!session.login) return null;
     const user = `user:${session.login.toLowerCase()}`;
@@ -141,6 +222,13 @@ export class SendLimits {
     const ip = exempt ? undefined : `ip:${clientKey(session.ip)}`;
     const now = this.now();
     const eff = s.effectiveUser(session.login);
+    if (this.shared) {
+      const t: Transaction = { user, ip, recipients: 0, id: `${this.opts.nodeId ?? 'node'}:${session.id}:${++this.seq}` };
+      this.txns.set(session.id, t);
+      const p = this.sharedMail(session, t, eff.sendLimitMessages, s.get('smtp.sendLimit.ipMessagesPerHour'));
+      t.pending = p;
+      return p;
+    }
     const refused =
       this.over(user, 'messages', eff.sendLimitMessages, now) ??
       (ip ? this.over(ip, 'messages', s.get('smtp.sendLimit.ipMessagesPerHour'), now) : undefined);
@@ -152,10 +240,15 @@ export class SendLimits {
   }
 
   /** RCPT TO, after every other check accepted it: refused past the recipients of the hour, else reserved. */
-  checkRcpt(session: { id: string; login?: string; ip: string; log: Logger }): SmtpError | null {
+  checkRcpt(session: { id: string; login?: string; ip: string; log: Logger }): SmtpError | null | Promise<SmtpError | null> {
     const t = this.txns.get(session.id);
     if (!t || !session.login) return null;
     const s = this.opts.settings;
+    if (this.shared) {
+      const p = this.sharedRcpt(session, t, s.effectiveUser(session.login).sendLimitRecipients, s.get('smtp.sendLimit.ipRecipientsPerHour'));
+      t.pending = p;
+      return p;
+    }
     const now = this.now();
     const refused =
       this.over(t.user, 'recipients', s.effectiveUser(session.login).sendLimitRecipients, now) ??
@@ -171,8 +264,15 @@ export class SendLimits {
   accepted(sessionId: string): void {
     const t = this.txns.get(sessionId);
     if (!t) return;
-    this.release(sessionId);
     const minute = minuteOf(this.now());
+    if (this.shared) {
+      this.txns.delete(sessionId);
+      // After the check under way, if any (it cannot be: DATA follows the answered RCPT TOs; kept for safety).
+      this.track((t.pending ?? Promise.resolve()).then(() => this.shared!.commit(t.id!, minute)), 'commit');
+      this.window.add(t.user, minute, { messages: 1, recipients: t.recipients });
+      return;
+    }
+    this.release(sessionId);
     const c = { messages: 1, recipients: t.recipients };
     this.window.add(t.user, minute, c);
     if (t.ip) this.window.add(t.ip, minute, c);
@@ -184,13 +284,23 @@ export class SendLimits {
     const t = this.txns.get(sessionId);
     if (!t) return;
     this.txns.delete(sessionId);
+    if (this.shared) {
+      // A release that fails leaves the reservation to expire: it counts a little longer, never less.
+      this.track((t.pending ?? Promise.resolve()).catch(() => undefined).then(() => this.shared!.release(t.id!)), 'release');
+      return;
+    }
     this.reserve(t.user, -1, -t.recipients);
     if (t.ip) this.reserve(t.ip, -1, -t.recipients);
   }
 
   /** Forgets a user's (or address's) counts: an admin lets a user whose limit was reached send again. */
-  reset(kind: 'user' | 'ip', name: string): boolean {
+  reset(kind: 'user' | 'ip', name: string): boolean | Promise<boolean> {
     const key = `${kind}:${kind === 'user' ? name.toLowerCase() : clientKey(name)}`;
+    if (this.shared) {
+      this.alerted.delete(key);
+      this.window.clear(key);
+      return this.shared.reset(key, minuteOf(this.now()));
+    }
     const had = this.window.count(key, minuteOf(this.now()));
     this.window.clear(key);
     this.alerted.delete(key);
@@ -245,6 +355,7 @@ export class SendLimits {
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.shared) return;
     const minute = minuteOf(this.now());
     const rows = this.window.takeDirty();
     this.window.prune(minute);
@@ -262,8 +373,14 @@ export class SendLimits {
 
   close(): void {
     this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
     this.flush();
     this.opts.store?.close();
+  }
+
+  /** shared: the commits and releases still under way written (or failed); call after close(), before the pool closes. */
+  async settled(): Promise<void> {
+    while (this.inFlight.size) await Promise.all([...this.inFlight]);
   }
 
   private usage(name: string, c: Count, messageLimit: number, recipientLimit: number): LimitUsage {
@@ -303,12 +420,24 @@ export class SendLimits {
     if (last === undefined || now - last >= WINDOW_MINUTES * 60_000) {
       this.alerted.set(r.key, now);
       const alert: SendLimitAlert = { at: new Date(now).toISOString(), kind, name, reason, count: r.count, limit: r.limit, client };
-      this.recentAlerts.push(alert);
-      if (this.recentAlerts.length > KEEP_ALERTS) this.recentAlerts.shift();
-      log.warn(
-        { event: 'send-limit', alert: true, reason, ...(kind === 'user' ? { user: name } : { clientKey: name }), count: r.count, limit: r.limit },
-        `send limit reached: ${kind} ${name} sent ${r.count} ${r.what} in the last hour (limit ${r.limit}); further ${r.what} refused with 451 4.7.1`,
-      );
+      const logIt = () =>
+        log.warn(
+          { event: 'send-limit', alert: true, reason, ...(kind === 'user' ? { user: name } : { clientKey: name }), count: r.count, limit: r.limit },
+          `send limit reached: ${kind} ${name} sent ${r.count} ${r.what} in the last hour (limit ${r.limit}); further ${r.what} refused with 451 4.7.1`,
+        );
+      if (this.shared) {
+        // Once for the cluster: the node whose claim wins logs it; the alert list is the shared one (fresh()).
+        this.track(
+          this.shared.claimAlert(alert, r.key).then((mine) => {
+            if (mine) logIt();
+          }),
+          'alert',
+        );
+      } else {
+        this.recentAlerts.push(alert);
+        if (this.recentAlerts.length > KEEP_ALERTS) this.recentAlerts.shift();
+        logIt();
+      }
     }
     const per = r.what === 'messages' ? 'messages' : 'recipients';
     return new SmtpError(451, '4.7.1', `Sending limit reached (${r.limit} ${per} per hour${kind === 'ip' ? ' from this address' : ''}), try again later`);

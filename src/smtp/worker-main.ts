@@ -11,7 +11,7 @@ import { loadTls } from '../lib/tls.js';
 import { newQueueId } from '../queue/id.js';
 import { openSpool } from '../state/index.js';
 import { serverHostname } from '../server.js';
-import { openTraceStore, type TraceStore } from '../trace/index.js';
+import { openTrace, type TraceBackend } from '../trace/index.js';
 import { startSmtp, type SmtpListener, type SmtpService } from './server.js';
 import { dataOptions, makeFilters, makeSrs, spoolPrefixFor } from './wiring.js';
 import { RemoteSendLimits, type FromSmtpWorker, type ToSmtpWorker } from './workers.js';
@@ -24,7 +24,7 @@ const send = (m: FromSmtpWorker): boolean => {
 };
 
 let core: Core | undefined;
-let trace: TraceStore | undefined;
+let trace: TraceBackend | undefined;
 let smtp: SmtpService | undefined;
 let listener: SmtpListener | undefined;
 let reportQueued = false;
@@ -52,7 +52,8 @@ async function init(m: Extract<ToSmtpWorker, { t: 'init' }>): Promise<void> {
   core = openCore(config, log);
   // The main process made the self-signed pair (if any) and the SRS secret before forking: these read its files.
   const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
-  trace = openTraceStore(config.dataDir, { log });
+  // state postgres: the cluster's trace, on this process's own pool (core.state, not started: the main process migrated).
+  trace = openTrace(config, core.state.pg, { log });
   // No server lock and no recover(): those are the main process's, which runs the queue. This process only
   // commits new messages (unique names, atomic renames: see spool.ts), and keeps none in memory for delivery.
   // state postgres: the row in PostgreSQL is the commit point, as in the main process (src/state/postgres/queue.ts).
@@ -99,7 +100,7 @@ async function shutdown(code: number): Promise<never> {
     limits.failAll();
     // smtp-server's close waits for the sessions to end (a DATA under way commits and answers first).
     await smtp?.close().catch(() => undefined);
-    trace?.close();
+    await trace?.close();
     await core?.close().catch(() => undefined);
   }
   process.exit(code);

@@ -273,8 +273,15 @@ export class SmtpWorkers {
       const subject = { ...m.subject, log: this.log.child({ client: m.subject.ip, session: m.subject.id }) };
       try {
         const r = m.op === 'mail' ? limits.checkMail(subject) : limits.checkRcpt(subject);
-        // SendLimits answers synchronously; a port that does not is not one this process holds.
-        err = r instanceof Promise ? new SmtpError(451, '4.3.0', 'Temporary failure, try again later') : r;
+        if (r instanceof Promise) {
+          // state postgres: the cluster's counters answer asynchronously (a failure is already a 451 4.3.0).
+          r.then(
+            (e) => this.post(w, { t: 'limit', req: m.req, err: toWire(e) }),
+            () => this.post(w, { t: 'limit', req: m.req, err: toWire(new SmtpError(451, '4.3.0', 'Temporary failure, try again later')) }),
+          );
+          return;
+        }
+        err = r;
       } catch (e) {
         this.log.error({ err: e }, 'send limit check failed');
         err = new SmtpError(451, '4.3.0', 'Temporary failure, try again later');

@@ -4,7 +4,7 @@
  * The setting is read at every sweep, so a change applies at the next one.
  */
 import type { Logger } from '../lib/logger.js';
-import { PeriodicJob } from '../lib/periodic.js';
+import { PeriodicJob, type PeriodicGate } from '../lib/periodic.js';
 import type { TraceStore } from './store.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -16,6 +16,8 @@ export interface TraceRetentionOptions {
   log: Logger;
   intervalMs?: number;
   now?: () => number;
+  /** state postgres: the trace is shared, so one node per interval sweeps it (src/cluster/run-once.ts). */
+  gate?: PeriodicGate;
 }
 
 export class TraceRetention {
@@ -33,6 +35,7 @@ export class TraceRetention {
         return { messages: 0, events: 0 };
       },
       opts.intervalMs ?? DEFAULT_TRACE_SWEEP_INTERVAL_MS,
+      opts.gate,
     );
   }
 

@@ -4,6 +4,7 @@
  */
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchCluster } from './cluster.bench.ts';
 import { benchDirectory } from './directory.bench.ts';
 import { benchFilters } from './filters.bench.ts';
 import { benchImap } from './imap.bench.ts';
@@ -15,6 +16,7 @@ import { benchWeb } from './web.bench.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCHES: Record<string, (root: string) => Promise<string>> = {
+  cluster: benchCluster,
   directory: benchDirectory,
   filters: benchFilters,
   imap: benchImap,

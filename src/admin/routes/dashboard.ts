@@ -55,8 +55,9 @@ export async function queueSize(deps: AdminDeps) {
   };
 }
 
-function sendLimitsSummary(deps: AdminDeps) {
+async function sendLimitsSummary(deps: AdminDeps) {
   if (!deps.sendLimits) return { overLimit: [], alerts: [] };
+  await deps.sendLimits.fresh().catch(() => undefined);
   const st = deps.sendLimits.status();
   return { overLimit: st.users.filter((u) => u.overLimit), alerts: st.alerts.slice(0, 20) };
 }
@@ -75,7 +76,7 @@ export function dashboardRoutes(app: App, deps: AdminDeps): void {
       recentRejections: deps.smtpStats?.recentRejections(20) ?? [],
       bccFailures: { total: deps.activity?.counters.bccFailed ?? 0, recent: deps.activity?.recentBccFailures(20) ?? [] },
       // Accounts that hit their hourly send limit: the first sign of a stolen password (details: GET /api/limits).
-      sendLimits: sendLimitsSummary(deps),
+      sendLimits: await sendLimitsSummary(deps),
       // Accounts gone from AD whose mailboxes wait for erasure (GET /api/mailboxes/orphaned has the details).
       orphanedMailboxes: deps.lifecycle?.registry.listOrphaned().map((r) => ({ guid: r.guid, login: r.login, orphanedAt: r.orphanedAt! })) ?? [],
     };

@@ -13,13 +13,17 @@ export function limitsRoutes(app: App, deps: AdminDeps): void {
   app.get(
     '/api/limits',
     { schema: { querystring: { type: 'object', properties: { all: { type: 'boolean', default: false } }, additionalProperties: false } } },
-    async (req) => limits.status({ all: (req.query as { all?: boolean }).all === true }),
+    async (req) => {
+      // state postgres: the cluster's counts as they are now, not as of the last refresh.
+      await limits.fresh();
+      return limits.status({ all: (req.query as { all?: boolean }).all === true });
+    },
   );
 
   app.delete('/api/limits/users/:login', async (req) => {
     const { login } = req.params as { login: string };
     normalizeLogin(login); // refuses `*`, `a)(|(x=*` … with a clear message
-    const had = limits.reset('user', login);
+    const had = await limits.reset('user', login);
     deps.log.info({ component: 'admin', login, by: req.admin, had }, 'admin: send-limit counters reset');
     return { login: login.toLowerCase(), reset: had };
   });

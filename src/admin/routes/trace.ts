@@ -51,7 +51,7 @@ export function traceRoutes(app: App, deps: AdminDeps): void {
         until: time(q.until, 'until'),
         limit: q.limit,
       };
-      const messages = deps.trace.query(query);
+      const messages = await deps.trace.query(query);
       return { count: messages.length, limit: q.limit, messages };
     },
   );
