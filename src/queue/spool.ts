@@ -23,10 +23,11 @@
  * (lock(); one server per spool).
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
+import { fsyncDir, renameQuick, unlinkQuick, writeFileDurable } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
@@ -52,26 +53,15 @@ export interface SpoolFs {
   syncDir(path: string): Promise<void>;
 }
 
+/**
+ * The real file system. Only the fsyncs go to the thread pool; open, write, close, rename and unlink are made
+ * synchronously (src/store/fs-util.ts says why: issue 11).
+ */
 export const nodeSpoolFs: SpoolFs = {
-  async writeFileDurable(path, data) {
-    const fh = await open(path, 'wx', 0o600);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  },
-  rename,
-  unlink,
-  async syncDir(path) {
-    const fh = await open(path, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  },
+  writeFileDurable: (path, data) => writeFileDurable(path, data, 0o600),
+  rename: renameQuick,
+  unlink: unlinkQuick,
+  syncDir: fsyncDir,
 };
 
 export interface SpoolOptions {
