@@ -1,7 +1,9 @@
-/** The few file system moves the store makes durable. All async: delivery runs on the event loop of the SMTP server. */
-import { constants } from 'node:fs';
-import { mkdir, open, writeFile, type FileHandle } from 'node:fs/promises';
+/** The few file system moves the store makes durable, on the event loop of the SMTP server (see src/lib/durable-fs.ts). */
+import { mkdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fsyncDir } from '../lib/durable-fs.js';
+
+export { fsyncDir, fsyncFd, linkQuick, renameQuick, unlinkQuick, writeAllSync, writeFileDurable } from '../lib/durable-fs.js';
 
 /** Mail is private: directories 0700, files 0600 (what Dovecot creates with its defaults). */
 export const DIR_MODE = 0o700;
@@ -9,16 +11,6 @@ export const FILE_MODE = 0o600;
 
 export function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
-}
-
-/** A new directory entry (file, link, rename) survives a crash only once its directory is fsynced. */
-export async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

@@ -17,11 +17,12 @@
  * already done: the file is linked into new/ directly and the directory fsynced, as for a tmp/ file.
  */
 import type { Dirent } from 'node:fs';
-import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, linkSync, openSync, renameSync, unlinkSync } from 'node:fs';
+import { readdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../lib/logger.js';
-import { errorCode, ensureMaildir, fsyncDirShared, FILE_MODE, writeAll } from './fs-util.js';
+import { errorCode, ensureMaildir, fsyncDirShared, fsyncFd, FILE_MODE, writeAllSync } from './fs-util.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import {
   folderDirName,
@@ -121,7 +122,9 @@ export class MaildirStore implements MailStore {
     }
     const base = uniqueName(this.host);
     const tmpPath = join(dir, 'tmp', base);
-    let fh: FileHandle | undefined;
+    // A descriptor, not a FileHandle: open, write, close and link are made synchronously, only the fsyncs on the
+    // thread pool (src/lib/durable-fs.ts says why).
+    let fd: number | undefined;
     let tmpExists = false;
     let reserved = 0;
     try {
@@ -130,20 +133,20 @@ export class MaildirStore implements MailStore {
         size = prefix.length + message.length;
         // README.maildirquota: check "as soon as the size of the message is known (hopefully before it is written)".
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
-        fh = await this.openTmp(maildir, dir, tmpPath);
+        fd = await this.openTmp(maildir, dir, tmpPath);
         tmpExists = true;
         // One write, not two: the prefix (Return-Path, Delivered-To) is a few dozen bytes.
-        await writeAll(fh, prefix.length ? Buffer.concat([prefix, message]) : message);
+        writeAllSync(fd, prefix.length ? Buffer.concat([prefix, message]) : message);
       } else {
-        fh = await this.openTmp(maildir, dir, tmpPath);
+        fd = await this.openTmp(maildir, dir, tmpPath);
         tmpExists = true;
-        size = await this.writeStream(fh, prefix, message, quotaBytes);
+        size = await this.writeStream(fd, prefix, message, quotaBytes);
         if (size < 0) throw new QuotaExceeded(owner, await this.quotaUsage(owner), quotaBytes);
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
       }
-      await fh.sync();
-      await fh.close();
-      fh = undefined;
+      await fsyncFd(fd);
+      closeSync(fd);
+      fd = undefined;
 
       const targetDir = join(dir, flags === undefined ? 'new' : 'cur');
       const info = flags === undefined ? '' : `:2,${flags}`;
@@ -154,16 +157,18 @@ export class MaildirStore implements MailStore {
         reserved = 0;
         return linked;
       });
-      await unlink(tmpPath).catch((err: unknown) => {
+      try {
+        unlinkSync(tmpPath);
+      } catch (err) {
         if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
-      });
+      }
       tmpExists = false;
       // Concurrent deliveries into the same folder share the directory fsync (group commit).
       await fsyncDirShared(targetDir);
       this.log.debug({ owner: ownerLabel(owner), folder, path, size }, 'store: delivered');
       return { path, size };
     } catch (err) {
-      if (fh) await fh.close().catch(() => {});
+      if (fd !== undefined) closeQuietly(fd);
       if (tmpExists) await unlink(tmpPath).catch(() => {});
       this.release(maildir, reserved);
       throw err;
@@ -252,14 +257,15 @@ export class MaildirStore implements MailStore {
   // -------------------------------------------------------------------------------------------------------------
 
   /** Opens tmp/<name> exclusively; a missing Maildir or folder is created on the first ENOENT (the slow path). */
-  private async openTmp(maildir: string, dir: string, tmpPath: string): Promise<FileHandle> {
+  private async openTmp(maildir: string, dir: string, tmpPath: string): Promise<number> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
     try {
-      return await open(tmpPath, 'wx', FILE_MODE);
+      return openSync(tmpPath, flags, FILE_MODE);
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') throw err;
     }
     await this.ensureFolder(maildir, dir);
-    return open(tmpPath, 'wx', FILE_MODE);
+    return openSync(tmpPath, flags, FILE_MODE);
   }
 
   private async ensureFolder(maildir: string, dir: string): Promise<void> {
@@ -268,15 +274,15 @@ export class MaildirStore implements MailStore {
   }
 
   /** Returns the stream's size with the prefix, or -1 as soon as that alone exceeds `limit` (then stops reading). */
-  private async writeStream(fh: FileHandle, prefix: Buffer, stream: Readable, limit: number): Promise<number> {
+  private async writeStream(fd: number, prefix: Buffer, stream: Readable, limit: number): Promise<number> {
     let size = prefix.length;
     if (limit > 0 && size > limit) return -1;
-    await writeAll(fh, prefix);
+    writeAllSync(fd, prefix);
     for await (const chunk of stream) {
       const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : (chunk as Uint8Array);
       size += buf.length;
       if (limit > 0 && size > limit) return -1;
-      await writeAll(fh, buf);
+      writeAllSync(fd, buf);
     }
     return size;
   }
@@ -300,7 +306,7 @@ export class MaildirStore implements MailStore {
     for (let attempt = 1; ; attempt++) {
       const target = join(targetDir, name);
       try {
-        await link(tmpPath, target);
+        linkSync(tmpPath, target);
         return target;
       } catch (err) {
         const code = errorCode(err);
@@ -308,7 +314,7 @@ export class MaildirStore implements MailStore {
         if (code === 'EEXIST') name = finalName(uniqueName(this.host));
         else if (code === 'ENOENT') await this.ensureFolder(maildir, dir); // new/ or cur/ removed under us
         else if (mayRename && (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK')) {
-          await rename(tmpPath, target);
+          renameSync(tmpPath, target);
           return target;
         } else throw err;
       }
@@ -375,6 +381,14 @@ export class MaildirStore implements MailStore {
  * `<secs>.M<usecs>P<pid>Q<n>.<host>`, Dovecot's form of the Maildir unique name: time, process and a per-process
  * delivery counter make it unique on this host, the host name across hosts.
  */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already failing: the caller's error is the one to report
+  }
+}
+
 function uniqueName(host: string): string {
   const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
   const secs = Math.floor(micros / 1_000_000);

@@ -11,10 +11,10 @@
  * Unlike Courier's default build, Trash counts against the quota, as in Dovecot (its default quota rules).
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FILE_MODE, errorCode } from './fs-util.js';
+import { FILE_MODE, errorCode, writeAllSync } from './fs-util.js';
 import { parseMaildirFileName } from './names.js';
 
 export const MAILDIRSIZE = 'maildirsize';
@@ -98,17 +98,19 @@ export async function maildirSizeIsStale(maildir: string): Promise<boolean> {
  * Dovecot) never interleave within a line. Returns false when there is no maildirsize to append to.
  */
 export async function appendMaildirSize(maildir: string, bytes: number, messages: number): Promise<boolean> {
-  let fh;
+  // Synchronous, as the Maildir delivery around it (src/lib/durable-fs.ts): a line appended to the page cache, and
+  // without a quota most often only an ENOENT.
+  let fd;
   try {
-    fh = await open(join(maildir, MAILDIRSIZE), constants.O_WRONLY | constants.O_APPEND);
+    fd = openSync(join(maildir, MAILDIRSIZE), constants.O_WRONLY | constants.O_APPEND);
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;
     throw err;
   }
   try {
-    await fh.write(`${bytes} ${messages}\n`);
+    writeAllSync(fd, Buffer.from(`${bytes} ${messages}\n`, 'latin1'));
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   return true;
 }

@@ -17,7 +17,9 @@
  * picks cases (default all three). POSTERN_BENCH_SMTP_PROF=DIR starts
  * postern with `node --cpu-prof --cpu-prof-dir=DIR` (one profile per postern process and run: the SMTP workers
  * write theirs too). POSTERN_BENCH_SMTP_WORKERS=0,2 runs postern once per smtp.workers value in the list (default:
- * the configuration's default), each against the same Postfix run. Nothing here asserts.
+ * the configuration's default), each against the same Postfix run. POSTERN_BENCH_SMTP_COMPARE=DIR also runs the
+ * postern of another checkout (e.g. `git archive main | tar -x -C DIR`, node_modules linked), so that a change is
+ * measured before and after in one run, both against the same Postfix. Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ const RUNS = num('RUNS', 2);
 const PROF = process.env.POSTERN_BENCH_SMTP_PROF;
 /** smtp.workers values to measure; undefined: postern's default. */
 const WORKERS: (number | undefined)[] = process.env.POSTERN_BENCH_SMTP_WORKERS ? process.env.POSTERN_BENCH_SMTP_WORKERS.split(',').map(Number) : [undefined];
+/** Checkouts to run postern from, labelled: this one, and the one to compare with. */
+const ROOTS: (string | undefined)[] = [undefined, ...(process.env.POSTERN_BENCH_SMTP_COMPARE ? [process.env.POSTERN_BENCH_SMTP_COMPARE] : [])];
 const RECIPIENT = 'john@example.com';
 
 interface Side {
@@ -62,7 +66,7 @@ function countFiles(dir: string): number {
   }
 }
 
-async function startPosternSide(root: string, run: number, workers: number | undefined): Promise<Side> {
+async function startPosternSide(root: string, run: number, workers: number | undefined, label = ''): Promise<Side> {
   const dataDir = mkdtempSync(join(tmpdir(), 'postern-bench-smtp-'));
   const port = await freePort();
   const configFile = join(dataDir, 'postern.yaml');
@@ -113,7 +117,7 @@ async function startPosternSide(root: string, run: number, workers: number | und
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
-    name: workers === undefined ? 'postern' : `postern (smtp.workers ${workers})`,
+    name: (workers === undefined ? 'postern' : `postern (smtp.workers ${workers})`) + label,
     port,
     newDir: join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', 'new'),
     // The SMTP worker processes are alive children: their time is not in the parent's cutime until they exit.
@@ -199,7 +203,8 @@ export async function benchSmtp(root: string): Promise<string> {
     // Fresh servers per run, started one after the other so that neither runs while the other is measured.
     for (const c of chosen) {
       const results: { name: string; result: Result }[] = [];
-      for (const start of [() => startPostfixSide(), ...WORKERS.map((w) => () => startPosternSide(root, run, w))]) {
+      const posterns = ROOTS.flatMap((other) => WORKERS.map((w) => () => startPosternSide(other ?? root, run, w, other ? ` [${other}]` : '')));
+      for (const start of [() => startPostfixSide(), ...posterns]) {
         const side = await start();
         try {
           // A short warm-up: the first connections pay for process starts (Postfix) and JIT (postern).
