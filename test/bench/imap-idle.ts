@@ -7,7 +7,7 @@
  * (Linux answers the whole 127/8 on loopback) and log in as user1 … userN/20. Size: POSTERN_BENCH_IMAP_IDLE_TLS
  * (10000). Nothing here asserts.
  */
-import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tcpConnect } from 'node:net';
@@ -17,6 +17,14 @@ import { PASSWORD, startPosternSide, writeLdif } from './imap-load.ts';
 import { table } from './lib.ts';
 
 const N = Number(process.env.POSTERN_BENCH_IMAP_IDLE_TLS ?? 10_000);
+/** The node options of package.json's `start` script (before bin/postern.js). */
+const SERVER_NODE_ARGS = startScriptNodeArgs();
+
+function startScriptNodeArgs(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(/\s+/);
+  return words.slice(1, words.indexOf('bin/postern.js'));
+}
 const PER_ADDRESS = 50;
 const PER_USER = 20;
 
@@ -63,7 +71,8 @@ export async function benchImapIdleTls(root: string): Promise<string> {
   chmodSync(dir, 0o755);
   const users = Math.max(1, Math.ceil(N / PER_USER));
   writeLdif(join(dir, 'users.ldif'), users);
-  const side = await startPosternSide(root, dir, 'idle', { secure: true });
+  // As `npm start` and the Docker image run it (package.json): the V8 flags are part of the memory measured.
+  const side = await startPosternSide(root, dir, 'idle', { secure: true, nodeArgs: SERVER_NODE_ARGS });
   const clients: TLSSocket[] = [];
   try {
     // Warm-up through the same path (code loaded, caches filled) before the baseline.
@@ -88,7 +97,7 @@ export async function benchImapIdleTls(root: string): Promise<string> {
     const after = memoryOf(side.pid);
     const per = (after.rss - before.rss) / N;
     return [
-      `IDLE over TLS (implicit TLS, postern serve): ${N} connections logged in, INBOX selected, in IDLE; opened in ${seconds.toFixed(1)} s`,
+      `IDLE over TLS (implicit TLS, node ${SERVER_NODE_ARGS.join(' ')} bin/postern.js serve): ${N} connections logged in, INBOX selected, in IDLE; opened in ${seconds.toFixed(1)} s`,
       table([
         ['', 'RSS', 'PSS'],
         ['before', `${(before.rss / 1024).toFixed(1)} MiB`, `${(before.pss / 1024).toFixed(1)} MiB`],

@@ -150,7 +150,7 @@ export interface Side {
  * `postern serve` with only an IMAP listener (plain, or implicit TLS with `secure`) on a free port, the LDIF
  * directory of `dir`/users.ldif, mailbox.allowUnencrypted on. `pid` is its process, for memory readings.
  */
-export async function startPosternSide(root: string, dir: string, label: string, opts: { secure?: boolean; workers?: number } = {}): Promise<Side & { pid: number }> {
+export async function startPosternSide(root: string, dir: string, label: string, opts: { secure?: boolean; workers?: number; nodeArgs?: string[] } = {}): Promise<Side & { pid: number }> {
   const dataDir = join(dir, `postern-${label}`);
   mkdirSync(dataDir);
   const port = await freePortInRange();
@@ -184,7 +184,7 @@ export async function startPosternSide(root: string, dir: string, label: string,
   });
   if (r.status !== 0) throw new Error(`postern settings set: ${r.stderr}`);
   // Node's own profile names (pid, thread id): one --cpu-prof-name was overwritten by the profile of tsx's loader thread.
-  const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : [];
+  const nodeArgs = [...(opts.nodeArgs ?? []), ...(PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : [])];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,3 @@
+export const BUILT_STAMP: string;
+/** See dist-current.js. */
+export function distIsCurrent(root: string): boolean;
