@@ -375,7 +375,7 @@ export const configSchema = z
           .max(64)
           .default(0)
           .describe(
-            'IMAP worker processes: the main process keeps the IMAP listeners and hands each connection to the worker with the fewest sessions; 0 serves IMAP in the main process. Workers share the Maildir store and its index and tell each other of changes',
+            'IMAP worker processes: the main process keeps the IMAP listeners and hands each connection to the worker with the fewest sessions, and a plain connection whose login succeeds moves on to the worker that serves its mailbox (TLS connections stay); 0 serves IMAP in the main process. Workers share the Maildir store and its index and tell each other of changes',
           ),
       })
       .strict()

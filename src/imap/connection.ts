@@ -30,6 +30,7 @@ import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { UrlauthContext } from './urlauth.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import { condstoreEnabled, modseqItem, noteModseq, qresyncEnabled } from './condstore.js';
+import { completeLogin } from './commands/login.js';
 
 /** The runtime settings the IMAP server reads (satisfied by `Settings`). */
 export interface ImapSettings {
@@ -64,6 +65,23 @@ export interface ImapDeps {
   imapReferral?: (domain: string) => string | null | undefined;
   /** Open sessions by user, so an AD change that takes the user's access away ends them (directory/watch.ts). */
   sessions?: SessionRegistry;
+  /**
+   * imap.workers (workers.ts): moves a session, right after its password was verified, to the worker process that
+   * serves the mailbox, so that every session of one mailbox shares one process's folder state. `home` is true when
+   * this process is it; `send` gives the socket away (the session here is over, without a word to the client).
+   */
+  handoff?: {
+    home(user: UserEntry): boolean;
+    send(socket: Socket, state: HandoffState): void;
+  };
+}
+
+/** What a LOGIN / AUTHENTICATE verified in one worker, for the worker that completes it (ImapSession.adopt). */
+export interface HandoffState {
+  /** The tag of the LOGIN or AUTHENTICATE command, still unanswered. */
+  tag: string;
+  user: UserEntry;
+  master?: UserEntry;
 }
 
 /** A mailbox name as the client sees it, resolved to whose store and which folder. */
@@ -243,6 +261,54 @@ export class ImapSession {
   start(): void {
     this.write(`* OK [CAPABILITY ${this.capabilities().join(' ')}] ${this.deps.hostname} IMAP4rev1 ready\r\n`);
     void this.run();
+  }
+
+  /**
+   * Gives the connection to the mailbox's home worker (deps.handoff) after its password was verified: true when it
+   * went (the caller answers nothing; the other process sends the tagged OK). It stays here, and is served as
+   * usual, unless it is a plain TCP socket with nothing read past the LOGIN and nothing unsent: a TLS session's
+   * state and a pipelined command already read cannot move with the file descriptor.
+   */
+  handOff(tag: string, user: UserEntry, master?: UserEntry): boolean {
+    const h = this.deps.handoff;
+    if (!h || this.closed || h.home(user)) return false;
+    const socket = this.socket;
+    if (this.secure || socket instanceof TLSSocket || this.deflate || this.frames.length > 0 || !this.reader.empty) return false;
+    if (socket.readableLength > 0 || socket.writableLength > 0 || socket.destroyed) return false;
+    // Node drops whatever its handle reads once the socket is sent (handle.onread = nop until the receiver's ACK):
+    // reading stops now, synchronously, so bytes the client sends from here on wait in the kernel for the new owner.
+    // pause() would not do: it stops only once the stream's buffer is full.
+    if (!stopReading(socket)) return false;
+    this.uncork();
+    this.detach();
+    socket.setTimeout(0);
+    this.closed = true;
+    this.wake(null);
+    h.send(socket, { tag, user, ...(master ? { master } : {}) });
+    return true;
+  }
+
+  /** A session handed over by another worker (handOff): its login is completed and answered here, then served. */
+  adopt(state: HandoffState): void {
+    void this.resumeLogin(state).then(() => (this.closed ? undefined : this.run()));
+  }
+
+  private async resumeLogin(state: HandoffState): Promise<void> {
+    this.busy = true;
+    this.cork();
+    try {
+      this.complete(state.tag, await completeLogin(this, state.user, state.master));
+    } catch (err) {
+      if (err instanceof ImapError) this.complete(state.tag, { status: err.status, code: err.code, text: err.message });
+      else {
+        this.log.error({ err, client: this.client, user: state.user.login }, 'imap: could not complete a handed-over login');
+        this.complete(state.tag, { status: 'NO', code: 'SERVERBUG', text: 'Internal error, try again later' });
+      }
+    } finally {
+      this.uncork();
+      this.busy = false;
+      this.afterCommand();
+    }
   }
 
   capabilities(): string[] {
@@ -1030,4 +1096,16 @@ function sameFlags(a: string[], b: string[]): boolean {
   if (a.length !== b.length) return false;
   const s = new Set(a);
   return b.every((f) => s.has(f));
+}
+
+/**
+ * Stops a socket's handle reading at once (libuv readStop), as net.Socket's own pause does in its onread mode: a
+ * socket about to be sent to another process must not read a byte more here (ImapSession.handOff, workers.ts).
+ * False when the socket has no such handle (then it is not sent).
+ */
+export function stopReading(socket: Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?: () => number } | null })._handle;
+  if (!handle || typeof handle.readStop !== 'function') return false;
+  handle.reading = false;
+  return handle.readStop() === 0;
 }

@@ -78,6 +78,11 @@ export class CommandReader {
     this.stopped = false;
   }
 
+  /** Nothing is buffered: no partial line, literal or skipped line (a session may move to another process). */
+  get empty(): boolean {
+    return this.buf.length === 0 && this.parts.length === 0 && this.literalLeft === 0 && !this.skippingLine && !this.stopped;
+  }
+
   push(chunk: Buffer): void {
     if (this.stopped) return;
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;

@@ -12,7 +12,7 @@ import type { MailboxAccess } from '../store/mailbox.js';
 import { userOwner, type MailboxOwner } from '../store/types.js';
 import type { UrlauthKeys } from '../store/urlauth-keys.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
-import { ImapSession, type ImapSettings } from './connection.js';
+import { ImapSession, type HandoffState, type ImapDeps, type ImapSettings } from './connection.js';
 
 export interface ImapServerOptions {
   /** Ignored with `listen: false`. */
@@ -64,6 +64,8 @@ export interface ImapServerOptions {
   imapReferral?: (domain: string) => string | null | undefined;
   /** Open sessions by user (shared with POP3), so an AD change can end a user's sessions (directory/watch.ts). */
   sessions?: SessionRegistry;
+  /** imap.workers: logins move to the mailbox's home worker (ImapDeps.handoff; worker-main.ts). */
+  handoff?: ImapDeps['handoff'];
 }
 
 export interface ImapServer {
@@ -71,6 +73,8 @@ export interface ImapServer {
   port: number;
   /** Serves a connection accepted elsewhere (a raw TCP socket: TLS, for an implicit-TLS server, starts here). */
   accept(socket: Socket): void;
+  /** Serves a plain connection whose LOGIN another worker verified (ImapSession.handOff): answered, then served. */
+  adopt(socket: Socket, state: HandoffState): void;
   /** Connections open now (for /metrics). */
   sessionCount(): number;
   close(): Promise<void>;
@@ -81,7 +85,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
   const secureContext = opts.tls ? createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }) : undefined;
   if (opts.secure && !secureContext) throw new Error('imap: implicit TLS needs a certificate');
   const sessions = new Set<ImapSession>();
-  const deps = {
+  const deps: ImapDeps = {
     auth: opts.auth,
     mailbox: opts.mailbox,
     settings: opts.settings,
@@ -99,10 +103,11 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     imapReferral: opts.imapReferral,
     sessions: opts.sessions,
     urlauth: opts.urlauthKeys ? { keys: opts.urlauthKeys, findUser: (login: string) => opts.auth.findUser(login) } : undefined,
+    handoff: opts.handoff,
   };
   const maxPerAddress = opts.maxPerAddress ?? 50;
   const perAddress = new Map<string, number>();
-  const onConnection = (socket: Socket) => {
+  const onConnection = (socket: Socket, adopted?: HandoffState) => {
     // Replies go out in several writes (untagged lines, then the tagged one): without TCP_NODELAY, Nagle's
     // algorithm holds the last piece for a delayed ACK (~40 ms per command, measured in test/bench/imap.bench.ts).
     socket.setNoDelay(true);
@@ -122,12 +127,13 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     const session = new ImapSession(socket, deps, { secure: opts.secure });
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
-    log.debug({ client: socket.remoteAddress, secure: opts.secure }, 'imap connection');
-    session.start();
+    log.debug({ client: socket.remoteAddress, secure: opts.secure, adopted: adopted !== undefined }, 'imap connection');
+    if (adopted) session.adopt(adopted);
+    else session.start();
   };
   const server: Server = opts.secure
-    ? createTlsServer({ cert: opts.tls!.cert, key: opts.tls!.key }, onConnection)
-    : createNetServer(onConnection);
+    ? createTlsServer({ cert: opts.tls!.cert, key: opts.tls!.key }, (socket) => onConnection(socket))
+    : createNetServer((socket) => onConnection(socket));
   const listening = opts.listen !== false;
   if (listening) {
     await new Promise<void>((resolve, reject) => {
@@ -145,6 +151,7 @@ export async function startImap(opts: ImapServerOptions): Promise<ImapServer> {
     port,
     // A tls.Server wraps what its 'connection' event brings, as for a socket it accepted itself.
     accept: (socket) => void server.emit('connection', socket),
+    adopt: (socket, state) => onConnection(socket, state),
     sessionCount: () => sessions.size,
     close: () =>
       new Promise<void>((resolve) => {

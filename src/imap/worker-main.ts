@@ -16,7 +16,7 @@ import { UrlauthKeyStore } from '../store/urlauth-keys.js';
 import { serverHostname } from '../server.js';
 import { startImap, type ImapServer } from './server.js';
 import { imapDeps } from './wiring.js';
-import { HUBS, type BridgedChange, type FromWorker, type HubName, type ToWorker } from './workers.js';
+import { HUBS, homeSlot, type BridgedChange, type FromWorker, type HubName, type ToWorker } from './workers.js';
 
 const send = (m: FromWorker): void => {
   if (process.connected) process.send!(m);
@@ -92,9 +92,25 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
   const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
   const deps = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions: userSessions });
   bridge();
+  const { slot, slots } = m;
+  // Logins move to the mailbox's home worker (workers.ts); only plain connections can (ImapSession.handOff).
+  const handoff = {
+    home: (user: Parameters<typeof homeSlot>[0]) => slots < 2 || homeSlot(user, slots) === slot,
+    send(socket: Socket, state: Parameters<NonNullable<(typeof deps)['handoff']>['send']>[1]) {
+      const to = homeSlot(state.user, slots);
+      try {
+        process.send!({ t: 'handoff', slot: to, state } satisfies FromWorker, socket, { keepOpen: false });
+      } catch (err) {
+        log.warn({ err }, 'imap worker: could not hand a session over');
+      }
+      // The handle is gone with the message (socket._handle is null now): destroying the object closes nothing,
+      // it only emits 'close', so the counts of this process (sessions, per address) let the session go.
+      socket.destroy();
+    },
+  };
   for (const role of ['imap', 'imaps'] as const) {
     if (config.listeners[role] === false) continue;
-    servers[role] = await startImap({ ...deps, port: 0, listen: false, secure: role === 'imaps' });
+    servers[role] = await startImap({ ...deps, port: 0, listen: false, secure: role === 'imaps', ...(role === 'imap' ? { handoff } : {}) });
   }
   log.debug({ roles: Object.keys(servers) }, 'imap worker ready');
   send({ t: 'ready' });
@@ -134,6 +150,23 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
         report();
       });
       server.accept(socket);
+      break;
+    }
+    case 'adopt': {
+      const socket = handle as Socket | undefined;
+      const server = servers.imap;
+      if (!socket) break;
+      if (!server || closing) {
+        socket.destroy();
+        break;
+      }
+      sessions++;
+      report();
+      socket.once('close', () => {
+        sessions--;
+        report();
+      });
+      server.adopt(socket, m.state);
       break;
     }
     case 'ev':

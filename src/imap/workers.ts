@@ -13,6 +13,13 @@
  * before any worker runs, several servers in one process (tests) never share a cluster handle key, a worker's crash
  * never closes a listener, and the balance is by live sessions rather than by accepts (IMAP sessions are long).
  *
+ * Sessions of one mailbox in one process: a plain connection whose LOGIN (or AUTHENTICATE) succeeds in a worker that
+ * is not the mailbox's home (homeSlot: a hash of the AD object over the worker slots) is sent back here, reading
+ * stopped and nothing answered, and handed to the home worker, which completes the login and answers it
+ * (ImapSession.handOff / adopt). Sessions of one mailbox then share one process's folder state, and a change made
+ * by one of them costs the others no re-read of the folder index. A TLS connection cannot move (its keys live in
+ * the process that did the handshake): it stays where it landed, and the bridge below keeps it in step.
+ *
  * The in-process change hubs (store/watch.ts) are bridged: a change emitted in any process is sent, batched per
  * event-loop turn, to the primary, which tells its own listeners and every other worker. Each worker's sessions
  * re-read the folder index on `exists` as they do for a change made in their own process; a delivery made here is
@@ -20,6 +27,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { UserEntry } from '../directory/types.js';
+import { stopReading, type HandoffState } from './connection.js';
 import { fileURLToPath } from 'node:url';
 import type { LoadedConfig } from '../config/load.js';
 import type { Logger } from '../lib/logger.js';
@@ -32,8 +41,9 @@ export type BridgedChange = [HubName, string, unknown];
 
 /** Messages from the primary to a worker. */
 export type ToWorker =
-  | { t: 'init'; config: LoadedConfig; logLevel: string }
+  | { t: 'init'; config: LoadedConfig; logLevel: string; slot: number; slots: number }
   | { t: 'conn'; role: 'imap' | 'imaps' }
+  | { t: 'adopt'; state: HandoffState }
   | { t: 'ev'; batch: BridgedChange[] }
   | { t: 'delivered'; owner: MailboxOwner; folder: string }
   | { t: 'settled'; id: number }
@@ -41,12 +51,32 @@ export type ToWorker =
   | { t: 'close' };
 
 /** Messages from a worker to the primary. */
-export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'settle'; id: number } | { t: 'ev'; batch: BridgedChange[] } | { t: 'sessions'; n: number } | { t: 'failed'; error: string };
+export type FromWorker =
+  | { t: 'hello' }
+  | { t: 'ready' }
+  | { t: 'settle'; id: number }
+  | { t: 'ev'; batch: BridgedChange[] }
+  | { t: 'sessions'; n: number }
+  | { t: 'failed'; error: string }
+  | { t: 'handoff'; slot: number; state: HandoffState };
+
+/**
+ * The worker slot (0 … slots-1) whose process serves a mailbox: FNV-1a of the user's AD object (objectGUID, else the
+ * login) modulo the slots. A restarted worker takes the slot of the one it replaces, so the mapping stays.
+ */
+export function homeSlot(user: Pick<UserEntry, 'guid' | 'login'>, slots: number): number {
+  const key = user.guid ?? user.login.toLowerCase();
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % slots;
+}
 
 export const HUBS = { folder: folderEvents, list: mailboxListEvents } as const;
 
 interface Worker {
   id: number;
+  /** Its place in homeSlot's mapping. */
+  slot: number;
   child: ChildProcess;
   ready: boolean;
   sessions: number;
@@ -95,7 +125,7 @@ export class ImapWorkers {
     for (const [name, hub] of Object.entries(HUBS) as [HubName, (typeof HUBS)[HubName]][]) {
       this.unbridge.push(hub.addBridge((key, change) => this.send(0, [name, key, change])));
     }
-    const ready = [...Array(this.opts.workers)].map(() => this.spawn());
+    const ready = [...Array(this.opts.workers)].map((_, slot) => this.spawn(slot));
     await Promise.all(ready);
   }
 
@@ -183,16 +213,17 @@ export class ImapWorkers {
     this.workers.clear();
   }
 
-  private spawn(): Promise<void> {
+  private spawn(slot: number): Promise<void> {
     const id = this.nextId++;
     const child = fork(workerEntry(), [], { execArgv: workerExecArgv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const w: Worker = { id, child, ready: false, sessions: 0, startedAt: Date.now() };
+    const w: Worker = { id, slot, child, ready: false, sessions: 0, startedAt: Date.now() };
     this.workers.set(id, w);
     return new Promise<void>((resolve, reject) => {
-      child.on('message', (m: FromWorker) => {
+      child.on('message', (m: FromWorker, handle?: unknown) => {
         this.log.trace({ worker: id, message: m.t }, 'imap worker: message');
         // The worker asks once it listens: a message sent before its module ran could find no listener.
-        if (m.t === 'hello') this.post(w, { t: 'init', config: this.opts.config, logLevel: this.opts.log.level });
+        if (m.t === 'hello') this.post(w, { t: 'init', config: this.opts.config, logLevel: this.opts.log.level, slot, slots: this.opts.workers });
+        else if (m.t === 'handoff') this.handoff(m.slot, m.state, handle as Socket | undefined);
         else if (m.t === 'ready') {
           w.ready = true;
           this.restartDelay = 0;
@@ -225,7 +256,7 @@ export class ImapWorkers {
         this.restartDelay = young ? Math.min(Math.max(this.restartDelay * 2, 250), MAX_RESTART_DELAY_MS) : 0;
         this.log.error({ worker: id, pid: child.pid, code, signal, sessions: w.sessions, restartInMs: this.restartDelay }, 'imap worker exited; starting another');
         setTimeout(() => {
-          if (!this.closing) this.spawn().catch((err: unknown) => this.log.error({ err }, 'imap worker: restart failed'));
+          if (!this.closing) this.spawn(slot).catch((err: unknown) => this.log.error({ err }, 'imap worker: restart failed'));
         }, this.restartDelay).unref();
       });
     });
@@ -269,6 +300,44 @@ export class ImapWorkers {
     if (!sent && !socket.destroyed && w.child.connected === false) {
       w.sessions--;
       this.dispatch(role, socket, tried);
+    }
+  }
+
+  /**
+   * A logged-in connection on its way to the mailbox's home worker (ImapSession.handOff). Node made it a socket that
+   * reads: reading stops before anything else, or bytes read here would be lost with the handle. With the home
+   * worker down (restarting), any ready worker completes the login.
+   */
+  private handoff(slot: number, state: HandoffState, socket: Socket | undefined): void {
+    if (!socket) return;
+    if (!stopReading(socket)) {
+      socket.destroy();
+      return;
+    }
+    let target: Worker | undefined;
+    for (const w of this.workers.values()) {
+      if (!w.ready || !w.child.connected) continue;
+      if (w.slot === slot) {
+        target = w;
+        break;
+      }
+      if (!target || w.sessions < target.sessions) target = w;
+    }
+    if (!target || this.closing) {
+      socket.destroy();
+      return;
+    }
+    const w = target;
+    w.sessions++;
+    const sent = this.post(w, { t: 'adopt', state }, socket, (err) => {
+      if (err) {
+        w.sessions--;
+        socket.destroy();
+      }
+    });
+    if (!sent) {
+      w.sessions--;
+      socket.destroy();
     }
   }
 

@@ -197,8 +197,9 @@ export async function startPosternSide(root: string, dir: string, label: string,
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  // The banner's last line comes once every listener is up (one that fails stops the server before it).
-  const deadline = Date.now() + 60_000;
+  // The banner's last line comes once every listener is up (one that fails stops the server before it). Generous:
+  // with imap.workers three processes load the sources under tsx, and at load average 25 that took over a minute.
+  const deadline = Date.now() + 300_000;
   while (!/mail domains: /.test(out)) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postern did not start:\n${out}`);
     await new Promise((res) => setTimeout(res, 100));

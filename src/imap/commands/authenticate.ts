@@ -47,12 +47,12 @@ async function exchange(session: ImapSession, cmd: Parameters<ImapCommand['handl
     const [authzid, authcid, password] = parts;
     // Authorisation as another user goes through the master-user syntax, not authzid.
     if (authzid && authzid.toLowerCase() !== authcid.toLowerCase()) throw no('Invalid credentials', 'AUTHENTICATIONFAILED');
-    return checkPassword(session, authcid, password);
+    return checkPassword(session, authcid, password, cmd.tag);
   }
   if (mech === 'LOGIN') {
     const user = (initial ?? (await response(session, 'Username:'))).toString('utf8');
     const password = (await response(session, 'Password:')).toString('utf8');
-    return checkPassword(session, user, password);
+    return checkPassword(session, user, password, cmd.tag);
   }
   if (mech === 'GSSAPI' && session.deps.auth.gssapiAvailable()) {
     if (session.deps.settings.get('mailbox.imap') === false) {
@@ -62,7 +62,7 @@ async function exchange(session: ImapSession, cmd: Parameters<ImapCommand['handl
     const conv = { challenge: (data: Buffer) => response(session, data) };
     const result = await session.deps.auth.authenticateGssapi('imap', initial, conv, { client: session.client, protocol: 'imap' });
     if (result.status === 'cancelled') throw bad('Authentication cancelled');
-    return finishLogin(session, result.status === 'ok' ? result.user.login : '(gssapi)', result);
+    return finishLogin(session, result.status === 'ok' ? result.user.login : '(gssapi)', result, cmd.tag);
   }
   throw no('Unsupported authentication mechanism', 'CANNOT');
 }

@@ -18,6 +18,7 @@ import { bad, expectArgs, resolveSet, type ImapCommand } from '../command.js';
 import type { ImapSession } from '../connection.js';
 import { binaryData, encodeBinary, partialOf } from '../binary.js';
 import { bodystructure, envelope, filterHeader, findPart, parseMime, type MimeNode } from '../mime.js';
+import { splitHeader } from '../../store/header-fields.js';
 import { parseFetchAtts, parseSequenceSet, type BodySection, type FetchAtt, type Token } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
 import { previewText } from '../preview.js';
@@ -44,7 +45,7 @@ function partsCache(store: object): PartsCache | undefined {
   return typeof c.cachedParts === 'function' && typeof c.setCachedParts === 'function' ? (c as PartsCache) : undefined;
 }
 
-type Cached = { envelope?: Buffer; bodystructure?: Buffer };
+export type Cached = { envelope?: Buffer; bodystructure?: Buffer };
 
 /**
  * Cached values carry the version of the code that rendered them: values written before section numbering, group
@@ -176,8 +177,9 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
         // Expunged by another session since our view was made: RFC 2180 §4.1.2 lets us omit it.
         continue;
       }
-      tree = parseMime(raw);
-      if (cache && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure))) {
+      const fill = cache !== undefined && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure));
+      tree = contentTree(raw, atts, fill ? {} : cached);
+      if (cache && fill) {
         const env = encode(envelope(tree));
         const structure = encode(bodystructure(tree, true));
         cached = { envelope: env, bodystructure: structure };
@@ -212,6 +214,31 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
     await session.drain();
   }
+}
+
+/**
+ * Items answered from the message's top-level split into header and body alone: the whole message, its header or
+ * text (BODY[], BODY[HEADER], BODY[HEADER.FIELDS …], BODY[TEXT], RFC822*), and what needs no content. Parts, BODY,
+ * BODYSTRUCTURE, ENVELOPE (unless cached), PREVIEW and BINARY need the MIME tree.
+ */
+function topLevelOnly(a: FetchAtt, cached: Cached): boolean {
+  if (a.kind === 'section') return a.section.path.length === 0;
+  if (a.kind !== 'simple') return false;
+  if (a.name === 'ENVELOPE') return cached.envelope !== undefined;
+  if (a.name === 'BODYSTRUCTURE') return cached.bodystructure !== undefined;
+  return a.name !== 'BODY' && a.name !== 'PREVIEW';
+}
+
+/**
+ * The MIME tree FETCH renders `atts` from. When every item is top-level (topLevelOnly) it is a node with the message's
+ * header and body only (split exactly as parseMime splits them), not the parsed structure: imaptest's FETCHes of
+ * header fields and texts spent a fifth of FETCH's time parsing Content-Type parameters and multipart bodies that
+ * nothing read (profiled, test/bench/imap-load.ts). Its other fields are empty and must not be read.
+ */
+export function contentTree(raw: Buffer, atts: FetchAtt[], cached: Cached): MimeNode {
+  if (!atts.every((a) => topLevelOnly(a, cached))) return parseMime(raw);
+  const { header, body } = splitHeader(raw);
+  return { header, body, headers: [], type: 'text', subtype: 'plain', params: {}, children: [] };
 }
 
 /**
