@@ -18,15 +18,18 @@ export interface AdminResponse {
 /** Basic credentials, an automation token (Bearer), or null for no Authorization header. */
 export type AdminAuth = { user: string; password: string } | { token: string } | null;
 
-/** A request with a JSON `body` (or a `raw` one, sent as is, for malformed-input tests), as `auth` (default admin). */
+/**
+ * A request with a JSON `body` (or a `raw` one, sent as is, for malformed-input tests), as `auth` (default admin),
+ * with any other `headers` (a session cookie, a CSRF token, an Origin, If-None-Match …).
+ */
 export function adminRequest(
   server: TestServer,
   method: string,
   path: string,
-  opts: { auth?: AdminAuth; body?: unknown; raw?: string } = {},
+  opts: { auth?: AdminAuth; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
 ): Promise<AdminResponse> {
   const auth = opts.auth === undefined ? ADMIN_AUTH : opts.auth;
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...opts.headers };
   if (auth && 'token' in auth) headers.authorization = `Bearer ${auth.token}`;
   else if (auth) headers.authorization = `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
   const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));

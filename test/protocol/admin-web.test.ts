@@ -9,46 +9,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { adminRequest, type AdminResponse } from '../helpers/admin-call.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const TOKEN = 'web-test-token-0123456789';
 let server: TestServer;
 
-interface Res {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-}
+type Res = AdminResponse;
 
+/** A request with no Authorization header: the session cookie (in `headers`) or nothing authenticates it. */
 function call(method: string, path: string, opts: { headers?: Record<string, string>; body?: unknown } = {}): Promise<Res> {
-  const headers: Record<string, string> = { ...opts.headers };
-  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-  if (payload !== undefined) headers['content-type'] = 'application/json';
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: server.ports.admin, method, path, headers, ca: server.tls.cert, checkServerIdentity: () => undefined }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    if (payload !== undefined) req.write(payload);
-    req.end();
-  });
+  return adminRequest(server, method, path, { auth: null, ...opts });
 }
 
 async function login(body: Record<string, string>): Promise<{ cookie: string; csrf: string; res: Res }> {

@@ -160,68 +160,72 @@ export function AddressesPage() {
   </section>`;
 }
 
-export function MailboxesPage() {
-  return html`<section aria-labelledby="h-mailboxes">
-    <h1 id="h-mailboxes">Mailboxes</h1>
-    <${SettingsForm} page="Mailboxes"
-      groups=${[
-        { title: 'Access protocols', keys: ['mailbox.imap', 'mailbox.pop3', 'mailbox.allowUnencrypted'] },
-        { title: 'Disk space', keys: ['mailbox.quotaMB'] },
-        { title: 'Spam messages', keys: ['mailbox.moveSpamToJunk', 'mailbox.spamRetentionDays'] },
-        { title: 'Master user', keys: ['mailbox.masterUser'] },
-      ]}
-      warnings=${{ 'mailbox.allowUnencrypted': 'Do not allow unencrypted connections on production environments!' }} />
+/**
+ * The seed's settings pages are one form each, of the page's settings (its `page`, which is also the page's title),
+ * grouped as the seed groups them; `intro()` stands above the form (a function: each render makes its own nodes).
+ */
+function settingsPage({ id, title, intro = () => null, ...form }) {
+  return () => html`<section aria-labelledby=${`h-${id}`}>
+    <h1 id=${`h-${id}`}>${title}</h1>
+    ${intro()}
+    <${SettingsForm} page=${title} ...${form} />
   </section>`;
 }
 
-export function MessagesPage() {
-  return html`<section aria-labelledby="h-messages">
-    <h1 id="h-messages">Messages</h1>
-    <${SettingsForm} page="Messages"
-      groups=${[
-        { title: 'Queue', keys: ['queue.maxMessageSizeMB', 'queue.lifetimeHours'] },
-        { title: 'Hidden copy', keys: ['queue.alwaysBcc'] },
-        { title: 'Smarthost', keys: ['smarthost.enabled', 'smarthost.host', 'smarthost.port', 'smarthost.username', 'smarthost.password', 'smarthost.tls', 'smarthost.caFile', 'smarthost.verify'] },
-      ]}
-      sliders=${{ 'queue.maxMessageSizeMB': { min: 1, max: 100 }, 'queue.lifetimeHours': { min: 1, max: 336 } }}
-      warnings=${{
-        'queue.alwaysBcc': BCC_WARNING,
-        'smarthost.enabled': 'Sending through a smarthost is generally not recommended. It might be used only if the server is temporarily blacklisted, or normal SMTP access is restricted by the ISP.',
-      }} />
-  </section>`;
-}
+export const MailboxesPage = settingsPage({
+  id: 'mailboxes',
+  title: 'Mailboxes',
+  groups: [
+    { title: 'Access protocols', keys: ['mailbox.imap', 'mailbox.pop3', 'mailbox.allowUnencrypted'] },
+    { title: 'Disk space', keys: ['mailbox.quotaMB'] },
+    { title: 'Spam messages', keys: ['mailbox.moveSpamToJunk', 'mailbox.spamRetentionDays'] },
+    { title: 'Master user', keys: ['mailbox.masterUser'] },
+  ],
+  warnings: { 'mailbox.allowUnencrypted': 'Do not allow unencrypted connections on production environments!' },
+});
 
-export function FilterPage() {
-  return html`<section aria-labelledby="h-filter">
-    <h1 id="h-filter">Filter</h1>
-    <${SettingsForm} page="Filter"
-      groups=${[
-        { title: 'Attachments', keys: ['filter.attachments.executables', 'filter.attachments.archives', 'filter.attachments.custom', 'filter.attachments.officeAsArchive'] },
-        { title: 'Antivirus', keys: ['filter.antivirus', 'filter.antivirus.action', 'filter.antivirus.onFailure'] },
-        { title: 'Anti-spam', keys: ['filter.spam', 'filter.spam.threshold', 'filter.spam.denyThreshold', 'filter.spam.subjectPrefix', 'filter.spam.maxScanSizeKB', 'filter.spam.onFailure', 'filter.dnsbl.zones', 'filter.dnsbl.onFailure'] },
-        { title: 'Rules by mail address', keys: ['filter.lists.allowFrom', 'filter.lists.allowTo', 'filter.lists.blockFrom'] },
-      ]}
-      sliders=${{ 'filter.spam.threshold': { min: -10, max: 30, step: 0.1 }, 'filter.spam.denyThreshold': { min: -10, max: 50, step: 0.1 } }}
-      warnings=${{
-        'filter.attachments.archives': 'The system recognizes file types by looking at their contents: MS Word (docx) and OpenOffice (odt) files may be blocked because they are also zip archives.',
-        'filter.lists.allowFrom': 'Antivirus checks are enforced despite whitelist settings.',
-      }} />
-  </section>`;
-}
+export const MessagesPage = settingsPage({
+  id: 'messages',
+  title: 'Messages',
+  groups: [
+    { title: 'Queue', keys: ['queue.maxMessageSizeMB', 'queue.lifetimeHours'] },
+    { title: 'Hidden copy', keys: ['queue.alwaysBcc'] },
+    { title: 'Smarthost', keys: ['smarthost.enabled', 'smarthost.host', 'smarthost.port', 'smarthost.username', 'smarthost.password', 'smarthost.tls', 'smarthost.caFile', 'smarthost.verify'] },
+  ],
+  sliders: { 'queue.maxMessageSizeMB': { min: 1, max: 100 }, 'queue.lifetimeHours': { min: 1, max: 336 } },
+  warnings: {
+    'queue.alwaysBcc': BCC_WARNING,
+    'smarthost.enabled': 'Sending through a smarthost is generally not recommended. It might be used only if the server is temporarily blacklisted, or normal SMTP access is restricted by the ISP.',
+  },
+});
 
-export function SmtpAccessPage() {
-  return html`<section aria-labelledby="h-smtp">
-    <h1 id="h-smtp">SMTP access</h1>
-    <p>The default policy: clients send on the submission port (587) with encryption and authentication. This page makes exceptions for legacy environments.</p>
-    <${Warning}>Do not change the default policy on new environments!<//>
-    <${SettingsForm} page="SMTP access"
-      groups=${[
-        { title: 'Exceptions', keys: ['smtp.relayFrom', 'smtp.trustedNetworks'] },
-        { title: 'Advanced options', keys: ['smtp.authOnPort25', 'smtp.senderMustMatchLogin', 'smtp.heloHost', 'smtp.rejectInvalidHelo', 'smtp.masterUserAuth'] },
-        { title: 'Send limits', keys: ['smtp.sendLimit.messagesPerHour', 'smtp.sendLimit.recipientsPerHour', 'smtp.sendLimit.ipMessagesPerHour', 'smtp.sendLimit.ipRecipientsPerHour'] },
-      ]} />
-  </section>`;
-}
+export const FilterPage = settingsPage({
+  id: 'filter',
+  title: 'Filter',
+  groups: [
+    { title: 'Attachments', keys: ['filter.attachments.executables', 'filter.attachments.archives', 'filter.attachments.custom', 'filter.attachments.officeAsArchive'] },
+    { title: 'Antivirus', keys: ['filter.antivirus', 'filter.antivirus.action', 'filter.antivirus.onFailure'] },
+    { title: 'Anti-spam', keys: ['filter.spam', 'filter.spam.threshold', 'filter.spam.denyThreshold', 'filter.spam.subjectPrefix', 'filter.spam.maxScanSizeKB', 'filter.spam.onFailure', 'filter.dnsbl.zones', 'filter.dnsbl.onFailure'] },
+    { title: 'Rules by mail address', keys: ['filter.lists.allowFrom', 'filter.lists.allowTo', 'filter.lists.blockFrom'] },
+  ],
+  sliders: { 'filter.spam.threshold': { min: -10, max: 30, step: 0.1 }, 'filter.spam.denyThreshold': { min: -10, max: 50, step: 0.1 } },
+  warnings: {
+    'filter.attachments.archives': 'The system recognizes file types by looking at their contents: MS Word (docx) and OpenOffice (odt) files may be blocked because they are also zip archives.',
+    'filter.lists.allowFrom': 'Antivirus checks are enforced despite whitelist settings.',
+  },
+});
+
+export const SmtpAccessPage = settingsPage({
+  id: 'smtp',
+  title: 'SMTP access',
+  intro: () => html`<p>The default policy: clients send on the submission port (587) with encryption and authentication. This page makes exceptions for legacy environments.</p>
+    <${Warning}>Do not change the default policy on new environments!<//>`,
+  groups: [
+    { title: 'Exceptions', keys: ['smtp.relayFrom', 'smtp.trustedNetworks'] },
+    { title: 'Advanced options', keys: ['smtp.authOnPort25', 'smtp.senderMustMatchLogin', 'smtp.heloHost', 'smtp.rejectInvalidHelo', 'smtp.masterUserAuth'] },
+    { title: 'Send limits', keys: ['smtp.sendLimit.messagesPerHour', 'smtp.sendLimit.recipientsPerHour', 'smtp.sendLimit.ipMessagesPerHour', 'smtp.sendLimit.ipRecipientsPerHour'] },
+  ],
+});
 
 export function QueuePage() {
   const [q, setQ] = useState({ from: '', to: '' });
