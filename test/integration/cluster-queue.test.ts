@@ -20,7 +20,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { SMTPServer } from 'smtp-server';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { ADMIN_AUTH } from '../helpers/admin-call.ts';
-import { ROOT, writeConfig } from '../helpers/cli.ts';
+import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
 import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { RawSmtp, sendRaw } from '../helpers/raw-smtp.ts';
@@ -243,6 +243,12 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
     assert.equal(r.code, 250, r.text);
     await waitFor('A to be delivering to the MX', () => received.some((m) => m.includes('Subject: kill-1')), { timeoutMs: 60_000, intervalMs: 100 });
     const b = await startNode(t, file);
+    // The CLI (not a node) sees the cluster's queue in PostgreSQL: the message A is delivering, claimed by A.
+    const listed = await spawnCli(['queue', 'list', '--json'], { config: file });
+    assert.equal(listed.code, 0, listed.err);
+    const queue = JSON.parse(listed.out) as { recipients?: unknown }[];
+    assert.equal(queue.length, 1, listed.out);
+    assert.match(listed.out, /bob@partner\.example/);
     await a.server.kill('SIGKILL');
     hold = false;
     await waitFor('B to deliver A\'s message', () => accepted.some((m) => m.includes('Subject: kill-1')), { timeoutMs: 120_000, intervalMs: 200 });
