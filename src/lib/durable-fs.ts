@@ -61,25 +61,3 @@ export async function unlinkQuick(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-
-/** A file written and still open, to be fsynced later (after the renames that place it: one journal commit). */
-export interface UnsyncedFile {
-  sync(): Promise<void>;
-  close(): void;
-}
-
-/**
- * Creates `path` (O_EXCL) and writes `data` without fsyncing it: the caller renames it into place first and then
- * fsyncs it together with the directory (the queue's commit, src/queue/spool.ts). close() is for the caller to
- * call once, whatever happened; after a failed write the file is closed here and the error thrown.
- */
-export function createUnsynced(path: string, data: Uint8Array | string, mode = FILE_MODE): UnsyncedFile {
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-  try {
-    writeAllSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
-  return { sync: () => fsyncFd(fd), close: () => closeSync(fd) };
-}

@@ -8,16 +8,9 @@
  *   <id>.json  its envelope, replaced atomically as delivery proceeds; its appearance is the commit point
  *   tmp/       files being written; anything left here after a crash was never acknowledged
  *
- * Commit protocol (enqueue): write both files in tmp/, rename the message then the envelope into queue/, then
- * fsync the two files and queue/ at once; only when all three fsyncs are done resolve, and only then does SMTP
- * answer 250. The fsyncs come after the renames so that one journal commit makes it all durable: fsyncing the
- * files before the renames and the directory after them cost two commits one after the other, 2.6× the time of
- * one message on this project's disk (issue 11). A crash before the fsyncs end loses at most a message that was
- * never acknowledged, but may leave its files in queue/ empty or short: recover() checks every envelope parses
- * and its message has the size it records (data=ordered journalling, ext4's default, never shows a file longer
- * than what reached the disk), and sweeps what fails as it sweeps tmp/. Until its commit ends, this process's
- * scan() does not see a message (`committing`); another process's scan leaves an unknown envelope younger than
- * UNANNOUNCED_MS alone (an SMTP worker's commit: its notice follows the 250).
+ * Commit protocol (enqueue): write both files in tmp/ and fsync them, rename the message then the envelope into
+ * queue/, fsync queue/; only then resolve, and only then does SMTP answer 250. A crash before the directory fsync
+ * loses at most a message that was never acknowledged; recover() sweeps what it left.
  *
  * Group commit (DESIGN.md §6 "fsync is the budget"): the directory fsync is shared. While one directory fsync
  * runs, every enqueue that has done its renames waits for the *next* one, which then covers all of them. A
@@ -30,12 +23,11 @@
  * (lock(); one server per spool).
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
-import { createUnsynced, fsyncDir, renameQuick, unlinkQuick, writeFileDurable, type UnsyncedFile } from '../lib/durable-fs.js';
+import { fsyncDir, renameQuick, unlinkQuick, writeFileDurable } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
@@ -55,11 +47,6 @@ export type NewEnvelope = Omit<QueueEnvelope, Filled> & Partial<Pick<QueueEnvelo
 export interface SpoolFs {
   /** Creates `path` (it must not exist), writes `data`, fsyncs and closes it. */
   writeFileDurable(path: string, data: Buffer | string): Promise<void>;
-  /**
-   * Creates `path` (it must not exist) and writes `data`, not yet fsynced: enqueue renames it into queue/ first and
-   * then fsyncs it along with the directory (see enqueue).
-   */
-  createFile(path: string, data: Buffer | string): Promise<UnsyncedFile>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   /** fsyncs a directory, making the renames and unlinks in it durable. */
@@ -72,7 +59,6 @@ export interface SpoolFs {
  */
 export const nodeSpoolFs: SpoolFs = {
   writeFileDurable: (path, data) => writeFileDurable(path, data, 0o600),
-  createFile: async (path, data) => createUnsynced(path, data, 0o600),
   rename: renameQuick,
   unlink: unlinkQuick,
   syncDir: fsyncDir,
@@ -196,12 +182,6 @@ export function checkEnvelope(value: unknown, id: string): QueueEnvelope {
   return e;
 }
 
-/**
- * How old an envelope the scheduler was not told about must be before scan() takes it: enqueue's fsyncs follow
- * its renames, so a younger one may belong to a commit under way in another process (an SMTP worker).
- */
-const UNANNOUNCED_MS = 5000;
-
 /** What the scheduler's periodic scan gets back from Spool.scan(). */
 export interface ScanResult {
   /** Every queued id (envelope and message present), sorted. */
@@ -248,10 +228,6 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   protected freshBytes = 0;
   /** Envelope file stamps (inode, mtime, size) as scan() last read them. */
   private readonly stamps = new Map<string, string>();
-  /** Messages whose files are in queue/ but not yet fsynced (enqueue under way): not queued yet for scan(). */
-  private readonly committing = new Set<string>();
-  /** When recover() ran (ms since the epoch); envelopes older than that are not in anyone's commit. */
-  private recoveredAt = Infinity;
 
   constructor(dataDir: string, options: SpoolOptions = {}) {
     super();
@@ -333,21 +309,18 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const finalEnvelope = this.envelopePath(id);
     const envelopeText = JSON.stringify(envelope) + '\n';
     let renamed = 0;
-    const open: UnsyncedFile[] = [];
-    this.committing.add(id);
     try {
-      const written = await Promise.allSettled([this.fs.createFile(tmpMessage, file), this.fs.createFile(tmpEnvelope, envelopeText)]);
-      for (const w of written) if (w.status === 'fulfilled') open.push(w.value);
+      const written = await Promise.allSettled([
+        this.fs.writeFileDurable(tmpMessage, file),
+        this.fs.writeFileDurable(tmpEnvelope, envelopeText),
+      ]);
       for (const w of written) if (w.status === 'rejected') throw w.reason;
       // Message first: an envelope in queue/ always has its message next to it.
       await this.fs.rename(tmpMessage, finalMessage);
       renamed = 1;
       await this.fs.rename(tmpEnvelope, finalEnvelope);
       renamed = 2;
-      // The files' data and the directory's new names, in one journal commit (see the file comment). The directory
-      // fsync is the shared one (group commit): it started after these renames.
-      const synced = await Promise.allSettled([...open.map((f) => f.sync()), this.dirSync.sync()]);
-      for (const r of synced) if (r.status === 'rejected') throw r.reason;
+      await this.dirSync.sync();
     } catch (err) {
       // Not acknowledged, so not queued: take back whatever reached queue/ (envelope first, as in remove()).
       const undo: string[] = [];
@@ -358,15 +331,6 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       const failure = diskFailure('cannot queue the message', err);
       this.log.error({ queueId: id, err }, failure.message);
       throw failure;
-    } finally {
-      for (const f of open) {
-        try {
-          f.close();
-        } catch {
-          // a close error after the fsync (or after a failure already reported) changes nothing
-        }
-      }
-      this.committing.delete(id);
     }
     this.enqueued++;
     this.keepFresh(id, message, envelopeText);
@@ -513,13 +477,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       const chunk = await Promise.all(
         ids.slice(i, i + width).map(async (id) => {
           try {
-            if (this.committing.has(id)) return null;
             const st = await ignoreMissing(stat(this.envelopePath(id)));
             if (!st) return null;
-            // An envelope nobody announced, just written: perhaps another process's commit still under way (its
-            // fsyncs follow the renames). Its announcement, or a later scan, brings it.
-            // What was there when recover() ran was there before this server: no commit of it is under way.
-            if (need(id) && st.mtimeMs > this.recoveredAt && Date.now() - st.mtimeMs < UNANNOUNCED_MS) return null;
             const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
             if (this.stamps.get(id) === stamp && !need(id)) return null;
             const e = await this.read(id);
@@ -621,16 +580,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     }
     for (const id of messages) {
       if (envelopes.has(id)) {
-        if (this.complete(id)) {
-          result.messages++;
-          continue;
-        }
-        // enqueue's fsyncs follow its renames: a crash before they ended leaves files that may be empty or short,
-        // of a message never acknowledged (an acknowledged one is complete: its fsyncs ended before the 250).
-        await ignoreMissing(this.fs.unlink(this.envelopePath(id)));
-        await ignoreMissing(this.fs.unlink(this.messagePath(id)));
-        result.removedOrphans.push(id);
-        this.log.warn({ queueId: id }, 'removed a message whose files are incomplete (a commit cut short, never acknowledged)');
+        result.messages++;
         continue;
       }
       await ignoreMissing(this.fs.unlink(this.messagePath(id)));
@@ -647,22 +597,6 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     if (result.removedTmp || result.removedOrphans.length) {
       this.log.info({ removedTmp: result.removedTmp, removedOrphans: result.removedOrphans.length }, 'queue recovered');
     }
-    this.recoveredAt = Date.now();
     return result;
-  }
-
-  /**
-   * Whether a message's two files are whole: the envelope parses and the message file holds its spoolPrefix and
-   * `size` bytes. Synchronous reads (a start-up pass over the queue, before any mail is accepted).
-   */
-  private complete(id: string): boolean {
-    try {
-      const envelope = checkEnvelope(JSON.parse(readFileSync(this.envelopePath(id), 'utf8')), id);
-      const expected = (envelope.spoolPrefix ? Buffer.byteLength(envelope.spoolPrefix, 'utf8') : 0) + envelope.size;
-      return typeof envelope.size !== 'number' || statSync(this.messagePath(id)).size === expected;
-    } catch (err) {
-      if (errno(err) === 'ENOENT') return true; // removed meanwhile (the CLI): nothing for recover to decide
-      return false;
-    }
   }
 }
