@@ -98,14 +98,18 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
     home: (user: Parameters<typeof homeSlot>[0]) => slots < 2 || homeSlot(user, slots) === slot,
     send(socket: Socket, state: Parameters<NonNullable<(typeof deps)['handoff']>['send']>[1]) {
       const to = homeSlot(state.user, slots);
+      // Destroyed only once the message went: a handle sent while an earlier one awaits its ACK is queued with the
+      // socket untouched, and destroying it then would close the connection. Once sent, socket._handle is null:
+      // destroying the object closes nothing, it only emits 'close', so this process's counts let the session go.
+      const done = (err: Error | null) => {
+        if (err) log.warn({ err }, 'imap worker: could not hand a session over');
+        socket.destroy();
+      };
       try {
-        process.send!({ t: 'handoff', slot: to, state } satisfies FromWorker, socket, { keepOpen: false });
+        process.send!({ t: 'handoff', slot: to, state } satisfies FromWorker, socket, { keepOpen: false }, done);
       } catch (err) {
-        log.warn({ err }, 'imap worker: could not hand a session over');
+        done(err as Error);
       }
-      // The handle is gone with the message (socket._handle is null now): destroying the object closes nothing,
-      // it only emits 'close', so the counts of this process (sessions, per address) let the session go.
-      socket.destroy();
     },
   };
   for (const role of ['imap', 'imaps'] as const) {

@@ -335,7 +335,9 @@ export class ImapWorkers {
         socket.destroy();
       }
     });
-    if (!sent) {
+    // false also means "queued" (a handle waits for the ACK of the one before, or the channel is full): only a
+    // channel that is gone lost it.
+    if (!sent && !w.child.connected) {
       w.sessions--;
       socket.destroy();
     }

@@ -3,7 +3,8 @@
  * ImapSession.handOff / adopt), so that all sessions of one mailbox are served by one process. What is proved here:
  * sessions of one user opened one after another all land on one worker although the primary spreads connections
  * over both; two users with different home slots are served by different workers; a command sent the moment the
- * moved LOGIN is answered is never lost (the socket stops reading before it is sent); a command pipelined behind
+ * moved LOGIN is answered is never lost (the socket stops reading before it is sent); logins at the same moment,
+ * whose handles Node queues behind each other, all complete; a command pipelined behind
  * the LOGIN keeps the session where it is, served; a failed LOGIN moves nothing; sessions on the home worker see
  * each other's changes.
  */
@@ -118,6 +119,19 @@ describe('IMAP workers: a login moves to the mailbox home worker', () => {
       } finally {
         await logout([c]);
       }
+    }
+  });
+
+  it('logins of one user at the same moment all complete (handles queued behind each other are not lost)', async () => {
+    await noSessions();
+    // Several handoffs from one worker at once: a handle sent while the one before awaits its ACK is queued by Node.
+    const cs = await Promise.all(Array.from({ length: 8 }, () => login('mario.rossi')));
+    try {
+      await waitFor('8 sessions counted', () => total() === 8, { timeoutMs: T });
+      assert.deepEqual(counts(), [8, 0]);
+      for (const [i, c] of cs.entries()) assert.match(await c.command(`n${i}`, 'NOOP'), /OK/);
+    } finally {
+      await logout(cs);
     }
   });
 
