@@ -283,11 +283,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     return join(this.dir, `${this.checkId(id)}.json`);
   }
 
-  /**
-   * Commits a message and its envelope; resolves once both are durable (the caller may then answer 250).
-   * Rejects with TempFailure when the disk fails (ENOSPC, EIO, …), leaving nothing in the queue.
-   */
-  async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
+  /** The envelope of a message being queued, with its id, and the bytes of its file (the spool prefix first). */
+  protected newEntry(message: Buffer, input: NewEnvelope): { id: string; envelope: QueueEnvelope; file: Buffer } {
     if (!Array.isArray(input.recipients) || input.recipients.length === 0) throw new Error('enqueue: a message needs recipients');
     const id = input.id === undefined ? newQueueId() : this.checkId(input.id);
     const receivedAt = input.receivedAt ?? new Date().toISOString();
@@ -303,6 +300,15 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const prefix = this.prefixFor?.(envelope);
     if (prefix) envelope.spoolPrefix = prefix;
     const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
+    return { id, envelope, file };
+  }
+
+  /**
+   * Commits a message and its envelope; resolves once both are durable (the caller may then answer 250).
+   * Rejects with TempFailure when the disk fails (ENOSPC, EIO, …), leaving nothing in the queue.
+   */
+  async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
+    const { id, envelope, file } = this.newEntry(message, input);
     const tmpMessage = join(this.tmpDir, `${id}.eml`);
     const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalMessage = this.messagePath(id);

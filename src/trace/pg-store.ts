@@ -14,7 +14,7 @@
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
 import type { PgState } from '../state/postgres/pool.js';
-import { normalizeMessageId, type TraceStats } from './store.js';
+import { assemblePaths, normalizeMessageId, type TraceStats } from './store.js';
 import { DEFAULT_TRACE_LIMIT, MAX_TRACE_LIMIT, type TraceEvent, type TraceEventType, type TracePath, type TraceQuery, type TraceRecorder } from './types.js';
 
 /** Pending events past which a batch is written without waiting for batchMs (as store.ts). */
@@ -214,26 +214,7 @@ export class PgTraceStore implements TraceRecorder {
       ),
       this.pg.query<{ queue_id: string; address: string }>('SELECT queue_id, address FROM trace_recipients WHERE queue_id = ANY($1)', [ids]),
     ]);
-    const paths = new Map<string, TracePath>(
-      rows.map((m) => [
-        m.queue_id,
-        {
-          queueId: m.queue_id,
-          messageId: m.message_id,
-          from: m.sender,
-          recipients: [],
-          firstAt: new Date(m.first_at).toISOString(),
-          lastAt: new Date(m.last_at).toISOString(),
-          events: [],
-        },
-      ]),
-    );
-    for (const r of rcpts.rows) paths.get(r.queue_id)!.recipients.push(r.address);
-    for (const e of events.rows) {
-      paths.get(e.queue_id)!.events.push({ at: new Date(e.at).toISOString(), type: e.type, ...(e.rcpt ? { rcpt: e.rcpt } : {}), detail: e.detail ?? {} });
-    }
-    for (const path of paths.values()) path.recipients.sort();
-    return [...paths.values()];
+    return assemblePaths(rows, rcpts.rows, events.rows);
   }
 
   async count(): Promise<{ events: number; messages: number }> {

@@ -107,7 +107,7 @@ export interface TraceStats {
   batches: number;
 }
 
-interface MessageRow {
+export interface MessageRow {
   queue_id: string;
   message_id: string | null;
   sender: string | null;
@@ -115,7 +115,7 @@ interface MessageRow {
   last_at: number;
 }
 
-interface EventRow {
+export interface EventRow {
   queue_id: string;
   at: number;
   type: TraceEventType;
@@ -277,31 +277,7 @@ export class TraceStore implements TraceRecorder {
     // Two reads for the whole page (limit ≤ 1000 stays under SQLite's 32766 bound parameters).
     const events = this.db.prepare(`SELECT queue_id, at, type, rcpt, detail FROM events WHERE queue_id IN (${marks}) ORDER BY seq`).all(...ids) as EventRow[];
     const rcpts = this.db.prepare(`SELECT queue_id, address FROM recipients WHERE queue_id IN (${marks})`).all(...ids) as { queue_id: string; address: string }[];
-    const paths = new Map<string, TracePath>(
-      rows.map((m) => [
-        m.queue_id,
-        {
-          queueId: m.queue_id,
-          messageId: m.message_id,
-          from: m.sender,
-          recipients: [],
-          firstAt: new Date(m.first_at).toISOString(),
-          lastAt: new Date(m.last_at).toISOString(),
-          events: [],
-        },
-      ]),
-    );
-    for (const r of rcpts) paths.get(r.queue_id)!.recipients.push(r.address);
-    for (const e of events) {
-      paths.get(e.queue_id)!.events.push({
-        at: new Date(e.at).toISOString(),
-        type: e.type,
-        ...(e.rcpt ? { rcpt: e.rcpt } : {}),
-        detail: e.detail ? (JSON.parse(e.detail) as Record<string, unknown>) : {},
-      });
-    }
-    for (const p of paths.values()) p.recipients.sort();
-    return [...paths.values()];
+    return assemblePaths(rows, rcpts, events);
   }
 
   /** How many events and messages the store holds (for tests, the bench and the log). */
@@ -356,4 +332,34 @@ export class TraceStore implements TraceRecorder {
 export function openTraceStore(dataDir: string, opts: TraceStoreOptions = {}): TraceStore {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   return new TraceStore(join(dataDir, TRACE_DB_FILE), opts);
+}
+
+/** The paths of a page of messages, in the messages' order, events in record order, recipients sorted. */
+export function assemblePaths(
+  messages: MessageRow[],
+  recipients: { queue_id: string; address: string }[],
+  // `detail` is JSON text from SQLite, already parsed from PostgreSQL's jsonb.
+  events: (Omit<EventRow, 'detail'> & { detail: string | Record<string, unknown> | null })[],
+): TracePath[] {
+  const paths = new Map<string, TracePath>(
+    messages.map((m) => [
+      m.queue_id,
+      {
+        queueId: m.queue_id,
+        messageId: m.message_id,
+        from: m.sender,
+        recipients: [],
+        firstAt: new Date(m.first_at).toISOString(),
+        lastAt: new Date(m.last_at).toISOString(),
+        events: [],
+      },
+    ]),
+  );
+  for (const r of recipients) paths.get(r.queue_id)!.recipients.push(r.address);
+  for (const e of events) {
+    const detail = typeof e.detail === 'string' ? (JSON.parse(e.detail) as Record<string, unknown>) : (e.detail ?? {});
+    paths.get(e.queue_id)!.events.push({ at: new Date(e.at).toISOString(), type: e.type, ...(e.rcpt ? { rcpt: e.rcpt } : {}), detail });
+  }
+  for (const p of paths.values()) p.recipients.sort();
+  return [...paths.values()];
 }

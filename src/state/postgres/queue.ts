@@ -27,7 +27,6 @@
  */
 import { link, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { newQueueId } from '../../queue/id.js';
 import {
   checkEnvelope,
   diskFailure,
@@ -85,21 +84,7 @@ export class PgSpool extends Spool implements QueueClaims {
   override unlock(): void {}
 
   override async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
-    if (!Array.isArray(input.recipients) || input.recipients.length === 0) throw new Error('enqueue: a message needs recipients');
-    const id = input.id === undefined ? newQueueId() : this.checkId(input.id);
-    const receivedAt = input.receivedAt ?? new Date().toISOString();
-    const envelope: QueueEnvelope = {
-      ...input,
-      id,
-      recipients: input.recipients.map((r) => ({ ...r })),
-      receivedAt,
-      size: message.length,
-      attempts: input.attempts ?? 0,
-      nextAttemptAt: input.nextAttemptAt ?? receivedAt,
-    };
-    const prefix = this.prefixFor?.(envelope);
-    if (prefix) envelope.spoolPrefix = prefix;
-    const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
+    const { id, envelope, file } = this.newEntry(message, input);
     const tmpMessage = join(this.tmpDir, `${id}.eml`);
     const finalMessage = this.messagePath(id);
     let linked = false;
