@@ -44,6 +44,24 @@ function settle(): Promise<void> {
   });
 }
 
+/**
+ * A connection handed to this worker (new, or moved here after its LOGIN): counted until it closes, or dropped when
+ * this worker has no such listener or is shutting down. True when the server should take it.
+ */
+function take(socket: Socket, server: ImapServer | undefined): server is ImapServer {
+  if (!server || closing) {
+    socket.destroy();
+    return false;
+  }
+  sessions++;
+  report();
+  socket.once('close', () => {
+    sessions--;
+    report();
+  });
+  return true;
+}
+
 /** The session count goes to the primary (which balances by it), at most once per event-loop turn. */
 function report(): void {
   if (reportQueued) return;
@@ -142,35 +160,13 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
     case 'conn': {
       const socket = handle as Socket | undefined;
       const server = servers[m.role];
-      if (!socket) break;
-      if (!server || closing) {
-        socket.destroy();
-        break;
-      }
-      sessions++;
-      report();
-      socket.once('close', () => {
-        sessions--;
-        report();
-      });
-      server.accept(socket);
+      if (socket && take(socket, server)) server.accept(socket);
       break;
     }
     case 'adopt': {
       const socket = handle as Socket | undefined;
       const server = servers.imap;
-      if (!socket) break;
-      if (!server || closing) {
-        socket.destroy();
-        break;
-      }
-      sessions++;
-      report();
-      socket.once('close', () => {
-        sessions--;
-        report();
-      });
-      server.adopt(socket, m.state);
+      if (socket && take(socket, server)) server.adopt(socket, m.state);
       break;
     }
     case 'ev':
