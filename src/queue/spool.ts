@@ -338,12 +338,6 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       this.log.error({ queueId: id, err }, failure.message);
       throw failure;
     }
-    return this.committed(message, envelope, envelopeText);
-  }
-
-  /** After a message is durable: counted, kept in memory for its first attempt, logged, traced and announced. */
-  protected committed(message: Buffer, envelope: QueueEnvelope, envelopeText: string): string {
-    const id = envelope.id;
     this.enqueued++;
     this.keepFresh(id, message, envelopeText);
     this.log.info(

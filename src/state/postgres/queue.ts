@@ -120,7 +120,21 @@ export class PgSpool extends Spool implements QueueClaims {
       this.log.error({ queueId: id, err }, failure.message);
       throw failure;
     }
-    return this.committed(message, envelope, JSON.stringify(envelope));
+    this.enqueued++;
+    this.keepFresh(id, message, JSON.stringify(envelope));
+    this.log.info(
+      { queueId: id, from: envelope.from, nrcpt: envelope.recipients.length, size: envelope.size, client: envelope.client.address },
+      'queued',
+    );
+    this.trace?.record({
+      queueId: id,
+      type: 'queued',
+      from: envelope.from,
+      recipients: envelope.recipients.map((r) => r.address),
+      detail: { size: envelope.size, listener: envelope.client.listener },
+    });
+    this.emit('enqueued', envelope);
+    return id;
   }
 
   override async read(id: string): Promise<QueueEnvelope | null> {
