@@ -14,23 +14,16 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { request } from 'node:https';
 import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
-import { ADMIN_AUTH } from '../helpers/admin-call.ts';
 import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
+import { NODE_LISTENERS, nodeAdmin, startClusterNode, type ClusterNode } from '../helpers/cluster-node.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { RawSmtp, sendRaw } from '../helpers/raw-smtp.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-interface Node {
-  server: ProcessServer;
-  adminPort: number;
-}
 
 function need(name: string): string {
   const v = process.env[name];
@@ -48,51 +41,7 @@ function clusterConfig(url: string, leaseSeconds = 3): { file: string; dataDir: 
     clamav: { socket: need('POSTERN_TEST_CLAMD_SOCKET') },
     spamassassin: { host: need('POSTERN_TEST_SPAMD_HOST'), port: Number(need('POSTERN_TEST_SPAMD_PORT')) },
     queue: { retryMinSeconds: 0.5, retryMaxSeconds: 1, scanIntervalSeconds: 0.5, leaseSeconds },
-    listeners: {
-      smtp: { port: 0, host: '127.0.0.1' },
-      admin: { port: 0, host: '127.0.0.1' },
-      submission: false,
-      smtps: false,
-      imap: false,
-      imaps: false,
-      pop3: false,
-      pop3s: false,
-      http: false,
-      https: false,
-      managesieve: false,
-    },
-  });
-}
-
-async function startNode(t: TestContext, file: string): Promise<Node> {
-  const server = await startProcessServer(file, { owner: t, timeoutMs: 90_000 });
-  const m = /^ {2}admin\s+https:\/\/[^\s]+:(\d+)\//m.exec(server.stdout());
-  assert.ok(m, `no admin listener in the banner:\n${server.stdout()}`);
-  return { server, adminPort: Number(m[1]) };
-}
-
-function admin(node: Node, method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; json: any }> {
-  const headers: Record<string, string> = {};
-  if (auth) headers.authorization = `Basic ${Buffer.from(`${ADMIN_AUTH.user}:${ADMIN_AUTH.password}`).toString('base64')}`;
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  if (payload) headers['content-type'] = 'application/json';
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: node.adminPort, method, path, headers, rejectUnauthorized: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = text;
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${path}: no answer`)));
-    req.end(payload);
+    listeners: NODE_LISTENERS,
   });
 }
 
@@ -101,7 +50,7 @@ function mailText(subject: string, to: string): string {
 }
 
 /** One message from an outside client on port 25; the final reply. */
-async function send(node: Node, to: string, subject: string): Promise<{ code: number; text: string }> {
+async function send(node: ClusterNode, to: string, subject: string): Promise<{ code: number; text: string }> {
   const c = await RawSmtp.connect(node.server.ports.smtp, { timeoutMs: 60_000 });
   try {
     assert.equal((await c.command('EHLO client.example.net')).code, 250);
@@ -116,10 +65,10 @@ async function send(node: Node, to: string, subject: string): Promise<{ code: nu
  * The local domain example.com (john.smith's) and the relay domain partner.example with the sink as next hop, made
  * through A; waits until B accepts for both too.
  */
-async function routeToSink(a: Node, b: Node, port: number): Promise<void> {
-  const local = await admin(a, 'POST', '/api/domains', { name: 'example.com', type: 'local' });
+async function routeToSink(a: ClusterNode, b: ClusterNode, port: number): Promise<void> {
+  const local = await nodeAdmin(a, 'POST', '/api/domains', { name: 'example.com', type: 'local' });
   assert.equal(local.status, 201, JSON.stringify(local.json));
-  const added = await admin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${port}` });
+  const added = await nodeAdmin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${port}` });
   assert.equal(added.status, 201, JSON.stringify(added.json));
   await waitFor(
     'B to accept RCPT for partner.example',
@@ -164,8 +113,8 @@ function inMailboxes(dataDir: string, subject: string): number {
 
 const subjectsAt = (sink: SmtpSink, subject: string) => sink.messages.filter((m) => m.data.toString('latin1').includes(`Subject: ${subject}\r\n`)).length;
 
-async function queueEmpty(node: Node): Promise<boolean> {
-  const r = await admin(node, 'GET', '/api/queue');
+async function queueEmpty(node: ClusterNode): Promise<boolean> {
+  const r = await nodeAdmin(node, 'GET', '/api/queue');
   return r.status === 200 && Array.isArray(r.json.messages) && r.json.messages.length === 0;
 }
 
@@ -175,8 +124,8 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
     const sink = await startSmtpSink();
     t.after(() => sink.close());
     const { file, dataDir } = clusterConfig(db.url);
-    const a = await startNode(t, file);
-    const b = await startNode(t, file);
+    const a = await startClusterNode(t, file);
+    const b = await startClusterNode(t, file);
     await routeToSink(a, b, sink.port);
     const sent: { subject: string; remote: boolean }[] = [];
     for (let i = 0; i < 6; i++) {
@@ -199,7 +148,7 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
       assert.equal(s.remote ? subjectsAt(sink, s.subject) : inMailboxes(dataDir, s.subject), 1, `${s.subject} delivered once`);
     }
     // Both nodes did deliver (the claims spread the work), and neither refused to start on the shared dataDir.
-    const deliveredBy = (n: Node) => n.server.logs().filter((l) => l.status === 'sent').length;
+    const deliveredBy = (n: ClusterNode) => n.server.logs().filter((l) => l.status === 'sent').length;
     assert.ok(deliveredBy(a) + deliveredBy(b) >= sent.length);
   });
 
@@ -235,14 +184,14 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
     const mxPort = (mx.server.address() as { port: number }).port;
 
     const { file } = clusterConfig(db.url, 3);
-    const a = await startNode(t, file);
-    const added = await admin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${mxPort}` });
+    const a = await startClusterNode(t, file);
+    const added = await nodeAdmin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${mxPort}` });
     assert.equal(added.status, 201, JSON.stringify(added.json));
     // Only A runs yet, so A is the one that claims and delivers.
     const r = await send(a, 'bob@partner.example', 'kill-1');
     assert.equal(r.code, 250, r.text);
     await waitFor('A to be delivering to the MX', () => received.some((m) => m.includes('Subject: kill-1')), { timeoutMs: 60_000, intervalMs: 100 });
-    const b = await startNode(t, file);
+    const b = await startClusterNode(t, file);
     // The CLI (not a node) sees the cluster's queue in PostgreSQL: the message A is delivering, claimed by A.
     const listed = await spawnCli(['queue', 'list', '--json'], { config: file });
     assert.equal(listed.code, 0, listed.err);
@@ -271,8 +220,8 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
       const sink = await startSmtpSink();
       t.after(() => sink.close());
       const { file, dataDir } = clusterConfig(db.url);
-      const a = await startNode(t, file);
-      const b = await startNode(t, file);
+      const a = await startClusterNode(t, file);
+      const b = await startClusterNode(t, file);
       await routeToSink(a, b, sink.port);
       const before1 = await send(a, 'bob@partner.example', 'down-before');
       assert.equal(before1.code, 250, before1.text);
@@ -283,7 +232,7 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
         assert.equal(r.code, 451, `${name}: ${r.text}`);
         assert.match(r.text, /^4\.3\.0 /);
       }
-      const ready = await admin(a, 'GET', '/readyz', undefined, false);
+      const ready = await nodeAdmin(a, 'GET', '/readyz', undefined, false);
       assert.equal(ready.status, 503);
       assert.equal(ready.json.checks.state.ok, false);
       assert.match(ready.json.checks.state.detail, /PostgreSQL unreachable/);
@@ -292,7 +241,7 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
       for (const f of queueFiles) assert.doesNotMatch(readFileSync(join(dataDir, 'queue', f), 'latin1'), /Subject: down-during/);
 
       await own.start();
-      await waitFor('A to find PostgreSQL again', async () => (await admin(a, 'GET', '/readyz', undefined, false)).json.checks.state.ok === true, {
+      await waitFor('A to find PostgreSQL again', async () => (await nodeAdmin(a, 'GET', '/readyz', undefined, false)).json.checks.state.ok === true, {
         timeoutMs: 60_000,
         intervalMs: 200,
       });

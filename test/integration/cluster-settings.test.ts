@@ -9,21 +9,17 @@
  * spawns server processes.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
-import { ADMIN_AUTH } from '../helpers/admin-call.ts';
 import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
+import { NODE_LISTENERS, nodeAdmin, startClusterNode, type ClusterNode } from '../helpers/cluster-node.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { startProcessServer, type ProcessServer } from '../helpers/process-server.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Node {
-  server: ProcessServer;
+interface Node extends ClusterNode {
   dataDir: string;
-  adminPort: number;
   config: string;
 }
 
@@ -32,51 +28,9 @@ async function startNode(t: TestContext, url: string): Promise<Node> {
     hostname: 'mx.example.com',
     state: { type: 'postgres', url, connectTimeoutMs: 2000 },
     directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') },
-    listeners: {
-      smtp: { port: 0, host: '127.0.0.1' },
-      admin: { port: 0, host: '127.0.0.1' },
-      submission: false,
-      smtps: false,
-      imap: false,
-      imaps: false,
-      pop3: false,
-      pop3s: false,
-      http: false,
-      https: false,
-      managesieve: false,
-    },
+    listeners: NODE_LISTENERS,
   });
-  const server = await startProcessServer(file, { owner: t, timeoutMs: 90_000 });
-  // serve prints the admin listener as a URL ("  admin      https://127.0.0.1:PORT/api …").
-  const m = /^ {2}admin\s+https:\/\/[^\s]+:(\d+)\//m.exec(server.stdout());
-  assert.ok(m, `no admin listener in the banner:\n${server.stdout()}`);
-  return { server, dataDir, adminPort: Number(m[1]), config: file };
-}
-
-/** The admin API of a node (self-signed certificate, not verified: the test dials 127.0.0.1). */
-function admin(node: Node, method: string, path: string, body?: unknown, auth: boolean = true): Promise<{ status: number; json: any }> {
-  const headers: Record<string, string> = {};
-  if (auth) headers.authorization = `Basic ${Buffer.from(`${ADMIN_AUTH.user}:${ADMIN_AUTH.password}`).toString('base64')}`;
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  if (payload) headers['content-type'] = 'application/json';
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: node.adminPort, method, path, headers, rejectUnauthorized: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = text;
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(60_000, () => req.destroy(new Error(`${method} ${path}: no answer`)));
-    req.end(payload);
-  });
+  return { ...(await startClusterNode(t, file)), dataDir, config: file };
 }
 
 /** B's answer to RCPT TO <rcpt> from an unauthenticated outside client on port 25. */
@@ -99,19 +53,19 @@ describe('two nodes, one PostgreSQL for the settings', () => {
     // Not a domain of ours: B refuses to relay for it.
     const before = await rcptReply(b, 'someone@partner.example');
     assert.ok(before >= 500, `before: ${before}`);
-    const added = await admin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: 'smtp.partner.example' });
+    const added = await nodeAdmin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: 'smtp.partner.example' });
     assert.equal(added.status, 201, JSON.stringify(added.json));
     await waitFor('B to accept RCPT for partner.example', async () => (await rcptReply(b, 'someone@partner.example')) === 250, {
       timeoutMs: 30_000,
       intervalMs: 100,
     });
-    const removed = await admin(b, 'DELETE', '/api/domains/partner.example');
+    const removed = await nodeAdmin(b, 'DELETE', '/api/domains/partner.example');
     assert.equal(removed.status, 200, JSON.stringify(removed.json));
     await waitFor('A to refuse RCPT for partner.example again', async () => (await rcptReply(a, 'someone@partner.example')) >= 500, {
       timeoutMs: 30_000,
       intervalMs: 100,
     });
-    const ready = await admin(a, 'GET', '/readyz', undefined, false);
+    const ready = await nodeAdmin(a, 'GET', '/readyz', undefined, false);
     assert.equal(ready.json.checks.state?.ok, true, JSON.stringify(ready.json));
     // Both nodes are registered and beating.
     assert.match(ready.json.checks.state.detail, /nodes: \S+ mx\.example\.com 0\.1\.0 up, \S+ mx\.example\.com 0\.1\.0 up$/);
@@ -137,9 +91,9 @@ describe('two nodes, one PostgreSQL for the settings', () => {
       const a = await startNode(t, db.url);
       const b = await startNode(t, db.url);
       await own.stop();
-      const refused = await admin(a, 'POST', '/api/domains', { name: 'during.example', type: 'relay', nexthop: 'mx.during.example' });
+      const refused = await nodeAdmin(a, 'POST', '/api/domains', { name: 'during.example', type: 'relay', nexthop: 'mx.during.example' });
       assert.equal(refused.status, 503, JSON.stringify(refused.json));
-      const ready = await admin(a, 'GET', '/readyz', undefined, false);
+      const ready = await nodeAdmin(a, 'GET', '/readyz', undefined, false);
       assert.equal(ready.status, 503);
       assert.equal(ready.json.checks.state.ok, false);
       assert.match(ready.json.checks.state.detail, /PostgreSQL unreachable/);
@@ -148,11 +102,11 @@ describe('two nodes, one PostgreSQL for the settings', () => {
 
       await own.start();
       // Only the state check: clamd and spamd are not configured for these nodes, so /readyz as a whole stays 503.
-      await waitFor('A to find PostgreSQL again', async () => (await admin(a, 'GET', '/readyz', undefined, false)).json.checks.state.ok === true, {
+      await waitFor('A to find PostgreSQL again', async () => (await nodeAdmin(a, 'GET', '/readyz', undefined, false)).json.checks.state.ok === true, {
         timeoutMs: 60_000,
         intervalMs: 200,
       });
-      const added = await admin(a, 'POST', '/api/domains', { name: 'after.example', type: 'relay', nexthop: 'mx.after.example' });
+      const added = await nodeAdmin(a, 'POST', '/api/domains', { name: 'after.example', type: 'relay', nexthop: 'mx.after.example' });
       assert.equal(added.status, 201, JSON.stringify(added.json));
       await waitFor('B to accept RCPT for after.example', async () => (await rcptReply(b, 'someone@after.example')) === 250, {
         timeoutMs: 60_000,

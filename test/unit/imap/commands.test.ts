@@ -13,26 +13,8 @@ import { parseCommand, parseFetchAtt } from '../../../src/imap/parser.ts';
 import { encode, encodeString, formatInternalDate, parseImapDate } from '../../../src/imap/response.ts';
 import { ImapError } from '../../../src/imap/command.ts';
 import { COMMANDS } from '../../../src/imap/commands/index.ts';
+import { NESTED } from './fixtures.ts';
 
-const NESTED = [
-  'From: anna@example.com',
-  'To: team: a@x.com, "B, b" <b@x.com>;, c@y.org (Cee)',
-  'Subject: hi',
-  'Content-Type: multipart/mixed; boundary="b1"',
-  '',
-  '--b1',
-  'Content-Type: text/plain; charset=us-ascii',
-  '',
-  'Hello',
-  '--b1',
-  'Content-Type: message/rfc822',
-  '',
-  'Subject: inner',
-  '',
-  'inner body',
-  '--b1--',
-  '',
-].join('\r\n');
 
 const section = (raw: string, att: string) => {
   const a = parseFetchAtt(att);

@@ -9,28 +9,11 @@ import { describe, test } from 'node:test';
 import { contentTree, sectionData } from '../../../src/imap/commands/fetch.ts';
 import { parseMime } from '../../../src/imap/mime.ts';
 import { parseFetchAtt, type FetchAtt } from '../../../src/imap/parser.ts';
+import { NESTED } from './fixtures.ts';
 
-const MULTIPART = [
-  'From: anna@example.com',
-  'Subject: hi',
-  'Content-Type: multipart/mixed; boundary="b1"',
-  '',
-  '--b1',
-  'Content-Type: text/plain; charset=us-ascii',
-  '',
-  'Hello',
-  '--b1',
-  'Content-Type: message/rfc822',
-  '',
-  'Subject: inner',
-  '',
-  'inner body',
-  '--b1--',
-  '',
-].join('\r\n');
 
 const MESSAGES: Record<string, string> = {
-  multipart: MULTIPART,
+  multipart: NESTED,
   plain: 'From: a@x.com\r\nTo: b@y.org\r\nCc: c@z.net\r\nSubject: plain\r\nMessage-ID: <1@x>\r\n\r\nline 1\r\nline 2\r\n',
   'no body': 'From: a@x.com\r\nSubject: empty\r\n\r\n',
   'no blank line': 'From: a@x.com\r\nSubject: header only\r\n',
@@ -60,7 +43,7 @@ describe('FETCH content tree', () => {
   }
 
   test('the MIME structure is parsed only when an item needs it', () => {
-    const raw = Buffer.from(MULTIPART);
+    const raw = Buffer.from(NESTED);
     assert.equal(contentTree(raw, [att('BODY.PEEK[HEADER]'), att('RFC822.HEADER'), att('RFC822.TEXT')], {}).children.length, 0, 'top-level only: not parsed');
     for (const needs of ['BODY[1]', 'BODY[2.HEADER]', 'BODY[1.MIME]', 'BODY', 'BODYSTRUCTURE', 'ENVELOPE', 'BINARY[1]', 'BINARY.SIZE[1]', 'PREVIEW']) {
       const tree = contentTree(raw, [att('BODY.PEEK[HEADER]'), att(needs)], {});
