@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createTransport } from 'nodemailer';
 import { adDirectory, haveAd } from '../helpers/cli.ts';
+import { RawSmtp, type SmtpReply } from '../helpers/raw-smtp.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
@@ -18,81 +18,14 @@ const DOMAINS = ['example.com', 'example.org', 'corp.example'];
 const PASSWORD = 'Corp!Passw0rd';
 const OUTSIDE = 'someone@outside.example';
 
-// ---- a raw SMTP client, for what nodemailer refuses to send ---------------------------------------------------
-
-interface Reply {
-  code: number;
-  /** Every line of the reply joined with "\n", without the codes. */
-  text: string;
-}
-
-class RawSmtp {
-  private buf = '';
-  private readonly replies: Reply[] = [];
-  private readonly waiting: ((r: Reply) => void)[] = [];
-  private lines: string[] = [];
-  private closed: Error | undefined;
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => this.onData(d));
-    socket.on('error', (e) => (this.closed = e));
-    socket.on('close', () => {
-      this.closed ??= new Error('connection closed');
-      for (const w of this.waiting.splice(0)) w({ code: 0, text: this.closed.message });
-    });
-  }
-
-  static async open(port: number): Promise<{ smtp: RawSmtp; greeting: Reply }> {
-    const socket = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const smtp = new RawSmtp(socket);
-    return { smtp, greeting: await smtp.read() };
-  }
-
-  private onData(d: string): void {
-    this.buf += d;
-    let i: number;
-    while ((i = this.buf.indexOf('\r\n')) >= 0) {
-      const line = this.buf.slice(0, i);
-      this.buf = this.buf.slice(i + 2);
-      this.lines.push(line.slice(4));
-      // RFC 5321 §4.2.1: "NNN-" continues a reply, "NNN " ends it.
-      if (/^\d{3}(?: |$)/.test(line)) {
-        const reply = { code: Number(line.slice(0, 3)), text: this.lines.join('\n') };
-        this.lines = [];
-        const w = this.waiting.shift();
-        if (w) w(reply);
-        else this.replies.push(reply);
-      }
-    }
-  }
-
-  read(): Promise<Reply> {
-    const r = this.replies.shift();
-    if (r) return Promise.resolve(r);
-    if (this.closed) return Promise.resolve({ code: 0, text: this.closed.message });
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  cmd(line: string): Promise<Reply> {
-    this.socket.write(line + '\r\n');
-    return this.read();
-  }
-
-  close(): void {
-    this.socket.end('QUIT\r\n');
-    this.socket.destroySoon();
-  }
-}
-
 /** The RCPT TO reply for `rcpt` from an unauthenticated outside client on port 25, on a fresh connection. */
-async function rcptReply(port: number, rcpt: string): Promise<Reply> {
-  const { smtp, greeting } = await RawSmtp.open(port);
+async function rcptReply(port: number, rcpt: string): Promise<SmtpReply> {
+  const smtp = await RawSmtp.connect(port, { timeoutMs: 30_000 });
   try {
-    assert.equal(greeting.code, 220, greeting.text);
-    assert.equal((await smtp.cmd('EHLO mta.outside.example')).code, 250);
-    assert.equal((await smtp.cmd(`MAIL FROM:<${OUTSIDE}>`)).code, 250);
-    return await smtp.cmd(`RCPT TO:<${rcpt}>`);
+    assert.equal(smtp.greeting.code, 220, smtp.greeting.text);
+    assert.equal((await smtp.command('EHLO mta.outside.example')).code, 250);
+    assert.equal((await smtp.command(`MAIL FROM:<${OUTSIDE}>`)).code, 250);
+    return await smtp.command(`RCPT TO:<${rcpt}>`);
   } finally {
     smtp.close();
   }
