@@ -1,39 +1,14 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../../../src/main.ts';
-import { PACKAGE_ROOT } from '../../../src/config/load.ts';
+import { runCli, useCliConfig } from '../../helpers/cli-main.ts';
 import { openSettings } from '../../../src/settings/store.ts';
 
-let root: string;
-let dataDir: string;
-let savedConfig: string | undefined;
+const cli = useCliConfig('postern-cli-');
 
-before(() => {
-  root = mkdtempSync(join(tmpdir(), 'postern-cli-'));
-  dataDir = join(root, 'data');
-  const config = join(root, 'postern.yaml');
-  writeFileSync(
-    config,
-    `dataDir: ${JSON.stringify(dataDir)}\ndirectory:\n  type: ldif\n  file: ${JSON.stringify(join(PACKAGE_ROOT, 'fixtures/ad/corp.ldif'))}\n`,
-  );
-  savedConfig = process.env.POSTERN_CONFIG;
-  process.env.POSTERN_CONFIG = config;
-});
-
-after(() => {
-  if (savedConfig === undefined) delete process.env.POSTERN_CONFIG;
-  else process.env.POSTERN_CONFIG = savedConfig;
-  rmSync(root, { recursive: true, force: true });
-});
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), stdin: async () => 'Disclaimer from stdin\n' });
-  return { code, out: out.join('\n'), err: err.join('\n') };
+function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runCli(argv, async () => 'Disclaimer from stdin\n');
 }
 
 test('domain add / list / set / remove', async () => {
@@ -42,7 +17,7 @@ test('domain add / list / set / remove', async () => {
   assert.match(r.out, /added domain corp\.example: delivered to local mailboxes/);
   assert.match(r.out, /always Bcc: john\.smith@corp\.example/);
 
-  const disclaimer = join(root, 'disclaimer.md');
+  const disclaimer = join(cli.root, 'disclaimer.md');
   writeFileSync(disclaimer, 'This email is **confidential**.\n');
   r = await run('domain', 'add', 'partner.example', '--relay', 'mx.partner.example:2525', '--disclaimer', disclaimer);
   assert.equal(r.code, 0, r.err);
@@ -54,7 +29,7 @@ test('domain add / list / set / remove', async () => {
   r = await run('domain', 'add', 'not_a_domain');
   assert.equal(r.code, 64);
   assert.match(r.err, /fully qualified domain name/);
-  r = await run('domain', 'add', 'x.example', '--disclaimer', join(root, 'missing.md'));
+  r = await run('domain', 'add', 'x.example', '--disclaimer', join(cli.root, 'missing.md'));
   assert.equal(r.code, 1);
   assert.match(r.err, /cannot read the disclaimer file/);
 
@@ -154,7 +129,7 @@ test('address add / list / remove', async () => {
   assert.deepEqual(list.map((p) => p.address), ['help@addr.example', 'help@other.example', 'info@*', 'info@addr.example']);
 
   // What the server sees.
-  const s = openSettings(dataDir);
+  const s = openSettings(cli.dataDir);
   try {
     assert.equal(s.findPseudonym('info@other.example')?.target.name, 'Sales');
     assert.equal(s.findPseudonym('INFO@ADDR.EXAMPLE')?.target.name, 'John.Smith');
@@ -219,7 +194,7 @@ test('user set --send-limit-messages / --send-limit-recipients: a custom hourly 
   r = await run('user', 'set', 'Laura.Verdi', '--send-limit-messages', '50', '--send-limit-recipients', '0');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /send limit: 50 messages\/hour \(custom\), no recipients limit \(custom\)/);
-  const s = openSettings(dataDir);
+  const s = openSettings(cli.dataDir);
   try {
     assert.equal(s.effectiveUser('laura.verdi').sendLimitMessages, 50);
     assert.equal(s.effectiveUser('laura.verdi').sendLimitRecipients, 0);
@@ -318,7 +293,7 @@ test('settings get / set / unset / list', async () => {
 
 test('a configuration error exits 78 and no database is opened for --help', async () => {
   const saved = process.env.POSTERN_CONFIG;
-  process.env.POSTERN_CONFIG = join(root, 'missing.yaml');
+  process.env.POSTERN_CONFIG = join(cli.root, 'missing.yaml');
   try {
     const r = await run('settings', 'get', 'mailbox.imap');
     assert.equal(r.code, 78);

@@ -1,50 +1,23 @@
-import { test, before, after } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../../../src/main.ts';
-import { PACKAGE_ROOT } from '../../../src/config/load.ts';
+import { runCli, useCliConfig } from '../../helpers/cli-main.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
 import { newQueueId } from '../../../src/queue/id.ts';
 import { Scheduler, type FinishedEvent } from '../../../src/queue/scheduler.ts';
 import { Spool } from '../../../src/queue/spool.ts';
 import { envelope, fakeAgent, message, queueFiles, rcpt, until } from './helpers.ts';
 
-let root: string;
-let dataDir: string;
-let savedConfig: string | undefined;
+const cli = useCliConfig('postern-queue-cli-', `queue:\n  scanIntervalSeconds: 0.05\n`);
 
-before(() => {
-  root = mkdtempSync(join(tmpdir(), 'postern-queue-cli-'));
-  dataDir = join(root, 'data');
-  const config = join(root, 'postern.yaml');
-  writeFileSync(
-    config,
-    `dataDir: ${JSON.stringify(dataDir)}\n` +
-      `directory:\n  type: ldif\n  file: ${JSON.stringify(join(PACKAGE_ROOT, 'fixtures/ad/corp.ldif'))}\n` +
-      `queue:\n  scanIntervalSeconds: 0.05\n`,
-  );
-  savedConfig = process.env.POSTERN_CONFIG;
-  process.env.POSTERN_CONFIG = config;
-});
-
-after(() => {
-  if (savedConfig === undefined) delete process.env.POSTERN_CONFIG;
-  else process.env.POSTERN_CONFIG = savedConfig;
-  rmSync(root, { recursive: true, force: true });
-});
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
+function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runCli(argv);
 }
 
 /** The server side: its own Spool instance on the same directory, as in another process. */
 async function server(t: { after(fn: () => unknown): void }, decide: Parameters<typeof fakeAgent>[0]) {
-  const spool = new Spool(dataDir);
+  const spool = new Spool(cli.dataDir);
   const agent = fakeAgent(decide);
   const scheduler = new Scheduler({
     spool,
@@ -95,7 +68,7 @@ test('queue list on an empty or absent queue', async () => {
 });
 
 test('queue list shows each message with its pending and failed recipients and the last result', async () => {
-  const spool = new Spool(dataDir);
+  const spool = new Spool(cli.dataDir);
   await spool.init();
   const id = await spool.enqueue(
     message(),
@@ -206,7 +179,7 @@ test('queue delete removes a waiting message and the running server copes', asyn
 });
 
 test('queue delete: unknown id exits 1, no id or ids with --all exit 64, --all empties the queue', async () => {
-  const spool = new Spool(dataDir);
+  const spool = new Spool(cli.dataDir);
   await spool.init();
   const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
   await spool.enqueue(message(), envelope('a@corp.example', 'c@corp.example'));
