@@ -45,7 +45,15 @@ for (let i = 0; i < Number(count); i++) {
   const head = 'From: a@example.org\\r\\nSubject: ' + size + '\\r\\n\\r\\n';
   const message = Buffer.from(head + 'x'.repeat(size - head.length - 2) + '\\r\\n');
   if (mode === 'append') appended.push([size, (await mailbox.append(owner, 'INBOX', message, [])).uid]);
-  else await store.deliver(owner, message);
+  else if (mode === 'deliver') await store.deliver(owner, message);
+  else {
+    // MOVE (a rename into INBOX's cur/) or COPY (a new file) from a folder of this process's own.
+    const from = 'Src' + first;
+    if (i === 0) await mailbox.createFolder(owner, from);
+    const { uid } = await mailbox.append(owner, from, message, []);
+    const r = await mailbox.copy(owner, from, [uid], 'INBOX', { move: mode === 'move' });
+    appended.push([size, r.mapping[0][1]]);
+  }
 }
 done = true;
 await syncing;
@@ -61,7 +69,7 @@ interface Report {
   uidValidity: number;
 }
 
-async function runWorkers(t: { after(fn: () => unknown): void }, root: string, workers: { mode: 'append' | 'deliver'; first: number; count: number }[]): Promise<Report[]> {
+async function runWorkers(t: { after(fn: () => unknown): void }, root: string, workers: { mode: 'append' | 'deliver' | 'move' | 'copy'; first: number; count: number }[]): Promise<Report[]> {
   const at = Date.now() + 2000;
   return Promise.all(
     workers.map(async (w) => {
@@ -144,5 +152,29 @@ it('deliveries into new/ while two processes sync the folder: every message keep
     assertStable([...reports.flatMap((r) => r.appended), ...listed, ...reports.flatMap((r) => r.seen)], `round ${round}`);
     const uids = listed.map(([, uid]) => uid);
     for (let i = 1; i < uids.length; i++) assert.ok(uids[i]! > uids[i - 1]!);
+  }
+});
+
+it('MOVEs and COPYs into a folder in two processes that both keep syncing it: every message keeps the UID it was given', { timeout: 600_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'postern-uid-race-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (let round = 0; round < ROUNDS; round++) {
+    const root = join(dir, `r${round}`);
+    const reports = await runWorkers(t, root, [
+      { mode: 'move', first: 1000, count: 100 },
+      { mode: 'copy', first: 5000, count: 100 },
+    ]);
+    const appended = reports.flatMap((r) => r.appended);
+    for (const r of reports) {
+      const uids = r.appended.map(([, uid]) => uid);
+      for (let i = 1; i < uids.length; i++) assert.ok(uids[i]! > uids[i - 1]!, `COPYUIDs ascending: ${uids.join(',')}`);
+    }
+    const mailbox = new MaildirMailbox({ store: new MaildirStore({ root, hostname: 'mail.corp.example' }), quotaBytes: () => 0, log: silentLogger, autocreate: false });
+    const final = await mailbox.openFolder({ kind: 'user', login: 'alice' }, 'INBOX');
+    mailbox.close();
+    const listed = final.messages.map((m): [number, number] => [m.size, m.uid]);
+    assert.equal(listed.length, 200);
+    assertStable([...appended, ...listed, ...reports.flatMap((r) => r.seen)], `round ${round}`);
+    assert.deepEqual(listed.map(([, uid]) => uid), appended.map(([, uid]) => uid).sort((a, b) => a - b));
   }
 });
