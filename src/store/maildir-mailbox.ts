@@ -992,6 +992,10 @@ export class MaildirMailbox implements MailboxAccess {
       );
     }
 
+    // imap.workers: the rows indexed before cur/ is listed are the only ones its listing can say are gone. Another
+    // process APPENDing (or syncing) indexes files this listing missed while this sync runs; taking those for
+    // expunged gave them new UIDs at the next sync (RFC 3501 §2.3.1.1: a message keeps its UID).
+    const listedAgainst = new Set(this.rows(index).map((r) => r.base));
     const onDisk = new Map<string, string>();
     for (const n of await listDir(cur)) {
       if (n.startsWith('.')) continue;
@@ -1024,10 +1028,21 @@ export class MaildirMailbox implements MailboxAccess {
     const remove: number[] = [];
     const update: { uid: number; name: string; keywords: string }[] = [];
     const flagChanges: FolderChange[] = [];
+    let missing = this.rows(index).filter((r) => !onDisk.has(r.base) && listedAgainst.has(r.base));
+    if (missing.length) {
+      // readdir(3) may miss an entry renamed while it reads (another process's STORE): a file is expunged only when
+      // a second listing does not have it either. Rare (expunges by another program), so the cost is too.
+      const again = new Map<string, string>();
+      for (const n of await listDir(cur)) if (!n.startsWith('.')) again.set(baseOf(n), n);
+      missing = missing.filter((r) => !again.has(r.base));
+      for (const [base, name] of again) if (!onDisk.has(base) && listedAgainst.has(base)) onDisk.set(base, name);
+    }
+    const gone = new Set(missing.map((r) => r.uid));
     for (const r of this.rows(index)) {
       const name = onDisk.get(r.base);
-      if (name === undefined) remove.push(r.uid);
-      else if (name !== r.name) {
+      if (name === undefined) {
+        if (gone.has(r.uid)) remove.push(r.uid);
+      } else if (name !== r.name) {
         update.push({ uid: r.uid, name, keywords: r.keywords });
         flagChanges.push({ kind: 'flags', uid: r.uid, flags: flagsOf(name, r.keywords, map) });
       }
@@ -1127,9 +1142,13 @@ export class MaildirMailbox implements MailboxAccess {
    * index). Returns the UIDs that are no longer there.
    */
   private async adoptUidlist(index: FolderIndex, dir: string, onDisk: Map<string, string>): Promise<number[]> {
-    const read = await this.tryReadUidlist(dir);
-    if (read && read.list.version === 3 && read.list.guid) return this.reconcile(index, dir, read, onDisk);
+    // Under the lock, always: reconcile takes an index row the uidlist does not list for one whose UID was dropped,
+    // which holds only when the uidlist read is at least as new as the rows. Read outside the lock, a process
+    // assigning UIDs meanwhile (assignLocked: uidlist, then index, both under the lock) left rows newer than the read,
+    // and this sync renumbered those messages (imap.workers; RFC 3501 §2.3.1.1).
     return this.withUidlistLock(dir, async () => {
+      const st = await uidlistStat(dir);
+      if (st && uidlistSignature(st) === index.uidlistSignature) return []; // followed meanwhile by another process
       const again = await this.tryReadUidlist(dir);
       if (!again) {
         await this.migrateToUidlist(index, dir, onDisk);

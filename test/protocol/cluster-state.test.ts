@@ -1,13 +1,21 @@
 /**
  * Two nodes on one PostgreSQL for the state they share (issue 16): the message trace and the send-limit counters.
- * Two real servers in this process, each with its own dataDir (the queue is not shared on this branch), both with
- * `state: {type: postgres}` on one database of the run's PostgreSQL (test/helpers/pg-database.ts), driven by real
- * SMTP clients on their listeners and by their admin APIs:
+ * Two real servers in this process, each with its own dataDir, both with `state: {type: postgres}` on one database
+ * of the run's PostgreSQL (test/helpers/pg-database.ts), driven by real SMTP clients on their listeners and by their
+ * admin APIs. With state postgres the queue is one queue (src/state/postgres/queue.ts): its rows are shared and
+ * either node may claim a message the other queued, so its files must be too, as on nodes that mount one store.
+ * B's queue/ and mail/ are A's (symlinks). With a queue/ of its own, B claimed some of A's messages, found no file
+ * and dropped them: the deliveries the first test waits for never came (the fresh-clone CI flake; 3 of 40 lost in a
+ * probe under load).
+ *
  *  - a message sent through A and one sent through B are both found by a trace search on either node;
  *  - a send limit of 3 messages an hour for a user whose sessions alternate between A and B: 3 accepted in
  *    total, the next 451 4.7.1 on both, and either node's GET /api/limits shows the user at the limit.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { adminRequest } from '../helpers/admin-call.ts';
 import { sendRaw } from '../helpers/raw-smtp.ts';
@@ -23,12 +31,20 @@ describe('two nodes sharing the trace and the send limits on PostgreSQL', () => 
   let db: TestDatabase;
   let a: TestServer;
   let b: TestServer;
+  let dataA: string | undefined;
+  let dataB: string | undefined;
 
   before(async () => {
     db = await createTestDatabase({ prefix: 'cluster_state' });
     const over = { tls: TLS_FILES, state: { type: 'postgres', url: db.url, connectTimeoutMs: 5000 } };
-    a = await startTestServer(over);
-    b = await startTestServer(over);
+    dataA = mkdtempSync(join(tmpdir(), 'postern-cluster-a-'));
+    dataB = mkdtempSync(join(tmpdir(), 'postern-cluster-b-'));
+    for (const shared of ['queue', 'mail']) {
+      mkdirSync(join(dataA, shared));
+      symlinkSync(join(dataA, shared), join(dataB, shared));
+    }
+    a = await startTestServer({ ...over, dataDir: dataA });
+    b = await startTestServer({ ...over, dataDir: dataB });
     // The settings startTestServer writes into each node's copy, made shared (apply waits for PostgreSQL).
     await a.core.settings.apply(() => {
       a.core.settings.set('filter.antivirus', false);
@@ -42,6 +58,7 @@ describe('two nodes sharing the trace and the send limits on PostgreSQL', () => 
     await a?.close();
     await b?.close();
     await db?.drop();
+    for (const d of [dataA, dataB]) if (d) rmSync(d, { recursive: true, force: true });
   });
 
   async function trace(node: TestServer, query: string): Promise<TracePath[]> {
@@ -63,7 +80,7 @@ describe('two nodes sharing the trace and the send limits on PostgreSQL', () => 
       const paths = await trace(node, `from=${from}&to=laura.verdi@example.com`);
       assert.equal(paths.length, 2);
       for (const p of paths) assert.ok(p.events.some((e) => e.type === 'received'), JSON.stringify(p.events));
-      // Each node delivered its own message: the path has the node's delivery as well.
+      // Delivered by whichever node claimed it (one queue): the path has the delivery as well.
       await waitFor('the deliveries in the trace', async () => (await trace(node, `from=${from}`)).every((p) => p.events.some((e) => e.type === 'delivered')), {
         timeoutMs: 30_000,
         intervalMs: 100,
