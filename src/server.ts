@@ -285,7 +285,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       limits: config.smtp,
       // RFC 4468 BURL: the URLAUTH URL is resolved in our own store, as "submit+<user>" (imap/urlauth.ts).
       burl: (url, user) => fetchBurl(url, user),
-      data: dataOptions(config, settings, log),
+      data: dataOptions(config, settings, log, core.state.pg),
       otherSessions: () => smtpWorkers?.sessionCount() ?? 0,
     });
     smtpRef.current = smtp;
