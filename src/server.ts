@@ -34,6 +34,8 @@ import { interpreterChecker } from './managesieve/sieve-checker.js';
 import { SieveScriptStore } from './sieve/storage.js';
 import { startImap } from './imap/server.js';
 import { imapDeps } from './imap/wiring.js';
+import { SpamLearner } from './filters/spamassassin.js';
+import { openTrainingQueue, SpamTrainer } from './filters/training-queue.js';
 import { ImapWorkers, type BridgedChange } from './imap/workers.js';
 import { startClusterMail } from './state/postgres/cluster-mail.js';
 import { UrlauthKeyStore } from './store/urlauth-keys.js';
@@ -285,7 +287,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
       limits: config.smtp,
       // RFC 4468 BURL: the URLAUTH URL is resolved in our own store, as "submit+<user>" (imap/urlauth.ts).
       burl: (url, user) => fetchBurl(url, user),
-      data: dataOptions(config, settings, log),
+      data: dataOptions(config, settings, log, core.state.pg),
       otherSessions: () => smtpWorkers?.sessionCount() ?? 0,
     });
     smtpRef.current = smtp;
@@ -298,7 +300,14 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const pop3: Pop3Service[] = [];
     const ports: Record<string, number> = Object.fromEntries(smtp.listeners.map((l) => [l.role, l.port]));
     if (smtpWorkersListener) ports.smtp = smtpWorkersListener.port;
-    const imapOptions = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions });
+    // The Bayes training queue (issue 16): lessons of moves into/out of Junk, told to spamd by this node's trainer;
+    // with state postgres the queue is the cluster's and the nodes' trainers share it (each lesson told once).
+    const trainingQueue = openTrainingQueue(config, core.state.pg);
+    const learner = new SpamLearner({ config: config.spamassassin, settings, log });
+    const trainer = new SpamTrainer({ queue: trainingQueue, node: core.state.nodeId, log, intervalMs: 1000, tell: (l) => learner.learn(l.message, l.kind, { by: l.login }) });
+    trainer.start();
+    opened.push({ close: async () => { await trainer.stop(); await trainingQueue.close(); } });
+    const imapOptions = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions, training: { queue: trainingQueue, queued: () => trainer.kick() } });
     const imap: { close(): Promise<void>; sessionCount(): number }[] = [];
     // imap.workers > 0: this process keeps the IMAP listeners and hands each connection to a worker process that
     // serves it over the same store (src/imap/workers.ts); 0: sessions are served here.

@@ -24,6 +24,7 @@ import { settingsRoutes } from './routes/settings.js';
 import { usersRoutes } from './routes/users.js';
 import { outOfOfficeRoutes } from './routes/out-of-office.js';
 import { limitsRoutes } from './routes/limits.js';
+import { dkimRoutes } from './routes/dkim.js';
 import { mailboxesRoutes } from './routes/mailboxes.js';
 import type { AdminDeps, App } from './types.js';
 import { webAdmin } from './web/web-admin.js';
@@ -116,6 +117,7 @@ export function buildAdminApp(deps: AdminDeps, opts: { https?: { cert: Buffer; k
   usersRoutes(app, d);
   outOfOfficeRoutes(app, d);
   limitsRoutes(app, d);
+  dkimRoutes(app, d);
   mailboxesRoutes(app, d);
   queueRoutes(app, d);
   traceRoutes(app, d);

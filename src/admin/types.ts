@@ -47,6 +47,8 @@ export interface AdminDeps {
   activity?: Activity;
   /** Mailbox registry and lifecycle (issue 13): the orphaned-mailbox routes exist only with it. */
   lifecycle?: { registry: import('../lifecycle/registry.js').MailboxRegistry; reconcile(guid?: string): Promise<import('../lifecycle/lifecycle.js').ReconcileResult> };
+  /** DKIM keys (GET/POST/DELETE /api/dkim); default: openDkimKeys of the config and the state store's pool. */
+  dkimKeys?: import('../delivery/dkim-keys.js').DkimKeyStore;
   /** The state store (issue 16): /readyz reports PostgreSQL's reachability with state postgres. */
   state?: import('../state/index.js').StateStore;
   /** Bound ports by listener name (smtp, submission, smtps, imap, imaps, pop3, pop3s), read at request time. */

@@ -23,6 +23,7 @@ import { promisify } from 'node:util';
 import type { dkimSign } from 'mailauth';
 import { loadMailauth } from '../lib/mailauth.js';
 import type { Logger } from '../lib/logger.js';
+import type { DkimKeySource } from './dkim-keys.js';
 import { normalizeDomain } from '../settings/validate.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -331,6 +332,11 @@ export interface DkimSignerOptions {
   dataDir: string;
   /** The signer logs with component `delivery`, or the caller's logger's component. */
   log: Logger;
+  /**
+   * Where the keys are when not the key files of dataDir (state postgres: the cluster's table, src/delivery/
+   * dkim-keys.ts). Its TempFailure is not "no key": sign() rejects with it, and the DATA hook answers 451.
+   */
+  keys?: DkimKeySource;
 }
 
 interface CachedKey {
@@ -350,10 +356,21 @@ export class DkimSigner {
   private indexStamp = '';
   private indexDirty = true;
   private readonly keys = new Map<string, CachedKey>();
+  private readonly source: DkimKeySource | undefined;
 
   constructor(opts: DkimSignerOptions) {
     this.dataDir = opts.dataDir;
     this.log = opts.log;
+    this.source = opts.keys;
+  }
+
+  /** The key of the domain or a parent domain from `source`: a failure of the store rejects (TempFailure). */
+  private async sourceKeyFor(domain: string): Promise<{ signingDomain: string; selector: string; privateKey: string } | null> {
+    const labels = domain.split('.');
+    const candidates: string[] = [];
+    for (let i = 0; i <= labels.length - 2; i++) candidates.push(labels.slice(i).join('.'));
+    const key = await this.source!.signingKey(candidates);
+    return key ? { signingDomain: key.domain, selector: key.selector, privateKey: key.pem } : null;
   }
 
   /** The domain's key entry, looking at parent domains too (relaxed alignment). */
@@ -412,18 +429,26 @@ export class DkimSigner {
     const raw = fromDomain ?? headerFromDomain(message);
     if (!raw) return message;
     const domain = raw.trim().toLowerCase().replace(/\.$/, '');
-    let entry: KeyFileEntry | null;
-    let key: CachedKey | null;
-    try {
-      entry = await this.entryFor(domain);
-      if (!entry) return message;
-      key = await this.keyFor(entry);
-      if (!key) return message;
-    } catch (err) {
-      this.log.error({ domain, err: (err as Error).message }, 'DKIM key unusable; sending unsigned');
-      return message;
+    let signature: { signingDomain: string; selector: string; privateKey: string };
+    if (this.source) {
+      // Not caught: a store that cannot answer must not turn into mail sent unsigned.
+      const found = await this.sourceKeyFor(domain);
+      if (!found) return message;
+      signature = found;
+    } else {
+      let entry: KeyFileEntry | null;
+      let key: CachedKey | null;
+      try {
+        entry = await this.entryFor(domain);
+        if (!entry) return message;
+        key = await this.keyFor(entry);
+        if (!key) return message;
+      } catch (err) {
+        this.log.error({ domain, err: (err as Error).message }, 'DKIM key unusable; sending unsigned');
+        return message;
+      }
+      signature = { signingDomain: entry.domain, selector: key.selector, privateKey: key.pem };
     }
-    const signature = { signingDomain: entry.domain, selector: key.selector, privateKey: key.pem };
     let result: Awaited<ReturnType<typeof dkimSign>>;
     try {
       result = await (await loadMailauth()).dkimSign(message, {
@@ -439,12 +464,12 @@ export class DkimSigner {
         signatureData: [signature],
       });
     } catch (err) {
-      this.log.error({ domain: entry.domain, selector: key.selector, err: (err as Error).message }, 'DKIM signing failed; sending unsigned');
+      this.log.error({ domain: signature.signingDomain, selector: signature.selector, err: (err as Error).message }, 'DKIM signing failed; sending unsigned');
       return message;
     }
     if (result.errors.length || !result.signatures.trim()) {
       const first = result.errors[0] as unknown as { err?: Error } | undefined;
-      this.log.error({ domain: entry.domain, selector: key.selector, err: first?.err?.message ?? String(first) }, 'DKIM signing failed; sending unsigned');
+      this.log.error({ domain: signature.signingDomain, selector: signature.selector, err: first?.err?.message ?? String(first) }, 'DKIM signing failed; sending unsigned');
       return message;
     }
     return Buffer.concat([Buffer.from(result.signatures, 'latin1'), message]);

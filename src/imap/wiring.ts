@@ -5,7 +5,7 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { Core } from '../core.js';
 import type { UserEntry } from '../directory/types.js';
-import { SpamLearner } from '../filters/spamassassin.js';
+import { openTrainingQueue, type TrainingLesson, type TrainingQueue } from '../filters/training-queue.js';
 import type { Logger } from '../lib/logger.js';
 import type { SessionRegistry } from '../lib/session-registry.js';
 import type { TlsMaterial } from '../lib/tls.js';
@@ -23,10 +23,39 @@ export function imapDeps(parts: {
   log: Logger;
   /** Open sessions by user, closed when AD takes a user's access away (directory/watch.ts). */
   sessions?: SessionRegistry;
+  /** The Bayes training queue and a kick for this process's trainer (server.ts); a worker opens its own queue. */
+  training?: { queue: TrainingQueue; queued(): void };
 }): Omit<ImapServerOptions, 'port' | 'host' | 'secure'> {
   const { config, core, log } = parts;
   const { settings, directory } = core;
-  const learner = new SpamLearner({ config: config.spamassassin, settings, log });
+  const queue = parts.training?.queue ?? openTrainingQueue(config, core.state.pg);
+  const held: TrainingLesson[] = [];
+  let retrying: NodeJS.Timeout | undefined;
+  // The MOVE is answered before its lesson is queued (spam-training.ts): a queue that cannot take it (PostgreSQL
+  // away) must not lose it. Held in memory (at most 1000, oldest dropped) and queued when the store answers again;
+  // only a node that dies meanwhile loses them.
+  const queueLesson = async (lesson: TrainingLesson): Promise<void> => {
+    try {
+      await queue.add([lesson]);
+      parts.training?.queued();
+    } catch (err) {
+      if (held.length >= 1000) held.shift();
+      held.push(lesson);
+      log.warn({ component: 'imap', err: (err as Error).message, held: held.length }, 'imap: spam training queue unavailable; the lesson is held until it answers');
+      retrying ??= setInterval(() => {
+        const batch = held.splice(0);
+        queue.add(batch).then(
+          () => {
+            clearInterval(retrying);
+            retrying = undefined;
+            parts.training?.queued();
+          },
+          () => held.unshift(...batch),
+        );
+      }, 2000);
+      retrying.unref();
+    }
+  };
   return {
     tls: parts.tls,
     urlauthKeys: parts.urlauthKeys,
@@ -48,7 +77,8 @@ export function imapDeps(parts: {
     learn: async (user: UserEntry, kind: 'spam' | 'ham', message: Buffer) => {
       const trainers = await directory.findGroup('spamtrainers');
       if (trainers && !(await directory.groupsOf(user)).some((g) => g.dn.toLowerCase() === trainers.dn.toLowerCase())) return false;
-      await learner.learn(message, kind, { by: user.login });
+      // Queued, told to spamd by a trainer (src/filters/training-queue.ts): a spamd that is down delays the lesson.
+      await queueLesson({ login: user.login, kind, message });
       return true;
     },
   };

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { attachDisclaimer } from '../delivery/disclaimer.js';
 import { DkimSigner } from '../delivery/dkim.js';
+import { openDkimKeys } from '../delivery/dkim-keys.js';
+import type { PgState } from '../state/postgres/pool.js';
 import { localDeliveryPrefix } from '../delivery/prefix.js';
 import { Srs } from '../delivery/srs.js';
 import { domainOf } from '../directory/mapping.js';
@@ -40,8 +42,9 @@ export function makeFilters(config: LoadedConfig, settings: Settings, filtersOff
 }
 
 /** What DATA does beyond the protocol: the hop limit, and the changes to mail our users send. */
-export function dataOptions(config: LoadedConfig, settings: Settings, log: Logger): OnDataOptions {
-  const dkim = new DkimSigner({ dataDir: config.dataDir, log });
+export function dataOptions(config: LoadedConfig, settings: Settings, log: Logger, pg?: PgState): OnDataOptions {
+  // state postgres: the cluster's keys (a key added through any node signs here too); the key files otherwise.
+  const dkim = new DkimSigner({ dataDir: config.dataDir, log, ...(config.state.type === 'postgres' ? { keys: openDkimKeys(config, pg) } : {}) });
   return {
     hopLimit: config.delivery.hopLimit,
     // Mail our users send: the seed's disclaimer is attached (not added) for a domain that has one, then the

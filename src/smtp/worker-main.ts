@@ -84,7 +84,7 @@ async function init(m: Extract<ToSmtpWorker, { t: 'init' }>): Promise<void> {
     tls,
     listeners: { ...config.listeners, submission: false, smtps: false },
     limits: config.smtp,
-    data: dataOptions(config, settings, log),
+    data: dataOptions(config, settings, log, core.state.pg),
     listen: false,
     onSessionEnd: report,
   });
