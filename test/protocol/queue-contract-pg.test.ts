@@ -265,6 +265,35 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     assert.deepEqual(await a.list(), []);
   });
 
+  test('a node that does not see the shared queue directory leaves the message queued for one that does', async (t) => {
+    const { a, db } = await twoNodes(t, 10);
+    // B on a queue directory of its own (a mount missing on that node): it can claim A's row but not read its file.
+    const pgB = await pgFor(t, db.url);
+    const b = new PgSpool(tempDir(t), { pg: pgB, nodeId: 'node-b', leaseSeconds: 10 });
+    await b.init();
+    t.after(() => b.stop());
+    const id = await a.enqueue(message('only on A'), envelope('alice@corp.example', 'bob@partner.example'));
+    const [claimed] = await b.claimDue(1);
+    assert.equal(claimed.id, id);
+    await assert.rejects(b.readMessage(id, claimed.spoolPrefix), (err: unknown) => err instanceof TempFailure && /is dataDir\/queue the directory every node shares/.test(err.message));
+    assert.ok(await a.read(id), 'the row is kept');
+    // B's scheduler gives its claim back instead of dropping the message; A, which sees the file, delivers it.
+    let deliveredOnB = 0;
+    let refusedOnB = 0;
+    const read = b.readMessage.bind(b);
+    b.readMessage = (i, prefix) => read(i, prefix).catch((err: unknown) => ((refusedOnB += 1), Promise.reject(err)));
+    await b.release(id, new Date().toISOString());
+    const sb = scheduler(t, b, fakeAgent(async () => ((deliveredOnB += 1), { state: 'delivered' })));
+    await sb.s.start();
+    await waitFor('B to try the message twice (its claim given back in between)', () => refusedOnB >= 2, { timeoutMs: 30_000 });
+    assert.ok(await a.read(id), 'still queued after B tried it');
+    const sa = scheduler(t, a, fakeAgent(async () => ({ state: 'delivered' })));
+    await sa.s.start();
+    await waitFor('A to deliver the message', () => sa.finished.some((f) => f.id === id && f.reason === 'done'), { timeoutMs: 60_000 });
+    assert.equal(deliveredOnB, 0, 'B never delivered a message it could not read');
+    assert.deepEqual(await a.list(), []);
+  });
+
   test('queue expiry with two schedulers: the one DSN is made once cluster-wide', async (t) => {
     const { a, b } = await twoNodes(t, 10);
     const calls: { node: string; id: string; from: string }[] = [];

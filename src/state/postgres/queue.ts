@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import {
   checkEnvelope,
   diskFailure,
+  NotQueuedError,
   ignoreMissing,
   Spool,
   type NewEnvelope,
@@ -195,6 +196,27 @@ export class PgSpool extends Spool implements QueueClaims {
     });
   }
 
+  /**
+   * A claimed row whose file this node cannot find. The file is linked (and its directory fsynced) before the row is
+   * inserted, and remove() deletes the row before the file, so a row without its file means this node does not see
+   * the queue directory the others write: dataDir/queue not shared. Dropping the row, as the default spool does for
+   * a stray envelope, would lose mail another node answered 250 for; the attempt fails instead, the claim is given
+   * back (Scheduler.launch), and a node that sees the file delivers it. A row really removed meanwhile is still
+   * NotQueuedError.
+   */
+  override async readMessage(id: string, spoolPrefix?: string): Promise<Buffer> {
+    try {
+      return await super.readMessage(id, spoolPrefix);
+    } catch (err) {
+      if (!(err instanceof NotQueuedError)) throw err;
+      const r = await this.pg.query('SELECT 1 FROM queue_messages WHERE id = $1', [id]);
+      if (!r.rowCount) throw err;
+      throw new TempFailure(
+        `queued message ${id} has no file in ${this.dir}: is dataDir/queue the directory every node shares? (left queued for a node that sees it)`,
+      );
+    }
+  }
+
   /** Row first (from then on it is not queued, on any node), then the file. */
   override async remove(id: string, by?: string): Promise<boolean> {
     this.dropFresh(this.checkId(id));
@@ -217,7 +239,7 @@ export class PgSpool extends Spool implements QueueClaims {
   /**
    * At server start. Other nodes run: a file in tmp/ or in queue/ without its row may be one they are committing
    * right now, so only what is older than orphanAgeMs is taken for a crash's leftover (never acknowledged: the row
-   * comes last). A row whose file is gone is left to the scheduler (its attempt finds no message and drops it).
+   * comes last). A row whose file is not here is left queued (readMessage): another node may see the file.
    */
   override async recover(): Promise<RecoverResult> {
     await this.init();
