@@ -123,7 +123,7 @@ export interface SelectedFolder {
    * (lazyView) takes the messages' current flags, so the change then reported for them is sent even when the flags
    * look unchanged.
    */
-  stale: Set<number>;
+  stale?: Set<number>;
   /** The copies own() made: this session's to change. */
   owned: WeakSet<MessageMeta>;
   /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
@@ -827,7 +827,6 @@ export class ImapSession {
       saved: new Set(),
       contexts: new Map(),
       changed: new Set(),
-      stale: new Set(),
       pending: [],
       unwatch: () => {},
     };
@@ -935,7 +934,7 @@ export class ImapSession {
         // With CONDSTORE a change the session has not shown yet may leave the flags as they were (-FLAGS then
         // +FLAGS by another session): its new MODSEQ is news all the same (RFC 7162 §3.1.4, §3.1.11).
         const newer = ch.modseq !== undefined && ch.modseq > (m.modseq ?? 0);
-        const stale = sel.stale.delete(ch.uid);
+        const stale = sel.stale?.delete(ch.uid) ?? false;
         if (sameFlags(m.flags, ch.flags) && !(newer && condstoreEnabled(this)) && !stale) {
           if (newer) m.modseq = ch.modseq;
           continue;
@@ -1144,13 +1143,15 @@ function firstIndexAtLeast(uids: Uint32Array, uid: number): number {
  * (its MODSEQ is above the summary's), so that the flag change the watch brings is shown although the view already
  * holds the new flags. Messages added since are left out: the watch's EXISTS adds them.
  */
-function lazyView(sel: SelectedFolder, summary: FolderSummary): void {
+function lazyView(sel: SelectedFolder, from: FolderSummary): void {
   let view: MessageMeta[] | undefined;
+  // Dropped once read: the UIDs of a big folder are not kept twice.
+  let summary: FolderSummary | undefined = from;
   Object.defineProperty(sel, 'messages', {
     enumerable: true,
     configurable: true,
     get(): MessageMeta[] {
-      if (view) return view;
+      if (view || !summary) return view ?? [];
       const uids = summary.uids;
       const now = summary.messages();
       const out = new Array<MessageMeta>(uids.length);
@@ -1161,10 +1162,11 @@ function lazyView(sel: SelectedFolder, summary: FolderSummary): void {
         const m = now[j];
         if (m?.uid === uid) {
           out[i] = m;
-          if (m.modseq !== undefined && m.modseq > summary.modseq) sel.stale.add(uid);
+          if (m.modseq !== undefined && m.modseq > summary.modseq) (sel.stale ??= new Set()).add(uid);
         } else out[i] = { uid, size: 0, flags: [], internalDate: new Date(0), modseq: summary.modseq };
       }
       view = out;
+      summary = undefined;
       return view;
     },
     set(v: MessageMeta[]) {
