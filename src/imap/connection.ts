@@ -17,7 +17,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { UserEntry } from '../directory/types.js';
 import { TempFailure } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { FolderNotFound, OverQuota, type FolderChange, type MailboxAccess, type MessageMeta } from '../store/mailbox.js';
+import { FolderNotFound, OverQuota, type FolderChange, type FolderSummary, type MailboxAccess, type MessageMeta } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
 import { ImapError, PERMANENT_FLAGS, SHARED_PREFIX, type Completion, type ImapState } from './command.js';
 import { COMMANDS } from './commands/index.js';
@@ -113,6 +113,17 @@ export interface SelectedFolder {
    * (FolderState): one is changed only through ImapSession.own, which puts the session's copy in its place.
    */
   messages: MessageMeta[];
+  /**
+   * What SELECT reports (RFC 3501 §6.3.1): EXISTS, the first unseen sequence number (0 = none) and the keywords in
+   * use, as the folder was when opened.
+   */
+  opened: { exists: number; firstUnseen: number; keywords: string[] };
+  /**
+   * UIDs whose flags may have changed after SELECT without the session having been told: a view read lazily
+   * (lazyView) takes the messages' current flags, so the change then reported for them is sent even when the flags
+   * look unchanged.
+   */
+  stale?: Set<number>;
   /** The copies own() made: this session's to change. */
   owned: WeakSet<MessageMeta>;
   /** RFC 3501 §2.3.2: UIDs this session sees as \Recent (claimed by its SELECT, or unclaimed when EXAMINEd). */
@@ -783,23 +794,34 @@ export class ImapSession {
     this.unselect();
     const ref = this.resolve(name);
     const { owner } = ref;
-    const state = await this.deps.mailbox.openFolder(owner, ref.folder);
+    const mailbox = this.deps.mailbox;
+    // The store's summary when it has one: SELECT then answers from counts and UIDs, and the messages are read on
+    // the first command that needs them (lazyView).
+    const summary = mailbox.selectFolder ? await mailbox.selectFolder(owner, ref.folder) : undefined;
+    const state = summary ? undefined : await mailbox.openFolder(owner, ref.folder);
+    const info = summary ?? state!;
     // RFC 3501 §6.3.1/§6.3.2: SELECT claims the recent messages for this session; EXAMINE only looks, so the next
     // SELECT still sees them as recent.
-    const firstRecent = await this.deps.mailbox.firstRecentUid(owner, ref.folder, readOnly ? undefined : state.uidNext);
+    const firstRecent = await mailbox.firstRecentUid(owner, ref.folder, readOnly ? undefined : info.uidNext);
+    const recent = new Set<number>();
+    if (summary) {
+      const uids = summary.uids;
+      for (let i = firstIndexAtLeast(uids, firstRecent); i < uids.length; i++) recent.add(uids[i]!);
+    } else for (const m of state!.messages) if (m.uid >= firstRecent) recent.add(m.uid);
     const sel: SelectedFolder = {
       name,
       owner,
       folder: ref.folder,
       shared: ref.shared,
       readOnly,
-      uidValidity: state.uidValidity,
-      uidNext: state.uidNext,
-      highestModseq: state.modseq > 0 && state.messages.every((m) => m.modseq !== undefined) ? state.modseq : 0,
+      uidValidity: info.uidValidity,
+      uidNext: info.uidNext,
+      highestModseq: summary ? summary.modseq : state!.modseq > 0 && state!.messages.every((m) => m.modseq !== undefined) ? state!.modseq : 0,
       // No copy per message (a 100,000-message folder spent a fifth of its SELECT there): see own().
-      messages: state.messages,
+      messages: state?.messages ?? [],
+      opened: summary ? { exists: summary.uids.length, firstUnseen: summary.firstUnseen, keywords: summary.keywords } : openedOf(state!.messages),
       owned: new WeakSet(),
-      recent: new Set(state.messages.filter((m) => m.uid >= firstRecent).map((m) => m.uid)),
+      recent,
       keywords: new Set(),
       copied: new Set(),
       saved: new Set(),
@@ -808,6 +830,7 @@ export class ImapSession {
       pending: [],
       unwatch: () => {},
     };
+    if (summary) lazyView(sel, summary);
     sel.unwatch = this.deps.mailbox.watch(owner, ref.folder, (change) => {
       if (this.selected !== sel) return;
       sel.pending.push(change);
@@ -911,7 +934,8 @@ export class ImapSession {
         // With CONDSTORE a change the session has not shown yet may leave the flags as they were (-FLAGS then
         // +FLAGS by another session): its new MODSEQ is news all the same (RFC 7162 §3.1.4, §3.1.11).
         const newer = ch.modseq !== undefined && ch.modseq > (m.modseq ?? 0);
-        if (sameFlags(m.flags, ch.flags) && !(newer && condstoreEnabled(this))) {
+        const stale = sel.stale?.delete(ch.uid) ?? false;
+        if (sameFlags(m.flags, ch.flags) && !(newer && condstoreEnabled(this)) && !stale) {
           if (newer) m.modseq = ch.modseq;
           continue;
         }
@@ -1090,6 +1114,65 @@ export class ImapSession {
   applyExpunge(uids: number[], silent: boolean): void {
     this.reportExpunge(uids, silent);
   }
+}
+
+/** What SELECT reports, from the messages (a store without selectFolder). */
+function openedOf(messages: MessageMeta[]): SelectedFolder['opened'] {
+  const keywords = new Set<string>();
+  for (const m of messages) for (const f of m.flags) if (!f.startsWith('\\')) keywords.add(f);
+  const i = messages.findIndex((m) => !m.flags.includes('\\Seen'));
+  return { exists: messages.length, firstUnseen: i + 1, keywords: [...keywords] };
+}
+
+/** The index of the first UID >= `uid` in ascending `uids` (its length when none). */
+function firstIndexAtLeast(uids: Uint32Array, uid: number): number {
+  let lo = 0;
+  let hi = uids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (uids[mid]! < uid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Makes `sel.messages` read on first use: the view as SELECT numbered it (summary.uids), with each message as the
+ * store has it then. A message expunged since has no row any more: it stays in the view (its expunge is reported
+ * through the watch, as for any view) with no flags and no size. One that changed since SELECT is marked stale
+ * (its MODSEQ is above the summary's), so that the flag change the watch brings is shown although the view already
+ * holds the new flags. Messages added since are left out: the watch's EXISTS adds them.
+ */
+function lazyView(sel: SelectedFolder, from: FolderSummary): void {
+  let view: MessageMeta[] | undefined;
+  // Dropped once read: the UIDs of a big folder are not kept twice.
+  let summary: FolderSummary | undefined = from;
+  Object.defineProperty(sel, 'messages', {
+    enumerable: true,
+    configurable: true,
+    get(): MessageMeta[] {
+      if (view || !summary) return view ?? [];
+      const uids = summary.uids;
+      const now = summary.messages();
+      const out = new Array<MessageMeta>(uids.length);
+      let j = 0;
+      for (let i = 0; i < uids.length; i++) {
+        const uid = uids[i]!;
+        while (j < now.length && now[j]!.uid < uid) j++;
+        const m = now[j];
+        if (m?.uid === uid) {
+          out[i] = m;
+          if (m.modseq !== undefined && m.modseq > summary.modseq) (sel.stale ??= new Set()).add(uid);
+        } else out[i] = { uid, size: 0, flags: [], internalDate: new Date(0), modseq: summary.modseq };
+      }
+      view = out;
+      summary = undefined;
+      return view;
+    },
+    set(v: MessageMeta[]) {
+      view = v;
+    },
+  });
 }
 
 function sameFlags(a: string[], b: string[]): boolean {

@@ -47,6 +47,29 @@ export interface FolderState {
   modseq: number;
 }
 
+/**
+ * What SELECT needs of a folder without a MessageMeta per message (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1): counts,
+ * UIDs and one lookup, as Dovecot answers from its index header. The messages themselves are read on first need.
+ */
+export interface FolderSummary {
+  uidValidity: number;
+  uidNext: number;
+  /** HIGHESTMODSEQ; 0 when the store keeps no MODSEQs. */
+  modseq: number;
+  /** The UIDs of the messages, ascending: index + 1 is the sequence number. */
+  uids: Uint32Array;
+  /** Sequence number of the first message without \Seen; 0 when all are seen. */
+  firstUnseen: number;
+  /** The keywords the messages carry (for FLAGS). */
+  keywords: string[];
+  /**
+   * The messages as the store has them when called (synchronous: the store reads its local index), in UID order;
+   * the array is the caller's, its objects are shared as in FolderState. It may differ from `uids`: messages added
+   * or expunged since, whose changes the folder's watchers are told.
+   */
+  messages(): MessageMeta[];
+}
+
 export interface FolderInfo {
   /** IMAP name with '/' as the hierarchy separator, 'INBOX' for the root. */
   name: string;
@@ -111,6 +134,11 @@ export interface MailboxAccess {
 
   /** Brings the index up to date with the Maildir (new/ → cur/, new UIDs) and returns the folder. */
   openFolder(owner: MailboxOwner, name: string): Promise<FolderState>;
+  /**
+   * Like openFolder (the same sync with the Maildir), but returns the folder's summary and reads the messages only
+   * when asked. Optional: a store without it is opened with openFolder.
+   */
+  selectFolder?(owner: MailboxOwner, name: string): Promise<FolderSummary>;
   /** The stored message (with the Return-Path/Delivered-To prefix delivery wrote). */
   readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer>;
   /**

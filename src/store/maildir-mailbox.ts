@@ -47,7 +47,7 @@ import { errorCode } from './fs-util.js';
 import { FolderIndex, isCorruption, type IndexRow, type NewRow } from './folder-index.js';
 import { searchHeadersOfMessage, type SearchHeaders } from './header-fields.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type MailboxAccess, type MailboxListChange, type MessageFile, type MessageMeta } from './mailbox.js';
+import { FolderNotFound, OverQuota, StoreResult, type Flag, type FolderChange, type FolderInfo, type FolderState, type FolderSummary, type MailboxAccess, type MailboxListChange, type MessageFile, type MessageMeta } from './mailbox.js';
 import type { MaildirStore } from './maildir.js';
 import { decodeMutf7, encodeMutf7 } from './mutf7.js';
 import { FOLDER_SEPARATOR, ownerLabel, parseMaildirFileName, SPECIAL_FOLDERS } from './names.js';
@@ -230,6 +230,20 @@ function timeKey(base: string): [number, number] {
   return [Number(m[1]), m[2] ? Number(m[2]) : 0];
 }
 
+/** The sequence number (index + 1) of `uid` in ascending `uids`; 0 when absent. */
+function seqOf(uids: Uint32Array, uid: number): number {
+  let lo = 0;
+  let hi = uids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const u = uids[mid]!;
+    if (u === uid) return mid + 1;
+    if (u < uid) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return 0;
+}
+
 function compareNames(a: string, b: string): number {
   const [as, au] = timeKey(a);
   const [bs, bu] = timeKey(b);
@@ -291,6 +305,8 @@ export class MaildirMailbox implements MailboxAccess {
   private readonly rowCache = new WeakMap<FolderIndex, { modseq: number; rows: IndexRow[] }>();
   /** The messages openFolder last built from a rowCache entry (index branch). */
   private readonly metaCache = new WeakMap<FolderIndex, { rows: IndexRow[]; map: KeywordMap; messages: MessageMeta[] }>();
+  /** selectFolder's answer per open index, valid for one UIDVALIDITY, MODSEQ and keyword map. */
+  private readonly summaryCache = new WeakMap<FolderIndex, { key: string; map: KeywordMap; uids: Uint32Array; firstUnseen: number; keywords: string[] }>();
   private readonly watchers = new Map<string, Watcher>();
   /** Each folder's dovecot-keywords as last read, with the stat it was read at. */
   private readonly keywordMaps = new Map<string, { map: KeywordMap; signature: string }>();
@@ -443,42 +459,85 @@ export class MaildirMailbox implements MailboxAccess {
   async openFolder(owner: MailboxOwner, name: string): Promise<FolderState> {
     const dir = await this.folderDir(owner, name);
     return folderLocks.run(dir, async () => {
-      let index: FolderIndex;
-      try {
-        index = await this.syncLocked(owner, name, dir);
-      } catch (err) {
-        if (!isCorruption(err)) throw err;
-        // Damaged while open (a disk error, a bad copy): rebuild, as for one found damaged at open.
-        this.log.warn({ err, dir }, 'mailbox: folder index corrupt; rebuilding (new UIDVALIDITY)');
-        this.dropIndex(dir);
-        FolderIndex.discard(dir, this.pg?.cacheFile(dir));
-        index = await this.syncLocked(owner, name, dir);
-      }
-      const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
-      const rows = this.rows(index);
-      // ---- index branch: shared MessageMeta (begin) ----
-      // The same rows under the same keyword map give the same messages: a warm SELECT of a big folder reuses them
-      // (FolderState says callers copy before changing them).
-      let metas = this.metaCache.get(index);
-      if (metas?.rows !== rows || metas.map !== map) {
-        metas = {
-          rows,
-          map,
-          messages: rows.map((r) => ({
-            uid: r.uid,
-            size: r.size,
-            flags: sharedFlagsOf(r.name, r.keywords, map),
-            internalDate: new Date(r.internalDate),
-            // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
-            saveDate: new Date(r.saveDate ?? r.internalDate),
-            modseq: r.modseq,
-          })),
-        };
-        this.metaCache.set(index, metas);
-      }
-      // ---- index branch: shared MessageMeta (end) ----
-      return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages: metas.messages.slice(), modseq: index.modseq };
+      const index = await this.syncedIndex(owner, name, dir);
+      const messages = this.metas(dir, index).slice();
+      return { uidValidity: index.uidValidity, uidNext: index.uidNext, messages, modseq: index.modseq };
     });
+  }
+
+  /**
+   * SELECT's view of the folder from the index's summary (FolderIndex.summary: the UIDs in one string, UNSEEN and
+   * the keywords kept under the MODSEQ), without a row per message: a 100,000-message folder after a restart
+   * read and built 100,000 rows here, most of the SELECT's time. The rows are read when the session first needs
+   * one (messages()).
+   */
+  async selectFolder(owner: MailboxOwner, name: string): Promise<FolderSummary> {
+    const dir = await this.folderDir(owner, name);
+    return folderLocks.run(dir, async () => {
+      const index = await this.syncedIndex(owner, name, dir);
+      const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
+      const key = `${index.uidValidity}:${index.modseq}`;
+      let s = this.summaryCache.get(index);
+      if (s?.key !== key || s.map !== map) {
+        const sum = index.summary();
+        const keywords = new Set<string>();
+        for (const [info, kw] of sum.flagSets) for (const f of flagsOf(`:2,${info}`, kw, map)) if (!f.startsWith('\\')) keywords.add(f);
+        s = { key, map, uids: sum.uids, firstUnseen: sum.firstUnseenUid === 0 ? 0 : seqOf(sum.uids, sum.firstUnseenUid), keywords: [...keywords] };
+        this.summaryCache.set(index, s);
+      }
+      return {
+        uidValidity: index.uidValidity,
+        uidNext: index.uidNext,
+        modseq: index.modseq,
+        uids: s.uids,
+        firstUnseen: s.firstUnseen,
+        keywords: s.keywords,
+        // The index open now (it may have been replaced since): a sync is not needed, the watchers tell what changed.
+        messages: () => this.metas(dir, this.index(dir)).slice(),
+      };
+    });
+  }
+
+  /** The folder synced with the Maildir (syncLocked), rebuilt when found corrupt; under the folder's lock. */
+  private async syncedIndex(owner: MailboxOwner, name: string, dir: string): Promise<FolderIndex> {
+    try {
+      return await this.syncLocked(owner, name, dir);
+    } catch (err) {
+      if (!isCorruption(err)) throw err;
+      // Damaged while open (a disk error, a bad copy): rebuild, as for one found damaged at open.
+      this.log.warn({ err, dir }, 'mailbox: folder index corrupt; rebuilding (new UIDVALIDITY)');
+      this.dropIndex(dir);
+      FolderIndex.discard(dir, this.pg?.cacheFile(dir));
+      return this.syncLocked(owner, name, dir);
+    }
+  }
+
+  /** The messages of the index's rows (shared, not to be changed: FolderState), built once per rows and keyword map. */
+  private metas(dir: string, index: FolderIndex): MessageMeta[] {
+    const map = this.keywordMaps.get(dir)?.map ?? EMPTY_MAP;
+    const rows = this.rows(index);
+    // ---- index branch: shared MessageMeta (begin) ----
+    // The same rows under the same keyword map give the same messages: a warm SELECT of a big folder reuses them
+    // (FolderState says callers copy before changing them).
+    let metas = this.metaCache.get(index);
+    if (metas?.rows !== rows || metas.map !== map) {
+      metas = {
+        rows,
+        map,
+        messages: rows.map((r) => ({
+          uid: r.uid,
+          size: r.size,
+          flags: sharedFlagsOf(r.name, r.keywords, map),
+          internalDate: new Date(r.internalDate),
+          // RFC 8514 §3: rows indexed before save dates were kept show their internal date.
+          saveDate: new Date(r.saveDate ?? r.internalDate),
+          modseq: r.modseq,
+        })),
+      };
+      this.metaCache.set(index, metas);
+    }
+    // ---- index branch: shared MessageMeta (end) ----
+    return metas.messages;
   }
 
   async readMessage(owner: MailboxOwner, folder: string, uid: number): Promise<Buffer> {

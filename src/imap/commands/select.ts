@@ -24,13 +24,13 @@ export const select: ImapCommand = {
     }
     if (params.condstore) enableCondstore(session);
     const sel = await session.select(name, readOnly);
-    for (const m of sel.messages) for (const f of m.flags) if (!f.startsWith('\\')) sel.keywords.add(f);
+    // From the folder's summary (SelectedFolder.opened), not from the messages: the view reads those on first use.
+    for (const k of sel.opened.keywords) sel.keywords.add(k);
     session.sendFlags();
-    session.untagged(`${sel.messages.length} EXISTS`);
+    session.untagged(`${sel.opened.exists} EXISTS`);
     if (!session.rev2) {
       session.untagged(`${sel.recent.size} RECENT`);
-      const firstUnseen = sel.messages.findIndex((m) => !m.flags.includes('\\Seen'));
-      if (firstUnseen >= 0) session.untagged(`OK [UNSEEN ${firstUnseen + 1}] First unseen`);
+      if (sel.opened.firstUnseen > 0) session.untagged(`OK [UNSEEN ${sel.opened.firstUnseen}] First unseen`);
     }
     session.untagged(`OK [UIDVALIDITY ${sel.uidValidity}] UIDs valid`);
     session.untagged(`OK [UIDNEXT ${sel.uidNext}] Predicted next UID`);

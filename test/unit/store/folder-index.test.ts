@@ -281,3 +281,41 @@ test('allSearchHeaders, kept in memory, follows this object\'s changes and a new
   assert.deepEqual([...idx.allSearchHeaders().entries()], [[2, hdrs('new two')]]);
   idx.close();
 });
+
+test('summary: the UIDs ascending, the first unseen UID and the keyword-bearing flag sets, without a row per message', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  const named = (base: string, info: string, keywords = '') => ({ base, name: `${base},S=10:2,${info}`, size: 10, internalDate: 1_700_000_000_000, keywords });
+  // Bases sort against UID order (z… first), so an order taken from the base index must be sorted again.
+  idx.apply({ add: [named('z.1', 'S'), named('y.2', 'Sa'), named('x.3', ''), named('w.4', 'S', '$Mine'), named('v.5', 'RS')] });
+  idx.apply({ remove: [2] });
+  const s = idx.summary();
+  assert.deepEqual([...s.uids], [1, 3, 4, 5]);
+  assert.equal(s.firstUnseenUid, 3);
+  assert.deepEqual(s.flagSets, [['S', '$Mine']]);
+  idx.apply({ update: [{ uid: 3, name: 'x.3,S=10:2,Sb', keywords: '' }] });
+  const after = idx.summary();
+  assert.equal(after.firstUnseenUid, 0);
+  assert.deepEqual(after.flagSets.map((f) => f.join('|')).sort(), ['Sb|', 'S|$Mine']);
+  idx.close();
+  assert.deepEqual([...FolderIndex.open(dir).summary().uids], [1, 3, 4, 5]);
+});
+
+test('summary: UNSEEN and the flag sets are kept under the MODSEQ, computed again after any change of a row', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [row('1.a'), row('2.b')] });
+  assert.equal(idx.summary().firstUnseenUid, 1);
+  idx.close();
+  // Behind the index's back (no MODSEQ raised): a reopened index still answers what it kept for this MODSEQ.
+  const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { exec(sql: string): void; close(): void };
+  const raw = new Database(join(dir, INDEX_FILE));
+  raw.exec("UPDATE messages SET name = name || 'S' WHERE uid = 1");
+  raw.close();
+  const again = FolderIndex.open(dir);
+  assert.equal(again.summary().firstUnseenUid, 1);
+  // A change through the index raises the MODSEQ: the kept answer no longer applies.
+  again.apply({ update: [{ uid: 2, name: '2.b,S=10:2,F', keywords: '' }] });
+  assert.equal(again.summary().firstUnseenUid, 2);
+  again.close();
+});
