@@ -208,6 +208,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.timer = undefined;
     await this.scanning;
     await Promise.allSettled([...this.inFlight]);
+    await this.spool.settle().catch((err: unknown) => this.log.warn({ err }, 'cannot fsync the queue directory at stop'));
     await this.spool.claims?.stop();
     this.spool.unlock();
   }
@@ -501,7 +502,8 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
       log.info({ dsnId, to: env.from, failed: failed.length }, 'sender non-delivery notification');
       this.trace?.record({ queueId: env.id, type: 'bounced', detail: { dsnId, to: env.from, failed: failed.map((r) => r.address) } });
     }
-    await this.spool.remove(env.id);
+    // Lazily durable (Spool.remove): a crash in the next second may deliver the message again, never lose it.
+    await this.spool.remove(env.id, undefined, { lazy: true });
     this.trace?.record({
       queueId: env.id,
       type: 'completed',

@@ -23,6 +23,7 @@
  * (lock(); one server per spool).
  */
 import { EventEmitter } from 'node:events';
+import { unlink as unlinkCallback } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -49,6 +50,13 @@ export interface SpoolFs {
   writeFileDurable(path: string, data: Buffer | string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /**
+   * unlink(2) on the thread pool, for the removal of delivered messages (Spool.remove with `lazy`): freeing an
+   * inode waits for the journal when the disk is busy with other fsyncs (issue 11 measured the synchronous unlink
+   * of the finished message at ~4 ms of blocked event loop per message on the loaded machine), which stalls every
+   * SMTP session of the process; off the loop it only delays the removal.
+   */
+  unlinkPooled(path: string): Promise<void>;
   /** fsyncs a directory, making the renames and unlinks in it durable. */
   syncDir(path: string): Promise<void>;
 }
@@ -61,6 +69,7 @@ export const nodeSpoolFs: SpoolFs = {
   writeFileDurable: (path, data) => writeFileDurable(path, data, 0o600),
   rename: renameQuick,
   unlink: unlinkQuick,
+  unlinkPooled: (path) => new Promise((resolve, reject) => unlinkCallback(path, (err) => (err ? reject(err) : resolve()))),
   syncDir: fsyncDir,
 };
 
@@ -111,10 +120,38 @@ export class NotQueuedError extends Error {
 export class DirSyncer {
   private running = false;
   private waiting: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** A lazy request (soon()) not yet covered by an fsync: the fsync it will get at the latest. */
+  private lazy: NodeJS.Timeout | undefined;
   syncs = 0;
   requests = 0;
 
-  constructor(private readonly doSync: () => Promise<void>) {}
+  constructor(
+    private readonly doSync: () => Promise<void>,
+    private readonly onLazyError: (err: unknown) => void = () => undefined,
+  ) {}
+
+  /**
+   * Asks for an fsync without waiting for it: the next fsync that starts (anyone's: an enqueue's group commit, an
+   * update's) covers this request, and if none starts within `ms`, one is made then. For what may be lost in a crash
+   * without losing mail: the removal of a delivered message (a crash before it is durable redelivers it, which
+   * at-least-once delivery allows, DESIGN.md §3; Postfix does not fsync the removal of a queue file at all).
+   */
+  soon(ms: number): void {
+    if (this.lazy) return;
+    this.lazy = setTimeout(() => {
+      this.lazy = undefined;
+      this.sync().catch(this.onLazyError);
+    }, ms);
+    this.lazy.unref();
+  }
+
+  /** Makes the lazy requests durable now (at a clean stop), if no fsync has covered them yet. */
+  async settle(): Promise<void> {
+    if (!this.lazy) return;
+    clearTimeout(this.lazy);
+    this.lazy = undefined;
+    await this.sync();
+  }
 
   /** Resolves after an fsync of the directory that started after this call. */
   sync(): Promise<void> {
@@ -131,6 +168,11 @@ export class DirSyncer {
       const batch = this.waiting;
       this.waiting = [];
       this.syncs++;
+      // This fsync starts after every lazy request made so far, so it covers them.
+      if (this.lazy) {
+        clearTimeout(this.lazy);
+        this.lazy = undefined;
+      }
       try {
         await this.doSync();
         for (const w of batch) w.resolve();
@@ -192,6 +234,8 @@ export interface ScanResult {
 
 /** Messages kept in memory between enqueue and their first delivery attempt, at most this many bytes together. */
 const FRESH_BYTES = 32 * 1024 * 1024;
+/** The longest a lazy removal (remove with `lazy`) waits for an fsync of queue/ that covers it. */
+const LAZY_SYNC_MS = 1000;
 /** How long after the commit the envelope kept in memory may stand in for the file (see readForAttempt). */
 const FRESH_ENVELOPE_MS = 1000;
 
@@ -235,7 +279,10 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.tmpDir = join(this.dir, 'tmp');
     this.log = (options.log ?? silentLogger).child({ component: 'queue' });
     this.fs = { ...nodeSpoolFs, ...options.fs };
-    this.dirSync = new DirSyncer(() => this.fs.syncDir(this.dir));
+    this.dirSync = new DirSyncer(
+      () => this.fs.syncDir(this.dir),
+      (err) => this.log.warn({ err }, 'cannot fsync the queue directory after removing delivered messages'),
+    );
     this.prefixFor = options.prefixFor;
     this.trace = options.trace;
     this.keepsFresh = options.keepFresh ?? true;
@@ -538,23 +585,32 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   /**
    * Removes a message: envelope first (from then on it is not queued), then the message, then a directory fsync
    * so a crash does not bring back a message that was delivered. Returns false when there was nothing to remove.
+   *
+   * `lazy` (the scheduler's removal of a message every recipient of which is final): the unlinks run on the thread
+   * pool and the directory fsync is not waited for — the next fsync of queue/ (the next enqueue's group commit),
+   * or one LAZY_SYNC_MS later, makes the removal durable. A crash before then brings the message back and it is
+   * delivered again: at-least-once (DESIGN.md §3), never lost. An admin's delete (`by`) is never lazy.
    */
-  async remove(id: string, by?: string): Promise<boolean> {
+  async remove(id: string, by?: string, opts: { lazy?: boolean } = {}): Promise<boolean> {
     this.dropFresh(this.checkId(id));
+    const lazy = opts.lazy === true && by === undefined;
     let found = false;
     for (const path of [this.envelopePath(id), this.messagePath(id)]) {
       try {
-        await this.fs.unlink(path);
+        await (lazy ? this.fs.unlinkPooled(path) : this.fs.unlink(path));
         found = true;
       } catch (err) {
         if (errno(err) !== 'ENOENT') throw diskFailure(`cannot remove queue file ${path}`, err);
       }
     }
     if (found) {
-      try {
-        await this.dirSync.sync();
-      } catch (err) {
-        throw diskFailure(`cannot remove ${id}`, err);
+      if (lazy) this.dirSync.soon(LAZY_SYNC_MS);
+      else {
+        try {
+          await this.dirSync.sync();
+        } catch (err) {
+          throw diskFailure(`cannot remove ${id}`, err);
+        }
       }
       this.log.info({ queueId: id, ...(by ? { by } : {}) }, 'removed');
       // An admin's delete (API or CLI) is the end of the message's path; the scheduler's own removal of a finished
@@ -562,6 +618,11 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       if (by) this.trace?.record({ queueId: id, type: 'deleted', detail: { by } });
     }
     return found;
+  }
+
+  /** Makes lazy removals durable now (the scheduler's stop). */
+  settle(): Promise<void> {
+    return this.dirSync.settle();
   }
 
   /**

@@ -187,9 +187,6 @@ export class SieveDelivery {
     const log = this.log.child({ queueId: envelope.id, login: owner.login, to: recipient });
     const now = this.now();
     const home = this.opts.home(owner);
-    const user = await this.opts.findUser(owner);
-    const addresses = [...new Set([recipient.toLowerCase(), ...(user?.addresses ?? [])])];
-    const primary = user?.primaryAddress ?? recipient.toLowerCase();
     const actions: PlanAction[] = [];
     let implicitKeep = true;
     let message = input.message;
@@ -248,6 +245,17 @@ export class SieveDelivery {
         log.warn({ script: s.path, kind: s.kind, err: (err as Error).message }, 'sieve: script failed; the message is kept');
         notes.push(`${s.kind} script failed: ${(err as Error).message}`);
       }
+    }
+
+    // The user's addresses only matter to a redirect (to oneself?) and a vacation (RFC 5230 §4.5): asked only then.
+    // Most mail meets no script and no out-of-office, and a directory lookup per delivery is CPU on the event loop
+    // (issue 11) and, with AD away and the entry not cached, a deferral of mail that needed no answer from AD.
+    let addresses = [recipient.toLowerCase()];
+    let primary = recipient.toLowerCase();
+    if (actions.some((a) => a.type === 'redirect' || a.type === 'vacation')) {
+      const user = await this.opts.findUser(owner);
+      addresses = [...new Set([recipient.toLowerCase(), ...(user?.addresses ?? [])])];
+      primary = user?.primaryAddress ?? primary;
     }
 
     // Copies: explicit keep and fileinto, deduplicated by folder (RFC 5228 §2.10.3), then the implicit keep.

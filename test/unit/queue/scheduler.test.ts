@@ -417,3 +417,29 @@ test('the due messages started first are the earliest due, without sorting a who
   }
   assert.deepEqual(earliest([{ due: 2 }, { due: 1 }], 5), [{ due: 1 }, { due: 2 }]);
 });
+
+test('a delivered message leaves the queue without an fsync of its own, and stop() makes its removal durable', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-sched-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const events: string[] = [];
+  const spool = new Spool(dir, {
+    fs: {
+      syncDir: async () => void events.push('fsync'),
+      unlinkPooled: async (path) => {
+        events.push('unlink');
+        (await import('node:fs')).unlinkSync(path);
+      },
+    },
+  });
+  await spool.init();
+  // Whether the lazy fsync comes from its timer or from the stop, it comes after both unlinks.
+  const scheduler = new Scheduler({ spool, settings: { get: () => 96 }, config: FAST, hostname: 'mail.corp.example', log: silentLogger, agent: fakeAgent(delivered) });
+  await scheduler.start();
+  const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+  events.length = 0;
+  await finished(scheduler, id);
+  assert.deepEqual(queueFiles(spool.dir), []);
+  assert.deepEqual(events.slice(0, 2), ['unlink', 'unlink'], 'envelope and message unlinked, no fsync waited for');
+  await scheduler.stop();
+  assert.deepEqual(events.slice(0, 3), ['unlink', 'unlink', 'fsync'], 'durable by the stop at the latest');
+});

@@ -304,3 +304,57 @@ test('the first attempt gets the envelope just committed without reading it back
   assert.equal(await spool.update(e2), true);
   assert.equal((await spool.readForAttempt(id2))!.attempts, 3);
 });
+
+test('a lazy removal (a delivered message) takes no fsync of its own: the next enqueue covers it, settle() or a timer makes one', async (t) => {
+  const syncs: string[] = [];
+  const unlinked: string[] = [];
+  const { spool } = await tempSpool(t, {
+    fs: {
+      syncDir: async () => {
+        syncs.push('dir');
+      },
+      unlink: async () => {
+        throw new Error('a lazy removal unlinks on the thread pool, not with the synchronous call');
+      },
+      unlinkPooled: async (path) => {
+        unlinked.push(path);
+        const { unlinkSync } = await import('node:fs');
+        unlinkSync(path);
+      },
+    },
+  });
+  const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  const b = await spool.enqueue(message(), envelope('a@corp.example', 'c@corp.example'));
+  assert.equal(syncs.length, 2);
+  assert.equal(await spool.remove(a, undefined, { lazy: true }), true);
+  assert.deepEqual(unlinked, [spool.envelopePath(a), spool.messagePath(a)], 'envelope first: from then on it is not queued');
+  assert.equal(await spool.read(a), null);
+  assert.equal(syncs.length, 2, 'not waited for');
+  await spool.enqueue(message(), envelope('a@corp.example', 'd@corp.example'));
+  assert.equal(syncs.length, 3, "the enqueue's fsync covers the removal");
+  await spool.settle();
+  assert.equal(syncs.length, 3, 'nothing left to make durable');
+  assert.equal(await spool.remove(b, undefined, { lazy: true }), true);
+  await spool.settle();
+  assert.equal(syncs.length, 4, 'settle() makes the pending removal durable');
+  assert.equal(await spool.remove(b, undefined, { lazy: true }), false, 'a second removal finds nothing');
+});
+
+test('a lazy removal left alone is made durable by a timer, with no other fsync to ride on', async (t) => {
+  let syncs = 0;
+  const { spool } = await tempSpool(t, { fs: { syncDir: async () => void syncs++ } });
+  const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  assert.equal(syncs, 1);
+  await spool.remove(a, undefined, { lazy: true });
+  const { waitFor } = await import('../../helpers/wait.ts');
+  await waitFor('the lazy fsync', () => syncs === 2, { timeoutMs: 30_000 });
+  assert.deepEqual(queueFiles(spool.dir), []);
+});
+
+test('an admin delete is never lazy: it waits for its fsync', async (t) => {
+  let syncs = 0;
+  const { spool } = await tempSpool(t, { fs: { syncDir: async () => void syncs++ } });
+  const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
+  assert.equal(await spool.remove(a, 'cli:root', { lazy: true }), true);
+  assert.equal(syncs, 2);
+});

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
 import { SieveDelivery } from '../../../src/sieve/delivery.ts';
 import { outOfOfficeActive, outOfOfficeInput } from '../../../src/sieve/out-of-office.ts';
@@ -124,5 +125,52 @@ describe('the window (RFC 5230 §4.1, RFC 6131)', () => {
     assert.equal(outOfOfficeActive(o, Date.parse('2027-01-01T00:00:00Z')), false);
     assert.equal(outOfOfficeInput.safeParse({ start: '2026-12-31', end: '2026-12-24', text: 'x' }).success, false);
     assert.equal(outOfOfficeInput.safeParse({ text: '' }).success, false);
+  });
+});
+
+describe('the directory at delivery', () => {
+  const state = SieveState.open(join(dir, 'lookups'));
+  after(() => state.close());
+  let asked = 0;
+  let adDown = false;
+  const delivery = new SieveDelivery({
+    state,
+    hostname: 'mx.example.com',
+    log: silentLogger,
+    findUser: async () => {
+      asked++;
+      if (adDown) throw new TempFailure('AD unreachable');
+      return { kind: 'user', dn: 'CN=J', login: 'jane.doe', primaryAddress: 'jane@example.com', addresses: ['jane@example.com', 'jd@example.com'], disabled: false, expired: false, locked: false, mustChangePassword: false, enabled: true, canLogin: true, memberOf: [] };
+    },
+    home: () => dir,
+    folderExists: () => true,
+    beforeScript: () => null,
+    activeScript: async () => null,
+    limits: { maxRedirects: 4, vacationMinSeconds: 3600, vacationMaxDays: 60 },
+  });
+  const plan = () =>
+    delivery.plan({
+      owner: { kind: 'user', login: 'jane.doe' },
+      envelope: { id: 'Q2', from: 'a@x.example' },
+      recipient: 'jane@example.com',
+      message: msg('From: a@x.example\r\nTo: jd@example.com\r\nSubject: hi'),
+      keepFolder: 'INBOX',
+    });
+
+  test('a user without script or out-of-office is delivered without asking the directory, even while AD is down', async () => {
+    adDown = true;
+    const p = await plan();
+    assert.deepEqual(p.copies.map((c) => c.folder), ['INBOX']);
+    assert.deepEqual(p.outgoing, []);
+    assert.equal(asked, 0);
+  });
+
+  test('an out-of-office asks for the addresses (a reply to a message sent to another of them), and AD down is temporary', async () => {
+    state.setOutOfOffice({ login: 'jane.doe', text: 'Away.', days: 1 });
+    await assert.rejects(plan(), TempFailure);
+    adDown = false;
+    const p = await plan();
+    assert.equal(asked, 2);
+    assert.equal(p.outgoing.length, 1, 'To: jd@example.com is one of her addresses: answered');
   });
 });
