@@ -54,7 +54,7 @@ export function imaptestBinary(): string | null {
 }
 
 /** A deterministic 2000-message mbox: plain and multipart messages of 0.5–20 KiB. */
-function writeMbox(file: string): void {
+export function writeMbox(file: string): void {
   const parts: string[] = [];
   for (let i = 1; i <= MESSAGES; i++) {
     const date = new Date(Date.UTC(2026, 0, 1) + i * 61_000);
