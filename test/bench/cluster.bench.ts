@@ -1,27 +1,32 @@
 /**
- * Cluster benchmark (issue 16): what the shared engine costs. SMTP throughput, smtp-source → `postern serve` →
- * Maildir (accepted → in new/, as smtp.bench.ts measures it), for:
+ * Cluster benchmark (issue 16): what the shared engine costs, for SMTP and for IMAP, in three setups:
  *   embedded     one node on the embedded default (state sqlite)
- *   pg, 1 node   one node with state postgres
- *   pg, 2 nodes  two nodes with state postgres on one database, the load split between them (two smtp-source
- *                processes at once, half the sessions and messages each)
- * printed as msg/s and as ratios against the embedded default. On one 2-core machine the two nodes share the cores:
+ *   pg, 1 node   one node with state postgres (settings, queue rows, folder index, trace … in PostgreSQL)
+ *   pg, 2 nodes  two nodes on one database and one shared store: node B's dataDir/mail and dataDir/queue are
+ *                symlinks to node A's (the NFS/CephFS mount of a real cluster); each keeps its node-local rest
+ *                (index-cache, settings cache). The load is split between them.
+ * printed as rates and as ratios against the embedded default. On one 2-core machine the two nodes share the cores:
  * the point is the cost of PostgreSQL, not a speed-up.
  *
- * What is shared with state postgres on this branch: settings, trace, send-limit counters, the cluster registry.
- * Each node has its own dataDir (queue and Maildir): the queue on PostgreSQL (branch pgqueue) and the shared store
- * (pgstore) are other branches; with them merged this bench measures the same three setups unchanged.
- * The PostgreSQL is the test harness's throw-away one (test/harness/postgres.ts), started for the bench.
+ * SMTP: smtp-source → `postern serve` → Maildir (accepted → in new/, as smtp.bench.ts measures it).
+ * IMAP: imaptest (POSTERN_BENCH_IMAPTEST or /work/tools/imaptest; never a dependency) in its default profile, two
+ * processes at once in every setup (users 1–9 and 11–19, half the clients each), pointed at node A and node B of
+ * the two-node setup and both at the one node otherwise, so that each setup gets the same load: imaptest's
+ * operations per second (its Totals line summed, divided by secs). Without imaptest the IMAP column says so.
  *
- * Knobs: POSTERN_BENCH_CLUSTER_MESSAGES (2000), _SESSIONS (20), _SIZE (10240), _RUNS (2). IMAP ops/s are not
- * measured here yet (see the final report of the branch). Nothing here asserts.
+ * The PostgreSQL is the test harness's throw-away one (test/harness/postgres.ts), started for the bench.
+ * POSTERN_BENCH_CLUSTER_ROOT runs another checkout's bin/postern.js (a before/after comparison; build it first:
+ * bin/postern.js runs dist/ only while it is newer than src/).
+ * Knobs: POSTERN_BENCH_CLUSTER_MESSAGES (2000), _SESSIONS (20), _SIZE (10240), _RUNS (2), _IMAP_SECS (30),
+ * _IMAP_CLIENTS (10). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
+import { imaptestBinary, PASSWORD, writeLdif, writeMbox } from './imap-load.ts';
 import { envNumber, table } from './lib.ts';
 import { freePort } from './postfix.ts';
 
@@ -30,10 +35,16 @@ const MESSAGES = num('MESSAGES', 2000);
 const SESSIONS = num('SESSIONS', 20);
 const SIZE = num('SIZE', 10240);
 const RUNS = num('RUNS', 2);
-const RECIPIENT = 'john@example.com';
+const IMAP_SECS = num('IMAP_SECS', 30);
+const IMAP_CLIENTS = num('IMAP_CLIENTS', 10);
+/** imaptest's users: user1–user9 through one process, user11–user19 through the other; SMTP goes to user20. */
+const USERS = 20;
+const RECIPIENT = 'user20@example.com';
 
 interface Node {
   port: number;
+  imapPort: number;
+  dataDir: string;
   newDir: string;
   stop(): Promise<void>;
 }
@@ -46,18 +57,20 @@ function countFiles(dir: string): number {
   }
 }
 
-async function startNode(root: string, state: Record<string, unknown>): Promise<Node> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'postern-bench-cluster-'));
+async function startNode(root: string, work: string, state: Record<string, unknown>, shareWith?: Node): Promise<Node> {
+  const dataDir = mkdtempSync(join(work, 'node-'));
   const port = await freePort();
+  const imapPort = await freePort();
   const base = {
     hostname: 'postern-bench.example.com',
     dataDir,
-    directory: { type: 'ldif', file: join(root, 'fixtures/ad/corp.ldif') },
+    directory: { type: 'ldif', file: join(work, 'users.ldif') },
+    auth: { failureDelayMs: 0, failureDelayMaxMs: 0 },
     listeners: {
       smtp: { port, host: '127.0.0.1', pregreet: { waitMs: 0 } },
       submission: false,
       smtps: false,
-      imap: false,
+      imap: { port: imapPort, host: '127.0.0.1' },
       imaps: false,
       pop3: false,
       pop3s: false,
@@ -68,6 +81,11 @@ async function startNode(root: string, state: Record<string, unknown>): Promise<
     },
     smtp: { maxClients: 1000 },
   };
+  if (shareWith) {
+    // The shared store: the second node's mail and queue are the first one's (the mount every node has).
+    symlinkSync(join(shareWith.dataDir, 'mail'), join(dataDir, 'mail'));
+    symlinkSync(join(shareWith.dataDir, 'queue'), join(dataDir, 'queue'));
+  }
   // The settings are prepared in the node's settings.db with the embedded store; the first node on an empty
   // PostgreSQL brings them along, a later one takes the database's.
   const prep = join(dataDir, 'prep.yaml');
@@ -77,8 +95,9 @@ async function startNode(root: string, state: Record<string, unknown>): Promise<
     if (r.status !== 0) throw new Error(`postern ${args.join(' ')}: ${r.stderr}`);
   };
   cli(['domain', 'add', 'example.com']);
-  cli(['settings', 'set', 'filter.antivirus', 'no', 'filter.spam', 'no']);
-  for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', sub), { recursive: true });
+  cli(['settings', 'set', 'filter.antivirus', 'no', 'filter.spam', 'no', 'mailbox.allowUnencrypted', 'yes']);
+  const newDir = join(dataDir, 'mail', 'users', 'user20', 'Maildir', 'new');
+  if (!shareWith) for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(newDir, '..', sub), { recursive: true });
   const configFile = join(dataDir, 'postern.yaml');
   writeFileSync(configFile, JSON.stringify({ ...base, state }));
   const child: ChildProcess = spawn(process.execPath, [join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
@@ -90,7 +109,7 @@ async function startNode(root: string, state: Record<string, unknown>): Promise<
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + 180_000;
   while (!/mail domains: /.test(out)) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -100,7 +119,9 @@ async function startNode(root: string, state: Record<string, unknown>): Promise<
   }
   return {
     port,
-    newDir: join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', 'new'),
+    imapPort,
+    dataDir,
+    newDir,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -119,14 +140,16 @@ async function startNode(root: string, state: Record<string, unknown>): Promise<
         await exited;
         clearTimeout(t);
       }
-      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
 
 /** smtp-source against every node at once (sessions and messages split evenly); msg/s until all are in new/. */
 async function load(nodes: Node[], messages: number, sessions: number): Promise<number> {
-  const before = nodes.reduce((n, x) => n + countFiles(x.newDir), 0);
+  // One new/ per store: the nodes of the shared store see one directory.
+  const dirs = [...new Set(nodes.map((n) => realpathSync(n.newDir)))];
+  const arrived = () => dirs.reduce((n, d) => n + countFiles(d), 0);
+  const before = arrived();
   const t0 = performance.now();
   const srcs = nodes.map((node, i) => {
     const m = Math.floor(messages / nodes.length) + (i < messages % nodes.length ? 1 : 0);
@@ -139,7 +162,7 @@ async function load(nodes: Node[], messages: number, sessions: number): Promise<
   });
   const limit = Date.now() + Math.max(180_000, messages * 200);
   for (;;) {
-    const n = nodes.reduce((k, x) => k + countFiles(x.newDir), 0) - before;
+    const n = arrived() - before;
     if (n >= messages) break;
     if (Date.now() > limit) {
       for (const s of srcs) s.src.kill('SIGKILL');
@@ -155,49 +178,96 @@ async function load(nodes: Node[], messages: number, sessions: number): Promise<
   return messages / seconds;
 }
 
-export async function benchCluster(root: string): Promise<string> {
+/** imaptest's operations in its Totals line (names, percentages, then the counts). */
+function imaptestOps(out: string): number | undefined {
+  const lines = out.split('\n');
+  const at = lines.findIndex((l) => l.startsWith('Totals:'));
+  const countLine = at < 0 ? undefined : lines.slice(at + 2).find((l) => /^[\s\d]+$/.test(l) && l.trim() !== '');
+  return countLine?.trim().split(/\s+/).map(Number).reduce((s, v) => s + v, 0);
+}
+
+/** Two imaptest processes at once (users 1–9 on node A, 11–19 on node B, or both on the one node): ops/s together. */
+async function imapLoad(bin: string, nodes: Node[], mbox: string): Promise<number> {
+  const runs = ['user%d', 'user1%d'].map((user, i) => {
+    const node = nodes[i % nodes.length]!;
+    const args = ['host=127.0.0.1', `port=${node.imapPort}`, `user=${user}`, 'users=9', `pass=${PASSWORD}`, `mbox=${mbox}`, `clients=${Math.max(1, Math.floor(IMAP_CLIENTS / 2))}`, `secs=${IMAP_SECS}`, `seed=${i + 1}`];
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    return new Promise<number>((res, rej) =>
+      child.once('exit', (code) => {
+        const ops = imaptestOps(out);
+        if (ops === undefined) rej(new Error(`imaptest (exit ${code}) printed no totals:\n${out.slice(-1500)}`));
+        else res(ops);
+      }),
+    );
+  });
+  const ops = await Promise.all(runs);
+  return ops.reduce((s, v) => s + v, 0) / IMAP_SECS;
+}
+
+export async function benchCluster(defaultRoot: string): Promise<string> {
+  const root = process.env.POSTERN_BENCH_CLUSTER_ROOT ?? defaultRoot;
   if (!existsSync('/usr/sbin/smtp-source') && spawnSync('smtp-source', []).error) throw new Error('smtp-source (Debian postfix) is needed');
+  const imaptest = imaptestBinary();
+  const work = mkdtempSync(join(tmpdir(), 'postern-bench-cluster-'));
+  writeLdif(join(work, 'users.ldif'), USERS);
+  const mbox = join(work, 'bench.mbox');
+  writeMbox(mbox);
   const pg: Postgres = await startPostgres();
-  const rows: string[][] = [['run', 'setup', 'msg/s', 'ratio to embedded']];
+  const rows: string[][] = [['run', 'setup', 'SMTP msg/s', 'ratio', 'IMAP ops/s', 'ratio']];
   try {
     for (let run = 1; run <= RUNS; run++) {
       const setups: { label: string; start(): Promise<Node[]> }[] = [
-        { label: 'embedded (sqlite), 1 node', start: async () => [await startNode(root, { type: 'sqlite' })] },
+        { label: 'embedded (sqlite), 1 node', start: async () => [await startNode(root, work, { type: 'sqlite' })] },
         {
           label: 'postgres, 1 node',
           start: async () => {
             const db = await createTestDatabase({ baseUrl: pg.url, prefix: 'bench1' });
-            return [await startNode(root, { type: 'postgres', url: db.url })];
+            return [await startNode(root, work, { type: 'postgres', url: db.url })];
           },
         },
         {
-          label: 'postgres, 2 nodes (load split)',
+          label: 'postgres, 2 nodes, shared store',
           start: async () => {
             const db = await createTestDatabase({ baseUrl: pg.url, prefix: 'bench2' });
-            const a = await startNode(root, { type: 'postgres', url: db.url });
-            return [a, await startNode(root, { type: 'postgres', url: db.url })];
+            const a = await startNode(root, work, { type: 'postgres', url: db.url });
+            return [a, await startNode(root, work, { type: 'postgres', url: db.url }, a)];
           },
         },
       ];
-      let embedded = 0;
+      let smtpBase = 0;
+      let imapBase = 0;
       for (const s of setups) {
         const nodes = await s.start();
         try {
           await load(nodes, 50 * nodes.length, Math.min(5, SESSIONS));
           const rate = await load(nodes, MESSAGES, SESSIONS);
-          if (!embedded) embedded = rate;
-          rows.push([String(run), s.label, rate.toFixed(0), (rate / embedded).toFixed(2)]);
+          if (!smtpBase) smtpBase = rate;
+          const imap = imaptest ? await imapLoad(imaptest, nodes, mbox) : undefined;
+          if (imap !== undefined && !imapBase) imapBase = imap;
+          rows.push([
+            String(run),
+            s.label,
+            rate.toFixed(0),
+            (rate / smtpBase).toFixed(2),
+            imap === undefined ? 'no imaptest' : imap.toFixed(0),
+            imap === undefined ? '-' : (imap / imapBase).toFixed(2),
+          ]);
           console.error(rows.at(-1)!.join('  '));
         } finally {
-          for (const n of nodes) await n.stop();
+          for (const n of nodes.reverse()) await n.stop();
         }
       }
     }
   } finally {
     await pg.destroy();
+    rmSync(work, { recursive: true, force: true });
   }
   return [
-    `cluster: smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B; ratio = setup / embedded default`,
+    `cluster (${root}): SMTP smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B;`,
+    `IMAP imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))} clients, ${IMAP_SECS} s; ratio = setup / embedded default`,
     table(rows),
   ].join('\n');
 }

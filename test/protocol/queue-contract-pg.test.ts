@@ -335,3 +335,95 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     assert.equal(await up.has(id), true);
   });
 });
+
+describe('queue on PostgreSQL: group commit of the rows', () => {
+  test('50 concurrent enqueues share statements, and every one that resolved is committed with its file', async (t) => {
+    const db = await createTestDatabase({ owner: t, prefix: 'qgroup' });
+    const pg = await pgFor(t, db.url);
+    await pg.migrate();
+    const dir = tempDir(t);
+    const spool = new PgSpool(dir, { pg, nodeId: 'node-a' });
+    await spool.init();
+    const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => spool.enqueue(message(`m${i}`), envelope('alice@corp.example', `u${i}@partner.example`))));
+    assert.equal(new Set(ids).size, 50);
+    // Read through another pool: what a second node sees, so committed, not only visible to our connection.
+    const other = await pgFor(t, db.url);
+    const rows = (await other.query<{ id: string; envelope: { recipients: { address: string }[] } }>('SELECT id, envelope FROM queue_messages')).rows;
+    assert.deepEqual(new Set(rows.map((r) => r.id)), new Set(ids));
+    for (const [i, id] of ids.entries()) {
+      assert.equal(rows.find((r) => r.id === id)!.envelope.recipients[0]!.address, `u${i}@partner.example`, 'each row carries its own envelope');
+      assert.ok(existsSync(join(dir, 'queue', `${id}.eml`)));
+    }
+    const stats = spool.batchStats().inserts;
+    assert.equal(stats.items, 50);
+    assert.ok(stats.batches < 50, `50 enqueues at once took ${stats.batches} INSERTs: not grouped`);
+    // Outcomes and removals of concurrent attempts are grouped too, each answered for its own row.
+    const claimed = await spool.claimDue(50);
+    assert.equal(claimed.length, 50);
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const updated = await Promise.all(claimed.slice(0, 25).map((e) => spool.update({ ...e, attempts: 1, nextAttemptAt: later })));
+    assert.deepEqual(updated, Array(25).fill(true));
+    const removed = await Promise.all([...claimed.slice(25).map((e) => spool.remove(e.id)), spool.remove(claimed[25]!.id)]);
+    assert.deepEqual(removed, [...Array(25).fill(true), false], 'a second removal of one message in the same burst finds it gone');
+    assert.equal((await spool.read(claimed[0]!.id))!.attempts, 1);
+    assert.equal((await spool.list()).length, 25);
+    assert.ok(spool.batchStats().updates.batches < 25 && spool.batchStats().removals.batches < 26);
+  });
+
+  test('the connection killed mid-batch: every waiter gets the TempFailure, none is acknowledged, no file is left', async (t) => {
+    const db = await createTestDatabase({ owner: t, prefix: 'qgkill' });
+    const pg = await pgFor(t, db.url);
+    await pg.migrate();
+    const dir = tempDir(t);
+    const spool = new PgSpool(dir, { pg, nodeId: 'node-a' });
+    await spool.init();
+    // Another session holds the table, so the batched INSERTs wait in PostgreSQL, their rows sent, uncommitted.
+    const blocker = await pgFor(t, db.url);
+    // Checked out by hand: given back before the test ends, or the pool's close (an after hook) waits for it for ever.
+    const held = await blocker.pool.connect();
+    held.on('error', () => {}); // the database's drop at the end ends this session too
+    let released = false;
+    const release = () => {
+      if (!released) held.release(true);
+      released = true;
+    };
+    t.after(release);
+    await held.query('BEGIN');
+    await held.query('LOCK TABLE queue_messages IN EXCLUSIVE MODE');
+    const outcomes = Array.from({ length: 50 }, (_, i) =>
+      spool.enqueue(message(`m${i}`), envelope('alice@corp.example', `u${i}@partner.example`)).then(
+        (id) => ({ ok: true as const, id }),
+        (err: unknown) => ({ ok: false as const, err }),
+      ),
+    );
+    let settled = 0;
+    for (const o of outcomes) void o.then(() => settled++);
+    // Kill every backend that sits in a batched INSERT (the next batch then waits in its turn) until all settled.
+    // From a session outside the lock's transaction: pg_stat_activity is a snapshot per transaction.
+    await waitFor(
+      'every waiter to be answered',
+      async () => {
+        await blocker.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'INSERT INTO queue_messages%' AND wait_event_type = 'Lock'`,
+        );
+        return settled === 50;
+      },
+      { timeoutMs: 60_000, intervalMs: 50 },
+    );
+    const results = await Promise.all(outcomes);
+    for (const r of results) {
+      assert.equal(r.ok, false, 'an enqueue was acknowledged while its INSERT was killed');
+      if (!r.ok) assert.ok(r.err instanceof TempFailure, `not a TempFailure: ${String(r.err)}`);
+    }
+    assert.ok(spool.batchStats().inserts.batches < 50, 'the killed statements carried several enqueues each');
+    await held.query('ROLLBACK');
+    release();
+    assert.equal((await blocker.query('SELECT count(*) AS n FROM queue_messages')).rows[0]!.n, 0);
+    assert.deepEqual(readdirSync(join(dir, 'queue')).filter((n) => n !== 'tmp'), [], 'no file of an unacknowledged message');
+    assert.deepEqual(readdirSync(join(dir, 'queue', 'tmp')), []);
+    // The pool gets new connections by itself: the same spool queues again.
+    const id = await spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
+    assert.equal(await spool.has(id), true);
+  });
+});

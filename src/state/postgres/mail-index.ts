@@ -191,7 +191,42 @@ export class PgFolderIndex implements FolderIndexBackend {
     return r.rows[0] ? Number((r.rows[0] as { uid: string }).uid) : undefined;
   }
 
+  /**
+   * New files in one round trip (postern_mail_add, schema/migrations-postgres/080-mail-write.sql): those not yet
+   * listed get the next UIDs in the order given under one new MODSEQ, under the folder row's lock. Returns the UID
+   * of every base given (one listed before, by another node say, keeps its own) and sets lastModseq.
+   */
+  async addFresh(items: NonNullable<IndexChanges['add']>): Promise<Map<string, number>> {
+    const now = Date.now();
+    const r = await temp(() =>
+      this.pool.query('SELECT o_base, o_uid, o_modseq FROM postern_mail_add($1, $2, $3, $4, $5, $6, $7, $8)', [
+        this.id,
+        items.map((x) => x.base),
+        items.map((x) => x.name),
+        items.map((x) => x.size),
+        items.map((x) => x.internalDate),
+        items.map((x) => x.keywords),
+        // RFC 8514 §3: the save date is when the message entered this mailbox.
+        items.map((x) => Math.floor(x.saveDate ?? now)),
+        items.map((x) => (x.headers ? JSON.stringify(x.headers.flat()) : null)),
+      ]),
+    );
+    const rows = r.rows as { o_base: string; o_uid: number; o_modseq: number }[];
+    if (rows[0]) this.lastModseq = Number(rows[0].o_modseq);
+    return new Map(rows.map((x) => [x.o_base, Number(x.o_uid)]));
+  }
+
   apply(changes: IndexChanges): Promise<number[]> {
+    const only = (k: keyof IndexChanges) => Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
+    if (changes.update?.length && only('update')) {
+      // A flag change alone (STORE): one round trip (postern_mail_update, 080-mail-write.sql), same lock and MODSEQ rule.
+      const u = changes.update;
+      return temp(async () => {
+        const r = await this.pool.query('SELECT postern_mail_update($1, $2, $3, $4) AS m', [this.id, u.map((x) => x.uid), u.map((x) => x.name), u.map((x) => x.keywords)]);
+        this.lastModseq = Number((r.rows[0] as { m: number }).m);
+        return [];
+      });
+    }
     return this.tx(async (c) => {
       const f = await this.folder(c, true);
       const modseq = Number(f.modseq) + 1;

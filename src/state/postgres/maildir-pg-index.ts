@@ -33,7 +33,6 @@ import { mkdirSync, unlinkSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import type { FolderIndex, IndexRow, NewRow } from '../../store/folder-index.js';
 import type { IndexChanges } from '../../store/folder-index-backend.js';
-import { isUniqueViolation } from './pool.js';
 import { PgFolderIndex } from './mail-index.js';
 import type { TxQueryable } from './queryable.js';
 
@@ -147,19 +146,11 @@ export class MaildirPgIndex {
    */
   async addNew(dir: string, local: FolderIndex, items: NewRow[]): Promise<{ uids: number[]; pulled: Pulled }> {
     const pg = await this.folder(dir);
-    for (let attempt = 0; ; attempt++) {
-      const have = await pg.uidsOfBases(items.map((i) => i.base));
-      const fresh = items.filter((i) => !have.has(i.base)).map(({ uid: _ignored, ...r }) => r);
-      try {
-        const uids = fresh.length ? await pg.apply({ add: fresh }) : [];
-        fresh.forEach((r, i) => have.set(r.base, uids[i]!));
-        const pulled = await this.pull(dir, local);
-        return { uids: items.map((i) => have.get(i.base) ?? 0), pulled };
-      } catch (err) {
-        // Another node indexed one of them between the look-up and the insert: look again.
-        if (!isUniqueViolation(err) || attempt >= 5) throw err;
-      }
-    }
+    // One round trip (PgFolderIndex.addFresh): the look-up of what is listed and the insert of the rest happen under
+    // the folder row's lock, so a file another node listed meanwhile is found there, not inserted twice.
+    const have = items.length ? await pg.addFresh(items.map(({ uid: _ignored, ...r }) => r)) : new Map<string, number>();
+    const pulled = await this.pull(dir, local);
+    return { uids: items.map((i) => have.get(i.base) ?? 0), pulled };
   }
 
   /** Which of the files `bases` the shared index lists. */

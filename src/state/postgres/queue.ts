@@ -40,6 +40,7 @@ import {
 } from '../../queue/spool.js';
 import type { QueueClaims, QueueEnvelope } from '../../queue/types.js';
 import { TempFailure } from '../../lib/errors.js';
+import { RowBatcher } from './batch.js';
 import { isUniqueViolation, type PgState } from './pool.js';
 
 export interface PgSpoolOptions extends SpoolOptions {
@@ -59,6 +60,50 @@ interface Row {
   envelope: QueueEnvelope;
 }
 
+/** An enqueue's row, as the batched INSERT takes it (the envelope as JSON text). */
+interface NewRow {
+  id: string;
+  envelope: string;
+  receivedAt: string;
+  nextAttemptAt: string;
+  attempts: number;
+}
+
+/** An attempt's outcome, as the batched UPDATE takes it. */
+interface OutcomeRow {
+  id: string;
+  envelope: string;
+  nextAttemptAt: string;
+  attempts: number;
+}
+
+/**
+ * Runs `write` over `items` in rounds in which no key repeats: one UPDATE … FROM or DELETE cannot tell two
+ * changes of one row apart (the second would be lost or reported as the first's), so a repeated id waits for
+ * the next round, which keeps the order of the calls. Results come back in the order of `items`.
+ */
+async function byRounds<T, R>(items: T[], key: (t: T) => string, write: (round: T[]) => Promise<R[]>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let left = items.map((item, i) => ({ item, i }));
+  while (left.length) {
+    const seen = new Set<string>();
+    const round: typeof left = [];
+    const later: typeof left = [];
+    for (const x of left) {
+      const k = key(x.item);
+      if (seen.has(k)) later.push(x);
+      else {
+        seen.add(k);
+        round.push(x);
+      }
+    }
+    const results = await write(round.map((x) => x.item));
+    round.forEach((x, j) => (out[x.i] = results[j]!));
+    left = later;
+  }
+  return out;
+}
+
 export class PgSpool extends Spool implements QueueClaims {
   override readonly claims: QueueClaims = this;
   private readonly pg: PgState;
@@ -68,6 +113,14 @@ export class PgSpool extends Spool implements QueueClaims {
   /** Messages this node has claimed and not yet given back: their leases are renewed. */
   private readonly held = new Set<string>();
   private renewTimer: NodeJS.Timeout | undefined;
+  /**
+   * Group commit of the rows (batch.ts): concurrent enqueues share one INSERT, concurrent outcomes one UPDATE,
+   * concurrent removals one DELETE. Each is one autocommitted statement, so a caller hears "done" only once its
+   * own row is committed, and a failed statement fails every caller it carried.
+   */
+  private readonly inserts: RowBatcher<NewRow, boolean>;
+  private readonly updates: RowBatcher<OutcomeRow, boolean>;
+  private readonly removals: RowBatcher<string, boolean>;
 
   constructor(dataDir: string, options: PgSpoolOptions) {
     super(dataDir, options);
@@ -75,6 +128,54 @@ export class PgSpool extends Spool implements QueueClaims {
     this.nodeId = options.nodeId;
     this.leaseSeconds = options.leaseSeconds ?? 60;
     this.orphanAgeMs = options.orphanAgeMs ?? 3_600_000;
+    // Two statements in flight: while one batch waits for its commit the next one fills, and goes as soon as a
+    // connection is free, instead of a burst waiting for one round trip at a time.
+    const opts = { inFlight: 2, maxBatch: 200 };
+    this.inserts = new RowBatcher((rows) => this.insertRows(rows), opts);
+    this.updates = new RowBatcher((rows) => byRounds(rows, (r) => r.id, (round) => this.updateRows(round)), opts);
+    this.removals = new RowBatcher((ids) => byRounds(ids, (id) => id, (round) => this.deleteRows(round)), opts);
+  }
+
+  /** Rows per statement so far, for the bench and the tests: statements vs rows of enqueue, update and remove. */
+  batchStats(): { inserts: { batches: number; items: number }; updates: { batches: number; items: number }; removals: { batches: number; items: number } } {
+    const s = (b: { batches: number; items: number }) => ({ batches: b.batches, items: b.items });
+    return { inserts: s(this.inserts), updates: s(this.updates), removals: s(this.removals) };
+  }
+
+  /**
+   * One INSERT for the rows of concurrent enqueues. ON CONFLICT DO NOTHING: an id already taken (ids carry the
+   * node's tag, so only a collision of random parts) fails that enqueue alone, not the others of its batch.
+   */
+  private async insertRows(rows: NewRow[]): Promise<boolean[]> {
+    const r = await this.pg.query<{ id: string }>(
+      `INSERT INTO queue_messages (id, envelope, received_at, next_attempt_at, attempts, queued_by)
+       SELECT x.id, x.e::jsonb, x.r::timestamptz, x.n::timestamptz, x.a, $6
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS x(id, e, r, n, a)
+       ON CONFLICT (id) DO NOTHING
+       RETURNING id`,
+      [rows.map((x) => x.id), rows.map((x) => x.envelope), rows.map((x) => x.receivedAt), rows.map((x) => x.nextAttemptAt), rows.map((x) => x.attempts), this.nodeId],
+    );
+    const stored = new Set(r.rows.map((x) => x.id));
+    return rows.map((x) => stored.has(x.id));
+  }
+
+  /** One UPDATE for the outcomes of concurrent attempts; each is refused alone when another node holds its message. */
+  private async updateRows(rows: OutcomeRow[]): Promise<boolean[]> {
+    const r = await this.pg.query<{ id: string }>(
+      `UPDATE queue_messages q SET envelope = x.e::jsonb, next_attempt_at = x.n::timestamptz, attempts = x.a, claimed_by = NULL, lease_until = NULL
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS x(id, e, n, a)
+        WHERE q.id = x.id AND (q.claimed_by IS NULL OR q.claimed_by = $5 OR q.lease_until < now())
+       RETURNING q.id`,
+      [rows.map((x) => x.id), rows.map((x) => x.envelope), rows.map((x) => x.nextAttemptAt), rows.map((x) => x.attempts), this.nodeId],
+    );
+    const done = new Set(r.rows.map((x) => x.id));
+    return rows.map((x) => done.has(x.id));
+  }
+
+  private async deleteRows(ids: string[]): Promise<boolean[]> {
+    const r = await this.pg.query<{ id: string }>('DELETE FROM queue_messages WHERE id = ANY($1::text[]) RETURNING id', [ids]);
+    const gone = new Set(r.rows.map((x) => x.id));
+    return ids.map((id) => gone.has(id));
   }
 
   /** Nothing to lock: claims are rows (several servers run this spool). */
@@ -103,11 +204,10 @@ export class PgSpool extends Spool implements QueueClaims {
       throw failure;
     }
     try {
-      await this.pg.query(
-        `INSERT INTO queue_messages (id, envelope, received_at, next_attempt_at, attempts, queued_by)
-         VALUES ($1, $2, $3, $4, $5, $6)`,
-        [id, JSON.stringify(envelope), envelope.receivedAt, envelope.nextAttemptAt, envelope.attempts, this.nodeId],
-      );
+      // Group commit: this row shares one INSERT (one round trip, one commit) with the enqueues running at once;
+      // the promise resolves only after PostgreSQL has answered that statement, i.e. committed it (autocommit).
+      const stored = await this.inserts.add({ id, envelope: JSON.stringify(envelope), receivedAt: envelope.receivedAt, nextAttemptAt: envelope.nextAttemptAt, attempts: envelope.attempts });
+      if (!stored) throw new TempFailure(`cannot queue the message: queue id ${id} is taken`);
     } catch (err) {
       // Not acknowledged, so not queued: the file goes again. (Should PostgreSQL have committed the row and only the
       // answer been lost, the scheduler finds a row without its file and drops it: the sender was told 451 and
@@ -116,7 +216,7 @@ export class PgSpool extends Spool implements QueueClaims {
       const failure = isUniqueViolation(err)
         ? new TempFailure(`cannot queue the message: queue id ${id} is taken`, { cause: err })
         : err instanceof TempFailure
-          ? new TempFailure(`cannot queue the message: ${err.message}`, { cause: err })
+          ? new TempFailure(err.message.startsWith('cannot queue') ? err.message : `cannot queue the message: ${err.message}`, { cause: err })
           : diskFailure('cannot queue the message', err);
       this.log.error({ queueId: id, err }, failure.message);
       throw failure;
@@ -171,13 +271,9 @@ export class PgSpool extends Spool implements QueueClaims {
     const id = this.checkId(envelope.id);
     const kept = this.fresh.get(id);
     if (kept) kept.envelope = undefined;
-    const r = await this.pg.query(
-      `UPDATE queue_messages SET envelope = $2, next_attempt_at = $3, attempts = $4, claimed_by = NULL, lease_until = NULL
-        WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $5 OR lease_until < now())`,
-      [id, JSON.stringify(envelope), envelope.nextAttemptAt, envelope.attempts, this.nodeId],
-    );
+    const done = await this.updates.add({ id, envelope: JSON.stringify(envelope), nextAttemptAt: envelope.nextAttemptAt, attempts: envelope.attempts });
     this.held.delete(id);
-    return (r.rowCount ?? 0) > 0;
+    return done;
   }
 
   /**
@@ -220,9 +316,8 @@ export class PgSpool extends Spool implements QueueClaims {
   /** Row first (from then on it is not queued, on any node), then the file. */
   override async remove(id: string, by?: string): Promise<boolean> {
     this.dropFresh(this.checkId(id));
-    const r = await this.pg.query('DELETE FROM queue_messages WHERE id = $1', [id]);
+    const found = await this.removals.add(id);
     this.held.delete(id);
-    const found = (r.rowCount ?? 0) > 0;
     try {
       await this.fs.unlink(this.messagePath(id));
       await this.dirSync.sync();
