@@ -285,8 +285,21 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     await b.release(id, new Date().toISOString());
     const sb = scheduler(t, b, fakeAgent(async () => ((deliveredOnB += 1), { state: 'delivered' })));
     await sb.s.start();
-    await waitFor('B to try the message twice (its claim given back in between)', () => refusedOnB >= 2, { timeoutMs: 30_000 });
+    await waitFor('B to try the message and give its claim back', async () => refusedOnB >= 1 && (await sb.s.stop(), true), { timeoutMs: 30_000 });
     assert.ok(await a.read(id), 'still queued after B tried it');
+    // B leaves it to the others for a lease's length, even once it is due again: each round B finds nothing, until A
+    // claims it.
+    const [mine] = await waitFor(
+      'the message to be due again and claimed by A, never by B',
+      async () => {
+        assert.deepEqual(await b.claimDue(5), [], 'B claimed again a message whose file it cannot see');
+        const got = await a.claimDue(5);
+        return got.length ? got : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 20 },
+    );
+    assert.equal(mine.id, id);
+    await a.release(id, new Date().toISOString());
     const sa = scheduler(t, a, fakeAgent(async () => ({ state: 'delivered' })));
     await sa.s.start();
     await waitFor('A to deliver the message', () => sa.finished.some((f) => f.id === id && f.reason === 'done'), { timeoutMs: 60_000 });

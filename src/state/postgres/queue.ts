@@ -112,6 +112,8 @@ export class PgSpool extends Spool implements QueueClaims {
   private readonly orphanAgeMs: number;
   /** Messages this node has claimed and not yet given back: their leases are renewed. */
   private readonly held = new Set<string>();
+  /** Rows whose file this node could not find (readMessage), with when it may claim them again. */
+  private readonly notHere = new Map<string, number>();
   private renewTimer: NodeJS.Timeout | undefined;
   /**
    * Group commit of the rows (batch.ts): concurrent enqueues share one INSERT, concurrent outcomes one UPDATE,
@@ -307,6 +309,9 @@ export class PgSpool extends Spool implements QueueClaims {
       if (!(err instanceof NotQueuedError)) throw err;
       const r = await this.pg.query('SELECT 1 FROM queue_messages WHERE id = $1', [id]);
       if (!r.rowCount) throw err;
+      // Not claimed again by this node for a lease's length, so that a node that sees the file gets it: otherwise the
+      // node whose timer fires first at the retry could take it every time.
+      this.notHere.set(id, Date.now() + this.leaseSeconds * 1000);
       throw new TempFailure(
         `queued message ${id} has no file in ${this.dir}: is dataDir/queue the directory every node shares? (left queued for a node that sees it)`,
       );
@@ -369,15 +374,18 @@ export class PgSpool extends Spool implements QueueClaims {
 
   async claimDue(limit: number): Promise<QueueEnvelope[]> {
     if (limit <= 0) return [];
+    const now = Date.now();
+    for (const [id, until] of this.notHere) if (until <= now) this.notHere.delete(id);
     const r = await this.pg.query<Row & { id: string }>(
       `UPDATE queue_messages q SET claimed_by = $1, lease_until = now() + make_interval(secs => $2)
          FROM (SELECT id FROM queue_messages
                 WHERE next_attempt_at <= now() AND (claimed_by IS NULL OR lease_until < now())
+                  AND NOT (id = ANY($4::text[]))
                 ORDER BY next_attempt_at LIMIT $3
                 FOR UPDATE SKIP LOCKED) due
         WHERE q.id = due.id
        RETURNING q.id, q.envelope`,
-      [this.nodeId, this.leaseSeconds, limit],
+      [this.nodeId, this.leaseSeconds, limit, [...this.notHere.keys()]],
     );
     const out: QueueEnvelope[] = [];
     for (const row of r.rows) {
