@@ -107,6 +107,14 @@ function assertStable(pairs: [number, number][], label: string): void {
 
 const ROUNDS = Number(process.env.POSTERN_UID_RACE_ROUNDS ?? 1);
 
+/** INBOX as a fresh process finds it once both workers have ended: [size, UID] per message. */
+async function finalListing(root: string): Promise<[number, number][]> {
+  const mailbox = new MaildirMailbox({ store: new MaildirStore({ root, hostname: 'mail.corp.example' }), quotaBytes: () => 0, log: silentLogger, autocreate: false });
+  const final = await mailbox.openFolder({ kind: 'user', login: 'alice' }, 'INBOX');
+  mailbox.close();
+  return final.messages.map((m): [number, number] => [m.size, m.uid]);
+}
+
 it('APPENDs in two processes that both keep syncing the folder: every message keeps the UID it was given', { timeout: 600_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'postern-uid-race-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -124,10 +132,7 @@ it('APPENDs in two processes that both keep syncing the folder: every message ke
     assert.equal(new Set(appended.map(([, uid]) => uid)).size, 200, 'distinct APPENDUIDs');
     assert.equal(new Set(reports.map((r) => r.uidValidity)).size, 1);
 
-    const mailbox = new MaildirMailbox({ store: new MaildirStore({ root, hostname: 'mail.corp.example' }), quotaBytes: () => 0, log: silentLogger, autocreate: false });
-    const final = await mailbox.openFolder({ kind: 'user', login: 'alice' }, 'INBOX');
-    mailbox.close();
-    const listed = final.messages.map((m): [number, number] => [m.size, m.uid]);
+    const listed = await finalListing(root);
     assert.equal(listed.length, 200);
     // The APPENDUIDs first: what a client was told is what the folder says, and what either process listed.
     assertStable([...appended, ...listed, ...reports.flatMap((r) => r.seen)], `round ${round}`);
@@ -144,10 +149,7 @@ it('deliveries into new/ while two processes sync the folder: every message keep
       { mode: 'deliver', first: 1000, count: 100 },
       { mode: 'append', first: 5000, count: 100 },
     ]);
-    const mailbox = new MaildirMailbox({ store: new MaildirStore({ root, hostname: 'mail.corp.example' }), quotaBytes: () => 0, log: silentLogger, autocreate: false });
-    const final = await mailbox.openFolder({ kind: 'user', login: 'alice' }, 'INBOX');
-    mailbox.close();
-    const listed = final.messages.map((m): [number, number] => [m.size, m.uid]);
+    const listed = await finalListing(root);
     assert.equal(listed.length, 200);
     assertStable([...reports.flatMap((r) => r.appended), ...listed, ...reports.flatMap((r) => r.seen)], `round ${round}`);
     const uids = listed.map(([, uid]) => uid);
@@ -169,10 +171,7 @@ it('MOVEs and COPYs into a folder in two processes that both keep syncing it: ev
       const uids = r.appended.map(([, uid]) => uid);
       for (let i = 1; i < uids.length; i++) assert.ok(uids[i]! > uids[i - 1]!, `COPYUIDs ascending: ${uids.join(',')}`);
     }
-    const mailbox = new MaildirMailbox({ store: new MaildirStore({ root, hostname: 'mail.corp.example' }), quotaBytes: () => 0, log: silentLogger, autocreate: false });
-    const final = await mailbox.openFolder({ kind: 'user', login: 'alice' }, 'INBOX');
-    mailbox.close();
-    const listed = final.messages.map((m): [number, number] => [m.size, m.uid]);
+    const listed = await finalListing(root);
     assert.equal(listed.length, 200);
     assertStable([...appended, ...listed, ...reports.flatMap((r) => r.seen)], `round ${round}`);
     assert.deepEqual(listed.map(([, uid]) => uid), appended.map(([, uid]) => uid).sort((a, b) => a - b));
