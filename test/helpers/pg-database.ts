@@ -10,7 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { after, before } from 'node:test';
 import { type ChildOwner } from '../harness/children.ts';
+import { startPostgres, type Postgres } from '../harness/postgres.ts';
 
 export interface TestDatabase {
   name: string;
@@ -62,4 +64,34 @@ export async function createTestDatabase(opts: { owner?: ChildOwner; prefix?: st
   };
   opts.owner?.after(() => db.drop().catch(() => {}));
   return db;
+}
+
+/**
+ * A PostgreSQL of the calling describe block's own, started in its before() and destroyed in its after(): for the
+ * tests that stop, crash or restart the server, which on the run's shared one would break every other file meanwhile.
+ *
+ *   const own = ownPostgres();          // at describe level
+ *   … await own.stop(); await own.start(); createTestDatabase({ baseUrl: own.url }) …
+ *
+ * The returned object forwards to the instance started by the hook, so it may be captured before the hook ran.
+ */
+export function ownPostgres(): Postgres {
+  let server: Postgres | undefined;
+  before(async () => {
+    server = await startPostgres();
+  });
+  after(async () => {
+    await server?.destroy();
+  });
+  const started = (): Postgres => {
+    if (!server) throw new Error('ownPostgres(): used outside the tests of the describe block that called it');
+    return server;
+  };
+  return new Proxy({} as Postgres, {
+    get(_target, key) {
+      const s = started();
+      const value: unknown = Reflect.get(s, key);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(s) : value;
+    },
+  });
 }

@@ -15,12 +15,11 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
-import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
 import { NODE_LISTENERS, nodeAdmin, startClusterNode, type ClusterNode } from '../helpers/cluster-node.ts';
-import { createTestDatabase } from '../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../helpers/pg-database.ts';
 import { RawSmtp, sendRaw } from '../helpers/raw-smtp.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -206,14 +205,7 @@ describe('two nodes, one queue on PostgreSQL, one dataDir', () => {
   });
 
   describe('PostgreSQL stopped and back', () => {
-    let own: Postgres;
-    before(async () => {
-      // Its own server: stopping the run's shared one would break every other test file meanwhile.
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('DATA is answered 451 4.3.0 while it is down, /readyz says why; afterwards mail is accepted and delivered', async (t) => {
       const db = await createTestDatabase({ owner: t, prefix: 'cq_down', baseUrl: own.url });

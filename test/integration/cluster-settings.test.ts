@@ -10,11 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
-import { startPostgres, type Postgres } from '../harness/postgres.ts';
+import { describe, test, type TestContext } from 'node:test';
 import { ROOT, spawnCli, writeConfig } from '../helpers/cli.ts';
 import { NODE_LISTENERS, nodeAdmin, startClusterNode, type ClusterNode } from '../helpers/cluster-node.ts';
-import { createTestDatabase } from '../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../helpers/pg-database.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -77,14 +76,7 @@ describe('two nodes, one PostgreSQL for the settings', () => {
   });
 
   describe('PostgreSQL stopped and back', () => {
-    let own: Postgres;
-    before(async () => {
-      // Its own server: stopping the run's shared one would break every other test file meanwhile.
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('a change is 503 and stored nowhere, /readyz says why, and after the restart a change through A acts on B', async (t) => {
       const db = await createTestDatabase({ owner: t, prefix: 'cluster_down', baseUrl: own.url });

@@ -4,11 +4,10 @@
  * this file's own for stop/crash/start, which would break every other file's tests on the shared one.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { serviceStatus } from '../../harness/control.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase, testPgUrl } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres, testPgUrl } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
@@ -49,13 +48,7 @@ describe('the run PostgreSQL and createTestDatabase', () => {
 });
 
 describe('an instance of its own: stop, crash and start', () => {
-  let own: Postgres;
-  before(async () => {
-    own = await startPostgres();
-  });
-  after(async () => {
-    await own?.destroy();
-  });
+  const own = ownPostgres();
 
   test('stop ends every session; start brings back what was committed', async () => {
     const c = new pg.Client({ connectionString: own.url });

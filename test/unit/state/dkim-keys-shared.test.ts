@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { dkimVerify } from 'mailauth';
 import { DkimKeyError, DkimSigner, type DkimRecord } from '../../../src/delivery/dkim.ts';
 import { FileDkimKeys, rotationSelector, type DkimKeyStore } from '../../../src/delivery/dkim-keys.ts';
@@ -18,8 +18,7 @@ import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
 import { PgDkimKeys } from '../../../src/state/postgres/dkim-keys.ts';
 import { PgState } from '../../../src/state/postgres/pool.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 // 1024 bits: the cases are about where keys live, not their strength, and RSA generation is slow on a loaded machine.
@@ -144,13 +143,7 @@ describe('rotationSelector', () => {
 });
 
 describe('DKIM keys on postgres only: PostgreSQL stopped and started again', () => {
-  let own: Postgres;
-  before(async () => {
-    own = await startPostgres();
-  });
-  after(async () => {
-    await own?.destroy();
-  });
+  const own = ownPostgres();
 
   test('signing rejects with a TempFailure while PostgreSQL is down (never unsigned) and signs again once it is back', async (t) => {
     const p = await pgPair(t, own.url);

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { SmtpError } from '../../../src/lib/errors.ts';
 import { createLogger, type Logger } from '../../../src/lib/logger.ts';
 import { PgSendCounters } from '../../../src/limits/pg-counters.ts';
@@ -17,8 +17,7 @@ import { SendLimits } from '../../../src/limits/send-limits.ts';
 import { SqliteCounterStore } from '../../../src/limits/store.ts';
 import { openSettings, type Settings } from '../../../src/settings/store.ts';
 import { PgState } from '../../../src/state/postgres/pool.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 interface Pair {
@@ -210,13 +209,7 @@ describe('send limits on postgres only', () => {
   });
 
   describe('PostgreSQL stopped and started again', () => {
-    let own: Postgres;
-    before(async () => {
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('a check that cannot be answered is 451 4.3.0 (never a pass), and checks work again when it is back', async (t) => {
       const p = await openPg(t, { 'smtp.sendLimit.messagesPerHour': 3 }, own.url);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
@@ -16,8 +16,7 @@ import { SettingsError } from '../../../src/settings/errors.ts';
 import { openSettings, type Settings } from '../../../src/settings/store.ts';
 import { SHARED_SETTINGS_TABLES } from '../../../src/state/postgres/settings-sync.ts';
 import { openState, type StateStore } from '../../../src/state/index.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 interface Node {
@@ -189,13 +188,7 @@ describe('settings on postgres only', () => {
   });
 
   describe('PostgreSQL stopped and started again', () => {
-    let own: Postgres;
-    before(async () => {
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('a change is a TempFailure that changes nothing; reads go on; after the restart both nodes follow again', async (t) => {
       const db = await createTestDatabase({ owner: t, prefix: 'down', baseUrl: own.url });

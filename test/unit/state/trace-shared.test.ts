@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { RunOnce } from '../../../src/cluster/run-once.ts';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
@@ -18,8 +18,7 @@ import { PgTraceStore } from '../../../src/trace/pg-store.ts';
 import { TraceRetention } from '../../../src/trace/retention.ts';
 import { TraceStore } from '../../../src/trace/store.ts';
 import type { TraceEvent, TracePath, TraceQuery } from '../../../src/trace/types.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 interface Writer {
@@ -203,13 +202,7 @@ describe('trace on postgres only', () => {
   });
 
   describe('PostgreSQL stopped and started again', () => {
-    let own: Postgres;
-    before(async () => {
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('events recorded while it is down are held and written when it is back; a search meanwhile is a TempFailure', async (t) => {
       const db = await createTestDatabase({ owner: t, prefix: 'tracedown', baseUrl: own.url });

@@ -10,14 +10,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { SpamTrainer, SqliteTrainingQueue, type TrainingLesson, type TrainingQueue } from '../../../src/filters/training-queue.ts';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
 import { PgState } from '../../../src/state/postgres/pool.ts';
 import { PgTrainingQueue } from '../../../src/state/postgres/training-queue.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 type Owner = { after(fn: () => unknown): void };
@@ -116,13 +115,7 @@ for (const backend of backends) {
 }
 
 describe('training queue on postgres only: PostgreSQL stopped and started again', () => {
-  let own: Postgres;
-  before(async () => {
-    own = await startPostgres();
-  });
-  after(async () => {
-    await own?.destroy();
-  });
+  const own = ownPostgres();
 
   test('adding is a TempFailure while it is down; the queued lessons are told once it is back', async (t) => {
     const [a, b] = await pgPair(t, own.url);
