@@ -6,19 +6,48 @@
  *              envelope's spoolPrefix (the lines local delivery adds), so that delivery can hard-link this file
  *              into the Maildir: the message is written and fsynced once on its way from DATA to the mailbox
  *   <id>.json  its envelope, replaced atomically as delivery proceeds; its appearance is the commit point
- *   tmp/       files being written; anything left here after a crash was never acknowledged
+ *   tmp/       envelopes being written; anything left here after a crash was never acknowledged
  *
- * Commit protocol (enqueue): write both files in tmp/ and fsync them, rename the message then the envelope into
- * queue/, fsync queue/; only then resolve, and only then does SMTP answer 250. A crash before the directory fsync
- * loses at most a message that was never acknowledged; recover() sweeps what it left.
+ * Why two files and not one (issue 11 asked for "one spool file per message"): the message file is hard-linked
+ * into the recipient's Maildir, so it must hold nothing but the lines delivery adds and the message. An envelope
+ * block inside it would end up in the mailbox (with the client's address, other recipients, Bcc); one after the
+ * message would as well. Writing the envelope into the message file would save one open, write, fsync, close and
+ * rename here, and cost delivery a second write and fsync of the whole message: more than it saves. An xattr is
+ * not an option (NFS, the shared queue of the PostgreSQL state). So the files stay as they were, and the cost is
+ * taken out of the commit protocol instead; a queue written by an older version is read as it is.
+ *
+ * Commit protocol (enqueue), one round of fsyncs:
+ *   1. create `<id>.eml` directly in queue/ and write it; create tmp/<id>.json and write it (both at once);
+ *   2. rename the envelope into queue/ (the message is already there: an envelope in queue/ always has its
+ *      message next to it);
+ *   3. fsync the message, fsync the envelope and fsync queue/ (group commit, below), all at the same time;
+ *   4. resolve only when all three are done; only then does SMTP answer 250.
+ * All of it on libuv's thread pool (durable-fs.ts createFilePooled): nothing here blocks the event loop.
+ * The older protocol fsynced the files before the rename and queue/ after it: two rounds of fsyncs, each a journal
+ * commit the client waits for. Here the names may reach the disk before the data does; what a crash before the
+ * answer can then leave is a complete-looking name with missing data, which was never acknowledged, and recover()
+ * tells it by its content: an envelope that does not parse, or a message file whose length is not the envelope's
+ * `size` plus its prefix. A message without an envelope (a crash before the rename) is dropped as before.
+ * An acknowledged message never looks like that (all three fsyncs were done), and update() keeps fsync-then-rename,
+ * so a replaced envelope is never torn.
+ *
+ * The envelope is visible in queue/ a moment before the answer: a scan by the scheduler in that moment may start
+ * delivery before the 250. That is harmless unless the fsync then fails: the client is told 451 and sends again,
+ * and the message may arrive twice (at-least-once, DESIGN.md §3), never lost.
+ *
+ * Envelope updates (attempts, per-recipient outcomes) are written only when an attempt leaves recipients pending
+ * (the scheduler's retry path) or when a DSN cannot be queued; a message delivered at the first attempt is removed
+ * without any update. They keep the full protocol (tmp + fsync + rename + directory fsync): they are rare (one
+ * per failed attempt, minutes apart), and the envelope they replace is the only record of the message's state.
  *
  * Group commit (DESIGN.md §6 "fsync is the budget"): the directory fsync is shared. While one directory fsync
  * runs, every enqueue that has done its renames waits for the *next* one, which then covers all of them. A
  * waiter is only released by an fsync that started after its renames, so the promise is exactly as strong as one
- * fsync per message, for a fraction of the fsyncs.
+ * fsync per message, for a fraction of the fsyncs. The files' own fsyncs are made concurrently on the pool, where
+ * the file system folds them into shared journal commits.
  *
  * Several processes use the spool at once: the server (enqueue, scheduler) and the CLI (list, flush, delete).
- * Everything is written with unique tmp names and atomic renames, and every reader copes with files that vanish.
+ * Everything is written with unique names and atomic renames, and every reader copes with files that vanish.
  * Only the server calls recover(), at start, before it accepts mail, and only while it holds the server lock
  * (lock(); one server per spool).
  */
@@ -28,7 +57,7 @@ import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
-import { fsyncDir, renameQuick, unlinkQuick, writeFileDurable } from '../lib/durable-fs.js';
+import { createFilePooled, fsyncDirPooled, renamePooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
@@ -46,6 +75,11 @@ export type NewEnvelope = Omit<QueueEnvelope, Filled> & Partial<Pick<QueueEnvelo
 
 /** The file operations the spool's promises rest on; replaceable so tests can make the disk fail. */
 export interface SpoolFs {
+  /**
+   * Creates `path` (it must not exist) and writes `data`, without fsync: the file stays open for its fsync, which
+   * enqueue makes together with the others of the commit.
+   */
+  create(path: string, data: Buffer): Promise<PendingFile>;
   /** Creates `path` (it must not exist), writes `data`, fsyncs and closes it. */
   writeFileDurable(path: string, data: Buffer | string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
@@ -62,15 +96,19 @@ export interface SpoolFs {
 }
 
 /**
- * The real file system. Only the fsyncs go to the thread pool; open, write, close, rename and unlink are made
- * synchronously (src/store/fs-util.ts says why: issue 11).
+ * The real file system. What enqueue and the directory fsync call (create, rename, syncDir) runs on the thread
+ * pool: it is on the path of every SMTP answer, and the synchronous open(2) of a new file was measured blocking the
+ * loop for ~2 ms under load (issue 11). update() (rare, after a failed attempt) writes its envelope with
+ * writeFileDurable, whose open/write are synchronous, and the unlinks of recover and of an admin's delete are
+ * synchronous (src/store/fs-util.ts says why cheap calls are).
  */
 export const nodeSpoolFs: SpoolFs = {
+  create: (path, data) => createFilePooled(path, data, 0o600),
   writeFileDurable: (path, data) => writeFileDurable(path, data, 0o600),
-  rename: renameQuick,
+  rename: renamePooled,
   unlink: unlinkQuick,
   unlinkPooled: (path) => new Promise((resolve, reject) => unlinkCallback(path, (err) => (err ? reject(err) : resolve()))),
-  syncDir: fsyncDir,
+  syncDir: fsyncDirPooled,
 };
 
 export interface SpoolOptions {
@@ -356,30 +394,35 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    */
   async enqueue(message: Buffer, input: NewEnvelope): Promise<string> {
     const { id, envelope, file } = this.newEntry(message, input);
-    const tmpMessage = join(this.tmpDir, `${id}.eml`);
-    const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalMessage = this.messagePath(id);
+    const tmpEnvelope = join(this.tmpDir, `${id}.json`);
     const finalEnvelope = this.envelopePath(id);
     const envelopeText = JSON.stringify(envelope) + '\n';
-    let renamed = 0;
+    // Files created so far (to take back on a failure) and those still open (to close).
+    const created: string[] = [];
+    const open: PendingFile[] = [];
+    let renamed = false;
     try {
-      const written = await Promise.allSettled([
-        this.fs.writeFileDurable(tmpMessage, file),
-        this.fs.writeFileDurable(tmpEnvelope, envelopeText),
-      ]);
-      for (const w of written) if (w.status === 'rejected') throw w.reason;
-      // Message first: an envelope in queue/ always has its message next to it.
-      await this.fs.rename(tmpMessage, finalMessage);
-      renamed = 1;
+      // Step 1 (see the file comment). The message goes straight into queue/: without its envelope it is not
+      // queued for any reader, and recover() drops it after a crash; this saves a rename per message.
+      const files = await Promise.allSettled([this.fs.create(finalMessage, file), this.fs.create(tmpEnvelope, Buffer.from(envelopeText, 'utf8'))]);
+      files.forEach((f, i) => {
+        if (f.status === 'fulfilled') open.push(f.value);
+        // A create that failed after open(2) (ENOSPC in write) leaves its file; one that found the name taken
+        // (EEXIST: O_EXCL) made nothing of ours.
+        if (f.status === 'fulfilled' || errno(f.reason) !== 'EEXIST') created.push(i === 0 ? finalMessage : tmpEnvelope);
+      });
+      for (const f of files) if (f.status === 'rejected') throw f.reason;
+      // Step 2: the commit point, once it is durable.
       await this.fs.rename(tmpEnvelope, finalEnvelope);
-      renamed = 2;
-      await this.dirSync.sync();
+      renamed = true;
+      // Step 3: the three fsyncs at once; the directory fsync starts after the rename (DirSyncer.sync).
+      const synced = await Promise.allSettled([...open.splice(0).map((f) => f.syncAndClose()), this.dirSync.sync()]);
+      for (const w of synced) if (w.status === 'rejected') throw w.reason;
     } catch (err) {
-      // Not acknowledged, so not queued: take back whatever reached queue/ (envelope first, as in remove()).
-      const undo: string[] = [];
-      if (renamed >= 2) undo.push(finalEnvelope);
-      if (renamed >= 1) undo.push(finalMessage);
-      undo.push(tmpMessage, tmpEnvelope);
+      // Not acknowledged, so not queued: take back whatever was made (envelope first, as in remove()).
+      await Promise.all(open.map((f) => f.close()));
+      const undo = renamed ? [finalEnvelope, ...created.filter((p) => p !== tmpEnvelope)] : created;
       for (const p of undo) await this.fs.unlink(p).catch(() => undefined);
       const failure = diskFailure('cannot queue the message', err);
       this.log.error({ queueId: id, err }, failure.message);
@@ -626,10 +669,33 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   }
 
   /**
+   * Whether the two files of `id` are what a finished commit leaves: an envelope that parses, and a message file
+   * as long as the envelope says (its `size` and its spoolPrefix). enqueue fsyncs the files and the directory at
+   * the same time (see the file comment), so a crash before its answer may leave the names on disk without all of
+   * the data: such a message was never acknowledged. A file that cannot be read for another reason than its
+   * content (EIO, EACCES) is not judged: recover() then fails, and the server does not start on a queue it cannot
+   * read, rather than dropping mail.
+   */
+  private async committed(id: string): Promise<boolean> {
+    const [text, st] = await Promise.all([ignoreMissing(readFile(this.envelopePath(id), 'utf8')), ignoreMissing(stat(this.messagePath(id)))]);
+    if (text === undefined || st === undefined) return false;
+    let e: QueueEnvelope;
+    try {
+      e = checkEnvelope(JSON.parse(text), id);
+    } catch {
+      return false;
+    }
+    // An envelope without a size (none written by this code) is not judged by it.
+    if (typeof e.size !== 'number') return true;
+    return st.size === e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix, 'utf8') : 0);
+  }
+
+  /**
    * At server start, before anything is enqueued: drops what a crash left behind and was never acknowledged (tmp
    * files; a message without its envelope) and what a delete left half done (an envelope without its message:
    * remove() takes the envelope first, so this can only come from a crash between enqueue's two renames or from
-   * a delete racing an update). Keeps every message that has both files.
+   * a delete racing an update), and a commit a crash cut short (committed()). Keeps every message that has both
+   * files, complete.
    */
   async recover(): Promise<RecoverResult> {
     await this.init();
@@ -645,11 +711,24 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       if (f?.kind === 'message') messages.add(f.id);
       else if (f?.kind === 'envelope') envelopes.add(f.id);
     }
+    const both = [...messages].filter((id) => envelopes.has(id));
+    const torn: string[] = [];
+    // A bounded number of files at once, as in list().
+    const width = 32;
+    for (let i = 0; i < both.length; i += width) {
+      const chunk = both.slice(i, i + width);
+      const checked = await Promise.all(chunk.map((id) => this.committed(id)));
+      chunk.forEach((id, j) => (checked[j] ? result.messages++ : torn.push(id)));
+    }
+    for (const id of torn) {
+      // Envelope first, as in remove(): from then on the message is not queued.
+      await ignoreMissing(this.fs.unlink(this.envelopePath(id)));
+      await ignoreMissing(this.fs.unlink(this.messagePath(id)));
+      result.removedOrphans.push(id);
+      this.log.warn({ queueId: id }, 'removed a message whose files a crash left incomplete (never acknowledged)');
+    }
     for (const id of messages) {
-      if (envelopes.has(id)) {
-        result.messages++;
-        continue;
-      }
+      if (envelopes.has(id)) continue;
       await ignoreMissing(this.fs.unlink(this.messagePath(id)));
       result.removedOrphans.push(id);
       this.log.warn({ queueId: id }, 'removed a message without envelope (never acknowledged)');

@@ -19,7 +19,9 @@
  * write theirs too). POSTERN_BENCH_SMTP_WORKERS=0,2 runs postern once per smtp.workers value in the list (default:
  * the configuration's default), each against the same Postfix run. POSTERN_BENCH_SMTP_COMPARE=DIR also runs the
  * postern of another checkout (e.g. `git archive main | tar -x -C DIR`, node_modules linked), so that a change is
- * measured before and after in one run, both against the same Postfix. Nothing here asserts.
+ * measured before and after in one run, both against the same Postfix. POSTERN_BENCH_SMTP_STRACE=DIR runs each
+ * postern under `strace -c -f` and leaves the system-call counts in DIR (one file per postern run; the CPU and
+ * time columns are then strace's, not postern's: use it for counts only). Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,7 @@ const MANY = num('MANY', 5000);
 const SIZE = num('SIZE', 10240);
 const RUNS = num('RUNS', 2);
 const PROF = process.env.POSTERN_BENCH_SMTP_PROF;
+const STRACE = process.env.POSTERN_BENCH_SMTP_STRACE;
 /** smtp.workers values to measure; undefined: postern's default. */
 const WORKERS: (number | undefined)[] = process.env.POSTERN_BENCH_SMTP_WORKERS ? process.env.POSTERN_BENCH_SMTP_WORKERS.split(',').map(Number) : [undefined];
 /** Checkouts to run postern from, labelled: this one, and the one to compare with. */
@@ -102,7 +105,9 @@ async function startPosternSide(root: string, run: number, workers: number | und
   // users/john.smith where the bench counts the files (a new one would be users/<objectGUID>).
   for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(dataDir, 'mail', 'users', 'john.smith', 'Maildir', sub), { recursive: true });
   const nodeArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=postern-${Date.now()}-${run}.cpuprofile`] : [];
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
+  const command = [process.execPath, ...nodeArgs, join(root, 'bin/postern.js'), '--config', configFile, 'serve'];
+  if (STRACE) command.unshift('strace', '-c', '-f', '-o', join(STRACE, `postern-${Date.now()}-${run}${label.replace(/\W+/g, '-')}.strace`));
+  const child: ChildProcess = spawn(command[0], command.slice(1), {
     cwd: root,
     env: { ...process.env, POSTERN_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -127,8 +132,17 @@ async function startPosternSide(root: string, run: number, workers: number | und
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise<void>((r) => child.once('exit', () => r()));
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        // The whole group (detached: postern leads it, or strace does with postern under it): strace writes its
+        // counts when the postern it traces has exited.
+        const signal = (sig: NodeJS.Signals) => {
+          try {
+            process.kill(-child.pid!, sig);
+          } catch {
+            child.kill(sig);
+          }
+        };
+        signal('SIGTERM');
+        const t = setTimeout(() => signal('SIGKILL'), 15_000);
         await exited;
         clearTimeout(t);
       }

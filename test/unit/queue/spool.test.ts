@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { InvalidQueueIdError, isQueueId, newQueueId, parseQueueId, queueIdTime } from '../../../src/queue/id.ts';
+import { createFilePooled, fsyncDirPooled, renamePooled, type PendingFile } from '../../../src/lib/durable-fs.ts';
 import { NotQueuedError, Spool } from '../../../src/queue/spool.ts';
+import { waitFor } from '../../helpers/wait.ts';
 import { envelope, message, queueFiles, tempDir, tempSpool } from './helpers.ts';
 
 function noSpace(path: string): NodeJS.ErrnoException {
@@ -82,42 +84,80 @@ test('200 concurrent enqueues all commit with unique ids and share directory fsy
   t.diagnostic(`200 concurrent enqueues: ${dirSyncs} directory fsyncs`);
 });
 
-test('a message is acknowledged only after the directory fsync that follows its renames', async (t) => {
+/** A SpoolFs.create that really writes, and whose fsync waits for `gate` and logs to `order`. */
+function gatedCreate(order: string[], gate: Promise<void>) {
+  return async (path: string, data: Buffer): Promise<PendingFile> => {
+    const file = await createFilePooled(path, data);
+    const kind = path.endsWith('.eml') ? 'eml' : 'json';
+    order.push(`create ${kind}`);
+    return {
+      async syncAndClose() {
+        await gate;
+        await file.syncAndClose();
+        order.push(`fsync ${kind}`);
+      },
+      close: () => file.close(),
+    };
+  };
+}
+
+test('a message is acknowledged only after its two files and the directory (after the rename) are fsynced', async (t) => {
   const order: string[] = [];
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
   const { spool } = await tempSpool(t, {
     fs: {
+      create: gatedCreate(order, gate),
       rename: async (a, b) => {
-        const { rename } = await import('node:fs/promises');
-        await rename(a, b);
+        await renamePooled(a, b);
         order.push(`rename ${b.endsWith('.eml') ? 'eml' : 'json'}`);
       },
       syncDir: async (p) => {
-        order.push('syncDir');
-        const { open } = await import('node:fs/promises');
-        const fh = await open(p, 'r');
-        await fh.sync();
-        await fh.close();
+        order.push('syncDir start');
+        await fsyncDirPooled(p);
+        order.push('syncDir done');
       },
     },
   });
-  await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
-  order.push('resolved');
-  assert.deepEqual(order, ['rename eml', 'rename json', 'syncDir', 'resolved']);
+  let resolved = false;
+  const done = spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example')).then(() => {
+    resolved = true;
+    order.push('resolved');
+  });
+  // The directory fsync is made while the files' fsyncs are held: the answer must still wait for them.
+  await waitFor('the directory fsync', () => order.includes('syncDir done'), { timeoutMs: 60_000 });
+  assert.equal(resolved, false, 'not acknowledged while the files are not fsynced');
+  open();
+  await done;
+  assert.deepEqual(order.slice(0, 2).sort(), ['create eml', 'create json'], 'both files are written at once');
+  assert.equal(order[2], 'rename json', 'the message is created in queue/ directly: only the envelope is renamed');
+  assert.equal(order[3], 'syncDir start', 'the directory fsync starts after the rename');
+  assert.deepEqual(order.slice(-3, -1).sort(), ['fsync eml', 'fsync json']);
+  assert.equal(order.at(-1), 'resolved');
 });
 
 test('a disk that fails (ENOSPC, EIO) rejects with TempFailure and leaves no half message', async (t) => {
-  for (const failing of ['eml', 'json', 'rename-json', 'syncDir'] as const) {
+  for (const failing of ['create-eml', 'create-json', 'rename-json', 'fsync-eml', 'fsync-json', 'syncDir'] as const) {
     const { spool } = await tempSpool(t, {
       fs: {
-        async writeFileDurable(path, data) {
-          const { writeFile } = await import('node:fs/promises');
-          await writeFile(path, data, { flag: 'wx' }); // the partial file exists when the failure hits
-          if (path.endsWith(`.${failing}`)) throw noSpace(path);
+        async create(path, data) {
+          const kind = path.endsWith('.eml') ? 'eml' : 'json';
+          const file = await createFilePooled(path, data); // the partial file exists when the failure hits
+          if (failing === `create-${kind}`) {
+            await file.close();
+            throw noSpace(path);
+          }
+          return {
+            async syncAndClose() {
+              await file.close();
+              if (failing === `fsync-${kind}`) throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+            },
+            close: () => file.close(),
+          };
         },
         async rename(a, b) {
           if (failing === 'rename-json' && b.endsWith('.json')) throw Object.assign(new Error('EIO'), { code: 'EIO' });
-          const { rename } = await import('node:fs/promises');
-          await rename(a, b);
+          await renamePooled(a, b);
         },
         async syncDir() {
           if (failing === 'syncDir') throw Object.assign(new Error('input/output error'), { code: 'EIO' });
@@ -126,13 +166,74 @@ test('a disk that fails (ENOSPC, EIO) rejects with TempFailure and leaves no hal
     });
     await assert.rejects(spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example')), (err: unknown) => {
       assert.ok(err instanceof TempFailure, `${failing}: ${String(err)}`);
-      if (failing === 'eml' || failing === 'json') assert.match(err.message, /file system is full/);
+      if (failing.startsWith('create')) assert.match(err.message, /file system is full/);
       return true;
     });
     assert.deepEqual(readdirSync(spool.dir).filter((n) => n !== 'tmp'), [], `${failing}: nothing in the queue`);
     assert.deepEqual(readdirSync(spool.tmpDir), [], `${failing}: nothing in tmp/`);
     assert.deepEqual(await spool.list(), []);
   }
+});
+
+test('recover drops what a crash can leave of an unanswered commit: a torn envelope, a short message file', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir, { prefixFor: (e) => (e.recipients.length === 1 ? `Delivered-To: ${e.recipients[0].address}\r\n` : undefined) });
+  await spool.init();
+  const single = await spool.enqueue(message('one recipient'), envelope('a@corp.example', 'b@corp.example'));
+  const multi = await spool.enqueue(message('two recipients'), envelope('a@corp.example', 'b@corp.example', 'c@corp.example'));
+  const updated = await spool.enqueue(message('updated'), envelope('a@corp.example', 'b@corp.example'));
+  await spool.modify(updated, (e) => (e.attempts = 3));
+  // What the disk may hold after a crash between the renames and the fsyncs (the names durable, not the data).
+  const empty = await spool.enqueue(message('envelope never written'), envelope('a@corp.example', 'b@corp.example'));
+  writeFileSync(join(spool.dir, `${empty}.json`), '');
+  const half = await spool.enqueue(message('envelope half written'), envelope('a@corp.example', 'b@corp.example'));
+  const text = readFileSync(join(spool.dir, `${half}.json`), 'utf8');
+  writeFileSync(join(spool.dir, `${half}.json`), text.slice(0, text.length >> 1));
+  const short = await spool.enqueue(message('message cut short', 'x'.repeat(5000)), envelope('a@corp.example', 'b@corp.example'));
+  const body = readFileSync(join(spool.dir, `${short}.eml`));
+  writeFileSync(join(spool.dir, `${short}.eml`), body.subarray(0, 4096));
+  const zero = await spool.enqueue(message('message never written'), envelope('a@corp.example', 'b@corp.example'));
+  writeFileSync(join(spool.dir, `${zero}.eml`), '');
+
+  const again = new Spool(dir);
+  const r = await again.recover();
+  assert.equal(r.messages, 3);
+  assert.deepEqual(r.removedOrphans.sort(), [empty, half, short, zero].sort());
+  assert.deepEqual((await again.list()).map((e) => e.id), [single, multi, updated].sort());
+  assert.equal((await again.read(updated))!.attempts, 3);
+  for (const id of [empty, half, short, zero]) {
+    assert.equal(existsSync(join(again.dir, `${id}.eml`)), false, `${id}.eml removed`);
+    assert.equal(existsSync(join(again.dir, `${id}.json`)), false, `${id}.json removed`);
+  }
+  assert.deepEqual((await again.readMessage(single, (await again.read(single))!.spoolPrefix)), message('one recipient'));
+});
+
+test('a queue written by the older protocol (files fsynced in tmp/, then renamed) is recovered and read as it is', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir);
+  await spool.init();
+  // Exactly what the older enqueue left: <id>.eml and <id>.json, the envelope as it wrote it.
+  const ids: string[] = [];
+  for (const [i, prefix] of [[0, 'Return-Path: <a@corp.example>\r\nDelivered-To: b@corp.example\r\n'], [1, undefined]] as const) {
+    const id = newQueueId();
+    const body = message(`old ${i}`);
+    const at = new Date().toISOString();
+    const e = { ...envelope('a@corp.example', 'b@corp.example'), id, receivedAt: at, size: body.length, attempts: 0, nextAttemptAt: at, ...(prefix ? { spoolPrefix: prefix } : {}) };
+    writeFileSync(join(spool.tmpDir, `${id}.eml`), prefix ? Buffer.concat([Buffer.from(prefix), body]) : body);
+    writeFileSync(join(spool.tmpDir, `${id}.json`), JSON.stringify(e) + '\n');
+    renameSync(join(spool.tmpDir, `${id}.eml`), join(spool.dir, `${id}.eml`));
+    renameSync(join(spool.tmpDir, `${id}.json`), join(spool.dir, `${id}.json`));
+    ids.push(id);
+  }
+  const again = new Spool(dir);
+  const r = await again.recover();
+  assert.equal(r.messages, 2);
+  assert.deepEqual(r.removedOrphans, []);
+  for (const [i, id] of ids.entries()) {
+    const e = (await again.read(id))!;
+    assert.deepEqual(await again.readMessage(id, e.spoolPrefix), message(`old ${i}`));
+  }
+  assert.equal(again.spooledFile((await again.read(ids[0]))!)?.path, join(again.dir, `${ids[0]}.eml`), 'the old file is still linkable');
 });
 
 test('recover drops tmp files and messages without envelope, keeps committed messages', async (t) => {
