@@ -345,14 +345,18 @@ export class MailboxRegistry {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+    let mine = true;
     try {
       if (this.shared) await this.shared.endErase(row.guid);
-      else this.stmt.delete.run(row.guid);
+      // Two erases of one mailbox at once in one settings.db (the sweep and an admin's erase): the one whose DELETE
+      // removed the row reports it; the other found the directory already moved (ENOENT) or moved it itself.
+      else mine = this.stmt.delete.run(row.guid).changes > 0;
       this.dirs.delete(row.guid);
     } finally {
       // Out of users/ it is gone for good either way: a claimed erase is never restored, only finished (again).
       if (moved) await rm(trash, { recursive: true, force: true });
     }
+    if (!mine) return false;
     this.log.warn({ component: 'mailbox', guid: row.guid, login: row.login, dir: row.dir }, 'mailbox erased');
     return true;
   }
