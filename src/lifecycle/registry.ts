@@ -76,7 +76,7 @@ export interface SharedRegistry {
 export interface RegistryOptions {
   /** The store root (`${dataDir}/mail`). */
   root: string;
-  settings: Pick<Settings, 'db' | 'getUser' | 'setUser'>;
+  settings: Pick<Settings, 'db' | 'getUser' | 'setUser' | 'apply'>;
   log?: Logger;
   now?: () => Date;
 }
@@ -251,7 +251,7 @@ export class MailboxRegistry {
       if (this.shared) {
         // Of the nodes that see the rename, the one whose update changed the row moves the settings.
         const r = await this.shared.rename(guid, user.login, at);
-        if (r.changed && r.row) this.renamed(guid, row.login, user.login);
+        if (r.changed && r.row) await this.settingsChange(guid, 'rename', () => this.renamed(guid, row.login, user.login));
       } else {
         this.opts.settings.db.transaction(() => {
           this.stmt.setLogin.run(user.login, at, guid);
@@ -279,14 +279,15 @@ export class MailboxRegistry {
     const row = this.stmt.get.get(guid.toLowerCase()) as Row | undefined;
     if (!row || row.orphaned_at) return false;
     const held = this.opts.settings.getUser(row.login);
+    // Asked again when it runs: with state postgres inside apply(), on the copy just re-read.
     const clear = () => {
-      if (held) this.opts.settings.setUser(row.login, { quotaMB: null, spamRetentionDays: null, forward: null, keepCopy: false });
+      if (this.opts.settings.getUser(row.login)) this.opts.settings.setUser(row.login, { quotaMB: null, spamRetentionDays: null, forward: null, keepCopy: false });
     };
     if (this.shared) {
       // Only the node whose update orphaned the row holds the settings aside (they are the cluster's, synced).
       const r = await this.shared.orphan(row.guid, at.toISOString(), held ? JSON.stringify(held) : null);
       if (!r.changed) return false;
-      clear();
+      await this.settingsChange(row.guid, 'orphan', clear);
     } else {
       this.opts.settings.db.transaction(() => {
         this.stmt.orphan.run(at.toISOString(), held ? JSON.stringify(held) : null, row.guid);
@@ -312,7 +313,7 @@ export class MailboxRegistry {
       // Refused while a node erases it: an erase that has begun is finished, never raced by a restore.
       const r = await this.shared.restore(row.guid, user.login, this.now().toISOString());
       if (!r.changed) return false;
-      give(r.held);
+      await this.settingsChange(row.guid, 'restore', () => give(r.held), r.held);
     } else {
       this.opts.settings.db.transaction(() => {
         this.stmt.restore.run(user.login, this.now().toISOString(), row.guid);
@@ -364,6 +365,20 @@ export class MailboxRegistry {
   /** The absolute path of the Maildir of a registered mailbox. */
   maildirOf(record: MailboxRecord): string {
     return join(this.opts.root, record.dir, 'Maildir');
+  }
+
+  /**
+   * state postgres: the overrides that go with a registry decision, changed through Settings.apply, which first
+   * re-reads the cluster's settings (the copy may not have another node's last change yet: a restore that read a
+   * stale copy would skip giving the held overrides back, then lose them to the clear arriving after). The decision
+   * is already committed: if PostgreSQL fails in between, the overrides stay as they were, logged with what was held.
+   */
+  private async settingsChange(guid: string, what: string, fn: () => void, held?: string | null): Promise<void> {
+    try {
+      await this.opts.settings.apply(fn);
+    } catch (err) {
+      this.log.error({ component: 'mailbox', guid, what, held, err: (err as Error).message }, 'mailbox: the registry changed but the account\'s overrides could not follow (set them again with postern user set)');
+    }
   }
 
   private moveSettings(from: string, to: string): void {

@@ -18,7 +18,8 @@ import { parseLdif } from '../../../src/directory/ldif/parse.ts';
 import type { Directory, UserEntry } from '../../../src/directory/types.ts';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { silentLogger } from '../../../src/lib/logger.ts';
-import { mailboxEnabled, reconcileMailboxes, type LifecycleDeps } from '../../../src/lifecycle/lifecycle.ts';
+import { MailboxLifecycle, mailboxEnabled, reconcileMailboxes, type LifecycleDeps } from '../../../src/lifecycle/lifecycle.ts';
+import { RunOnce } from '../../../src/cluster/run-once.ts';
 import { MailboxRegistry } from '../../../src/lifecycle/registry.ts';
 import { openSettings, type Settings } from '../../../src/settings/store.ts';
 import { openState, type StateStore } from '../../../src/state/index.ts';
@@ -333,6 +334,46 @@ describe('mailbox registry on postgres only', () => {
     // The account, back in AD, gets a new (empty) mailbox: the erased GUID registers anew.
     assert.equal(await mailboxEnabled(b.deps, alice), true);
     await waitFor('A to see the new registration', () => a.registry.get(G_ALICE) && !a.registry.get(G_ALICE)!.orphanedAt);
+  });
+
+  test('the hourly sweep started on both nodes runs on one: the other neither asks AD nor decides', async (t) => {
+    const db = await createTestDatabase({ owner: t, prefix: 'mbxonce' });
+    const mail = tmp();
+    t.after(() => rmSync(mail, { recursive: true, force: true }));
+    const ad = new Swappable(aliceAd());
+    const root = join(mail, 'mail');
+    const a = await pgNode(db.url, root, ad);
+    t.after(() => a.close());
+    const b = await pgNode(db.url, root, ad);
+    t.after(() => b.close());
+    assert.equal(await mailboxEnabled(a.deps, await user(ad, 'alice')), true);
+    await waitFor('B to know alice', () => b.registry.get(G_ALICE));
+    ad.current = onlyBob();
+    const claims: boolean[] = [];
+    const asked = { a: 0, b: 0 };
+    const lifecycle = (n: Node, name: 'a' | 'b') => {
+      const gate = new RunOnce(n.state!.pg!, n.state!.nodeId);
+      const counting = { ...n.deps, directory: { ...ad, findGuid: (g: string) => (asked[name]++, ad.findGuid(g)) } };
+      return new MailboxLifecycle(counting, 60 * 60_000, {
+        claim: async (job, ms) => {
+          const mine = await gate.claim(job, ms);
+          claims.push(mine);
+          return mine;
+        },
+        done: (job) => gate.done(job),
+      });
+    };
+    const la = lifecycle(a, 'a');
+    const lb = lifecycle(b, 'b');
+    t.after(() => Promise.all([la.stop(), lb.stop()]));
+    la.start();
+    lb.start();
+    await waitFor('both ticks to have asked the gate', () => claims.length === 2);
+    assert.deepEqual(claims.filter(Boolean), [true], JSON.stringify(claims));
+    await waitFor('the one sweep to orphan alice on both', () => a.registry.get(G_ALICE)?.orphanedAt && b.registry.get(G_ALICE)?.orphanedAt);
+    await Promise.all([la.stop(), lb.stop()]);
+    assert.equal(Math.min(asked.a, asked.b), 0, JSON.stringify(asked));
+    assert.equal(Math.max(asked.a, asked.b), 1, JSON.stringify(asked));
   });
 
   describe('PostgreSQL stopped and started again', () => {
