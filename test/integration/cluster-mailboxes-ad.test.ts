@@ -204,8 +204,8 @@ describe('the mailbox registry and its sweep shared by two nodes, against Samba 
     await waitFor('B to have it active', () => b.core.registry.get(guid) && !b.core.registry.get(guid)!.orphanedAt, { timeoutMs: 30_000 });
     const maildir = join(dataA, 'mail', `users/${guid}`, 'Maildir');
     assert.equal(readdirSync(join(maildir, 'new')).length + readdirSync(join(maildir, 'cur')).length, 1, 'the mail is still there');
-    // B's directory cache (1 s) and the DC B asks may still not have the reanimated account: wait for AD, not us.
-    await waitFor('B to take mail for it again', async () => (await rcpt(b.ports.smtp!, mail(U))).code === 250, { timeoutMs: 60_000, intervalMs: 500 });
+    // No RCPT here: a reanimated tombstone has lost its mail attribute (AD strips it on deletion), so its address
+    // is unknown until the admin sets it again; the registry's state on both nodes is what this case is about.
   });
 
   it('deleted again with a retention of 0 days: the sweep on both nodes at once erases it exactly once', async () => {
