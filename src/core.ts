@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { PACKAGE_ROOT } from './config/load.js';
 import { MailboxRegistry } from './lifecycle/registry.js';
-import { MailboxLifecycle } from './lifecycle/lifecycle.js';
+import { DEFAULT_RECONCILE_INTERVAL_MS, MailboxLifecycle } from './lifecycle/lifecycle.js';
 import { mailboxLoginDirectory } from './lifecycle/gate.js';
 import { openState, type StateStore } from './state/index.js';
+import { PgMailboxRegistry } from './state/postgres/mailbox-registry.js';
 
 export interface Core {
   config: LoadedConfig;
@@ -30,6 +31,11 @@ export interface Core {
   mailboxAuth: Authenticator;
   /** Which store directory holds which AD object's mailbox, and orphaned mailboxes (issue 13). */
   registry: MailboxRegistry;
+  /**
+   * state postgres (issue 16): the cluster's registry, which `registry` writes through in every process of the node;
+   * `startServer` starts it (the first sync, then LISTEN), which keeps the node's copy in settings.db current.
+   */
+  sharedRegistry: PgMailboxRegistry | undefined;
   lifecycle: MailboxLifecycle;
   /** The state store (issue 16): sqlite (nothing to start) or postgres; `startServer` starts it. */
   state: StateStore;
@@ -50,6 +56,8 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
   const state = openState(config.state, log, { node: { address: config.hostname ?? osHostname(), version: packageVersion() } });
   const directory = createDirectory(config.directory, log);
   const registry = new MailboxRegistry({ root: join(config.dataDir, 'mail'), settings, log });
+  const sharedRegistry = state.pg ? new PgMailboxRegistry({ pg: state.pg, registry, log, nodeId: state.nodeId }) : undefined;
+  if (sharedRegistry) registry.attachShared(sharedRegistry);
   const lifecycle = new MailboxLifecycle({
     registry,
     // findGuid past the cache: whether an account still exists is asked of AD itself (a cached entry of a deleted
@@ -62,7 +70,7 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
     },
     settings,
     log,
-  });
+  }, DEFAULT_RECONCILE_INTERVAL_MS, state.gate);
   const mailboxEnabled = (u: Parameters<MailboxLifecycle['mailboxEnabled']>[0]) => lifecycle.mailboxEnabled(u);
   const resolver = new Resolver(directory, settings, { groupDelivery: config.directory.groupDelivery, mailboxEnabled });
   const gssapi = config.auth.kerberos
@@ -99,11 +107,13 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
     auth,
     mailboxAuth,
     registry,
+    sharedRegistry,
     lifecycle,
     state,
     async close() {
       await lifecycle.stop();
       await directory.close();
+      await sharedRegistry?.close();
       await state.close();
       settings.close();
     },

@@ -125,6 +125,8 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
     // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
     await core.state.start(settings);
+    // The mailbox registry's copy follows the cluster's (issue 16) before anything looks a mailbox up.
+    await core.sharedRegistry?.start();
     trace = openTrace(config, core.state.pg, { log });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });

@@ -74,13 +74,13 @@ export async function reconcileMailboxes(deps: LifecycleDeps, opts: { guid?: str
     const user = found.get(rec.guid);
     if (user) {
       if (rec.orphanedAt) {
-        if (deps.registry.restore({ login: user.login, guid: rec.guid })) result.restored.push(rec.guid);
+        if (await deps.registry.restore({ login: user.login, guid: rec.guid })) result.restored.push(rec.guid);
       } else {
-        deps.registry.seen({ login: user.login, guid: rec.guid }, { touch: true });
+        await deps.registry.seen({ login: user.login, guid: rec.guid }, { touch: true });
       }
       continue;
     }
-    if (!rec.orphanedAt && !suspicious && deps.registry.markOrphaned(rec.guid, new Date(now()))) result.orphaned.push(rec.guid);
+    if (!rec.orphanedAt && !suspicious && (await deps.registry.markOrphaned(rec.guid, new Date(now())))) result.orphaned.push(rec.guid);
   }
   const days = deps.settings.get('mailbox.deletedAccountRetentionDays');
   for (const rec of deps.registry.listOrphaned()) {
@@ -115,13 +115,19 @@ export async function mailboxEnabled(deps: LifecycleDeps, user: UserEntry): Prom
     if (!groups.some((g) => g.dn.toLowerCase() === group.dn.toLowerCase())) return false;
   }
   if (!user.guid) return true;
-  const rec = deps.registry.get(user.guid);
+  let rec = deps.registry.get(user.guid);
+  if (!rec && deps.registry.isShared) {
+    // state postgres: registered now, while the caller can still wait (and answer 4xx if PostgreSQL is down), so
+    // the store's synchronous lookup at delivery finds it; another node may have it already, orphaned or not.
+    await deps.registry.register({ login: user.login, guid: user.guid });
+    rec = deps.registry.get(user.guid);
+  }
   if (!rec) return true;
   if (rec.orphanedAt) {
     const again = await reconcileMailboxes(deps, { guid: user.guid });
     return again.restored.includes(rec.guid);
   }
-  if (loginKey(rec.login) !== loginKey(user.login)) deps.registry.seen({ login: user.login, guid: user.guid });
+  if (loginKey(rec.login) !== loginKey(user.login)) await deps.registry.seen({ login: user.login, guid: user.guid });
   return true;
 }
 
@@ -157,21 +163,35 @@ export async function migrateLoginMailboxes(deps: Pick<LifecycleDeps, 'registry'
       unknown.push(name);
       continue;
     }
-    if (deps.registry.dirFor({ login: user.login, guid: user.guid }) === `users/${name}`) claimed++;
+    if ((await deps.registry.register({ login: user.login, guid: user.guid })) === `users/${name}`) claimed++;
   }
   if (claimed || unknown.length) deps.log.info({ component: 'mailbox', claimed, unknown }, 'mailbox migration: login-keyed mailboxes registered to their AD objects');
   return { claimed, unknown };
 }
 
-/** Runs reconcileMailboxes at start and then every interval (like the junk retention sweep). */
+/** The name of the sweep in cluster_jobs (state postgres). */
+export const MAILBOX_RECONCILE_JOB = 'mailbox-reconcile';
+
+/**
+ * Runs reconcileMailboxes at start and then every interval (like the junk retention sweep). With state postgres
+ * (`gate`, src/cluster/run-once.ts) a timer's sweep runs on one node per interval: the registry is the cluster's,
+ * so one sweep decides for all. What makes an erase happen exactly once is not the gate but the registry's claim
+ * (a per-GUID reconcile on a directory change, an admin's reconcile or erase run on any node at any time).
+ */
 export class MailboxLifecycle {
   private readonly job: PeriodicJob<ReconcileResult>;
 
   constructor(
     private readonly deps: LifecycleDeps,
     intervalMs = DEFAULT_RECONCILE_INTERVAL_MS,
+    gate?: { claim(name: string, intervalMs: number): Promise<boolean>; done(name: string): Promise<void> },
   ) {
-    this.job = new PeriodicJob(() => reconcileMailboxes(this.deps), (err) => this.failed(err), intervalMs);
+    this.job = new PeriodicJob(
+      () => reconcileMailboxes(this.deps),
+      (err) => this.failed(err),
+      intervalMs,
+      gate ? { name: MAILBOX_RECONCILE_JOB, claim: (n, ms) => gate.claim(n, ms), done: (n) => gate.done(n) } : undefined,
+    );
   }
 
   start(): void {

@@ -33,8 +33,8 @@ export interface StateStore {
   nodes(): Promise<ClusterNode[]>;
   /**
    * Once-per-cluster scheduling for periodic jobs (postgres; undefined with sqlite). Given to the junk retention
-   * sweep (the Maildir is shared); not to the trace and mailbox sweeps yet: their data (trace.db, the registry) is
-   * still per node, so each node must sweep its own.
+   * sweep (the Maildir is shared), the trace retention and the mailbox reconcile (the registry is the cluster's:
+   * src/state/postgres/mailbox-registry.ts).
    */
   readonly gate: JobGate | undefined;
   close(): Promise<void>;
