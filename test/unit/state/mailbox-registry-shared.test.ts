@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { encodeGuid } from '../../../src/directory/guid.ts';
 import { LdifDirectory } from '../../../src/directory/ldif/ldif-directory.ts';
@@ -26,8 +26,7 @@ import { openState, type StateStore } from '../../../src/state/index.ts';
 import { PgMailboxRegistry } from '../../../src/state/postgres/mailbox-registry.ts';
 import { MaildirStore } from '../../../src/store/maildir.ts';
 import { userOwner } from '../../../src/store/types.ts';
-import { startPostgres, type Postgres } from '../../harness/postgres.ts';
-import { createTestDatabase } from '../../helpers/pg-database.ts';
+import { createTestDatabase, ownPostgres } from '../../helpers/pg-database.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 const G_ALICE = '0f1e2d3c-4b5a-4697-8877-665544332211';
@@ -377,13 +376,7 @@ describe('mailbox registry on postgres only', () => {
   });
 
   describe('PostgreSQL stopped and started again', () => {
-    let own: Postgres;
-    before(async () => {
-      own = await startPostgres();
-    });
-    after(async () => {
-      await own?.destroy();
-    });
+    const own = ownPostgres();
 
     test('writes are TempFailures that change nothing, lookups go on from the copy; after the restart both follow again', async (t) => {
       const db = await createTestDatabase({ owner: t, prefix: 'mbxdown', baseUrl: own.url });
