@@ -16,7 +16,7 @@ import { UrlauthKeyStore } from '../store/urlauth-keys.js';
 import { serverHostname } from '../server.js';
 import { startImap, type ImapServer } from './server.js';
 import { imapDeps } from './wiring.js';
-import { HUBS, homeSlot, type BridgedChange, type FromWorker, type HubName, type ToWorker } from './workers.js';
+import { ChangeHistory, HUBS, homeSlot, type BridgedChange, type FromWorker, type HubName, type ToWorker } from './workers.js';
 
 const send = (m: FromWorker): void => {
   if (process.connected) process.send!(m);
@@ -72,19 +72,36 @@ function report(): void {
   });
 }
 
-function bridge(): void {
+/** Keys (interest keys: hub NUL key) some other process listens to (the primary's `want`): their changes are sent. */
+const wanted = new Set<string>();
+/** Everything is sent (the primary carries changes to the other nodes of a cluster). */
+let wantAll = false;
+/** The changes not sent, for a replay to a new watcher elsewhere (workers.ts). */
+const kept = new ChangeHistory();
+
+function flushOutbox(): void {
+  if (outbox.length === 0) return;
+  const batch = outbox;
+  outbox = [];
+  send({ t: 'ev', batch });
+}
+
+function bridge(wantEverything: boolean): void {
+  wantAll = wantEverything;
   for (const [name, hub] of Object.entries(HUBS) as [HubName, (typeof HUBS)[HubName]][]) {
     hub.addBridge((key, change) => {
-      // Sent before this turn's I/O: a session's tagged OK, written after its change, never overtakes the change.
-      if (outbox.length === 0) {
-        process.nextTick(() => {
-          const batch = outbox;
-          outbox = [];
-          send({ t: 'ev', batch });
-        });
+      // Nobody elsewhere listens to it: kept a while (a watcher that begins now gets it replayed), not sent.
+      if (!wantAll && !wanted.has(`${name}\0${key}`)) {
+        kept.push(0, [name, key, change]);
+        return;
       }
+      // Sent before this turn's I/O: a session's tagged OK, written after its change, never overtakes the change.
+      if (outbox.length === 0) process.nextTick(flushOutbox);
       outbox.push([name, key, change]);
     });
+    // The primary learns which keys this process listens to; first and last listener only.
+    hub.onInterest((key, on) => send({ t: 'watch', hub: name, key, on }));
+    for (const key of hub.watchedKeys()) send({ t: 'watch', hub: name, key, on: true });
   }
 }
 
@@ -109,7 +126,7 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
   Object.assign(mailbox, { settle });
   const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });
   const deps = imapDeps({ config, core, tls, mailbox, urlauthKeys, hostname, log, sessions: userSessions });
-  bridge();
+  bridge(m.wantAll);
   const { slot, slots } = m;
   // Logins move to the mailbox's home worker (workers.ts); only plain connections can (ImapSession.handOff).
   const handoff = {
@@ -172,6 +189,18 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
     case 'ev':
       for (const [name, key, change] of m.batch) HUBS[name].emitLocal(key, change as never);
       break;
+    case 'want':
+      if (m.on) wanted.add(`${m.hub}\0${m.key}`);
+      else wanted.delete(`${m.hub}\0${m.key}`);
+      break;
+    case 'replay': {
+      // What was sent already goes first (the primary passed it on, or has it in its own history).
+      flushOutbox();
+      const batch = kept.of(m.hub, m.key, -1);
+      if (batch.length) send({ t: 'ev', batch, to: m.for });
+      send({ t: 'replayed', for: m.for });
+      break;
+    }
     case 'delivered':
       mailbox?.notifyDelivered(m.owner, m.folder);
       break;

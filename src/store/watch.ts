@@ -17,6 +17,7 @@ export type HubBridge<T> = (key: string, change: T) => void;
 export class EventHub<T> {
   private readonly listeners = new Map<string, Set<(change: T) => void>>();
   private readonly bridges = new Set<HubBridge<T>>();
+  private readonly interest = new Set<(key: string, watched: boolean) => void>();
 
   /** Every change emitted here from now on is also handed to `bridge`, until the function returned is called. */
   addBridge(bridge: HubBridge<T>): () => void {
@@ -24,13 +25,33 @@ export class EventHub<T> {
     return () => this.bridges.delete(bridge);
   }
 
+  /**
+   * Calls `cb(key, true)` when a key gets its first listener and `cb(key, false)` when it loses its last, until the
+   * function returned is called: imap.workers tells the other processes which keys this one wants to hear of, so
+   * that a change nobody elsewhere listens to is not carried (src/imap/workers.ts).
+   */
+  onInterest(cb: (key: string, watched: boolean) => void): () => void {
+    this.interest.add(cb);
+    return () => this.interest.delete(cb);
+  }
+
+  /** The keys that have listeners now. */
+  watchedKeys(): string[] {
+    return [...this.listeners.keys()];
+  }
+
   on(key: string, listener: (change: T) => void): () => void {
     let set = this.listeners.get(key);
+    const first = !set;
     if (!set) this.listeners.set(key, (set = new Set()));
     set.add(listener);
+    if (first) for (const cb of this.interest) cb(key, true);
     return () => {
-      set.delete(listener);
-      if (set.size === 0 && this.listeners.get(key) === set) this.listeners.delete(key);
+      if (!set.delete(listener)) return;
+      if (set.size === 0 && this.listeners.get(key) === set) {
+        this.listeners.delete(key);
+        for (const cb of this.interest) cb(key, false);
+      }
     };
   }
 

@@ -116,6 +116,43 @@ describe('IMAP in two worker processes (imap.workers: 2)', () => {
     }
   });
 
+  it('a change is carried to the other worker only once a session there watches its folder', async () => {
+    const workers = server.imapWorkers!;
+    const [a, b] = await onTwoWorkers(server, 'mario.rossi');
+    try {
+      await a.mailboxOpen('INBOX');
+      // b watches another folder of the same mailbox: its NOOP's settle makes the primary pass on what it has.
+      await b.mailboxOpen('Sent');
+      const before = workers.carried;
+      const first = await a.append('INBOX', message('nobody else watches'));
+      assert.ok(first && first.uid);
+      await a.messageFlagsAdd({ uid: first.uid }, ['\\Seen'], { uid: true });
+      await b.noop();
+      assert.equal(workers.carried, before, 'nothing carried for a folder only its own worker watches');
+      // Now b watches INBOX too: a's changes reach it (and the primary carries them).
+      const box = await b.mailboxOpen('INBOX');
+      assert.equal(box.exists, 1);
+      const flags = new Promise<Set<string>>((resolve) => b.on('flags', (d: { flags: Set<string> }) => resolve(d.flags)));
+      const idle = b.idle();
+      await a.messageFlagsAdd({ uid: first.uid }, ['\\Flagged'], { uid: true });
+      assert.ok((await flags).has('\\Flagged'));
+      assert.ok(workers.carried > before, 'the change was carried');
+      await b.noop();
+      await idle.catch(() => undefined);
+      // And back: b leaves INBOX, a's later changes are no longer carried.
+      await b.mailboxOpen('Sent');
+      await waitFor('the primary heard that b left INBOX', async () => {
+        const n = workers.carried;
+        await a.messageFlagsAdd({ uid: first.uid }, ['\\Answered'], { uid: true });
+        await a.messageFlagsRemove({ uid: first.uid }, ['\\Answered'], { uid: true });
+        await b.noop();
+        return workers.carried === n;
+      }, { timeoutMs: 30_000 });
+    } finally {
+      await Promise.all([a.logout(), b.logout()]);
+    }
+  });
+
   it('a worker killed with SIGKILL is replaced, and its client can reconnect', async () => {
     const workers = server.imapWorkers!;
     const [a, b] = await onTwoWorkers(server);
