@@ -18,16 +18,21 @@
  * POSTERN_BENCH_CLUSTER_ROOT runs another checkout's bin/postern.js (a before/after comparison; build it first:
  * bin/postern.js runs dist/ only while it is newer than src/).
  * Knobs: POSTERN_BENCH_CLUSTER_MESSAGES (2000), _SESSIONS (20), _SIZE (10240), _RUNS (2), _IMAP_SECS (30),
- * _IMAP_CLIENTS (10). Nothing here asserts.
+ * _IMAP_CLIENTS (10). POSTERN_BENCH_CLUSTER_PGSTATS=1 loads pg_stat_statements into the throw-away PostgreSQL and
+ * prints, per setup and phase, the statements PostgreSQL ran per message / per imaptest operation (where the round
+ * trips go). CPU seconds of the postern nodes and of the PostgreSQL server (postmaster, its backends, reaped or
+ * live) are printed per message and per operation: on a loaded machine the rate is noisy, the CPU less so.
+ * Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
 import { imaptestBinary, PASSWORD, writeLdif, writeMbox } from './imap-load.ts';
-import { envNumber, table } from './lib.ts';
+import { cpuOf, envNumber, table } from './lib.ts';
 import { freePort } from './postfix.ts';
 
 const num = envNumber('CLUSTER');
@@ -37,11 +42,13 @@ const SIZE = num('SIZE', 10240);
 const RUNS = num('RUNS', 2);
 const IMAP_SECS = num('IMAP_SECS', 30);
 const IMAP_CLIENTS = num('IMAP_CLIENTS', 10);
+const PGSTATS = process.env.POSTERN_BENCH_CLUSTER_PGSTATS === '1';
 /** imaptest's users: user1–user9 through one process, user11–user19 through the other; SMTP goes to user20. */
 const USERS = 20;
 const RECIPIENT = 'user20@example.com';
 
 interface Node {
+  pid: number;
   port: number;
   imapPort: number;
   dataDir: string;
@@ -118,6 +125,7 @@ async function startNode(root: string, work: string, state: Record<string, unkno
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
+    pid: child.pid!,
     port,
     imapPort,
     dataDir,
@@ -142,6 +150,63 @@ async function startNode(root: string, work: string, state: Record<string, unkno
       }
     },
   };
+}
+
+/** The pids of the live children of every process (one pass over /proc). */
+function childrenByParent(): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.set(ppid, [...(out.get(ppid) ?? []), Number(name)]);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** CPU seconds of a process tree: each process's own, plus what its reaped children used. */
+function cpuOfTree(pid: number, kids = childrenByParent()): number {
+  return cpuOf(pid, true) + (kids.get(pid) ?? []).reduce((s, c) => s + cpuOfTree(c, kids), 0);
+}
+
+/** The postmaster's pid (first line of postmaster.pid). */
+function postmasterPid(p: Postgres): number {
+  return Number(readFileSync(join(p.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+/** CPU seconds so far of the nodes and of the PostgreSQL server. */
+function cpuNow(nodes: Node[], p: Postgres): { node: number; pg: number } {
+  const kids = childrenByParent();
+  return { node: nodes.reduce((s, n) => s + cpuOfTree(n.pid, kids), 0), pg: cpuOfTree(postmasterPid(p), kids) };
+}
+
+/** pg_stat_statements of database `url`: reset, or the top statements by calls divided by `per`. */
+async function pgStats(url: string, per?: { n: number; unit: string; label: string }): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    if (!per) {
+      await c.query('SELECT pg_stat_statements_reset()');
+      return;
+    }
+    const r = await c.query<{ calls: string; ms: string; query: string }>(
+      `SELECT calls, total_exec_time AS ms, query FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 25`,
+    );
+    const total = r.rows.reduce((s, x) => s + Number(x.calls), 0);
+    console.error(`-- ${per.label}: ${(total / per.n).toFixed(2)} statements per ${per.unit} (top 25 by calls)`);
+    for (const x of r.rows) {
+      console.error(
+        `   ${(Number(x.calls) / per.n).toFixed(3).padStart(8)} /${per.unit}  ${(Number(x.ms) / Number(x.calls)).toFixed(3).padStart(7)} ms  ${x.query.replace(/\s+/g, ' ').slice(0, 150)}`,
+      );
+    }
+  } finally {
+    await c.end();
+  }
 }
 
 /** smtp-source against every node at once (sessions and messages split evenly); msg/s until all are in new/. */
@@ -187,7 +252,7 @@ function imaptestOps(out: string): number | undefined {
 }
 
 /** Two imaptest processes at once (users 1–9 on node A, 11–19 on node B, or both on the one node): ops/s together. */
-async function imapLoad(bin: string, nodes: Node[], mbox: string): Promise<number> {
+async function imapLoad(bin: string, nodes: Node[], mbox: string): Promise<{ rate: number; ops: number }> {
   const runs = ['user%d', 'user1%d'].map((user, i) => {
     const node = nodes[i % nodes.length]!;
     const args = ['host=127.0.0.1', `port=${node.imapPort}`, `user=${user}`, 'users=9', `pass=${PASSWORD}`, `mbox=${mbox}`, `clients=${Math.max(1, Math.floor(IMAP_CLIENTS / 2))}`, `secs=${IMAP_SECS}`, `seed=${i + 1}`];
@@ -203,8 +268,19 @@ async function imapLoad(bin: string, nodes: Node[], mbox: string): Promise<numbe
       }),
     );
   });
-  const ops = await Promise.all(runs);
-  return ops.reduce((s, v) => s + v, 0) / IMAP_SECS;
+  const ops = (await Promise.all(runs)).reduce((s, v) => s + v, 0);
+  return { rate: ops / IMAP_SECS, ops };
+}
+
+/** One statement on database `url` (CREATE EXTENSION). */
+async function admin(url: string, sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
 }
 
 export async function benchCluster(defaultRoot: string): Promise<string> {
@@ -215,23 +291,32 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
   writeLdif(join(work, 'users.ldif'), USERS);
   const mbox = join(work, 'bench.mbox');
   writeMbox(mbox);
-  const pg: Postgres = await startPostgres();
-  const rows: string[][] = [['run', 'setup', 'SMTP msg/s', 'ratio', 'IMAP ops/s', 'ratio']];
+  const pgServer: Postgres = await startPostgres(
+    PGSTATS ? { settings: { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' } } : {},
+  );
+  const rows: string[][] = [['run', 'setup', 'SMTP msg/s', 'ratio', 'CPU ms/msg node+pg', 'IMAP ops/s', 'ratio', 'CPU ms/op node+pg']];
+  const loadAvg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const loads: string[] = [];
   try {
     for (let run = 1; run <= RUNS; run++) {
+      let dbUrl: string | undefined;
       const setups: { label: string; start(): Promise<Node[]> }[] = [
         { label: 'embedded (sqlite), 1 node', start: async () => [await startNode(root, work, { type: 'sqlite' })] },
         {
           label: 'postgres, 1 node',
           start: async () => {
-            const db = await createTestDatabase({ baseUrl: pg.url, prefix: 'bench1' });
+            const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench1' });
+            dbUrl = db.url;
+            if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
             return [await startNode(root, work, { type: 'postgres', url: db.url })];
           },
         },
         {
           label: 'postgres, 2 nodes, shared store',
           start: async () => {
-            const db = await createTestDatabase({ baseUrl: pg.url, prefix: 'bench2' });
+            const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench2' });
+            dbUrl = db.url;
+            if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
             const a = await startNode(root, work, { type: 'postgres', url: db.url });
             return [a, await startNode(root, work, { type: 'postgres', url: db.url }, a)];
           },
@@ -240,20 +325,35 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
       let smtpBase = 0;
       let imapBase = 0;
       for (const s of setups) {
+        dbUrl = undefined;
         const nodes = await s.start();
         try {
           await load(nodes, 50 * nodes.length, Math.min(5, SESSIONS));
+          if (PGSTATS && dbUrl) await pgStats(dbUrl);
+          const c0 = cpuNow(nodes, pgServer);
           const rate = await load(nodes, MESSAGES, SESSIONS);
+          const c1 = cpuNow(nodes, pgServer);
+          loads.push(loadAvg());
+          if (PGSTATS && dbUrl) {
+            await pgStats(dbUrl, { n: MESSAGES, unit: 'msg', label: `${s.label}, SMTP` });
+            await pgStats(dbUrl);
+          }
           if (!smtpBase) smtpBase = rate;
           const imap = imaptest ? await imapLoad(imaptest, nodes, mbox) : undefined;
-          if (imap !== undefined && !imapBase) imapBase = imap;
+          const c2 = cpuNow(nodes, pgServer);
+          loads.push(loadAvg());
+          if (PGSTATS && dbUrl && imap) await pgStats(dbUrl, { n: imap.ops, unit: 'op', label: `${s.label}, IMAP` });
+          if (imap !== undefined && !imapBase) imapBase = imap.rate;
+          const ms = (a: number, b: number, n: number) => ((1000 * a) / n).toFixed(2) + '+' + ((1000 * b) / n).toFixed(2);
           rows.push([
             String(run),
             s.label,
             rate.toFixed(0),
             (rate / smtpBase).toFixed(2),
-            imap === undefined ? 'no imaptest' : imap.toFixed(0),
-            imap === undefined ? '-' : (imap / imapBase).toFixed(2),
+            ms(c1.node - c0.node, c1.pg - c0.pg, MESSAGES),
+            imap === undefined ? 'no imaptest' : imap.rate.toFixed(0),
+            imap === undefined ? '-' : (imap.rate / imapBase).toFixed(2),
+            imap === undefined ? '-' : ms(c2.node - c1.node, c2.pg - c1.pg, imap.ops),
           ]);
           console.error(rows.at(-1)!.join('  '));
         } finally {
@@ -262,12 +362,13 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
       }
     }
   } finally {
-    await pg.destroy();
+    await pgServer.destroy();
     rmSync(work, { recursive: true, force: true });
   }
   return [
     `cluster (${root}): SMTP smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B;`,
-    `IMAP imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))} clients, ${IMAP_SECS} s; ratio = setup / embedded default`,
+    `IMAP imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))} clients, ${IMAP_SECS} s; ratio = setup / embedded default;`,
+    `CPU = seconds of the postern node(s) + of the PostgreSQL server per message / per operation; load average after each phase: ${loads.join(', ')}`,
     table(rows),
   ].join('\n');
 }

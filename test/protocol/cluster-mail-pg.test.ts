@@ -425,4 +425,32 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
     await waitFor('2000 flag changes on B', () => got.length >= 2000, { timeoutMs: 30_000 });
     assert.deepEqual(got, Array.from({ length: 2000 }, (_, i) => i + 1));
   });
+
+  it('changes made while a NOTIFY is in flight go together in the next one, in order; a folder\'s deliveries once', async (t) => {
+    const db = await createTestDatabase({ prefix: 'mail_events_coalesce' });
+    const pool = connectPg(db.url);
+    const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
+    const ha = hubs();
+    const hb = hubs();
+    const delivered: [MailboxOwner, string][] = [];
+    const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined });
+    const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: (o, f) => delivered.push([o, f]) });
+    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+    await Promise.all([a.start(), b.start()]);
+    const got: number[] = [];
+    hb.folder.on('/m/u/cur', (c) => c.kind === 'flags' && got.push(c.uid));
+    // One change per event-loop turn, as deliveries and STOREs of many sessions arrive: without coalescing each
+    // would be a NOTIFY statement of its own.
+    const n = 200;
+    for (let uid = 1; uid <= n; uid++) {
+      ha.folder.emit('/m/u/cur', { kind: 'flags', uid, flags: ['\\Seen'], modseq: uid });
+      a.delivered(JOHN, 'INBOX');
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(`${n} flag changes on B`, () => got.length >= n, { timeoutMs: 30_000 });
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => i + 1), 'every change, in order');
+    assert.ok(delivered.length >= 1 && delivered.length < n, `deliveries of one folder told fewer times than made: ${delivered.length}`);
+    for (const d of delivered) assert.deepEqual(d, [JOHN, 'INBOX']);
+    assert.ok(a.notifies < n, `NOTIFY statements for ${n} changes: ${a.notifies}`);
+  });
 });

@@ -61,6 +61,13 @@ async function temp<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The folder's state just before and just after one write, and the rows the write left (added or changed). */
+export interface IndexWrite {
+  before: { uidValidity: number; uidNext: number; modseq: number };
+  after: { uidValidity: number; uidNext: number; modseq: number };
+  rows: IndexRow[];
+}
+
 export class PgFolderIndex implements FolderIndexBackend {
   /** The MODSEQ the last apply() of this object gave what it touched (the folder's, when it touched nothing). */
   lastModseq = 0;
@@ -192,41 +199,105 @@ export class PgFolderIndex implements FolderIndexBackend {
   }
 
   /**
-   * New files in one round trip (postern_mail_add, schema/migrations-postgres/080-mail-write.sql): those not yet
-   * listed get the next UIDs in the order given under one new MODSEQ, under the folder row's lock. Returns the UID
-   * of every base given (one listed before, by another node say, keeps its own) and sets lastModseq.
+   * New files in one round trip (postern_mail_add2, schema/migrations-postgres/081-mail-write-returning.sql): those not
+   * yet listed get the next UIDs in the order given under one new MODSEQ, under the folder row's lock. Returns the
+   * UID of every base given (one listed before, by another node say, keeps its own) and sets lastModseq.
    */
   async addFresh(items: NonNullable<IndexChanges['add']>): Promise<Map<string, number>> {
+    return (await this.addFreshWrite(items)).uids;
+  }
+
+  /**
+   * addFresh, and what the write did: the folder's state just before and after it and the rows it added, so that a
+   * node whose copy is at the state before can bring it up to date without the catch-up query
+   * (MaildirPgIndex.fastForward).
+   */
+  async addFreshWrite(items: NonNullable<IndexChanges['add']>): Promise<{ uids: Map<string, number>; write?: IndexWrite }> {
     const now = Date.now();
+    // RFC 8514 §3: the save date is when the message entered this mailbox.
+    const saveDates = items.map((x) => Math.floor(x.saveDate ?? now));
     const r = await temp(() =>
-      this.pool.query('SELECT o_base, o_uid, o_modseq FROM postern_mail_add($1, $2, $3, $4, $5, $6, $7, $8)', [
+      this.pool.query('SELECT o_base, o_uid, o_modseq, o_uidnext, o_uidvalidity, o_prev_modseq, o_prev_uidnext FROM postern_mail_add2($1, $2, $3, $4, $5, $6, $7, $8)', [
         this.id,
         items.map((x) => x.base),
         items.map((x) => x.name),
         items.map((x) => x.size),
         items.map((x) => x.internalDate),
         items.map((x) => x.keywords),
-        // RFC 8514 §3: the save date is when the message entered this mailbox.
-        items.map((x) => Math.floor(x.saveDate ?? now)),
+        saveDates,
         items.map((x) => (x.headers ? JSON.stringify(x.headers.flat()) : null)),
       ]),
     );
-    const rows = r.rows as { o_base: string; o_uid: number; o_modseq: number }[];
-    if (rows[0]) this.lastModseq = Number(rows[0].o_modseq);
-    return new Map(rows.map((x) => [x.o_base, Number(x.o_uid)]));
+    const rows = r.rows as { o_base: string; o_uid: number; o_modseq: number; o_uidnext: number; o_uidvalidity: number; o_prev_modseq: number; o_prev_uidnext: number }[];
+    const uids = new Map(rows.map((x) => [x.o_base, Number(x.o_uid)]));
+    const first = rows[0];
+    if (!first) return { uids };
+    const modseq = Number(first.o_modseq);
+    this.lastModseq = modseq;
+    const prevNext = Number(first.o_prev_uidnext);
+    const added: IndexRow[] = [];
+    items.forEach((x, i) => {
+      const uid = uids.get(x.base);
+      // Listed before this write (below the UIDNEXT it found): a copy at the state before has it already.
+      if (uid === undefined || uid < prevNext) return;
+      added.push({ uid, base: x.base, name: x.name, size: x.size, internalDate: x.internalDate, keywords: x.keywords, modseq, saveDate: saveDates[i]! });
+    });
+    const uidValidity = Number(first.o_uidvalidity);
+    return {
+      uids,
+      write: {
+        before: { uidValidity, uidNext: prevNext, modseq: Number(first.o_prev_modseq) },
+        after: { uidValidity, uidNext: Number(first.o_uidnext), modseq },
+        rows: added.sort((a, b) => a.uid - b.uid),
+      },
+    };
+  }
+
+  /**
+   * apply(), and for a flag change alone (the one-round-trip path) what the write did (see addFreshWrite): the state
+   * before and after, and the rows changed as a copy at the state before must make them.
+   */
+  async applyWrite(changes: IndexChanges, copy?: (uid: number) => IndexRow | undefined): Promise<{ uids: number[]; write?: IndexWrite }> {
+    const only = (k: keyof IndexChanges) => Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
+    if (!(changes.update?.length && only('update'))) return { uids: await this.apply(changes) };
+    // A flag change alone (STORE): one round trip (postern_mail_update2, 081), the lock and MODSEQ rule of 080.
+    const u = changes.update;
+    const r = await temp(() =>
+      this.pool.query('SELECT o_modseq, o_uids, o_uidnext, o_uidvalidity, o_prev_modseq FROM postern_mail_update2($1, $2, $3, $4)', [
+        this.id,
+        u.map((x) => x.uid),
+        u.map((x) => x.name),
+        u.map((x) => x.keywords),
+      ]),
+    );
+    const x = r.rows[0] as { o_modseq: number; o_uids: (number | string)[]; o_uidnext: number; o_uidvalidity: number; o_prev_modseq: number };
+    const modseq = Number(x.o_modseq);
+    this.lastModseq = modseq;
+    if (!copy) return { uids: [] };
+    const given = new Map(u.map((c) => [c.uid, c]));
+    const rows: IndexRow[] = [];
+    for (const uid of x.o_uids.map(Number)) {
+      const old = copy(uid);
+      const c = given.get(uid);
+      // The copy lacks a row the shared index has: it is not at the state before; the caller pulls.
+      if (!old || !c) return { uids: [] };
+      rows.push({ ...old, name: c.name, keywords: c.keywords, modseq });
+    }
+    const uidValidity = Number(x.o_uidvalidity);
+    const uidNext = Number(x.o_uidnext);
+    return {
+      uids: [],
+      write: {
+        before: { uidValidity, uidNext, modseq: Number(x.o_prev_modseq) },
+        after: { uidValidity, uidNext, modseq },
+        rows: rows.sort((a, b) => a.uid - b.uid),
+      },
+    };
   }
 
   apply(changes: IndexChanges): Promise<number[]> {
     const only = (k: keyof IndexChanges) => Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
-    if (changes.update?.length && only('update')) {
-      // A flag change alone (STORE): one round trip (postern_mail_update, 080-mail-write.sql), same lock and MODSEQ rule.
-      const u = changes.update;
-      return temp(async () => {
-        const r = await this.pool.query('SELECT postern_mail_update($1, $2, $3, $4) AS m', [this.id, u.map((x) => x.uid), u.map((x) => x.name), u.map((x) => x.keywords)]);
-        this.lastModseq = Number((r.rows[0] as { m: number }).m);
-        return [];
-      });
-    }
+    if (changes.update?.length && only('update')) return this.applyWrite(changes).then((r) => r.uids);
     return this.tx(async (c) => {
       const f = await this.folder(c, true);
       const modseq = Number(f.modseq) + 1;
@@ -358,15 +429,26 @@ export class PgFolderIndex implements FolderIndexBackend {
 
   async firstRecentUid(claimUpTo?: number): Promise<number> {
     if (claimUpTo === undefined) return Number((await temp(() => this.folder())).firstrecent);
-    // One statement: the old value, and the claim only when it moves up (two nodes claiming at once get each their own range).
+    // One statement: the old value, and the claim only when it moves up (two nodes claiming at once get each their own
+    // range). The row is locked and written only when the statement's snapshot shows a claim below claimUpTo: every
+    // SELECT of a folder without new mail (nearly all of them) used to lock and rewrite the folder row, which costs
+    // a transaction id, WAL and a commit flush, and waited for the folder's writers. When the snapshot shows
+    // firstrecent >= claimUpTo, the latest value (which only grows) is too, so the session's range
+    // [firstrecent, claimUpTo) is empty either way and the snapshot's value is as good an answer. Otherwise the
+    // FOR UPDATE reads the latest committed version under the lock, as before.
     const r = await temp(() =>
       this.pool.query(
-        `UPDATE mail_folders f SET firstrecent = GREATEST(f.firstrecent, $2) FROM (SELECT firstrecent FROM mail_folders WHERE id = $1 FOR UPDATE) old
-         WHERE f.id = $1 RETURNING old.firstrecent`,
+        `WITH cur AS (SELECT firstrecent FROM mail_folders WHERE id = $1),
+              up AS (UPDATE mail_folders f SET firstrecent = GREATEST(f.firstrecent, $2)
+                       FROM (SELECT firstrecent FROM mail_folders WHERE id = $1 AND (SELECT firstrecent FROM cur) < $2 FOR UPDATE) old
+                      WHERE f.id = $1 RETURNING old.firstrecent)
+         SELECT COALESCE((SELECT firstrecent FROM up), (SELECT firstrecent FROM cur)) AS firstrecent`,
         [this.id, claimUpTo],
       ),
     );
-    return Number((r.rows[0] as { firstrecent: string }).firstrecent);
+    const v = (r.rows[0] as { firstrecent: string | null } | undefined)?.firstrecent;
+    if (v === null || v === undefined) throw new TempFailure(`mail index: folder ${this.key} is gone`);
+    return Number(v);
   }
 
   async cached(uid: number): Promise<{ envelope?: unknown; bodystructure?: unknown }> {

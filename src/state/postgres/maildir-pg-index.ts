@@ -33,7 +33,7 @@ import { mkdirSync, unlinkSync } from 'node:fs';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import type { FolderIndex, IndexRow, NewRow } from '../../store/folder-index.js';
 import type { IndexChanges } from '../../store/folder-index-backend.js';
-import { PgFolderIndex } from './mail-index.js';
+import { PgFolderIndex, type IndexWrite } from './mail-index.js';
 import type { TxQueryable } from './queryable.js';
 
 /** What a pull changed in the node's copy: for the events a sync emits. */
@@ -48,6 +48,8 @@ const NOTHING: Pulled = { expunged: [], changed: [], added: 0 };
 
 export class MaildirPgIndex {
   private readonly folders = new Map<string, Promise<PgFolderIndex>>();
+  /** Writes after which the node's copy was brought up to date without the catch-up query (tests, bench). */
+  fastForwards = 0;
 
   constructor(
     private readonly opts: {
@@ -133,10 +135,33 @@ export class MaildirPgIndex {
    */
   async apply(dir: string, local: FolderIndex, changes: IndexChanges): Promise<{ uids: number[]; modseq: number }> {
     const pg = await this.folder(dir);
-    const uids = await pg.apply(changes);
+    const { uids, write } = await pg.applyWrite(changes, (uid) => local.row(uid));
     const modseq = pg.lastModseq;
-    await this.pull(dir, local);
+    if (!this.fastForward(local, write)) await this.pull(dir, local);
     return { uids, modseq };
+  }
+
+  /**
+   * The catch-up after a write, without a query when the write was all that happened: a copy at the folder's state
+   * just before the write (UIDVALIDITY, UIDNEXT and MODSEQ all equal; every change of the shared index moves the
+   * MODSEQ or UIDNEXT under the folder row's lock, which the write held) lacks exactly the rows the write
+   * returned, which are written into it as a pull would. Otherwise (another node or session changed the folder
+   * since the copy was pulled) undefined, and the caller pulls.
+   */
+  private fastForward(local: FolderIndex, write: IndexWrite | undefined): Pulled | undefined {
+    if (!write) return undefined;
+    const b = write.before;
+    if (local.uidValidity !== b.uidValidity || local.uidNext !== b.uidNext || local.modseq !== b.modseq) return undefined;
+    const changed: IndexRow[] = [];
+    let added = 0;
+    for (const r of write.rows) {
+      const old = local.row(r.uid);
+      if (!old || old.base !== r.base) added++;
+      else if (old.name !== r.name || old.keywords !== r.keywords) changed.push(r);
+    }
+    local.mirror({ reset: false, uidValidity: write.after.uidValidity, uidNext: write.after.uidNext, modseq: write.after.modseq, remove: [], rows: write.rows });
+    this.fastForwards++;
+    return { expunged: [], changed, added };
   }
 
   /**
@@ -148,9 +173,9 @@ export class MaildirPgIndex {
     const pg = await this.folder(dir);
     // One round trip (PgFolderIndex.addFresh): the look-up of what is listed and the insert of the rest happen under
     // the folder row's lock, so a file another node listed meanwhile is found there, not inserted twice.
-    const have = items.length ? await pg.addFresh(items.map(({ uid: _ignored, ...r }) => r)) : new Map<string, number>();
-    const pulled = await this.pull(dir, local);
-    return { uids: items.map((i) => have.get(i.base) ?? 0), pulled };
+    const r = items.length ? await pg.addFreshWrite(items.map(({ uid: _ignored, ...x }) => x)) : { uids: new Map<string, number>(), write: undefined as IndexWrite | undefined };
+    const pulled = this.fastForward(local, r.write) ?? (await this.pull(dir, local));
+    return { uids: items.map((i) => r.uids.get(i.base) ?? 0), pulled };
   }
 
   /** Which of the files `bases` the shared index lists. */

@@ -38,6 +38,7 @@ let dir: string;
 let db: TestDatabase;
 const pools: PgState[] = [];
 const nodes: MaildirMailbox[] = [];
+const indexes = new Map<MaildirMailbox, MaildirPgIndex>();
 let store: MaildirStore;
 
 function node(name: string): MaildirMailbox {
@@ -47,6 +48,7 @@ function node(name: string): MaildirMailbox {
   // Each node its own hub: changes reach the other only through PostgreSQL (and the files), as across hosts.
   const m = new MaildirMailbox({ store, quotaBytes: () => 0, log: silentLogger, events: new FolderEvents(), debounceMs: 10, autocreate: false, pgIndex });
   nodes.push(m);
+  indexes.set(m, pgIndex);
   return m;
 }
 
@@ -180,6 +182,43 @@ describe('the Maildir store on the PostgreSQL index, two nodes on one mail direc
     assert.equal(arch.uidValidity, moved.uidValidity);
     assert.equal(tagOf(await A.readMessage(john, 'Archive', moved.mapping[0]![1])), tag);
     await sameOnBoth(expected);
+  });
+
+  it('a write that was all that happened updates the copy without the catch-up; interleaved writes of both leave both copies right', async () => {
+    await A.createFolder(john, 'FF');
+    const ff = indexes.get(A)!;
+    const before = ff.fastForwards;
+    const uids: number[] = [];
+    for (let i = 0; i < 4; i++) uids.push((await A.append(john, 'FF', msg(`F${i}`), [])).uid);
+    await A.storeFlags(john, 'FF', [uids[0]!], 'add', ['\\Seen', '$Work']);
+    // Alone on the folder: each APPEND and the STORE found the copy at the state just before the write.
+    assert.ok(ff.fastForwards - before >= 5, `fast-forwards: ${ff.fastForwards - before}`);
+    // Both nodes at once: the copy of one is often behind the other's write and must pull instead.
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < 8; i++) {
+          uids.push((await A.append(john, 'FF', msg(`FA${i}`), [])).uid);
+          await A.storeFlags(john, 'FF', [uids[i % 4]!], i % 2 ? 'remove' : 'add', ['\\Flagged']);
+        }
+      })(),
+      (async () => {
+        for (let i = 0; i < 8; i++) {
+          uids.push((await B.append(john, 'FF', msg(`FB${i}`), ['$B'])).uid);
+          await B.storeFlags(john, 'FF', [uids[(i + 1) % 4]!], 'add', [`$K${i}`]);
+        }
+      })(),
+    ]);
+    assert.equal(new Set(uids).size, uids.length, `distinct UIDs: ${uids.join(',')}`);
+    // A node with an empty copy reads everything from PostgreSQL: the truth both copies must equal.
+    const C = node('c');
+    const view = async (m: MaildirMailbox) =>
+      (await m.openFolder(john, 'FF')).messages.map((x) => ({ uid: x.uid, modseq: x.modseq, flags: [...x.flags].sort() }));
+    const truth = await view(C);
+    assert.equal(truth.length, 20);
+    assert.deepEqual(await view(A), truth, 'A');
+    assert.deepEqual(await view(B), truth, 'B');
+    assert.equal((await A.openFolder(john, 'FF')).modseq, (await C.openFolder(john, 'FF')).modseq);
+    assert.equal((await B.openFolder(john, 'FF')).uidNext, (await C.openFolder(john, 'FF')).uidNext);
   });
 
   it('while PostgreSQL refuses connections: TempFailure, no file left behind; then it works by itself', async () => {
