@@ -159,6 +159,17 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     needsContent && typeof store.openMessage === 'function' && atts.some(wholeMessageAtt) && atts.every((a) => wholeMessageAtt(a) || (a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE')));
   const cache = partsCache(store);
   for (const { seq, meta } of refs) {
+    if (!needsContent) {
+      // Only what the index holds (UID FETCH 1:* FLAGS, the commonest FETCH of all): one string per message, no
+      // Buffers per item; nothing here can set \Seen (setsSeen items need content).
+      const flags = session.flagsOf(meta);
+      session.announceKeywords(meta.flags);
+      let line = `* ${seq} FETCH (`;
+      for (let i = 0; i < atts.length; i++) line += (i ? ' ' : '') + indexItem((atts[i] as { name: string }).name, meta, flags);
+      session.write(line + ')\r\n');
+      if (session.mustDrain) await session.drain();
+      continue;
+    }
     let raw: Buffer | undefined;
     let tree: MimeNode | undefined;
     let cached: Cached = {};
@@ -230,7 +241,7 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     for (const extra of unaskedItems(session, atts, shown, flagsChanged)) parts.push(parts.length > 1 ? SPACE : EMPTY, extra);
     parts.push(CLOSE);
     session.write(Buffer.concat(parts));
-    await session.drain();
+    if (session.mustDrain) await session.drain();
   }
 }
 
@@ -428,6 +439,25 @@ async function writePieces(session: ImapSession, file: MessageFile, pieces: (Buf
 
 function flagsValue(meta: MessageMeta): Buffer {
   return Buffer.from(`(${meta.flags.join(' ')})`);
+}
+
+/** An item that needs no content, as render() would give it. */
+function indexItem(name: string, meta: MessageMeta, flags: string[]): string {
+  switch (name) {
+    case 'UID':
+      return `UID ${meta.uid}`;
+    case 'FLAGS':
+      return `FLAGS (${flags.join(' ')})`;
+    case 'INTERNALDATE':
+      return `INTERNALDATE "${formatInternalDate(meta.internalDate)}"`;
+    case 'SAVEDATE':
+      return `SAVEDATE "${formatInternalDate(meta.saveDate ?? meta.internalDate)}"`;
+    case 'RFC822.SIZE':
+      return `RFC822.SIZE ${meta.size}`;
+    case 'MODSEQ':
+      return `MODSEQ (${meta.modseq ?? 0})`;
+  }
+  throw new Error(`FETCH item ${name} needs the message`);
 }
 
 function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached, binary: Map<string, Buffer>): [string, Buffer] {
