@@ -5,7 +5,7 @@
  */
 import type { ImapSession } from './connection.js';
 import type { ParsedCommand, Token } from './parser.js';
-import { inSequenceSet, parseSequenceSet, tokenText, type SeqRange } from './parser.js';
+import { parseSequenceSet, tokenText, type SeqRange } from './parser.js';
 import { decodeMutf7 } from '../store/mutf7.js';
 
 /** The shared namespace (RFC 2342): "Shared/<group>" is a group's INBOX, "Shared/<group>/<folder>" its folders. */
@@ -165,15 +165,39 @@ export function resolveSet(session: ImapSession, text: string, uid: boolean): { 
     throw bad('Invalid sequence set');
   }
   const out: { seq: number; meta: import('../store/mailbox.js').MessageMeta }[] = [];
-  if (uid) {
-    const max = msgs.length ? msgs[msgs.length - 1].uid : 0;
-    msgs.forEach((meta, i) => {
-      if (inSequenceSet(set, meta.uid, max)) out.push({ seq: i + 1, meta });
-    });
-  } else {
-    msgs.forEach((meta, i) => {
-      if (inSequenceSet(set, i + 1, msgs.length)) out.push({ seq: i + 1, meta });
-    });
+  const n = msgs.length;
+  if (!n) return out;
+  // The set's ranges as index ranges of the view, sorted and merged, then walked once: the view is in UID order
+  // (RFC 3501 §2.3.1.1: UIDs ascend with sequence numbers), so a UID range is found by binary search. Testing every
+  // message of the view against the set cost a 100,000-message folder's length for FETCH 1:20.
+  const max = uid ? msgs[n - 1].uid : n;
+  const spans: [number, number][] = [];
+  for (const [a0, b0] of set) {
+    const a = a0 === Infinity ? max : a0;
+    const b = b0 === Infinity ? max : b0;
+    const lo = Math.min(a, b);
+    const hi = Math.max(a, b);
+    const from = uid ? firstAtLeast(msgs, lo) : lo - 1;
+    const to = uid ? firstAtLeast(msgs, hi + 1) - 1 : Math.min(hi, n) - 1;
+    if (from <= to && from < n) spans.push([from, to]);
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  let next = 0;
+  for (const [from, to] of spans) {
+    for (let i = Math.max(from, next); i <= to; i++) out.push({ seq: i + 1, meta: msgs[i] });
+    next = Math.max(next, to + 1);
   }
   return out;
+}
+
+/** The index of the first message whose UID is at least `uid` (the view's length when none is). */
+function firstAtLeast(msgs: readonly { uid: number }[], uid: number): number {
+  let lo = 0;
+  let hi = msgs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (msgs[mid].uid < uid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -431,6 +431,11 @@ export class ImapSession {
     if (recork) this.cork();
   }
 
+  /** The outgoing buffer is full: drain() would wait. Checked first so a FETCH of many messages awaits only then. */
+  get mustDrain(): boolean {
+    return !this.closed && !this.socket.destroyed && (this.deflate ?? this.socket).writableNeedDrain;
+  }
+
   /** The connection is gone: a long response (a streamed literal) stops early. */
   get isClosed(): boolean {
     return this.closed || this.socket.destroyed;

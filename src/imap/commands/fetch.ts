@@ -22,6 +22,7 @@ import { splitHeader } from '../../store/header-fields.js';
 import { parseFetchAtts, parseSequenceSet, type BodySection, type FetchAtt, type Token } from '../parser.js';
 import { encode, encodeString, formatInternalDate } from '../response.js';
 import { previewText } from '../preview.js';
+import { MessageMemo, messageMemo, type MemoEntry } from '../message-memo.js';
 import { condstoreEnabled, enableCondstore, modseqItem, modseqValue, noteModseq, qresyncEnabled, requireModseq, sendVanishedEarlier, vanishedEarlier } from '../condstore.js';
 
 /** Messages from this size on are streamed when the items allow it (see the file comment). */
@@ -45,7 +46,7 @@ function partsCache(store: object): PartsCache | undefined {
   return typeof c.cachedParts === 'function' && typeof c.setCachedParts === 'function' ? (c as PartsCache) : undefined;
 }
 
-export type Cached = { envelope?: Buffer; bodystructure?: Buffer };
+export type Cached = { envelope?: Buffer; bodystructure?: Buffer; body?: Buffer };
 
 /**
  * Cached values carry the version of the code that rendered them: values written before section numbering, group
@@ -158,17 +159,36 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     needsContent && typeof store.openMessage === 'function' && atts.some(wholeMessageAtt) && atts.every((a) => wholeMessageAtt(a) || (a.kind === 'simple' && (!NEEDS_CONTENT.has(a.name) || a.name === 'ENVELOPE' || a.name === 'BODYSTRUCTURE')));
   const cache = partsCache(store);
   for (const { seq, meta } of refs) {
+    if (!needsContent) {
+      // Only what the index holds (UID FETCH 1:* FLAGS, the commonest FETCH of all): one string per message, no
+      // Buffers per item; nothing here can set \Seen (setsSeen items need content).
+      const flags = session.flagsOf(meta);
+      session.announceKeywords(meta.flags);
+      let line = `* ${seq} FETCH (`;
+      for (let i = 0; i < atts.length; i++) line += (i ? ' ' : '') + indexItem((atts[i] as { name: string }).name, meta, flags);
+      session.write(line + ')\r\n');
+      if (session.mustDrain) await session.drain();
+      continue;
+    }
     let raw: Buffer | undefined;
     let tree: MimeNode | undefined;
     let cached: Cached = {};
-    if (cache && (wantsEnvelope || wantsStructure)) {
+    const memoKey = needsContent ? MessageMemo.key(sel.owner, sel.folder, sel.uidValidity, meta.uid) : '';
+    const memo = needsContent ? messageMemo.get(memoKey, meta) : undefined;
+    const fromMemo = memo !== undefined && atts.every((a) => memoServes(a, memo));
+    if (memo) cached = { envelope: memo.envelope, bodystructure: memo.bodystructure, body: memo.body };
+    if (fromMemo) {
+      // Everything asked is in the memo: no file, no index row (message-memo.ts).
+      tree = headerOnly(memo.header ?? EMPTY);
+    } else if (cache && ((wantsEnvelope && !cached.envelope) || (wantsStructure && !cached.bodystructure))) {
       try {
-        cached = fromCache(await cache.cachedParts(sel.owner, sel.folder, meta.uid));
+        const row = fromCache(await cache.cachedParts(sel.owner, sel.folder, meta.uid));
+        cached = { envelope: cached.envelope ?? row.envelope, bodystructure: cached.bodystructure ?? row.bodystructure, body: cached.body };
       } catch {
-        cached = {};
+        // as if nothing were cached
       }
     }
-    const cacheHit = cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
+    const cacheHit = fromMemo || (cacheable && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure));
     const stream = streamable && meta.size >= STREAM_MIN && (!wantsEnvelope || cached.envelope) && (!wantsStructure || cached.bodystructure);
     if (needsContent && !cacheHit && !stream) {
       try {
@@ -182,7 +202,7 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
       if (cache && fill) {
         const env = encode(envelope(tree));
         const structure = encode(bodystructure(tree, true));
-        cached = { envelope: env, bodystructure: structure };
+        cached = { ...cached, envelope: env, bodystructure: structure };
         await cache
           .setCachedParts(sel.owner, sel.folder, meta.uid, { envelope: CACHE_VERSION + env.toString('latin1'), bodystructure: CACHE_VERSION + structure.toString('latin1') })
           .catch((err: unknown) => session.deps.log.debug({ err }, 'imap: could not cache envelope/bodystructure'));
@@ -203,17 +223,47 @@ export async function sendFetch(session: ImapSession, refs: { seq: number; meta:
     const seen = markSeen ? await setSeen(session, meta) : undefined;
     const flagsChanged = seen !== undefined;
     const now = seen ?? meta;
-    const parts: Buffer[] = [];
-    const item = (name: string, value: Buffer) => parts.push(Buffer.concat([Buffer.from(name + ' '), value]));
+    // One buffer per response, built by a single concat: the items were concatenated three times over before.
+    const parts: Buffer[] = [Buffer.from(`* ${seq} FETCH (`, 'latin1')];
+    const item = (name: string, value: Buffer) => parts.push(Buffer.from(parts.length > 1 ? ` ${name} ` : `${name} `, 'latin1'), value);
     // The session adds \Recent (RFC 3501 §2.3.2), which the store does not keep.
     const shown = { ...now, flags: session.flagsOf(now) };
     session.announceKeywords(now.flags);
-    for (const a of atts) item(...render(a, shown, raw, tree, cached, binary));
-    for (const extra of unaskedItems(session, atts, shown, flagsChanged)) parts.push(extra);
-    const body = Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from(' '), p] : [p])));
-    session.write(Buffer.concat([Buffer.from(`* ${seq} FETCH (`), body, Buffer.from(')\r\n')]));
-    await session.drain();
+    const learnt: MemoEntry = {};
+    for (const a of atts) {
+      const [name, value] = render(a, shown, raw, tree, cached, binary);
+      if (a.kind === 'simple' && a.name === 'ENVELOPE') learnt.envelope = value;
+      else if (a.kind === 'simple' && a.name === 'BODYSTRUCTURE') learnt.bodystructure = value;
+      else if (a.kind === 'simple' && a.name === 'BODY') learnt.body = value;
+      item(name, value);
+    }
+    if (needsContent && !fromMemo) messageMemo.put(memoKey, meta, { ...learnt, ...(tree ? { header: tree.header } : {}) });
+    for (const extra of unaskedItems(session, atts, shown, flagsChanged)) parts.push(parts.length > 1 ? SPACE : EMPTY, extra);
+    parts.push(CLOSE);
+    session.write(Buffer.concat(parts));
+    if (session.mustDrain) await session.drain();
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+const SPACE = Buffer.from(' ');
+const CLOSE = Buffer.from(')\r\n');
+
+/** A MIME tree that has the header block only: for items answered from the memo (memoServes), which read nothing else. */
+function headerOnly(header: Buffer): MimeNode {
+  return { header, body: EMPTY, headers: [], type: 'text', subtype: 'plain', params: {}, children: [] };
+}
+
+/** The item can be answered from the memo's entry: no content, the header block, or a structure it holds. */
+function memoServes(a: FetchAtt, e: MemoEntry): boolean {
+  if (a.kind === 'section') return a.section.path.length === 0 && a.section.specifier.startsWith('HEADER') && e.header !== undefined;
+  if (a.kind !== 'simple') return false;
+  if (!NEEDS_CONTENT.has(a.name)) return true;
+  if (a.name === 'ENVELOPE') return e.envelope !== undefined;
+  if (a.name === 'BODYSTRUCTURE') return e.bodystructure !== undefined;
+  if (a.name === 'BODY') return e.body !== undefined;
+  if (a.name === 'RFC822.HEADER') return e.header !== undefined;
+  return false;
 }
 
 /**
@@ -226,7 +276,8 @@ function topLevelOnly(a: FetchAtt, cached: Cached): boolean {
   if (a.kind !== 'simple') return false;
   if (a.name === 'ENVELOPE') return cached.envelope !== undefined;
   if (a.name === 'BODYSTRUCTURE') return cached.bodystructure !== undefined;
-  return a.name !== 'BODY' && a.name !== 'PREVIEW';
+  if (a.name === 'BODY') return cached.body !== undefined;
+  return a.name !== 'PREVIEW';
 }
 
 /**
@@ -390,6 +441,25 @@ function flagsValue(meta: MessageMeta): Buffer {
   return Buffer.from(`(${meta.flags.join(' ')})`);
 }
 
+/** An item that needs no content, as render() would give it. */
+function indexItem(name: string, meta: MessageMeta, flags: string[]): string {
+  switch (name) {
+    case 'UID':
+      return `UID ${meta.uid}`;
+    case 'FLAGS':
+      return `FLAGS (${flags.join(' ')})`;
+    case 'INTERNALDATE':
+      return `INTERNALDATE "${formatInternalDate(meta.internalDate)}"`;
+    case 'SAVEDATE':
+      return `SAVEDATE "${formatInternalDate(meta.saveDate ?? meta.internalDate)}"`;
+    case 'RFC822.SIZE':
+      return `RFC822.SIZE ${meta.size}`;
+    case 'MODSEQ':
+      return `MODSEQ (${meta.modseq ?? 0})`;
+  }
+  throw new Error(`FETCH item ${name} needs the message`);
+}
+
 function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: MimeNode | undefined, cached: Cached, binary: Map<string, Buffer>): [string, Buffer] {
   if (a.kind === 'section') return [a.section.responseName, encodeString(sectionData(raw!, tree!, a.section))];
   if (a.kind === 'binary') return [a.responseName, encodeBinary(partialOf(binary.get(a.section.path.join('.'))!, a.section.partial), encodeString)];
@@ -411,7 +481,7 @@ function render(a: FetchAtt, meta: MessageMeta, raw: Buffer | undefined, tree: M
     case 'BODYSTRUCTURE':
       return ['BODYSTRUCTURE', cached.bodystructure ?? encode(bodystructure(tree!, true))];
     case 'BODY':
-      return ['BODY', encode(bodystructure(tree!, false))];
+      return ['BODY', cached.body ?? encode(bodystructure(tree!, false))];
     case 'RFC822':
       return ['RFC822', encodeString(raw!)];
     case 'RFC822.HEADER':
