@@ -152,3 +152,16 @@ test('after an outside change the folder is listed once, marked, and then truste
   const seen = await mb.openFolder(alice, 'INBOX');
   assert.ok(seen.messages.find((m) => m.uid === uid)!.flags.includes('\\Flagged'));
 });
+
+test('a settled folder is opened without listing it, by a new instance too (the signature is kept in the index)', async (t) => {
+  const { mb, mailbox, inbox } = await fixture(t);
+  await mb.openFolder(alice, 'INBOX');
+  const at = new Date(Date.now() - 60_000);
+  for (const d of ['new', 'cur']) await fsp.utimes(join(inbox, d), at, at);
+  assert.equal(await listings(() => mb.openFolder(alice, 'INBOX')), 1);
+  assert.equal(await listings(() => mailbox().openFolder(alice, 'INBOX')), 0);
+  // Any change after it is seen by the next access of either instance.
+  await writeFile(join(inbox, 'new', '1700000200.M1P1Q1.other,S=2'), 'hi');
+  assert.equal((await mailbox().openFolder(alice, 'INBOX')).messages.length, 4);
+  assert.equal((await mb.openFolder(alice, 'INBOX')).messages.length, 4);
+});
