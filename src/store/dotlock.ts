@@ -9,8 +9,8 @@
  *   dovecot-uidlist and dovecot-keywords).
  * Releasing removes the lock only if it is still ours (same inode): one overridden meanwhile belongs to someone else.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { lstat, readFile, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { errorCode } from './fs-util.js';
 
@@ -56,20 +56,18 @@ export async function acquireDotlock(path: string, opts: DotlockOptions = {}): P
   let lastChange = Date.now();
   let wait = 10;
   for (;;) {
-    // Synchronous, as Dovecot's file_dotlock_create is: creating, writing and closing a few bytes and removing the
-    // file are metadata calls of a few microseconds that never wait for the disk (no fsync: a lock does not outlive
-    // a crash, see the dead-holder check), and the promise versions cost five hand-offs to libuv's thread pool,
-    // about a tenth of the IMAP process's CPU under imaptest logout=0 (issue 11).
-    let fd: number | undefined;
     try {
-      fd = openSync(lockPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
-      writeSync(fd, content);
-      const ino = fstatSync(fd).ino;
-      return { lockPath, release: async () => releaseIfOurs(lockPath, ino) };
+      const fh = await open(lockPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+      let ino: number;
+      try {
+        await fh.writeFile(content);
+        ino = (await fh.stat()).ino;
+      } finally {
+        await fh.close();
+      }
+      return { lockPath, release: () => releaseIfOurs(lockPath, ino) };
     } catch (err) {
       if (errorCode(err) !== 'EEXIST') throw err;
-    } finally {
-      if (fd !== undefined) closeSync(fd);
     }
 
     // Held: stale, or wait.
@@ -124,11 +122,10 @@ function sameSeen(a: Seen, b: Seen | undefined): boolean {
   return b !== undefined && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
-/** Synchronous for the reason acquireDotlock's creation is. */
-function releaseIfOurs(lockPath: string, ino: number): boolean {
+async function releaseIfOurs(lockPath: string, ino: number): Promise<boolean> {
   try {
-    if (lstatSync(lockPath).ino !== ino) return false;
-    unlinkSync(lockPath);
+    if ((await lstat(lockPath)).ino !== ino) return false;
+    await unlink(lockPath);
     return true;
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;
