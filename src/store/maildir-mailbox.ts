@@ -29,6 +29,7 @@ import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import type { MaildirPgIndex } from '../state/postgres/maildir-pg-index.js';
 import type { Settings } from '../settings/store.js';
+import { dirsState, markDir, markersWork, settledOrMarked, DIR_SETTLE_MS } from './dir-signature.js';
 import { withDotlock } from './dotlock.js';
 import { KEYWORDS_FILE, KeywordMap, keywordsSignature, MAX_KEYWORD_LETTERS, readKeywords, writeKeywords } from './dovecot-keywords.js';
 import {
@@ -313,6 +314,13 @@ export class MaildirMailbox implements MailboxAccess {
   /** When each open index was last found still on disk (FolderIndex.isCurrent, a stat). */
   private readonly checkedAt = new WeakMap<FolderIndex, number>();
   private readonly folderPaths = new Map<string, string>();
+  /**
+   * Per open index: the directories' signature right after this process changed them itself (or marked them after
+   * a listing) under the folder's lock, with when that began (see dir-signature.ts). The rows match that state
+   * except for a change another process made in the few microseconds between our last stat and the marker: such a
+   * change is as concurrent as it gets, and is found by the listing that confirms the state CONFIRM_MS later.
+   */
+  private readonly ownDirs = new WeakMap<FolderIndex, { signature: string; since: number }>();
   private readonly pg: MaildirPgIndex | undefined;
 
   constructor(opts: MaildirMailboxOptions) {
@@ -667,6 +675,7 @@ export class MaildirMailbox implements MailboxAccess {
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
       const updates: { uid: number; name: string; keywords: string }[] = [];
+      let own = this.ownWriteStart(index, dir);
       for (const uid of uids) {
         let row = index.row(uid);
         if (!row) continue;
@@ -700,6 +709,7 @@ export class MaildirMailbox implements MailboxAccess {
               await rename(join(dir, 'cur', row.name), join(dir, 'cur', name));
             } catch (err) {
               if (errorCode(err) !== 'ENOENT') throw err;
+              own = undefined; // someone else changed cur/ meanwhile: the next command lists it
               // Gone, or renamed by another process or program: the file's current name is the truth for its flags.
               const current = attempt < 3 ? (await listDir(join(dir, 'cur'))).find((n) => baseOf(n) === row!.base) : undefined;
               if (current === undefined) break; // expunged meanwhile: the next sync tells
@@ -721,6 +731,7 @@ export class MaildirMailbox implements MailboxAccess {
         // One mod-sequence for the whole command (RFC 7162 §3.1.1 allows it), the one apply() gave the rows.
         modseq = await this.applyIndex(dir, index, { update: updates });
         for (const u of updates) result.modseqs.set(u.uid, modseq);
+        this.ownWriteEnd(index, dir, own);
       }
     });
     for (const c of changes) this.events.emit(dir, { kind: 'flags', uid: c.uid, flags: c.flags, modseq });
@@ -744,6 +755,7 @@ export class MaildirMailbox implements MailboxAccess {
       } else {
         rows = index.rows().filter((r) => parseMaildirFileName(r.name).flags.includes('T'));
       }
+      let own = rows.length ? this.ownWriteStart(index, dir) : undefined;
       for (const r of rows) {
         try {
           await unlink(join(dir, 'cur', r.name));
@@ -752,11 +764,13 @@ export class MaildirMailbox implements MailboxAccess {
           // Already gone: the message is expunged all the same. Renamed meanwhile: left for the next sync.
           if (errorCode(err) === 'ENOENT') removed.push(r);
           else throw err;
+          own = undefined; // changed by someone else meanwhile: the next command lists cur/
         }
       }
       if (removed.length) {
         modseq = await this.applyIndex(dir, index, { remove: removed.map((r) => r.uid) });
         if (!this.pg) await this.dropFromUidlist(dir, index, removed);
+        this.ownWriteEnd(index, dir, own);
       }
     });
     if (removed.length) {
@@ -803,6 +817,7 @@ export class MaildirMailbox implements MailboxAccess {
       const moved: { row: IndexRow; name: string; unlettered: string; headers?: SearchHeaders }[] = [];
       let movedModseq = 0;
       await folderLocks.run(srcDir, async () => {
+        let own = this.ownWriteStart(src, srcDir);
         for (const r of rows) {
           const { letters, keywords } = splitFlags(flagsByUid.get(r.uid)!);
           const split = keywordLetters(keywords, dstMap);
@@ -814,11 +829,13 @@ export class MaildirMailbox implements MailboxAccess {
             moved.push({ row: r, name, unlettered: split.unlettered.join(' '), ...(headers ? { headers } : {}) });
           } catch (err) {
             if (errorCode(err) !== 'ENOENT') throw err;
+            own = undefined;
           }
         }
         if (moved.length) {
           movedModseq = await this.applyIndex(srcDir, src, { remove: moved.map((m) => m.row.uid) });
           if (!this.pg) await this.dropFromUidlist(srcDir, src, moved.map((m) => m.row));
+          this.ownWriteEnd(src, srcDir, own);
         }
       });
       const newUids = await this.indexNew(
@@ -933,7 +950,8 @@ export class MaildirMailbox implements MailboxAccess {
       entry.timer = undefined;
       if (entry.count === 0 && this.watchers.get(dir) === entry) this.watchers.delete(dir);
       folderLocks
-        .run(dir, () => this.syncLocked(owner, folder, dir))
+        // Forced: a delivery is an outside change that may fall between a stat of ours and our marker.
+        .run(dir, () => this.syncLocked(owner, folder, dir, undefined, true))
         .catch((err: unknown) => this.log.warn({ err, owner: ownerLabel(owner), folder }, 'mailbox: sync after delivery failed'));
     }, this.debounceMs);
     entry.timer.unref();
@@ -1018,7 +1036,7 @@ export class MaildirMailbox implements MailboxAccess {
    * Brings the index up to date with new/, cur/ and dovecot-uidlist; runs under the folder's lock. Emits what it
    * finds.
    */
-  private async syncLocked(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>): Promise<FolderIndex> {
+  private async syncLocked(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>, force = false): Promise<FolderIndex> {
     if (this.pg) return this.syncPg(owner, folder, dir, known);
     let index = this.index(dir);
     const cur = join(dir, 'cur');
@@ -1029,8 +1047,10 @@ export class MaildirMailbox implements MailboxAccess {
     // readdir of a 100,000-file cur/. See dirsSignature for when a signature is trusted.
     // The stats of this check are synchronous (see statNow): it runs before nearly every command that touches a
     // folder, and answers "nothing new" almost always.
-    const before = dirsSignature(dir);
-    if (!known && before.signature !== '' && before.signature === index.dirsSignature) {
+    // A signature is remembered only when trustworthy (see dir-signature.ts and the end of this function), or, for
+    // this process's own changes and markers, for CONFIRM_MS.
+    const before = dirsState(dir);
+    if (!known && !force && before && this.upToDate(index, before.signature)) {
       const st = statNow(join(dir, UIDLIST_FILE));
       if (st && uidlistSignature(st) === index.uidlistSignature) {
         await this.keywordMap(dir);
@@ -1120,11 +1140,61 @@ export class MaildirMailbox implements MailboxAccess {
     // The rows now match what was listed. The directories' signature is kept only when nothing changed them while
     // they were listed (the same before and after) and their last change is old enough that another change within
     // the same timestamp tick cannot have gone unseen.
-    const after = before.signature === '' ? before : dirsSignature(dir);
-    const next = after.signature !== '' && after.signature === before.signature ? after.signature : '';
+    // Unsettled, unmarked directories are marked now, so that the next command need not list them again; the
+    // change of another process between the stat above and the marker is found by the confirming listing.
+    const after = before && dirsState(dir);
+    let next = '';
+    this.ownDirs.delete(index);
+    if (before && after && after.signature === before.signature) {
+      const now = Date.now();
+      const markers = markersWork(dir);
+      const okNew = settledOrMarked(after.new, now, markers);
+      const okCur = settledOrMarked(after.cur, now, markers);
+      if (okNew && okCur) next = after.signature;
+      else if (markers && (okNew || markDir(join(dir, 'new'))) && (okCur || markDir(cur))) {
+        const marked = dirsState(dir);
+        if (marked) this.ownDirs.set(index, { signature: marked.signature, since: now });
+      }
+    }
     if (next !== index.dirsSignature) index.dirsSignature = next;
     // ---- index branch: unchanged directories (end) ----
     return index;
+  }
+
+  /** Whether the directories' signature `now` is one the rows are known to match (see syncLocked, ownWriteEnd). */
+  private upToDate(index: FolderIndex, now: string): boolean {
+    const own = this.ownDirs.get(index);
+    if (own && own.signature === now && Date.now() - own.since < CONFIRM_MS) return true;
+    return now === index.dirsSignature;
+  }
+
+  /**
+   * Called under the folder's lock before this process renames or removes files in the folder's cur/ (and the rows
+   * are updated to match): whether the directories are still as the rows know them, and since when they have been
+   * unconfirmed. Without this, our own change would make the next command list cur/ again.
+   */
+  private ownWriteStart(index: FolderIndex, dir: string): { since: number } | undefined {
+    if (this.pg) return undefined;
+    const st = dirsState(dir);
+    if (!st || !this.upToDate(index, st.signature) || !markersWork(dir)) return undefined;
+    const own = this.ownDirs.get(index);
+    return { since: own?.signature === st.signature ? own.since : Date.now() };
+  }
+
+  /**
+   * After our own change (ownWriteStart): cur/ gets a marker and the rows are taken to match the new state. A
+   * change by another process within the same clock tick as ours would leave cur/'s mtime as ours left it; the
+   * marker makes every change after it visible, and the confirming listing finds one made before it.
+   */
+  private ownWriteEnd(index: FolderIndex, dir: string, start: { since: number } | undefined): void {
+    if (!start) return;
+    if (!markDir(join(dir, 'cur'))) {
+      this.ownDirs.delete(index);
+      return;
+    }
+    const st = dirsState(dir);
+    if (st) this.ownDirs.set(index, { signature: st.signature, since: start.since });
+    else this.ownDirs.delete(index);
   }
 
   // ---- Dovecot's files ------------------------------------------------------------------------------------------
@@ -1572,8 +1642,11 @@ export class MaildirMailbox implements MailboxAccess {
   }
 }
 
-/** A directory change this recent may share its mtime with one still to come (timestamps are kernel ticks). */
-const DIR_SETTLE_MS = 1000;
+/**
+ * How long a state this process made itself (ownDirs) is trusted before a listing confirms it: the bound on how
+ * late a change another process made in the same microseconds as one of ours is reported.
+ */
+const CONFIRM_MS = DIR_SETTLE_MS;
 
 /**
  * new/ and cur/ of a folder as '<ino>.<mtime ns>:<ino>.<mtime ns>', or '' when either changed in the last

@@ -14,7 +14,7 @@
  * imaptest is not a dependency (DEVELOPERS.md): it is used from POSTERN_BENCH_IMAPTEST or /work/tools/imaptest when
  * present; without it this part says so and is skipped (test/bench/imap.bench.ts's own workload still runs).
  * Knobs: POSTERN_BENCH_IMAP_SECS (30), _LOAD_RUNS (1), _LOAD_CLIENTS (10), _SIDES, _PROFILES (subsets, for
- * profiling), POSTERN_BENCH_IMAP_PROF=DIR (postern runs under `node --cpu-prof`, one profile per run, summarised by
+ * profiling), POSTERN_BENCH_IMAP_COMPARE=DIR (a postern from another checkout too), POSTERN_BENCH_IMAP_PROF=DIR (postern runs under `node --cpu-prof`, one profile per run, summarised by
  * test/bench/cpuprofile.ts). Nothing here asserts.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -39,6 +39,8 @@ const SIDES = process.env.POSTERN_BENCH_IMAP_SIDES?.split(',');
 const PROFILES = process.env.POSTERN_BENCH_IMAP_PROFILES?.split(',');
 /** imap.workers values to run postern with, e.g. "0,2" (one postern side each); default: the config default. */
 const WORKERS = process.env.POSTERN_BENCH_IMAP_WORKERS?.split(',').map(Number);
+/** POSTERN_BENCH_IMAP_COMPARE=DIR: a second postern side run from that checkout (its compiled dist/). */
+const COMPARE = process.env.POSTERN_BENCH_IMAP_COMPARE;
 
 export function imaptestBinary(): string | null {
   for (const p of [process.env.POSTERN_BENCH_IMAPTEST, '/work/tools/imaptest']) {
@@ -311,6 +313,8 @@ export async function benchImapLoad(root: string): Promise<string> {
             w === undefined ? 'postern' : `postern workers=${w}`,
             async () => ({ ...(await startPosternSide(root, dir, String(++n), { workers: w })), ...(w === undefined ? {} : { name: `postern workers=${w}` }) }),
           ]),
+          // The same postern from another checkout (built: `npm run build` there), for before/after in one run.
+          ...(COMPARE ? [['postern compare', async () => ({ ...(await startPosternSide(COMPARE, dir, String(++n))), name: `postern ${COMPARE}` })] as [string, () => Promise<Side>]] : []),
         ];
         for (const [name, start] of starts) {
           if (SIDES && !SIDES.some((x) => name.startsWith(x))) continue;

@@ -37,6 +37,9 @@ const syncing = (async () => {
   while (!done) {
     const state = await mailbox.openFolder(owner, 'INBOX');
     for (const m of state.messages) seen.add(m.size + ':' + m.uid);
+    // A session's commands come through the event loop: an open that finds nothing to list completes in
+    // microtasks, and a loop of them alone would starve this process's own APPENDs of their I/O.
+    await new Promise((r) => setImmediate(r));
   }
 })();
 const appended = [];
