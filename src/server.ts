@@ -125,7 +125,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // state postgres (issue 16): migrate, load the shared settings into settings.db and follow them; a PostgreSQL
     // that cannot be reached stops the start (TempFailure) rather than serving without knowing the domains.
     await core.state.start(settings);
-    trace = openTrace(config, core.state.pg, { log });
+    trace = openTrace(config, core.state.pg, { log, writer: 'worker' });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.
