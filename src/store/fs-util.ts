@@ -101,10 +101,11 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
 
 /**
  * link(2) on libuv's thread pool (the callback API: one hand-off, no FileHandle). Delivery links into new/ here
- * rather than with linkSync: on a journalling file system a link must join the running journal transaction, and
- * while the previous one commits (the directory fsyncs of the deliveries just before) it waits for that commit —
- * issue 11 measured ~1.8 ms of the event loop per message in linkSync on the loaded machine. On the pool the wait
- * costs a thread, not every session.
+ * rather than with linkSync because a link into new/ waits for the fsync of new/ the deliveries just before are
+ * sharing (fsyncDirShared): ext4 without a journal (the test machine) holds the directory's inode lock while it
+ * writes the directory out (__generic_file_fsync), a journalling file system makes the link join the transaction
+ * being committed. issue 11's profile had ~1.3–1.8 ms of the event loop per message in linkSync; on the pool the
+ * wait costs a thread, not every session.
  */
 export function linkPooled(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => link(from, to, (err) => (err ? reject(err) : resolve())));
