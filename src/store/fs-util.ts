@@ -1,5 +1,4 @@
 /** The few file system moves the store makes durable, on the event loop of the SMTP server (see src/lib/durable-fs.ts). */
-import { close, constants, link, open, unlink, write } from 'node:fs';
 import { mkdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fsyncDir } from '../lib/durable-fs.js';
@@ -97,43 +96,4 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
     const { bytesWritten } = await fh.write(data, offset, data.length - offset);
     offset += bytesWritten;
   }
-}
-
-/**
- * link(2) on libuv's thread pool (the callback API: one hand-off, no FileHandle). Delivery links into new/ here
- * rather than with linkSync because a link into new/ waits for the fsync of new/ the deliveries just before are
- * sharing (fsyncDirShared): ext4 without a journal (the test machine) holds the directory's inode lock while it
- * writes the directory out (__generic_file_fsync), a journalling file system makes the link join the transaction
- * being committed. issue 11's profile had ~1.3–1.8 ms of the event loop per message in linkSync; on the pool the
- * wait costs a thread, not every session.
- */
-export function linkPooled(from: string, to: string): Promise<void> {
-  return new Promise((resolve, reject) => link(from, to, (err) => (err ? reject(err) : resolve())));
-}
-
-/** unlink(2) on the thread pool (see linkPooled). */
-export function unlinkPooled(path: string): Promise<void> {
-  return new Promise((resolve, reject) => unlink(path, (err) => (err ? reject(err) : resolve())));
-}
-
-/**
- * Appends `data` to an existing file in one O_APPEND write on the thread pool; false when the file does not exist
- * (it is not created). Open, write and close are three hand-offs; the write is one call, so concurrent appends by
- * other processes (Dovecot's maildirsize lines) never interleave inside a line.
- */
-export function appendExistingPooled(path: string, data: Buffer): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    open(path, constants.O_WRONLY | constants.O_APPEND, (err, fd) => {
-      if (err) return err.code === 'ENOENT' ? resolve(false) : reject(err);
-      const finish = (werr: NodeJS.ErrnoException | null) => close(fd, (cerr) => (werr ?? cerr ? reject(werr ?? cerr) : resolve(true)));
-      const writeFrom = (offset: number): void => {
-        write(fd, data, offset, data.length - offset, null, (werr, n) => {
-          if (werr) return finish(werr);
-          if (offset + n < data.length) return writeFrom(offset + n);
-          finish(null);
-        });
-      };
-      writeFrom(0);
-    });
-  });
 }

@@ -17,12 +17,12 @@
  * already done: the file is linked into new/ directly and the directory fsynced, as for a tmp/ file.
  */
 import type { Dirent } from 'node:fs';
-import { closeSync, constants, openSync, renameSync } from 'node:fs';
+import { closeSync, constants, linkSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../lib/logger.js';
-import { errorCode, ensureMaildir, fsyncDirShared, fsyncFd, linkPooled, unlinkPooled, FILE_MODE, writeAllSync } from './fs-util.js';
+import { errorCode, ensureMaildir, fsyncDirShared, fsyncFd, FILE_MODE, writeAllSync } from './fs-util.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import {
   folderDirName,
@@ -36,7 +36,7 @@ import {
   type SpecialUse,
 } from './names.js';
 import {
-  appendMaildirSizePooled,
+  appendMaildirSize,
   quotaDefinition,
   readMaildirSize,
   recalculateMaildirSize,
@@ -157,11 +157,12 @@ export class MaildirStore implements MailStore {
         reserved = 0;
         return linked;
       });
-      // The tmp/ name needs no fsync (a crash leaves a stray tmp/ file, which readers ignore), nor a wait.
-      tmpExists = false;
-      unlinkPooled(tmpPath).catch((err: unknown) => {
+      try {
+        unlinkSync(tmpPath);
+      } catch (err) {
         if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
-      });
+      }
+      tmpExists = false;
       // Concurrent deliveries into the same folder share the directory fsync (group commit).
       await fsyncDirShared(targetDir);
       this.log.debug({ owner: ownerLabel(owner), folder, path, size }, 'store: delivered');
@@ -305,7 +306,7 @@ export class MaildirStore implements MailStore {
     for (let attempt = 1; ; attempt++) {
       const target = join(targetDir, name);
       try {
-        await linkPooled(tmpPath, target);
+        linkSync(tmpPath, target);
         return target;
       } catch (err) {
         const code = errorCode(err);
@@ -326,7 +327,7 @@ export class MaildirStore implements MailStore {
    */
   private async account(maildir: string, size: number, quotaBytes: number): Promise<void> {
     try {
-      if (await appendMaildirSizePooled(maildir, size, 1)) return;
+      if (await appendMaildirSize(maildir, size, 1)) return;
       if (quotaBytes > 0) await recalculateMaildirSize(maildir, quotaDefinition(quotaBytes));
     } catch (err) {
       // The message is delivered; a stale maildirsize must not undo that. Remove it so the next check recounts.

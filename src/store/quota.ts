@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FILE_MODE, appendExistingPooled, errorCode, writeAllSync } from './fs-util.js';
+import { FILE_MODE, errorCode, writeAllSync } from './fs-util.js';
 import { parseMaildirFileName } from './names.js';
 
 export const MAILDIRSIZE = 'maildirsize';
@@ -113,14 +113,6 @@ export async function appendMaildirSize(maildir: string, bytes: number, messages
     closeSync(fd);
   }
   return true;
-}
-
-/**
- * appendMaildirSize for delivery (src/store/maildir.ts): the same one-line O_APPEND write, made on the thread pool
- * so that the event loop never waits on the file system's journal for it (see linkPooled in fs-util.ts).
- */
-export function appendMaildirSizePooled(maildir: string, bytes: number, messages: number): Promise<boolean> {
-  return appendExistingPooled(join(maildir, MAILDIRSIZE), Buffer.from(`${bytes} ${messages}\n`, 'latin1'));
 }
 
 interface Scan {
