@@ -127,7 +127,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     await core.state.start(settings);
     // The mailbox registry's copy follows the cluster's (issue 16) before anything looks a mailbox up.
     await core.sharedRegistry?.start();
-    trace = openTrace(config, core.state.pg, { log });
+    trace = openTrace(config, core.state.pg, { log, writer: 'worker' });
     const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
     const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
     // Issue 13: mailboxes still keyed by login become their AD object's (in place, once), before anything delivers.

@@ -10,7 +10,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../config/load.js';
-import { openDatabase, type SqliteDatabase } from '../settings/db.js';
+import { openDatabase, type SqliteDatabase, type Statement } from '../settings/db.js';
 
 export const SIEVE_DB_FILE = 'sieve.db';
 export const SIEVE_MIGRATIONS_DIR = resolve(PACKAGE_ROOT, 'schema', 'sieve-migrations');
@@ -44,9 +44,23 @@ const key = (s: string) => s.trim().toLowerCase();
 export class SieveState {
   private readonly db: SqliteDatabase;
   private lastPurge = 0;
+  /**
+   * Statements every delivery runs, prepared once: better-sqlite3's prepare() compiles the SQL each time, and the
+   * out-of-office lookup of each Sieve delivery spent more in prepare() than in the query (issue 11 profile).
+   */
+  private readonly stmts = new Map<string, Statement>();
 
   constructor(file: string) {
     this.db = openDatabase(file, { migrationsDir: SIEVE_MIGRATIONS_DIR });
+  }
+
+  private prepared(sql: string): Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
   }
 
   static open(dataDir: string): SieveState {
@@ -56,7 +70,7 @@ export class SieveState {
 
   /** Whether `user` answered `sender` under `handle` and the window has not passed yet. */
   vacationRecent(user: string, sender: string, handle: string, now: number): boolean {
-    const row = this.db.prepare('SELECT expires_at FROM vacation_replies WHERE user = ? AND sender = ? AND handle = ?').get(key(user), key(sender), handle) as
+    const row = this.prepared('SELECT expires_at FROM vacation_replies WHERE user = ? AND sender = ? AND handle = ?').get(key(user), key(sender), handle) as
       | { expires_at: number }
       | undefined;
     return row !== undefined && row.expires_at > now;
@@ -75,7 +89,7 @@ export class SieveState {
 
   /** RFC 7352 §3: whether `id` was recorded for `user` and has not expired. */
   duplicateSeen(user: string, id: string, now: number): boolean {
-    const row = this.db.prepare('SELECT expires_at FROM duplicate_ids WHERE user = ? AND id = ?').get(key(user), id) as { expires_at: number } | undefined;
+    const row = this.prepared('SELECT expires_at FROM duplicate_ids WHERE user = ? AND id = ?').get(key(user), id) as { expires_at: number } | undefined;
     return row !== undefined && row.expires_at > now;
   }
 
@@ -88,7 +102,7 @@ export class SieveState {
   }
 
   getOutOfOffice(login: string): OutOfOffice | undefined {
-    const row = this.db.prepare('SELECT * FROM out_of_office WHERE user = ?').get(key(login)) as OooRow | undefined;
+    const row = this.prepared('SELECT * FROM out_of_office WHERE user = ?').get(key(login)) as OooRow | undefined;
     return row ? fromRow(row) : undefined;
   }
 

@@ -53,7 +53,7 @@ async function init(m: Extract<ToSmtpWorker, { t: 'init' }>): Promise<void> {
   // The main process made the self-signed pair (if any) and the SRS secret before forking: these read its files.
   const tls = await loadTls({ cert: config.tls.cert, key: config.tls.key, dataDir: config.dataDir, hostname });
   // state postgres: the cluster's trace, on this process's own pool (core.state, not started: the main process migrated).
-  trace = openTrace(config, core.state.pg, { log });
+  trace = openTrace(config, core.state.pg, { log, writer: 'worker' });
   // No server lock and no recover(): those are the main process's, which runs the queue. This process only
   // commits new messages (unique names, atomic renames: see spool.ts), and keeps none in memory for delivery.
   // state postgres: the row in PostgreSQL is the commit point, as in the main process (src/state/postgres/queue.ts).

@@ -11,10 +11,10 @@ import { openTraceStore, type TraceStore } from './store.js';
 
 export type TraceBackend = TraceStore | PgTraceStore;
 
-export function openTrace(config: { dataDir: string; state: StateConfig }, pg: PgState | undefined, opts: { log?: Logger } = {}): TraceBackend {
+export function openTrace(config: { dataDir: string; state: StateConfig }, pg: PgState | undefined, opts: { log?: Logger; writer?: 'inline' | 'worker' } = {}): TraceBackend {
   if (config.state.type === 'postgres') {
     if (!pg) throw new Error('state postgres: the trace needs the state store pool');
-    return new PgTraceStore(pg, opts);
+    return new PgTraceStore(pg, { log: opts.log });
   }
   return openTraceStore(config.dataDir, opts);
 }

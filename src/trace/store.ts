@@ -27,6 +27,7 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
 import type { SqliteDatabase, Statement } from '../settings/db.js';
@@ -39,6 +40,7 @@ import {
   type TraceQuery,
   type TraceRecorder,
 } from './types.js';
+import type { WriterData, WriterMessage } from './writer-worker.js';
 
 export const TRACE_DB_FILE = 'trace.db';
 
@@ -93,7 +95,24 @@ export interface TraceStoreOptions {
   now?: () => number;
   /** How long events wait to share a transaction (default 50 ms; queries and close() flush first). */
   batchMs?: number;
+  /**
+   * Where the batches are written: 'inline' (default) on the calling thread; 'worker' in a thread of its own
+   * (src/trace/writer-worker.ts), started at the first batch of WORKER_MIN_BATCH events or more — the server's
+   * choice, so that its event loop neither runs the inserts nor waits on a WAL checkpoint's fsync. Queries still
+   * see every event recorded before them: they wait until the thread has written what was posted.
+   */
+  writer?: 'inline' | 'worker';
 }
+
+/**
+ * Batches smaller than this are written inline even with `writer: 'worker'` until the thread exists: a quiet
+ * server (a few messages a minute) never pays for the thread's heap (~10 MB of RSS, counted in issue 11's
+ * 10,000-IDLE budget), a busy one moves its writes off the loop from its first busy moment on.
+ */
+export const WORKER_MIN_BATCH = 32;
+
+/** How long a query or close() waits for the writer thread before reading without its last batches. */
+const DRAIN_MS = 5000;
 
 /** Pending events past which a batch is written without waiting for batchMs. */
 const MAX_BATCH = 1000;
@@ -125,13 +144,21 @@ export interface EventRow {
 
 export class TraceStore implements TraceRecorder {
   readonly file: string;
-  readonly stats: TraceStats = { written: 0, dropped: 0, batches: 0 };
+  /** What this thread wrote itself (the writer thread's share is in `counters`). */
+  private readonly own: TraceStats = { written: 0, dropped: 0, batches: 0 };
   private readonly db: SqliteDatabase;
   private readonly log: Logger;
   private readonly now: () => number;
   private pending: TraceEvent[] = [];
   private scheduled: NodeJS.Timeout | undefined;
   private readonly batchMs: number;
+  private readonly timeout: number;
+  private readonly writer: 'inline' | 'worker';
+  private worker: Worker | undefined;
+  /** Shared with the writer thread: [0] last batch written, [1] events written, [2] dropped, [3] batches. */
+  private counters: Int32Array | undefined;
+  /** Sequence number of the last batch posted to the writer thread. */
+  private posted = 0;
   private closed = false;
   private readonly upsertMessage: Statement;
   private readonly insertRecipient: Statement;
@@ -143,9 +170,11 @@ export class TraceStore implements TraceRecorder {
     this.log = (opts.log ?? silentLogger).child({ component: 'trace' });
     this.now = opts.now ?? Date.now;
     this.batchMs = opts.batchMs ?? 50;
+    this.timeout = opts.timeout ?? 2000;
+    this.writer = opts.writer ?? 'inline';
     const created = !existsSync(file);
     const Database = require('better-sqlite3') as DatabaseConstructor;
-    this.db = new Database(file, { timeout: opts.timeout ?? 2000 });
+    this.db = new Database(file, { timeout: this.timeout });
     try {
       // Addresses and client details are personal data: readable by the server's user only, like settings.db.
       if (created) chmodSync(file, 0o600);
@@ -208,26 +237,101 @@ export class TraceStore implements TraceRecorder {
     }
   }
 
-  /** Writes the pending events now, in one transaction. */
+  /** Events written, dropped, and the transactions that wrote them (this thread's and the writer thread's). */
+  get stats(): TraceStats {
+    const c = this.counters;
+    if (!c) return { ...this.own };
+    return { written: this.own.written + Atomics.load(c, 1), dropped: this.own.dropped + Atomics.load(c, 2), batches: this.own.batches + Atomics.load(c, 3) };
+  }
+
+  /**
+   * Writes the pending events now, in one transaction: here, or (writer 'worker') handed to the writer thread,
+   * which writes them in the order posted; drain() waits for that.
+   */
   flush(): void {
     if (this.scheduled) clearTimeout(this.scheduled);
     this.scheduled = undefined;
     if (this.pending.length === 0 || !this.db.open) return;
     const batch = this.pending;
     this.pending = [];
+    if (this.writer === 'worker' && !this.closed && (this.worker || batch.length >= WORKER_MIN_BATCH)) {
+      const w = this.worker ?? this.startWorker();
+      if (w) {
+        w.postMessage({ seq: ++this.posted, events: batch } satisfies WriterMessage);
+        return;
+      }
+    }
+    const err = this.writeNow(batch);
+    if (err) this.log.warn({ err, events: batch.length }, 'trace events not written (mail is not affected)');
+  }
+
+  /** Writes one batch in one transaction on this thread; the error when it could not be written (then dropped). */
+  writeNow(batch: TraceEvent[]): Error | undefined {
     try {
       this.writeBatch(batch);
-      this.stats.written += batch.length;
-      this.stats.batches++;
+      this.own.written += batch.length;
+      this.own.batches++;
+      return undefined;
     } catch (err) {
-      this.stats.dropped += batch.length;
-      this.log.warn({ err, events: batch.length }, 'trace events not written (mail is not affected)');
+      this.own.dropped += batch.length;
+      return err as Error;
     }
+  }
+
+  /** Flushes, then waits (blocking, at most DRAIN_MS) until the writer thread has committed every batch posted. */
+  private drain(): void {
+    this.flush();
+    const c = this.counters;
+    if (!c || !this.worker) return;
+    const deadline = Date.now() + DRAIN_MS;
+    for (let done = Atomics.load(c, 0); done < this.posted; done = Atomics.load(c, 0)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.log.warn({ posted: this.posted, written: done }, 'trace writer thread is behind; reading without its last batches');
+        return;
+      }
+      Atomics.wait(c, 0, done, left);
+    }
+  }
+
+  private startWorker(): Worker | undefined {
+    const counters = new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT);
+    const workerData: WriterData = { file: this.file, timeout: this.timeout, counters };
+    let w: Worker;
+    try {
+      if (import.meta.url.endsWith('.ts')) {
+        // Running the sources through tsx (development, tests): Node 20 does not carry the main thread's module
+        // hooks into a worker, so the thread registers tsx itself before loading its TypeScript file.
+        const tsx = import.meta.resolve('tsx/esm/api');
+        const file = new URL('./writer-worker.ts', import.meta.url).href;
+        w = new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(file)}); });`, { eval: true, workerData });
+      } else {
+        w = new Worker(new URL('./writer-worker.js', import.meta.url), { workerData });
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'trace writer thread not started; writing on the event loop');
+      return undefined;
+    }
+    // Never what keeps a process alive: close() drains it first.
+    w.unref();
+    w.on('message', (m: { warn?: string; events?: number }) => {
+      if (m.warn) this.log.warn({ err: m.warn, events: m.events }, 'trace events not written (mail is not affected)');
+    });
+    const gone = (err?: unknown) => {
+      if (this.worker !== w) return;
+      this.worker = undefined;
+      if (!this.closed) this.log.warn({ err }, 'trace writer thread ended; writing on the event loop');
+    };
+    w.on('error', gone);
+    w.on('exit', () => gone());
+    this.worker = w;
+    this.counters = new Int32Array(counters);
+    return w;
   }
 
   /** The messages matching every given criterion, the last received first, each with its whole path. */
   query(q: TraceQuery = {}): TracePath[] {
-    this.flush();
+    this.drain();
     const where: string[] = [];
     const params: unknown[] = [];
     if (q.queueId !== undefined) {
@@ -282,7 +386,7 @@ export class TraceStore implements TraceRecorder {
 
   /** How many events and messages the store holds (for tests, the bench and the log). */
   count(): { events: number; messages: number } {
-    this.flush();
+    this.drain();
     return {
       events: this.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
       messages: this.db.prepare('SELECT count(*) FROM messages').pluck().get() as number,
@@ -296,7 +400,7 @@ export class TraceStore implements TraceRecorder {
    * Returns the number of messages and events removed.
    */
   async deleteBefore(before: number, chunk = 2000, stopped: () => boolean = () => false): Promise<{ messages: number; events: number }> {
-    this.flush();
+    this.drain();
     const pick = this.db.prepare('SELECT queue_id FROM messages WHERE last_at < ? LIMIT ?').pluck();
     const delEvents = this.db.prepare('DELETE FROM events WHERE queue_id = ?');
     const delRecipients = this.db.prepare('DELETE FROM recipients WHERE queue_id = ?');
@@ -322,8 +426,9 @@ export class TraceStore implements TraceRecorder {
   /** Writes what is pending and closes the database; later record() calls are ignored. */
   close(): void {
     if (this.closed) return;
-    this.flush();
+    this.drain();
     this.closed = true;
+    this.worker?.postMessage({ close: true } satisfies WriterMessage);
     this.db.close();
   }
 }

@@ -120,10 +120,14 @@ describe('out-of-office set by IT', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /not answering now/);
     await fromOutside('early@outside.example', 'mario@example.com', mail('before start', { from: 'early@outside.example', to: '<mario@example.com>' }));
+    // Delivered (and its Sieve run) before the next CLI change: the out-of-office in force is the one at delivery,
+    // and on a loaded machine the queue may not have got to the message by the time the next command ends.
+    await server.waitForMail('mario.rossi', 1, { ms: 15_000 });
 
     r = await cli('user', 'out-of-office', 'mario.rossi', '--end', '2020-01-31', '--text', 'Back soon.');
     assert.equal(r.code, 0, r.err);
     await fromOutside('late@outside.example', 'mario@example.com', mail('after end', { from: 'late@outside.example', to: '<mario@example.com>' }));
+    await server.waitForMail('mario.rossi', 2, { ms: 15_000 });
 
     const today = new Date().toISOString().slice(0, 10);
     r = await cli('user', 'out-of-office', 'mario.rossi', '--start', today, '--end', future, '--text', 'Back soon.', '--subject', 'Away', '--days', '3');

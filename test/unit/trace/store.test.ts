@@ -8,7 +8,7 @@ import { silentLogger } from '../../../src/lib/logger.ts';
 import { waitFor } from '../../helpers/wait.ts';
 import { messageIdOf } from '../../../src/trace/message-id.ts';
 import { TraceRetention } from '../../../src/trace/retention.ts';
-import { openTraceStore, TraceStore } from '../../../src/trace/store.ts';
+import { openTraceStore, TraceStore, WORKER_MIN_BATCH } from '../../../src/trace/store.ts';
 import { parseTraceTime, TraceTimeError } from '../../../src/trace/time.ts';
 
 const DAY = 86_400_000;
@@ -132,6 +132,61 @@ test('events recorded after close() are ignored; close() writes what was pending
   assert.doesNotThrow(() => store.record({ queueId: 'EEEEEEEEEEEEEEE1', type: 'queued' }));
   const again = openTraceStore(dir);
   assert.deepEqual(again.query({ queueId: 'EEEEEEEEEEEEEEE1' })[0].events.map((e) => e.type), ['received']);
+  again.close();
+});
+
+test("writer 'worker': a large batch is written by a thread of its own, the event loop goes on while trace.db is locked", async (t) => {
+  // A busy timeout longer than the lock below: the thread waits for it, nothing is dropped.
+  const store = fresh(t, { writer: 'worker', timeout: 60_000, batchMs: 600_000 });
+  const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { exec(s: string): void; close(): void };
+  const other = new Database(store.file);
+  other.exec('BEGIN EXCLUSIVE');
+  let released = false;
+  try {
+    for (let i = 0; i < WORKER_MIN_BATCH; i++) store.record({ queueId: 'FFFFFFFFFFFFFFF1', type: 'filter', detail: { i } });
+    // Inline, this flush would wait on the lock for the busy timeout (a minute) and block the loop meanwhile.
+    store.flush();
+    let turns = 0;
+    await waitFor('the event loop turning while the batch waits for the lock', () => ++turns >= 20, { timeoutMs: 30_000 });
+    assert.equal(store.stats.written, 0, 'not written while locked');
+    assert.equal(store.stats.dropped, 0);
+  } finally {
+    other.exec('ROLLBACK');
+    other.close();
+    released = true;
+  }
+  assert.ok(released);
+  await waitFor('the thread wrote the batch once the lock was gone', () => store.stats.written === WORKER_MIN_BATCH, { timeoutMs: 60_000 });
+  assert.equal(store.stats.batches, 1);
+  assert.equal(store.count().events, WORKER_MIN_BATCH);
+});
+
+test("writer 'worker': small batches are written inline until the thread exists; a query sees every event, in order", (t) => {
+  const store = fresh(t, { writer: 'worker', batchMs: 600_000 });
+  store.record({ queueId: 'FFFFFFFFFFFFFFF2', type: 'received', detail: { i: 0 } });
+  store.flush();
+  assert.equal(store.stats.batches, 1, 'one event: written here, at once, no thread started for it');
+  for (let i = 1; i <= WORKER_MIN_BATCH; i++) store.record({ queueId: 'FFFFFFFFFFFFFFF2', type: 'filter', detail: { i } });
+  store.flush();
+  // From now on everything goes through the thread, small batches too, so the order stays that of record().
+  store.record({ queueId: 'FFFFFFFFFFFFFFF2', type: 'completed', detail: { i: WORKER_MIN_BATCH + 1 } });
+  // No flush and no wait: the query hands over what is pending and waits until the thread has written it.
+  const [p] = store.query({ queueId: 'FFFFFFFFFFFFFFF2' });
+  assert.deepEqual(p.events.map((e) => e.detail.i), Array.from({ length: WORKER_MIN_BATCH + 2 }, (_, i) => i));
+  assert.equal(store.stats.written, WORKER_MIN_BATCH + 2);
+  assert.equal(store.stats.batches, 3);
+});
+
+test("writer 'worker': close() writes what was pending before the thread goes", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-trace-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = openTraceStore(dir, { writer: 'worker', batchMs: 600_000 });
+  for (let i = 0; i < WORKER_MIN_BATCH; i++) store.record({ queueId: 'FFFFFFFFFFFFFFF3', type: 'filter', detail: { i } });
+  store.flush();
+  store.record({ queueId: 'FFFFFFFFFFFFFFF3', type: 'completed' });
+  store.close();
+  const again = openTraceStore(dir);
+  assert.equal(again.query({ queueId: 'FFFFFFFFFFFFFFF3' })[0].events.length, WORKER_MIN_BATCH + 1);
   again.close();
 });
 
