@@ -50,6 +50,18 @@ export async function append(c: RawImap, tag: string, folder: string, message: s
   return r;
 }
 
+/**
+ * Calls `onRead` for each message file the IMAP server reads from now on through `mailbox` (its readMessage, the
+ * one way IMAP reads a message): the tests that prove an answer came from the index or a memo count with it.
+ */
+export function onMessageRead(mailbox: MaildirMailbox, onRead: () => void): void {
+  const original = mailbox.readMessage.bind(mailbox);
+  mailbox.readMessage = (owner, folder, uid) => {
+    onRead();
+    return original(owner, folder, uid);
+  };
+}
+
 export interface ImapFixtureOptions {
   /** Prefix of the temporary directory's name. */
   prefix: string;

@@ -18,19 +18,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Attribute, Change, Client, Control, EqualityFilter } from 'ldapts';
 import { parseConfig } from '../../src/config/load.ts';
-import { decodeGuid, encodeGuid } from '../../src/directory/guid.ts';
+import { encodeGuid } from '../../src/directory/guid.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
+import { adAdminClient, addAdUser, guidOf, probeRcpt, sendFromOutside, SHOW_DELETED } from '../helpers/ad-accounts.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
-import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
@@ -39,62 +39,10 @@ const PASSWORD = 'Cluster!Pass1';
 const SUFFIX = randomBytes(3).toString('hex');
 const BASE = env.POSTERN_TEST_AD_BASE ?? 'DC=corp,DC=example';
 const OU = `OU=Cluster mailboxes ${SUFFIX},${BASE}`;
-/** LDAP_SERVER_SHOW_DELETED_OID ([MS-ADTS] §3.1.1.3.4.1.14): see and reanimate tombstones. */
-const SHOW_DELETED = '1.2.840.113556.1.4.417';
 const dnOf = (cn: string) => `CN=${cn},${OU}`;
-
-function adminClient(): Client {
-  return new Client({
-    url: env.POSTERN_TEST_AD_URL!,
-    connectTimeout: 10_000,
-    timeout: 30_000,
-    tlsOptions: { ca: readFileSync(env.POSTERN_TEST_AD_CA!), rejectUnauthorized: true },
-  });
-}
-
-async function addUser(ldap: Client, cn: string, login: string): Promise<void> {
-  await ldap.add(dnOf(cn), [
-    new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
-    new Attribute({ type: 'sAMAccountName', values: [login] }),
-    new Attribute({ type: 'mail', values: [`${login}@example.com`] }),
-    new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${PASSWORD}"`, 'utf16le')] }),
-    new Attribute({ type: 'userAccountControl', values: ['512'] }),
-  ]);
-}
-
-async function guidOf(ldap: Client, dn: string): Promise<string> {
-  const { searchEntries } = await ldap.search(dn, { scope: 'base', attributes: ['objectGUID'], explicitBufferAttributes: ['objectGUID'] });
-  return decodeGuid(searchEntries[0]!.objectGUID as Buffer)!;
-}
-
-async function rcpt(port: number, to: string): Promise<{ code: number; text: string }> {
-  const c = await RawSmtp.connect(port, { timeoutMs: 60_000 });
-  try {
-    await c.ehlo();
-    const from = await c.command('MAIL FROM:<someone@elsewhere.example>');
-    if (from.code !== 250) return { code: from.code, text: `(at MAIL FROM) ${from.text}` };
-    return await c.command(`RCPT TO:<${to}>`);
-  } finally {
-    await c.command('QUIT').catch(() => undefined);
-    c.close();
-  }
-}
-
-async function send(port: number, to: string, subject: string): Promise<void> {
-  const c = await RawSmtp.connect(port, { timeoutMs: 60_000 });
-  try {
-    await c.ehlo();
-    assert.equal((await c.command('MAIL FROM:<someone@elsewhere.example>')).code, 250);
-    const r = await c.command(`RCPT TO:<${to}>`);
-    assert.equal(r.code, 250, `RCPT ${to}: ${r.text}`);
-    assert.equal((await c.command('DATA')).code, 354);
-    const reply = await c.command(`From: someone@elsewhere.example\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\nhello\r\n.`);
-    assert.equal(reply.code, 250, reply.text);
-  } finally {
-    await c.command('QUIT').catch(() => undefined);
-    c.close();
-  }
-}
+const addUser = (ldap: Client, cn: string, login: string) => addAdUser(ldap, dnOf(cn), login, PASSWORD, `${login}@example.com`);
+const rcpt = probeRcpt;
+const send = sendFromOutside;
 
 describe('the mailbox registry and its sweep shared by two nodes, against Samba AD', { skip, timeout: 900_000 }, () => {
   let pgServer: Postgres;
@@ -128,7 +76,7 @@ describe('the mailbox registry and its sweep shared by two nodes, against Samba 
   before(async () => {
     pgServer = await startPostgres();
     db = await createTestDatabase({ prefix: 'cluster_mbx', baseUrl: pgServer.url });
-    ldap = adminClient();
+    ldap = adAdminClient();
     await ldap.bind(env.POSTERN_TEST_AD_ADMIN_DN!, env.POSTERN_TEST_AD_ADMIN_PASSWORD!);
     await ldap.add(OU, [new Attribute({ type: 'objectClass', values: ['top', 'organizationalUnit'] })]);
     dataA = mkdtempSync(join(tmpdir(), 'postern-cluster-mbx-a-'));

@@ -9,19 +9,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
 import { Attribute, Change, Client, Control, EqualityFilter } from 'ldapts';
 import { parseConfig } from '../../src/config/load.ts';
-import { decodeGuid, encodeGuid } from '../../src/directory/guid.ts';
+import { encodeGuid } from '../../src/directory/guid.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
+import { adAdminClient, addAdUser, guidOf, probeRcpt, sendFromOutside, SHOW_DELETED } from '../helpers/ad-accounts.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { imapLogin, pop3Login } from '../helpers/logins.ts';
-import { RawSmtp } from '../helpers/raw-smtp.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
@@ -30,61 +30,11 @@ const PASSWORD = 'Lifecycle!Pass1';
 const SUFFIX = randomBytes(3).toString('hex');
 const BASE = env.POSTERN_TEST_AD_BASE ?? 'DC=corp,DC=example';
 const OU = `OU=Lifecycle ${SUFFIX},${BASE}`;
-/** LDAP_SERVER_SHOW_DELETED_OID ([MS-ADTS] §3.1.1.3.4.1.14): see and reanimate tombstones. */
-const SHOW_DELETED = '1.2.840.113556.1.4.417';
-
-function adminClient(): Client {
-  return new Client({
-    url: env.POSTERN_TEST_AD_URL!,
-    connectTimeout: 10_000,
-    timeout: 30_000,
-    tlsOptions: { ca: readFileSync(env.POSTERN_TEST_AD_CA!), rejectUnauthorized: true },
-  });
-}
 
 const dnOf = (cn: string) => `CN=${cn},${OU}`;
-
-async function addUser(ldap: Client, cn: string, login: string, mail: string): Promise<void> {
-  await ldap.add(dnOf(cn), [
-    new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
-    new Attribute({ type: 'sAMAccountName', values: [login] }),
-    new Attribute({ type: 'mail', values: [mail] }),
-    new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${PASSWORD}"`, 'utf16le')] }),
-    new Attribute({ type: 'userAccountControl', values: ['512'] }),
-  ]);
-}
-
-async function guidOf(ldap: Client, dn: string): Promise<string> {
-  const { searchEntries } = await ldap.search(dn, { scope: 'base', attributes: ['objectGUID'], explicitBufferAttributes: ['objectGUID'] });
-  return decodeGuid(searchEntries[0]!.objectGUID as Buffer)!;
-}
-
-async function rcpt(port: number, to: string): Promise<number> {
-  const c = await RawSmtp.connect(port, { timeoutMs: 30_000 });
-  try {
-    await c.ehlo();
-    await c.command('MAIL FROM:<someone@elsewhere.example>');
-    return (await c.command(`RCPT TO:<${to}>`)).code;
-  } finally {
-    await c.command('QUIT').catch(() => undefined);
-    c.close();
-  }
-}
-
-async function send(port: number, to: string, subject: string): Promise<void> {
-  const c = await RawSmtp.connect(port, { timeoutMs: 30_000 });
-  try {
-    await c.ehlo();
-    assert.equal((await c.command('MAIL FROM:<someone@elsewhere.example>')).code, 250);
-    assert.equal((await c.command(`RCPT TO:<${to}>`)).code, 250, `RCPT ${to}`);
-    assert.equal((await c.command('DATA')).code, 354);
-    const reply = await c.command(`From: someone@elsewhere.example\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\nhello\r\n.`);
-    assert.equal(reply.code, 250, reply.text);
-  } finally {
-    await c.command('QUIT').catch(() => undefined);
-    c.close();
-  }
-}
+const addUser = (ldap: Client, cn: string, login: string, mail: string) => addAdUser(ldap, dnOf(cn), login, PASSWORD, mail);
+const rcpt = async (port: number, to: string): Promise<number> => (await probeRcpt(port, to, 30_000)).code;
+const send = (port: number, to: string, subject: string) => sendFromOutside(port, to, subject, 30_000);
 
 async function inboxCount(port: number, user: string): Promise<number> {
   const c = new ImapFlow({ host: '127.0.0.1', port, secure: true, tls: { rejectUnauthorized: false }, auth: { user, pass: PASSWORD }, logger: false });
@@ -110,7 +60,7 @@ describe('mailbox identity and lifecycle against Samba AD', { skip, timeout: 600
   const GROUP = `LcMail${SUFFIX}`;
 
   before(async () => {
-    ldap = adminClient();
+    ldap = adAdminClient();
     await ldap.bind(env.POSTERN_TEST_AD_ADMIN_DN!, env.POSTERN_TEST_AD_ADMIN_PASSWORD!);
     await ldap.add(OU, [new Attribute({ type: 'objectClass', values: ['top', 'organizationalUnit'] })]);
     dataDir = mkdtempSync(join(tmpdir(), 'postern-lifecycle-ad-'));

@@ -7,19 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { append, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
+import { append, onMessageRead, startImapFixture, type ImapFixture } from '../helpers/imap-fixture.ts';
 
 let fx: ImapFixture;
 let reads = 0;
 
-function countReads(): void {
-  const mb = fx.mailbox;
-  const original = mb.readMessage.bind(mb);
-  mb.readMessage = (owner, folder, uid) => {
-    reads++;
-    return original(owner, folder, uid);
-  };
-}
+/** Counts the message files the IMAP server reads, from now on, through the current mailbox object. */
+const countReads = (): void => onMessageRead(fx.mailbox, () => reads++);
 
 const john = { kind: 'user' as const, login: 'john.smith' };
 
