@@ -19,6 +19,7 @@ import type pg from 'pg';
 import type { Logger } from '../../lib/logger.js';
 import type { MailboxRegistry, RegistryRow, SharedRegistry } from '../../lifecycle/registry.js';
 import { toTempFailure, type PgListener, type PgState } from './pool.js';
+import { Mutex } from '../../lib/mutex.js';
 
 export const MAILBOXES_CHANNEL = 'postern_mailboxes';
 /** Key of the advisory lock that serialises registry writes across nodes ("mbxreg"). */
@@ -35,16 +36,6 @@ const COLS = 'guid, dir, login, created_at, seen_at, orphaned_at, held_settings,
 
 function plain(r: PgRow): RegistryRow {
   return { guid: r.guid, dir: r.dir, login: r.login, created_at: r.created_at, seen_at: r.seen_at, orphaned_at: r.orphaned_at, held_settings: r.held_settings };
-}
-
-/** A tiny FIFO lock: re-reads and the copy's updates after a write run one at a time. */
-class Mutex {
-  private tail: Promise<unknown> = Promise.resolve();
-  run<T>(fn: () => Promise<T> | T): Promise<T> {
-    const next = this.tail.then(fn, fn);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
 }
 
 export interface PgMailboxRegistryOptions {

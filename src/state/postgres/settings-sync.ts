@@ -22,6 +22,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { SettingsErrorCode } from '../../settings/errors.js';
 import type { Settings, SharedSettings } from '../../settings/store.js';
 import { toTempFailure, type PgListener, type PgState } from './pool.js';
+import { Mutex } from '../../lib/mutex.js';
 
 /** The replicated tables and their primary keys (schema/migrations-postgres/001-settings.sql). */
 export const SHARED_SETTINGS_TABLES: Record<string, string[]> = {
@@ -41,16 +42,6 @@ type Rows = Map<string, Map<string, Row>>;
 
 interface Queryable {
   query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
-/** A tiny FIFO lock: reloads and changes of this node run one at a time. */
-class Mutex {
-  private tail: Promise<unknown> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(fn, fn);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
 }
 
 export interface PgSettingsSyncOptions {
