@@ -11,6 +11,7 @@
  * same second. Bounded by bytes (least recently used first out) so that 10,000 idle sessions pay nothing and a
  * large FETCH costs a bounded amount; headers larger than MAX_HEADER are not kept.
  */
+import { LRUCache } from 'lru-cache';
 import type { MessageMeta } from '../store/mailbox.js';
 import type { MailboxOwner } from '../store/types.js';
 
@@ -33,16 +34,22 @@ interface Stored extends MemoEntry {
 export const MEMO_BYTES = 8 * 1024 * 1024;
 /** A header block larger than this is read from the file each time (spam-laden or list mail: rare, and big). */
 export const MAX_HEADER = 16 * 1024;
-/** Per entry beyond its buffers: the key string, the objects, the Map slot (measured roughly; it only sizes the bound). */
+/** Per entry beyond its buffers: the key string, the objects, the cache slot (measured roughly; it only sizes the bound). */
 const ENTRY_OVERHEAD = 200;
 /** Per kept value: its Buffer and ArrayBuffer objects. */
 const VALUE_OVERHEAD = 120;
 
 export class MessageMemo {
-  private readonly map = new Map<string, Stored>();
-  private bytes = 0;
+  /**
+   * lru-cache bounds the entries by their `bytes` (maxSize + sizeCalculation): an entry that grows is set again, so
+   * its size is counted anew and the least recently used go first. No `max`: lru-cache would allocate its arrays for
+   * that many entries up front, which 10,000 idle sessions' processes need not hold.
+   */
+  private readonly map?: LRUCache<string, Stored>;
 
-  constructor(private readonly limit = MEMO_BYTES) {}
+  constructor(limit = MEMO_BYTES) {
+    if (limit > 0) this.map = new LRUCache<string, Stored>({ maxSize: limit, sizeCalculation: (e) => e.bytes });
+  }
 
   static key(owner: MailboxOwner, folder: string, uidValidity: number, uid: number): string {
     const who = owner.kind === 'user' ? `u${owner.guid ?? owner.login.toLowerCase()}` : `g${owner.group.toLowerCase()}`;
@@ -51,31 +58,21 @@ export class MessageMemo {
 
   /** The entry for the message, when it is still the same message (size and internal date agree). */
   get(key: string, meta: MessageMeta): MemoEntry | undefined {
-    const e = this.map.get(key);
+    const e = this.map?.get(key);
     if (!e) return undefined;
     if (e.size !== meta.size || e.date !== meta.internalDate.getTime()) {
-      this.drop(key, e);
+      this.map!.delete(key);
       return undefined;
     }
-    // Most recently used last: Map keeps insertion order.
-    this.map.delete(key);
-    this.map.set(key, e);
     return e;
   }
 
   /** Adds what is new in `add` to the message's entry (values already there are the same bytes and stay). */
   put(key: string, meta: MessageMeta, add: MemoEntry): void {
-    if (this.limit <= 0) return;
+    if (!this.map) return;
     let e = this.map.get(key);
-    if (e && (e.size !== meta.size || e.date !== meta.internalDate.getTime())) {
-      this.drop(key, e);
-      e = undefined;
-    }
-    if (!e) e = { size: meta.size, date: meta.internalDate.getTime(), bytes: ENTRY_OVERHEAD + key.length };
-    else {
-      this.map.delete(key);
-      this.bytes -= e.bytes;
-    }
+    if (e && (e.size !== meta.size || e.date !== meta.internalDate.getTime())) e = undefined;
+    e = e ? { ...e } : { size: meta.size, date: meta.internalDate.getTime(), bytes: ENTRY_OVERHEAD + key.length };
     if (add.header && !e.header && add.header.length <= MAX_HEADER) {
       e.header = own(add.header);
       e.bytes += e.header.length + VALUE_OVERHEAD;
@@ -88,24 +85,14 @@ export class MessageMemo {
       }
     }
     this.map.set(key, e);
-    this.bytes += e.bytes;
-    for (const [k, old] of this.map) {
-      if (this.bytes <= this.limit) break;
-      this.drop(k, old);
-    }
   }
 
   get size(): number {
-    return this.map.size;
+    return this.map?.size ?? 0;
   }
 
   get usedBytes(): number {
-    return this.bytes;
-  }
-
-  private drop(key: string, e: Stored): void {
-    this.map.delete(key);
-    this.bytes -= e.bytes;
+    return this.map?.calculatedSize ?? 0;
   }
 }
 
