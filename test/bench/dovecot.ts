@@ -10,11 +10,11 @@
  * for Debian's default (a login process per connection); the imap service keeps its default of one process per
  * connection (client_limit = 1), as Debian ships it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort, superviseDaemon } from '../harness/control.ts';
+import { greets } from '../harness/dovecot.ts';
 
 export interface DovecotOptions {
   /** Directory holding `users/<login>/Maildir`. */
@@ -43,43 +43,6 @@ export interface Dovecot {
   /** PIDs of every process of this instance (master and all its children). */
   allPids(): number[];
   destroy(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number, child: ChildProcess, logFile: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`dovecot exited (${child.exitCode}): ${safeRead(logFile)}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('data', (d) => {
-        s.destroy();
-        resolve(d.toString().startsWith('* OK'));
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`dovecot did not listen on ${port}: ${safeRead(logFile)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function safeRead(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').slice(-4000);
-  } catch {
-    return '(no log)';
-  }
 }
 
 /** Children of `pid` from /proc (ps would do too; this needs no parsing of columns). */
@@ -169,18 +132,24 @@ service auth {
 }
 `,
   );
-  const child = spawn('dovecot', ['-F', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let errText = '';
-  child.stdout!.on('data', (d: Buffer) => (errText += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (errText += d.toString()));
+  // The harness's supervision: dovecot -F leads its own process group (its imap and login children in it), stopped
+  // with SIGTERM then SIGKILL, and killed with the bench process if that ends first.
+  const daemon = superviseDaemon({
+    name: 'dovecot',
+    command: 'dovecot',
+    args: ['-F', '-c', conf],
+    outFile: join(dir, 'dovecot.out'),
+    logFiles: [logFile],
+    readyTimeoutMs: 15_000,
+    ready: () => greets(port),
+  });
   try {
-    await waitForPort(port, child, logFile);
+    await daemon.start();
   } catch (err) {
-    child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${errText}`);
+    throw err;
   }
-  const pid = child.pid!;
+  const pid = daemon.pid!;
   const all = (): number[] => {
     const seen: number[] = [pid];
     for (let i = 0; i < seen.length; i++) for (const c of childrenOf(seen[i]!)) seen.push(c.pid);
@@ -193,13 +162,7 @@ service auth {
     imapPids: () => childrenOf(pid).filter((c) => c.comm === 'imap').map((c) => c.pid),
     allPids: all,
     async destroy() {
-      if (child.exitCode === null) {
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await daemon.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -145,7 +145,8 @@ service imap-login {
   };
 }
 
-function greets(port: number): Promise<boolean> {
+/** True once an IMAP server on 127.0.0.1:port sends its `* OK` greeting (false on refusal or after 2 s). */
+export function greets(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
     const done = (ok: boolean) => {
