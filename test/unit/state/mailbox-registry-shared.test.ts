@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { encodeGuid } from '../../../src/directory/guid.ts';
 import { LdifDirectory } from '../../../src/directory/ldif/ldif-directory.ts';
@@ -110,6 +110,20 @@ async function pgNode(url: string, root: string, ad: Swappable, dir = tmp()): Pr
 
 const aliceAd = () => ldif(userLdif('Alice', 'alice', G_ALICE), userLdif('Bob', 'bob', G_BOB));
 const onlyBob = () => ldif(userLdif('Bob', 'bob', G_BOB));
+
+/** Two nodes on a new database of the test's own (on `baseUrl`'s server when given), sharing one mail root and one AD. */
+async function twoPgNodes(t: TestContext, prefix: string, baseUrl?: string): Promise<{ url: string; ad: Swappable; root: string; a: Node; b: Node }> {
+  const db = await createTestDatabase({ owner: t, prefix, ...(baseUrl ? { baseUrl } : {}) });
+  const mail = tmp();
+  t.after(() => rmSync(mail, { recursive: true, force: true }));
+  const ad = new Swappable(aliceAd());
+  const root = join(mail, 'mail');
+  const a = await pgNode(db.url, root, ad);
+  t.after(() => a.close());
+  const b = await pgNode(db.url, root, ad);
+  t.after(() => b.close());
+  return { url: db.url, ad, root, a, b };
+}
 
 const backends: { name: string; open(t: { after(fn: () => unknown): void }): Promise<Pair> }[] = [
   {
@@ -307,15 +321,7 @@ describe('mailbox registry on postgres only', () => {
   });
 
   test('an erase that has begun on one node is never raced by a restore on the other', async (t) => {
-    const db = await createTestDatabase({ owner: t, prefix: 'mbxrace' });
-    const mail = tmp();
-    t.after(() => rmSync(mail, { recursive: true, force: true }));
-    const ad = new Swappable(aliceAd());
-    const root = join(mail, 'mail');
-    const a = await pgNode(db.url, root, ad);
-    t.after(() => a.close());
-    const b = await pgNode(db.url, root, ad);
-    t.after(() => b.close());
+    const { ad, a, b } = await twoPgNodes(t, 'mbxrace');
     const alice = await user(ad, 'alice');
     assert.equal(await mailboxEnabled(a.deps, alice), true);
     await a.store.deliver(userOwner(alice), msg('x'));
@@ -336,15 +342,7 @@ describe('mailbox registry on postgres only', () => {
   });
 
   test('the hourly sweep started on both nodes runs on one: the other neither asks AD nor decides', async (t) => {
-    const db = await createTestDatabase({ owner: t, prefix: 'mbxonce' });
-    const mail = tmp();
-    t.after(() => rmSync(mail, { recursive: true, force: true }));
-    const ad = new Swappable(aliceAd());
-    const root = join(mail, 'mail');
-    const a = await pgNode(db.url, root, ad);
-    t.after(() => a.close());
-    const b = await pgNode(db.url, root, ad);
-    t.after(() => b.close());
+    const { ad, a, b } = await twoPgNodes(t, 'mbxonce');
     assert.equal(await mailboxEnabled(a.deps, await user(ad, 'alice')), true);
     await waitFor('B to know alice', () => b.registry.get(G_ALICE));
     ad.current = onlyBob();
@@ -379,15 +377,7 @@ describe('mailbox registry on postgres only', () => {
     const own = ownPostgres();
 
     test('writes are TempFailures that change nothing, lookups go on from the copy; after the restart both follow again', async (t) => {
-      const db = await createTestDatabase({ owner: t, prefix: 'mbxdown', baseUrl: own.url });
-      const mail = tmp();
-      t.after(() => rmSync(mail, { recursive: true, force: true }));
-      const ad = new Swappable(aliceAd());
-      const root = join(mail, 'mail');
-      const a = await pgNode(db.url, root, ad);
-      t.after(() => a.close());
-      const b = await pgNode(db.url, root, ad);
-      t.after(() => b.close());
+      const { url, ad, root, a, b } = await twoPgNodes(t, 'mbxdown', own.url);
       const alice = await user(ad, 'alice');
       const bob = await user(ad, 'bob');
       assert.equal(await mailboxEnabled(a.deps, alice), true);
@@ -422,7 +412,7 @@ describe('mailbox registry on postgres only', () => {
       await waitFor('B to see alice orphaned', () => b.registry.get(G_ALICE)?.orphanedAt, { timeoutMs: 60_000 });
       assert.equal(await mailboxEnabled(b.deps, bob), true);
       await waitFor('A to know bob', () => a.registry.get(G_BOB), { timeoutMs: 60_000 });
-      const c = new pg.Client({ connectionString: db.url });
+      const c = new pg.Client({ connectionString: url });
       await c.connect();
       const rows = await c.query('SELECT guid FROM mailboxes WHERE erased_at IS NULL ORDER BY guid');
       await c.end();
