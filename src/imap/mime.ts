@@ -235,10 +235,16 @@ export interface Address {
   group?: Address[];
 }
 
-type AddrToken = { kind: 'word'; text: string; quoted: boolean } | { kind: 'comment'; text: string } | { kind: 'special'; text: string };
+export type AddrToken = { kind: 'word'; text: string; quoted: boolean } | { kind: 'comment'; text: string } | { kind: 'special'; text: string };
 
-/** RFC 5322 §3.2 lexical tokens: quoted strings, comments (nested), domain literals, specials and atoms with dots. */
-function addressTokens(text: string): AddrToken[] {
+/**
+ * RFC 5322 §3.2 lexical tokens: quoted strings, comments (nested), domain literals, specials and atoms. ENVELOPE keeps
+ * dots inside atoms (a dot-atom, or obs-phrase's "John Q. Public", is one word); `moreSpecials` (SEARCH's address
+ * text passes ".)]\\") makes those characters specials of their own.
+ */
+export function addressTokens(text: string, moreSpecials = ''): AddrToken[] {
+  const specials = '<>@,;:' + moreSpecials;
+  const atomEnd = ' \t\r\n"([' + specials;
   const out: AddrToken[] = [];
   let i = 0;
   while (i < text.length) {
@@ -277,12 +283,12 @@ function addressTokens(text: string): AddrToken[] {
       const stop = end < 0 ? text.length : end + 1;
       out.push({ kind: 'word', text: text.slice(i, stop), quoted: false });
       i = stop;
-    } else if ('<>@,;:'.includes(c)) {
+    } else if (specials.includes(c)) {
       out.push({ kind: 'special', text: c });
       i++;
     } else {
       let j = i;
-      while (j < text.length && !' \t\r\n"(<>@,;:['.includes(text[j])) j++;
+      while (j < text.length && !atomEnd.includes(text[j])) j++;
       // A stray ")" or "]" is part of the atom rather than an endless loop.
       if (j === i) j++;
       out.push({ kind: 'word', text: text.slice(i, j), quoted: false });

@@ -3,6 +3,7 @@
  * the day of the Date: header for SENTBEFORE/SENTON/SENTSINCE.
  */
 import libmime from 'libmime';
+import { addressTokens, type AddrToken } from './mime.js';
 
 // ---- Addresses ------------------------------------------------------------------------------------------------
 
@@ -14,72 +15,18 @@ export interface SearchMailbox {
 
 export type SearchAddress = SearchMailbox | { group: string; members: SearchMailbox[] };
 
-type Tok = { t: 'word'; v: string; quoted: boolean } | { t: 'comment'; v: string } | { t: 'special'; v: string };
+type Tok = AddrToken;
 
-const SPECIALS = '()<>[]:;@\\,."';
-
-/** RFC 5322 §3.2 lexical tokens: atoms, quoted strings, (nested) comments, domain literals and specials. */
-function tokenize(text: string): Tok[] {
-  const out: Tok[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
-      i++;
-    } else if (c === '"') {
-      let v = '';
-      i++;
-      while (i < text.length && text[i] !== '"') {
-        if (text[i] === '\\' && i + 1 < text.length) i++;
-        v += text[i++];
-      }
-      i++;
-      out.push({ t: 'word', v, quoted: true });
-    } else if (c === '(') {
-      let depth = 1;
-      let v = '';
-      i++;
-      while (i < text.length && depth > 0) {
-        const d = text[i];
-        if (d === '\\' && i + 1 < text.length) {
-          v += text[i + 1];
-          i += 2;
-          continue;
-        }
-        if (d === '(') depth++;
-        else if (d === ')' && --depth === 0) {
-          i++;
-          break;
-        }
-        v += d;
-        i++;
-      }
-      out.push({ t: 'comment', v: v.trim() });
-    } else if (c === '[') {
-      // A domain literal is one word, brackets included.
-      const end = text.indexOf(']', i);
-      const stop = end < 0 ? text.length : end + 1;
-      out.push({ t: 'word', v: text.slice(i, stop), quoted: false });
-      i = stop;
-    } else if (SPECIALS.includes(c)) {
-      out.push({ t: 'special', v: c });
-      i++;
-    } else {
-      let v = '';
-      while (i < text.length && !SPECIALS.includes(text[i]) && !' \t\r\n'.includes(text[i])) v += text[i++];
-      out.push({ t: 'word', v, quoted: false });
-    }
-  }
-  return out;
-}
+/** SEARCH splits atoms at dots too (the name's words are joined back without a space after one: see phrase()). */
+const tokenize = (text: string): Tok[] => addressTokens(text, '.)]\\');
 
 /** A display name: its words separated by single spaces (obs-phrase allows '.'), encoded-words decoded. */
 function phrase(toks: Tok[]): string | null {
   let s = '';
   for (const t of toks) {
-    if (t.t === 'comment') continue;
-    if (t.t === 'special') s += t.v;
-    else s += (s && !s.endsWith('.') ? ' ' : '') + t.v;
+    if (t.kind === 'comment') continue;
+    if (t.kind === 'special') s += t.text;
+    else s += (s && !s.endsWith('.') ? ' ' : '') + t.text;
   }
   s = s.trim();
   return s ? decodeWords(s) : null;
@@ -95,26 +42,26 @@ function decodeWords(s: string): string {
 
 /** An addr-spec without its comments and folding: local-part "@" domain. */
 function addrSpec(toks: Tok[]): { local: string; domain: string } {
-  const s = toks.filter((t) => t.t !== 'comment').map((t) => t.v).join('');
+  const s = toks.filter((t) => t.kind !== 'comment').map((t) => t.text).join('');
   const at = s.lastIndexOf('@');
   return at < 0 ? { local: s, domain: '' } : { local: s.slice(0, at), domain: s.slice(at + 1) };
 }
 
 function mailbox(seg: Tok[]): SearchMailbox | undefined {
-  if (!seg.some((t) => t.t !== 'comment')) return undefined;
-  const lt = seg.findIndex((t) => t.t === 'special' && t.v === '<');
+  if (!seg.some((t) => t.kind !== 'comment')) return undefined;
+  const lt = seg.findIndex((t) => t.kind === 'special' && t.text === '<');
   if (lt >= 0) {
-    let gt = seg.findIndex((t, i) => i > lt && t.t === 'special' && t.v === '>');
+    let gt = seg.findIndex((t, i) => i > lt && t.kind === 'special' && t.text === '>');
     if (gt < 0) gt = seg.length;
     let inner = seg.slice(lt + 1, gt);
     // obs-route "<@a,@b:user@host>": the route is dropped (RFC 5322 §4.4).
-    const colon = inner.findIndex((t) => t.t === 'special' && t.v === ':');
+    const colon = inner.findIndex((t) => t.kind === 'special' && t.text === ':');
     if (colon >= 0) inner = inner.slice(colon + 1);
     return { name: phrase(seg.slice(0, lt)), ...addrSpec(inner) };
   }
   // "user@host (Real Name)": the old style's comment is the name.
-  const comments = seg.filter((t) => t.t === 'comment' && t.v);
-  return { name: comments.length ? decodeWords(comments[comments.length - 1].v) : null, ...addrSpec(seg) };
+  const comments = seg.filter((t) => t.kind === 'comment' && t.text);
+  return { name: comments.length ? decodeWords(comments[comments.length - 1].text) : null, ...addrSpec(seg) };
 }
 
 /** Parses an address-list header value (RFC 5322 §3.4): mailboxes and groups, comments dropped from addresses. */
@@ -131,22 +78,22 @@ export function parseSearchAddresses(value: string): SearchAddress[] {
     else out.push(m);
   };
   for (const t of tokenize(value)) {
-    if (t.t === 'special' && !angle) {
-      if (t.v === '<') angle = true;
-      else if (t.v === ',') {
+    if (t.kind === 'special' && !angle) {
+      if (t.text === '<') angle = true;
+      else if (t.text === ',') {
         finish();
         continue;
-      } else if (t.v === ':' && !group && !seg.some((s) => s.t === 'special' && s.v === '@')) {
+      } else if (t.text === ':' && !group && !seg.some((s) => s.kind === 'special' && s.text === '@')) {
         group = { group: phrase(seg) ?? '', members: [] };
         seg = [];
         continue;
-      } else if (t.v === ';' && group) {
+      } else if (t.text === ';' && group) {
         finish();
         out.push(group);
         group = undefined;
         continue;
       }
-    } else if (t.t === 'special' && t.v === '>') angle = false;
+    } else if (t.kind === 'special' && t.text === '>') angle = false;
     seg.push(t);
   }
   finish();
