@@ -15,7 +15,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load.ts';
 import { createLogger } from '../../src/lib/logger.ts';
@@ -26,6 +25,7 @@ import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { LineClient } from '../helpers/line-client.ts';
+import { logCapture } from '../protocol/smtp-env.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
 const TAG = randomBytes(3).toString('hex');
@@ -90,16 +90,8 @@ async function start(): Promise<Env> {
 
   // The server gets no krb5.conf (there is none in /etc here): the acceptor needs only its keytab, no KDC.
   delete process.env.KRB5_CONFIG;
-  let rest = '';
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      rest += String(chunk);
-      const parts = rest.split('\n');
-      rest = parts.pop() ?? '';
-      for (const p of parts) if (p.trim()) env.lines.push(JSON.parse(p) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const { stream, lines } = logCapture();
+  env.lines = lines;
   const listener = { port: 0, host: '127.0.0.1' };
   const config = parseConfig(
     {

@@ -14,7 +14,6 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ImapFlow } from 'imapflow';
 import { createTransport } from 'nodemailer';
@@ -25,6 +24,7 @@ import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { runChild } from '../harness/children.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { LineClient } from '../helpers/line-client.ts';
+import { logCapture } from '../protocol/smtp-env.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
 const DOMAINS = ['example.com', 'example.org', 'corp.example'];
@@ -48,17 +48,7 @@ interface Env {
 async function start(): Promise<Env> {
   const dataDir = mkdtempSync(join(tmpdir(), 'postern-imap-ad-'));
   const work = mkdtempSync(join(tmpdir(), 'postern-clients-'));
-  const lines: Record<string, unknown>[] = [];
-  let rest = '';
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      rest += String(chunk);
-      const parts = rest.split('\n');
-      rest = parts.pop() ?? '';
-      for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const { stream, lines } = logCapture();
   const listener = { port: 0, host: '127.0.0.1' };
   const config = parseConfig(
     {

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createTransport } from 'nodemailer';
 import { parseConfig } from '../../src/config/load.ts';
@@ -20,6 +19,7 @@ import { CLIENT_PACKAGES, ensureDebianPackages } from '../harness/packages.ts';
 import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
 import { literal, RawManageSieve, saslPlain } from '../helpers/raw-managesieve.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { logCapture } from '../protocol/smtp-env.ts';
 
 const skip = haveAd('AD') ? false : 'needs the Samba DCs: run through test/run.ts';
 const PASSWORD = 'Corp!Passw0rd';
@@ -29,20 +29,13 @@ const KEY = join(ROOT, 'test/fixtures/tls/localhost.key');
 describe('ManageSieve with Active Directory logins', { skip, timeout: 300_000 }, () => {
   let server: Server;
   let dataDir: string;
-  const lines: Record<string, unknown>[] = [];
+  let lines: Record<string, unknown>[] = [];
 
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'postern-managesieve-ad-'));
-    let rest = '';
-    const stream = new Writable({
-      write(chunk, _enc, cb) {
-        rest += String(chunk);
-        const parts = rest.split('\n');
-        rest = parts.pop() ?? '';
-        for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
-        cb();
-      },
-    });
+    const capture = logCapture();
+    const stream = capture.stream;
+    lines = capture.lines;
     const listener = { port: 0, host: '127.0.0.1' };
     const off = false as const;
     const config = parseConfig(
