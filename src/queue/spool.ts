@@ -27,7 +27,8 @@
  * commit the client waits for. Here the names may reach the disk before the data does; what a crash before the
  * answer can then leave is a complete-looking name with missing data, which was never acknowledged, and recover()
  * tells it by its content: an envelope that does not parse, or a message file whose length is not the envelope's
- * `size` plus its prefix. A message without an envelope (a crash before the rename) is dropped as before.
+ * `size` plus its prefix, or whose bytes do not have the envelope's `sha1` (a file system without a journal, or
+ * with data=writeback, can leave the file at its full length but zero-filled). A message without an envelope (a crash before the rename) is dropped as before.
  * An acknowledged message never looks like that (all three fsyncs were done), and update() keeps fsync-then-rename,
  * so a replaced envelope is never torn.
  *
@@ -54,7 +55,7 @@
 import { EventEmitter } from 'node:events';
 import { unlink as unlinkCallback } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
 import { createFilePooled, fsyncDirPooled, renamePooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
@@ -247,6 +248,11 @@ export function diskFailure(what: string, err: unknown): TempFailure {
   return new TempFailure(`${what}: ${reason}`, { cause: err });
 }
 
+/** The digest recorded in the envelope (QueueEnvelope.sha1): SHA-1 of the whole `<id>.eml`, hex. */
+export function fileDigest(file: Buffer): string {
+  return createHash('sha1').update(file).digest('hex');
+}
+
 /** What a file name in queue/ is: `<id>.eml`, `<id>.json`, or not ours (null). */
 function queueFile(name: string): { id: string; kind: 'message' | 'envelope' } | null {
   const m = /^(.+)\.(eml|json)$/.exec(name);
@@ -385,6 +391,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const prefix = this.prefixFor?.(envelope);
     if (prefix) envelope.spoolPrefix = prefix;
     const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
+    // What recover() checks the file against (committed()): ~15 µs for 10 KiB, against a torn commit delivered.
+    envelope.sha1 = fileDigest(file);
     return { id, envelope, file };
   }
 
@@ -670,7 +678,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
 
   /**
    * Whether the two files of `id` are what a finished commit leaves: an envelope that parses, and a message file
-   * as long as the envelope says (its `size` and its spoolPrefix). enqueue fsyncs the files and the directory at
+   * as long as the envelope says (its `size` and its spoolPrefix) whose bytes have the envelope's digest (`sha1`;
+   * the whole file is read and hashed at start, ~25 µs per 10 KiB message from the page cache). enqueue fsyncs the files and the directory at
    * the same time (see the file comment), so a crash before its answer may leave the names on disk without all of
    * the data: such a message was never acknowledged. A file that cannot be read for another reason than its
    * content (EIO, EACCES) is not judged: recover() then fails, and the server does not start on a queue it cannot
@@ -686,8 +695,13 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       return false;
     }
     // An envelope without a size (none written by this code) is not judged by it.
-    if (typeof e.size !== 'number') return true;
-    return st.size === e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix, 'utf8') : 0);
+    if (typeof e.size === 'number' && st.size !== e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix, 'utf8') : 0)) return false;
+    // The right length is not enough: without a journal (or with data=writeback) the size can reach the disk before
+    // the blocks, which then read back as zeros. The digest taken when it was written tells (QueueEnvelope.sha1);
+    // an envelope from before the digest is judged by its length alone.
+    if (typeof e.sha1 !== 'string') return true;
+    const data = await ignoreMissing(readFile(this.messagePath(id)));
+    return data !== undefined && fileDigest(data) === e.sha1;
   }
 
   /**

@@ -208,6 +208,45 @@ test('recover drops what a crash can leave of an unanswered commit: a torn envel
   assert.deepEqual((await again.readMessage(single, (await again.read(single))!.spoolPrefix)), message('one recipient'));
 });
 
+test('recover drops a message whose file a crash left at its full length but zero-filled or torn (its digest does not match)', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir, { prefixFor: (e) => (e.recipients.length === 1 ? `Delivered-To: ${e.recipients[0].address}\r\n` : undefined) });
+  await spool.init();
+  const kept = await spool.enqueue(message('kept', 'y'.repeat(3000)), envelope('a@corp.example', 'b@corp.example'));
+  const keptMulti = await spool.enqueue(message('kept, two recipients'), envelope('a@corp.example', 'b@corp.example', 'c@corp.example'));
+  // ext4 without a journal or with data=writeback: the inode's size reached the disk, its blocks did not.
+  const zeroed = await spool.enqueue(message('zero-filled', 'x'.repeat(5000)), envelope('a@corp.example', 'b@corp.example'));
+  const zeroedPath = join(spool.dir, `${zeroed}.eml`);
+  writeFileSync(zeroedPath, Buffer.alloc(readFileSync(zeroedPath).length));
+  // Only the last block lost: the first 4 KiB are there, the tail is zeros, the length is right.
+  const tail = await spool.enqueue(message('torn tail', 'z'.repeat(6000)), envelope('a@corp.example', 'b@corp.example', 'c@corp.example'));
+  const tailPath = join(spool.dir, `${tail}.eml`);
+  const bytes = readFileSync(tailPath);
+  writeFileSync(tailPath, Buffer.concat([bytes.subarray(0, 4096), Buffer.alloc(bytes.length - 4096)]));
+  // One byte changed, same length.
+  const flipped = await spool.enqueue(message('one byte'), envelope('a@corp.example', 'b@corp.example'));
+  const flippedPath = join(spool.dir, `${flipped}.eml`);
+  const f = readFileSync(flippedPath);
+  f[f.length - 3] ^= 0x20;
+  writeFileSync(flippedPath, f);
+  for (const id of [zeroed, tail, flipped]) {
+    const e = JSON.parse(readFileSync(join(spool.dir, `${id}.json`), 'utf8'));
+    assert.equal(readFileSync(join(spool.dir, `${id}.eml`)).length, e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix) : 0), `${id}: the length alone says nothing is wrong`);
+  }
+
+  const again = new Spool(dir);
+  const r = await again.recover();
+  assert.equal(r.messages, 2);
+  assert.deepEqual(r.removedOrphans.sort(), [zeroed, tail, flipped].sort());
+  assert.deepEqual((await again.list()).map((e) => e.id), [kept, keptMulti].sort());
+  for (const id of [zeroed, tail, flipped]) {
+    assert.equal(existsSync(join(again.dir, `${id}.eml`)), false, `${id}.eml removed`);
+    assert.equal(existsSync(join(again.dir, `${id}.json`)), false, `${id}.json removed`);
+  }
+  assert.deepEqual(await again.readMessage(kept, (await again.read(kept))!.spoolPrefix), message('kept', 'y'.repeat(3000)));
+  assert.match((await again.read(kept))!.sha1 ?? '', /^[0-9a-f]{40}$/);
+});
+
 test('a queue written by the older protocol (files fsynced in tmp/, then renamed) is recovered and read as it is', async (t) => {
   const dir = tempDir(t);
   const spool = new Spool(dir);
