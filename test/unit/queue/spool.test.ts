@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { InvalidQueueIdError, isQueueId, newQueueId, parseQueueId, queueIdTime } from '../../../src/queue/id.ts';
-import { createFilePooled, fsyncDirPooled, renamePooled, type PendingFile } from '../../../src/lib/durable-fs.ts';
+import { createFilePooled, fsyncDirPooled, HeldDir, renamePooled, type PendingFile } from '../../../src/lib/durable-fs.ts';
 import { NotQueuedError, Spool } from '../../../src/queue/spool.ts';
 import { waitFor } from '../../helpers/wait.ts';
 import { envelope, message, queueFiles, tempDir, tempSpool } from './helpers.ts';
@@ -497,4 +497,34 @@ test('an admin delete is never lazy: it waits for its fsync', async (t) => {
   const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
   assert.equal(await spool.remove(a, 'cli:root', { lazy: true }), true);
   assert.equal(syncs, 2);
+});
+
+test('the queue directory is fsynced through one descriptor held open, closed at unlock once no fsync uses it', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir);
+  await spool.lock();
+  const queueDir = join(dir, 'queue');
+  // Our own descriptors that name queue/ (the lock file is queue/.lock, not the directory).
+  const held = () => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`) === queueDir; } catch { return false; } }).length;
+  assert.equal(held(), 0, 'not opened before the first commit');
+  await Promise.all(Array.from({ length: 20 }, (_, i) => spool.enqueue(message(`m${i}`), envelope('a@corp.example', 'b@corp.example'))));
+  assert.equal(held(), 1, 'one descriptor for all the commits');
+  assert.ok(spool.stats.dirSyncs >= 1 && spool.stats.dirSyncs < 20, `group commit: ${spool.stats.dirSyncs} fsyncs for 20`);
+  const last = spool.enqueue(message('in flight at unlock'), envelope('a@corp.example', 'b@corp.example'));
+  spool.unlock();
+  const id = await last;
+  assert.ok(await spool.has(id), 'the commit in flight at unlock finished');
+  await waitFor('the held descriptor closed', () => held() === 0);
+  // After unlock the directory is opened for each fsync, and still fsynced.
+  await spool.enqueue(message('after unlock'), envelope('a@corp.example', 'b@corp.example'));
+  assert.equal(held(), 0);
+});
+
+test('HeldDir: a directory that cannot be opened fails the sync, and a later sync opens it again', async (t) => {
+  const dir = tempDir(t);
+  const h = new HeldDir(join(dir, 'later'));
+  await assert.rejects(h.sync(), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  mkdirSync(join(dir, 'later'));
+  await h.sync();
+  h.close();
 });
