@@ -85,10 +85,15 @@ function pendingFile(fd: number): PendingFile {
       close(fd, () => resolve());
     });
   return {
+    // Resolves with the fsync: the close(2) after it goes to the pool too but is not waited for, one hand-over less
+    // between the data being durable and the 250 (a close after a successful fsync has nothing left to report on a
+    // local file system).
     syncAndClose: () =>
       new Promise((resolve, reject) => {
         fsync(fd, (err) => {
-          void closeOnce().then(() => (err ? reject(err) : resolve()));
+          void closeOnce();
+          if (err) reject(err);
+          else resolve();
         });
       }),
     close: closeOnce,
@@ -126,6 +131,67 @@ export function createFilePooled(path: string, data: Uint8Array, mode = FILE_MOD
 /** rename(2) on the thread pool. */
 export function renamePooled(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => rename(from, to, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * A directory kept open for its fsyncs (the spool's queue/, fsynced for every commit): fsync(2) of the held
+ * descriptor is one hand-over to the pool, where fsyncDirPooled's open, fsync and close are three in a row on the
+ * path of every 250 (issue 11). The descriptor is opened on the first sync. After a failed fsync it is closed and
+ * the next sync opens the directory again (an fsync error may not be reported twice on the same descriptor).
+ */
+export class HeldDir {
+  private fd: Promise<number> | undefined;
+  /** fsyncs under way on the held descriptor: close(2) waits for them (a reused number must never be fsynced). */
+  private using = 0;
+  private closing = false;
+  private readonly dropped: Promise<number>[] = [];
+
+  constructor(readonly path: string) {}
+
+  async sync(): Promise<void> {
+    if (this.closing) return fsyncDirPooled(this.path);
+    this.fd ??= new Promise<number>((resolve, reject) => open(this.path, constants.O_RDONLY | constants.O_DIRECTORY, (err, fd) => (err ? reject(err) : resolve(fd))));
+    const held = this.fd;
+    this.using++;
+    try {
+      let fd: number;
+      try {
+        fd = await held;
+      } catch (err) {
+        if (this.fd === held) this.fd = undefined;
+        throw err;
+      }
+      try {
+        await fsyncFd(fd);
+      } catch (err) {
+        // Drop it (closed once unused): the next sync opens the directory again.
+        if (this.fd === held) {
+          this.fd = undefined;
+          this.dropped.push(held);
+        }
+        throw err;
+      }
+    } finally {
+      this.using--;
+      this.release();
+    }
+  }
+
+  /** Closes the descriptor once no fsync uses it; later syncs open and close the directory each time. */
+  close(): void {
+    this.closing = true;
+    this.release();
+  }
+
+  /** Closes the descriptors no longer held (dropped after an error, or at close) once no fsync uses them. */
+  private release(): void {
+    if (this.closing && this.fd) {
+      this.dropped.push(this.fd);
+      this.fd = undefined;
+    }
+    if (this.using > 0) return;
+    for (const p of this.dropped.splice(0)) void p.then((fd) => close(fd, () => undefined), () => undefined);
+  }
 }
 
 /** fsyncDir with the open and close on the thread pool too. */

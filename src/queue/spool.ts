@@ -22,12 +22,16 @@
  *      message next to it);
  *   3. fsync the message, fsync the envelope and fsync queue/ (group commit, below), all at the same time;
  *   4. resolve only when all three are done; only then does SMTP answer 250.
+ * The chain the client waits for is four hand-overs to the pool: open, write, rename, fsync. queue/ is fsynced
+ * through a descriptor the spool keeps open (HeldDir; its open and close were two more), and a file's close(2)
+ * follows its fsync without being waited for (one more).
  * All of it on libuv's thread pool (durable-fs.ts createFilePooled): nothing here blocks the event loop.
  * The older protocol fsynced the files before the rename and queue/ after it: two rounds of fsyncs, each a journal
  * commit the client waits for. Here the names may reach the disk before the data does; what a crash before the
  * answer can then leave is a complete-looking name with missing data, which was never acknowledged, and recover()
  * tells it by its content: an envelope that does not parse, or a message file whose length is not the envelope's
- * `size` plus its prefix. A message without an envelope (a crash before the rename) is dropped as before.
+ * `size` plus its prefix, or whose bytes do not have the envelope's `sha1` (a file system without a journal, or
+ * with data=writeback, can leave the file at its full length but zero-filled). A message without an envelope (a crash before the rename) is dropped as before.
  * An acknowledged message never looks like that (all three fsyncs were done), and update() keeps fsync-then-rename,
  * so a replaced envelope is never torn.
  *
@@ -54,10 +58,10 @@
 import { EventEmitter } from 'node:events';
 import { unlink as unlinkCallback } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
-import { createFilePooled, fsyncDirPooled, renamePooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
+import { createFilePooled, fsyncDirPooled, HeldDir, renamePooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
@@ -91,7 +95,10 @@ export interface SpoolFs {
    * SMTP session of the process; off the loop it only delays the removal.
    */
   unlinkPooled(path: string): Promise<void>;
-  /** fsyncs a directory, making the renames and unlinks in it durable. */
+  /**
+   * fsyncs a directory, making the renames and unlinks in it durable. Left out of `SpoolOptions.fs`, the spool
+   * fsyncs queue/ through a descriptor it keeps open (HeldDir): one pool call per group commit instead of three.
+   */
   syncDir(path: string): Promise<void>;
 }
 
@@ -247,6 +254,11 @@ export function diskFailure(what: string, err: unknown): TempFailure {
   return new TempFailure(`${what}: ${reason}`, { cause: err });
 }
 
+/** The digest recorded in the envelope (QueueEnvelope.sha1): SHA-1 of the whole `<id>.eml`, hex. */
+export function fileDigest(file: Buffer): string {
+  return createHash('sha1').update(file).digest('hex');
+}
+
 /** What a file name in queue/ is: `<id>.eml`, `<id>.json`, or not ours (null). */
 function queueFile(name: string): { id: string; kind: 'message' | 'envelope' } | null {
   const m = /^(.+)\.(eml|json)$/.exec(name);
@@ -301,6 +313,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
    */
   readonly claims: QueueClaims | undefined = undefined;
   private serverLock: SpoolLock | undefined;
+  /** queue/ held open for its fsyncs (unless the caller gave its own syncDir). */
+  private readonly heldDir: HeldDir | undefined;
   /**
    * The bytes of messages just committed, for the first delivery attempt, which follows within milliseconds: the
    * message file is never changed, so these are its contents, and reading it back is one open/fstat/read/close
@@ -317,8 +331,10 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     this.tmpDir = join(this.dir, 'tmp');
     this.log = (options.log ?? silentLogger).child({ component: 'queue' });
     this.fs = { ...nodeSpoolFs, ...options.fs };
+    const held = options.fs?.syncDir ? undefined : new HeldDir(this.dir);
+    this.heldDir = held;
     this.dirSync = new DirSyncer(
-      () => this.fs.syncDir(this.dir),
+      held ? () => held.sync() : () => this.fs.syncDir(this.dir),
       (err) => this.log.warn({ err }, 'cannot fsync the queue directory after removing delivered messages'),
     );
     this.prefixFor = options.prefixFor;
@@ -346,6 +362,7 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
   }
 
   unlock(): void {
+    this.heldDir?.close();
     this.serverLock?.release();
     this.serverLock = undefined;
   }
@@ -385,6 +402,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
     const prefix = this.prefixFor?.(envelope);
     if (prefix) envelope.spoolPrefix = prefix;
     const file = prefix ? Buffer.concat([Buffer.from(prefix, 'utf8'), message]) : message;
+    // What recover() checks the file against (committed()): ~15 µs for 10 KiB, against a torn commit delivered.
+    envelope.sha1 = fileDigest(file);
     return { id, envelope, file };
   }
 
@@ -670,7 +689,8 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
 
   /**
    * Whether the two files of `id` are what a finished commit leaves: an envelope that parses, and a message file
-   * as long as the envelope says (its `size` and its spoolPrefix). enqueue fsyncs the files and the directory at
+   * as long as the envelope says (its `size` and its spoolPrefix) whose bytes have the envelope's digest (`sha1`;
+   * the whole file is read and hashed at start, ~25 µs per 10 KiB message from the page cache). enqueue fsyncs the files and the directory at
    * the same time (see the file comment), so a crash before its answer may leave the names on disk without all of
    * the data: such a message was never acknowledged. A file that cannot be read for another reason than its
    * content (EIO, EACCES) is not judged: recover() then fails, and the server does not start on a queue it cannot
@@ -686,8 +706,13 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       return false;
     }
     // An envelope without a size (none written by this code) is not judged by it.
-    if (typeof e.size !== 'number') return true;
-    return st.size === e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix, 'utf8') : 0);
+    if (typeof e.size === 'number' && st.size !== e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix, 'utf8') : 0)) return false;
+    // The right length is not enough: without a journal (or with data=writeback) the size can reach the disk before
+    // the blocks, which then read back as zeros. The digest taken when it was written tells (QueueEnvelope.sha1);
+    // an envelope from before the digest is judged by its length alone.
+    if (typeof e.sha1 !== 'string') return true;
+    const data = await ignoreMissing(readFile(this.messagePath(id)));
+    return data !== undefined && fileDigest(data) === e.sha1;
   }
 
   /**

@@ -54,6 +54,13 @@ export interface QueueEnvelope {
    * spool file into the Maildir (src/queue/spool.ts). Absent: the file is the message. `size` excludes it.
    */
   spoolPrefix?: string;
+  /**
+   * SHA-1 (hex) of `<id>.eml` as enqueue wrote it (spoolPrefix and message). The names of a commit may reach the
+   * disk before its data (src/queue/spool.ts), and on a file system without a journal or with data=writeback a
+   * crash can leave the file at its full length but zero-filled: recover() drops a message whose bytes do not
+   * match. Absent in envelopes written before it was added (then only the length is checked).
+   */
+  sha1?: string;
 }
 
 /** A queued message's file as it lies in the spool: `prefix` (the envelope's spoolPrefix) and then the message. */

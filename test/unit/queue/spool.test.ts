@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TempFailure } from '../../../src/lib/errors.ts';
 import { InvalidQueueIdError, isQueueId, newQueueId, parseQueueId, queueIdTime } from '../../../src/queue/id.ts';
-import { createFilePooled, fsyncDirPooled, renamePooled, type PendingFile } from '../../../src/lib/durable-fs.ts';
+import { createFilePooled, fsyncDirPooled, HeldDir, renamePooled, type PendingFile } from '../../../src/lib/durable-fs.ts';
 import { NotQueuedError, Spool } from '../../../src/queue/spool.ts';
 import { waitFor } from '../../helpers/wait.ts';
 import { envelope, message, queueFiles, tempDir, tempSpool } from './helpers.ts';
@@ -206,6 +206,45 @@ test('recover drops what a crash can leave of an unanswered commit: a torn envel
     assert.equal(existsSync(join(again.dir, `${id}.json`)), false, `${id}.json removed`);
   }
   assert.deepEqual((await again.readMessage(single, (await again.read(single))!.spoolPrefix)), message('one recipient'));
+});
+
+test('recover drops a message whose file a crash left at its full length but zero-filled or torn (its digest does not match)', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir, { prefixFor: (e) => (e.recipients.length === 1 ? `Delivered-To: ${e.recipients[0].address}\r\n` : undefined) });
+  await spool.init();
+  const kept = await spool.enqueue(message('kept', 'y'.repeat(3000)), envelope('a@corp.example', 'b@corp.example'));
+  const keptMulti = await spool.enqueue(message('kept, two recipients'), envelope('a@corp.example', 'b@corp.example', 'c@corp.example'));
+  // ext4 without a journal or with data=writeback: the inode's size reached the disk, its blocks did not.
+  const zeroed = await spool.enqueue(message('zero-filled', 'x'.repeat(5000)), envelope('a@corp.example', 'b@corp.example'));
+  const zeroedPath = join(spool.dir, `${zeroed}.eml`);
+  writeFileSync(zeroedPath, Buffer.alloc(readFileSync(zeroedPath).length));
+  // Only the last block lost: the first 4 KiB are there, the tail is zeros, the length is right.
+  const tail = await spool.enqueue(message('torn tail', 'z'.repeat(6000)), envelope('a@corp.example', 'b@corp.example', 'c@corp.example'));
+  const tailPath = join(spool.dir, `${tail}.eml`);
+  const bytes = readFileSync(tailPath);
+  writeFileSync(tailPath, Buffer.concat([bytes.subarray(0, 4096), Buffer.alloc(bytes.length - 4096)]));
+  // One byte changed, same length.
+  const flipped = await spool.enqueue(message('one byte'), envelope('a@corp.example', 'b@corp.example'));
+  const flippedPath = join(spool.dir, `${flipped}.eml`);
+  const f = readFileSync(flippedPath);
+  f[f.length - 3] ^= 0x20;
+  writeFileSync(flippedPath, f);
+  for (const id of [zeroed, tail, flipped]) {
+    const e = JSON.parse(readFileSync(join(spool.dir, `${id}.json`), 'utf8'));
+    assert.equal(readFileSync(join(spool.dir, `${id}.eml`)).length, e.size + (e.spoolPrefix ? Buffer.byteLength(e.spoolPrefix) : 0), `${id}: the length alone says nothing is wrong`);
+  }
+
+  const again = new Spool(dir);
+  const r = await again.recover();
+  assert.equal(r.messages, 2);
+  assert.deepEqual(r.removedOrphans.sort(), [zeroed, tail, flipped].sort());
+  assert.deepEqual((await again.list()).map((e) => e.id), [kept, keptMulti].sort());
+  for (const id of [zeroed, tail, flipped]) {
+    assert.equal(existsSync(join(again.dir, `${id}.eml`)), false, `${id}.eml removed`);
+    assert.equal(existsSync(join(again.dir, `${id}.json`)), false, `${id}.json removed`);
+  }
+  assert.deepEqual(await again.readMessage(kept, (await again.read(kept))!.spoolPrefix), message('kept', 'y'.repeat(3000)));
+  assert.match((await again.read(kept))!.sha1 ?? '', /^[0-9a-f]{40}$/);
 });
 
 test('a queue written by the older protocol (files fsynced in tmp/, then renamed) is recovered and read as it is', async (t) => {
@@ -458,4 +497,34 @@ test('an admin delete is never lazy: it waits for its fsync', async (t) => {
   const a = await spool.enqueue(message(), envelope('a@corp.example', 'b@corp.example'));
   assert.equal(await spool.remove(a, 'cli:root', { lazy: true }), true);
   assert.equal(syncs, 2);
+});
+
+test('the queue directory is fsynced through one descriptor held open, closed at unlock once no fsync uses it', async (t) => {
+  const dir = tempDir(t);
+  const spool = new Spool(dir);
+  await spool.lock();
+  const queueDir = join(dir, 'queue');
+  // Our own descriptors that name queue/ (the lock file is queue/.lock, not the directory).
+  const held = () => readdirSync('/proc/self/fd').filter((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`) === queueDir; } catch { return false; } }).length;
+  assert.equal(held(), 0, 'not opened before the first commit');
+  await Promise.all(Array.from({ length: 20 }, (_, i) => spool.enqueue(message(`m${i}`), envelope('a@corp.example', 'b@corp.example'))));
+  assert.equal(held(), 1, 'one descriptor for all the commits');
+  assert.ok(spool.stats.dirSyncs >= 1 && spool.stats.dirSyncs < 20, `group commit: ${spool.stats.dirSyncs} fsyncs for 20`);
+  const last = spool.enqueue(message('in flight at unlock'), envelope('a@corp.example', 'b@corp.example'));
+  spool.unlock();
+  const id = await last;
+  assert.ok(await spool.has(id), 'the commit in flight at unlock finished');
+  await waitFor('the held descriptor closed', () => held() === 0);
+  // After unlock the directory is opened for each fsync, and still fsynced.
+  await spool.enqueue(message('after unlock'), envelope('a@corp.example', 'b@corp.example'));
+  assert.equal(held(), 0);
+});
+
+test('HeldDir: a directory that cannot be opened fails the sync, and a later sync opens it again', async (t) => {
+  const dir = tempDir(t);
+  const h = new HeldDir(join(dir, 'later'));
+  await assert.rejects(h.sync(), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  mkdirSync(join(dir, 'later'));
+  await h.sync();
+  h.close();
 });
