@@ -285,7 +285,12 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     // Another one claimed at insert and not started when A stops: given back, B delivers it.
     const left = await a.enqueue(message('left'), envelope('alice@corp.example', 'bob@partner.example'));
     await a.stop();
-    assert.deepEqual((await b.claimDue(5)).map((e) => e.id), [left]);
+    // B's last claim query found nothing: it asks again within a second (CLAIM_QUERY_MS).
+    const taken = await waitFor('B to claim what A gave back', async () => {
+      const got = await b.claimDue(5);
+      return got.length ? got : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    assert.deepEqual(taken.map((e) => e.id), [left]);
   });
 
   test('a node that does not see the shared queue directory leaves the message queued for one that does', async (t) => {

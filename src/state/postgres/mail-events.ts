@@ -27,6 +27,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { FolderChange, MailboxListChange } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { folderEvents, mailboxListEvents, type EventHub } from '../../store/watch.js';
+import { prepared } from './prepared.js';
 import type { Queryable } from './queryable.js';
 
 export const MAIL_CHANNEL = 'postern_mail';
@@ -217,7 +218,7 @@ export class PgMailEvents {
     // transaction).
     this.inFlight = true;
     this.sending = this.opts.db
-      .query('SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i', [MAIL_CHANNEL, payloads])
+      .query(prepared('SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i'), [MAIL_CHANNEL, payloads])
       .then(
         () => undefined,
         (err: unknown) => this.opts.log.warn({ err }, 'cluster: cannot send folder changes to the other nodes'),

@@ -49,7 +49,7 @@ import {
 import type { QueueClaims, QueueEnvelope } from '../../queue/types.js';
 import { TempFailure } from '../../lib/errors.js';
 import { RowBatcher } from './batch.js';
-import { isUniqueViolation, type PgState } from './pool.js';
+import { isUniqueViolation, prepared, type PgState } from './pool.js';
 
 export interface PgSpoolOptions extends SpoolOptions {
   pg: PgState;
@@ -137,6 +137,8 @@ export class PgSpool extends Spool implements QueueClaims {
   private preclaimed: QueueEnvelope[] = [];
   private preclaiming = 0;
   private lastClaimQuery = 0;
+  /** The last claim query found as many due messages as it asked for (there may be more). */
+  private lastQueryFull = true;
   /** claimDue calls answered without a statement (bench, tests). */
   claimsSaved = 0;
   /**
@@ -176,12 +178,12 @@ export class PgSpool extends Spool implements QueueClaims {
    */
   private async insertRows(rows: NewRow[]): Promise<boolean[]> {
     const r = await this.pg.query<{ id: string }>(
-      `INSERT INTO queue_messages (id, envelope, received_at, next_attempt_at, attempts, queued_by, claimed_by, lease_until)
+      prepared(`INSERT INTO queue_messages (id, envelope, received_at, next_attempt_at, attempts, queued_by, claimed_by, lease_until)
        SELECT x.id, x.e::jsonb, x.r::timestamptz, x.n::timestamptz, x.a, $6,
               CASE WHEN x.c THEN $6 END, CASE WHEN x.c THEN now() + make_interval(secs => $8) END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $7::bool[]) AS x(id, e, r, n, a, c)
        ON CONFLICT (id) DO NOTHING
-       RETURNING id`,
+       RETURNING id`),
       [
         rows.map((x) => x.id),
         rows.map((x) => x.envelope),
@@ -200,10 +202,10 @@ export class PgSpool extends Spool implements QueueClaims {
   /** One UPDATE for the outcomes of concurrent attempts; each is refused alone when another node holds its message. */
   private async updateRows(rows: OutcomeRow[]): Promise<boolean[]> {
     const r = await this.pg.query<{ id: string }>(
-      `UPDATE queue_messages q SET envelope = x.e::jsonb, next_attempt_at = x.n::timestamptz, attempts = x.a, claimed_by = NULL, lease_until = NULL
+      prepared(`UPDATE queue_messages q SET envelope = x.e::jsonb, next_attempt_at = x.n::timestamptz, attempts = x.a, claimed_by = NULL, lease_until = NULL
          FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS x(id, e, n, a)
         WHERE q.id = x.id AND (q.claimed_by IS NULL OR q.claimed_by = $5 OR q.lease_until < now())
-       RETURNING q.id`,
+       RETURNING q.id`),
       [rows.map((x) => x.id), rows.map((x) => x.envelope), rows.map((x) => x.nextAttemptAt), rows.map((x) => x.attempts), this.nodeId],
     );
     const done = new Set(r.rows.map((x) => x.id));
@@ -211,7 +213,7 @@ export class PgSpool extends Spool implements QueueClaims {
   }
 
   private async deleteRows(ids: string[]): Promise<boolean[]> {
-    const r = await this.pg.query<{ id: string }>('DELETE FROM queue_messages WHERE id = ANY($1::text[]) RETURNING id', [ids]);
+    const r = await this.pg.query<{ id: string }>(prepared('DELETE FROM queue_messages WHERE id = ANY($1::text[]) RETURNING id'), [ids]);
     const gone = new Set(r.rows.map((x) => x.id));
     return ids.map((id) => gone.has(id));
   }
@@ -270,6 +272,7 @@ export class PgSpool extends Spool implements QueueClaims {
     }
     this.enqueued++;
     this.keepFresh(id, message, json);
+    if (!claim) this.lastQueryFull = true;
     if (claim) {
       this.held.add(id);
       this.preclaimed.push(checkEnvelope(JSON.parse(json), id));
@@ -428,8 +431,12 @@ export class PgSpool extends Spool implements QueueClaims {
     if (limit <= 0) return [];
     const now = Date.now();
     const local = this.preclaimed.splice(0, limit);
-    if (local.length && (local.length === limit || now - this.lastClaimQuery < CLAIM_QUERY_MS)) {
-      this.claimsSaved++;
+    // No statement when what this node claimed at insert fills the slots, or when the last query, less than
+    // CLAIM_QUERY_MS ago, found fewer due messages than it asked for: what can have become due since (a retry, a
+    // lease that ran out, another node's message over its PRECLAIM_MAX) waits at most that long.
+    const recent = now - this.lastClaimQuery < CLAIM_QUERY_MS;
+    if (local.length === limit || (recent && (local.length || !this.lastQueryFull))) {
+      if (local.length) this.claimsSaved++;
       return local;
     }
     this.lastClaimQuery = now;
@@ -437,21 +444,23 @@ export class PgSpool extends Spool implements QueueClaims {
     let r;
     try {
       r = await this.pg.query<Row & { id: string }>(
-      `UPDATE queue_messages q SET claimed_by = $1, lease_until = now() + make_interval(secs => $2)
+      prepared(`UPDATE queue_messages q SET claimed_by = $1, lease_until = now() + make_interval(secs => $2)
          FROM (SELECT id FROM queue_messages
                 WHERE next_attempt_at <= now() AND (claimed_by IS NULL OR lease_until < now())
                   AND NOT (id = ANY($4::text[]))
                 ORDER BY next_attempt_at LIMIT $3
                 FOR UPDATE SKIP LOCKED) due
         WHERE q.id = due.id
-       RETURNING q.id, q.envelope`,
+       RETURNING q.id, q.envelope`),
         [this.nodeId, this.leaseSeconds, limit - local.length, [...this.notHere.keys()]],
       );
     } catch (err) {
       // Ours already: handed out all the same (the pump's failure path would drop them).
+      this.lastQueryFull = true;
       if (local.length) return local;
       throw err;
     }
+    this.lastQueryFull = r.rows.length >= limit - local.length;
     const out: QueueEnvelope[] = [...local];
     for (const row of r.rows) {
       this.held.add(row.id);
@@ -480,7 +489,7 @@ export class PgSpool extends Spool implements QueueClaims {
     if (this.held.size === 0) return;
     try {
       await this.pg.query(
-        'UPDATE queue_messages SET lease_until = now() + make_interval(secs => $3) WHERE claimed_by = $1 AND id = ANY($2)',
+        prepared('UPDATE queue_messages SET lease_until = now() + make_interval(secs => $3) WHERE claimed_by = $1 AND id = ANY($2)'),
         [this.nodeId, [...this.held], this.leaseSeconds],
       );
     } catch (err) {
