@@ -13,7 +13,7 @@
  */
 import type { Logger } from '../lib/logger.js';
 import { silentLogger } from '../lib/logger.js';
-import type { PgState } from '../state/postgres/pool.js';
+import { prepared, type PgState } from '../state/postgres/pool.js';
 import { assemblePaths, normalizeMessageId, type TraceStats } from './store.js';
 import { DEFAULT_TRACE_LIMIT, MAX_TRACE_LIMIT, type TraceEvent, type TraceEventType, type TracePath, type TraceQuery, type TraceRecorder } from './types.js';
 
@@ -163,7 +163,7 @@ export class PgTraceStore implements TraceRecorder {
     // statement is one transaction. The CTEs of one statement text run in one order on every node, and the rows
     // within each are sorted, so two nodes writing the same messages still lock them in one order.
     await this.pg.query(
-      `WITH ev AS (
+      prepared(`WITH ev AS (
          INSERT INTO trace_events (queue_id, at, type, rcpt, detail)
          SELECT q, a, ty, r, d FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS t(q, a, ty, r, d, n)
          ORDER BY n
@@ -177,7 +177,7 @@ export class PgTraceStore implements TraceRecorder {
          message_id = coalesce(trace_messages.message_id, excluded.message_id),
          sender = coalesce(trace_messages.sender, excluded.sender),
          first_at = least(trace_messages.first_at, excluded.first_at),
-         last_at = greatest(trace_messages.last_at, excluded.last_at)`,
+         last_at = greatest(trace_messages.last_at, excluded.last_at)`),
       [
         eq, eat, etype, ercpt, edetail, ra, rq,
         ids, ids.map((i) => messages.get(i)!.messageId), ids.map((i) => messages.get(i)!.from), ids.map((i) => messages.get(i)!.first), ids.map((i) => messages.get(i)!.last),

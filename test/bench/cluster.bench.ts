@@ -22,6 +22,11 @@
  * prints, per setup and phase, the statements PostgreSQL ran per message / per imaptest operation (where the round
  * trips go). CPU seconds of the postern nodes and of the PostgreSQL server (postmaster, its backends, reaped or
  * live) are printed per message and per operation: on a loaded machine the rate is noisy, the CPU less so.
+ * POSTERN_BENCH_CLUSTER_COMPARE=DIR adds, in the same run, "postgres, 1 node" (and "2 nodes") of another checkout
+ * (DIR/bin/postern.js, built): before and after a change under the same load, each against the same embedded
+ * default. POSTERN_BENCH_CLUSTER_SETUPS=embedded,pg1,pg2 (default all) runs a subset (the embedded one always runs:
+ * it is the ratio's base). POSTERN_BENCH_CLUSTER_PROF=DIR runs the nodes under `node --cpu-prof` (a profile per
+ * node and run in DIR; summarise with test/bench/cpuprofile.ts).
  * Nothing here asserts.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -43,6 +48,9 @@ const RUNS = num('RUNS', 2);
 const IMAP_SECS = num('IMAP_SECS', 30);
 const IMAP_CLIENTS = num('IMAP_CLIENTS', 10);
 const PGSTATS = process.env.POSTERN_BENCH_CLUSTER_PGSTATS === '1';
+const COMPARE = process.env.POSTERN_BENCH_CLUSTER_COMPARE;
+const SETUPS = process.env.POSTERN_BENCH_CLUSTER_SETUPS?.split(',') ?? ['embedded', 'pg1', 'pg2'];
+const PROF = process.env.POSTERN_BENCH_CLUSTER_PROF;
 /** imaptest's users: user1–user9 through one process, user11–user19 through the other; SMTP goes to user20. */
 const USERS = 20;
 const RECIPIENT = 'user20@example.com';
@@ -107,7 +115,8 @@ async function startNode(root: string, work: string, state: Record<string, unkno
   if (!shareWith) for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(newDir, '..', sub), { recursive: true });
   const configFile = join(dataDir, 'postern.yaml');
   writeFileSync(configFile, JSON.stringify({ ...base, state }));
-  const child: ChildProcess = spawn(process.execPath, [join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
+  const prof = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...prof, join(root, 'bin/postern.js'), '--config', configFile, 'serve'], {
     cwd: root,
     env: { ...process.env, POSTERN_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -300,27 +309,41 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
   try {
     for (let run = 1; run <= RUNS; run++) {
       let dbUrl: string | undefined;
+      const pgSetups = (r: string, tag: string): { label: string; start(): Promise<Node[]> }[] => [
+        ...(SETUPS.includes('pg1')
+          ? [
+              {
+                label: `postgres, 1 node${tag}`,
+                start: async () => {
+                  const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench1' });
+                  dbUrl = db.url;
+                  if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+                  return [await startNode(r, work, { type: 'postgres', url: db.url })];
+                },
+              },
+            ]
+          : []),
+        ...(SETUPS.includes('pg2')
+          ? [
+              {
+                label: `postgres, 2 nodes, shared store${tag}`,
+                start: async () => {
+                  const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench2' });
+                  dbUrl = db.url;
+                  if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+                  const a = await startNode(r, work, { type: 'postgres', url: db.url });
+                  return [a, await startNode(r, work, { type: 'postgres', url: db.url }, a)];
+                },
+              },
+            ]
+          : []),
+      ];
       const setups: { label: string; start(): Promise<Node[]> }[] = [
         { label: 'embedded (sqlite), 1 node', start: async () => [await startNode(root, work, { type: 'sqlite' })] },
-        {
-          label: 'postgres, 1 node',
-          start: async () => {
-            const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench1' });
-            dbUrl = db.url;
-            if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-            return [await startNode(root, work, { type: 'postgres', url: db.url })];
-          },
-        },
-        {
-          label: 'postgres, 2 nodes, shared store',
-          start: async () => {
-            const db = await createTestDatabase({ baseUrl: pgServer.url, prefix: 'bench2' });
-            dbUrl = db.url;
-            if (PGSTATS) await admin(db.url, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-            const a = await startNode(root, work, { type: 'postgres', url: db.url });
-            return [a, await startNode(root, work, { type: 'postgres', url: db.url }, a)];
-          },
-        },
+        // Base and change alternate run by run, so that neither always comes right after the embedded one.
+        ...(COMPARE && run % 2 === 0 ? pgSetups(COMPARE, ' (compare)') : []),
+        ...pgSetups(root, ''),
+        ...(COMPARE && run % 2 === 1 ? pgSetups(COMPARE, ' (compare)') : []),
       ];
       let smtpBase = 0;
       let imapBase = 0;
@@ -366,7 +389,7 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
     rmSync(work, { recursive: true, force: true });
   }
   return [
-    `cluster (${root}): SMTP smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B;`,
+    `cluster (${root}${COMPARE ? `; compare: ${COMPARE}` : ''}): SMTP smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B;`,
     `IMAP imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))} clients, ${IMAP_SECS} s; ratio = setup / embedded default;`,
     `CPU = seconds of the postern node(s) + of the PostgreSQL server per message / per operation; load average after each phase: ${loads.join(', ')}`,
     table(rows),

@@ -454,3 +454,29 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
     assert.ok(a.notifies < n, `NOTIFY statements for ${n} changes: ${a.notifies}`);
   });
 });
+
+describe('cluster: no NOTIFY for nobody', () => {
+  it('a node alone sends no NOTIFY; one that joins gets what was kept back, then every change', async (t) => {
+    const db = await createTestDatabase({ prefix: 'mail_events_alone' });
+    const pool = connectPg(db.url);
+    const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
+    const ha = hubs();
+    const hb = hubs();
+    // A long replay window: the test waits for conditions, not for the clock.
+    const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined, replayMs: 600_000 });
+    const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: () => undefined });
+    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+    await a.start();
+    ha.folder.emit('/m/u/cur', { kind: 'flags', uid: 1, flags: ['\\Seen'], modseq: 1 });
+    await waitFor('the change kept back (nobody listens)', () => a.skipped >= 1);
+    assert.equal(a.notifies, 0, 'no NOTIFY statement while alone');
+    const got: number[] = [];
+    hb.folder.on('/m/u/cur', (c) => c.kind === 'flags' && got.push(c.uid));
+    await b.start();
+    // B's hello: A sends it the change of before B listened, then the new one, in order.
+    ha.folder.emit('/m/u/cur', { kind: 'flags', uid: 2, flags: ['\\Seen'], modseq: 2 });
+    await waitFor('both changes on B', () => got.length >= 2, { timeoutMs: 30_000 });
+    assert.deepEqual(got, [1, 2]);
+    assert.ok(a.notifies >= 1);
+  });
+});

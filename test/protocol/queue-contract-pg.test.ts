@@ -265,6 +265,34 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     assert.deepEqual(await a.list(), []);
   });
 
+  test('a node whose scheduler runs claims what it accepts at insert; the claim is a lease, given back at stop', async (t) => {
+    const { a, b, db } = await twoNodes(t, 30);
+    const look = await pgFor(t, db.url);
+    // Before any scheduler took A's messages an enqueue is unclaimed (B may take it).
+    const first = await a.enqueue(message('before'), envelope('alice@corp.example', 'bob@partner.example'));
+    assert.deepEqual((await b.claimDue(5)).map((e) => e.id), [first]);
+    // A's scheduler asks (nothing due): from now on A's enqueues carry A's claim in their INSERT.
+    assert.deepEqual(await a.claimDue(5), []);
+    const id = await a.enqueue(message('after'), envelope('alice@corp.example', 'bob@partner.example'));
+    const row = (await look.query<{ claimed_by: string | null; lease_until: Date | null }>('SELECT claimed_by, lease_until FROM queue_messages WHERE id = $1', [id])).rows[0]!;
+    assert.equal(row.claimed_by, 'node-a');
+    assert.ok(row.lease_until, 'a lease, as a claim by statement has');
+    assert.deepEqual(await b.claimDue(5), [], 'B takes nothing A holds');
+    const saved = a.claimsSaved;
+    const [mine] = await a.claimDue(1);
+    assert.equal(mine!.id, id);
+    assert.equal(a.claimsSaved, saved + 1, 'handed out without a statement');
+    // Another one claimed at insert and not started when A stops: given back, B delivers it.
+    const left = await a.enqueue(message('left'), envelope('alice@corp.example', 'bob@partner.example'));
+    await a.stop();
+    // B's last claim query found nothing: it asks again within a second (CLAIM_QUERY_MS).
+    const taken = await waitFor('B to claim what A gave back', async () => {
+      const got = await b.claimDue(5);
+      return got.length ? got : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    assert.deepEqual(taken.map((e) => e.id), [left]);
+  });
+
   test('a node that does not see the shared queue directory leaves the message queued for one that does', async (t) => {
     const { a, db } = await twoNodes(t, 10);
     // B on a queue directory of its own (a mount missing on that node): it can claim A's row but not read its file.

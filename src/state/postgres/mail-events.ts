@@ -12,6 +12,14 @@
  * The hub keys are Maildir paths: they are sent relative to the mail root, so nodes may mount the store at other
  * paths. A change made while PostgreSQL is unreachable is not carried (NOTIFY is not queued): sessions elsewhere
  * see it at their next command that reads the folder (NOOP, FETCH, SELECT), as IMAP clients poll anyway.
+ *
+ * No NOTIFY when no other node listens (the single node on PostgreSQL: it was a statement and a commit per round
+ * trip of deliveries and flag changes, for nobody). Who listens is read from pg_stat_activity: the LISTEN connection
+ * of every node is named `postern mail <node>`; an unnamed connection (that of a node of the previous version,
+ * whose LISTEN client had no name, or any other client) counts as a listener, so that when unsure the change is
+ * sent. Read when the LISTEN connection is (re)made and every PEERS_MS. A node that joins says so on the channel
+ * right after its LISTEN (`h`): the others take it for a listener at once and send it what they kept back during
+ * the last REPLAY_MS (the changes of the moment between its LISTEN and their hearing of it), ahead of anything newer.
  */
 import { isAbsolute, join, relative, sep } from 'node:path';
 import pg from 'pg';
@@ -19,11 +27,17 @@ import type { Logger } from '../../lib/logger.js';
 import type { FolderChange, MailboxListChange } from '../../store/mailbox.js';
 import type { MailboxOwner } from '../../store/types.js';
 import { folderEvents, mailboxListEvents, type EventHub } from '../../store/watch.js';
+import { prepared } from './prepared.js';
 import type { Queryable } from './queryable.js';
 
 export const MAIL_CHANNEL = 'postern_mail';
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; batches are cut below that. */
 const MAX_PAYLOAD = 7900;
+/** How often the other listeners are counted again (a node that left stops costing a NOTIFY after this). */
+const PEERS_MS = 2000;
+/** Changes not sent for want of a listener are kept this long for a node that joins (its hello comes in ms). */
+const REPLAY_MS = 3000;
+const REPLAY_MAX = 5000;
 
 type HubName = 'folder' | 'list';
 /** One carried change: hub, key relative to the mail root (absolute when outside it), the change. */
@@ -35,6 +49,8 @@ interface Payload {
   e?: Carried[];
   /** Deliveries: owner, folder. */
   d?: [MailboxOwner, string][];
+  /** A node that has just started listening (hello): the others send to it from now on. */
+  h?: 1;
 }
 
 export interface PgMailEventsOptions {
@@ -51,6 +67,8 @@ export interface PgMailEventsOptions {
   /** Changes from other nodes, after they were emitted to this process's hubs (for the IMAP workers). */
   onRemote?(batch: [HubName, string, unknown][]): void;
   hubs?: { folder: EventHub<FolderChange>; list: EventHub<MailboxListChange> };
+  /** How long changes not sent for want of a listener are kept for a node that joins (REPLAY_MS). */
+  replayMs?: number;
 }
 
 export class PgMailEvents {
@@ -67,6 +85,17 @@ export class PgMailEvents {
   private inFlight = false;
   /** NOTIFY statements sent (tests, bench: statements per change). */
   notifies = 0;
+  /** Flushes not sent because no other node listened. */
+  skipped = 0;
+  /**
+   * Whether another node listens: undefined while unknown (then changes are sent). False only after a count of the
+   * listeners found none, and no hello came after that count began.
+   */
+  private others: boolean | undefined;
+  private peersTimer: NodeJS.Timeout | undefined;
+  private lastHello = 0;
+  /** What was not sent for want of a listener in the last REPLAY_MS, for a node that joins. */
+  private kept: { at: number; e: Carried[]; d: [MailboxOwner, string][] }[] = [];
   private sending: Promise<void> = Promise.resolve();
   private listening: Promise<void> | undefined;
   private markListening: (() => void) | undefined;
@@ -108,6 +137,7 @@ export class PgMailEvents {
     this.closed = true;
     for (const off of this.unbridge.splice(0)) off();
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    clearInterval(this.peersTimer);
     this.markListening?.();
     const c = this.client;
     this.client = undefined;
@@ -178,12 +208,17 @@ export class PgMailEvents {
     for (const x of d) push('d', x);
     if (cur.e || cur.d) payloads.push(JSON.stringify(cur));
     if (!payloads.length) return;
+    if (this.others === false) {
+      this.keep(e, d);
+      this.skipped++;
+      return;
+    }
     // In order: PostgreSQL delivers notifications in commit order, and a pool runs queries on several connections
     // at once, so the batches go one after the other (one in flight), those of one flush in one statement (one
     // transaction).
     this.inFlight = true;
     this.sending = this.opts.db
-      .query('SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i', [MAIL_CHANNEL, payloads])
+      .query(prepared('SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i'), [MAIL_CHANNEL, payloads])
       .then(
         () => undefined,
         (err: unknown) => this.opts.log.warn({ err }, 'cluster: cannot send folder changes to the other nodes'),
@@ -195,9 +230,54 @@ export class PgMailEvents {
       });
   }
 
+  private appName(): string {
+    // application_name is cut at 63 bytes (NAMEDATALEN): compared as PostgreSQL keeps it.
+    return Buffer.from(`postern mail ${this.opts.node}`).subarray(0, 63).toString();
+  }
+
+  private keep(e: Carried[], d: [MailboxOwner, string][]): void {
+    const now = Date.now();
+    this.kept.push({ at: now, e, d });
+    let n = this.kept.reduce((s, k) => s + k.e.length + k.d.length, 0);
+    while (this.kept.length && (this.kept[0]!.at < now - (this.opts.replayMs ?? REPLAY_MS) || n > REPLAY_MAX)) n -= this.kept[0]!.e.length + this.kept.shift()!.d.length;
+  }
+
+  /** Another node listens from now on: what was kept back goes first, ahead of what is queued. */
+  private joined(): void {
+    this.lastHello = Date.now();
+    const was = this.others;
+    this.others = true;
+    if (was !== false) return;
+    const cutoff = Date.now() - (this.opts.replayMs ?? REPLAY_MS);
+    const kept = this.kept.filter((k) => k.at >= cutoff);
+    this.kept = [];
+    this.outbox = { e: [...kept.flatMap((k) => k.e), ...this.outbox.e], d: [...kept.flatMap((k) => k.d), ...this.outbox.d] };
+    this.schedule();
+  }
+
+  /** Counts the other nodes' LISTEN connections (pg_stat_activity); unknown (send) when that cannot be read. */
+  private async countPeers(): Promise<void> {
+    const started = Date.now();
+    try {
+      const r = await this.opts.db.query(
+        `SELECT count(*) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+            AND (coalesce(application_name, '') = '' OR (application_name LIKE 'postern mail %' AND application_name <> $1))`,
+        [this.appName()],
+      );
+      const n = Number((r.rows[0] as { n: unknown } | undefined)?.n ?? 1);
+      if (n > 0) this.joined();
+      // "Nobody" only while this node listens (it would not hear a newcomer's hello otherwise), and not when a
+      // hello came while counting (newer than the count).
+      else if (this.client && this.lastHello < started) this.others = false;
+    } catch {
+      this.others = undefined;
+    }
+  }
+
   private async connect(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client({ connectionString: this.opts.url, keepAlive: true, connectionTimeoutMillis: 10_000 });
+    const client = new pg.Client({ connectionString: this.opts.url, keepAlive: true, connectionTimeoutMillis: 10_000, application_name: this.appName() });
     // Without a listener an 'error' (PostgreSQL restarted) would throw from the event emitter and end the process.
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client));
@@ -221,12 +301,21 @@ export class PgMailEvents {
     }
     this.client = client;
     this.retryMs = 100;
+    // Hello: the nodes that listen send to this one from now on (and what they kept back meanwhile).
+    void this.opts.db.query('SELECT pg_notify($1, $2)', [MAIL_CHANNEL, JSON.stringify({ n: this.opts.node, h: 1 })]).catch(() => undefined);
+    await this.countPeers();
+    if (!this.peersTimer) {
+      this.peersTimer = setInterval(() => void this.countPeers(), PEERS_MS);
+      this.peersTimer.unref();
+    }
     this.markListening?.();
   }
 
   private lost(client: pg.Client, err?: unknown): void {
     if (this.client !== client) return;
     this.client = undefined;
+    // Not hearing hellos meanwhile: send until the listeners are counted again.
+    this.others = undefined;
     if (this.closed) return;
     this.opts.log.warn({ err }, 'cluster: lost the LISTEN connection; reconnecting');
     client.removeAllListeners('end');
@@ -251,6 +340,7 @@ export class PgMailEvents {
       return;
     }
     if (p.n === this.opts.node) return; // our own, already told to our listeners
+    if (p.h) return this.joined();
     const batch: [HubName, string, unknown][] = [];
     for (const [hub, key, change] of p.e ?? []) {
       if (hub !== 'folder' && hub !== 'list') continue;

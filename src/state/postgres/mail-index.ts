@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import { TempFailure } from '../../lib/errors.js';
+import { prepared } from './prepared.js';
 import type { TxQueryable } from './queryable.js';
 import type { FolderIndexBackend, FolderMeta, IndexChanges, IndexRow } from '../../store/folder-index-backend.js';
 import { MAX_EXPUNGED_HISTORY, nextUidValidity } from '../../store/folder-index.js';
@@ -145,11 +146,11 @@ export class PgFolderIndex implements FolderIndexBackend {
   async delta(have: { uidValidity: number; uidNext: number; modseq: number }): Promise<{ meta: FolderMeta; vanished?: number[]; changed: IndexRow[] }> {
     return temp(async () => {
       const r = await this.pool.query(
-        `SELECT f.*, CASE WHEN same THEN NULL ELSE
+        prepared(`SELECT f.*, CASE WHEN same THEN NULL ELSE
                 (SELECT coalesce(json_agg(json_build_array(${ROW_COLS}) ORDER BY uid), '[]') FROM mail_messages WHERE folder = f.id AND modseq > $2) END AS changed,
                 CASE WHEN same THEN NULL ELSE
                 (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') FROM mail_expunged WHERE folder = f.id AND modseq > $2) END AS vanished
-           FROM (SELECT *, (uidvalidity = $3 AND uidnext = $4 AND modseq = $2) AS same FROM mail_folders WHERE id = $1) f`,
+           FROM (SELECT *, (uidvalidity = $3 AND uidnext = $4 AND modseq = $2) AS same FROM mail_folders WHERE id = $1) f`),
         [this.id, have.modseq, have.uidValidity, have.uidNext],
       );
       const f = r.rows[0] as (FolderRow & { same: boolean; changed: unknown[][] | null; vanished: unknown[] | null }) | undefined;
@@ -217,7 +218,7 @@ export class PgFolderIndex implements FolderIndexBackend {
     // RFC 8514 §3: the save date is when the message entered this mailbox.
     const saveDates = items.map((x) => Math.floor(x.saveDate ?? now));
     const r = await temp(() =>
-      this.pool.query('SELECT o_base, o_uid, o_modseq, o_uidnext, o_uidvalidity, o_prev_modseq, o_prev_uidnext FROM postern_mail_add2($1, $2, $3, $4, $5, $6, $7, $8)', [
+      this.pool.query(prepared('SELECT o_base, o_uid, o_modseq, o_uidnext, o_uidvalidity, o_prev_modseq, o_prev_uidnext FROM postern_mail_add2($1, $2, $3, $4, $5, $6, $7, $8)'), [
         this.id,
         items.map((x) => x.base),
         items.map((x) => x.name),
@@ -263,7 +264,7 @@ export class PgFolderIndex implements FolderIndexBackend {
     // A flag change alone (STORE): one round trip (postern_mail_update2, 081), the lock and MODSEQ rule of 080.
     const u = changes.update;
     const r = await temp(() =>
-      this.pool.query('SELECT o_modseq, o_uids, o_uidnext, o_uidvalidity, o_prev_modseq FROM postern_mail_update2($1, $2, $3, $4)', [
+      this.pool.query(prepared('SELECT o_modseq, o_uids, o_uidnext, o_uidvalidity, o_prev_modseq FROM postern_mail_update2($1, $2, $3, $4)'), [
         this.id,
         u.map((x) => x.uid),
         u.map((x) => x.name),
@@ -438,11 +439,11 @@ export class PgFolderIndex implements FolderIndexBackend {
     // FOR UPDATE reads the latest committed version under the lock, as before.
     const r = await temp(() =>
       this.pool.query(
-        `WITH cur AS (SELECT firstrecent FROM mail_folders WHERE id = $1),
+        prepared(`WITH cur AS (SELECT firstrecent FROM mail_folders WHERE id = $1),
               up AS (UPDATE mail_folders f SET firstrecent = GREATEST(f.firstrecent, $2)
                        FROM (SELECT firstrecent FROM mail_folders WHERE id = $1 AND (SELECT firstrecent FROM cur) < $2 FOR UPDATE) old
                       WHERE f.id = $1 RETURNING old.firstrecent)
-         SELECT COALESCE((SELECT firstrecent FROM up), (SELECT firstrecent FROM cur)) AS firstrecent`,
+         SELECT COALESCE((SELECT firstrecent FROM up), (SELECT firstrecent FROM cur)) AS firstrecent`),
         [this.id, claimUpTo],
       ),
     );

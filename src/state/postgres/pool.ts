@@ -17,6 +17,9 @@ import { PACKAGE_ROOT } from '../../config/load.js';
 import type { PostgresStateConfig } from '../../config/schema.js';
 import { TempFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { preparedName } from './prepared.js';
+
+export { prepared } from './prepared.js';
 
 /** schema/migrations-postgres of the package (next to the SQLite ones in schema/migrations). */
 export const PG_MIGRATIONS_DIR = resolve(PACKAGE_ROOT, 'schema', 'migrations-postgres');
@@ -111,8 +114,18 @@ export class PgState {
 
   /** One statement on any pooled connection. Throws TempFailure. */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const name = preparedName(sql);
     try {
-      const r = await this.pool.query<R>(sql, params);
+      let r: pg.QueryResult<R>;
+      try {
+        r = await (name ? this.pool.query<R>({ name, text: sql, values: params }) : this.pool.query<R>(sql, params));
+      } catch (err) {
+        // 0A000 "cached plan must not change result type": a migration (another node's, in a rolling upgrade)
+        // changed a table under a prepared statement. The pool dropped that connection (pg-pool destroys a client
+        // whose query failed); once more, unprepared.
+        if (!name || pgCode(err) !== '0A000') throw err;
+        r = await this.pool.query<R>(sql, params);
+      }
       this.succeeded();
       return r;
     } catch (err) {
