@@ -15,7 +15,7 @@ import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { startImap, type ImapServer } from '../../src/imap/server.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { TempFailure } from '../../src/lib/errors.ts';
@@ -138,6 +138,26 @@ interface Node {
 }
 
 const connectPg = (url: string) => new PgState({ url, poolSize: 4, connectTimeoutMs: 3000, statementTimeoutMs: 30_000 }, silentLogger);
+
+type EventsOptions = Partial<ConstructorParameters<typeof PgMailEvents>[0]>;
+
+/**
+ * Nodes "a" and "b" of the mail events on a new database of the test's own (mail root /m, hubs of their own, one
+ * pool), closed and dropped after the test; not started.
+ */
+async function twoEventNodes(t: TestContext, prefix: string, opts: { a?: EventsOptions; b?: EventsOptions } = {}) {
+  const db = await createTestDatabase({ prefix });
+  const pool = connectPg(db.url);
+  const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
+  const ha = hubs();
+  const hb = hubs();
+  const node = (name: string, h: ReturnType<typeof hubs>, o?: EventsOptions) =>
+    new PgMailEvents({ url: db.url, db: pool, node: name, mailRoot: '/m', log: silentLogger, hubs: h, onDelivered: () => undefined, ...o });
+  const a = node('a', ha, opts.a);
+  const b = node('b', hb, opts.b);
+  t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+  return { a, b, ha, hb };
+}
 
 describe('two nodes on one PostgreSQL', { timeout: 300_000 }, () => {
   let db: TestDatabase;
@@ -410,14 +430,7 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
   });
 
   it('a STORE of many messages is split into NOTIFYs under PostgreSQL\'s payload limit, none lost', async (t) => {
-    const db = await createTestDatabase({ prefix: 'mail_events_big' });
-    const pool = connectPg(db.url);
-    const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
-    const ha = hubs();
-    const hb = hubs();
-    const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined });
-    const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: () => undefined });
-    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+    const { a, b, hb, ha } = await twoEventNodes(t, 'mail_events_big');
     await Promise.all([a.start(), b.start()]);
     const got: number[] = [];
     hb.folder.on('/m/u/cur', (c) => c.kind === 'flags' && got.push(c.uid));
@@ -427,15 +440,8 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
   });
 
   it('changes made while a NOTIFY is in flight go together in the next one, in order; a folder\'s deliveries once', async (t) => {
-    const db = await createTestDatabase({ prefix: 'mail_events_coalesce' });
-    const pool = connectPg(db.url);
-    const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
-    const ha = hubs();
-    const hb = hubs();
     const delivered: [MailboxOwner, string][] = [];
-    const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined });
-    const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: (o, f) => delivered.push([o, f]) });
-    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+    const { a, b, ha, hb } = await twoEventNodes(t, 'mail_events_coalesce', { b: { onDelivered: (o, f) => delivered.push([o, f]) } });
     await Promise.all([a.start(), b.start()]);
     const got: number[] = [];
     hb.folder.on('/m/u/cur', (c) => c.kind === 'flags' && got.push(c.uid));
@@ -457,15 +463,8 @@ describe('PgMailEvents carries changes between hubs', { timeout: 120_000 }, () =
 
 describe('cluster: no NOTIFY for nobody', () => {
   it('a node alone sends no NOTIFY; one that joins gets what was kept back, then every change', async (t) => {
-    const db = await createTestDatabase({ prefix: 'mail_events_alone' });
-    const pool = connectPg(db.url);
-    const hubs = () => ({ folder: new FolderEvents(), list: new EventHub<MailboxListChange>() });
-    const ha = hubs();
-    const hb = hubs();
     // A long replay window: the test waits for conditions, not for the clock.
-    const a = new PgMailEvents({ url: db.url, db: pool, node: 'a', mailRoot: '/m', log: silentLogger, hubs: ha, onDelivered: () => undefined, replayMs: 600_000 });
-    const b = new PgMailEvents({ url: db.url, db: pool, node: 'b', mailRoot: '/m', log: silentLogger, hubs: hb, onDelivered: () => undefined });
-    t.after(() => Promise.all([a.close(), b.close()]).then(() => pool.close()).then(() => db.drop()));
+    const { a, b, ha, hb } = await twoEventNodes(t, 'mail_events_alone', { a: { replayMs: 600_000 } });
     await a.start();
     ha.folder.emit('/m/u/cur', { kind: 'flags', uid: 1, flags: ['\\Seen'], modseq: 1 });
     await waitFor('the change kept back (nobody listens)', () => a.skipped >= 1);
