@@ -69,21 +69,30 @@ async function routeToSink(a: ClusterNode, b: ClusterNode, port: number): Promis
   assert.equal(local.status, 201, JSON.stringify(local.json));
   const added = await nodeAdmin(a, 'POST', '/api/domains', { name: 'partner.example', type: 'relay', nexthop: `127.0.0.1:${port}` });
   assert.equal(added.status, 201, JSON.stringify(added.json));
+  let last = '';
   await waitFor(
-    'B to accept RCPT for partner.example',
+    'B to accept RCPT for partner.example and example.com',
     async () => {
       const c = await RawSmtp.connect(b.server.ports.smtp);
       try {
-        await c.command('EHLO client.example.net');
-        await c.command('MAIL FROM:<someone@example.net>');
-        if ((await c.command('RCPT TO:<bob@partner.example>')).code !== 250) return false;
-        return (await c.command('RCPT TO:<john@example.com>')).code === 250;
+        const replies: string[] = [];
+        for (const cmd of ['EHLO client.example.net', 'MAIL FROM:<someone@example.net>', 'RCPT TO:<bob@partner.example>', 'RCPT TO:<john@example.com>']) {
+          const r = await c.command(cmd);
+          replies.push(`${cmd} → ${r.code} ${r.text.split('\n')[0]}`);
+          if (r.code !== 250) {
+            last = replies.join('; ');
+            return false;
+          }
+        }
+        return true;
       } finally {
         c.close();
       }
     },
     { timeoutMs: 30_000, intervalMs: 100 },
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; B's last replies: ${last}\nB's log:\n${b.server.stderr().slice(-6000)}`);
+  });
 }
 
 /** Every file under `dir`, recursively. */

@@ -152,33 +152,55 @@ export class PgSettingsSync implements SharedSettings {
   }
 
   /**
-   * One sync in one transaction (the caller holds the mutex): push this node's unpushed writes, load PostgreSQL's
-   * rows into settings.db, run `change` and push what it changed. The advisory lock is taken only when something is
-   * written, so reloads of many nodes do not queue behind each other.
+   * One sync in one transaction (the caller holds the mutex): push this process's unpushed writes, load
+   * PostgreSQL's rows into settings.db, run `change` and push what it changed.
+   *
+   * settings.db may be one file for several processes: the CLI, the IMAP worker processes, and every node whose
+   * dataDir is the one shared mount each open it and sync it. So what is pushed is only what this process wrote
+   * (`dirty`, or the rows `change` changed), never "the file differs from my last sync": that difference may be
+   * another process's copy — one it loaded while a change was still uncommitted — and pushing it deleted that
+   * change cluster-wide (a relay domain added through node A vanished when node B's reload overlapped it). The
+   * advisory lock orders the file's writers: a change takes it exclusively, a reload shared (reloads of many
+   * nodes do not queue behind each other), so a reload never loads the rows while a change is uncommitted and
+   * settings.db is written in the order PostgreSQL committed. `change` runs on the reloaded copy inside one SQLite
+   * transaction, so no other process writes the file between the reload, the change and the read-back.
    */
   private async sync(opts: { seed?: boolean; change?: () => void }): Promise<void> {
     const local = this.readLocal();
     let pushed = false;
     let fresh: Rows | undefined;
+    /** The copy loaded under the lock, once `change` has been committed to settings.db on top of it. */
+    let changed: Rows | undefined;
     try {
       const version = await this.pg.transaction(async (c) => {
         const locking = opts.seed || opts.change !== undefined || this.dirty;
-        if (locking) await c.query('SELECT pg_advisory_xact_lock($1)', [SETTINGS_LOCK]);
+        await c.query(locking ? 'SELECT pg_advisory_xact_lock($1)' : 'SELECT pg_advisory_xact_lock_shared($1)', [SETTINGS_LOCK]);
         let v = (await c.query<{ version: number }>('SELECT version FROM settings_version')).rows[0].version;
-        const base = opts.seed ? (v === 0 ? emptyRows() : local) : this.base;
-        if (await this.push(c, base, local)) pushed = true;
-        fresh = await this.load(c);
-        this.replaceLocal(fresh);
+        if (opts.seed ? v === 0 : this.dirty) {
+          // The first node on an empty database brings its settings along; a write of this process outside apply()
+          // (the mailbox registry moving a renamed account's overrides) is pushed under the exclusive lock.
+          const mine = this.readLocal();
+          if (await this.push(c, opts.seed ? emptyRows() : this.base, mine)) pushed = true;
+        }
+        const loaded = await this.load(c);
+        fresh = loaded;
         if (opts.change) {
-          this.inApply = true;
-          try {
-            opts.change();
-          } finally {
-            this.inApply = false;
-          }
-          const after = this.readLocal();
-          if (await this.push(c, fresh, after)) pushed = true;
+          const change = opts.change;
+          const after = this.settings.db.transaction(() => {
+            this.replaceLocal(loaded);
+            this.inApply = true;
+            try {
+              change();
+            } finally {
+              this.inApply = false;
+            }
+            return this.readLocal();
+          }).immediate();
+          changed = loaded;
+          if (await this.push(c, loaded, after)) pushed = true;
           fresh = after;
+        } else {
+          this.replaceLocal(loaded);
         }
         if (pushed) {
           v = (await c.query<{ version: number }>('UPDATE settings_version SET version = version + 1 RETURNING version')).rows[0].version;
@@ -190,9 +212,13 @@ export class PgSettingsSync implements SharedSettings {
       this.version = version;
       this.dirty = false;
     } catch (err) {
-      // Put settings.db back as it was before: PostgreSQL has none of it (or, if COMMIT's answer was lost, the next
-      // reload brings it). Unpushed local writes stay, still dirty.
-      if (fresh !== undefined || opts.change) this.replaceLocal(local);
+      // PostgreSQL has none of this transaction (or, if COMMIT's answer was lost, the next reload brings it). A
+      // change that threw in `change` was rolled back with its SQLite transaction; one that failed in PostgreSQL
+      // after it is taken out of settings.db again (the copy as loaded under the lock). Unpushed writes of this
+      // process stay, still dirty.
+      if (this.dirty && fresh !== undefined) this.replaceLocal(local);
+      else if (changed) this.replaceLocal(changed);
+      this.settings.invalidate();
       if (isSettingsError(err)) throw err;
       throw toTempFailure(err, 'settings');
     }

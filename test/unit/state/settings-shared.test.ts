@@ -34,9 +34,9 @@ interface Pair {
 const tmp = () => mkdtempSync(join(tmpdir(), 'postern-state-'));
 const pgConfig = (url: string) => ({ type: 'postgres' as const, url, poolSize: 4, connectTimeoutMs: 3000, statementTimeoutMs: 15000 });
 
-async function pgNode(url: string, dir = tmp()): Promise<Node> {
+async function pgNode(url: string, dir = tmp(), nodeId = dir): Promise<Node> {
   const settings = openSettings(dir);
-  const state = openState(pgConfig(url), silentLogger, { nodeId: dir });
+  const state = openState(pgConfig(url), silentLogger, { nodeId });
   try {
     await state.start(settings);
   } catch (err) {
@@ -86,6 +86,26 @@ const backends: { name: string; open(t: { after(fn: () => unknown): void }): Pro
         async close() {
           await a.close();
           await b.close();
+        },
+      };
+    },
+  },
+  {
+    // What a cluster whose dataDir is one shared mount has, and what the CLI and the IMAP worker processes of one
+    // node have: several processes syncing one settings.db.
+    name: 'postgres (two nodes, one shared dataDir, one database)',
+    async open(t) {
+      const db = await createTestDatabase({ owner: t, prefix: 'settings_shared' });
+      const dir = tmp();
+      const a = await pgNode(db.url, dir, 'node-a');
+      const b = await pgNode(db.url, dir, 'node-b');
+      return {
+        a,
+        b,
+        async close() {
+          await b.state!.close();
+          b.settings.close();
+          await a.close();
         },
       };
     },
@@ -164,6 +184,48 @@ describe('settings on postgres only', () => {
         [table],
       );
       assert.deepEqual(r.rows.map((c) => c.column_name).sort(), sqlite, table);
+    }
+  });
+
+  test('two nodes on one settings.db: changes through A while B reloads again and again are all kept, everywhere', async (t) => {
+    const db = await createTestDatabase({ owner: t, prefix: 'shared_reload' });
+    const dir = tmp();
+    const a = await pgNode(db.url, dir, 'node-a');
+    const b = await pgNode(db.url, dir, 'node-b');
+    t.after(async () => {
+      await b.state!.close();
+      b.settings.close();
+      await a.close();
+    });
+    // B reloads whenever a notification says a version above its own: one every few milliseconds from outside, so
+    // B's reloads overlap A's changes (before the fix, B's reload wrote a copy without A's uncommitted change into
+    // the shared file, and the next sync of A pushed that copy: the domain was deleted cluster-wide).
+    const c = new pg.Client({ connectionString: db.url });
+    c.on('error', () => undefined); // the database is dropped when the test ends
+    await c.connect();
+    t.after(() => c.end());
+    let poking = true;
+    const poke = (async () => {
+      while (poking) await c.query("SELECT pg_notify('postern_settings', '999999999 poke')");
+    })();
+    const names = Array.from({ length: 25 }, (_, i) => `d${i}.example`);
+    try {
+      for (const name of names) await a.settings.apply(() => a.settings.addDomain({ name, type: 'relay', nexthop: '127.0.0.1:2525' }));
+    } finally {
+      poking = false;
+      await poke;
+    }
+    const inPg = async () => (await c.query<{ name: string }>('SELECT name FROM domains ORDER BY name')).rows.map((r) => r.name);
+    // Quiet now: whatever sync was still under way has ended, so what holds now holds for good.
+    await a.settings.apply(() => a.settings.set('queue.lifetimeHours', 49));
+    await waitFor('B to have the last change', () => b.settings.get('queue.lifetimeHours') === 49);
+    assert.deepEqual(await inPg(), [...names].sort());
+    for (const [who, n] of [['A', a], ['B', b]] as const) {
+      assert.deepEqual(
+        names.filter((d) => !n.settings.getDomain(d)),
+        [],
+        `${who} is missing domains`,
+      );
     }
   });
 
