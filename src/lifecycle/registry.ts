@@ -26,6 +26,10 @@ import { ownerDirName } from '../store/names.js';
 import type { Settings, UserSettings } from '../settings/store.js';
 import { fsyncDir } from '../store/fs-util.js';
 
+/** Back-off of an overrides change that failed after its registry decision was committed (settingsChange). */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
 export interface MailboxRecord {
   guid: string;
   /** Relative to the store root, without the trailing /Maildir: `users/<guid>` or `users/<login>` (legacy). */
@@ -251,7 +255,7 @@ export class MailboxRegistry {
       if (this.shared) {
         // Of the nodes that see the rename, the one whose update changed the row moves the settings.
         const r = await this.shared.rename(guid, user.login, at);
-        if (r.changed && r.row) await this.settingsChange(guid, 'rename', () => this.renamed(guid, row.login, user.login));
+        if (r.changed && r.row) await this.settingsChange(guid, 'rename', () => this.renamed(guid, row.login, user.login), (now) => now !== undefined && now.login === user.login);
       } else {
         this.opts.settings.db.transaction(() => {
           this.stmt.setLogin.run(user.login, at, guid);
@@ -287,7 +291,7 @@ export class MailboxRegistry {
       // Only the node whose update orphaned the row holds the settings aside (they are the cluster's, synced).
       const r = await this.shared.orphan(row.guid, at.toISOString(), held ? JSON.stringify(held) : null);
       if (!r.changed) return false;
-      await this.settingsChange(row.guid, 'orphan', clear);
+      await this.settingsChange(row.guid, 'orphan', clear, (now) => !!now?.orphaned_at);
     } else {
       this.opts.settings.db.transaction(() => {
         this.stmt.orphan.run(at.toISOString(), held ? JSON.stringify(held) : null, row.guid);
@@ -313,7 +317,7 @@ export class MailboxRegistry {
       // Refused while a node erases it: an erase that has begun is finished, never raced by a restore.
       const r = await this.shared.restore(row.guid, user.login, this.now().toISOString());
       if (!r.changed) return false;
-      await this.settingsChange(row.guid, 'restore', () => give(r.held), r.held);
+      await this.settingsChange(row.guid, 'restore', () => give(r.held), (now) => now !== undefined && !now.orphaned_at && now.login === user.login, r.held);
     } else {
       this.opts.settings.db.transaction(() => {
         this.stmt.restore.run(user.login, this.now().toISOString(), row.guid);
@@ -371,14 +375,33 @@ export class MailboxRegistry {
    * state postgres: the overrides that go with a registry decision, changed through Settings.apply, which first
    * re-reads the cluster's settings (the copy may not have another node's last change yet: a restore that read a
    * stale copy would skip giving the held overrides back, then lose them to the clear arriving after). The decision
-   * is already committed: if PostgreSQL fails in between, the overrides stay as they were, logged with what was held.
+   * is already committed: if PostgreSQL fails in between, the change is retried in the background (1 s, doubling
+   * to 60 s) for as long as `holds` says the decision is still the registry's (an orphan clear is not run on an
+   * account restored meanwhile). The retries live in this process: a node that dies meanwhile leaves them undone,
+   * which the error log says with what was held.
    */
-  private async settingsChange(guid: string, what: string, fn: () => void, held?: string | null): Promise<void> {
-    try {
-      await this.opts.settings.apply(fn);
-    } catch (err) {
-      this.log.error({ component: 'mailbox', guid, what, held, err: (err as Error).message }, 'mailbox: the registry changed but the account\'s overrides could not follow (set them again with postern user set)');
-    }
+  private async settingsChange(guid: string, what: string, fn: () => void, holds: (row: Row | undefined) => boolean, held?: string | null): Promise<void> {
+    const attempt = async (delayMs: number): Promise<void> => {
+      const row = () => this.stmt.get.get(guid) as Row | undefined;
+      if (!holds(row())) {
+        if (delayMs > RETRY_FIRST_MS) this.log.info({ component: 'mailbox', guid, what }, 'mailbox: the registry has decided otherwise meanwhile; the overrides change is dropped');
+        return;
+      }
+      try {
+        await this.opts.settings.apply(() => {
+          if (holds(row())) fn();
+        });
+        if (delayMs > RETRY_FIRST_MS) this.log.info({ component: 'mailbox', guid, what }, 'mailbox: the account\'s overrides followed the registry after all');
+      } catch (err) {
+        if (!(err instanceof TempFailure)) {
+          this.log.error({ component: 'mailbox', guid, what, held, err: (err as Error).message }, 'mailbox: the registry changed but the account\'s overrides could not follow (set them again with postern user set)');
+          return;
+        }
+        this.log.warn({ component: 'mailbox', guid, what, held, err: err.message, retryInMs: delayMs }, 'mailbox: the registry changed but the account\'s overrides could not follow yet; retried');
+        setTimeout(() => void attempt(Math.min(delayMs * 2, RETRY_MAX_MS)), delayMs).unref();
+      }
+    };
+    await attempt(RETRY_FIRST_MS);
   }
 
   private moveSettings(from: string, to: string): void {

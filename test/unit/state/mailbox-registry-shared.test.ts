@@ -17,7 +17,8 @@ import { LdifDirectory } from '../../../src/directory/ldif/ldif-directory.ts';
 import { parseLdif } from '../../../src/directory/ldif/parse.ts';
 import type { Directory, UserEntry } from '../../../src/directory/types.ts';
 import { TempFailure } from '../../../src/lib/errors.ts';
-import { silentLogger } from '../../../src/lib/logger.ts';
+import { createLogger, silentLogger, type Logger } from '../../../src/lib/logger.ts';
+import { Writable } from 'node:stream';
 import { MailboxLifecycle, mailboxEnabled, reconcileMailboxes, type LifecycleDeps } from '../../../src/lifecycle/lifecycle.ts';
 import { RunOnce } from '../../../src/cluster/run-once.ts';
 import { MailboxRegistry } from '../../../src/lifecycle/registry.ts';
@@ -74,16 +75,16 @@ interface Pair {
 const tmp = () => mkdtempSync(join(tmpdir(), 'postern-registry-'));
 const pgConfig = (url: string) => ({ type: 'postgres' as const, url, poolSize: 4, connectTimeoutMs: 3000, statementTimeoutMs: 15000 });
 
-function localNode(settings: Settings, root: string, ad: Swappable): Omit<Node, 'close'> {
-  const registry = new MailboxRegistry({ root, settings });
+function localNode(settings: Settings, root: string, ad: Swappable, log: Logger = silentLogger): Omit<Node, 'close'> {
+  const registry = new MailboxRegistry({ root, settings, log });
   const store = new MaildirStore({ root, hostname: 'mx.example.com', locate: (o) => registry.locate(o) });
   return { settings, registry, store, deps: { registry, directory: ad, settings, log: silentLogger } };
 }
 
-async function pgNode(url: string, root: string, ad: Swappable, dir = tmp()): Promise<Node> {
+async function pgNode(url: string, root: string, ad: Swappable, dir = tmp(), log: Logger = silentLogger): Promise<Node> {
   const settings = openSettings(dir);
   const state = openState(pgConfig(url), silentLogger, { nodeId: dir });
-  const node = localNode(settings, root, ad);
+  const node = localNode(settings, root, ad, log);
   const shared = new PgMailboxRegistry({ pg: state.pg!, registry: node.registry, log: silentLogger, nodeId: dir });
   node.registry.attachShared(shared);
   try {
@@ -112,13 +113,13 @@ const aliceAd = () => ldif(userLdif('Alice', 'alice', G_ALICE), userLdif('Bob', 
 const onlyBob = () => ldif(userLdif('Bob', 'bob', G_BOB));
 
 /** Two nodes on a new database of the test's own (on `baseUrl`'s server when given), sharing one mail root and one AD. */
-async function twoPgNodes(t: TestContext, prefix: string, baseUrl?: string): Promise<{ url: string; ad: Swappable; root: string; a: Node; b: Node }> {
+async function twoPgNodes(t: TestContext, prefix: string, baseUrl?: string, logA?: Logger): Promise<{ url: string; ad: Swappable; root: string; a: Node; b: Node }> {
   const db = await createTestDatabase({ owner: t, prefix, ...(baseUrl ? { baseUrl } : {}) });
   const mail = tmp();
   t.after(() => rmSync(mail, { recursive: true, force: true }));
   const ad = new Swappable(aliceAd());
   const root = join(mail, 'mail');
-  const a = await pgNode(db.url, root, ad);
+  const a = await pgNode(db.url, root, ad, undefined, logA);
   t.after(() => a.close());
   const b = await pgNode(db.url, root, ad);
   t.after(() => b.close());
@@ -371,6 +372,51 @@ describe('mailbox registry on postgres only', () => {
     await Promise.all([la.stop(), lb.stop()]);
     assert.equal(Math.min(asked.a, asked.b), 0, JSON.stringify(asked));
     assert.equal(Math.max(asked.a, asked.b), 1, JSON.stringify(asked));
+  });
+
+  /** Node A's Settings.apply fails temporarily for its next `times` calls (PostgreSQL failing just then). */
+  function failApply(n: Node, times: number): { calls: number } {
+    const real = n.settings.apply.bind(n.settings);
+    const seen = { calls: 0 };
+    n.settings.apply = (<T>(fn: () => T): Promise<T> => {
+      if (seen.calls++ < times) return Promise.reject(new TempFailure('settings: PostgreSQL is unreachable (injected)'));
+      return real(fn);
+    }) as Settings['apply'];
+    return seen;
+  }
+
+  test('the overrides follow an orphan decision whose settings change failed: retried until it goes through', async (t) => {
+    const p = await twoPgNodes(t, 'mbxretry');
+    await aliceWithMail({ ...p, close: async () => undefined });
+    const seen = failApply(p.a, 1);
+    p.ad.current = onlyBob();
+    const r = await reconcileMailboxes(p.a.deps, { guid: G_ALICE });
+    assert.deepEqual(r.orphaned, [G_ALICE]);
+    assert.equal(p.a.settings.getUser('alice')?.quotaMB, 77, 'the first try failed: not held aside yet');
+    await waitFor('A to hold the override aside after the retry', () => p.a.settings.getUser('alice') === null);
+    await waitFor('B to see it held aside', () => p.b.settings.getUser('alice') === null);
+    assert.equal(seen.calls, 2);
+  });
+
+  test('a retried orphan clear is dropped when the account came back meanwhile: the override stays', async (t) => {
+    const lines: { msg?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { msg?: string });
+        done();
+      },
+    });
+    const p = await twoPgNodes(t, 'mbxretry2', undefined, createLogger('info', sink));
+    await aliceWithMail({ ...p, close: async () => undefined });
+    failApply(p.a, 1);
+    p.ad.current = onlyBob();
+    assert.deepEqual((await reconcileMailboxes(p.a.deps, { guid: G_ALICE })).orphaned, [G_ALICE]);
+    p.ad.current = aliceAd(); // restored from the AD recycle bin before the retry is due
+    assert.deepEqual((await reconcileMailboxes(p.b.deps)).restored, [G_ALICE]);
+    await waitFor('A to see alice active again', () => p.a.registry.get(G_ALICE) && !p.a.registry.get(G_ALICE)!.orphanedAt);
+    await waitFor('the retry to find the decision gone', () => lines.some((l) => /decided otherwise meanwhile/.test(l.msg ?? '')));
+    assert.equal(p.a.settings.getUser('alice')?.quotaMB, 77);
+    assert.equal(p.b.settings.getUser('alice')?.quotaMB, 77);
   });
 
   describe('PostgreSQL stopped and started again', () => {
