@@ -17,7 +17,7 @@ import { loadTls, type TlsMaterial } from './lib/tls.js';
 import { newQueueId } from './queue/id.js';
 import { Scheduler } from './queue/scheduler.js';
 import type { Spool } from './queue/spool.js';
-import { openSpool } from './state/index.js';
+import { indexCacheDir, openSpool } from './state/index.js';
 import { startSmtp, type SmtpService } from './smtp/server.js';
 import { dataOptions, makeFilters, makeSrs, spoolPrefixFor } from './smtp/wiring.js';
 import { SmtpWorkers } from './smtp/workers.js';
@@ -138,7 +138,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     const remote = new RemoteDelivery({ settings, hostname, config: { delivery: config.delivery, dns: config.dns }, log, trace });
     // One mailbox object for POP3 (and IMAP): they share its change hub and the POP3 maildrop locks.
     // state postgres (issue 16): UIDs, flags, MODSEQs from the shared index; each node's copy in its own dataDir.
-    const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: join(config.dataDir, 'index-cache') }) : undefined;
+    const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: indexCacheDir(config) }) : undefined;
     const mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(settings), log, ...(pgIndex ? { pgIndex } : {}) });
     // RFC 4467 URLAUTH keys in each user's Maildir root (store/urlauth-keys.ts), for IMAP and for BURL (RFC 4468).
     const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });

@@ -30,6 +30,7 @@ function resolvePaths(cfg: Config, base: string): Config {
   return {
     ...cfg,
     dataDir: abs(cfg.dataDir)!,
+    state: cfg.state.type === 'postgres' && cfg.state.cacheDir ? { ...cfg.state, cacheDir: abs(cfg.state.cacheDir) } : cfg.state,
     directory: {
       ...cfg.directory,
       file: abs(cfg.directory.file),

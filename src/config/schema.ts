@@ -345,6 +345,12 @@ export const stateSchema = z
           .min(100)
           .default(15000)
           .describe('Longest a query may run before it is cancelled and the operation fails temporarily'),
+        cacheDir: z
+          .string()
+          .optional()
+          .describe(
+            "This node's copies of the folder index (SQLite, one per folder). Default dataDir/index-cache; put it on local disk when dataDir is a mount the nodes share. Relative to the config file",
+          ),
       })
       .strict(),
   ])

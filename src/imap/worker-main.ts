@@ -11,6 +11,7 @@ import { SessionRegistry } from '../lib/session-registry.js';
 import { loadTls } from '../lib/tls.js';
 import { MaildirMailbox, quotaFromSettings } from '../store/maildir-mailbox.js';
 import { MaildirPgIndex } from '../state/postgres/maildir-pg-index.js';
+import { indexCacheDir } from '../state/index.js';
 import { MaildirStore } from '../store/maildir.js';
 import { UrlauthKeyStore } from '../store/urlauth-keys.js';
 import { serverHostname } from '../server.js';
@@ -121,7 +122,7 @@ async function init(m: Extract<ToWorker, { t: 'init' }>): Promise<void> {
   // Mailboxes belong to AD objects (issue 13): the same registry as the primary's tells where each one is.
   const store = new MaildirStore({ root: join(config.dataDir, 'mail'), hostname, log, locate: (owner) => core!.registry.locate(owner) });
   // state postgres: the shared index as the primary uses it, and the same node-local copies (server.ts).
-  const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: join(config.dataDir, 'index-cache') }) : undefined;
+  const pgIndex = core.state.pg ? new MaildirPgIndex({ db: core.state.pg, mailRoot: store.root, cacheDir: indexCacheDir(config) }) : undefined;
   mailbox = new MaildirMailbox({ store, quotaBytes: quotaFromSettings(core.settings), log, ...(pgIndex ? { pgIndex } : {}) });
   Object.assign(mailbox, { settle });
   const urlauthKeys = new UrlauthKeyStore({ root: (owner) => store.maildirPath(owner) });

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { StateConfig } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/store.js';
@@ -88,6 +89,14 @@ export function openState(config: StateConfig, log: Logger, opts: OpenStateOptio
       await pg.close();
     },
   };
+}
+
+/**
+ * Where this node keeps its copies of the shared folder index (state postgres, maildir-pg-index.ts): `state.cacheDir`,
+ * or dataDir/index-cache. The IMAP worker processes of a node use the same directory as its main process.
+ */
+export function indexCacheDir(config: { dataDir: string; state: StateConfig }): string {
+  return (config.state.type === 'postgres' && config.state.cacheDir) || join(config.dataDir, 'index-cache');
 }
 
 /**

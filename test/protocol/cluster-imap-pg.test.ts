@@ -11,7 +11,8 @@
  * by itself afterwards.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -107,13 +108,18 @@ describe('two postern processes on one PostgreSQL and one mail directory', { tim
   let db: TestDatabase;
   let A: ProcessServer;
   let B: ProcessServer;
+  let bCache: string;
+  let bData: string;
 
   before(async () => {
     db = await createTestDatabase({ prefix: 'cluster_imap' });
     const listeners = { smtp: { port: 0, host: '127.0.0.1' }, submission: false, smtps: false, imap: { port: 0, host: '127.0.0.1' }, imaps: false, pop3: { port: 0, host: '127.0.0.1' }, pop3s: false, admin: false, http: false, https: false, managesieve: false };
     const base = { hostname: 'mx.example.com', state: { type: 'postgres', url: db.url }, directory: { type: 'ldif', file: join(ROOT, 'fixtures/ad/corp.ldif') }, listeners };
     const a = writeConfig(base);
-    const b = writeConfig(base);
+    // B keeps its copies of the folder index outside its dataDir, as a node whose dataDir is a shared mount would.
+    bCache = mkdtempSync(join(tmpdir(), 'postern-index-cache-'));
+    const b = writeConfig({ ...base, state: { ...base.state, cacheDir: bCache } });
+    bData = b.dataDir;
     mkdirSync(join(a.dataDir, 'mail'), { recursive: true });
     symlinkSync(join(a.dataDir, 'mail'), join(b.dataDir, 'mail'));
     for (const args of [
@@ -130,6 +136,16 @@ describe('two postern processes on one PostgreSQL and one mail directory', { tim
   after(async () => {
     await Promise.all([A?.stop(), B?.stop()]);
     await db?.drop();
+    if (bCache) rmSync(bCache, { recursive: true, force: true });
+  });
+
+  it("B's copies of the folder index are in its state.cacheDir, none in its dataDir", async () => {
+    await smtpSend(A.ports.smtp!, 'john@example.com', msg('for the cache'));
+    const c = await RawImap.login(B.ports.imap!, 'john.smith', PASSWORD);
+    await waitFor('the message on B', async () => /^\* [1-9]\d* EXISTS/m.test(await c.ok(`c${Date.now()}`, 'SELECT INBOX')), { timeoutMs: 60_000, intervalMs: 200 });
+    c.close();
+    assert.ok(readdirSync(bCache).some((f) => f.endsWith('.db')), `no copy in ${bCache}: ${readdirSync(bCache).join(', ')}`);
+    assert.equal(existsSync(join(bData, 'index-cache')), false);
   });
 
   it("a delivery through A's SMTP reaches an IDLE session on B (measured latency printed)", async () => {

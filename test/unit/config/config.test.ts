@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, parseConfig, PACKAGE_ROOT } from '../../../src
 import { configJsonSchema } from '../../../src/config/schema.ts';
 import { configReferenceMarkdown, REFERENCE_END, REFERENCE_START } from '../../../src/config/reference.ts';
 import { writeConfig } from '../../helpers/cli.ts';
+import { indexCacheDir } from '../../../src/state/index.ts';
 
 test('schema/config.schema.json matches the zod schema (regenerate with npm run schema)', () => {
   const onDisk = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'schema/config.schema.json'), 'utf8'));
@@ -98,6 +99,11 @@ test('state: sqlite by default; postgres needs a postgres:// URL and gets the po
     connectTimeoutMs: 5000,
     statementTimeoutMs: 15000,
   });
+  // The node's copies of the folder index: dataDir/index-cache unless state.cacheDir (relative to the config file).
+  const pgState = (extra: object) => ({ dataDir: 'data', state: { type: 'postgres', url: 'postgres://db/x', ...extra } });
+  assert.equal(indexCacheDir(parseConfig(pgState({}), 'x.yaml', '/etc/postern')), '/etc/postern/data/index-cache');
+  assert.equal(indexCacheDir(parseConfig(pgState({ cacheDir: 'cache' }), 'x.yaml', '/etc/postern')), '/etc/postern/cache');
+  assert.equal(indexCacheDir(parseConfig(pgState({ cacheDir: '/var/cache/postern' }), 'x.yaml', '/etc/postern')), '/var/cache/postern');
   assert.throws(() => parseConfig({ state: { type: 'postgres' } }, 'x.yaml'), /x\.yaml: state\.url/);
   assert.throws(() => parseConfig({ state: { type: 'postgres', url: 'mysql://db/x' } }, 'x.yaml'), /state\.url: .*postgres/);
   assert.throws(() => parseConfig({ state: { type: 'sqlite', url: 'postgres://db/x' } }, 'x.yaml'), /x\.yaml: .*url/);
