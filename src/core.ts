@@ -51,9 +51,13 @@ function packageVersion(): string {
   }
 }
 
-export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay?: FailureDelay } = {}): Core {
+/**
+ * `asNode: false` (the CLI): with state postgres the state is not registered as a cluster node when it is started
+ * (startCliState).
+ */
+export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay?: FailureDelay; asNode?: boolean } = {}): Core {
   const settings = openSettings(config.dataDir);
-  const state = openState(config.state, log, { node: { address: config.hostname ?? osHostname(), version: packageVersion() } });
+  const state = openState(config.state, log, opts.asNode === false ? { name: 'postern cli' } : { node: { address: config.hostname ?? osHostname(), version: packageVersion() } });
   const directory = createDirectory(config.directory, log);
   const registry = new MailboxRegistry({ root: join(config.dataDir, 'mail'), settings, log });
   const sharedRegistry = state.pg ? new PgMailboxRegistry({ pg: state.pg, registry, log, nodeId: state.nodeId }) : undefined;
@@ -118,4 +122,15 @@ export function openCore(config: LoadedConfig, log: Logger, opts: { failureDelay
       settings.close();
     },
   };
+}
+
+/**
+ * For a CLI command that reads or changes the mailbox registry or the settings with state postgres: the first sync of
+ * both (so it reads the cluster's rows, not the copy this dataDir's settings.db last had, and its changes go to
+ * PostgreSQL first). Nothing to do with state sqlite. TempFailure when PostgreSQL cannot answer (exit 75).
+ */
+export async function startCliState(core: Core): Promise<void> {
+  if (!core.state.pg) return;
+  await core.state.start(core.settings);
+  await core.sharedRegistry?.start();
 }

@@ -6,7 +6,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
-import { openCore, type Core } from '../core.js';
+import { openCore, startCliState, type Core } from '../core.js';
 import { FailureDelay } from '../auth/failure-delay.js';
 import { isGuid } from '../directory/guid.js';
 import { EXIT } from '../lib/errors.js';
@@ -18,9 +18,15 @@ import { action, CliExit } from './settings.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-function core(ctx: CliContext): Core {
-  const c = openCore(ctx.config(), createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'), { failureDelay: new FailureDelay({ baseMs: 0, maxMs: 0 }) });
+/**
+ * The core of one command. With state postgres it first syncs the registry and the settings from PostgreSQL: the
+ * settings.db of the dataDir it is given may be a copy no running server keeps current, and an erase or reconcile
+ * must write through to the cluster.
+ */
+async function core(ctx: CliContext): Promise<Core> {
+  const c = openCore(ctx.config(), createLogger(process.env.POSTERN_LOG_LEVEL ?? 'warn'), { failureDelay: new FailureDelay({ baseMs: 0, maxMs: 0 }), asNode: false });
   ctx.onClose(() => c.close());
+  await startCliState(c);
   return c;
 }
 
@@ -40,8 +46,8 @@ export function registerMailboxCommands(program: Command, ctx: CliContext, setCo
     .description('list orphaned mailboxes and when each will be erased')
     .option('--json', 'print JSON')
     .action(
-      action(ctx, setCode, (opts: { json?: boolean }) => {
-        const c = core(ctx);
+      action(ctx, setCode, async (opts: { json?: boolean }) => {
+        const c = await core(ctx);
         const days = c.settings.get('mailbox.deletedAccountRetentionDays');
         const list = c.registry.listOrphaned().map((r) => ({ ...r, eraseAfter: new Date(Date.parse(r.orphanedAt!) + days * DAY_MS).toISOString() }));
         if (opts.json) {
@@ -63,7 +69,7 @@ export function registerMailboxCommands(program: Command, ctx: CliContext, setCo
     .option('-o, --output <file>', 'the tar file to write (default mailbox-<login>-<guid>.tar)')
     .action(
       action(ctx, setCode, async (guid: string, opts: { output?: string }) => {
-        const c = core(ctx);
+        const c = await core(ctx);
         const r = orphan(c, guid);
         const dir = join(ctx.config().dataDir, 'mail', r.dir);
         if (!existsSync(join(dir, 'Maildir'))) throw new CliExit(EXIT.no, `mailbox ${r.guid} has no Maildir (nothing was ever delivered)`);
@@ -79,7 +85,7 @@ export function registerMailboxCommands(program: Command, ctx: CliContext, setCo
     .argument('<guid>', 'objectGUID of the account (postern mailbox orphans)')
     .action(
       action(ctx, setCode, async (guid: string) => {
-        const c = core(ctx);
+        const c = await core(ctx);
         const r = orphan(c, guid);
         await c.registry.erase(r.guid);
         ctx.out(`erased the mailbox of ${r.login} (${r.guid})`);
@@ -91,7 +97,7 @@ export function registerMailboxCommands(program: Command, ctx: CliContext, setCo
     .description('check every mailbox against AD now: orphan, restore, erase past the retention')
     .action(
       action(ctx, setCode, async () => {
-        const c = core(ctx);
+        const c = await core(ctx);
         const r = await c.lifecycle.reconcile();
         if (r.tempFailed) {
           ctx.err('the directory could not answer: nothing changed');

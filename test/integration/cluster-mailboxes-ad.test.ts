@@ -29,7 +29,7 @@ import { silentLogger } from '../../src/lib/logger.ts';
 import { startServer, type Server } from '../../src/server.ts';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { adAdminClient, addAdUser, guidOf, probeRcpt, sendFromOutside, SHOW_DELETED } from '../helpers/ad-accounts.ts';
-import { adDirectory, haveAd, ROOT } from '../helpers/cli.ts';
+import { adDirectory, haveAd, ROOT, runCli, writeConfig } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -129,6 +129,16 @@ describe('the mailbox registry and its sweep shared by two nodes, against Samba 
     console.log(`# the orphan reached B ${Date.now() - orphanedOnA} ms after A had it`);
     assert.equal(b.core.registry.get(guid)!.orphanedAt, a.core.registry.get(guid)!.orphanedAt);
     assert.equal((await rcpt(b.ports.smtp!, mail(U))).code, 550);
+    // The CLI on a dataDir no server keeps current (a fresh one: its settings.db has no registry rows) lists the
+    // cluster's orphans from PostgreSQL.
+    const cliConfig = writeConfig({ hostname: 'mx.example.com', directory: adDirectory('AD'), state: { type: 'postgres', url: db.url } });
+    try {
+      const listed = await runCli(['mailbox', 'orphans', '--json'], { config: cliConfig.file });
+      assert.equal(listed.code, 0, listed.err);
+      assert.deepEqual((JSON.parse(listed.out) as { mailboxes: { guid: string }[] }).mailboxes.map((m) => m.guid), [guid]);
+    } finally {
+      rmSync(cliConfig.dataDir, { recursive: true, force: true });
+    }
 
     const { searchEntries } = await ldap.search(
       BASE,

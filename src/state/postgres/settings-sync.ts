@@ -155,8 +155,8 @@ export class PgSettingsSync implements SharedSettings {
    * One sync in one transaction (the caller holds the mutex): push this process's unpushed writes, load
    * PostgreSQL's rows into settings.db, run `change` and push what it changed.
    *
-   * settings.db may be one file for several processes: the CLI, the IMAP worker processes, and every node whose
-   * dataDir is the one shared mount each open it and sync it. So what is pushed is only what this process wrote
+   * settings.db may be one file for several processes: the CLI and every node whose dataDir is the one shared mount
+   * each open it and sync it (the worker processes of a node only read it). So what is pushed is only what this process wrote
    * (`dirty`, or the rows `change` changed), never "the file differs from my last sync": that difference may be
    * another process's copy — one it loaded while a change was still uncommitted — and pushing it deleted that
    * change cluster-wide (a relay domain added through node A vanished when node B's reload overlapped it). The
