@@ -411,6 +411,7 @@ describe('mailbox registry on postgres only', () => {
     failApply(p.a, 1);
     p.ad.current = onlyBob();
     assert.deepEqual((await reconcileMailboxes(p.a.deps, { guid: G_ALICE })).orphaned, [G_ALICE]);
+    await waitFor('B to see it orphaned', () => p.b.registry.get(G_ALICE)?.orphanedAt);
     p.ad.current = aliceAd(); // restored from the AD recycle bin before the retry is due
     assert.deepEqual((await reconcileMailboxes(p.b.deps)).restored, [G_ALICE]);
     await waitFor('A to see alice active again', () => p.a.registry.get(G_ALICE) && !p.a.registry.get(G_ALICE)!.orphanedAt);
