@@ -156,8 +156,8 @@ export class PgSettingsSync implements SharedSettings {
    * PostgreSQL's rows into settings.db, run `change` and push what it changed.
    *
    * settings.db may be one file for several processes: the CLI and every node whose dataDir is the one shared mount
-   * each open it and sync it (the worker processes of a node only read it). So what is pushed is only what this process wrote
-   * (`dirty`, or the rows `change` changed), never "the file differs from my last sync": that difference may be
+   * each open it and sync it (the worker processes of a node only read it). So what is pushed is only what this
+   * process wrote (`dirty`, or the rows `change` changed), never "the file differs from my last sync": that difference may be
    * another process's copy — one it loaded while a change was still uncommitted — and pushing it deleted that
    * change cluster-wide (a relay domain added through node A vanished when node B's reload overlapped it). The
    * advisory lock orders the file's writers: a change takes it exclusively, a reload shared (reloads of many
@@ -166,9 +166,10 @@ export class PgSettingsSync implements SharedSettings {
    * transaction, so no other process writes the file between the reload, the change and the read-back.
    */
   private async sync(opts: { seed?: boolean; change?: () => void }): Promise<void> {
-    const local = this.readLocal();
     let pushed = false;
     let fresh: Rows | undefined;
+    /** This process's copy as it was before a push of its own writes (put back if the push fails). */
+    let mine: Rows | undefined;
     /** The copy loaded under the lock, once `change` has been committed to settings.db on top of it. */
     let changed: Rows | undefined;
     try {
@@ -179,7 +180,7 @@ export class PgSettingsSync implements SharedSettings {
         if (opts.seed ? v === 0 : this.dirty) {
           // The first node on an empty database brings its settings along; a write of this process outside apply()
           // (the mailbox registry moving a renamed account's overrides) is pushed under the exclusive lock.
-          const mine = this.readLocal();
+          mine = this.readLocal();
           if (await this.push(c, opts.seed ? emptyRows() : this.base, mine)) pushed = true;
         }
         const loaded = await this.load(c);
@@ -216,7 +217,7 @@ export class PgSettingsSync implements SharedSettings {
       // change that threw in `change` was rolled back with its SQLite transaction; one that failed in PostgreSQL
       // after it is taken out of settings.db again (the copy as loaded under the lock). Unpushed writes of this
       // process stay, still dirty.
-      if (this.dirty && fresh !== undefined) this.replaceLocal(local);
+      if (this.dirty && mine && fresh !== undefined) this.replaceLocal(mine);
       else if (changed) this.replaceLocal(changed);
       this.settings.invalidate();
       if (isSettingsError(err)) throw err;
