@@ -11,7 +11,7 @@
  * Unlike Courier's default build, Trash counts against the quota, as in Dovecot (its default quota rules).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FILE_MODE, errorCode, writeAllSync } from './fs-util.js';
@@ -100,9 +100,13 @@ export async function maildirSizeIsStale(maildir: string): Promise<boolean> {
 export async function appendMaildirSize(maildir: string, bytes: number, messages: number): Promise<boolean> {
   // Synchronous, as the Maildir delivery around it (src/lib/durable-fs.ts): a line appended to the page cache, and
   // without a quota most often only an ENOENT.
+  const path = join(maildir, MAILDIRSIZE);
+  // Most mailboxes have no quota, so no maildirsize: existsSync (access(2)) answers that without an exception
+  // thrown and caught per delivered message (issue 11). The catch below stays for a file removed in between.
+  if (!existsSync(path)) return false;
   let fd;
   try {
-    fd = openSync(join(maildir, MAILDIRSIZE), constants.O_WRONLY | constants.O_APPEND);
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND);
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;
     throw err;
