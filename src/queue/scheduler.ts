@@ -86,6 +86,8 @@ interface Entry {
 }
 
 const TIMER_MAX = 2 ** 31 - 1;
+/** The longest a new message's first delivery attempt waits for another commit to start it (see onEnqueued). */
+const FRESH_ATTEMPT_DELAY_MS = 10;
 
 function time(iso: string | undefined, fallback: number): number {
   const t = iso === undefined ? NaN : Date.parse(iso);
@@ -140,6 +142,8 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
   private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private pumpQueued = false;
+  /** The timer of a delayed pump (schedulePump with a delay), while one is queued. */
+  private pumpDelay: NodeJS.Timeout | undefined;
   /** Claim mode: a claim is under way; another was asked for meanwhile. */
   private claiming = false;
   private claimAgain = false;
@@ -151,7 +155,16 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     if (this.spool.claims && !this.stopped) return this.schedulePump();
     if (this.stopped || this.entries.has(e.id) || this.gone.has(e.id)) return;
     this.entries.set(e.id, { id: e.id, due: time(e.nextAttemptAt, Date.now()), running: false, touched: ++this.seq, flushAgain: false });
-    this.schedulePump();
+    // The first attempt is held back until the loop would wait anyway: this event comes just before the SMTP
+    // session's 250 is written, and started at once (setImmediate) the delivery ran on the event loop before the
+    // client's next command could be read (issue 11: QUIT read ~0.8 ms after the 250 with one session). It starts
+    // when the next enqueue waits for its fsyncs (onCommitting), or after FRESH_ATTEMPT_DELAY_MS when none comes.
+    this.schedulePump(FRESH_ATTEMPT_DELAY_MS);
+  };
+
+  /** An enqueue waits for the disk: the deliveries held back by onEnqueued start now, during that wait. */
+  private readonly onCommitting = () => {
+    if (this.pumpDelay !== undefined) this.schedulePump();
   };
 
   constructor(options: SchedulerOptions) {
@@ -187,6 +200,7 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     }
     this.stopped = false;
     this.spool.on('enqueued', this.onEnqueued);
+    this.spool.on('committing', this.onCommitting);
     if (this.spool.claims) {
       this.log.info({ messages: recovered.messages, removedOrphans: recovered.removedOrphans.length, mode: 'claims' }, 'queue started');
       this.pump();
@@ -203,9 +217,15 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     if (this.stopped) return;
     this.stopped = true;
     this.spool.off('enqueued', this.onEnqueued);
+    this.spool.off('committing', this.onCommitting);
     clearInterval(this.scanTimer);
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.pumpDelay !== undefined) {
+      clearTimeout(this.pumpDelay);
+      this.pumpDelay = undefined;
+      this.pumpQueued = false;
+    }
     await this.scanning;
     await Promise.allSettled([...this.inFlight]);
     await this.spool.settle().catch((err: unknown) => this.log.warn({ err }, 'cannot fsync the queue directory at stop'));
@@ -293,13 +313,23 @@ export class Scheduler extends EventEmitter<{ finished: [FinishedEvent]; attempt
     this.pump();
   }
 
-  private schedulePump(): void {
-    if (this.pumpQueued || this.stopped) return;
+  /**
+   * Runs pump() soon: at the end of this turn of the event loop, or after `delayMs`. A pump already on its way
+   * covers this request, unless it is a later one and this one is sooner (then the sooner one is made).
+   */
+  private schedulePump(delayMs = 0): void {
+    if (this.stopped) return;
+    if (this.pumpQueued && (delayMs > 0 || this.pumpDelay === undefined)) return;
+    if (this.pumpDelay !== undefined) clearTimeout(this.pumpDelay);
+    this.pumpDelay = undefined;
     this.pumpQueued = true;
-    setImmediate(() => {
+    const run = () => {
       this.pumpQueued = false;
+      this.pumpDelay = undefined;
       this.pump();
-    });
+    };
+    if (delayMs > 0) this.pumpDelay = setTimeout(run, delayMs);
+    else setImmediate(run);
   }
 
   /** Starts the due messages that fit in `concurrency`, earliest due first, and sets the timer for the next one. */

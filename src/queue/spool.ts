@@ -297,7 +297,12 @@ interface Fresh {
   at: number;
 }
 
-export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
+/**
+ * Events: `enqueued` once a message is committed (just before enqueue resolves and SMTP answers 250);
+ * `committing` when an enqueue starts waiting for its fsyncs — the event loop has nothing to do for that commit
+ * until the disk answers, so the scheduler starts the deliveries it was holding back then (issue 11).
+ */
+export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope]; committing: [] }> {
   readonly dir: string;
   readonly tmpDir: string;
   protected readonly log: Logger;
@@ -436,7 +441,9 @@ export class Spool extends EventEmitter<{ enqueued: [QueueEnvelope] }> {
       await this.fs.rename(tmpEnvelope, finalEnvelope);
       renamed = true;
       // Step 3: the three fsyncs at once; the directory fsync starts after the rename (DirSyncer.sync).
-      const synced = await Promise.allSettled([...open.splice(0).map((f) => f.syncAndClose()), this.dirSync.sync()]);
+      const syncing = Promise.allSettled([...open.splice(0).map((f) => f.syncAndClose()), this.dirSync.sync()]);
+      this.emit('committing');
+      const synced = await syncing;
       for (const w of synced) if (w.status === 'rejected') throw w.reason;
     } catch (err) {
       // Not acknowledged, so not queued: take back whatever was made (envelope first, as in remove()).

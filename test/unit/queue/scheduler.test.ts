@@ -443,3 +443,32 @@ test('a delivered message leaves the queue without an fsync of its own, and stop
   await scheduler.stop();
   assert.deepEqual(events.slice(0, 3), ['unlink', 'unlink', 'fsync'], 'durable by the stop at the latest');
 });
+
+test('a new message is tried while the next message waits for its fsync, not held back until that commit ends', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'postern-sched-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // The directory fsync of the second enqueue hangs until the test lets it go.
+  let hold: Promise<void> | undefined;
+  let release = () => {};
+  const spool = new Spool(dir, { fs: { syncDir: async () => hold } });
+  await spool.init();
+  const agent = fakeAgent(delivered);
+  // No periodic scan in the test's time: only the scheduler's own start of a new message's attempt can deliver it.
+  const scheduler = new Scheduler({ spool, settings: { get: () => 96 }, config: { ...FAST, scanIntervalSeconds: 600 }, hostname: 'mail.corp.example', log: silentLogger, agent });
+  t.after(() => scheduler.stop());
+  await scheduler.start();
+  const first = await spool.enqueue(message('first'), envelope('alice@corp.example', 'bob@partner.example'));
+  hold = new Promise<void>((r) => (release = r));
+  let secondDone = false;
+  const second = spool.enqueue(message('second'), envelope('alice@corp.example', 'carol@partner.example')).then((id) => {
+    secondDone = true;
+    return id;
+  });
+  await finished(scheduler, first);
+  assert.equal(secondDone, false, 'the second commit is still waiting for its fsync');
+  assert.deepEqual(agent.calls.map((c) => c.envelope.id), [first]);
+  release();
+  const id2 = await second;
+  await finished(scheduler, id2);
+  assert.deepEqual(agent.calls.map((c) => c.envelope.id), [first, id2]);
+});
