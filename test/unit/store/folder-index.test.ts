@@ -319,3 +319,39 @@ test('summary: UNSEEN and the flag sets are kept under the MODSEQ, computed agai
   assert.equal(again.summary().firstUnseenUid, 2);
   again.close();
 });
+
+test('summary: the UIDs are kept as runs under the MODSEQ, so a reopened unchanged index answers without reading them', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: ['a', 'b', 'c', 'd', 'e', 'f'].map((b) => row(`1.${b}`)) });
+  idx.apply({ remove: [3, 4] });
+  assert.deepEqual([...idx.summary().uids], [1, 2, 5, 6]);
+  idx.close();
+  // Behind the index's back (no MODSEQ raised): the kept runs are what a reopened index answers for this MODSEQ.
+  const Database = createRequire(import.meta.url)('better-sqlite3') as new (f: string) => { exec(sql: string): void; close(): void };
+  const raw = new Database(join(dir, INDEX_FILE));
+  raw.exec('DELETE FROM messages WHERE uid = 6');
+  raw.close();
+  const again = FolderIndex.open(dir);
+  assert.deepEqual([...again.summary().uids], [1, 2, 5, 6]);
+  // A change through the index raises the MODSEQ: the UIDs are read from the rows again.
+  again.apply({ add: [row('2.g')] });
+  assert.deepEqual([...again.summary().uids], [1, 2, 5, 7]);
+  again.close();
+  assert.deepEqual([...FolderIndex.open(dir).summary().uids], [1, 2, 5, 7]);
+});
+
+test('adding rows above stale header fields and expunge records still clears them (the bulk add checks once)', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  idx.apply({ add: [row('1.a'), row('1.b')] });
+  idx.setSearchHeaders([[2, [['subject', 'old']]]]);
+  const before = idx.modseq;
+  idx.apply({ remove: [2] });
+  assert.deepEqual(idx.vanishedSince(before), [2]);
+  // UID 2 given again (dovecot-uidlist says so): its old fields and expunge record must go.
+  idx.apply({ add: [{ ...row('1.c'), uid: 2 }] });
+  assert.equal(idx.searchHeaders(2), undefined);
+  assert.deepEqual(idx.vanishedSince(before), []);
+  idx.close();
+});
