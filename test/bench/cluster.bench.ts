@@ -37,6 +37,7 @@ import { join } from 'node:path';
 import { startPostgres, type Postgres } from '../harness/postgres.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
 import { imaptestBinary, PASSWORD, writeLdif, writeMbox } from './imap-load.ts';
+import { ownImapLoad } from './imap-own-load.ts';
 import { cpuOf, envNumber, table } from './lib.ts';
 import { freePort } from './postfix.ts';
 
@@ -281,6 +282,20 @@ async function imapLoad(bin: string, nodes: Node[], mbox: string): Promise<{ rat
   return { rate: ops / IMAP_SECS, ops };
 }
 
+/**
+ * Without imaptest: the repo's own mix (imap-own-load.ts), IMAP_CLIENTS clients on users 1–9 and 11–19 split over
+ * the nodes as imapLoad splits them.
+ */
+async function ownLoad(nodes: Node[]): Promise<{ rate: number; ops: number }> {
+  const targets = Array.from({ length: IMAP_CLIENTS }, (_, i) => {
+    const half = i % 2;
+    return { port: nodes[half % nodes.length]!.imapPort, user: `user${half ? 11 + ((i >> 1) % 9) : 1 + ((i >> 1) % 9)}` };
+  });
+  const r = await ownImapLoad(targets, PASSWORD, IMAP_SECS);
+  console.error(`   own IMAP load: ${r.ops} ops, ${r.errors} not OK; ${JSON.stringify(r.byOp)}`);
+  return { rate: r.ops / IMAP_SECS, ops: r.ops };
+}
+
 /** One statement on database `url` (CREATE EXTENSION). */
 async function admin(url: string, sql: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
@@ -362,11 +377,11 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
             await pgStats(dbUrl);
           }
           if (!smtpBase) smtpBase = rate;
-          const imap = imaptest ? await imapLoad(imaptest, nodes, mbox) : undefined;
+          const imap = imaptest ? await imapLoad(imaptest, nodes, mbox) : await ownLoad(nodes);
           const c2 = cpuNow(nodes, pgServer);
           loads.push(loadAvg());
-          if (PGSTATS && dbUrl && imap) await pgStats(dbUrl, { n: imap.ops, unit: 'op', label: `${s.label}, IMAP` });
-          if (imap !== undefined && !imapBase) imapBase = imap.rate;
+          if (PGSTATS && dbUrl) await pgStats(dbUrl, { n: imap.ops, unit: 'op', label: `${s.label}, IMAP` });
+          if (!imapBase) imapBase = imap.rate;
           const ms = (a: number, b: number, n: number) => ((1000 * a) / n).toFixed(2) + '+' + ((1000 * b) / n).toFixed(2);
           rows.push([
             String(run),
@@ -374,9 +389,9 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
             rate.toFixed(0),
             (rate / smtpBase).toFixed(2),
             ms(c1.node - c0.node, c1.pg - c0.pg, MESSAGES),
-            imap === undefined ? 'no imaptest' : imap.rate.toFixed(0),
-            imap === undefined ? '-' : (imap.rate / imapBase).toFixed(2),
-            imap === undefined ? '-' : ms(c2.node - c1.node, c2.pg - c1.pg, imap.ops),
+            imap.rate.toFixed(0),
+            (imap.rate / imapBase).toFixed(2),
+            ms(c2.node - c1.node, c2.pg - c1.pg, imap.ops),
           ]);
           console.error(rows.at(-1)!.join('  '));
         } finally {
@@ -390,7 +405,7 @@ export async function benchCluster(defaultRoot: string): Promise<string> {
   }
   return [
     `cluster (${root}${COMPARE ? `; compare: ${COMPARE}` : ''}): SMTP smtp-source → postern → Maildir (accepted → in new/), ${SESSIONS} sessions, ${MESSAGES} × ${SIZE} B;`,
-    `IMAP imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))} clients, ${IMAP_SECS} s; ratio = setup / embedded default;`,
+    `IMAP ${imaptest ? `imaptest default profile, 2 × ${Math.max(1, Math.floor(IMAP_CLIENTS / 2))}` : `own mix (no imaptest; imap-own-load.ts), ${IMAP_CLIENTS}`} clients, ${IMAP_SECS} s; ratio = setup / embedded default;`,
     `CPU = seconds of the postern node(s) + of the PostgreSQL server per message / per operation; load average after each phase: ${loads.join(', ')}`,
     table(rows),
   ].join('\n');
