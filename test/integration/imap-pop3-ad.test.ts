@@ -83,9 +83,11 @@ async function send(env: Env, to: string, subject: string, body = `body of ${sub
 /** Waits until the owner's folder holds a message with this subject (in new/ or cur/). */
 async function waitForSubject(env: Env, owner: string, subject: string, folder = 'INBOX', ms = 10_000): Promise<void> {
   const o = owner.startsWith('shared:') ? ({ kind: 'shared', group: owner.slice(7) } as const) : ({ kind: 'user', login: owner } as const);
-  const dir = env.server.store.folderPath(o, folder);
   const deadline = Date.now() + ms;
   for (;;) {
+    // Asked each time: a user's mailbox directory is named at its first delivery (the mailbox registry, by
+    // objectGUID), which may come after this wait began; before it, folderPath names the login's directory.
+    const dir = env.server.store.folderPath(o, folder);
     for (const sub of ['new', 'cur']) {
       const d = join(dir, sub);
       if (!existsSync(d)) continue;
