@@ -189,6 +189,7 @@ export class FolderIndex {
     this.stmt = {
       meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      removeMeta: db.prepare('DELETE FROM meta WHERE key = ?'),
       // Raw rows (arrays), made into IndexRows here: better-sqlite3 builds each row object key by key, and for a
       // 100,000-message folder that was a third of the read (measured: 3.3 s against 2.0 s on the loaded bench machine).
       all: db.prepare(`SELECT ${cols} FROM messages m LEFT JOIN savedates s ON s.uid = m.uid ORDER BY m.uid`).raw(),
@@ -636,7 +637,7 @@ export class FolderIndex {
       this.stmt.setMeta.run('uidnext', m.uidNext);
       this.stmt.setMeta.run('modseq', m.modseq);
       // The MODSEQ is PostgreSQL's here, not raised by this copy: the kept summary is not trusted under it.
-      this.db.prepare("DELETE FROM meta WHERE key = 'summary'").run();
+      this.stmt.removeMeta.run('summary');
     }).immediate();
   }
   // ---- state postgres: the node's copy of the shared index (end) ----
