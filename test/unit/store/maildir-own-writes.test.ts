@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,7 +98,11 @@ test('a change by another process right after our own STORE (the same clock tick
   const msgs = (await mb.openFolder(alice, 'INBOX')).messages;
   const ours = msgs[0]!.uid;
   const theirs = msgs[1]!.uid;
-  const theirBase = (await readdir(join(inbox, 'cur'))).sort()[1]!.replace(/:2,.*$/, '');
+  // The file of message "b" (the second UID), found by its content: names do not sort in delivery order (the
+  // microseconds after M are not zero-padded, so M99999 sorts after M100000 of the same second).
+  const names = await readdir(join(inbox, 'cur'));
+  const theirName = names.find((n) => readFileSync(join(inbox, 'cur', n), 'utf8').includes('Subject: b\r\n'))!;
+  const theirBase = theirName.replace(/:2,.*$/, '');
   for (let round = 0; round < 10; round++) {
     // Our rename in cur/, then at once one by another program: on a coarse clock both share cur/'s mtime tick.
     await mb.storeFlags(alice, 'INBOX', [ours], round % 2 ? 'remove' : 'add', ['\\Flagged']);
