@@ -47,6 +47,7 @@ import { SqliteCounterStore } from './limits/store.js';
 import { PgSendCounters } from './limits/pg-counters.js';
 import { LdapDirectory } from './directory/ldap/ldap-directory.js';
 import { DirectoryWatch, endsSessions, WATCH_STATE_FILE } from './directory/watch.js';
+import { folderEvents } from './store/watch.js';
 import { SessionRegistry } from './lib/session-registry.js';
 import { openTrace, TraceRetention, type TraceBackend } from './trace/index.js';
 
@@ -164,6 +165,13 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
           })
         : undefined;
     if (clusterMail) opened.push(clusterMail);
+    // Reads of a folder no other node or process changed since its copy was pulled skip the round trip
+    // (maildir-pg-index.ts trustChanges): the other nodes' changes arrive on the LISTEN connection, the workers' through
+    // the hub. The hub is the mailbox's own (folderEvents), which PgMailEvents feeds.
+    if (clusterMail && pgIndex) {
+      const untrust = pgIndex.trustChanges({ generation: () => clusterMail.events.generation(), hub: folderEvents });
+      opened.push({ close: async () => untrust() });
+    }
     // ---- cluster mail (end) ----
     let watch: DirectoryWatch | undefined;
     let recheck: NodeJS.Timeout | undefined;

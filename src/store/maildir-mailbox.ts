@@ -671,7 +671,8 @@ export class MaildirMailbox implements MailboxAccess {
       const index = this.index(dir);
       // state postgres: UNCHANGEDSINCE compares with the MODSEQs of the shared index, not an older copy of them; and
       // a shared index that cannot be reached refuses before a file is renamed (NO, and the flags as they were).
-      if (this.pg) await this.pg.pull(dir, index);
+      // Without UNCHANGEDSINCE a copy known current will do (MaildirPgIndex.refresh).
+      if (this.pg) await (opts.unchangedSince === undefined ? this.pg.refresh(dir, index) : this.pg.pull(dir, index));
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
       const updates: { uid: number; name: string; keywords: string }[] = [];
@@ -744,7 +745,7 @@ export class MaildirMailbox implements MailboxAccess {
     let modseq = 0;
     await folderLocks.run(dir, async () => {
       const index = this.index(dir);
-      if (this.pg) await this.pg.pull(dir, index);
+      if (this.pg) await this.pg.refresh(dir, index);
       let rows: IndexRow[];
       if (uids) {
         rows = [];
@@ -1486,7 +1487,7 @@ export class MaildirMailbox implements MailboxAccess {
   ): Promise<number[]> {
     const quotaBytes = this.quotaBytesOf(owner);
     // state postgres: a shared index that cannot be reached refuses before any file is written (NO [UNAVAILABLE]).
-    if (this.pg) await folderLocks.run(dir, () => this.pg!.pull(dir, this.index(dir)));
+    if (this.pg) await folderLocks.run(dir, () => this.pg!.refresh(dir, this.index(dir)));
     const split = items.map((i) => splitFlags(i.flags));
     const map = await folderLocks.run(dir, () => this.ensureLetters(dir, split.flatMap((s) => s.keywords)));
     const written: NewRow[] = [];
@@ -1545,7 +1546,7 @@ export class MaildirMailbox implements MailboxAccess {
     const pg = this.pg!;
     const index = this.index(dir);
     const before = await dirsSignature(dir);
-    const pulled = await pg.pull(dir, index);
+    const pulled = await pg.refresh(dir, index);
     const map = await this.keywordMap(dir);
     const expunged = [...pulled.expunged];
     const flagChanges: FolderChange[] = pulled.changed.map((r) => ({ kind: 'flags', uid: r.uid, flags: flagsOf(r.name, r.keywords, map) }) as FolderChange);

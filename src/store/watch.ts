@@ -18,6 +18,7 @@ export class EventHub<T> {
   private readonly listeners = new Map<string, Set<(change: T) => void>>();
   private readonly bridges = new Set<HubBridge<T>>();
   private readonly interest = new Set<(key: string, watched: boolean) => void>();
+  private readonly foreign = new Set<(key: string) => void>();
 
   /** Every change emitted here from now on is also handed to `bridge`, until the function returned is called. */
   addBridge(bridge: HubBridge<T>): () => void {
@@ -33,6 +34,16 @@ export class EventHub<T> {
   onInterest(cb: (key: string, watched: boolean) => void): () => void {
     this.interest.add(cb);
     return () => this.interest.delete(cb);
+  }
+
+  /**
+   * Calls `cb(key)` for every change of another process or node (emitLocal), whether or not anyone here listens to
+   * its key, until the function returned is called: state postgres (maildir-pg-index.ts) knows from it which
+   * folders' copies another writer has moved past.
+   */
+  onForeign(cb: (key: string) => void): () => void {
+    this.foreign.add(cb);
+    return () => this.foreign.delete(cb);
   }
 
   /** The keys that have listeners now. */
@@ -61,11 +72,16 @@ export class EventHub<T> {
 
   emit(key: string, change: T): void {
     for (const b of this.bridges) b(key, change);
-    this.emitLocal(key, change);
+    this.tell(key, change);
   }
 
   /** A change made by another process (through the bridge): told to this process's listeners only. */
   emitLocal(key: string, change: T): void {
+    for (const cb of this.foreign) cb(key);
+    this.tell(key, change);
+  }
+
+  private tell(key: string, change: T): void {
     const set = this.listeners.get(key);
     if (!set) return;
     // A throwing listener (a session whose socket died) must not keep the others from hearing the change.

@@ -76,6 +76,7 @@ export class PgMailEvents {
   private readonly hubs: { folder: EventHub<FolderChange>; list: EventHub<MailboxListChange> };
   private readonly unbridge: (() => void)[] = [];
   private client: pg.Client | undefined;
+  private listenGeneration = 0;
   private closed = false;
   private retryMs = 100;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -131,6 +132,14 @@ export class PgMailEvents {
   /** Whether the LISTEN connection is up now (changes of other nodes arrive). */
   isListening(): boolean {
     return this.client !== undefined;
+  }
+
+  /**
+   * A number that is new each time the LISTEN connection is made (again), undefined while it is down: a copy of the
+   * shared index brought up under one generation missed no change of another node (maildir-pg-index.ts trustChanges).
+   */
+  generation(): number | undefined {
+    return this.client ? this.listenGeneration : undefined;
   }
 
   async close(): Promise<void> {
@@ -299,6 +308,7 @@ export class PgMailEvents {
       await client.end().catch(() => undefined);
       return;
     }
+    this.listenGeneration++;
     this.client = client;
     this.retryMs = 100;
     // Hello: the nodes that listen send to this one from now on (and what they kept back meanwhile).

@@ -46,10 +46,37 @@ export interface Pulled {
 
 const NOTHING: Pulled = { expunged: [], changed: [], added: 0 };
 
+/**
+ * How long a copy is taken for current without asking PostgreSQL, when nothing said it is not (see `current`):
+ * the bound on how late a change whose notification was lost is seen (issue 16: "within 1 s").
+ */
+export const TRUST_MS = 1000;
+
+/** What tells this node that another one changed a folder: the LISTEN connection and the change hub it feeds. */
+export interface ChangeFeed {
+  /** A number that changes each time the LISTEN connection is made again; undefined while it is down. */
+  generation(): number | undefined;
+  /** The folder hub: changes of other nodes and processes arrive through its emitLocal. */
+  hub: { onForeign(cb: (key: string) => void): () => void; onInterest(cb: (key: string, watched: boolean) => void): () => void; has(key: string): boolean };
+}
+
+interface Mark {
+  epoch: number;
+  generation: number;
+  at: number;
+}
+
 export class MaildirPgIndex {
   private readonly folders = new Map<string, Promise<PgFolderIndex>>();
   /** Writes after which the node's copy was brought up to date without the catch-up query (tests, bench). */
   fastForwards = 0;
+  /** Pulls not made because the copy was known current (`current`; tests, bench). */
+  trustedPulls = 0;
+  private feed: ChangeFeed | undefined;
+  /** Per folder directory: how many foreign changes were heard of (a mark taken before one is void). */
+  private readonly epochs = new Map<string, number>();
+  /** Per folder directory: when the copy was last brought up to the shared index, and under which epoch. */
+  private readonly marks = new Map<string, Mark>();
 
   constructor(
     private readonly opts: {
@@ -87,8 +114,72 @@ export class MaildirPgIndex {
     return f;
   }
 
+  /**
+   * Lets the copies be trusted between changes (issue 16, the cost of the shared engine): every command that reads a
+   * folder pulled — one round trip to PostgreSQL, most of them saying "nothing changed". Every change of the shared
+   * index is made by a node through this class and told to the other nodes after it committed (mail-events.ts:
+   * NOTIFY to every node that listens, and to its own IMAP workers); what this process writes it brings into the
+   * copy itself. So a copy brought up to the shared index at time t is still current while, since t: the LISTEN
+   * connection stayed up (one generation), no change of another node or process was heard of for the folder, a
+   * session here kept watching it (a worker process hears only of the folders its sessions watch), and less than
+   * TRUST_MS passed (a notification lost after its commit — PostgreSQL gone in between — is made up for by the next
+   * pull after that). Without a feed (IMAP worker processes, tests) every read pulls, as before.
+   */
+  trustChanges(feed: ChangeFeed): () => void {
+    this.feed = feed;
+    const bump = (key: string) => {
+      this.epochs.set(key, (this.epochs.get(key) ?? 0) + 1);
+      this.marks.delete(key);
+    };
+    const offs = [feed.hub.onForeign(bump), feed.hub.onInterest((key) => bump(key))];
+    return () => {
+      for (const off of offs) off();
+      if (this.feed === feed) this.feed = undefined;
+      this.marks.clear();
+    };
+  }
+
+  /** Whether the copy of `dir` is known to be the shared index now (see trustChanges). */
+  current(dir: string): boolean {
+    const m = this.marks.get(dir);
+    const feed = this.feed;
+    if (!m || !feed) return false;
+    if (m.generation !== feed.generation() || m.epoch !== (this.epochs.get(dir) ?? 0) || !feed.hub.has(dir)) return false;
+    return Date.now() - m.at < TRUST_MS;
+  }
+
+  /** `pull`, unless the copy is known current (`current`): for reads and for writes that do not compare MODSEQs. */
+  async refresh(dir: string, local: FolderIndex): Promise<Pulled> {
+    if (this.current(dir)) {
+      this.trustedPulls++;
+      return NOTHING;
+    }
+    return this.pull(dir, local);
+  }
+
+  /** Taken before a query whose result brings the copy up to the shared index. */
+  private markStart(dir: string): Mark | undefined {
+    const generation = this.feed?.generation();
+    if (generation === undefined) return undefined;
+    return { epoch: this.epochs.get(dir) ?? 0, generation, at: Date.now() };
+  }
+
+  /** The query begun at `mark` brought the copy up: trusted, unless a foreign change was heard of meanwhile. */
+  private trusted(dir: string, mark: Mark | undefined): void {
+    if (mark && mark.epoch === (this.epochs.get(dir) ?? 0)) this.marks.set(dir, mark);
+    else this.marks.delete(dir);
+  }
+
   /** Brings the node's copy `local` up to the shared index. */
   async pull(dir: string, local: FolderIndex): Promise<Pulled> {
+    const mark = this.markStart(dir);
+    this.marks.delete(dir);
+    const pulled = await this.pullOnce(dir, local);
+    this.trusted(dir, mark);
+    return pulled;
+  }
+
+  private async pullOnce(dir: string, local: FolderIndex): Promise<Pulled> {
     const pg = await this.folder(dir);
     // One statement, one snapshot: the folder's MODSEQ and the rows and expunges up to it agree (a change moves
     // the MODSEQ under the folder row's lock, in its own transaction).
@@ -135,9 +226,13 @@ export class MaildirPgIndex {
    */
   async apply(dir: string, local: FolderIndex, changes: IndexChanges): Promise<{ uids: number[]; modseq: number }> {
     const pg = await this.folder(dir);
+    const mark = this.markStart(dir);
+    // Until the copy is up again: a write that fails half-way (its reply lost) leaves it behind the shared index.
+    this.marks.delete(dir);
     const { uids, write } = await pg.applyWrite(changes, (uid) => local.row(uid));
     const modseq = pg.lastModseq;
-    if (!this.fastForward(local, write)) await this.pull(dir, local);
+    if (this.fastForward(local, write)) this.trusted(dir, mark);
+    else await this.pull(dir, local);
     return { uids, modseq };
   }
 
@@ -171,10 +266,14 @@ export class MaildirPgIndex {
    */
   async addNew(dir: string, local: FolderIndex, items: NewRow[]): Promise<{ uids: number[]; pulled: Pulled }> {
     const pg = await this.folder(dir);
+    const mark = this.markStart(dir);
+    this.marks.delete(dir);
     // One round trip (PgFolderIndex.addFresh): the look-up of what is listed and the insert of the rest happen under
     // the folder row's lock, so a file another node listed meanwhile is found there, not inserted twice.
     const r = items.length ? await pg.addFreshWrite(items.map(({ uid: _ignored, ...x }) => x)) : { uids: new Map<string, number>(), write: undefined as IndexWrite | undefined };
-    const pulled = this.fastForward(local, r.write) ?? (await this.pull(dir, local));
+    let pulled = this.fastForward(local, r.write);
+    if (pulled) this.trusted(dir, mark);
+    else pulled = await this.pull(dir, local);
     return { uids: items.map((i) => r.uids.get(i.base) ?? 0), pulled };
   }
 
@@ -194,6 +293,7 @@ export class MaildirPgIndex {
   /** The folder was deleted: its shared index and this node's copy go. */
   async dropped(dir: string): Promise<void> {
     const key = this.key(dir);
+    this.marks.delete(dir);
     this.folders.delete(key);
     await PgFolderIndex.drop(this.opts.db, key);
     this.discardCopy(dir);
@@ -203,6 +303,8 @@ export class MaildirPgIndex {
   async renamed(fromDir: string, toDir: string): Promise<void> {
     this.folders.delete(this.key(fromDir));
     this.folders.delete(this.key(toDir));
+    this.marks.delete(fromDir);
+    this.marks.delete(toDir);
     await PgFolderIndex.rename(this.opts.db, this.key(fromDir), this.key(toDir));
     this.discardCopy(fromDir);
     this.discardCopy(toDir);

@@ -24,7 +24,9 @@ import { INDEX_FILE } from '../../../src/store/folder-index.ts';
 import { MaildirMailbox } from '../../../src/store/maildir-mailbox.ts';
 import { MaildirStore } from '../../../src/store/maildir.ts';
 import type { MailboxOwner } from '../../../src/store/types.ts';
-import { FolderEvents } from '../../../src/store/watch.ts';
+import { EventHub, FolderEvents } from '../../../src/store/watch.ts';
+import { PgMailEvents } from '../../../src/state/postgres/mail-events.ts';
+import type { FolderChange } from '../../../src/store/mailbox.ts';
 import { JunkRetention } from '../../../src/store/retention.ts';
 import { RunOnce } from '../../../src/cluster/run-once.ts';
 import { waitFor } from '../../helpers/wait.ts';
@@ -39,6 +41,7 @@ let db: TestDatabase;
 const pools: PgState[] = [];
 const nodes: MaildirMailbox[] = [];
 const indexes = new Map<MaildirMailbox, MaildirPgIndex>();
+const feeds: PgMailEvents[] = [];
 let store: MaildirStore;
 
 function node(name: string): MaildirMailbox {
@@ -78,6 +81,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const f of feeds) await f.close();
   for (const m of nodes) m.close();
   for (const p of pools) await p.close().catch(() => undefined);
   await db?.drop();
@@ -219,6 +223,49 @@ describe('the Maildir store on the PostgreSQL index, two nodes on one mail direc
     assert.deepEqual(await view(B), truth, 'B');
     assert.equal((await A.openFolder(john, 'FF')).modseq, (await C.openFolder(john, 'FF')).modseq);
     assert.equal((await B.openFolder(john, 'FF')).uidNext, (await C.openFolder(john, 'FF')).uidNext);
+  });
+
+  it("with the LISTEN feed, reads of a folder nobody else changed skip PostgreSQL; the other node's change is seen all the same", async () => {
+    // Two more nodes, each with its change hub fed by a real LISTEN connection (PgMailEvents), as server.ts wires them.
+    const fed = async (name: string) => {
+      const m = node(name);
+      const hub = (m as unknown as { events: FolderEvents }).events;
+      const events = new PgMailEvents({ url: db.url, db: pools.at(-1)!, node: name, mailRoot: store.root, log: silentLogger, onDelivered: () => undefined, hubs: { folder: hub, list: new EventHub() } });
+      await events.start();
+      feeds.push(events);
+      const untrust = indexes.get(m)!.trustChanges({ generation: () => events.generation(), hub });
+      return { m, idx: indexes.get(m)!, events, untrust };
+    };
+    const D = await fed('d');
+    const E = await fed('e');
+    await D.m.createFolder(john, 'Trust');
+    const u1 = (await D.m.append(john, 'Trust', msg('T1'), [])).uid;
+    await D.m.append(john, 'Trust', msg('T2'), []);
+    const heard: FolderChange[] = [];
+    const offs = [D.m.watch(john, 'Trust', () => undefined), E.m.watch(john, 'Trust', (c) => heard.push(c))];
+    try {
+      await E.m.openFolder(john, 'Trust');
+      const trusted = E.idx.trustedPulls;
+      for (let i = 0; i < 5; i++) assert.equal((await E.m.openFolder(john, 'Trust')).messages.length, 2);
+      assert.ok(E.idx.trustedPulls - trusted >= 4, `reads answered from the copy: ${E.idx.trustedPulls - trusted}`);
+      // A change on D: E hears of it, and its next read pulls it, with D's MODSEQ (not one of its own for a rename
+      // it would otherwise find in cur/ and record as new).
+      const r = await D.m.storeFlags(john, 'Trust', [u1], 'add', ['\\Flagged']);
+      await waitFor("E hears of D's STORE", () => heard.some((c) => c.kind === 'flags'));
+      const onE = (await E.m.openFolder(john, 'Trust')).messages.find((x) => x.uid === u1)!;
+      assert.deepEqual([...onE.flags], ['\\Flagged']);
+      assert.equal(onE.modseq, r.modseqs.get(u1));
+      // The LISTEN connection gone: nothing is trusted, every read asks PostgreSQL.
+      await E.events.close();
+      const before = E.idx.trustedPulls;
+      await E.m.openFolder(john, 'Trust');
+      await E.m.openFolder(john, 'Trust');
+      assert.equal(E.idx.trustedPulls, before);
+    } finally {
+      for (const off of offs) off();
+      D.untrust();
+      E.untrust();
+    }
   });
 
   it('while PostgreSQL refuses connections: TempFailure, no file left behind; then it works by itself', async () => {
