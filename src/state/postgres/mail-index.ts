@@ -62,11 +62,18 @@ async function temp<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Whether `changes` holds nothing but `k` (the one-round-trip writes). */
+function onlyChange(changes: IndexChanges, k: keyof IndexChanges): boolean {
+  return Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
+}
+
 /** The folder's state just before and just after one write, and the rows the write left (added or changed). */
 export interface IndexWrite {
   before: { uidValidity: number; uidNext: number; modseq: number };
   after: { uidValidity: number; uidNext: number; modseq: number };
   rows: IndexRow[];
+  /** UIDs the write expunged (at `after.modseq`). */
+  removed?: number[];
 }
 
 export class PgFolderIndex implements FolderIndexBackend {
@@ -259,7 +266,8 @@ export class PgFolderIndex implements FolderIndexBackend {
    * before and after, and the rows changed as a copy at the state before must make them.
    */
   async applyWrite(changes: IndexChanges, copy?: (uid: number) => IndexRow | undefined): Promise<{ uids: number[]; write?: IndexWrite }> {
-    const only = (k: keyof IndexChanges) => Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
+    const only = (k: keyof IndexChanges) => onlyChange(changes, k);
+    if (changes.remove?.length && only('remove')) return this.removeWrite(changes.remove);
     if (!(changes.update?.length && only('update'))) return { uids: await this.apply(changes) };
     // A flag change alone (STORE): one round trip (postern_mail_update2, 081), the lock and MODSEQ rule of 080.
     const u = changes.update;
@@ -296,8 +304,33 @@ export class PgFolderIndex implements FolderIndexBackend {
     };
   }
 
+  /**
+   * An expunge alone (EXPUNGE, MOVE's source, a file gone from disk) in one round trip (postern_mail_remove,
+   * schema/migrations-postgres/082-mail-remove.sql), with the state before and after (see addFreshWrite).
+   */
+  private async removeWrite(remove: number[]): Promise<{ uids: number[]; write?: IndexWrite }> {
+    const r = await temp(() =>
+      this.pool.query(prepared('SELECT o_modseq, o_uids, o_uidnext, o_uidvalidity, o_prev_modseq FROM postern_mail_remove($1, $2, $3)'), [this.id, remove, this.historyLimit]),
+    );
+    const x = r.rows[0] as { o_modseq: number; o_uids: (number | string)[]; o_uidnext: number; o_uidvalidity: number; o_prev_modseq: number };
+    const modseq = Number(x.o_modseq);
+    this.lastModseq = modseq;
+    const uidValidity = Number(x.o_uidvalidity);
+    const uidNext = Number(x.o_uidnext);
+    return {
+      uids: [],
+      write: {
+        before: { uidValidity, uidNext, modseq: Number(x.o_prev_modseq) },
+        after: { uidValidity, uidNext, modseq },
+        rows: [],
+        removed: x.o_uids.map(Number),
+      },
+    };
+  }
+
   apply(changes: IndexChanges): Promise<number[]> {
-    const only = (k: keyof IndexChanges) => Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
+    const only = (k: keyof IndexChanges) => onlyChange(changes, k);
+    if (changes.remove?.length && only('remove')) return this.removeWrite(changes.remove).then((r) => r.uids);
     if (changes.update?.length && only('update')) return this.applyWrite(changes).then((r) => r.uids);
     return this.tx(async (c) => {
       const f = await this.folder(c, true);

@@ -254,9 +254,10 @@ export class MaildirPgIndex {
       if (!old || old.base !== r.base) added++;
       else if (old.name !== r.name || old.keywords !== r.keywords) changed.push(r);
     }
-    local.mirror({ reset: false, uidValidity: write.after.uidValidity, uidNext: write.after.uidNext, modseq: write.after.modseq, remove: [], rows: write.rows });
+    const removed = (write.removed ?? []).filter((uid) => local.row(uid) !== undefined);
+    local.mirror({ reset: false, uidValidity: write.after.uidValidity, uidNext: write.after.uidNext, modseq: write.after.modseq, remove: removed, rows: write.rows });
     this.fastForwards++;
-    return { expunged: [], changed, added };
+    return { expunged: removed, changed, added };
   }
 
   /**
