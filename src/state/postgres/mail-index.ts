@@ -79,6 +79,8 @@ export interface IndexWrite {
 export class PgFolderIndex implements FolderIndexBackend {
   /** The MODSEQ the last apply() of this object gave what it touched (the folder's, when it touched nothing). */
   lastModseq = 0;
+  /** A value the folder's firstrecent is known to have reached (it only grows): see firstRecentUid. */
+  private recentFloor = 0;
 
   private constructor(
     private readonly pool: TxQueryable,
@@ -462,7 +464,15 @@ export class PgFolderIndex implements FolderIndexBackend {
   }
 
   async firstRecentUid(claimUpTo?: number): Promise<number> {
-    if (claimUpTo === undefined) return Number((await temp(() => this.folder())).firstrecent);
+    if (claimUpTo === undefined) {
+      const v = Number((await temp(() => this.folder())).firstrecent);
+      this.recentFloor = Math.max(this.recentFloor, v);
+      return v;
+    }
+    // firstrecent only grows (GREATEST below; nothing lowers it): once it is known to be at or above claimUpTo, the
+    // range [firstrecent, claimUpTo) is empty whatever it is now, and no query can say more (a SELECT of a folder
+    // without new mail since this node's last claim).
+    if (this.recentFloor >= claimUpTo) return this.recentFloor;
     // One statement: the old value, and the claim only when it moves up (two nodes claiming at once get each their own
     // range). The row is locked and written only when the statement's snapshot shows a claim below claimUpTo: every
     // SELECT of a folder without new mail (nearly all of them) used to lock and rewrite the folder row, which costs
@@ -482,6 +492,7 @@ export class PgFolderIndex implements FolderIndexBackend {
     );
     const v = (r.rows[0] as { firstrecent: string | null } | undefined)?.firstrecent;
     if (v === null || v === undefined) throw new TempFailure(`mail index: folder ${this.key} is gone`);
+    this.recentFloor = Math.max(this.recentFloor, Number(v), claimUpTo);
     return Number(v);
   }
 
