@@ -169,7 +169,7 @@ export async function startServer(config: LoadedConfig, log: Logger, opts: Start
     // (maildir-pg-index.ts trustChanges): the other nodes' changes arrive on the LISTEN connection, the workers' through
     // the hub. The hub is the mailbox's own (folderEvents), which PgMailEvents feeds.
     if (clusterMail && pgIndex) {
-      const untrust = pgIndex.trustChanges({ generation: () => clusterMail.events.generation(), hub: folderEvents });
+      const untrust = pgIndex.trustChanges({ generation: () => clusterMail.events.generation(), hub: folderEvents, hearsAll: config.imap.workers === 0 });
       opened.push({ close: async () => untrust() });
     }
     // ---- cluster mail (end) ----

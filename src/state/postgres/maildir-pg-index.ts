@@ -56,6 +56,12 @@ export const TRUST_MS = 1000;
 export interface ChangeFeed {
   /** A number that changes each time the LISTEN connection is made again; undefined while it is down. */
   generation(): number | undefined;
+  /**
+   * Whether the hub hears of every foreign change, of folders watched here or not: true in a process that serves
+   * IMAP itself (no imap.workers), where PgMailEvents hands every change of another node to the hub. False where
+   * another process passes on only the changes of keys watched here (imap.workers: workers.ts keeps the others back).
+   */
+  hearsAll: boolean;
   /** The folder hub: changes of other nodes and processes arrive through its emitLocal. */
   hub: { onForeign(cb: (key: string) => void): () => void; onInterest(cb: (key: string, watched: boolean) => void): () => void; has(key: string): boolean };
 }
@@ -120,8 +126,8 @@ export class MaildirPgIndex {
    * index is made by a node through this class and told to the other nodes after it committed (mail-events.ts:
    * NOTIFY to every node that listens, and to its own IMAP workers); what this process writes it brings into the
    * copy itself. So a copy brought up to the shared index at time t is still current while, since t: the LISTEN
-   * connection stayed up (one generation), no change of another node or process was heard of for the folder, a
-   * session here kept watching it (a worker process hears only of the folders its sessions watch), and less than
+   * connection stayed up (one generation), no change of another node or process was heard of for the folder (and,
+   * where only the changes of watched folders are passed on, a session here kept watching it), and less than
    * TRUST_MS passed (a notification lost after its commit — PostgreSQL gone in between — is made up for by the next
    * pull after that). Without a feed (IMAP worker processes, tests) every read pulls, as before.
    */
@@ -131,7 +137,9 @@ export class MaildirPgIndex {
       this.epochs.set(key, (this.epochs.get(key) ?? 0) + 1);
       this.marks.delete(key);
     };
-    const offs = [feed.hub.onForeign(bump), feed.hub.onInterest((key) => bump(key))];
+    const offs = [feed.hub.onForeign(bump)];
+    // Watched here from now on, or no longer: what was not passed on meanwhile may have been missed.
+    if (!feed.hearsAll) offs.push(feed.hub.onInterest((key) => bump(key)));
     return () => {
       for (const off of offs) off();
       if (this.feed === feed) this.feed = undefined;
@@ -144,7 +152,7 @@ export class MaildirPgIndex {
     const m = this.marks.get(dir);
     const feed = this.feed;
     if (!m || !feed) return false;
-    if (m.generation !== feed.generation() || m.epoch !== (this.epochs.get(dir) ?? 0) || !feed.hub.has(dir)) return false;
+    if (m.generation !== feed.generation() || m.epoch !== (this.epochs.get(dir) ?? 0) || (!feed.hearsAll && !feed.hub.has(dir))) return false;
     return Date.now() - m.at < TRUST_MS;
   }
 

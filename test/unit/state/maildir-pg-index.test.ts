@@ -227,17 +227,18 @@ describe('the Maildir store on the PostgreSQL index, two nodes on one mail direc
 
   it("with the LISTEN feed, reads of a folder nobody else changed skip PostgreSQL; the other node's change is seen all the same", async () => {
     // Two more nodes, each with its change hub fed by a real LISTEN connection (PgMailEvents), as server.ts wires them.
-    const fed = async (name: string) => {
+    const fed = async (name: string, hearsAll: boolean) => {
       const m = node(name);
       const hub = (m as unknown as { events: FolderEvents }).events;
       const events = new PgMailEvents({ url: db.url, db: pools.at(-1)!, node: name, mailRoot: store.root, log: silentLogger, onDelivered: () => undefined, hubs: { folder: hub, list: new EventHub() } });
       await events.start();
       feeds.push(events);
-      const untrust = indexes.get(m)!.trustChanges({ generation: () => events.generation(), hub });
+      const untrust = indexes.get(m)!.trustChanges({ generation: () => events.generation(), hub, hearsAll });
       return { m, idx: indexes.get(m)!, events, untrust };
     };
-    const D = await fed('d');
-    const E = await fed('e');
+    // D as a process that hears only of the folders it watches (imap.workers), E as one that hears of all.
+    const D = await fed('d', false);
+    const E = await fed('e', true);
     await D.m.createFolder(john, 'Trust');
     const u1 = (await D.m.append(john, 'Trust', msg('T1'), [])).uid;
     await D.m.append(john, 'Trust', msg('T2'), []);
@@ -255,6 +256,15 @@ describe('the Maildir store on the PostgreSQL index, two nodes on one mail direc
       const onE = (await E.m.openFolder(john, 'Trust')).messages.find((x) => x.uid === u1)!;
       assert.deepEqual([...onE.flags], ['\\Flagged']);
       assert.equal(onE.modseq, r.modseqs.get(u1));
+      // D trusts its copy only while a session there watches the folder.
+      await D.m.openFolder(john, 'Trust');
+      const dTrusted = D.idx.trustedPulls;
+      await D.m.openFolder(john, 'Trust');
+      assert.equal(D.idx.trustedPulls, dTrusted + 1, 'watched on D: from the copy');
+      offs[0]!();
+      await D.m.openFolder(john, 'Trust');
+      await D.m.openFolder(john, 'Trust');
+      assert.equal(D.idx.trustedPulls, dTrusted + 1, 'no longer watched on D: from PostgreSQL');
       // The LISTEN connection gone: nothing is trusted, every read asks PostgreSQL.
       await E.events.close();
       const before = E.idx.trustedPulls;
