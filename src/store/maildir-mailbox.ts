@@ -29,7 +29,7 @@ import { basename, join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import type { MaildirPgIndex } from '../state/postgres/maildir-pg-index.js';
 import type { Settings } from '../settings/store.js';
-import { dirsState, markDir, markersWork, settledOrMarked, DIR_SETTLE_MS } from './dir-signature.js';
+import { dirsState, markDir, markersWork, settledOrMarked, DIR_SETTLE_MS, type DirsState } from './dir-signature.js';
 import { withDotlock } from './dotlock.js';
 import { KEYWORDS_FILE, KeywordMap, keywordsSignature, MAX_KEYWORD_LETTERS, readKeywords, writeKeywords } from './dovecot-keywords.js';
 import {
@@ -1137,12 +1137,19 @@ export class MaildirMailbox implements MailboxAccess {
       this.log.debug({ owner: ownerLabel(owner), folder, added, removed: expunged.length, renamed: update.length }, 'mailbox: synced');
     }
     index = this.index(dir);
-    // ---- index branch: unchanged directories (begin) ----
-    // The rows now match what was listed. The directories' signature is kept only when nothing changed them while
-    // they were listed (the same before and after) and their last change is old enough that another change within
-    // the same timestamp tick cannot have gone unseen.
-    // Unsettled, unmarked directories are marked now, so that the next command need not list them again; the
-    // change of another process between the stat above and the marker is found by the confirming listing.
+    this.keepDirsSignature(index, dir, before);
+    return index;
+  }
+
+  // ---- index branch: unchanged directories (begin) ----
+  /**
+   * After a listing (syncLocked, syncPg): the rows now match what was listed. The directories' signature is kept
+   * only when nothing changed them while they were listed (`before`, the same after) and their last change is old
+   * enough that another change within the same timestamp tick cannot have gone unseen. Unsettled, unmarked
+   * directories are marked now, so that the next command need not list them again; the change of another process
+   * between the stat before and the marker is found by the confirming listing.
+   */
+  private keepDirsSignature(index: FolderIndex, dir: string, before: DirsState | undefined): void {
     const after = before && dirsState(dir);
     let next = '';
     this.ownDirs.delete(index);
@@ -1152,15 +1159,14 @@ export class MaildirMailbox implements MailboxAccess {
       const okNew = settledOrMarked(after.new, now, markers);
       const okCur = settledOrMarked(after.cur, now, markers);
       if (okNew && okCur) next = after.signature;
-      else if (markers && (okNew || markDir(join(dir, 'new'))) && (okCur || markDir(cur))) {
+      else if (markers && (okNew || markDir(join(dir, 'new'))) && (okCur || markDir(join(dir, 'cur')))) {
         const marked = dirsState(dir);
         if (marked) this.ownDirs.set(index, { signature: marked.signature, since: now });
       }
     }
     if (next !== index.dirsSignature) index.dirsSignature = next;
-    // ---- index branch: unchanged directories (end) ----
-    return index;
   }
+  // ---- index branch: unchanged directories (end) ----
 
   /** Whether the directories' signature `now` is one the rows are known to match (see syncLocked, ownWriteEnd). */
   private upToDate(index: FolderIndex, now: string): boolean {
@@ -1175,7 +1181,6 @@ export class MaildirMailbox implements MailboxAccess {
    * unconfirmed. Without this, our own change would make the next command list cur/ again.
    */
   private ownWriteStart(index: FolderIndex, dir: string): { since: number } | undefined {
-    if (this.pg) return undefined;
     const st = dirsState(dir);
     if (!st || !this.upToDate(index, st.signature) || !markersWork(dir)) return undefined;
     const own = this.ownDirs.get(index);
@@ -1545,15 +1550,16 @@ export class MaildirMailbox implements MailboxAccess {
   private async syncPg(owner: MailboxOwner, folder: string, dir: string, known?: Map<string, NewRow>): Promise<FolderIndex> {
     const pg = this.pg!;
     const index = this.index(dir);
-    const before = await dirsSignature(dir);
+    const before = dirsState(dir);
     const pulled = await pg.refresh(dir, index);
     const map = await this.keywordMap(dir);
     const expunged = [...pulled.expunged];
     const flagChanges: FolderChange[] = pulled.changed.map((r) => ({ kind: 'flags', uid: r.uid, flags: flagsOf(r.name, r.keywords, map) }) as FolderChange);
     let added = pulled.added;
     let renamed = 0;
-    // The directories as they were when the copy last matched them: nothing to list (see syncLocked).
-    if (known || before.signature === '' || before.signature !== index.dirsSignature) {
+    // The directories as they were when the copy last matched them, or as this process's own change left them:
+    // nothing to list (see syncLocked). Other nodes' changes of the files are in the shared index (the pull above).
+    if (known || !before || !this.upToDate(index, before.signature)) {
       const cur = join(dir, 'cur');
       const fresh = (await listDir(join(dir, 'new'))).filter((n) => !n.startsWith('.'));
       for (let i = 0; i < fresh.length; i += 64) {
@@ -1599,10 +1605,7 @@ export class MaildirMailbox implements MailboxAccess {
       if (remove.length || update.length) await pg.apply(dir, index, { remove, update });
       expunged.push(...remove);
       renamed = update.length;
-      // As in syncLocked: the signature is kept only when the directories did not change while they were listed.
-      const after = before.signature === '' ? before : await dirsSignature(dir);
-      const next = after.signature !== '' && after.signature === before.signature ? after.signature : '';
-      if (next !== index.dirsSignature) index.dirsSignature = next;
+      this.keepDirsSignature(index, dir, before);
     }
     const modseq = index.modseq;
     if (expunged.length) this.events.emit(dir, { kind: 'expunge', uids: [...new Set(expunged)], modseq });
@@ -1648,21 +1651,6 @@ export class MaildirMailbox implements MailboxAccess {
  * late a change another process made in the same microseconds as one of ours is reported.
  */
 const CONFIRM_MS = DIR_SETTLE_MS;
-
-/**
- * new/ and cur/ of a folder as '<ino>.<mtime ns>:<ino>.<mtime ns>', or '' when either changed in the last
- * DIR_SETTLE_MS (or is missing): a signature that must not be trusted. Any file added, removed or renamed in a
- * directory sets its mtime to the time of the change, so an equal old signature means the same entries.
- */
-function dirsSignature(dir: string): { signature: string } {
-  const now = Date.now();
-  const n = statSync(join(dir, 'new'), { bigint: true, throwIfNoEntry: false });
-  const c = statSync(join(dir, 'cur'), { bigint: true, throwIfNoEntry: false });
-  if (!n || !c) return { signature: '' };
-  const newest = Number((n.mtimeNs > c.mtimeNs ? n.mtimeNs : c.mtimeNs) / 1_000_000n);
-  if (newest > now - DIR_SETTLE_MS) return { signature: '' };
-  return { signature: `${n.ino}.${n.mtimeNs}:${c.ino}.${c.mtimeNs}` };
-}
 
 /**
  * stat(2) made on the event loop, undefined when the file is missing. A stat of an inode in the cache costs a few
