@@ -97,6 +97,8 @@ export class PgMailEvents {
   private lastHello = 0;
   /** What was not sent for want of a listener in the last REPLAY_MS, for a node that joins. */
   private kept: { at: number; e: Carried[]; d: [MailboxOwner, string][] }[] = [];
+  /** Changes in `kept`. */
+  private keptCount = 0;
   private sending: Promise<void> = Promise.resolve();
   private listening: Promise<void> | undefined;
   private markListening: (() => void) | undefined;
@@ -196,6 +198,14 @@ export class PgMailEvents {
       return true;
     });
     this.outbox = { e: [], d: [] };
+    // Nobody else listens (one node on PostgreSQL): kept for a node that joins, without building the payloads.
+    if (this.others === false) {
+      if (e.length || d.length) {
+        this.keep(e, d);
+        this.skipped++;
+      }
+      return;
+    }
     const payloads: string[] = [];
     let cur: Payload = { n: this.opts.node };
     let size = JSON.stringify(cur).length;
@@ -217,11 +227,6 @@ export class PgMailEvents {
     for (const x of d) push('d', x);
     if (cur.e || cur.d) payloads.push(JSON.stringify(cur));
     if (!payloads.length) return;
-    if (this.others === false) {
-      this.keep(e, d);
-      this.skipped++;
-      return;
-    }
     // In order: PostgreSQL delivers notifications in commit order, and a pool runs queries on several connections
     // at once, so the batches go one after the other (one in flight), those of one flush in one statement (one
     // transaction).
@@ -247,8 +252,12 @@ export class PgMailEvents {
   private keep(e: Carried[], d: [MailboxOwner, string][]): void {
     const now = Date.now();
     this.kept.push({ at: now, e, d });
-    let n = this.kept.reduce((s, k) => s + k.e.length + k.d.length, 0);
-    while (this.kept.length && (this.kept[0]!.at < now - (this.opts.replayMs ?? REPLAY_MS) || n > REPLAY_MAX)) n -= this.kept[0]!.e.length + this.kept.shift()!.d.length;
+    // A running count: summed anew on every flush it grew with the backlog (a few thousand entries under load).
+    this.keptCount += e.length + d.length;
+    while (this.kept.length && (this.kept[0]!.at < now - (this.opts.replayMs ?? REPLAY_MS) || this.keptCount > REPLAY_MAX)) {
+      const k = this.kept.shift()!;
+      this.keptCount -= k.e.length + k.d.length;
+    }
   }
 
   /** Another node listens from now on: what was kept back goes first, ahead of what is queued. */
@@ -260,6 +269,7 @@ export class PgMailEvents {
     const cutoff = Date.now() - (this.opts.replayMs ?? REPLAY_MS);
     const kept = this.kept.filter((k) => k.at >= cutoff);
     this.kept = [];
+    this.keptCount = 0;
     this.outbox = { e: [...kept.flatMap((k) => k.e), ...this.outbox.e], d: [...kept.flatMap((k) => k.d), ...this.outbox.d] };
     this.schedule();
   }
