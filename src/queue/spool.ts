@@ -285,7 +285,7 @@ export interface ScanResult {
 /** Messages kept in memory between enqueue and their first delivery attempt, at most this many bytes together. */
 const FRESH_BYTES = 32 * 1024 * 1024;
 /** The longest a lazy removal (remove with `lazy`) waits for an fsync of queue/ that covers it. */
-const LAZY_SYNC_MS = 1000;
+export const LAZY_SYNC_MS = 1000;
 /** How long after the commit the envelope kept in memory may stand in for the file (see readForAttempt). */
 const FRESH_ENVELOPE_MS = 1000;
 

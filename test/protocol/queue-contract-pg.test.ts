@@ -186,6 +186,36 @@ for (const [name, make] of backends) {
   });
 }
 
+test('PostgreSQL: a lazy removal (a delivered message) waits for its DELETE, not for an fsync of queue/', async (t) => {
+  const db = await createTestDatabase({ owner: t, prefix: 'qlazy' });
+  const pg = await pgFor(t, db.url);
+  await pg.migrate();
+  const dir = tempDir(t);
+  // Directory fsyncs that hang once `held` is set, until the test lets them go.
+  let held = false;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  t.after(() => release());
+  let syncs = 0;
+  const spool = new PgSpool(dir, { pg, nodeId: 'node-a', fs: { syncDir: async () => { syncs++; if (held) await gate; } } });
+  await spool.init();
+  const id = await spool.enqueue(message('delivered'), envelope('alice@corp.example', 'bob@partner.example'));
+  held = true;
+  // The row's DELETE is the removal: a file left by a crash now is one recover() takes for a leftover.
+  const waited = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the lazy removal waited for the fsync')), 10_000).unref());
+  assert.equal(await Promise.race([spool.remove(id, undefined, { lazy: true }), waited]), true);
+  assert.equal(await spool.has(id), false);
+  assert.equal(existsSync(join(dir, 'queue', `${id}.eml`)), false);
+  // The fsync the removal asked for (soon) may be running now: let it and every later one through.
+  held = false;
+  release();
+  const other = await spool.enqueue(message('admin'), envelope('alice@corp.example', 'bob@partner.example'));
+  // An admin's delete still waits for its fsync.
+  const before = syncs;
+  assert.equal(await spool.remove(other, 'cli:root', { lazy: true }), true);
+  assert.ok(syncs > before, 'the admin delete fsynced queue/');
+});
+
 describe('queue on PostgreSQL: what two nodes share', () => {
   async function twoNodes(t: TestContext, leaseSeconds = 1) {
     const db = await createTestDatabase({ owner: t, prefix: 'qnodes' });

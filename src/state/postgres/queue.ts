@@ -36,6 +36,7 @@
 import { link, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  LAZY_SYNC_MS,
   checkEnvelope,
   diskFailure,
   NotQueuedError,
@@ -372,14 +373,26 @@ export class PgSpool extends Spool implements QueueClaims {
   }
 
   /** Row first (from then on it is not queued, on any node), then the file. */
-  override async remove(id: string, by?: string): Promise<boolean> {
+  /**
+   * The row's DELETE is the removal (from its commit on, no node takes the message); the file goes after it. `lazy`
+   * (the scheduler's removal of a finished message, as Spool.remove): the unlink runs on the thread pool and the
+   * directory fsync is not waited for. Nothing depends on it here: a file whose row is gone is a leftover that
+   * recover() removes, never a message brought back. An admin's delete (`by`) still waits for it.
+   */
+  override async remove(id: string, by?: string, opts: { lazy?: boolean } = {}): Promise<boolean> {
     this.dropFresh(this.checkId(id));
     this.preclaimed = this.preclaimed.filter((e) => e.id !== id);
     const found = await this.removals.add(id);
     this.held.delete(id);
+    const lazy = opts.lazy === true && by === undefined;
     try {
-      await this.fs.unlink(this.messagePath(id));
-      await this.dirSync.sync();
+      if (lazy) {
+        await this.fs.unlinkPooled(this.messagePath(id));
+        this.dirSync.soon(LAZY_SYNC_MS);
+      } else {
+        await this.fs.unlink(this.messagePath(id));
+        await this.dirSync.sync();
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException)?.code !== 'ENOENT') throw diskFailure(`cannot remove queue file of ${id}`, err);
     }
@@ -420,7 +433,7 @@ export class PgSpool extends Spool implements QueueClaims {
       if (await this.has(m[1]).catch(() => true)) continue;
       await ignoreMissing(unlink(path));
       result.removedOrphans.push(m[1]);
-      this.log.warn({ queueId: m[1] }, 'removed a queue file without its row (never acknowledged)');
+      this.log.warn({ queueId: m[1] }, 'removed a queue file without its row (never acknowledged, or delivered and removed just before a crash)');
     }
     if (result.removedOrphans.length) await this.dirSync.sync();
     return result;
