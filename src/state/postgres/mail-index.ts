@@ -67,6 +67,22 @@ function onlyChange(changes: IndexChanges, k: keyof IndexChanges): boolean {
   return Object.entries(changes).every(([key, v]) => key === k || v === undefined || (Array.isArray(v) && v.length === 0));
 }
 
+/** What postern_mail_update2 (081) and postern_mail_remove (082) return: the MODSEQ, the UIDs written, the state before. */
+interface FolderWriteRow {
+  o_modseq: number;
+  o_uids: (number | string)[];
+  o_uidnext: number;
+  o_uidvalidity: number;
+  o_prev_modseq: number;
+}
+
+/** The folder's state before and after such a write (neither changes UIDVALIDITY nor UIDNEXT), with what it left. */
+function folderWrite(x: FolderWriteRow, what: Pick<IndexWrite, 'rows' | 'removed'>): IndexWrite {
+  const uidValidity = Number(x.o_uidvalidity);
+  const uidNext = Number(x.o_uidnext);
+  return { before: { uidValidity, uidNext, modseq: Number(x.o_prev_modseq) }, after: { uidValidity, uidNext, modseq: Number(x.o_modseq) }, ...what };
+}
+
 /** The folder's state just before and just after one write, and the rows the write left (added or changed). */
 export interface IndexWrite {
   before: { uidValidity: number; uidNext: number; modseq: number };
@@ -281,9 +297,8 @@ export class PgFolderIndex implements FolderIndexBackend {
         u.map((x) => x.keywords),
       ]),
     );
-    const x = r.rows[0] as { o_modseq: number; o_uids: (number | string)[]; o_uidnext: number; o_uidvalidity: number; o_prev_modseq: number };
-    const modseq = Number(x.o_modseq);
-    this.lastModseq = modseq;
+    const x = r.rows[0] as FolderWriteRow;
+    const modseq = this.wrote(x);
     if (!copy) return { uids: [] };
     const given = new Map(u.map((c) => [c.uid, c]));
     const rows: IndexRow[] = [];
@@ -294,16 +309,7 @@ export class PgFolderIndex implements FolderIndexBackend {
       if (!old || !c) return { uids: [] };
       rows.push({ ...old, name: c.name, keywords: c.keywords, modseq });
     }
-    const uidValidity = Number(x.o_uidvalidity);
-    const uidNext = Number(x.o_uidnext);
-    return {
-      uids: [],
-      write: {
-        before: { uidValidity, uidNext, modseq: Number(x.o_prev_modseq) },
-        after: { uidValidity, uidNext, modseq },
-        rows: rows.sort((a, b) => a.uid - b.uid),
-      },
-    };
+    return { uids: [], write: folderWrite(x, { rows: rows.sort((a, b) => a.uid - b.uid) }) };
   }
 
   /**
@@ -314,26 +320,22 @@ export class PgFolderIndex implements FolderIndexBackend {
     const r = await temp(() =>
       this.pool.query(prepared('SELECT o_modseq, o_uids, o_uidnext, o_uidvalidity, o_prev_modseq FROM postern_mail_remove($1, $2, $3)'), [this.id, remove, this.historyLimit]),
     );
-    const x = r.rows[0] as { o_modseq: number; o_uids: (number | string)[]; o_uidnext: number; o_uidvalidity: number; o_prev_modseq: number };
-    const modseq = Number(x.o_modseq);
-    this.lastModseq = modseq;
-    const uidValidity = Number(x.o_uidvalidity);
-    const uidNext = Number(x.o_uidnext);
-    return {
-      uids: [],
-      write: {
-        before: { uidValidity, uidNext, modseq: Number(x.o_prev_modseq) },
-        after: { uidValidity, uidNext, modseq },
-        rows: [],
-        removed: x.o_uids.map(Number),
-      },
-    };
+    const x = r.rows[0] as FolderWriteRow;
+    this.wrote(x);
+    return { uids: [], write: folderWrite(x, { rows: [], removed: x.o_uids.map(Number) }) };
+  }
+
+  /** The MODSEQ a one-round-trip write (postern_mail_update2, postern_mail_remove) gave, kept as lastModseq. */
+  private wrote(x: FolderWriteRow): number {
+    this.lastModseq = Number(x.o_modseq);
+    return this.lastModseq;
   }
 
   apply(changes: IndexChanges): Promise<number[]> {
-    const only = (k: keyof IndexChanges) => onlyChange(changes, k);
-    if (changes.remove?.length && only('remove')) return this.removeWrite(changes.remove).then((r) => r.uids);
-    if (changes.update?.length && only('update')) return this.applyWrite(changes).then((r) => r.uids);
+    // An expunge alone or a flag change alone: the one-round-trip functions (applyWrite).
+    if ((changes.remove?.length && onlyChange(changes, 'remove')) || (changes.update?.length && onlyChange(changes, 'update'))) {
+      return this.applyWrite(changes).then((r) => r.uids);
+    }
     return this.tx(async (c) => {
       const f = await this.folder(c, true);
       const modseq = Number(f.modseq) + 1;
