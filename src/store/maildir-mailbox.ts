@@ -671,7 +671,8 @@ export class MaildirMailbox implements MailboxAccess {
       const index = this.index(dir);
       // state postgres: UNCHANGEDSINCE compares with the MODSEQs of the shared index, not an older copy of them; and
       // a shared index that cannot be reached refuses before a file is renamed (NO, and the flags as they were).
-      // Without UNCHANGEDSINCE a copy known current will do (MaildirPgIndex.refresh).
+      // Without UNCHANGEDSINCE a copy known current will do (MaildirPgIndex.refresh): then a PostgreSQL gone since
+      // is found at the write, after the rename, which the next sync records (the file name is the flags' truth).
       if (this.pg) await (opts.unchangedSince === undefined ? this.pg.refresh(dir, index) : this.pg.pull(dir, index));
       // Letters for keywords new to the folder first (one dovecot-keywords write for the whole command).
       const map = mode === 'remove' ? await this.keywordMap(dir) : await this.ensureLetters(dir, given.keywords);
@@ -1491,7 +1492,9 @@ export class MaildirMailbox implements MailboxAccess {
     items: { message: Buffer; flags: Flag[]; internalDate?: Date }[],
   ): Promise<number[]> {
     const quotaBytes = this.quotaBytesOf(owner);
-    // state postgres: a shared index that cannot be reached refuses before any file is written (NO [UNAVAILABLE]).
+    // state postgres: a shared index that cannot be reached refuses before any file is written (NO [UNAVAILABLE]);
+    // when the copy is known current (refresh asks nothing), a PostgreSQL gone since fails the UIDs below, and the
+    // files written go again.
     if (this.pg) await folderLocks.run(dir, () => this.pg!.refresh(dir, this.index(dir)));
     const split = items.map((i) => splitFlags(i.flags));
     const map = await folderLocks.run(dir, () => this.ensureLetters(dir, split.flatMap((s) => s.keywords)));

@@ -372,9 +372,8 @@ export class PgSpool extends Spool implements QueueClaims {
     }
   }
 
-  /** Row first (from then on it is not queued, on any node), then the file. */
   /**
-   * The row's DELETE is the removal (from its commit on, no node takes the message); the file goes after it. `lazy`
+   * Row first (from then on it is not queued, on any node), then the file. The row's DELETE is the removal (from its commit on, no node takes the message); the file goes after it. `lazy`
    * (the scheduler's removal of a finished message, as Spool.remove): the unlink runs on the thread pool and the
    * directory fsync is not waited for. Nothing depends on it here: a file whose row is gone is a leftover that
    * recover() removes, never a message brought back. An admin's delete (`by`) still waits for it.
