@@ -176,14 +176,19 @@ describe('settings on postgres only', () => {
   test('the shared tables have the columns of settings.db', async (t) => {
     const db = await createTestDatabase({ owner: t, prefix: 'columns' });
     const node = await pgNode(db.url);
-    t.after(() => node.close());
-    for (const table of Object.keys(SHARED_SETTINGS_TABLES)) {
-      const sqlite = (node.settings.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name).sort();
-      const r = await node.state!.pg!.query<{ column_name: string }>(
-        'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
-        [table],
-      );
-      assert.deepEqual(r.rows.map((c) => c.column_name).sort(), sqlite, table);
+    // Closed here, before the database goes: t.after hooks run in the order they were added, so the owner's DROP
+    // ... WITH (FORCE) would come first and kill a query the node still had in flight (57P01, seen once in CI).
+    try {
+      for (const table of Object.keys(SHARED_SETTINGS_TABLES)) {
+        const sqlite = (node.settings.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name).sort();
+        const r = await node.state!.pg!.query<{ column_name: string }>(
+          'SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+          [table],
+        );
+        assert.deepEqual(r.rows.map((c) => c.column_name).sort(), sqlite, table);
+      }
+    } finally {
+      await node.close();
     }
   });
 
