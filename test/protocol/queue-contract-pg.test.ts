@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { TempFailure } from '../../src/lib/errors.ts';
+import { createFilePooled } from '../../src/lib/durable-fs.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { Scheduler, type FinishedEvent } from '../../src/queue/scheduler.ts';
 import { Spool } from '../../src/queue/spool.ts';
@@ -405,6 +406,47 @@ describe('queue on PostgreSQL: what two nodes share', () => {
     const id = await up.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example'));
     assert.equal(await up.has(id), true);
   });
+});
+
+test('PostgreSQL: a disk that fails (ENOSPC, EIO) is a TempFailure and leaves neither a file nor a row', async (t) => {
+  const db = await createTestDatabase({ owner: t, prefix: 'qdisk' });
+  const pg = await pgFor(t, db.url);
+  await pg.migrate();
+  for (const failing of ['create', 'fsync', 'syncDir'] as const) {
+    const dir = tempDir(t);
+    const spool = new PgSpool(dir, {
+      pg,
+      nodeId: 'node-a',
+      fs: {
+        async create(path, data) {
+          const file = await createFilePooled(path, data); // the partial file exists when the failure hits
+          if (failing === 'create') {
+            await file.close();
+            throw Object.assign(new Error(`${path}: no space left on device`), { code: 'ENOSPC' });
+          }
+          return {
+            async syncAndClose() {
+              await file.close();
+              if (failing === 'fsync') throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+            },
+            close: () => file.close(),
+          };
+        },
+        async syncDir() {
+          if (failing === 'syncDir') throw Object.assign(new Error('input/output error'), { code: 'EIO' });
+        },
+      },
+    });
+    await spool.init();
+    await assert.rejects(spool.enqueue(message(), envelope('alice@corp.example', 'bob@partner.example')), (err: unknown) => {
+      assert.ok(err instanceof TempFailure, `${failing}: ${String(err)}`);
+      if (failing === 'create') assert.match(err.message, /file system is full/);
+      return true;
+    });
+    assert.deepEqual(readdirSync(join(dir, 'queue')).filter((n) => n !== 'tmp'), [], `${failing}: no file in queue/`);
+    assert.deepEqual(readdirSync(join(dir, 'queue', 'tmp')), [], `${failing}: nothing in tmp/`);
+    assert.deepEqual(await spool.list(), [], `${failing}: no row`);
+  }
 });
 
 describe('queue on PostgreSQL: group commit of the rows', () => {
