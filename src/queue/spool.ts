@@ -56,12 +56,11 @@
  * (lock(); one server per spool).
  */
 import { EventEmitter } from 'node:events';
-import { unlink as unlinkCallback } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TempFailure } from '../lib/errors.js';
-import { createFilePooled, fsyncDirPooled, HeldDir, renamePooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
+import { createFilePooled, fsyncDirPooled, HeldDir, renamePooled, unlinkPooled, unlinkQuick, writeFileDurable, type PendingFile } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { InvalidQueueIdError, isQueueId, newQueueId } from './id.js';
 import { lockQueueDir, type SpoolLock } from './lock.js';
@@ -114,7 +113,7 @@ export const nodeSpoolFs: SpoolFs = {
   writeFileDurable: (path, data) => writeFileDurable(path, data, 0o600),
   rename: renamePooled,
   unlink: unlinkQuick,
-  unlinkPooled: (path) => new Promise((resolve, reject) => unlinkCallback(path, (err) => (err ? reject(err) : resolve()))),
+  unlinkPooled,
   syncDir: fsyncDirPooled,
 };
 

@@ -9,9 +9,10 @@
  *   dovecot-uidlist and dovecot-keywords).
  * Releasing removes the lock only if it is still ours (same inode): one overridden meanwhile belongs to someone else.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readFile, stat, unlink } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync } from 'node:fs';
+import { lstat, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { openPooled, unlinkPooled, writeAllSync } from '../lib/durable-fs.js';
 import { errorCode } from './fs-util.js';
 
 /** Dovecot's MAILDIR_UIDLIST_LOCK_STALE_TIMEOUT and KEYWORDS_LOCK_STALE_TIMEOUT. */
@@ -57,13 +58,16 @@ export async function acquireDotlock(path: string, opts: DotlockOptions = {}): P
   let wait = 10;
   for (;;) {
     try {
-      const fh = await open(lockPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+      // The create on the pool (a new inode waits for the journal under load), the rest synchronous: a few bytes into
+      // the page cache, an fstat and a close cost microseconds, where the promise API cost a FileHandle and a
+      // hand-over to the pool each (issue 11: ~3 % of the process under IMAP load, for every APPEND and EXPUNGE).
+      const fd = await openPooled(lockPath, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
       let ino: number;
       try {
-        await fh.writeFile(content);
-        ino = (await fh.stat()).ino;
+        writeAllSync(fd, Buffer.from(content));
+        ino = fstatSync(fd).ino;
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       return { lockPath, release: () => releaseIfOurs(lockPath, ino) };
     } catch (err) {
@@ -124,8 +128,8 @@ function sameSeen(a: Seen, b: Seen | undefined): boolean {
 
 async function releaseIfOurs(lockPath: string, ino: number): Promise<boolean> {
   try {
-    if ((await lstat(lockPath)).ino !== ino) return false;
-    await unlink(lockPath);
+    if (lstatSync(lockPath).ino !== ino) return false;
+    await unlinkPooled(lockPath);
     return true;
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;

@@ -17,10 +17,11 @@
  * already done: the file is linked into new/ directly and the directory fsynced, as for a tmp/ file.
  */
 import type { Dirent } from 'node:fs';
-import { closeSync, constants, linkSync, openSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, linkSync, renameSync } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { createFilePooled, openPooled, unlinkPooled, type PendingFile } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { errorCode, ensureMaildir, fsyncDirShared, fsyncFd, FILE_MODE, writeAllSync } from './fs-util.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -45,6 +46,9 @@ import {
   type MaildirSize,
 } from './quota.js';
 import { QuotaExceeded, type Delivered, type DeliverOptions, type MailboxOwner, type MailStore, type QuotaUsage } from './types.js';
+
+/** A new tmp/ file: ours alone (O_EXCL). */
+const TMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
 export interface MaildirStoreOptions {
   /** `${dataDir}/mail`. */
@@ -122,9 +126,11 @@ export class MaildirStore implements MailStore {
     }
     const base = uniqueName(this.host);
     const tmpPath = join(dir, 'tmp', base);
-    // A descriptor, not a FileHandle: open, write, close and link are made synchronously, only the fsyncs on the
-    // thread pool (src/lib/durable-fs.ts says why).
+    // A descriptor, not a FileHandle. The create of the tmp/ file (and for a buffer its write) goes to the thread pool:
+    // creating an inode waits for the journal while other fsyncs hold it. The link and the writes of a stream are
+    // synchronous, the fsyncs on the pool (src/lib/durable-fs.ts says why).
     let fd: number | undefined;
+    let pending: PendingFile | undefined;
     let tmpExists = false;
     let reserved = 0;
     try {
@@ -133,20 +139,24 @@ export class MaildirStore implements MailStore {
         size = prefix.length + message.length;
         // README.maildirquota: check "as soon as the size of the message is known (hopefully before it is written)".
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
-        fd = await this.openTmp(maildir, dir, tmpPath);
-        tmpExists = true;
         // One write, not two: the prefix (Return-Path, Delivered-To) is a few dozen bytes.
-        writeAllSync(fd, prefix.length ? Buffer.concat([prefix, message]) : message);
+        const data = prefix.length ? Buffer.concat([prefix, message]) : message;
+        pending = await this.inTmp(maildir, dir, tmpPath, () => createFilePooled(tmpPath, data, FILE_MODE), () => (tmpExists = true));
       } else {
-        fd = await this.openTmp(maildir, dir, tmpPath);
-        tmpExists = true;
+        fd = await this.inTmp(maildir, dir, tmpPath, () => openPooled(tmpPath, TMP_FLAGS, FILE_MODE), () => (tmpExists = true));
         size = await this.writeStream(fd, prefix, message, quotaBytes);
         if (size < 0) throw new QuotaExceeded(owner, await this.quotaUsage(owner), quotaBytes);
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
       }
-      await fsyncFd(fd);
-      closeSync(fd);
-      fd = undefined;
+      if (pending) {
+        const p = pending;
+        pending = undefined;
+        await p.syncAndClose();
+      } else {
+        await fsyncFd(fd!);
+        closeSync(fd!);
+        fd = undefined;
+      }
 
       const targetDir = join(dir, flags === undefined ? 'new' : 'cur');
       const info = flags === undefined ? '' : `:2,${flags}`;
@@ -157,18 +167,18 @@ export class MaildirStore implements MailStore {
         reserved = 0;
         return linked;
       });
-      try {
-        unlinkSync(tmpPath);
-      } catch (err) {
-        if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
-      }
       tmpExists = false;
-      // Concurrent deliveries into the same folder share the directory fsync (group commit).
-      await fsyncDirShared(targetDir);
+      // The tmp/ name goes on the pool while the new name is made durable: concurrent deliveries into the same folder
+      // share the directory fsync (group commit). A tmp/ file left by a crash is a leftover Dovecot and we clean up.
+      const removing = unlinkPooled(tmpPath).catch((err: unknown) => {
+        if (errorCode(err) !== 'ENOENT') this.log.warn({ err, path: tmpPath }, 'store: could not remove delivered tmp file');
+      });
+      await Promise.all([fsyncDirShared(targetDir), removing]);
       this.log.debug({ owner: ownerLabel(owner), folder, path, size }, 'store: delivered');
       return { path, size };
     } catch (err) {
       if (fd !== undefined) closeQuietly(fd);
+      await pending?.close();
       if (tmpExists) await unlink(tmpPath).catch(() => {});
       this.release(maildir, reserved);
       throw err;
@@ -256,16 +266,30 @@ export class MaildirStore implements MailStore {
 
   // -------------------------------------------------------------------------------------------------------------
 
-  /** Opens tmp/<name> exclusively; a missing Maildir or folder is created on the first ENOENT (the slow path). */
-  private async openTmp(maildir: string, dir: string, tmpPath: string): Promise<number> {
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+  /**
+   * Creates tmp/<name> exclusively with `create`; a missing Maildir or folder is created on the first ENOENT (the slow
+   * path). `made` is called when a file of ours may exist (to remove on a failure): a create that failed after its
+   * open (ENOSPC in the write) leaves one, one that found the name taken (EEXIST) made nothing of ours.
+   */
+  private async inTmp<T>(maildir: string, dir: string, tmpPath: string, create: () => Promise<T>, made: () => void): Promise<T> {
+    const attempt = async (): Promise<T> => {
+      try {
+        const r = await create();
+        made();
+        return r;
+      } catch (err) {
+        const code = errorCode(err);
+        if (code !== 'EEXIST' && code !== 'ENOENT') made();
+        throw err;
+      }
+    };
     try {
-      return openSync(tmpPath, flags, FILE_MODE);
+      return await attempt();
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') throw err;
     }
     await this.ensureFolder(maildir, dir);
-    return openSync(tmpPath, flags, FILE_MODE);
+    return attempt();
   }
 
   private async ensureFolder(maildir: string, dir: string): Promise<void> {
@@ -376,6 +400,7 @@ export class MaildirStore implements MailStore {
     return usage;
   }
 }
+
 
 /**
  * `<secs>.M<usecs>P<pid>Q<n>.<host>`, Dovecot's form of the Maildir unique name: time, process and a per-process
