@@ -755,7 +755,7 @@ export class MaildirMailbox implements MailboxAccess {
           if (r) rows.push(r);
         }
       } else {
-        rows = index.rows().filter((r) => parseMaildirFileName(r.name).flags.includes('T'));
+        rows = index.rowsWithFlag('T');
       }
       let own = rows.length ? this.ownWriteStart(index, dir) : undefined;
       for (const r of rows) {

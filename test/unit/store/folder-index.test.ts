@@ -355,3 +355,23 @@ test('adding rows above stale header fields and expunge records still clears the
   assert.deepEqual(idx.vanishedSince(before), []);
   idx.close();
 });
+
+test('rowsWithFlag: exactly the rows whose Maildir info carries the letter, in UID order', async (t) => {
+  const dir = await tempDir(t);
+  const idx = FolderIndex.open(dir);
+  const named = (base: string, info: string) => ({ base, name: `${base},S=10${info}`, size: 10, internalDate: 1_700_000_000_000, keywords: '' });
+  idx.apply({
+    add: [
+      named('1.T', ':2,S'), // a T in the base, not in the flags
+      named('2.a', ':2,DST'),
+      named('3.b', ':2,'),
+      named('4.c', ':2,Ta'), // with a keyword letter
+      named('5.d', ''), // new/: no info at all
+      named('6.e', ':2,St'), // a keyword 't' is not \Deleted
+      named('7.f', ':1,T'), // an experimental info (":1,"): no flags
+    ],
+  });
+  assert.deepEqual(idx.rowsWithFlag('T').map((r) => r.base), ['2.a', '4.c']);
+  assert.deepEqual(idx.rowsWithFlag('S').map((r) => r.base), ['1.T', '2.a', '6.e']);
+  idx.close();
+});
