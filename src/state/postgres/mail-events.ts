@@ -39,11 +39,11 @@ const PEERS_MS = 2000;
 const REPLAY_MS = 3000;
 const REPLAY_MAX = 5000;
 /**
- * A NOTIFY statement starts at least this long after the one before it, and carries everything queued meanwhile.
- * Sent as soon as the last one was answered, deliveries 5 ms apart each made a statement of their own (0.81 per
- * message with two nodes: a round trip, a transaction and a wake-up of every listening backend each). 20 ms of the
- * 1 s the other nodes' sessions may take to see a change (issue 16) is what one statement per 4 messages costs at
- * 200 messages a second.
+ * A NOTIFY that carries only deliveries starts at least this long after the one before it, with every delivery
+ * queued meanwhile. Sent as soon as the last one was answered, deliveries 5 ms apart each made a statement of their
+ * own (0.81 per message with two nodes: a round trip, a transaction and a wake-up of every listening backend each).
+ * 20 ms of the 1 s the other nodes' sessions may take to see a delivery (issue 16) is what one statement per 4
+ * messages costs at 200 messages a second. Hub changes (flags, expunges, appends) do not wait (see schedule()).
  */
 const NOTIFY_GAP_MS = 20;
 
@@ -180,9 +180,9 @@ export class PgMailEvents {
    * Changes of one event-loop turn go out together (a STORE of 500 messages is a few NOTIFYs, not 500), and so do
    * those made while the previous NOTIFY is in flight: at most one statement is on its way, and what arrives
    * meanwhile waits for it and goes in the next one. Under load (a delivery every few milliseconds, each a NOTIFY
-   * of its own) that was one round trip and one commit per delivery; now it is one per round trip, and no sooner
-   * than NOTIFY_GAP_MS after the one before: a change waits at most that and one round trip longer, far inside the
-   * 1 s the other nodes must see it in.
+   * of its own) that was one round trip and one commit per delivery; now it is one per round trip, and for
+   * deliveries alone no sooner than NOTIFY_GAP_MS after the one before: a delivery waits at most that and one round
+   * trip longer, far inside the 1 s the other nodes must see it in.
    */
   private queue(p: { e?: Carried[]; d?: [MailboxOwner, string][] }): void {
     if (this.closed) return;
@@ -195,7 +195,9 @@ export class PgMailEvents {
     if (this.closed || this.flushing || this.inFlight) return;
     if (!this.outbox.e.length && !this.outbox.d.length) return;
     this.flushing = true;
-    const wait = this.lastSent + NOTIFY_GAP_MS - Date.now();
+    // Only deliveries wait for the gap: a flag change, an expunge or an APPEND goes at once, as another node that
+    // has not heard of it yet may find its file renamed or gone and record that as a change of its own.
+    const wait = this.outbox.e.length ? 0 : this.lastSent + NOTIFY_GAP_MS - Date.now();
     if (wait > 0) this.gapTimer = setTimeout(() => this.flush(), wait);
     else setImmediate(() => this.flush());
   }
