@@ -21,7 +21,7 @@ import { closeSync, constants, linkSync, renameSync } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { createFilePooled, openPooled, unlinkPooled, type PendingFile } from '../lib/durable-fs.js';
+import { createFilePooled, openPooled, unlinkPooled } from '../lib/durable-fs.js';
 import { silentLogger, type Logger } from '../lib/logger.js';
 import { errorCode, ensureMaildir, fsyncDirShared, fsyncFd, FILE_MODE, writeAllSync } from './fs-util.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -130,7 +130,6 @@ export class MaildirStore implements MailStore {
     // creating an inode waits for the journal while other fsyncs hold it. The link and the writes of a stream are
     // synchronous, the fsyncs on the pool (src/lib/durable-fs.ts says why).
     let fd: number | undefined;
-    let pending: PendingFile | undefined;
     let tmpExists = false;
     let reserved = 0;
     try {
@@ -141,20 +140,15 @@ export class MaildirStore implements MailStore {
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
         // One write, not two: the prefix (Return-Path, Delivered-To) is a few dozen bytes.
         const data = prefix.length ? Buffer.concat([prefix, message]) : message;
-        pending = await this.inTmp(maildir, dir, tmpPath, () => createFilePooled(tmpPath, data, FILE_MODE), () => (tmpExists = true));
+        const file = await this.inTmp(maildir, dir, tmpPath, () => createFilePooled(tmpPath, data, FILE_MODE), () => (tmpExists = true));
+        await file.syncAndClose();
       } else {
         fd = await this.inTmp(maildir, dir, tmpPath, () => openPooled(tmpPath, TMP_FLAGS, FILE_MODE), () => (tmpExists = true));
         size = await this.writeStream(fd, prefix, message, quotaBytes);
         if (size < 0) throw new QuotaExceeded(owner, await this.quotaUsage(owner), quotaBytes);
         if (quotaBytes > 0) reserved = await this.reserve(owner, maildir, size, quotaBytes);
-      }
-      if (pending) {
-        const p = pending;
-        pending = undefined;
-        await p.syncAndClose();
-      } else {
-        await fsyncFd(fd!);
-        closeSync(fd!);
+        await fsyncFd(fd);
+        closeSync(fd);
         fd = undefined;
       }
 
@@ -178,7 +172,6 @@ export class MaildirStore implements MailStore {
       return { path, size };
     } catch (err) {
       if (fd !== undefined) closeQuietly(fd);
-      await pending?.close();
       if (tmpExists) await unlink(tmpPath).catch(() => {});
       this.release(maildir, reserved);
       throw err;

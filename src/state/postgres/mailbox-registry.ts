@@ -219,10 +219,12 @@ export class PgMailboxRegistry implements SharedRegistry {
     // lost to the other node) is applied after the re-read that the other node's NOTIFY queued, and would bring the
     // old row back into the copy for good (the re-read's rev is past it, so no later re-read fetches the row again).
     // A re-read that covered a row's rev applied that version or a newer one.
-    await this.mutex.run(() => {
-      const newer = res.rows.filter((r) => Number(r.rev) > this.rev);
-      if (newer.length) this.apply(newer, false);
-    });
+    if (res.rows.length) {
+      await this.mutex.run(() => {
+        const newer = res.rows.filter((r) => Number(r.rev) > this.rev);
+        if (newer.length) this.apply(newer, false);
+      });
+    }
     return res.out;
   }
 

@@ -38,7 +38,6 @@
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PendingFile } from '../../lib/durable-fs.js';
 import {
   LAZY_SYNC_MS,
   checkEnvelope,
@@ -239,13 +238,13 @@ export class PgSpool extends Spool implements QueueClaims {
     const { id, envelope, file } = this.newEntry(message, input);
     const finalMessage = this.messagePath(id);
     let made = false;
-    let pending: PendingFile | undefined;
     try {
       // On the thread pool, as the default spool's commit (nothing here blocks the event loop: the synchronous open,
       // link and unlink of a tmp/ file were 24 % of the node's event loop under SMTP load). O_EXCL refuses a name
       // that exists, on NFSv3+ as locally, so no message is ever written over another's.
+      let created;
       try {
-        pending = await this.fs.create(finalMessage, file);
+        created = await this.fs.create(finalMessage, file);
         made = true;
       } catch (err) {
         // A create that failed after open(2) (ENOSPC in write) leaves its file; one that found the name taken made
@@ -253,11 +252,9 @@ export class PgSpool extends Spool implements QueueClaims {
         made = errno(err) !== 'EEXIST';
         throw err;
       }
-      const syncing = [pending.syncAndClose(), this.dirSync.sync()];
-      pending = undefined;
-      for (const w of await Promise.allSettled(syncing)) if (w.status === 'rejected') throw w.reason;
+      // syncAndClose closes the file whatever the fsync says.
+      for (const w of await Promise.allSettled([created.syncAndClose(), this.dirSync.sync()])) if (w.status === 'rejected') throw w.reason;
     } catch (err) {
-      await pending?.close();
       if (made) await this.fs.unlink(finalMessage).catch(() => undefined);
       const failure = diskFailure('cannot queue the message', err);
       this.log.error({ queueId: id, err }, failure.message);
